@@ -1,0 +1,60 @@
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The C add-on's surface (native/llmbox_native.c). Offsets are float32 element indices into `heap`. */
+export interface NativeAddon {
+  batchMatMul(
+    heap: Float32Array,
+    aOffsets: Int32Array,
+    bOffsets: Int32Array,
+    cOffset: number,
+    m: number,
+    n: number,
+    k: number,
+    transposeA: boolean,
+    transposeB: boolean,
+  ): void;
+  rmsNorm(heap: Float32Array, x: number, w: number, out: number, rows: number, cols: number, eps: number): void;
+  setThreads(n: number): void;
+  getThreads(): number;
+  blasInfo(): string;
+}
+
+export interface NativeStatus {
+  addon: NativeAddon | null;
+  path: string;
+  reason?: string;
+}
+
+function projectRoot(): string {
+  // Works from lib/engine (sources under vitest/tsx) and dist/lib/engine (compiled).
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    dir = resolve(dir, '..');
+  }
+  return process.cwd();
+}
+
+let cached: NativeStatus | undefined;
+
+/** Loads build/llmbox_native.node once. LLMBOX_NATIVE=0 disables it (for comparisons). */
+export function loadNative(): NativeStatus {
+  if (cached) return cached;
+  const path = process.env.LLMBOX_NATIVE_PATH ?? join(projectRoot(), 'build', 'llmbox_native.node');
+  if (process.env.LLMBOX_NATIVE === '0') {
+    cached = { addon: null, path, reason: 'disabled by LLMBOX_NATIVE=0' };
+  } else if (!existsSync(path)) {
+    cached = { addon: null, path, reason: `not built (${path} missing; run \`npm run build:native\`)` };
+  } else {
+    try {
+      const require = createRequire(import.meta.url);
+      cached = { addon: require(path) as NativeAddon, path };
+    } catch (e) {
+      cached = { addon: null, path, reason: `failed to load: ${(e as Error).message}` };
+    }
+  }
+  return cached;
+}

@@ -1,0 +1,188 @@
+import { readFileSync } from 'node:fs';
+import { LlmboxError } from '../errors.js';
+
+export type Architecture = 'llama' | 'mistral' | 'qwen2';
+
+export type RopeScaling =
+  | { type: 'linear'; factor: number }
+  | {
+      type: 'llama3';
+      factor: number;
+      lowFreqFactor: number;
+      highFreqFactor: number;
+      originalMaxPositionEmbeddings: number;
+    };
+
+/** The LLaMA-family hyper-parameters llmbox needs, normalised from a Hugging Face config.json. */
+export interface ModelConfig {
+  architecture: Architecture;
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  maxPositionEmbeddings: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling | null;
+  tieWordEmbeddings: boolean;
+  /** Bias on q, k and v projections (Qwen2 always, LLaMA when attention_bias is set). */
+  attentionBias: boolean;
+  /** Mistral's sliding-window attention span, null for full attention. */
+  slidingWindow: number | null;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+}
+
+const MODEL_TYPES: Record<string, Architecture> = { llama: 'llama', mistral: 'mistral', qwen2: 'qwen2' };
+
+type Json = Record<string, unknown>;
+
+function num(cfg: Json, key: string, file: string, fallback?: number): number {
+  const v = cfg[key];
+  if (v === undefined || v === null) {
+    if (fallback !== undefined) return fallback;
+    throw new LlmboxError(`missing required field ${key}`, { file, field: key, fix: `add "${key}" (a number) to config.json` });
+  }
+  if (typeof v !== 'number' || !Number.isFinite(v)) {
+    throw new LlmboxError(`field ${key} must be a number, got ${JSON.stringify(v)}`, { file, field: key });
+  }
+  return v;
+}
+
+function positiveInt(cfg: Json, key: string, file: string, fallback?: number): number {
+  const v = num(cfg, key, file, fallback);
+  if (!Number.isInteger(v) || v <= 0) {
+    throw new LlmboxError(`field ${key} must be a positive integer, got ${v}`, { file, field: key });
+  }
+  return v;
+}
+
+function ids(v: unknown): number[] {
+  if (typeof v === 'number') return [v];
+  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === 'number');
+  return [];
+}
+
+function parseRopeScaling(v: unknown, file: string): RopeScaling | null {
+  if (v === undefined || v === null) return null;
+  const r = v as Json;
+  const type = (r.rope_type ?? r.type) as string | undefined;
+  const field = 'rope_scaling';
+  if (type === 'default') return null;
+  if (type === 'linear') return { type: 'linear', factor: num(r, 'factor', file) };
+  if (type === 'llama3') {
+    return {
+      type: 'llama3',
+      factor: num(r, 'factor', file),
+      lowFreqFactor: num(r, 'low_freq_factor', file),
+      highFreqFactor: num(r, 'high_freq_factor', file),
+      originalMaxPositionEmbeddings: num(r, 'original_max_position_embeddings', file),
+    };
+  }
+  throw new LlmboxError(`unsupported rope_scaling type ${JSON.stringify(type)}`, {
+    file,
+    field,
+    fix: 'llmbox supports rope_scaling types "linear" and "llama3"',
+  });
+}
+
+export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
+  const modelType = raw.model_type;
+  const architecture = typeof modelType === 'string' ? MODEL_TYPES[modelType] : undefined;
+  if (!architecture) {
+    throw new LlmboxError(`unknown architecture model_type=${JSON.stringify(modelType)}`, {
+      file,
+      field: 'model_type',
+      fix: `llmbox supports ${Object.keys(MODEL_TYPES).join(', ')}`,
+    });
+  }
+  const hiddenSize = positiveInt(raw, 'hidden_size', file);
+  const numHeads = positiveInt(raw, 'num_attention_heads', file);
+  const numKvHeads = positiveInt(raw, 'num_key_value_heads', file, numHeads);
+  if (numHeads % numKvHeads !== 0) {
+    throw new LlmboxError(`num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`, {
+      file,
+      field: 'num_key_value_heads',
+    });
+  }
+  const headDim = positiveInt(raw, 'head_dim', file, hiddenSize / numHeads);
+  if (headDim % 2 !== 0) throw new LlmboxError(`head_dim ${headDim} must be even for RoPE`, { file, field: 'head_dim' });
+  const useSliding = architecture === 'mistral' || (architecture === 'qwen2' && raw.use_sliding_window === true);
+  const sw = raw.sliding_window;
+  return {
+    architecture,
+    vocabSize: positiveInt(raw, 'vocab_size', file),
+    hiddenSize,
+    intermediateSize: positiveInt(raw, 'intermediate_size', file),
+    numLayers: positiveInt(raw, 'num_hidden_layers', file),
+    numHeads,
+    numKvHeads,
+    headDim,
+    maxPositionEmbeddings: positiveInt(raw, 'max_position_embeddings', file, 2048),
+    rmsNormEps: num(raw, 'rms_norm_eps', file, 1e-6),
+    ropeTheta: num(raw, 'rope_theta', file, 10000),
+    ropeScaling: parseRopeScaling(raw.rope_scaling, file),
+    tieWordEmbeddings: raw.tie_word_embeddings === true,
+    attentionBias: architecture === 'qwen2' ? true : raw.attention_bias === true,
+    slidingWindow: useSliding && typeof sw === 'number' ? sw : null,
+    bosTokenId: typeof raw.bos_token_id === 'number' ? raw.bos_token_id : null,
+    eosTokenIds: ids(raw.eos_token_id),
+  };
+}
+
+export function readConfig(dir: string): ModelConfig {
+  const file = `${dir}/config.json`;
+  let raw: Json;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new LlmboxError(missing ? 'model config not found' : `config.json is not valid JSON: ${(e as Error).message}`, {
+      file,
+      fix: missing ? 'point -m at a folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json)' : undefined,
+    });
+  }
+  return parseConfig(raw, file);
+}
+
+/** The config.json that describes `cfg`, in Hugging Face's field names. */
+export function toHfConfig(cfg: ModelConfig): Json {
+  const archName = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' }[cfg.architecture];
+  const rs = cfg.ropeScaling;
+  return {
+    architectures: [archName],
+    model_type: cfg.architecture,
+    vocab_size: cfg.vocabSize,
+    hidden_size: cfg.hiddenSize,
+    intermediate_size: cfg.intermediateSize,
+    num_hidden_layers: cfg.numLayers,
+    num_attention_heads: cfg.numHeads,
+    num_key_value_heads: cfg.numKvHeads,
+    head_dim: cfg.headDim,
+    hidden_act: 'silu',
+    max_position_embeddings: cfg.maxPositionEmbeddings,
+    rms_norm_eps: cfg.rmsNormEps,
+    rope_theta: cfg.ropeTheta,
+    rope_scaling: !rs
+      ? null
+      : rs.type === 'linear'
+        ? { rope_type: 'linear', factor: rs.factor }
+        : {
+            rope_type: 'llama3',
+            factor: rs.factor,
+            low_freq_factor: rs.lowFreqFactor,
+            high_freq_factor: rs.highFreqFactor,
+            original_max_position_embeddings: rs.originalMaxPositionEmbeddings,
+          },
+    tie_word_embeddings: cfg.tieWordEmbeddings,
+    attention_bias: cfg.attentionBias,
+    sliding_window: cfg.slidingWindow,
+    use_sliding_window: cfg.slidingWindow !== null,
+    bos_token_id: cfg.bosTokenId,
+    eos_token_id: cfg.eosTokenIds.length === 1 ? cfg.eosTokenIds[0] : cfg.eosTokenIds,
+    torch_dtype: 'float32',
+  };
+}

@@ -1,0 +1,43 @@
+import * as tf from '@tensorflow/tfjs';
+import { writeAxis2 } from '../engine/inplace.js';
+import type { ModelConfig } from './config.js';
+
+/**
+ * Pre-allocated key/value cache, [batch, kvHeads, capacity, headDim] per layer. New keys are written
+ * in place at the next free slots; attention reads the whole buffer under a mask, so decoding never
+ * reallocates or concatenates.
+ */
+export class KVCache {
+  readonly batch: number;
+  readonly capacity: number;
+  /** Slots filled so far (the same for every row; padding is masked, not skipped). */
+  length = 0;
+  /** 1 where a slot holds a real token, per row: [batch * capacity]. */
+  readonly valid: Uint8Array;
+  /** Position id of the next token, per row. */
+  readonly nextPosition: Int32Array;
+  readonly keys: tf.Tensor4D[] = [];
+  readonly values: tf.Tensor4D[] = [];
+
+  constructor(cfg: ModelConfig, batch: number, capacity: number) {
+    this.batch = batch;
+    this.capacity = capacity;
+    this.valid = new Uint8Array(batch * capacity);
+    this.nextPosition = new Int32Array(batch);
+    for (let l = 0; l < cfg.numLayers; l++) {
+      this.keys.push(tf.keep(tf.zeros([batch, cfg.numKvHeads, capacity, cfg.headDim])));
+      this.values.push(tf.keep(tf.zeros([batch, cfg.numKvHeads, capacity, cfg.headDim])));
+    }
+  }
+
+  write(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): void {
+    this.keys[layer] = tf.keep(writeAxis2(this.keys[layer], k, this.length));
+    this.values[layer] = tf.keep(writeAxis2(this.values[layer], v, this.length));
+  }
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values]) t.dispose();
+    this.keys.length = 0;
+    this.values.length = 0;
+  }
+}

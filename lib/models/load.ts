@@ -1,0 +1,100 @@
+import * as tf from '@tensorflow/tfjs';
+import { copyFileSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { LlmboxError } from '../errors.js';
+import { initEngine, type EngineOptions } from '../engine/index.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { parseConfig, readConfig, toHfConfig, type ModelConfig } from './config.js';
+import { LlamaModel, parameterShapes } from './llama.js';
+import { readModelWeights, writeSafetensors } from './safetensors.js';
+import { TextTokenizer } from './tokenizer.js';
+
+export interface GenerationConfig {
+  bosTokenId?: number;
+  eosTokenIds: number[];
+  padTokenId?: number;
+}
+
+export interface LoadedModel {
+  dir: string;
+  model: LlamaModel;
+  tokenizer: TextTokenizer | null;
+  generation: GenerationConfig;
+}
+
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+
+function readGenerationConfig(dir: string, cfg: ModelConfig): GenerationConfig {
+  const file = `${dir}/generation_config.json`;
+  let raw: Record<string, unknown> = {};
+  if (existsSync(file)) {
+    try {
+      raw = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new LlmboxError(`not valid JSON: ${(e as Error).message}`, { file });
+    }
+  }
+  const eos = raw.eos_token_id;
+  return {
+    bosTokenId: typeof raw.bos_token_id === 'number' ? raw.bos_token_id : (cfg.bosTokenId ?? undefined),
+    eosTokenIds: typeof eos === 'number' ? [eos] : Array.isArray(eos) ? eos.filter((x) => typeof x === 'number') : cfg.eosTokenIds,
+    padTokenId: typeof raw.pad_token_id === 'number' ? raw.pad_token_id : undefined,
+  };
+}
+
+/** Loads a model folder in Hugging Face layout. Hub ids are not fetched: pass a local folder. */
+export async function loadModel(dir: string, engine: EngineOptions = {}): Promise<LoadedModel> {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new LlmboxError('model folder not found', {
+      file: dir,
+      fix: 'pass a local folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json)',
+    });
+  }
+  await initEngine(engine);
+  const config = readConfig(dir);
+  const raw = readModelWeights(dir);
+  const weightsFile = existsSync(`${dir}/model.safetensors`) ? `${dir}/model.safetensors` : `${dir}/model.safetensors.index.json`;
+  const model = LlamaModel.fromRaw(config, raw, weightsFile);
+  const tokenizer = existsSync(`${dir}/tokenizer.json`) ? TextTokenizer.fromDir(dir) : null;
+  if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
+    model.dispose();
+    throw new LlmboxError(`tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${config.vocabSize}`, {
+      file: `${dir}/tokenizer.json`,
+      fix: 'use the tokenizer that belongs to these weights',
+    });
+  }
+  return { dir, model, tokenizer, generation: readGenerationConfig(dir, config) };
+}
+
+/** Writes config.json, generation_config.json and model.safetensors (each atomically), and tokenizer files. */
+export function saveModel(dir: string, model: LlamaModel, opts: { tokenizerFrom?: string; generation?: GenerationConfig } = {}): void {
+  writeSafetensors(`${dir}/model.safetensors`, model.toRaw());
+  writeFileAtomic(`${dir}/config.json`, JSON.stringify(toHfConfig(model.config), null, 2) + '\n');
+  const gen = opts.generation;
+  const genJson: Record<string, unknown> = {
+    bos_token_id: gen?.bosTokenId ?? model.config.bosTokenId,
+    eos_token_id: gen ? (gen.eosTokenIds.length === 1 ? gen.eosTokenIds[0] : gen.eosTokenIds) : model.config.eosTokenIds[0],
+  };
+  if (gen?.padTokenId !== undefined) genJson.pad_token_id = gen.padTokenId;
+  writeFileAtomic(`${dir}/generation_config.json`, JSON.stringify(genJson, null, 2) + '\n');
+  if (opts.tokenizerFrom) {
+    for (const f of TOKENIZER_FILES) {
+      if (existsSync(`${opts.tokenizerFrom}/${f}`)) copyFileSync(`${opts.tokenizerFrom}/${f}`, `${dir}/${f}`);
+    }
+  }
+}
+
+/** A randomly initialised model, seeded: normal(0, std) matrices and biases (non-zero, so tests exercise them), unit norms. */
+export function randomModel(configJson: Record<string, unknown>, opts: { seed?: number; std?: number } = {}): LlamaModel {
+  const config = parseConfig(configJson, '<random config>');
+  const std = opts.std ?? 0.02;
+  let seed = opts.seed ?? 0;
+  const raw = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, shape] of parameterShapes(config)) {
+    const size = shape.reduce((a, b) => a * b, 1);
+    let data: Float32Array;
+    if (name.endsWith('norm.weight')) data = new Float32Array(size).fill(1);
+    else data = tf.tidy(() => tf.randomNormal([size], 0, std, 'float32', seed++).dataSync() as Float32Array);
+    raw.set(name, { shape, data });
+  }
+  return LlamaModel.fromRaw(config, raw, '<random init>');
+}

@@ -1,0 +1,187 @@
+import { closeSync, openSync, readSync, readFileSync, fstatSync } from 'node:fs';
+import { LlmboxError } from '../errors.js';
+import { writeFileAtomic } from '../util/fs.js';
+
+export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64';
+
+export interface RawTensor {
+  shape: number[];
+  /** Values converted to float32 (floats) or int32 (integers). */
+  data: Float32Array | Int32Array;
+}
+
+const BYTES: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, I64: 8 };
+const MAX_HEADER = 100 * 1024 * 1024;
+
+interface HeaderEntry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
+
+function f16ToF32(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * (1 + f / 1024) * 2 ** (e - 15);
+}
+
+function decode(dtype: SafetensorsDtype, bytes: Uint8Array): Float32Array | Int32Array {
+  const copy = new Uint8Array(bytes); // an aligned copy: Buffer.slice would return a view into a pooled buffer
+  switch (dtype) {
+    case 'F32':
+      return new Float32Array(copy.buffer, 0, copy.byteLength / 4);
+    case 'I32':
+      return new Int32Array(copy.buffer, 0, copy.byteLength / 4);
+    case 'I64': {
+      const src = new BigInt64Array(copy.buffer, 0, copy.byteLength / 8);
+      return Int32Array.from(src, (v) => Number(v));
+    }
+    case 'BF16': {
+      const src = new Uint16Array(copy.buffer, 0, copy.byteLength / 2);
+      const out = new Uint32Array(src.length);
+      for (let i = 0; i < src.length; i++) out[i] = src[i] << 16;
+      return new Float32Array(out.buffer);
+    }
+    case 'F16': {
+      const src = new Uint16Array(copy.buffer, 0, copy.byteLength / 2);
+      const out = new Float32Array(src.length);
+      for (let i = 0; i < src.length; i++) out[i] = f16ToF32(src[i]);
+      return out;
+    }
+  }
+}
+
+/** Reads every tensor of a .safetensors file, validating the header against the file. */
+export function readSafetensors(file: string): Map<string, RawTensor> {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    throw new LlmboxError(`cannot open weights: ${(e as Error).message}`, { file, fix: 'check the model folder path' });
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const lenBuf = Buffer.alloc(8);
+    if (size < 8 || readSync(fd, lenBuf, 0, 8, 0) !== 8) {
+      throw new LlmboxError('corrupt safetensors: file shorter than its 8-byte header length', { file });
+    }
+    const headerLen = Number(lenBuf.readBigUInt64LE(0));
+    if (headerLen <= 0 || headerLen > MAX_HEADER || 8 + headerLen > size) {
+      throw new LlmboxError(`corrupt safetensors: header length ${headerLen} does not fit a ${size}-byte file`, {
+        file,
+        fix: 're-download or re-export the weights',
+      });
+    }
+    const headerBuf = Buffer.alloc(headerLen);
+    readSync(fd, headerBuf, 0, headerLen, 8);
+    let header: Record<string, HeaderEntry | Record<string, string>>;
+    try {
+      header = JSON.parse(headerBuf.toString('utf8'));
+    } catch (e) {
+      throw new LlmboxError(`corrupt safetensors: header is not JSON (${(e as Error).message})`, { file });
+    }
+    const dataStart = 8 + headerLen;
+    const dataLen = size - dataStart;
+    const body = Buffer.alloc(dataLen);
+    readSync(fd, body, 0, dataLen, dataStart);
+    const out = new Map<string, RawTensor>();
+    for (const [name, entry] of Object.entries(header)) {
+      if (name === '__metadata__') continue;
+      const e = entry as HeaderEntry;
+      if (!(e.dtype in BYTES)) {
+        throw new LlmboxError(`unsupported dtype ${e.dtype}`, {
+          file,
+          field: `${name}.dtype`,
+          fix: 'llmbox reads F32, F16, BF16 (converted to float32), I32 and I64; convert the weights first',
+        });
+      }
+      const dtype = e.dtype as SafetensorsDtype;
+      const [begin, end] = e.data_offsets ?? [];
+      const numel = (e.shape ?? []).reduce((a, b) => a * b, 1);
+      if (!Array.isArray(e.shape) || !(begin >= 0) || !(end <= dataLen) || end - begin !== numel * BYTES[dtype]) {
+        throw new LlmboxError(
+          `corrupt safetensors: tensor ${name} has shape [${e.shape}] (${numel * BYTES[dtype]} bytes of ${dtype}) ` +
+            `but data_offsets [${begin}, ${end}] in a ${dataLen}-byte body`,
+          { file, field: `${name}.data_offsets` },
+        );
+      }
+      out.set(name, { shape: e.shape, data: decode(dtype, body.subarray(begin, end)) });
+    }
+    return out;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Writes float32/int32 tensors as a .safetensors file (atomically), in sorted name order. */
+export function writeSafetensors(file: string, tensors: Map<string, RawTensor>, metadata: Record<string, string> = {}) {
+  const names = [...tensors.keys()].sort();
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt', ...metadata } };
+  let offset = 0;
+  for (const name of names) {
+    const t = tensors.get(name)!;
+    const bytes = t.data.byteLength;
+    header[name] = { dtype: t.data instanceof Int32Array ? 'I32' : 'F32', shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = JSON.stringify(header);
+  // Pad so tensor data starts 8-byte aligned, as the reference implementation does.
+  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+  const headerBytes = Buffer.from(json, 'utf8');
+  const buf = Buffer.alloc(8 + headerBytes.length + offset);
+  buf.writeBigUInt64LE(BigInt(headerBytes.length), 0);
+  headerBytes.copy(buf, 8);
+  let pos = 8 + headerBytes.length;
+  for (const name of names) {
+    const d = tensors.get(name)!.data;
+    Buffer.from(d.buffer, d.byteOffset, d.byteLength).copy(buf, pos);
+    pos += d.byteLength;
+  }
+  writeFileAtomic(file, buf);
+}
+
+/** Reads a model's weights: model.safetensors, or the shards listed by model.safetensors.index.json. */
+export function readModelWeights(dir: string): Map<string, RawTensor> {
+  const single = `${dir}/model.safetensors`;
+  const index = `${dir}/model.safetensors.index.json`;
+  let indexJson: { weight_map?: Record<string, string> } | undefined;
+  try {
+    indexJson = JSON.parse(readFileSync(index, 'utf8'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new LlmboxError(`cannot parse shard index: ${(e as Error).message}`, { file: index });
+    }
+  }
+  if (!indexJson) {
+    try {
+      return readSafetensors(single);
+    } catch (e) {
+      if (e instanceof LlmboxError && /cannot open/.test(e.message)) {
+        throw new LlmboxError('no weights found', {
+          file: single,
+          fix: 'the model folder needs model.safetensors or model.safetensors.index.json (Hugging Face layout)',
+        });
+      }
+      throw e;
+    }
+  }
+  if (!indexJson.weight_map || typeof indexJson.weight_map !== 'object') {
+    throw new LlmboxError('shard index has no weight_map', { file: index, field: 'weight_map' });
+  }
+  const out = new Map<string, RawTensor>();
+  for (const shard of new Set(Object.values(indexJson.weight_map))) {
+    for (const [k, v] of readSafetensors(`${dir}/${shard}`)) out.set(k, v);
+  }
+  for (const name of Object.keys(indexJson.weight_map)) {
+    if (!out.has(name)) {
+      throw new LlmboxError(`tensor ${name} is listed in the index but missing from its shard`, {
+        file: `${dir}/${indexJson.weight_map[name]}`,
+        field: name,
+      });
+    }
+  }
+  return out;
+}

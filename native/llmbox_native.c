@@ -1,0 +1,164 @@
+// llmbox native kernels: BLAS-backed matrix products that run directly on the tfjs-wasm heap.
+//
+// tfjs-wasm keeps every tensor in one WebAssembly.Memory. Its Float32Array view (HEAPF32) is passed
+// in on each call and tensors are addressed by element offsets into it, so no data is copied between
+// JavaScript, wasm and BLAS. The view must be re-read on every call: the heap is replaced when wasm
+// memory grows.
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <cblas.h>
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <math.h>
+
+#define CHECK(call)                                                           \
+  do {                                                                        \
+    if ((call) != napi_ok) {                                                  \
+      napi_throw_error(env, NULL, "llmbox_native: N-API call failed: " #call); \
+      return NULL;                                                            \
+    }                                                                         \
+  } while (0)
+
+static int get_f32_view(napi_env env, napi_value v, float **data, size_t *len) {
+  napi_typedarray_type type;
+  void *ptr;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &type, len, &ptr, &ab, &off) != napi_ok || type != napi_float32_array) {
+    napi_throw_type_error(env, NULL, "llmbox_native: expected a Float32Array heap view");
+    return 0;
+  }
+  *data = (float *)ptr;
+  return 1;
+}
+
+static int get_i32_view(napi_env env, napi_value v, int32_t **data, size_t *len) {
+  napi_typedarray_type type;
+  void *ptr;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &type, len, &ptr, &ab, &off) != napi_ok || type != napi_int32_array) {
+    napi_throw_type_error(env, NULL, "llmbox_native: expected an Int32Array of offsets");
+    return 0;
+  }
+  *data = (int32_t *)ptr;
+  return 1;
+}
+
+static int64_t get_i64(napi_env env, napi_value v) {
+  int64_t x = 0;
+  napi_get_value_int64(env, v, &x);
+  return x;
+}
+
+static float get_f32(napi_env env, napi_value v) {
+  double x = 0;
+  napi_get_value_double(env, v, &x);
+  return (float)x;
+}
+
+// batchMatMul(heap, aOffsets, bOffsets, cOffset, m, n, k, transA, transB)
+// For each batch i: C[i] (m x n, row-major, contiguous from cOffset) = op(A[i]) * op(B[i]).
+// Offsets are per batch so that any broadcasting of batch dimensions is resolved by the caller.
+static napi_value BatchMatMul(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 9) {
+    napi_throw_type_error(env, NULL, "llmbox_native.batchMatMul: expected 9 arguments");
+    return NULL;
+  }
+  float *heap;
+  size_t heapLen, nbA, nbB;
+  int32_t *offA, *offB;
+  if (!get_f32_view(env, argv[0], &heap, &heapLen)) return NULL;
+  if (!get_i32_view(env, argv[1], &offA, &nbA)) return NULL;
+  if (!get_i32_view(env, argv[2], &offB, &nbB)) return NULL;
+  int64_t offC = get_i64(env, argv[3]);
+  int m = (int)get_i64(env, argv[4]), n = (int)get_i64(env, argv[5]), k = (int)get_i64(env, argv[6]);
+  bool ta = false, tb = false;
+  napi_get_value_bool(env, argv[7], &ta);
+  napi_get_value_bool(env, argv[8], &tb);
+  if (nbA != nbB || offC < 0 || (size_t)offC + nbA * (size_t)m * n > heapLen) {
+    napi_throw_range_error(env, NULL, "llmbox_native.batchMatMul: offsets out of range");
+    return NULL;
+  }
+  int lda = ta ? m : k, ldb = tb ? k : n;
+  for (size_t i = 0; i < nbA; i++) {
+    float *c = heap + offC + i * (size_t)m * n;
+    if (k == 0) {
+      memset(c, 0, sizeof(float) * (size_t)m * n);
+      continue;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f,
+                heap + offA[i], lda, heap + offB[i], ldb, 0.0f, c, n);
+  }
+  return NULL;
+}
+
+// rmsNorm(heap, xOffset, wOffset, outOffset, rows, cols, eps): out = x / sqrt(mean(x^2) + eps) * w
+static napi_value RmsNorm(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *heap;
+  size_t heapLen;
+  if (argc < 7 || !get_f32_view(env, argv[0], &heap, &heapLen)) return NULL;
+  int64_t xo = get_i64(env, argv[1]), wo = get_i64(env, argv[2]), oo = get_i64(env, argv[3]);
+  int64_t rows = get_i64(env, argv[4]), cols = get_i64(env, argv[5]);
+  float eps = get_f32(env, argv[6]);
+  for (int64_t r = 0; r < rows; r++) {
+    const float *x = heap + xo + r * cols;
+    float *o = heap + oo + r * cols;
+    float ss = 0.f;
+    for (int64_t j = 0; j < cols; j++) ss += x[j] * x[j];
+    float inv = 1.0f / sqrtf(ss / (float)cols + eps);
+    for (int64_t j = 0; j < cols; j++) o[j] = x[j] * inv * heap[wo + j];
+  }
+  return NULL;
+}
+
+typedef void (*set_threads_fn)(int);
+typedef int (*get_threads_fn)(void);
+typedef char *(*get_config_fn)(void);
+
+static napi_value SetThreads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int n = argc > 0 ? (int)get_i64(env, argv[0]) : 1;
+  // OpenBLAS and BLIS name this differently; whichever BLAS was linked answers.
+  set_threads_fn f = (set_threads_fn)dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+  if (!f) f = (set_threads_fn)dlsym(RTLD_DEFAULT, "bli_thread_set_num_threads");
+  if (f) f(n);
+  return NULL;
+}
+
+static napi_value GetThreads(napi_env env, napi_callback_info info) {
+  get_threads_fn f = (get_threads_fn)dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
+  napi_value out;
+  CHECK(napi_create_int32(env, f ? f() : 1, &out));
+  return out;
+}
+
+static napi_value BlasInfo(napi_env env, napi_callback_info info) {
+  get_config_fn f = (get_config_fn)dlsym(RTLD_DEFAULT, "openblas_get_config");
+  const char *s = f ? f() : "cblas";
+  napi_value out;
+  CHECK(napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor props[] = {
+      {"batchMatMul", NULL, BatchMatMul, NULL, NULL, NULL, napi_default, NULL},
+      {"rmsNorm", NULL, RmsNorm, NULL, NULL, NULL, napi_default, NULL},
+      {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
+      {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_default, NULL},
+      {"blasInfo", NULL, BlasInfo, NULL, NULL, NULL, napi_default, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
+  return exports;
+}
