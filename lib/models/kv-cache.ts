@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { nativeAddon } from '../engine/index.js';
 import { writeAxis2 } from '../engine/inplace.js';
 import type { ModelConfig } from './config.js';
 
@@ -33,6 +34,17 @@ export class KVCache {
   write(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): void {
     this.keys[layer] = tf.keep(writeAxis2(this.keys[layer], k, this.length));
     this.values[layer] = tf.keep(writeAxis2(this.values[layer], v, this.length));
+  }
+
+  /**
+   * Keys and values to attend over. tfjs-wasm's own matmul caches packed operands per tensor id
+   * (XNNPACK), so without the native kernels a buffer written in place must be read through a
+   * fresh copy; the native kernels and the cpu backend read memory directly.
+   */
+  read(layer: number): [tf.Tensor4D, tf.Tensor4D] {
+    const k = this.keys[layer], v = this.values[layer];
+    if (tf.getBackend() !== 'wasm' || nativeAddon()) return [k, v];
+    return [tf.add(k, 0), tf.add(v, 0)];
   }
 
   dispose(): void {

@@ -196,8 +196,7 @@ export class LlamaModel {
         let v = linear(x, `${pre}self_attn.v_proj`).reshape([B, T, kvH, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
         if (cache) {
           cache.write(l, k, v);
-          k = cache.keys[l];
-          v = cache.values[l];
+          [k, v] = cache.read(l);
         }
         // [B, kvH, group*T, D]: each kv head serves `group` query heads without repeating K and V.
         const qg = q.reshape([B, T, kvH, group, D]).transpose([0, 2, 3, 1, 4]).reshape([B, kvH, group * T, D]);

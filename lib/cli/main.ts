@@ -1,0 +1,145 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { LlmboxError } from '../errors.js';
+import { initEngine, type BackendName, type EngineOptions } from '../engine/index.js';
+import { generate } from '../models/generate.js';
+import { loadModel } from '../models/load.js';
+import { nextTokenLogprobs } from '../models/score.js';
+
+function int(name: string, min = 0) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+function float(name: string, min: number, max = Infinity) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}]`);
+    return n;
+  };
+}
+
+function idList(v: string): number[] {
+  const ids = v.split(',').map((s) => Number(s.trim()));
+  if (ids.length === 0 || ids.some((x) => !Number.isInteger(x) || x < 0)) {
+    throw new InvalidArgumentError('--ids must be comma-separated non-negative integers, e.g. 1,403,407');
+  }
+  return ids;
+}
+
+interface GlobalOpts {
+  backend?: BackendName;
+  threads?: number;
+}
+
+function engineOpts(cmd: Command): EngineOptions {
+  const g = cmd.optsWithGlobals<GlobalOpts>();
+  return { backend: g.backend, threads: g.threads };
+}
+
+function print(json: boolean, obj: unknown, text: string) {
+  process.stdout.write(json ? JSON.stringify(obj) + '\n' : text + '\n');
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export function buildCli(): Command {
+  const program = new Command('llmbox')
+    .description('Train, use and evaluate large language models')
+    .version(packageVersion())
+    .addOption(new Option('--backend <name>', 'tfjs backend').choices(['tensorflow', 'wasm', 'cpu']))
+    .addOption(new Option('--threads <n>', 'compute threads (BLAS)').argParser(int('--threads', 1)));
+
+  program
+    .command('env')
+    .description('backend, threads, native add-on and versions')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { json?: boolean }, cmd: Command) => {
+      const info = await initEngine(engineOpts(cmd));
+      const out = { llmbox: packageVersion(), ...info };
+      const native = info.native.enabled ? `on (${info.native.blas})` : `off (${info.native.reason ?? 'not available on this backend'})`;
+      print(!!o.json, out, [
+        `llmbox   ${out.llmbox}`,
+        `backend  ${info.backend}`,
+        `threads  ${info.threads}`,
+        `native   ${native}`,
+        `tfjs     ${info.versions.tfjs}`,
+        `node     ${info.versions.node}`,
+      ].join('\n'));
+    });
+
+  program
+    .command('generate')
+    .description('continue a prompt')
+    .requiredOption('-m, --model <dir>', 'model folder (Hugging Face layout)')
+    .requiredOption('-p, --prompt <text>', 'prompt text')
+    .option('--max-new-tokens <n>', 'tokens to generate', int('--max-new-tokens'), 64)
+    .option('--temperature <t>', '0 = greedy', float('--temperature', 0), 0)
+    .option('--top-p <p>', 'nucleus sampling mass', float('--top-p', 0, 1))
+    .option('--top-k <k>', 'sample among the k most likely', int('--top-k', 1))
+    .option('--repetition-penalty <r>', 'penalise repeated tokens (> 1)', float('--repetition-penalty', 0))
+    .option('--seed <s>', 'sampling seed', int('--seed'))
+    .option('--stop <text...>', 'stop strings')
+    .option('--json', 'print {"prompt_ids", "ids", "text"}')
+    .action(async (o, cmd: Command) => {
+      const lm = await loadModel(o.model, engineOpts(cmd));
+      const [r] = generate(lm, [o.prompt], {
+        maxNewTokens: o.maxNewTokens,
+        temperature: o.temperature,
+        topP: o.topP,
+        topK: o.topK,
+        repetitionPenalty: o.repetitionPenalty,
+        seed: o.seed,
+        stop: o.stop,
+      });
+      print(!!o.json, { prompt_ids: r.promptIds, ids: r.ids, text: r.text, finish_reason: r.finishReason, seed: r.seed }, o.prompt + r.text);
+    });
+
+  program
+    .command('logprobs')
+    .description('log-probability of every next token under teacher forcing')
+    .requiredOption('-m, --model <dir>', 'model folder (Hugging Face layout)')
+    .option('--text <text>', 'text to score (tokenized with BOS)')
+    .option('--ids <ids>', 'comma-separated token ids', idList)
+    .option('--json', 'print {"ids", "logprobs"}')
+    .action(async (o: { model: string; text?: string; ids?: number[]; json?: boolean }, cmd: Command) => {
+      if ((o.text === undefined) === (o.ids === undefined)) {
+        throw new LlmboxError('give exactly one of --text and --ids', { field: '--text/--ids' });
+      }
+      const lm = await loadModel(o.model, engineOpts(cmd));
+      let ids = o.ids;
+      if (!ids) {
+        if (!lm.tokenizer) throw new LlmboxError('--text needs a tokenizer', { file: `${o.model}/tokenizer.json`, fix: 'use --ids' });
+        ids = lm.tokenizer.encode(o.text!);
+      }
+      const lp = nextTokenLogprobs(lm.model, ids);
+      const lines = lp.map((x, i) => {
+        const tok = lm.tokenizer?.idToToken(ids![i + 1]) ?? '';
+        return `${String(ids![i + 1]).padStart(7)}  ${x.toFixed(6).padStart(11)}  ${JSON.stringify(tok)}`;
+      });
+      const total = lp.reduce((a, b) => a + b, 0);
+      print(!!o.json, { ids, logprobs: lp }, ['     id      logprob  token', ...lines, `sum ${total.toFixed(6)}`].join('\n'));
+    });
+
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  try {
+    await buildCli().parseAsync(argv);
+  } catch (e) {
+    if (e instanceof LlmboxError) {
+      process.stderr.write(`llmbox: ${e.message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`llmbox: ${(e as Error).stack ?? e}\n`);
+      process.exitCode = 1;
+    }
+  }
+}

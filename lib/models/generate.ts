@@ -1,0 +1,130 @@
+import * as tf from '@tensorflow/tfjs';
+import { KVCache } from './kv-cache.js';
+import { LlamaModel } from './llama.js';
+import type { LoadedModel } from './load.js';
+import { applyRepetitionPenalty, sampleToken, seededRandom, type SamplingOptions } from './sampling.js';
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens?: number;
+  /** Generation ends when one of these strings appears in the text; the text is cut before it. */
+  stop?: string[];
+  /** Token ids that end generation. Defaults to generation_config.json's eos_token_id. */
+  stopIds?: number[];
+  /**
+   * End when the model emits BOS (default true). Base models trained on `<s> doc <s> doc` streams,
+   * such as llama2.c's stories models, end a document by starting the next one.
+   */
+  stopAtBos?: boolean;
+  /** Seed for sampling; a random one is drawn (and reported) when absent. */
+  seed?: number;
+  /** Add the tokenizer's special tokens (BOS) to text prompts. Default true. */
+  addSpecialTokens?: boolean;
+  /** Reuse keys and values between steps (default true); off recomputes the whole sequence each step. */
+  useCache?: boolean;
+}
+
+export interface GenerateResult {
+  promptIds: number[];
+  /** Generated ids only, including the stop id when one ended generation. */
+  ids: number[];
+  text: string;
+  finishReason: 'stop' | 'length';
+  seed: number;
+}
+
+interface Row {
+  prompt: number[];
+  out: number[];
+  done: boolean;
+  reason: 'stop' | 'length';
+  text?: string;
+}
+
+/** Generates continuations for a batch of prompts (text or ids), left-padding them into one batch. */
+export function generate(lm: LoadedModel, prompts: (string | number[])[], opts: GenerateOptions = {}): GenerateResult[] {
+  const { model, tokenizer } = lm;
+  const maxNew = opts.maxNewTokens ?? 64;
+  const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const random = seededRandom(seed);
+  const stopIds = new Set(opts.stopIds ?? lm.generation.eosTokenIds);
+  const bos = lm.generation.bosTokenId ?? model.config.bosTokenId;
+  if ((opts.stopAtBos ?? true) && bos !== undefined && bos !== null) stopIds.add(bos);
+  const stops = (opts.stop ?? []).filter((s) => s.length > 0);
+  if (stops.length && !tokenizer) throw new Error('generate: stop strings need a tokenizer');
+
+  const rows: Row[] = prompts.map((p) => {
+    let ids: number[];
+    if (typeof p === 'string') {
+      if (!tokenizer) throw new Error('generate: text prompts need a tokenizer (tokenizer.json); pass ids instead');
+      ids = tokenizer.encode(p, { addSpecialTokens: opts.addSpecialTokens ?? true });
+    } else ids = [...p];
+    if (ids.length === 0) throw new Error('generate: empty prompt; with no BOS token there is nothing to condition on');
+    return { prompt: ids, out: [], done: false, reason: 'length' };
+  });
+  const B = rows.length;
+  const promptLen = Math.max(...rows.map((r) => r.prompt.length));
+  const maxPos = model.config.maxPositionEmbeddings;
+  const steps = Math.max(0, Math.min(maxNew, maxPos - promptLen));
+  const pad = lm.generation.padTokenId ?? 0;
+  const useCache = opts.useCache ?? true;
+  const cache = useCache ? new KVCache(model.config, B, promptLen + steps) : undefined;
+
+  const textOf = (r: Row) => (tokenizer ? continuationText(lm, r.prompt, r.out) : '');
+  try {
+    // Left padding keeps every row's newest token in the last column.
+    let ids = rows.map((r) => [...new Array<number>(promptLen - r.prompt.length).fill(pad), ...r.prompt]);
+    let mask = rows.map((r) => ids[0].map((_, t) => (t >= promptLen - r.prompt.length ? 1 : 0)));
+    for (let step = 0; step < steps && rows.some((r) => !r.done); step++) {
+      const logits = tf.tidy(() => {
+        const h = model.forward(ids, { attentionMask: mask, cache });
+        const T = h.shape[1];
+        return model.logits(LlamaModel.pickRows(h, rows.map((_, b) => b * T + T - 1)));
+      });
+      const data = logits.dataSync() as Float32Array;
+      logits.dispose();
+      const V = model.config.vocabSize;
+      const next: number[] = [];
+      rows.forEach((r, b) => {
+        if (r.done) return next.push(pad);
+        const row = data.slice(b * V, (b + 1) * V);
+        if (opts.repetitionPenalty && opts.repetitionPenalty !== 1) applyRepetitionPenalty(row, [...r.prompt, ...r.out], opts.repetitionPenalty);
+        const tok = sampleToken(row, opts, random);
+        r.out.push(tok);
+        next.push(tok);
+        if (stopIds.has(tok)) {
+          r.done = true;
+          r.reason = 'stop';
+        } else if (stops.length) {
+          const text = textOf(r);
+          const at = Math.min(...stops.map((s) => text.indexOf(s)).filter((i) => i >= 0));
+          if (Number.isFinite(at)) {
+            r.done = true;
+            r.reason = 'stop';
+            r.text = text.slice(0, at);
+          }
+        }
+      });
+      if (cache) {
+        ids = next.map((t) => [t]);
+        mask = rows.map(() => [1]);
+      } else {
+        ids = ids.map((row, b) => [...row, next[b]]);
+        mask = mask.map((row) => [...row, 1]);
+      }
+    }
+  } finally {
+    cache?.dispose();
+  }
+  return rows.map((r) => ({ promptIds: r.prompt, ids: r.out, text: r.text ?? textOf(r), finishReason: r.reason, seed }));
+}
+
+/**
+ * Text of the generated ids as it reads after the prompt. Decoding the continuation alone would lose
+ * a leading space for tokenizers that strip one at the start of a decode (SentencePiece-style).
+ */
+export function continuationText(lm: LoadedModel, prompt: number[], out: number[]): string {
+  const tok = lm.tokenizer!;
+  const full = tok.decode([...prompt, ...out]);
+  const head = tok.decode(prompt);
+  return full.startsWith(head) ? full.slice(head.length) : tok.decode(out);
+}

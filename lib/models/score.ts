@@ -1,0 +1,45 @@
+import * as tf from '@tensorflow/tfjs';
+import { LlamaModel } from './llama.js';
+
+/** Rows of logits projected at a time: bounds memory at chunk x vocab however long the sequence. */
+const CHUNK = 128;
+
+/**
+ * log p(ids[i+1] | ids[..i]) for every i, under teacher forcing. Log-softmax runs in float64 on
+ * float32 logits, a chunk of positions at a time, so [T, vocab] is never held at once.
+ */
+export function nextTokenLogprobs(model: LlamaModel, ids: number[]): number[] {
+  if (ids.length < 2) return [];
+  const hidden = model.forward([ids]);
+  try {
+    return logprobsOfTargets(model, hidden, 0, ids.slice(1).map((target, i) => ({ row: i, target })));
+  } finally {
+    hidden.dispose();
+  }
+}
+
+/** Log-probabilities of chosen targets at chosen positions of one batch row of hidden states. */
+export function logprobsOfTargets(
+  model: LlamaModel,
+  hidden: tf.Tensor3D,
+  batchIndex: number,
+  picks: { row: number; target: number }[],
+): number[] {
+  const T = hidden.shape[1];
+  const V = model.config.vocabSize;
+  const out: number[] = [];
+  for (let start = 0; start < picks.length; start += CHUNK) {
+    const chunk = picks.slice(start, start + CHUNK);
+    const logits = tf.tidy(() => model.logits(LlamaModel.pickRows(hidden, chunk.map((p) => batchIndex * T + p.row))));
+    const data = logits.dataSync();
+    logits.dispose();
+    chunk.forEach((p, i) => {
+      let max = -Infinity;
+      for (let v = 0; v < V; v++) max = Math.max(max, data[i * V + v]);
+      let sum = 0;
+      for (let v = 0; v < V; v++) sum += Math.exp(data[i * V + v] - max);
+      out.push(data[i * V + p.target] - max - Math.log(sum));
+    });
+  }
+  return out;
+}

@@ -1,0 +1,56 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { STORIES } from './helpers/models.js';
+
+const BIN = fileURLToPath(new URL('../bin/llmbox.js', import.meta.url));
+const ref = JSON.parse(readFileSync(`${STORIES}/REFERENCE.json`, 'utf8'));
+
+function run(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, LLMBOX_QUIET: '1' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('llmbox CLI (built: npm run build)', () => {
+  it('env --json reports backend, threads, native add-on and versions', () => {
+    const r = run('env', '--json');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(['tensorflow', 'wasm', 'cpu']).toContain(j.backend);
+    expect(j.threads).toBeGreaterThan(0);
+    expect(typeof j.native.enabled).toBe('boolean');
+    expect(j.versions.tfjs).toBe('4.22.0');
+  });
+
+  it('generate --json prints the reference greedy continuation', () => {
+    const g = ref.greedy[0];
+    const r = run('generate', '-m', STORIES, '-p', g.prompt, '--max-new-tokens', '20', '--json');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.prompt_ids).toEqual(g.prompt_ids);
+    expect(j.ids).toEqual(g.continuation_ids.slice(0, 20));
+    expect(g.continuation_text.startsWith(j.text)).toBe(true);
+  });
+
+  it('logprobs --json matches the reference', () => {
+    const t = ref.teacher_forcing[0];
+    const r = run('logprobs', '-m', STORIES, '--ids', t.ids.join(','), '--json');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.ids).toEqual(t.ids);
+    j.logprobs.forEach((x: number, i: number) => expect(Math.abs(x - t.next_token_logprobs[i])).toBeLessThan(1e-4));
+  });
+
+  it('bad input exits non-zero with a message naming the problem', () => {
+    const missing = run('generate', '-m', '/no/such/model', '-p', 'hi');
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/model folder not found[\s\S]*\/no\/such\/model/);
+    const both = run('logprobs', '-m', STORIES);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/exactly one of --text and --ids/);
+    const badIds = run('logprobs', '-m', STORIES, '--ids', '1,x');
+    expect(badIds.code).not.toBe(0);
+    expect(badIds.stderr).toMatch(/--ids must be/);
+  });
+});

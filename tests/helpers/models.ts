@@ -1,0 +1,35 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const STORIES = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../shared/models/stories260K');
+
+export function tmp(prefix = 'llmbox-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Tiny configs that exercise each architecture's distinguishing features. */
+export const TINY_CONFIGS: Record<string, Record<string, unknown>> = {
+  'llama GQA + llama3 rope, untied': {
+    model_type: 'llama', vocab_size: 61, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2,
+    num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, rms_norm_eps: 1e-5,
+    rope_theta: 500000, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2,
+    rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 },
+  },
+  'llama linear rope, tied, MHA': {
+    model_type: 'llama', vocab_size: 50, hidden_size: 24, intermediate_size: 40, num_hidden_layers: 2,
+    num_attention_heads: 3, num_key_value_heads: 3, max_position_embeddings: 64, rms_norm_eps: 1e-6,
+    rope_scaling: { type: 'linear', factor: 2 }, tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2,
+  },
+  'mistral sliding window 5': {
+    model_type: 'mistral', vocab_size: 40, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+    num_attention_heads: 4, num_key_value_heads: 1, max_position_embeddings: 64, sliding_window: 5,
+    tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2,
+  },
+  'qwen2 attention bias, tied': {
+    model_type: 'qwen2', vocab_size: 45, hidden_size: 32, intermediate_size: 40, num_hidden_layers: 2,
+    num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, rope_theta: 1000000,
+    tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2,
+  },
+};
