@@ -93,7 +93,11 @@ export function randomModel(configJson: Record<string, unknown>, opts: { seed?: 
     const size = shape.reduce((a, b) => a * b, 1);
     let data: Float32Array;
     if (name.endsWith('norm.weight')) data = new Float32Array(size).fill(1);
-    else data = tf.tidy(() => tf.randomNormal([size], 0, std, 'float32', seed++).dataSync() as Float32Array);
+    else {
+      const t = tf.randomNormal([size], 0, std, 'float32', seed++);
+      data = t.dataSync() as Float32Array;
+      t.dispose();
+    }
     raw.set(name, { shape, data });
   }
   return LlamaModel.fromRaw(config, raw, '<random init>');

@@ -1,0 +1,139 @@
+/**
+ * Forward, decode and training throughput for stories260K and two random LLaMA configs, with and
+ * without the native add-on, side by side. Each variant runs in its own process (the kernel registry
+ * is per process); the parent prints one table with ratios.
+ *
+ *   npm run bench                  # everything
+ *   npm run bench -- --models A    # a subset: stories260K, A, B
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { initEngine, tf } from '../lib/engine/index.js';
+import { generate } from '../lib/models/generate.js';
+import { LlamaModel } from '../lib/models/llama.js';
+import { loadModel, randomModel, type LoadedModel } from '../lib/models/load.js';
+
+const T = 256;
+const DECODE_PROMPT = 16;
+const DECODE_TOKENS = 64;
+
+const RANDOM_CONFIGS: Record<string, Record<string, unknown>> = {
+  A: { model_type: 'llama', vocab_size: 32000, hidden_size: 288, intermediate_size: 768, num_hidden_layers: 6, num_attention_heads: 6, num_key_value_heads: 6, max_position_embeddings: 1024, tie_word_embeddings: false },
+  B: { model_type: 'llama', vocab_size: 32000, hidden_size: 768, intermediate_size: 2048, num_hidden_layers: 12, num_attention_heads: 12, num_key_value_heads: 12, max_position_embeddings: 1024, tie_word_embeddings: false },
+};
+
+/** Reference points measured on this machine class (2 cores, AVX2); see the Foundation issue. */
+const TARGETS: Record<string, Partial<Record<Metric, { value: number; what: string }>>> = {
+  A: { prefill_last: { value: 0.5 * 2688, what: '0.5x numpy' }, decode: { value: 0.5 * 275, what: '0.5x llama.cpp f32' }, train: { value: 314, what: '1.0x torch' } },
+  B: { prefill_last: { value: 0.5 * 447, what: '0.5x numpy' }, decode: { value: 0.5 * 47, what: '0.5x llama.cpp f32' } },
+};
+
+type Metric = 'prefill_all' | 'prefill_last' | 'decode' | 'train';
+const METRICS: Metric[] = ['prefill_all', 'prefill_last', 'decode', 'train'];
+const LABEL: Record<Metric, string> = {
+  prefill_all: `prefill T=${T}, all logits`,
+  prefill_last: `prefill T=${T}, last logits`,
+  decode: `decode ${DECODE_TOKENS} tok`,
+  train: `forward+backward T=${T}`,
+};
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Median tokens/s over `reps` timed runs after one warm-up. */
+function throughput(tokens: number, reps: number, fn: () => void): number {
+  fn();
+  const times: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    fn();
+    times.push(performance.now() - t0);
+  }
+  return tokens / (median(times) / 1000);
+}
+
+/** Reads a result to the host. (Returning a large TypedArray from tf.tidy is slow: tidy walks it looking for tensors.) */
+function readAndDispose(t: tf.Tensor): void {
+  t.dataSync();
+  t.dispose();
+}
+
+function ids(n: number, vocab: number): number[] {
+  return Array.from({ length: n }, (_, i) => 3 + ((i * 7919) % (vocab - 3)));
+}
+
+async function measure(name: string): Promise<Record<Metric, number>> {
+  await initEngine();
+  const lm: LoadedModel =
+    name === 'stories260K'
+      ? await loadModel(fileURLToPath(new URL('../../shared/models/stories260K', import.meta.url)))
+      : { dir: '', model: randomModel(RANDOM_CONFIGS[name], { seed: 1 }), tokenizer: null, generation: { eosTokenIds: [] } };
+  const model = lm.model;
+  const V = model.config.vocabSize, H = model.config.hiddenSize;
+  const seq = ids(T, V);
+  const reps = name === 'B' ? 3 : 5;
+  const prefillAll = throughput(T, reps, () =>
+    readAndDispose(tf.tidy(() => model.logits(model.forward([seq]).reshape([T, H]) as tf.Tensor2D))),
+  );
+  const prefillLast = throughput(T, reps, () =>
+    readAndDispose(tf.tidy(() => model.logits(LlamaModel.pickRows(model.forward([seq]), [T - 1])))),
+  );
+  const decode = throughput(DECODE_TOKENS, reps, () => {
+    generate(lm, [seq.slice(0, DECODE_PROMPT)], { maxNewTokens: DECODE_TOKENS, stopIds: [], stopAtBos: false });
+  });
+  const targets = tf.oneHot(tf.tensor1d(seq.slice(1).concat([seq[0]]), 'int32'), V);
+  const names = [...model.params.keys()];
+  const originals = names.map((n) => model.params.get(n)!);
+  const train = throughput(T, reps, () => {
+    const grads = tf.grads((...ps: tf.Tensor[]) => {
+      names.forEach((n, i) => model.params.set(n, ps[i]));
+      const logits = model.logits(model.forward([seq]).reshape([T, H]) as tf.Tensor2D);
+      return tf.losses.softmaxCrossEntropy(targets, logits) as tf.Scalar;
+    })(originals);
+    names.forEach((n, i) => model.params.set(n, originals[i]));
+    grads[0].dataSync();
+    tf.dispose(grads);
+  });
+  return { prefill_all: prefillAll, prefill_last: prefillLast, decode, train };
+}
+
+function child(model: string, native: boolean): Record<Metric, number> {
+  const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', model], {
+    encoding: 'utf8',
+    env: { ...process.env, LLMBOX_NATIVE: native ? '1' : '0', LLMBOX_QUIET: '1' },
+    maxBuffer: 1 << 24,
+  });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  if (r.status !== 0 || !line) throw new Error(`bench child ${model} (native ${native}) failed:\n${r.stderr}`);
+  return JSON.parse(line.slice(7));
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  if (args[0] === '--child') {
+    process.stdout.write(`RESULT ${JSON.stringify(await measure(args[1]))}\n`);
+    return;
+  }
+  const at = args.indexOf('--models');
+  const models = at >= 0 ? args[at + 1].split(',') : ['stories260K', 'A', 'B'];
+  const info = await initEngine();
+  console.log(`llmbox bench: backend ${info.backend}, ${info.threads} threads, BLAS ${info.native.blas ?? 'n/a'}; medians, tokens/s, batch 1`);
+  const rows: string[][] = [['model', 'measure', 'plain wasm', 'native', 'native/plain', 'target', 'native/target']];
+  for (const m of models) {
+    const plain = child(m, false);
+    const nat = child(m, true);
+    for (const k of METRICS) {
+      const t = TARGETS[m]?.[k];
+      rows.push([m, LABEL[k], plain[k].toFixed(1), nat[k].toFixed(1), `${(nat[k] / plain[k]).toFixed(2)}x`, t ? `${t.value.toFixed(0)} (${t.what})` : '', t ? `${(nat[k] / t.value).toFixed(2)}x` : '']);
+    }
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  const fmt = (r: string[]) => `| ${r.map((x, c) => x.padEnd(widths[c])).join(' | ')} |`;
+  console.log(fmt(rows[0]));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const r of rows.slice(1)) console.log(fmt(r));
+}
+
+await main();
