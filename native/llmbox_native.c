@@ -53,12 +53,6 @@ static int64_t get_i64(napi_env env, napi_value v) {
   return x;
 }
 
-static float get_f32(napi_env env, napi_value v) {
-  double x = 0;
-  napi_get_value_double(env, v, &x);
-  return (float)x;
-}
-
 typedef void (*set_threads_fn)(int);
 typedef char *(*get_config_fn)(void);
 
@@ -124,29 +118,6 @@ static napi_value BatchMatMul(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// rmsNorm(heap, xOffset, wOffset, outOffset, rows, cols, eps): out = x / sqrt(mean(x^2) + eps) * w
-static napi_value RmsNorm(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  float *heap;
-  size_t heapLen;
-  if (argc < 7 || !get_f32_view(env, argv[0], &heap, &heapLen)) return NULL;
-  int64_t xo = get_i64(env, argv[1]), wo = get_i64(env, argv[2]), oo = get_i64(env, argv[3]);
-  int64_t rows = get_i64(env, argv[4]), cols = get_i64(env, argv[5]);
-  float eps = get_f32(env, argv[6]);
-  for (int64_t r = 0; r < rows; r++) {
-    const float *x = heap + xo + r * cols;
-    float *o = heap + oo + r * cols;
-    float ss = 0.f;
-    for (int64_t j = 0; j < cols; j++) ss += x[j] * x[j];
-    float inv = 1.0f / sqrtf(ss / (float)cols + eps);
-    for (int64_t j = 0; j < cols; j++) o[j] = x[j] * inv * heap[wo + j];
-  }
-  return NULL;
-}
-
-
 static napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -174,10 +145,137 @@ static napi_value BlasInfo(napi_env env, napi_callback_info info) {
   return out;
 }
 
+
+// exp(x) for float32 as Cephes computes it (range reduction by ln 2, degree-6 polynomial; about 1 ulp),
+// written without calls or branches so that the compiler vectorises the loops that use it.
+static inline float exp_approx(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  float n = floorf(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  float y = p * r * r + r + 1.0f;
+  int32_t bits = ((int32_t)n + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return y * scale;
+}
+
+// softmaxXent(heap, logits, targets(int32 offset), loss, lse, rows, vocab):
+// lse[r] = log sum exp(logits[r]), loss[r] = lse[r] - logits[r][target[r]].
+static napi_value SoftmaxXent(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *heap;
+  size_t heapLen;
+  if (argc < 7 || !get_f32_view(env, argv[0], &heap, &heapLen)) return NULL;
+  int64_t xo = get_i64(env, argv[1]), to = get_i64(env, argv[2]), lo = get_i64(env, argv[3]), so = get_i64(env, argv[4]);
+  int64_t rows = get_i64(env, argv[5]), vocab = get_i64(env, argv[6]);
+  const int32_t *targets = (const int32_t *)(heap + to);
+  for (int64_t r = 0; r < rows; r++) {
+    const float *x = heap + xo + r * vocab;
+    float mx = x[0];
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 1; j < vocab; j++) mx = x[j] > mx ? x[j] : mx;
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < vocab; j++) sum += exp_approx(x[j] - mx);
+    float lse = mx + logf(sum);
+    int32_t t = targets[r];
+    heap[so + r] = lse;
+    heap[lo + r] = (t >= 0 && t < vocab) ? lse - x[t] : NAN;
+  }
+  return NULL;
+}
+
+// softmaxXentGrad(heap, logits, targets, lse, dy, out, rows, vocab):
+// out[r][j] = (softmax(logits[r])[j] - [j == target[r]]) * dy[r].
+static napi_value SoftmaxXentGrad(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *heap;
+  size_t heapLen;
+  if (argc < 8 || !get_f32_view(env, argv[0], &heap, &heapLen)) return NULL;
+  int64_t xo = get_i64(env, argv[1]), to = get_i64(env, argv[2]), so = get_i64(env, argv[3]);
+  int64_t dyo = get_i64(env, argv[4]), oo = get_i64(env, argv[5]);
+  int64_t rows = get_i64(env, argv[6]), vocab = get_i64(env, argv[7]);
+  const int32_t *targets = (const int32_t *)(heap + to);
+  for (int64_t r = 0; r < rows; r++) {
+    const float *x = heap + xo + r * vocab;
+    float *o = heap + oo + r * vocab;
+    float lse = heap[so + r], g = heap[dyo + r];
+#pragma omp simd
+    for (int64_t j = 0; j < vocab; j++) o[j] = exp_approx(x[j] - lse) * g;
+    int32_t t = targets[r];
+    if (t >= 0 && t < vocab) o[t] -= g;
+  }
+  return NULL;
+}
+
+// embeddingGrad(heap, ids(int32 offset), dy, out, n, dim, vocab): out = zeros(vocab, dim); out[ids[i]] += dy[i].
+// tfjs-wasm has no UnsortedSegmentSum, which tfjs uses to differentiate a gather.
+static napi_value EmbeddingGrad(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *heap;
+  size_t heapLen;
+  if (argc < 7 || !get_f32_view(env, argv[0], &heap, &heapLen)) return NULL;
+  int64_t io = get_i64(env, argv[1]), dyo = get_i64(env, argv[2]), oo = get_i64(env, argv[3]);
+  int64_t n = get_i64(env, argv[4]), dim = get_i64(env, argv[5]), vocab = get_i64(env, argv[6]);
+  const int32_t *ids = (const int32_t *)(heap + io);
+  float *out = heap + oo;
+  memset(out, 0, sizeof(float) * (size_t)vocab * dim);
+  for (int64_t i = 0; i < n; i++) {
+    if (ids[i] < 0 || ids[i] >= vocab) continue;
+    float *row = out + (int64_t)ids[i] * dim;
+    const float *g = heap + dyo + i * dim;
+    for (int64_t j = 0; j < dim; j++) row[j] += g[j];
+  }
+  return NULL;
+}
+
+// rope(heap, x, cos, sin, out, rows, heads, dim): rotate_half RoPE, out = x * cos + swapHalves(x) * sin,
+// for x [rows, heads, dim] and per-row tables cos, sin [rows, dim] (sin's first half already negated).
+// The gradient is the inverse rotation: the same kernel with sin negated.
+static napi_value Rope(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *heap;
+  size_t heapLen;
+  if (argc < 8 || !get_f32_view(env, argv[0], &heap, &heapLen)) return NULL;
+  int64_t xo = get_i64(env, argv[1]), co = get_i64(env, argv[2]), so = get_i64(env, argv[3]), oo = get_i64(env, argv[4]);
+  int64_t rows = get_i64(env, argv[5]), heads = get_i64(env, argv[6]), dim = get_i64(env, argv[7]);
+  int64_t half = dim / 2;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *c = heap + co + r * dim, *s = heap + so + r * dim;
+    for (int64_t h = 0; h < heads; h++) {
+      const float *x = heap + xo + (r * heads + h) * dim;
+      float *o = heap + oo + (r * heads + h) * dim;
+      for (int64_t i = 0; i < half; i++) {
+        float a = x[i], b = x[i + half];
+        o[i] = a * c[i] + b * s[i];
+        o[i + half] = b * c[i + half] + a * s[i + half];
+      }
+    }
+  }
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"batchMatMul", NULL, BatchMatMul, NULL, NULL, NULL, napi_default, NULL},
-      {"rmsNorm", NULL, RmsNorm, NULL, NULL, NULL, napi_default, NULL},
+      {"softmaxXent", NULL, SoftmaxXent, NULL, NULL, NULL, napi_default, NULL},
+      {"softmaxXentGrad", NULL, SoftmaxXentGrad, NULL, NULL, NULL, napi_default, NULL},
+      {"embeddingGrad", NULL, EmbeddingGrad, NULL, NULL, NULL, napi_default, NULL},
+      {"rope", NULL, Rope, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"blasInfo", NULL, BlasInfo, NULL, NULL, NULL, napi_default, NULL},

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { initEngine, tf } from '../lib/engine/index.js';
-import { embedding } from '../lib/engine/ops.js';
+import { crossEntropy, crossEntropyReference, embedding, rope, ropeReference } from '../lib/engine/ops.js';
+import { parseConfig } from '../lib/models/config.js';
+import { ropeInvFreq, ropeTables } from '../lib/models/rope.js';
 import { randomModel } from '../lib/models/load.js';
 import { TINY_CONFIGS } from './helpers/models.js';
 
@@ -55,5 +57,54 @@ describe('gradients', () => {
         expect(Math.abs(numeric - g[j])).toBeLessThan(1e-3 + 1e-2 * Math.abs(g[j]));
       }
     });
+  });
+});
+
+describe('cross-entropy', () => {
+  it('matches logSumExp - x[target] and its gradient softmax - onehot, at several logit scales', async () => {
+    await initEngine();
+    for (const scale of [0.1, 3, 40]) {
+      const logits = tf.mul(tf.randomNormal([37, 1001], 0, 1, 'float32', 9), scale) as tf.Tensor2D;
+      const targets = tf.tensor1d(Array.from({ length: 37 }, (_, i) => (i * 271) % 1001), 'int32');
+      const w = tf.randomUniform([37], 0.5, 1.5, 'float32', 3);
+      const lossOf = (f: typeof crossEntropy) => (x: tf.Tensor) => tf.sum(tf.mul(f(x as tf.Tensor2D, targets), w));
+      const got = crossEntropy(logits, targets).dataSync();
+      const want = crossEntropyReference(logits, targets).dataSync();
+      got.forEach((x, i) => expect(Math.abs(x - want[i])).toBeLessThan(1e-5 * Math.max(1, Math.abs(want[i]))));
+      const g = tf.grad(lossOf(crossEntropy))(logits).dataSync();
+      const gr = tf.grad(lossOf(crossEntropyReference))(logits).dataSync();
+      let md = 0;
+      g.forEach((x, i) => (md = Math.max(md, Math.abs(x - gr[i]))));
+      expect(md).toBeLessThan(1e-5);
+    }
+  });
+
+  it('runs the fused kernel exactly when the native add-on is active', async () => {
+    const info = await initEngine();
+    const logits = tf.randomNormal([4, 50]) as tf.Tensor2D;
+    const targets = tf.tensor1d([1, 2, 3, 4], 'int32');
+    const prof = await tf.profile(() => tf.grad((x: tf.Tensor) => tf.sum(crossEntropy(x as tf.Tensor2D, targets)))(logits));
+    const names = prof.kernels.map((k) => k.name);
+    expect(names.includes('LlmboxSoftmaxXent')).toBe(info.native.enabled);
+    expect(names.includes('LlmboxSoftmaxXentGrad')).toBe(info.native.enabled);
+  });
+});
+
+describe('RoPE op', () => {
+  it('equals the composed rotate_half form, in value and gradient, on real tables', async () => {
+    const info = await initEngine();
+    const inv = ropeInvFreq(parseConfig({ ...TINY_CONFIGS['llama linear rope, tied, MHA'], hidden_size: 48 }));
+    const positions = Array.from({ length: 2 * 7 }, (_, i) => (i * 5) % 23);
+    const { cos, sin } = ropeTables(inv, positions);
+    const D = inv.length * 2;
+    const c = tf.tensor4d(cos, [2, 7, 1, D]), s = tf.tensor4d(sin, [2, 7, 1, D]);
+    const x = tf.randomNormal([2, 7, 3, D], 0, 1, 'float32', 4) as tf.Tensor4D;
+    const dy = tf.randomNormal([2, 7, 3, D], 0, 1, 'float32', 5);
+    const maxDiff = (a: tf.Tensor, b: tf.Tensor) => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0];
+    expect(maxDiff(rope(x, c, s), ropeReference(x, c, s))).toBeLessThan(1e-6);
+    const loss = (f: typeof rope) => (v: tf.Tensor) => tf.sum(tf.mul(f(v as tf.Tensor4D, c, s), dy));
+    expect(maxDiff(tf.grad(loss(rope))(x), tf.grad(loss(ropeReference))(x))).toBeLessThan(1e-6);
+    const prof = await tf.profile(() => rope(x, c, s));
+    expect(prof.kernels.some((k) => k.name === 'LlmboxRope')).toBe(info.native.enabled);
   });
 });

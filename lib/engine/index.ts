@@ -2,6 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { availableParallelism } from 'node:os';
 import { nativeBatchMatMulConfig } from './kernels/batch-matmul.js';
+import { nativeCrossEntropyConfigs } from './kernels/cross-entropy.js';
+import { nativeEmbeddingGradConfig } from './kernels/embedding-grad.js';
+import { nativeRopeConfig } from './kernels/rope.js';
 import { loadNative, type NativeAddon } from './native.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
@@ -98,6 +101,9 @@ async function doInit(wanted: BackendName | undefined, threadsOpt: number | unde
       if (!original) throw new Error('llmbox: tfjs-wasm has no BatchMatMul kernel to extend');
       tf.unregisterKernel(tf.BatchMatMul, 'wasm');
       tf.registerKernel(nativeBatchMatMulConfig(native.addon, original));
+      for (const k of nativeCrossEntropyConfigs(native.addon)) tf.registerKernel(k);
+      tf.registerKernel(nativeEmbeddingGradConfig(native.addon));
+      tf.registerKernel(nativeRopeConfig(native.addon));
       nativeRegistered = true;
     }
   } else if (chosen === 'wasm' && !warnedNoNative && process.env.LLMBOX_QUIET !== '1') {

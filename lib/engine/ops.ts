@@ -1,9 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
+import { nativeAddon } from './index.js';
+import { XENT, XENT_GRAD } from './kernels/cross-entropy.js';
+import { EMBEDDING_GRAD } from './kernels/embedding-grad.js';
+import { ROPE } from './kernels/rope.js';
 
 /**
  * Row lookup with a gradient that every backend can run. tfjs differentiates gather through
  * UnsortedSegmentSum, which tfjs-wasm lacks; where it is missing the table gradient is a
- * scatter-add done on the host.
+ * scatter-add, in the native add-on when active, else on the host.
  */
 export function embedding(table: tf.Tensor2D, ids: tf.Tensor): tf.Tensor {
   if (tf.getKernel('UnsortedSegmentSum', tf.getBackend())) return tf.gather(table, ids);
@@ -14,7 +18,12 @@ export function embedding(table: tf.Tensor2D, ids: tf.Tensor): tf.Tensor {
     return {
       value: tf.gather(tableT, idsT),
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-        const g = (Array.isArray(dy) ? dy[0] : dy).dataSync() as Float32Array;
+        const dyT = Array.isArray(dy) ? dy[0] : dy;
+        if (nativeAddon()) {
+          const g = tf.engine().runKernel(EMBEDDING_GRAD, { ids: saved[0], dy: dyT }, { vocab, dim } as unknown as tf.NamedAttrMap);
+          return [g as tf.Tensor, tf.zerosLike(saved[0])];
+        }
+        const g = dyT.dataSync() as Float32Array;
         const idx = saved[0].dataSync();
         const out = new Float32Array(vocab * dim);
         for (let i = 0; i < idx.length; i++) {
@@ -39,4 +48,67 @@ export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tens
 /** silu(gate) * up, the SwiGLU feed-forward activation. */
 export function swiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(tf.mul(gate, tf.sigmoid(gate)), up));
+}
+
+/**
+ * Per-row cross-entropy -log softmax(logits)[target], [rows, vocab] x [rows] -> [rows]. Uses the
+ * native one-pass kernel (and its gradient, softmax - onehot) when active, else the composed reference.
+ */
+export function crossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Tensor1D {
+  if (!nativeAddon()) return crossEntropyReference(logits, targets);
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x, t, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
+    const [loss, lse] = tf.engine().runKernel(XENT, { logits: x, targets: t.toInt() }) as tf.Tensor[];
+    save([x, t, lse]);
+    return {
+      value: loss,
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const [xs, ts, lses] = saved;
+        const g = tf.engine().runKernel(XENT_GRAD, { logits: xs, targets: ts.toInt(), lse: lses, dy: Array.isArray(dy) ? dy[0] : dy }) as tf.Tensor;
+        return [g, tf.zerosLike(ts)];
+      },
+    };
+  });
+  return f(logits, targets) as tf.Tensor1D;
+}
+
+/** The composed definition crossEntropy is tested against: logSumExp(x) - x[target]. */
+export function crossEntropyReference(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Tensor1D {
+  return tf.tidy(() => {
+    const picked = tf.sum(tf.mul(logits, tf.oneHot(targets.toInt(), logits.shape[1])), 1);
+    return tf.sub(tf.logSumExp(logits, 1), picked) as tf.Tensor1D;
+  });
+}
+
+/**
+ * rotate_half RoPE: x * cos + swapHalves(x) * sin, for x [B, T, heads, D] and cos, sin [B, T, 1, D]
+ * with sin's first half negated (see models/rope.ts). The map is a rotation, so its gradient is
+ * the inverse rotation, rope(dy, cos, -sin): one pass instead of autodiff through split and concat.
+ */
+export function rope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
+  const native = nativeAddon() !== null;
+  const apply = (v: tf.Tensor4D, c: tf.Tensor4D, s: tf.Tensor4D): tf.Tensor4D =>
+    native ? (tf.engine().runKernel(ROPE, { x: v, cos: c, sin: s }) as tf.Tensor4D) : ropeReference(v, c, s);
+  // The tables are inputs (with zero gradients) so that tfjs keeps them alive for the backward pass.
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [v, c, s, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.GradSaveFunc];
+    save([c, s]);
+    return {
+      value: apply(v, c, s),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const [cs, ss] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const dx = apply((Array.isArray(dy) ? dy[0] : dy) as tf.Tensor4D, cs, tf.neg(ss));
+        return [dx, tf.zerosLike(cs), tf.zerosLike(ss)];
+      },
+    };
+  });
+  return f(x, cos, sin) as tf.Tensor4D;
+}
+
+/** The composed definition rope is tested against. */
+export function ropeReference(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [x1, x2] = tf.split(x, 2, 3);
+    return tf.add(tf.mul(x, cos), tf.mul(tf.concat([x2, x1], 3), sin)) as tf.Tensor4D;
+  });
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { LlmboxError } from '../errors.js';
-import { embedding, rmsNorm, swiglu } from '../engine/ops.js';
+import { embedding, rmsNorm, rope as applyRope, swiglu } from '../engine/ops.js';
 import type { ModelConfig } from './config.js';
 import { KVCache } from './kv-cache.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
@@ -175,10 +175,7 @@ export class LlamaModel {
       // [B, 1, group*T, S]: queries of one kv group are stacked along the time axis.
       let maskT: tf.Tensor = tf.tensor4d(maskData, [B, 1, T, S]);
       if (group > 1) maskT = tf.tile(maskT, [1, 1, group, 1]);
-      const rope = (x: tf.Tensor4D) => {
-        const [x1, x2] = tf.split(x, 2, 3);
-        return tf.add(tf.mul(x, cosT), tf.mul(tf.concat([x2, x1], 3), sinT)) as tf.Tensor4D;
-      };
+      const rope = (x: tf.Tensor4D) => applyRope(x, cosT, sinT);
       const linear = (x: tf.Tensor2D, name: string) => {
         const y = tf.matMul(x, this.p<tf.Rank.R2>(`${name}.weight`));
         const bias = this.params.get(`${name}.bias`);
