@@ -1,0 +1,38 @@
+import { seededRandom } from '../../models/sampling.js';
+
+export function mean(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  let s = 0;
+  for (const x of xs) s += x;
+  return s / xs.length;
+}
+
+/** Standard error of the mean, sqrt(var / n) with the unbiased (n - 1) variance, as lm-eval reports. */
+export function stderrOfMean(xs: number[]): number {
+  const n = xs.length;
+  if (n < 2) return NaN;
+  const m = mean(xs);
+  let ss = 0;
+  for (const x of xs) ss += (x - m) ** 2;
+  return Math.sqrt(ss / (n - 1) / n);
+}
+
+/**
+ * Bootstrap standard error of any aggregate: the standard deviation of `aggregate` over `iters`
+ * resamples (with replacement) of the per-instance values. Seeded, so reruns agree.
+ */
+export function bootstrapStderr<T>(items: T[], aggregate: (sample: T[]) => number, iters = 1000, seed = 1234): number {
+  const n = items.length;
+  if (n < 2) return NaN;
+  const random = seededRandom(seed);
+  const values: number[] = [];
+  const sample = new Array<T>(n);
+  for (let it = 0; it < iters; it++) {
+    for (let i = 0; i < n; i++) sample[i] = items[Math.floor(random() * n)];
+    values.push(aggregate(sample));
+  }
+  const m = mean(values);
+  let ss = 0;
+  for (const v of values) ss += (v - m) ** 2;
+  return Math.sqrt(ss / (iters - 1));
+}
