@@ -5,6 +5,9 @@ import { initEngine, type BackendName, type EngineOptions } from '../engine/inde
 import { generate } from '../models/generate.js';
 import { loadModel } from '../models/load.js';
 import { nextTokenLogprobs } from '../models/score.js';
+import { evaluateTask } from '../eval/evaluate.js';
+import { LocalLM } from '../eval/lm.js';
+import { TASKS } from '../eval/tasks/index.js';
 
 function int(name: string, min = 0) {
   return (v: string) => {
@@ -125,6 +128,32 @@ export function buildCli(): Command {
       });
       const total = lp.reduce((a, b) => a + b, 0);
       print(!!o.json, { ids, logprobs: lp }, ['     id      logprob  token', ...lines, `sum ${total.toFixed(6)}`].join('\n'));
+    });
+
+  program
+    .command('eval')
+    .description('evaluate a model on benchmark tasks')
+    .requiredOption('-m, --model <dir>', 'model folder (Hugging Face layout)')
+    .requiredOption('-d, --dataset <tasks>', `comma-separated tasks (${Object.keys(TASKS).join(', ')})`)
+    .option('--shots <n>', 'few-shot examples (default: the task\'s)', int('--shots'))
+    .option('--limit <n>', 'evaluate the first N instances', int('--limit', 1))
+    .option('--batch-size <n>', 'sequences per forward pass', int('--batch-size', 1), 8)
+    .option('--data-dir <dir>', 'root of the data sets (default: ../shared/data)')
+    .option('--seed <s>', 'seed for few-shot sampling', int('--seed'), 1234)
+    .option('--json', 'print {"results": {task: {metric: value}}}')
+    .action(async (o, cmd: Command) => {
+      const lm = await loadModel(o.model, engineOpts(cmd));
+      const local = new LocalLM(lm, { batchSize: o.batchSize });
+      const results: Record<string, Record<string, number>> = {};
+      const lines: string[] = [];
+      for (const name of (o.dataset as string).split(',').map((s) => s.trim()).filter(Boolean)) {
+        const r = evaluateTask(local, name, { shots: o.shots, limit: o.limit, dataDir: o.dataDir, seed: o.seed });
+        results[r.task] = { ...r.metrics, n: r.n, shots: r.shots };
+        for (const m of ['acc', 'acc_norm']) {
+          lines.push(`${r.task.padEnd(14)} ${String(r.shots).padStart(5)}  ${m.padEnd(9)} ${r.metrics[m].toFixed(4)} ± ${r.metrics[`${m}_stderr`].toFixed(4)}  (n=${r.n})`);
+        }
+      }
+      print(!!o.json, { results }, ['task           shots  metric    value', ...lines].join('\n'));
     });
 
   return program;

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { projectRoot } from '../util/paths.js';
 
 /** The C add-on's surface (native/llmbox_native.c). Offsets are float32 element indices into `heap`. */
 export interface NativeAddon {
@@ -29,16 +29,6 @@ export interface NativeStatus {
   addon: NativeAddon | null;
   path: string;
   reason?: string;
-}
-
-function projectRoot(): string {
-  // Works from lib/engine (sources under vitest/tsx) and dist/lib/engine (compiled).
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    dir = resolve(dir, '..');
-  }
-  return process.cwd();
 }
 
 let cached: NativeStatus | undefined;

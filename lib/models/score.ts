@@ -25,20 +25,41 @@ export function logprobsOfTargets(
   batchIndex: number,
   picks: { row: number; target: number }[],
 ): number[] {
+  return scoreTargets(model, hidden, batchIndex, picks).map((s) => s.logprob);
+}
+
+export interface TargetScore {
+  logprob: number;
+  /** The target is the most likely token there (lowest id on ties). */
+  isArgmax: boolean;
+}
+
+/** Log-probability of each target and whether greedy decoding would have picked it. */
+export function scoreTargets(
+  model: LlamaModel,
+  hidden: tf.Tensor3D,
+  batchIndex: number,
+  picks: { row: number; target: number }[],
+): TargetScore[] {
   const T = hidden.shape[1];
   const V = model.config.vocabSize;
-  const out: number[] = [];
+  const out: TargetScore[] = [];
   for (let start = 0; start < picks.length; start += CHUNK) {
     const chunk = picks.slice(start, start + CHUNK);
     const logits = tf.tidy(() => model.logits(LlamaModel.pickRows(hidden, chunk.map((p) => batchIndex * T + p.row))));
     const data = logits.dataSync();
     logits.dispose();
     chunk.forEach((p, i) => {
-      let max = -Infinity;
-      for (let v = 0; v < V; v++) max = Math.max(max, data[i * V + v]);
+      let max = -Infinity, arg = 0;
+      for (let v = 0; v < V; v++) {
+        if (data[i * V + v] > max) {
+          max = data[i * V + v];
+          arg = v;
+        }
+      }
       let sum = 0;
       for (let v = 0; v < V; v++) sum += Math.exp(data[i * V + v] - max);
-      out.push(data[i * V + p.target] - max - Math.log(sum));
+      out.push({ logprob: data[i * V + p.target] - max - Math.log(sum), isArgmax: arg === p.target });
     });
   }
   return out;

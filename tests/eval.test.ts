@@ -1,0 +1,136 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { LlmboxError } from '../lib/errors.js';
+import { evaluateTask } from '../lib/eval/evaluate.js';
+import { encodePair, LocalLM } from '../lib/eval/lm.js';
+import { fewshotPrefix } from '../lib/eval/methods/multiple-choice.js';
+import { TASKS } from '../lib/eval/tasks/index.js';
+import { loadModel, type LoadedModel } from '../lib/models/load.js';
+import { nextTokenLogprobs } from '../lib/models/score.js';
+import { STORIES, tmp } from './helpers/models.js';
+
+const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
+const ref = JSON.parse(readFileSync(`${STORIES}/REFERENCE.json`, 'utf8'));
+
+describe('evaluation on stories260K', () => {
+  let lm: LoadedModel;
+  let local: LocalLM;
+  beforeAll(async () => {
+    lm = await loadModel(STORIES);
+    local = new LocalLM(lm, { batchSize: 3 });
+  });
+
+  it('pairs context and continuation as lm-evaluation-harness does', () => {
+    const enc = (s: string) => local.encode(s);
+    // trailing spaces of the context move to the continuation
+    const a = encodePair(enc, 'Once upon a ', 'time');
+    expect(a.context).toEqual(enc('Once upon a'));
+    expect([...a.context, ...a.continuation]).toEqual(enc('Once upon a time'));
+    // the split is at the context's token count of the whole encoding, even where tokens merge
+    // across the cut ("Lil" + "y" is not how "Lily" is tokenized)
+    const b = encodePair(enc, 'Lil', 'y went home');
+    expect(b.context).toEqual(enc('Lil'));
+    expect(b.continuation).toEqual(enc('Lily went home').slice(enc('Lil').length));
+    expect([...b.context, ...b.continuation]).not.toEqual(enc('Lily went home'));
+  });
+
+  it('loglikelihood equals the teacher-forced sum of next-token log-probs, whatever the batching', () => {
+    const reqs = [
+      { context: 'Once upon a time', continuation: ', there was a little girl' },
+      { context: 'Tom had a red ball.', continuation: ' He liked it.' },
+      { context: 'The sun', continuation: ' was hot' },
+      { context: 'She said', continuation: ' "hello"' },
+    ];
+    const got = local.loglikelihood(reqs);
+    const single = new LocalLM(lm, { batchSize: 1 }).loglikelihood(reqs);
+    reqs.forEach((r, i) => {
+      const { context, continuation } = encodePair((s) => local.encode(s), r.context, r.continuation);
+      const ids = [1, ...context, ...continuation];
+      const lp = nextTokenLogprobs(lm.model, ids).slice(-continuation.length);
+      expect(got[i].tokens).toBe(continuation.length);
+      expect(Math.abs(got[i].logprob - lp.reduce((a, b) => a + b, 0))).toBeLessThan(1e-4);
+      expect(Math.abs(single[i].logprob - got[i].logprob)).toBeLessThan(1e-4);
+    });
+  });
+
+  it('marks the reference greedy continuation as greedy, and a changed one as not', () => {
+    const g = ref.greedy[0];
+    // the first 12 greedy tokens, as text (cut at a token boundary)
+    const head = lm.tokenizer!.decode(g.prompt_ids);
+    const cont = lm.tokenizer!.decode([...g.prompt_ids, ...g.continuation_ids.slice(0, 12)]).slice(head.length);
+    const [yes, no] = local.loglikelihood([
+      { context: g.prompt, continuation: cont },
+      { context: g.prompt, continuation: ', there was a little dog' },
+    ]);
+    expect(yes.isGreedy).toBe(true);
+    expect(no.isGreedy).toBe(false);
+    expect(yes.logprob).toBeGreaterThan(no.logprob);
+  });
+
+  it('rolling log-likelihood of a short text equals teacher forcing from BOS', () => {
+    const text = 'Lily and Ben played in the park. They were happy.';
+    const [rolling] = local.loglikelihoodRolling([text]);
+    const lp = nextTokenLogprobs(lm.model, [1, ...local.encode(text)]);
+    expect(Math.abs(rolling - lp.reduce((a, b) => a + b, 0))).toBeLessThan(1e-4);
+  });
+
+  it('formats ARC as lm-eval does, with few-shot examples from train', () => {
+    const task = TASKS.arc_easy;
+    const test = task.loadSplit(`${DATA}/arc`, 'eval');
+    expect(test).toHaveLength(2376);
+    expect(test[0].query).toBe('Question: Which statement best explains why photosynthesis is the foundation of most food webs?\nAnswer:');
+    expect(test[0].choices[test[0].gold]).toBe('Sunlight is the source of energy for nearly all ecosystems.');
+    const train = task.loadSplit(`${DATA}/arc`, 'fewshot');
+    const prefix = fewshotPrefix(task, train.slice(0, 2));
+    expect(prefix).toBe(`${train[0].query} ${train[0].choices[train[0].gold]}\n\n${train[1].query} ${train[1].choices[train[1].gold]}\n\n`);
+  });
+
+  it('scores ARC instances by the highest log-likelihood (acc) and per-character log-likelihood (acc_norm)', () => {
+    const r = evaluateTask(local, 'arc_easy', { limit: 12, shots: 1 });
+    expect(r.n).toBe(12);
+    expect(r.shots).toBe(1);
+    for (const s of r.samples) {
+      expect(s.context.split('\n\n')).toHaveLength(2);
+      const direct = local.loglikelihood(s.continuations.map((c) => ({ context: s.context, continuation: c })));
+      direct.forEach((d, j) => expect(Math.abs(d.logprob - s.logprobs[j])).toBeLessThan(1e-4));
+      const best = s.logprobs.indexOf(Math.max(...s.logprobs));
+      expect(s.acc).toBe(best === s.gold ? 1 : 0);
+    }
+    expect(r.metrics.acc).toBeCloseTo(r.samples.filter((s) => s.acc).length / 12, 12);
+  });
+
+  it('reports a malformed data row with its file, row and field', () => {
+    const dir = tmp();
+    const good = readFileSync(`${DATA}/arc/ARC-Easy-Test.jsonl`, 'utf8').split('\n').slice(0, 2);
+    const bad = JSON.parse(good[1]);
+    bad.answerKey = 'Z';
+    writeFileSync(`${dir}/ARC-Easy-Test.jsonl`, [good[0], JSON.stringify(bad)].join('\n'));
+    let err: unknown;
+    try {
+      TASKS.arc_easy.loadSplit(dir, 'eval');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(LlmboxError);
+    expect((err as LlmboxError).message).toMatch(/row 2: answerKey Z/);
+    expect((err as LlmboxError).field).toBe('answerKey');
+    expect((err as LlmboxError).file).toBe(`${dir}/ARC-Easy-Test.jsonl`);
+  });
+
+  it('llmbox eval --json prints results per task', () => {
+    const bin = fileURLToPath(new URL('../bin/llmbox.js', import.meta.url));
+    const r = spawnSync(process.execPath, [bin, 'eval', '-m', STORIES, '-d', 'arc_easy,arc_challenge', '--limit', '8', '--json'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const j = JSON.parse(r.stdout);
+    for (const t of ['arc_easy', 'arc_challenge']) {
+      expect(j.results[t].n).toBe(8);
+      expect(j.results[t].acc).toBeGreaterThanOrEqual(0);
+      expect(j.results[t].acc).toBeLessThanOrEqual(1);
+    }
+    const bad = spawnSync(process.execPath, [bin, 'eval', '-m', STORIES, '-d', 'nope'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/unknown task nope[\s\S]*arc_easy/);
+  });
+});
