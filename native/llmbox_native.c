@@ -21,30 +21,26 @@
     }                                                                         \
   } while (0)
 
-static int get_f32_view(napi_env env, napi_value v, float **data, size_t *len) {
+// A typed array's data pointer and length, if it has the expected element type (else a TypeError).
+static int get_view(napi_env env, napi_value v, napi_typedarray_type want, const char *what, void **data, size_t *len) {
   napi_typedarray_type type;
-  void *ptr;
   napi_value ab;
   size_t off;
-  if (napi_get_typedarray_info(env, v, &type, len, &ptr, &ab, &off) != napi_ok || type != napi_float32_array) {
-    napi_throw_type_error(env, NULL, "llmbox_native: expected a Float32Array heap view");
+  if (napi_get_typedarray_info(env, v, &type, len, data, &ab, &off) != napi_ok || type != want) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "llmbox_native: expected %s", what);
+    napi_throw_type_error(env, NULL, msg);
     return 0;
   }
-  *data = (float *)ptr;
   return 1;
 }
 
+static int get_f32_view(napi_env env, napi_value v, float **data, size_t *len) {
+  return get_view(env, v, napi_float32_array, "a Float32Array heap view", (void **)data, len);
+}
+
 static int get_i32_view(napi_env env, napi_value v, int32_t **data, size_t *len) {
-  napi_typedarray_type type;
-  void *ptr;
-  napi_value ab;
-  size_t off;
-  if (napi_get_typedarray_info(env, v, &type, len, &ptr, &ab, &off) != napi_ok || type != napi_int32_array) {
-    napi_throw_type_error(env, NULL, "llmbox_native: expected an Int32Array of offsets");
-    return 0;
-  }
-  *data = (int32_t *)ptr;
-  return 1;
+  return get_view(env, v, napi_int32_array, "an Int32Array of offsets", (void **)data, len);
 }
 
 static int64_t get_i64(napi_env env, napi_value v) {
