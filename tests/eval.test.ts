@@ -7,6 +7,7 @@ import { evaluateTask } from '../lib/eval/evaluate.js';
 import { encodePair, LocalLM } from '../lib/eval/lm.js';
 import { fewshotPrefix } from '../lib/eval/methods/multiple-choice.js';
 import { TASKS } from '../lib/eval/tasks/index.js';
+import { preprocessHellaswag } from '../lib/eval/tasks/hellaswag.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
 import { nextTokenLogprobs } from '../lib/models/score.js';
 import { STORIES, tmp } from './helpers/models.js';
@@ -99,6 +100,21 @@ describe('evaluation on stories260K', () => {
       expect(s.acc).toBe(best === s.gold ? 1 : 0);
     }
     expect(r.metrics.acc).toBeCloseTo(r.samples.filter((s) => s.acc).length / 12, 12);
+  });
+
+  it('reads HellaSwag (llama.cpp layout) with lm-eval clean-up, and scores multi-token endings', () => {
+    const docs = TASKS.hellaswag.loadSplit(`${DATA}/hellaswag`, 'eval');
+    expect(docs).toHaveLength(10042);
+    expect(docs[0].query).toBe('Roof shingle removal: A man is sitting on a roof. he');
+    expect(docs[0].choices).toEqual(['is using wrap to wrap a pair of skis.', 'is ripping level tiles off.', "is holding a rubik's cube.", 'starts pulling up roofing on a roof.']);
+    expect(docs[0].gold).toBe(3);
+    // " [title]" -> ". ", other [tags] dropped, double spaces collapsed
+    expect(preprocessHellaswag('How to x [title] Do y [step] now.  Done ')).toBe('How to x. Do y now. Done');
+    const r = evaluateTask(local, 'hellaswag', { limit: 6 });
+    expect(r.samples.every((s) => s.logprobs.length === 4 && s.logprobs.every((x) => x < 0))).toBe(true);
+    const dir = tmp();
+    writeFileSync(`${dir}/hellaswag_val_full.txt`, 'ctx\n7\na\nb\nc\nd\n');
+    expect(() => TASKS.hellaswag.loadSplit(dir, 'eval')).toThrow(/line 2: the gold label should be 0-3/);
   });
 
   it('reports a malformed data row with its file, row and field', () => {
