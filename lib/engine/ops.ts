@@ -4,6 +4,11 @@ import { XENT, XENT_GRAD } from './kernels/cross-entropy.js';
 import { EMBEDDING_GRAD } from './kernels/embedding-grad.js';
 import { ROPE } from './kernels/rope.js';
 
+/** The gradient tfjs hands a single-output custom gradient. */
+function single(dy: tf.Tensor | tf.Tensor[]): tf.Tensor {
+  return Array.isArray(dy) ? dy[0] : dy;
+}
+
 /**
  * Row lookup with a gradient that every backend can run. tfjs differentiates gather through
  * UnsortedSegmentSum, which tfjs-wasm lacks; where it is missing the table gradient is a
@@ -18,7 +23,7 @@ export function embedding(table: tf.Tensor2D, ids: tf.Tensor): tf.Tensor {
     return {
       value: tf.gather(tableT, idsT),
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-        const dyT = Array.isArray(dy) ? dy[0] : dy;
+        const dyT = single(dy);
         if (nativeAddon()) {
           const g = tf.engine().runKernel(EMBEDDING_GRAD, { ids: saved[0], dy: dyT }, { vocab, dim } as unknown as tf.NamedAttrMap);
           return [g as tf.Tensor, tf.zerosLike(saved[0])];
@@ -56,20 +61,22 @@ export function swiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
  */
 export function crossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Tensor1D {
   if (!nativeAddon()) return crossEntropyReference(logits, targets);
+  // The kernels read targets as int32 on the heap; cast once for both passes.
+  const ids = targets.toInt();
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x, t, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
-    const [loss, lse] = tf.engine().runKernel(XENT, { logits: x, targets: t.toInt() }) as tf.Tensor[];
+    const [loss, lse] = tf.engine().runKernel(XENT, { logits: x, targets: t }) as tf.Tensor[];
     save([x, t, lse]);
     return {
       value: loss,
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const [xs, ts, lses] = saved;
-        const g = tf.engine().runKernel(XENT_GRAD, { logits: xs, targets: ts.toInt(), lse: lses, dy: Array.isArray(dy) ? dy[0] : dy }) as tf.Tensor;
+        const g = tf.engine().runKernel(XENT_GRAD, { logits: xs, targets: ts, lse: lses, dy: single(dy) }) as tf.Tensor;
         return [g, tf.zerosLike(ts)];
       },
     };
   });
-  return f(logits, targets) as tf.Tensor1D;
+  return f(logits, ids) as tf.Tensor1D;
 }
 
 /** tfjs's own softmax cross-entropy, per row: the fallback, and the reference the native kernel is tested against. */
@@ -97,7 +104,7 @@ export function rope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Ten
       value: apply(v, c, s),
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const [cs, ss] = saved as [tf.Tensor4D, tf.Tensor4D];
-        const dx = apply((Array.isArray(dy) ? dy[0] : dy) as tf.Tensor4D, cs, tf.neg(ss));
+        const dx = apply(single(dy) as tf.Tensor4D, cs, tf.neg(ss));
         return [dx, tf.zerosLike(cs), tf.zerosLike(ss)];
       },
     };

@@ -1,5 +1,5 @@
-import * as tf from '@tensorflow/tfjs';
 import { generate, type GenerateOptions } from '../models/generate.js';
+import { leftPad } from '../models/llama.js';
 import type { LoadedModel } from '../models/load.js';
 import { scoreTargets } from '../models/score.js';
 
@@ -80,6 +80,13 @@ export class LocalLM implements LanguageModel {
     return this.lm.tokenizer!.encode(text, { addSpecialTokens: false });
   }
 
+  /** The token that sequences without context are predicted from: BOS, else EOS (as lm-eval). */
+  private startToken(caller: string): number {
+    const start = this.bos ?? this.lm.generation.eosTokenIds[0];
+    if (start === undefined) throw new Error(`${caller}: no BOS/EOS token to predict the first token from`);
+    return start;
+  }
+
   private prefix(): number[] {
     const bos = this.bos;
     return this.addBos && bos !== undefined ? [bos] : [];
@@ -92,12 +99,7 @@ export class LocalLM implements LanguageModel {
     const encoded = requests.map((r) => {
       let { context, continuation } = encodePair((s) => this.encode(s), r.context, r.continuation);
       context = [...prefix, ...context];
-      if (context.length === 0) {
-        // Nothing to condition on: like lm-eval, condition on the BOS/EOS token.
-        const start = this.bos ?? this.lm.generation.eosTokenIds[0];
-        if (start === undefined) throw new Error('loglikelihood: empty context and no BOS/EOS token to start from');
-        context = [start];
-      }
+      if (context.length === 0) context = [this.startToken('loglikelihood')];
       if (continuation.length === 0) throw new Error(`loglikelihood: continuation ${JSON.stringify(r.continuation)} encodes to no tokens`);
       // Keep the most recent tokens when the pair is longer than the model's context window.
       const ids = [...context, ...continuation].slice(-(maxLen + 1));
@@ -108,9 +110,8 @@ export class LocalLM implements LanguageModel {
     for (let start = 0; start < order.length; start += this.batchSize) {
       const batch = order.slice(start, start + this.batchSize);
       const inputs = batch.map((i) => encoded[i].ids.slice(0, -1));
-      const T = Math.max(...inputs.map((x) => x.length));
-      const ids = inputs.map((x) => [...new Array<number>(T - x.length).fill(0), ...x]);
-      const mask = inputs.map((x) => ids[0].map((_, t) => (t >= T - x.length ? 1 : 0)));
+      const { ids, mask } = leftPad(inputs);
+      const T = ids[0].length;
       const hidden = this.lm.model.forward(ids, { attentionMask: mask });
       try {
         batch.forEach((reqIndex, b) => {
@@ -134,9 +135,8 @@ export class LocalLM implements LanguageModel {
   loglikelihoodRolling(texts: string[]): number[] {
     const maxLen = this.lm.model.config.maxPositionEmbeddings;
     return texts.map((text) => {
-      const start = this.bos ?? this.lm.generation.eosTokenIds[0];
+      const start = this.startToken('loglikelihoodRolling');
       const tokens = this.encode(text);
-      if (start === undefined) throw new Error('loglikelihoodRolling: no BOS/EOS token to predict the first token from');
       // lm-evaluation-harness's rolling windows: the first predicts from the start token; each later
       // window predicts up to maxLen new tokens, with as much preceding text as fits as context.
       let total = 0;
@@ -169,5 +169,3 @@ export class LocalLM implements LanguageModel {
     });
   }
 }
-
-export { tf };

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { KVCache } from './kv-cache.js';
-import { LlamaModel } from './llama.js';
+import { LlamaModel, leftPad } from './llama.js';
 import type { LoadedModel } from './load.js';
 import { applyRepetitionPenalty, sampleToken, seededRandom, type SamplingOptions } from './sampling.js';
 
@@ -71,9 +71,7 @@ export function generate(lm: LoadedModel, prompts: (string | number[])[], opts: 
 
   const textOf = (r: Row) => (tokenizer ? continuationText(lm, r.prompt, r.out) : '');
   try {
-    // Left padding keeps every row's newest token in the last column.
-    let ids = rows.map((r) => [...new Array<number>(promptLen - r.prompt.length).fill(pad), ...r.prompt]);
-    let mask = rows.map((r) => ids[0].map((_, t) => (t >= promptLen - r.prompt.length ? 1 : 0)));
+    let { ids, mask } = leftPad(rows.map((r) => r.prompt), pad);
     for (let step = 0; step < steps && rows.some((r) => !r.done); step++) {
       const logits = tf.tidy(() => {
         const h = model.forward(ids, { attentionMask: mask, cache });

@@ -45,6 +45,18 @@ export function parameterShapes(cfg: ModelConfig): Map<string, number[]> {
   return m;
 }
 
+/**
+ * Left-pads sequences into one [batch][time] block with its attention mask, so every row's newest
+ * token sits in the last column.
+ */
+export function leftPad(seqs: number[][], pad = 0): { ids: number[][]; mask: number[][] } {
+  const T = Math.max(...seqs.map((s) => s.length));
+  return {
+    ids: seqs.map((s) => [...new Array<number>(T - s.length).fill(pad), ...s]),
+    mask: seqs.map((s) => Array.from({ length: T }, (_, t) => (t >= T - s.length ? 1 : 0))),
+  };
+}
+
 function isLinear(name: string): boolean {
   return name.endsWith('.weight') && (LINEARS.some((l) => name.includes(l)) || name === 'lm_head.weight');
 }

@@ -12,20 +12,10 @@ export function nextTokenLogprobs(model: LlamaModel, ids: number[]): number[] {
   if (ids.length < 2) return [];
   const hidden = model.forward([ids]);
   try {
-    return logprobsOfTargets(model, hidden, 0, ids.slice(1).map((target, i) => ({ row: i, target })));
+    return scoreTargets(model, hidden, 0, ids.slice(1).map((target, i) => ({ row: i, target }))).map((s) => s.logprob);
   } finally {
     hidden.dispose();
   }
-}
-
-/** Log-probabilities of chosen targets at chosen positions of one batch row of hidden states. */
-export function logprobsOfTargets(
-  model: LlamaModel,
-  hidden: tf.Tensor3D,
-  batchIndex: number,
-  picks: { row: number; target: number }[],
-): number[] {
-  return scoreTargets(model, hidden, batchIndex, picks).map((s) => s.logprob);
 }
 
 export interface TargetScore {
@@ -34,7 +24,7 @@ export interface TargetScore {
   isArgmax: boolean;
 }
 
-/** Log-probability of each target and whether greedy decoding would have picked it. */
+/** Log-probability of each chosen target at a chosen position of one batch row of hidden states, and whether greedy decoding would have picked it. */
 export function scoreTargets(
   model: LlamaModel,
   hidden: tf.Tensor3D,

@@ -1,3 +1,4 @@
+import { argmax } from '../../models/sampling.js';
 import type { LanguageModel } from '../lm.js';
 import type { MultipleChoiceDoc, MultipleChoiceTask } from '../tasks/types.js';
 
@@ -19,19 +20,13 @@ export function fewshotPrefix(task: MultipleChoiceTask, examples: MultipleChoice
   return (task.description ?? '') + shots.map((s) => s + task.fewshotDelimiter).join('');
 }
 
-function argmax(xs: number[]): number {
-  let best = 0;
-  for (let i = 1; i < xs.length; i++) if (xs[i] > xs[best]) best = i;
-  return best;
-}
-
 /**
  * Completion scoring ("ppl" in LLMBox): each choice's log-likelihood given the context. acc takes
  * the highest sum; acc_norm divides by the choice's length in characters (lm-evaluation-harness).
  */
 export function scoreMultipleChoice(lm: LanguageModel, task: MultipleChoiceTask, docs: MultipleChoiceDoc[], contexts: string[]): ChoiceRecord[] {
-  const requests = docs.flatMap((d, i) => d.choices.map((c) => ({ context: contexts[i], continuation: task.targetDelimiter + c })));
-  const results = lm.loglikelihood(requests);
+  const continuations = docs.map((d) => d.choices.map((c) => task.targetDelimiter + c));
+  const results = lm.loglikelihood(docs.flatMap((_, i) => continuations[i].map((continuation) => ({ context: contexts[i], continuation }))));
   let at = 0;
   return docs.map((d, i) => {
     const lls = d.choices.map(() => results[at++].logprob);
@@ -40,7 +35,7 @@ export function scoreMultipleChoice(lm: LanguageModel, task: MultipleChoiceTask,
     return {
       id: d.id,
       context: contexts[i],
-      continuations: d.choices.map((c) => task.targetDelimiter + c),
+      continuations: continuations[i],
       logprobs: lls,
       gold: d.gold,
       pred,

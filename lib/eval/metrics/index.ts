@@ -11,4 +11,4 @@ export const INSTANCE_METRICS: Record<string, InstanceMetric> = {
 
 export { normalizeAnswer, exactMatch, f1Score } from './squad.js';
 export { passAtK } from './pass-at-k.js';
-export { mean, stderrOfMean, bootstrapStderr } from './stats.js';
+export { mean, sampleStd, stderrOfMean, bootstrapStderr } from './stats.js';

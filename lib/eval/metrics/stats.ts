@@ -7,14 +7,19 @@ export function mean(xs: number[]): number {
   return s / xs.length;
 }
 
-/** Standard error of the mean, sqrt(var / n) with the unbiased (n - 1) variance, as lm-eval reports. */
-export function stderrOfMean(xs: number[]): number {
+/** Sample standard deviation, with the unbiased (n - 1) variance. */
+export function sampleStd(xs: number[]): number {
   const n = xs.length;
   if (n < 2) return NaN;
   const m = mean(xs);
   let ss = 0;
   for (const x of xs) ss += (x - m) ** 2;
-  return Math.sqrt(ss / (n - 1) / n);
+  return Math.sqrt(ss / (n - 1));
+}
+
+/** Standard error of the mean, sqrt(var / n) with the unbiased (n - 1) variance, as lm-eval reports. */
+export function stderrOfMean(xs: number[]): number {
+  return sampleStd(xs) / Math.sqrt(xs.length);
 }
 
 /**
@@ -31,8 +36,5 @@ export function bootstrapStderr<T>(items: T[], aggregate: (sample: T[]) => numbe
     for (let i = 0; i < n; i++) sample[i] = items[Math.floor(random() * n)];
     values.push(aggregate(sample));
   }
-  const m = mean(values);
-  let ss = 0;
-  for (const v of values) ss += (v - m) ** 2;
-  return Math.sqrt(ss / (iters - 1));
+  return sampleStd(values);
 }
