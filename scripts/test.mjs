@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const extra = process.argv.slice(2);
-const MODEL_SUITES = ['tests/reference.test.ts', 'tests/architectures.test.ts', 'tests/gradients.test.ts'];
+const MODEL_SUITES = ['tests/reference.test.ts', 'tests/architectures.test.ts', 'tests/gradients.test.ts', 'tests/prefix-cache.test.ts'];
 const dir = mkdtempSync(join(tmpdir(), 'llmbox-test-'));
 const runs = [
   { name: 'default', env: {}, files: extra },

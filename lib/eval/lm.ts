@@ -1,7 +1,9 @@
 import { generate, type GenerateOptions } from '../models/generate.js';
 import { leftPad } from '../models/llama.js';
+import type { PastKV } from '../models/kv-cache.js';
 import type { LoadedModel } from '../models/load.js';
 import { scoreTargets } from '../models/score.js';
+import { PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
 
 export interface LoglikelihoodRequest {
   context: string;
@@ -40,6 +42,8 @@ export interface LocalLMOptions {
    * behaviour); lm-evaluation-harness's HF backend adds none unless asked (add_bos_token=True).
    */
   addBos?: boolean;
+  /** Reuse encoded prefixes across requests (default on); options set its memory budget. */
+  prefixCache?: boolean | PrefixCacheOptions;
 }
 
 /**
@@ -62,6 +66,7 @@ export class LocalLM implements LanguageModel {
   readonly lm: LoadedModel;
   readonly batchSize: number;
   private readonly addBos: boolean;
+  readonly prefixCache: PrefixCache | undefined;
 
   constructor(lm: LoadedModel, opts: LocalLMOptions = {}) {
     if (!lm.tokenizer) throw new Error('LocalLM needs a tokenizer (tokenizer.json in the model folder)');
@@ -69,6 +74,8 @@ export class LocalLM implements LanguageModel {
     this.batchSize = opts.batchSize ?? 8;
     const cfgBos = lm.tokenizer.config.add_bos_token;
     this.addBos = opts.addBos ?? (cfgBos === undefined ? true : cfgBos === true);
+    const pc = opts.prefixCache ?? true;
+    this.prefixCache = pc === false ? undefined : new PrefixCache(lm.model, pc === true ? {} : pc);
   }
 
   private get bos(): number | undefined {
@@ -92,7 +99,12 @@ export class LocalLM implements LanguageModel {
     return this.addBos && bos !== undefined ? [bos] : [];
   }
 
-  /** Scores each continuation; requests are batched with left padding, longest first. */
+  /**
+   * Scores each continuation. With the prefix cache, requests are grouped by context and ordered
+   * so that shared prefixes are adjacent; each context is encoded once (minus its last token, which
+   * is fed with the continuation so its prediction is scored) and its options are scored on top of
+   * it in one batch. Without it, whole sequences are batched with left padding, longest first.
+   */
   loglikelihood(requests: LoglikelihoodRequest[]): LoglikelihoodResult[] {
     const prefix = this.prefix();
     const maxLen = this.lm.model.config.maxPositionEmbeddings;
@@ -101,34 +113,61 @@ export class LocalLM implements LanguageModel {
       context = [...prefix, ...context];
       if (context.length === 0) context = [this.startToken('loglikelihood')];
       if (continuation.length === 0) throw new Error(`loglikelihood: continuation ${JSON.stringify(r.continuation)} encodes to no tokens`);
-      // Keep the most recent tokens when the pair is longer than the model's context window.
-      const ids = [...context, ...continuation].slice(-(maxLen + 1));
-      return { ids, nCont: continuation.length };
+      return { context, continuation };
     });
-    const order = encoded.map((_, i) => i).sort((a, b) => encoded[b].ids.length - encoded[a].ids.length);
     const results = new Array<LoglikelihoodResult>(requests.length);
-    for (let start = 0; start < order.length; start += this.batchSize) {
-      const batch = order.slice(start, start + this.batchSize);
-      const inputs = batch.map((i) => encoded[i].ids.slice(0, -1));
-      const { ids, mask } = leftPad(inputs);
-      const T = ids[0].length;
-      const hidden = this.lm.model.forward(ids, { attentionMask: mask });
+    const plain: number[] = [];
+    const groups = new Map<string, number[]>();
+    encoded.forEach((e, i) => {
+      // Pairs longer than the window lose their oldest tokens, so their prefixes are not shared.
+      if (!this.prefixCache || e.context.length + e.continuation.length > maxLen + 1) return plain.push(i);
+      const key = e.context.join(',');
+      const g = groups.get(key);
+      if (g) g.push(i);
+      else groups.set(key, [i]);
+    });
+    const ordered = [...groups.values()].sort((a, b) => compareIds(encoded[a[0]].context, encoded[b[0]].context));
+    for (const group of ordered) {
+      const context = encoded[group[0]].context;
+      const held = this.prefixCache!.acquire(context.slice(0, -1));
       try {
-        batch.forEach((reqIndex, b) => {
-          const { ids: full, nCont } = encoded[reqIndex];
-          const picks = full.slice(-nCont).map((target, j) => ({ row: T - nCont + j, target }));
-          const scores = scoreTargets(this.lm.model, hidden, b, picks);
-          results[reqIndex] = {
-            logprob: scores.reduce((a, s) => a + s.logprob, 0),
-            isGreedy: scores.every((s) => s.isArgmax),
-            tokens: nCont,
-          };
+        const last = context[context.length - 1];
+        this.scoreRows(group, results, (i) => ({ input: [last, ...encoded[i].continuation.slice(0, -1)], targets: encoded[i].continuation }), held.past);
+      } finally {
+        held.release();
+      }
+    }
+    plain.sort((a, b) => encoded[b].context.length + encoded[b].continuation.length - encoded[a].context.length - encoded[a].continuation.length);
+    this.scoreRows(plain, results, (i) => {
+      // Keep the most recent tokens when the pair is longer than the model's context window.
+      const ids = [...encoded[i].context, ...encoded[i].continuation].slice(-(maxLen + 1));
+      return { input: ids.slice(0, -1), targets: encoded[i].continuation };
+    });
+    return results;
+  }
+
+  /** Scores requests in batches: each row's targets are the last predictions of its input. */
+  private scoreRows(
+    indices: number[],
+    results: LoglikelihoodResult[],
+    row: (i: number) => { input: number[]; targets: number[] },
+    past?: PastKV,
+  ): void {
+    for (let start = 0; start < indices.length; start += this.batchSize) {
+      const batch = indices.slice(start, start + this.batchSize).map((i) => ({ i, ...row(i) }));
+      const { ids, mask } = leftPad(batch.map((b) => b.input));
+      const T = ids[0].length;
+      const hidden = this.lm.model.forward(ids, { attentionMask: mask, past });
+      try {
+        batch.forEach(({ i, targets }, b) => {
+          const n = targets.length;
+          const scores = scoreTargets(this.lm.model, hidden, b, targets.map((target, j) => ({ row: T - n + j, target })));
+          results[i] = { logprob: scores.reduce((a, s) => a + s.logprob, 0), isGreedy: scores.every((s) => s.isArgmax), tokens: n };
         });
       } finally {
         hidden.dispose();
       }
     }
-    return results;
   }
 
   /** Log-likelihood of whole texts (for perplexity), in windows of the model's context length. */
@@ -157,15 +196,33 @@ export class LocalLM implements LanguageModel {
     });
   }
 
+  /**
+   * Generates for each request; the prompt keeps its most recent tokens when it would leave no room
+   * for maxNewTokens (as lm-evaluation-harness). With the prefix cache, everything but the prompt's
+   * last token comes from the tree, so a few-shot prefix shared by all requests is encoded once.
+   */
   generateUntil(requests: GenerateUntilRequest[], opts: GenerateOptions = {}): string[] {
-    const prefix = this.prefix();
+    const maxLen = this.lm.model.config.maxPositionEmbeddings;
     return requests.map((r) => {
-      const [out] = generate(this.lm, [[...prefix, ...this.encode(r.context)]], {
-        ...opts,
-        maxNewTokens: r.maxNewTokens ?? opts.maxNewTokens ?? 256,
-        stop: r.until,
-      });
-      return out.text;
+      const maxNewTokens = r.maxNewTokens ?? opts.maxNewTokens ?? 256;
+      const prompt = [...this.prefix(), ...this.encode(r.context)].slice(-Math.max(1, maxLen - maxNewTokens));
+      const decode = { ...opts, maxNewTokens, stop: r.until };
+      if (!this.prefixCache) return generate(this.lm, [prompt], decode)[0].text;
+      const head = prompt.slice(0, -1);
+      const held = this.prefixCache.acquire(head);
+      try {
+        const kv = held.past;
+        return generate(this.lm, [prompt.slice(-1)], { ...decode, prefix: kv ? { ids: head, kv } : undefined })[0].text;
+      } finally {
+        held.release();
+      }
     });
   }
+}
+
+/** Lexicographic order of token sequences: requests sharing a prefix end up next to each other. */
+function compareIds(a: number[], b: number[]): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
 }

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { KVCache } from './kv-cache.js';
+import { KVCache, type PastKV } from './kv-cache.js';
 import { LlamaModel, leftPad } from './llama.js';
 import type { LoadedModel } from './load.js';
 import { applyRepetitionPenalty, sampleToken, seededRandom, type SamplingOptions } from './sampling.js';
@@ -21,6 +21,11 @@ export interface GenerateOptions extends SamplingOptions {
   addSpecialTokens?: boolean;
   /** Reuse keys and values between steps (default true); off recomputes the whole sequence each step. */
   useCache?: boolean;
+  /**
+   * An already-encoded prefix shared by every prompt (from a prefix cache): prompts hold only what
+   * follows it. Needs the KV cache.
+   */
+  prefix?: { ids: number[]; kv: PastKV };
 }
 
 export interface GenerateResult {
@@ -62,15 +67,20 @@ export function generate(lm: LoadedModel, prompts: (string | number[])[], opts: 
     return { prompt: ids, out: [], done: false, reason: 'length' };
   });
   const B = rows.length;
+  const prefix = opts.prefix;
+  const prefixLen = prefix?.ids.length ?? 0;
   const promptLen = Math.max(...rows.map((r) => r.prompt.length));
   const maxPos = model.config.maxPositionEmbeddings;
-  const steps = Math.max(0, Math.min(maxNew, maxPos - promptLen));
+  const steps = Math.max(0, Math.min(maxNew, maxPos - prefixLen - promptLen));
   const pad = lm.generation.padTokenId ?? 0;
   const useCache = opts.useCache ?? true;
-  const cache = useCache ? new KVCache(model.config, B, promptLen + steps) : undefined;
+  if (prefix && !useCache) throw new Error('generate: a prefix needs the KV cache (useCache true)');
+  const cache = useCache ? new KVCache(model.config, B, prefixLen + promptLen + steps) : undefined;
+  const before = prefix?.ids ?? [];
 
-  const textOf = (r: Row) => (tokenizer ? continuationText(lm, r.prompt, r.out) : '');
+  const textOf = (r: Row) => (tokenizer ? continuationText(lm, [...before, ...r.prompt], r.out) : '');
   try {
+    if (prefix) cache!.fill(prefix.kv);
     let { ids, mask } = leftPad(rows.map((r) => r.prompt), pad);
     for (let step = 0; step < steps && rows.some((r) => !r.done); step++) {
       const logits = tf.tidy(() => {
@@ -85,7 +95,7 @@ export function generate(lm: LoadedModel, prompts: (string | number[])[], opts: 
       rows.forEach((r, b) => {
         if (r.done) return next.push(pad);
         const row = data.slice(b * V, (b + 1) * V);
-        if (opts.repetitionPenalty && opts.repetitionPenalty !== 1) applyRepetitionPenalty(row, [...r.prompt, ...r.out], opts.repetitionPenalty);
+        if (opts.repetitionPenalty && opts.repetitionPenalty !== 1) applyRepetitionPenalty(row, [...before, ...r.prompt, ...r.out], opts.repetitionPenalty);
         const tok = sampleToken(row, opts, random);
         r.out.push(tok);
         next.push(tok);

@@ -3,6 +3,13 @@ import { nativeAddon } from '../engine/index.js';
 import { writeAxis2 } from '../engine/inplace.js';
 import type { ModelConfig } from './config.js';
 
+/** Keys and values of an encoded prefix, [1, kvHeads, length, headDim] per layer, every slot a real token. */
+export interface PastKV {
+  length: number;
+  keys: tf.Tensor4D[];
+  values: tf.Tensor4D[];
+}
+
 /**
  * Pre-allocated key/value cache, [batch, kvHeads, capacity, headDim] per layer. New keys are written
  * in place at the next free slots; attention reads the whole buffer under a mask, so decoding never
@@ -15,6 +22,8 @@ export class KVCache {
   length = 0;
   /** 1 where a slot holds a real token, per row: [batch * capacity]. */
   readonly valid: Uint8Array;
+  /** Position id of the token in each slot: [batch * capacity]. */
+  readonly positions: Int32Array;
   /** Position id of the next token, per row. */
   readonly nextPosition: Int32Array;
   readonly keys: tf.Tensor4D[] = [];
@@ -25,10 +34,27 @@ export class KVCache {
     this.capacity = capacity;
     this.valid = new Uint8Array(batch * capacity);
     this.nextPosition = new Int32Array(batch);
+    this.positions = new Int32Array(batch * capacity);
     for (let l = 0; l < cfg.numLayers; l++) {
       this.keys.push(tf.keep(tf.zeros([batch, cfg.numKvHeads, capacity, cfg.headDim])));
       this.values.push(tf.keep(tf.zeros([batch, cfg.numKvHeads, capacity, cfg.headDim])));
     }
+  }
+
+  /** Starts every row from an encoded prefix: its keys fill the first slots, positions continue after it. */
+  fill(prefix: PastKV): void {
+    if (this.length !== 0 || prefix.length > this.capacity) throw new Error(`KVCache.fill: cache must be empty with room for ${prefix.length} slots`);
+    if (prefix.length === 0) return;
+    const tile = (t: tf.Tensor4D) => (this.batch === 1 ? t : tf.tile(t, [this.batch, 1, 1, 1]));
+    tf.tidy(() => {
+      for (let l = 0; l < this.keys.length; l++) this.write(l, tile(prefix.keys[l]), tile(prefix.values[l]));
+    });
+    for (let b = 0; b < this.batch; b++) {
+      this.valid.fill(1, b * this.capacity, b * this.capacity + prefix.length);
+      for (let j = 0; j < prefix.length; j++) this.positions[b * this.capacity + j] = j;
+    }
+    this.nextPosition.fill(prefix.length);
+    this.length = prefix.length;
   }
 
   write(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): void {

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { LlmboxError } from '../errors.js';
 import { embedding, rmsNorm, rope as applyRope, swiglu } from '../engine/ops.js';
 import type { ModelConfig } from './config.js';
-import { KVCache } from './kv-cache.js';
+import { KVCache, type PastKV } from './kv-cache.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
 import type { RawTensor } from './safetensors.js';
 
@@ -14,6 +14,13 @@ export interface ForwardOptions {
   attentionMask?: number[][];
   /** Keys and values of earlier calls; this call's are appended to it. */
   cache?: KVCache;
+  /**
+   * A shared prefix already encoded (batch 1, every slot a real token): each row continues from it.
+   * Attention reads it by broadcasting, so B rows over one prefix never copy its keys B times.
+   */
+  past?: PastKV;
+  /** Receives this call's keys and values per layer (kept; the caller disposes them). */
+  collect?: { keys: tf.Tensor4D[]; values: tf.Tensor4D[] };
 }
 
 /** Names of the linear layers (HF `*_proj`), stored transposed as [in, out] so that x @ W needs no transpose. */
@@ -151,18 +158,29 @@ export class LlamaModel {
     if (cache && (cache.batch !== B || cache.length + T > cache.capacity)) {
       throw new Error(`forward: cache holds batch ${cache.batch} x ${cache.capacity} slots, ${cache.length} used; cannot add [${B}, ${T}]`);
     }
-    const past = cache?.length ?? 0;
-    const S = cache ? cache.capacity : T;
+    const prefix = opts.past;
+    if (prefix && cache) throw new Error('forward: pass either a cache or a past prefix, not both');
+    const past = cache?.length ?? prefix?.length ?? 0;
+    const S = cache ? cache.capacity : past + T;
 
     // Positions and key validity: padding takes no position, so left-padded rows match unpadded ones.
     const positions = new Int32Array(B * T);
-    const valid = cache ? cache.valid : new Uint8Array(B * T);
+    const valid = cache ? cache.valid : new Uint8Array(B * S);
+    // The sliding window is measured in positions, not slots: padding may sit between a prefix and new tokens.
+    const keyPositions = cache ? cache.positions : new Int32Array(B * S);
+    if (prefix) {
+      for (let b = 0; b < B; b++) {
+        valid.fill(1, b * S, b * S + past);
+        for (let j = 0; j < past; j++) keyPositions[b * S + j] = j;
+      }
+    }
     for (let b = 0; b < B; b++) {
-      let pos = cache ? cache.nextPosition[b] : 0;
+      let pos = cache ? cache.nextPosition[b] : past;
       for (let t = 0; t < T; t++) {
         const real = mask[b][t] ? 1 : 0;
         positions[b * T + t] = real ? pos : 0;
         valid[b * S + past + t] = real;
+        keyPositions[b * S + past + t] = pos;
         pos += real;
       }
       if (cache) cache.nextPosition[b] = pos;
@@ -172,9 +190,10 @@ export class LlamaModel {
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {
         const q = past + t;
+        const qPos = positions[b * T + t];
         const row = (b * T + t) * S;
         for (let j = 0; j <= q; j++) {
-          if (valid[b * S + j] && (window === null || q - j < window)) maskData[row + j] = 0;
+          if (valid[b * S + j] && (window === null || qPos - keyPositions[b * S + j] < window)) maskData[row + j] = 0;
         }
       }
     }
@@ -203,14 +222,28 @@ export class LlamaModel {
         const q = rope(linear(x, `${pre}self_attn.q_proj`).reshape([B, T, nH, D]));
         let k = rope(linear(x, `${pre}self_attn.k_proj`).reshape([B, T, kvH, D])).transpose([0, 2, 1, 3]) as tf.Tensor4D;
         let v = linear(x, `${pre}self_attn.v_proj`).reshape([B, T, kvH, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+        if (opts.collect) {
+          opts.collect.keys.push(tf.keep(k));
+          opts.collect.values.push(tf.keep(v));
+        }
         if (cache) {
           cache.write(l, k, v);
           [k, v] = cache.read(l);
         }
         // [B, kvH, group*T, D]: each kv head serves `group` query heads without repeating K and V.
         const qg = q.reshape([B, T, kvH, group, D]).transpose([0, 2, 3, 1, 4]).reshape([B, kvH, group * T, D]);
-        const scores = tf.add(tf.mul(tf.matMul(qg, k, false, true), scale), maskT);
-        const attn = tf.matMul(tf.softmax(scores), v); // [B, kvH, group*T, D]
+        let attn: tf.Tensor;
+        if (prefix) {
+          // One softmax over [prefix | own keys]; the prefix's [1, ...] keys broadcast over the batch.
+          const own = tf.matMul(qg, k, false, true);
+          const shared = tf.matMul(qg, prefix.keys[l], false, true);
+          const probs = tf.softmax(tf.add(tf.mul(tf.concat([shared, own], 3), scale), maskT));
+          const [pShared, pOwn] = tf.split(probs, [past, T], 3);
+          attn = tf.add(tf.matMul(pShared, prefix.values[l]), tf.matMul(pOwn, v));
+        } else {
+          const scores = tf.add(tf.mul(tf.matMul(qg, k, false, true), scale), maskT);
+          attn = tf.matMul(tf.softmax(scores), v); // [B, kvH, group*T, D]
+        }
         const merged = attn.reshape([B, kvH, group, T, D]).transpose([0, 3, 1, 2, 4]).reshape([B * T, nH * D]) as tf.Tensor2D;
         h = tf.add(h, linear(merged, `${pre}self_attn.o_proj`));
         const y = rmsNorm(h, this.p<tf.Rank.R1>(`${pre}post_attention_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
