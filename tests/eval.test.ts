@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { LlmboxError } from '../lib/errors.js';
 import { evaluateTask } from '../lib/eval/evaluate.js';
 import { encodePair, LocalLM } from '../lib/eval/lm.js';
-import { fewshotPrefix } from '../lib/eval/methods/multiple-choice.js';
+import { fewshotPrefix } from '../lib/eval/methods/prompt.js';
 import { TASKS } from '../lib/eval/tasks/index.js';
 import { preprocessHellaswag } from '../lib/eval/tasks/hellaswag.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
@@ -82,27 +82,31 @@ describe('evaluation on stories260K', () => {
     const test = task.loadSplit(`${DATA}/arc`, 'eval');
     expect(test).toHaveLength(2376);
     expect(test[0].query).toBe('Question: Which statement best explains why photosynthesis is the foundation of most food webs?\nAnswer:');
-    expect(test[0].choices[test[0].gold]).toBe('Sunlight is the source of energy for nearly all ecosystems.');
+    expect(test[0].choices![test[0].gold!]).toBe('Sunlight is the source of energy for nearly all ecosystems.');
     const train = task.loadSplit(`${DATA}/arc`, 'fewshot');
-    const prefix = fewshotPrefix(task, train.slice(0, 2));
-    expect(prefix).toBe(`${train[0].query} ${train[0].choices[train[0].gold]}\n\n${train[1].query} ${train[1].choices[train[1].gold]}\n\n`);
+    const prefix = fewshotPrefix(task, 'ppl', test[0], train.slice(0, 2));
+    expect(prefix).toBe(`${train[0].query} ${train[0].choices![train[0].gold!]}\n\n${train[1].query} ${train[1].choices![train[1].gold!]}\n\n`);
   });
 
-  it('scores ARC instances by the highest log-likelihood (acc) and per-character log-likelihood (acc_norm)', () => {
-    const r = evaluateTask(local, 'arc_easy', { limit: 12, shots: 1 });
+  it('scores ARC instances by the highest log-likelihood (acc) and per-character log-likelihood (acc_norm)', async () => {
+    const r = await evaluateTask(local, 'arc_easy', { limit: 12, shots: 1 });
     expect(r.n).toBe(12);
     expect(r.shots).toBe(1);
     for (const s of r.samples) {
-      expect(s.context.split('\n\n')).toHaveLength(2);
-      const direct = local.loglikelihood(s.continuations.map((c) => ({ context: s.context, continuation: c })));
-      direct.forEach((d, j) => expect(Math.abs(d.logprob - s.logprobs[j])).toBeLessThan(1e-4));
-      const best = s.logprobs.indexOf(Math.max(...s.logprobs));
-      expect(s.acc).toBe(best === s.gold ? 1 : 0);
+      const args = Object.values(s.arguments) as { arg_0: string; arg_1: string }[];
+      expect(args[0].arg_0.split('\n\n')).toHaveLength(2);
+      const lls = (s.filtered_resps as [number, boolean][]).map(([ll]) => ll);
+      const direct = local.loglikelihood(args.map((a) => ({ context: a.arg_0, continuation: a.arg_1 })));
+      direct.forEach((d, j) => expect(Math.abs(d.logprob - lls[j])).toBeLessThan(1e-4));
+      const best = lls.indexOf(Math.max(...lls));
+      expect(s.metrics.acc).toBe(best === Number(s.target) ? 1 : 0);
+      const perChar = lls.map((ll, j) => ll / s.doc.choices![j].length);
+      expect(s.metrics.acc_norm).toBe(perChar.indexOf(Math.max(...perChar)) === Number(s.target) ? 1 : 0);
     }
-    expect(r.metrics.acc).toBeCloseTo(r.samples.filter((s) => s.acc).length / 12, 12);
+    expect(r.metrics.acc.value).toBeCloseTo(r.samples.filter((s) => s.metrics.acc).length / 12, 12);
   });
 
-  it('reads HellaSwag (llama.cpp layout) with lm-eval clean-up, and scores multi-token endings', () => {
+  it('reads HellaSwag (llama.cpp layout) with lm-eval clean-up, and scores multi-token endings', async () => {
     const docs = TASKS.hellaswag.loadSplit(`${DATA}/hellaswag`, 'eval');
     expect(docs).toHaveLength(10042);
     expect(docs[0].query).toBe('Roof shingle removal: A man is sitting on a roof. he');
@@ -110,8 +114,8 @@ describe('evaluation on stories260K', () => {
     expect(docs[0].gold).toBe(3);
     // " [title]" -> ". ", other [tags] dropped, double spaces collapsed
     expect(preprocessHellaswag('How to x [title] Do y [step] now.  Done ')).toBe('How to x. Do y now. Done');
-    const r = evaluateTask(local, 'hellaswag', { limit: 6 });
-    expect(r.samples.every((s) => s.logprobs.length === 4 && s.logprobs.every((x) => x < 0))).toBe(true);
+    const r = await evaluateTask(local, 'hellaswag', { limit: 6 });
+    expect(r.samples.every((s) => s.filtered_resps.length === 4 && (s.filtered_resps as [number, boolean][]).every(([x]) => x < 0))).toBe(true);
     const dir = tmp();
     writeFileSync(`${dir}/hellaswag_val_full.txt`, 'ctx\n7\na\nb\nc\nd\n');
     expect(() => TASKS.hellaswag.loadSplit(dir, 'eval')).toThrow(/line 2: the gold label should be 0-3/);
@@ -147,6 +151,6 @@ describe('evaluation on stories260K', () => {
     }
     const bad = spawnSync(process.execPath, [bin, 'eval', '-m', STORIES, '-d', 'nope'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
-    expect(bad.stderr).toMatch(/unknown task nope[\s\S]*arc_easy/);
+    expect(bad.stderr).toMatch(/unknown task nope[\s\S]*llmbox tasks/);
   });
 });

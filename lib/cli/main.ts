@@ -5,9 +5,9 @@ import { initEngine, type BackendName, type EngineOptions } from '../engine/inde
 import { generate } from '../models/generate.js';
 import { loadModel } from '../models/load.js';
 import { nextTokenLogprobs } from '../models/score.js';
-import { evaluateTask } from '../eval/evaluate.js';
+import { evaluate, expandTasks, type MetricValue, type Progress } from '../eval/evaluate.js';
 import { LocalLM } from '../eval/lm.js';
-import { TASKS } from '../eval/tasks/index.js';
+import { GROUPS, TASKS, type Method } from '../eval/tasks/index.js';
 
 function int(name: string, min = 0) {
   return (v: string) => {
@@ -132,31 +132,80 @@ export function buildCli(): Command {
 
   program
     .command('eval')
-    .description('evaluate a model on benchmark tasks')
+    .description('evaluate a model on benchmark tasks (see `llmbox tasks`)')
     .requiredOption('-m, --model <dir>', 'model folder (Hugging Face layout)')
-    .requiredOption('-d, --dataset <tasks>', `comma-separated tasks (${Object.keys(TASKS).join(', ')})`)
-    .option('--shots <n>', 'few-shot examples (default: the task\'s)', int('--shots'))
-    .option('--limit <n>', 'evaluate the first N instances', int('--limit', 1))
+    .requiredOption('-d, --dataset <tasks>', 'comma-separated tasks or groups (mmlu, bbh, mgsm, flores200, truthfulqa)')
+    .option('--shots <n>', "few-shot examples (default: the task's)", int('--shots'))
+    .option('--limit <n>', 'evaluate the first N instances of each task', int('--limit', 1))
     .option('--batch-size <n>', 'sequences per forward pass', int('--batch-size', 1), 8)
+    .option('--method <m>', "ppl (option log-likelihood), prob (option letters) or gen (generation); default: the task's")
+    .option('--no-prefix-cache', 'encode every request from scratch (for comparison)')
+    .option('--samples <n>', 'generations per instance: majority vote, or pass@k for code', int('--samples', 1))
+    .option('--temperature <t>', 'sampling temperature when --samples > 1', Number)
+    .option('--max-new-tokens <n>', "cap on generated tokens (default: the task's)", int('--max-new-tokens', 1))
     .option('--data-dir <dir>', 'root of the data sets (default: ../shared/data)')
-    .option('--seed <s>', 'seed for few-shot sampling', int('--seed'), 1234)
-    .option('--json', 'print {"results": {task: {metric: value}}}')
+    .option('--seed <s>', 'seed for few-shot draws and sampling', int('--seed'), 1234)
+    .option('--output <dir>', 'write results_<time>.json and samples_<task>_<time>.jsonl here; resume from here')
+    .option('--no-resume', 'ignore resume state in --output and start over')
+    .option('--json', 'print {"results": {task: {metric: value}}, "groups": {...}}')
     .action(async (o, cmd: Command) => {
-      const lm = await loadModel(o.model, engineOpts(cmd));
-      const local = new LocalLM(lm, { batchSize: o.batchSize });
-      const results: Record<string, Record<string, number>> = {};
-      const lines: string[] = [];
-      for (const name of (o.dataset as string).split(',').map((s) => s.trim()).filter(Boolean)) {
-        const r = evaluateTask(local, name, { shots: o.shots, limit: o.limit, dataDir: o.dataDir, seed: o.seed });
-        results[r.task] = { ...r.metrics, n: r.n, shots: r.shots };
-        for (const m of ['acc', 'acc_norm']) {
-          lines.push(`${r.task.padEnd(14)} ${String(r.shots).padStart(5)}  ${m.padEnd(9)} ${r.metrics[m].toFixed(4)} ± ${r.metrics[`${m}_stderr`].toFixed(4)}  (n=${r.n})`);
-        }
+      if (o.method !== undefined && !['ppl', 'prob', 'gen'].includes(o.method)) {
+        throw new LlmboxError(`unknown method ${o.method}`, { field: '--method', fix: 'use ppl, prob or gen' });
       }
-      print(!!o.json, { results }, ['task           shots  metric    value', ...lines].join('\n'));
+      const names = (o.dataset as string).split(',').map((s) => s.trim()).filter(Boolean);
+      expandTasks(names);
+      const lm = await loadModel(o.model, engineOpts(cmd));
+      const local = new LocalLM(lm, { batchSize: o.batchSize, prefixCache: o.prefixCache });
+      const run = await evaluate(local, names, {
+        shots: o.shots, limit: o.limit, dataDir: o.dataDir, seed: o.seed, method: o.method as Method | undefined,
+        samples: o.samples, temperature: o.temperature, maxNewTokens: o.maxNewTokens, outputDir: o.output,
+        resume: o.resume, model: o.model, onProgress: progressPrinter(),
+      });
+      const flat = (m: Record<string, MetricValue>) => Object.fromEntries(Object.entries(m).flatMap(([k, v]) => [[k, v.value], [`${k}_stderr`, v.stderr]]));
+      const summary = {
+        results: Object.fromEntries(run.results.map((r) => [r.task, { ...flat(r.metrics), n: r.n, shots: r.shots, method: r.method }])),
+        groups: Object.fromEntries(run.groups.map((g) => [g.group, { ...flat(g.metrics), n: g.n }])),
+        fingerprint: run.fingerprint,
+        files: run.files ?? null,
+      };
+      const rows = [
+        ...run.results.flatMap((r) => Object.entries(r.metrics).map(([m, v]) => [r.task, r.method, String(r.shots), m, v, String(r.n)] as const)),
+        ...run.groups.flatMap((g) => Object.entries(g.metrics).map(([m, v]) => [g.group, g.aggregate, '', m, v, String(g.n)] as const)),
+      ];
+      const text = [
+        'task                            method shots  metric                        value     stderr      n',
+        ...rows.map(([t, meth, shots, m, v, n]) => `${t.padEnd(31)} ${meth.padEnd(6)} ${shots.padStart(5)}  ${m.padEnd(26)} ${v.value.toFixed(4).padStart(9)} ${(Number.isFinite(v.stderr) ? v.stderr.toFixed(4) : 'n/a').padStart(10)} ${n.padStart(6)}`),
+        ...(run.files ? [`results: ${run.files.results}`] : []),
+      ].join('\n');
+      print(!!o.json, summary, text);
+    });
+
+  program
+    .command('tasks')
+    .description('list the evaluation tasks and groups')
+    .option('--json', 'print [{"name", "methods", "shots", "group"}]')
+    .action((o: { json?: boolean }) => {
+      const groupOf = (t: string) => Object.values(GROUPS).find((g) => g.tasks.includes(t))?.name ?? null;
+      const list = Object.values(TASKS).map((t) => ({ name: t.name, methods: t.methods, default_method: t.defaultMethod, shots: t.defaultShots, group: groupOf(t.name) }));
+      print(!!o.json, list, list.map((t) => `${t.name.padEnd(48)} ${t.methods.join('/').padEnd(9)} ${String(t.shots).padStart(2)}-shot  ${t.group ?? ''}`).join('\n'));
     });
 
   return program;
+}
+
+/** Instances/s and ETA on stderr: redrawn in place on a terminal, a line every 10 s otherwise. */
+function progressPrinter(): (p: Progress) => void {
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  return (p) => {
+    const now = Date.now();
+    const finished = p.done === p.total;
+    if (!tty && !finished && now - last < 10_000) return;
+    last = now;
+    const eta = Number.isFinite(p.etaSeconds) ? `${Math.floor(p.etaSeconds / 60)}m${String(Math.round(p.etaSeconds % 60)).padStart(2, '0')}s` : '?';
+    const line = `${p.task}: ${p.done}/${p.total} instances, ${p.rate.toFixed(1)}/s, ETA ${eta}`;
+    process.stderr.write(tty ? `\r\x1b[K${line}${finished ? '\n' : ''}` : `${line}\n`);
+  };
 }
 
 export async function main(argv = process.argv): Promise<void> {

@@ -1,11 +1,16 @@
-import { resolve } from 'node:path';
+import { rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { engineInfo } from '../engine/index.js';
 import { LlmboxError } from '../errors.js';
 import { seededRandom } from '../models/sampling.js';
 import { projectRoot } from '../util/paths.js';
 import type { LanguageModel } from './lm.js';
-import { mean, stderrOfMean } from './metrics/index.js';
-import { fewshotPrefix, scoreMultipleChoice, type ChoiceRecord } from './methods/multiple-choice.js';
-import { TASKS, type MultipleChoiceDoc } from './tasks/index.js';
+import { scoreChoices } from './methods/choice.js';
+import { runGeneration } from './methods/generation.js';
+import { fewshotPrefix, instanceQuery } from './methods/prompt.js';
+import { bootstrapStderr, mean, stderrOfMean } from './metrics/index.js';
+import { fileTimestamp, PartialResults, sha256, writeResults, writeSamples, type SampleRecord } from './results.js';
+import { GROUPS, TASKS, type Doc, type Method, type Task } from './tasks/index.js';
 
 export interface EvaluateOptions {
   /** Few-shot examples per instance; the task's default when absent. */
@@ -14,17 +19,79 @@ export interface EvaluateOptions {
   limit?: number;
   /** Root of the data sets (each task reads its own folder below it). */
   dataDir?: string;
-  /** Seed for drawing few-shot examples. */
+  /** Seed for few-shot draws and sampling. */
   seed?: number;
+  /** Scoring method; the task's default when absent. */
+  method?: Method;
+  /** Generation: samples per instance (majority vote, or pass@k for code), temperature, length cap. */
+  samples?: number;
+  temperature?: number;
+  maxNewTokens?: number;
+  /** Folder for results_<time>.json, samples_<task>_<time>.jsonl and resume state. */
+  outputDir?: string;
+  /** Continue an interrupted run from its resume state in outputDir (default true). */
+  resume?: boolean;
+  /** Instances per model call and per resume checkpoint (default 32). */
+  chunkSize?: number;
+  onProgress?: (p: Progress) => void;
+  /** Model name for the results file. */
+  model?: string;
+}
+
+export interface Progress {
+  task: string;
+  done: number;
+  total: number;
+  /** Instances per second over this run (instances restored from a resume excluded). */
+  rate: number;
+  etaSeconds: number;
+}
+
+export interface MetricValue {
+  value: number;
+  stderr: number;
 }
 
 export interface TaskResult {
   task: string;
   version: number;
+  method: Method;
   shots: number;
   n: number;
-  metrics: Record<string, number>;
-  samples: ChoiceRecord[];
+  /** Hash of every instance's full prompt: changes whenever what the model saw changes. */
+  promptHash: string;
+  metrics: Record<string, MetricValue>;
+  samples: SampleRecord[];
+  /** Instances restored from an interrupted run instead of recomputed. */
+  resumed: number;
+  /** Resume state of this task, removed once the run's results are written. */
+  resumeFile?: string;
+}
+
+export interface GroupResult {
+  group: string;
+  tasks: string[];
+  n: number;
+  aggregate: 'micro' | 'macro';
+  metrics: Record<string, MetricValue>;
+}
+
+export interface Fingerprint {
+  model: string;
+  model_hash: string;
+  seed: number;
+  limit: number | null;
+  tasks: Record<string, { version: number; method: Method; shots: number; prompt_hash: string }>;
+  lm: Record<string, unknown>;
+  backend: string | null;
+  native_addon: boolean | null;
+}
+
+export interface EvalRun {
+  results: TaskResult[];
+  groups: GroupResult[];
+  fingerprint: Fingerprint;
+  files?: { results: string; samples: string[] };
 }
 
 /** LLMBOX_DATA_DIR, else the shared data folder beside the checkout. */
@@ -32,10 +99,27 @@ export function defaultDataDir(): string {
   return process.env.LLMBOX_DATA_DIR ?? resolve(projectRoot(), '../shared/data');
 }
 
-/** Few-shot examples for one instance: a seeded draw from the few-shot split, never the instance itself. */
-function drawShots(pool: MultipleChoiceDoc[], k: number, exclude: string, random: () => number): MultipleChoiceDoc[] {
+/** Task names for a list of tasks and groups, groups expanded in order. */
+export function expandTasks(names: string[]): string[] {
+  const out: string[] = [];
+  for (const name of names) {
+    const group = GROUPS[name];
+    const expanded = group ? group.tasks : [name];
+    for (const t of expanded) {
+      if (!TASKS[t]) {
+        throw new LlmboxError(`unknown task ${t}`, { field: '--dataset', fix: `choose tasks or groups from \`llmbox tasks\` (groups: ${Object.keys(GROUPS).join(', ')})` });
+      }
+      if (!out.includes(t)) out.push(t);
+    }
+  }
+  return out;
+}
+
+/** Few-shot examples for one instance: the first k, or a seeded draw that never includes the instance itself. */
+function drawShots(task: Task, pool: Doc[], k: number, exclude: string, random: () => number): Doc[] {
   const candidates = pool.filter((d) => d.id !== exclude);
-  const picked: MultipleChoiceDoc[] = [];
+  if (task.fewshotOrder === 'first') return candidates.slice(0, k);
+  const picked: Doc[] = [];
   const taken = new Set<number>();
   while (picked.length < Math.min(k, candidates.length)) {
     const j = Math.floor(random() * candidates.length);
@@ -47,10 +131,35 @@ function drawShots(pool: MultipleChoiceDoc[], k: number, exclude: string, random
   return picked;
 }
 
-export function evaluateTask(lm: LanguageModel, taskName: string, opts: EvaluateOptions = {}): TaskResult {
+function aggregateMetric(task: Task, metric: string, values: number[]): MetricValue {
+  if (task.aggregations?.[metric] === 'perplexity') {
+    const ppl = (xs: number[]) => Math.exp(-mean(xs));
+    return { value: ppl(values), stderr: bootstrapStderr(values, ppl, 100) };
+  }
+  return { value: mean(values), stderr: stderrOfMean(values) };
+}
+
+function taskMetrics(task: Task, samples: SampleRecord[]): Record<string, MetricValue> {
+  const out: Record<string, MetricValue> = {};
+  const names = [...new Set(samples.flatMap((s) => Object.keys(s.metrics)))];
+  for (const m of names) out[m] = aggregateMetric(task, m, samples.map((s) => s.metrics[m]).filter((v) => v !== undefined));
+  for (const [m, f] of Object.entries(task.generation?.corpus ?? {})) {
+    const idx = samples.map((_, i) => i);
+    const docs = samples.map((s) => ({ id: s.doc.id, query: s.doc.query, references: s.doc.references }) as Doc);
+    const answers = samples.map((s) => String(s.filtered_resps[0] ?? ''));
+    const on = (ix: number[]) => f(ix.map((i) => answers[i]), ix.map((i) => docs[i]));
+    out[m] = { value: on(idx), stderr: bootstrapStderr(idx, on, 100) };
+  }
+  return out;
+}
+
+/** Evaluates one task; with outputDir, finished chunks survive interruption and are not recomputed. */
+export async function evaluateTask(lm: LanguageModel, taskName: string, opts: EvaluateOptions = {}, modelHash = ''): Promise<TaskResult> {
   const task = TASKS[taskName];
-  if (!task) {
-    throw new LlmboxError(`unknown task ${taskName}`, { field: '--dataset', fix: `choose from ${Object.keys(TASKS).join(', ')}` });
+  if (!task) throw new LlmboxError(`unknown task ${taskName}`, { field: '--dataset', fix: 'run `llmbox tasks` for the list' });
+  const method = opts.method && task.methods.includes(opts.method) ? opts.method : task.defaultMethod;
+  if (opts.method && !task.methods.includes(opts.method) && opts.method !== 'gen' && task.defaultMethod !== 'gen') {
+    throw new LlmboxError(`task ${task.name} cannot be scored with method ${opts.method}`, { field: '--method', fix: `use one of ${task.methods.join(', ')}` });
   }
   const dataDir = resolve(opts.dataDir ?? defaultDataDir(), task.dataFolder);
   const shots = opts.shots ?? task.defaultShots;
@@ -58,15 +167,149 @@ export function evaluateTask(lm: LanguageModel, taskName: string, opts: Evaluate
   if (opts.limit !== undefined) docs = docs.slice(0, opts.limit);
   const pool = shots > 0 ? task.loadSplit(dataDir, 'fewshot') : [];
   const random = seededRandom(opts.seed ?? 1234);
-  const contexts = docs.map((d) => fewshotPrefix(task, drawShots(pool, shots, d.id, random)) + d.query);
-  const samples = scoreMultipleChoice(lm, task, docs, contexts);
-  const acc = samples.map((s) => s.acc), accNorm = samples.map((s) => s.accNorm);
-  return {
-    task: task.name,
-    version: task.version,
-    shots,
-    n: samples.length,
-    metrics: { acc: mean(acc), acc_stderr: stderrOfMean(acc), acc_norm: mean(accNorm), acc_norm_stderr: stderrOfMean(accNorm) },
-    samples,
+  const prefixes = docs.map((d) => fewshotPrefix(task, method, d, drawShots(task, pool, shots, d.id, random)));
+  const prompts = docs.map((d, i) => prefixes[i] + instanceQuery(task, method, d));
+  const promptHash = sha256(prompts.map(sha256).join('')).slice(0, 16);
+
+  const settings = { model: modelHash, task: task.name, version: task.version, method, shots, seed: opts.seed ?? 1234, limit: opts.limit ?? null, samples: opts.samples ?? 1, temperature: opts.temperature ?? null, maxNewTokens: opts.maxNewTokens ?? null, promptHash };
+  const partial = opts.outputDir ? new PartialResults(join(opts.outputDir, '.llmbox-resume'), `${task.name}-${sha256(JSON.stringify(settings)).slice(0, 16)}`) : undefined;
+  const done = partial && opts.resume !== false ? partial.load() : new Map<number, SampleRecord>();
+  const resumed = done.size;
+  const todo = docs.map((_, i) => i).filter((i) => !done.has(i));
+  const chunk = opts.chunkSize ?? 32;
+  const started = Date.now();
+  let computed = 0;
+  for (let at = 0; at < todo.length; at += chunk) {
+    const ids = todo.slice(at, at + chunk);
+    const chunkDocs = ids.map((i) => docs[i]);
+    const chunkPrefixes = ids.map((i) => prefixes[i]);
+    const records: SampleRecord[] = [];
+    if (method === 'gen') {
+      const gen = await runGeneration(lm, task, chunkDocs, chunkPrefixes, opts);
+      gen.forEach((g, j) => {
+        const d = chunkDocs[j];
+        const target = d.references?.[0] ?? '';
+        records.push({
+          doc_id: ids[j],
+          doc: { id: d.id, query: d.query, references: d.references },
+          target,
+          arguments: { gen_args_0: { arg_0: g.context, arg_1: { until: task.generation!.until, max_gen_toks: opts.maxNewTokens ?? task.generation!.maxNewTokens } } },
+          resps: [g.outputs],
+          filtered_resps: Object.values(g.answers),
+          doc_hash: sha256(JSON.stringify(d)),
+          prompt_hash: sha256(g.context),
+          target_hash: sha256(target),
+          metrics: g.metrics,
+        });
+      });
+    } else {
+      scoreChoices(lm, task, method, chunkDocs, chunkPrefixes).forEach((s, j) => {
+        const d = chunkDocs[j];
+        const target = String(d.gold ?? '');
+        records.push({
+          doc_id: ids[j],
+          doc: { id: d.id, query: d.query, choices: d.choices },
+          target,
+          arguments: Object.fromEntries(s.requests.map((r, k) => [`gen_args_${k}`, { arg_0: r.context, arg_1: r.continuation }])),
+          resps: s.results.map((r) => [[r.logprob, r.isGreedy]]),
+          filtered_resps: s.results.map((r) => [r.logprob, r.isGreedy]),
+          doc_hash: sha256(JSON.stringify(d)),
+          prompt_hash: sha256(s.requests[0]?.context ?? ''),
+          target_hash: sha256(target),
+          metrics: s.metrics,
+        });
+      });
+    }
+    partial?.append(records);
+    for (const r of records) done.set(r.doc_id, r);
+    computed += records.length;
+    const rate = computed / Math.max(1e-3, (Date.now() - started) / 1000);
+    opts.onProgress?.({ task: task.name, done: done.size, total: docs.length, rate, etaSeconds: (docs.length - done.size) / rate });
+  }
+  const samples = docs.map((_, i) => done.get(i)!);
+  return { task: task.name, version: task.version, method, shots, n: samples.length, promptHash, metrics: taskMetrics(task, samples), samples, resumed, resumeFile: partial?.file };
+}
+
+function groupResults(results: TaskResult[], names: string[]): GroupResult[] {
+  const out: GroupResult[] = [];
+  for (const name of names) {
+    const group = GROUPS[name];
+    if (!group) continue;
+    const members = results.filter((r) => group.tasks.includes(r.task));
+    const shared = Object.keys(members[0]?.metrics ?? {}).filter((m) => members.every((r) => r.metrics[m]));
+    const metrics: Record<string, MetricValue> = {};
+    const n = members.reduce((a, r) => a + r.n, 0);
+    for (const m of shared) {
+      // micro: each instance counts once (lm-eval's MMLU); macro: each task counts once. The
+      // stderr combines the members' as independent estimates with the same weights.
+      const w = members.map((r) => (group.aggregate === 'micro' ? r.n / n : 1 / members.length));
+      metrics[m] = {
+        value: members.reduce((a, r, i) => a + w[i] * r.metrics[m].value, 0),
+        stderr: Math.sqrt(members.reduce((a, r, i) => a + (w[i] * r.metrics[m].stderr) ** 2, 0)),
+      };
+    }
+    out.push({ group: name, tasks: members.map((r) => r.task), n, aggregate: group.aggregate, metrics });
+  }
+  return out;
+}
+
+/** lm-eval's metric keys: "acc,none" and "acc_stderr,none"; "exact_match,strict-match" and its stderr. */
+function lmEvalMetrics(metrics: Record<string, MetricValue>): Record<string, number | string> {
+  const out: Record<string, number | string> = {};
+  for (const [key, { value, stderr }] of Object.entries(metrics)) {
+    const [m, filter = 'none'] = key.split(',');
+    out[`${m},${filter}`] = value;
+    out[`${m}_stderr,${filter}`] = Number.isFinite(stderr) ? stderr : 'N/A';
+  }
+  return out;
+}
+
+/**
+ * Evaluates a model on tasks and groups. With outputDir, writes lm-evaluation-harness-compatible
+ * results_<time>.json and samples_<task>_<time>.jsonl atomically, and resumes interrupted runs.
+ */
+export async function evaluate(lm: LanguageModel, names: string[], opts: EvaluateOptions = {}): Promise<EvalRun> {
+  const started = Date.now();
+  const taskNames = expandTasks(names);
+  const info = lm.describe?.() ?? {};
+  const modelHash = String(info.model_hash ?? '');
+  const results: TaskResult[] = [];
+  for (const t of taskNames) results.push(await evaluateTask(lm, t, opts, modelHash));
+  const groups = groupResults(results, names);
+  const engine = engineInfo();
+  const fingerprint: Fingerprint = {
+    model: opts.model ?? String(info.model ?? 'unknown'),
+    model_hash: modelHash,
+    seed: opts.seed ?? 1234,
+    limit: opts.limit ?? null,
+    tasks: Object.fromEntries(results.map((r) => [r.task, { version: r.version, method: r.method, shots: r.shots, prompt_hash: r.promptHash }])),
+    lm: info,
+    backend: engine?.backend ?? null,
+    native_addon: engine ? engine.native.enabled : null,
   };
+  const run: EvalRun = { results, groups, fingerprint };
+  if (opts.outputDir) {
+    const stamp = fileTimestamp();
+    const samples = results.map((r) => writeSamples(opts.outputDir!, r.task, stamp, r.samples));
+    const file = writeResults(opts.outputDir, stamp, {
+      results: Object.fromEntries([...results.map((r) => [r.task, { alias: r.task, ...lmEvalMetrics(r.metrics) }]), ...groups.map((g) => [g.group, { alias: g.group, ...lmEvalMetrics(g.metrics) }])]),
+      groups: Object.fromEntries(groups.map((g) => [g.group, { alias: g.group, ...lmEvalMetrics(g.metrics) }])),
+      group_subtasks: Object.fromEntries(groups.map((g) => [g.group, g.tasks])),
+      configs: Object.fromEntries(results.map((r) => {
+        const t = TASKS[r.task];
+        return [r.task, { task: r.task, num_fewshot: r.shots, output_type: r.method === 'gen' ? 'generate_until' : 'multiple_choice', target_delimiter: t.targetDelimiter, fewshot_delimiter: t.fewshotDelimiter, metadata: { version: r.version } }];
+      })),
+      versions: Object.fromEntries(results.map((r) => [r.task, r.version])),
+      'n-shot': Object.fromEntries(results.map((r) => [r.task, r.shots])),
+      'n-samples': Object.fromEntries(results.map((r) => [r.task, { original: r.n, effective: r.n }])),
+      config: { model: fingerprint.model, batch_size: info.batch_size ?? null, limit: opts.limit ?? null, random_seed: fingerprint.seed },
+      llmbox_fingerprint: fingerprint,
+      date: started / 1000,
+      total_evaluation_time_seconds: String((Date.now() - started) / 1000),
+    });
+    // Only now that the results are safely on disk is the resume state no longer needed.
+    for (const r of results) if (r.resumeFile) rmSync(r.resumeFile, { force: true });
+    run.files = { results: file, samples };
+  }
+  return run;
 }

@@ -4,6 +4,8 @@ import type { PastKV } from '../models/kv-cache.js';
 import type { LoadedModel } from '../models/load.js';
 import { scoreTargets } from '../models/score.js';
 import { PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
+import { modelHash } from './results.js';
+import { basename } from 'node:path';
 
 export interface LoglikelihoodRequest {
   context: string;
@@ -23,6 +25,9 @@ export interface GenerateUntilRequest {
   context: string;
   until: string[];
   maxNewTokens?: number;
+  /** Sampling temperature (greedy when absent or 0) and its seed. */
+  temperature?: number;
+  seed?: number;
 }
 
 /**
@@ -33,6 +38,8 @@ export interface LanguageModel {
   loglikelihood(requests: LoglikelihoodRequest[]): LoglikelihoodResult[];
   loglikelihoodRolling(texts: string[]): number[];
   generateUntil(requests: GenerateUntilRequest[]): string[];
+  /** What results files record about the model and its settings (name, weights hash, batch size, ...). */
+  describe?(): Record<string, unknown>;
 }
 
 export interface LocalLMOptions {
@@ -80,6 +87,13 @@ export class LocalLM implements LanguageModel {
 
   private get bos(): number | undefined {
     return this.lm.tokenizer!.bosTokenId ?? this.lm.generation.bosTokenId;
+  }
+
+  private hash: string | undefined;
+
+  describe(): Record<string, unknown> {
+    this.hash ??= modelHash(this.lm.model);
+    return { model: basename(this.lm.dir), model_hash: this.hash, batch_size: this.batchSize, prefix_cache: this.prefixCache !== undefined, add_bos: this.addBos };
   }
 
   /** Token ids without special tokens. */
@@ -206,7 +220,7 @@ export class LocalLM implements LanguageModel {
     return requests.map((r) => {
       const maxNewTokens = r.maxNewTokens ?? opts.maxNewTokens ?? 256;
       const prompt = [...this.prefix(), ...this.encode(r.context)].slice(-Math.max(1, maxLen - maxNewTokens));
-      const decode = { ...opts, maxNewTokens, stop: r.until };
+      const decode = { ...opts, maxNewTokens, stop: r.until, temperature: r.temperature ?? opts.temperature, seed: r.seed ?? opts.seed ?? 0 };
       if (!this.prefixCache) return generate(this.lm, [prompt], decode)[0].text;
       const head = prompt.slice(0, -1);
       const held = this.prefixCache.acquire(head);

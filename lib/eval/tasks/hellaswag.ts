@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LlmboxError } from '../../errors.js';
-import type { MultipleChoiceDoc, MultipleChoiceTask } from './types.js';
+import { choiceTask } from './define.js';
+import { readText } from './files.js';
+import type { Doc } from './types.js';
 
 /** lm-evaluation-harness's HellaSwag clean-up, applied to the context and to each ending. */
 export function preprocessHellaswag(text: string): string {
@@ -14,27 +15,18 @@ export function preprocessHellaswag(text: string): string {
  * split, so few-shot examples are drawn from it (never the instance itself); lm-eval draws them
  * from train.
  */
-export const hellaswag: MultipleChoiceTask = {
+export const hellaswag = choiceTask({
   name: 'hellaswag',
-  version: 1,
   dataFolder: 'hellaswag',
-  defaultShots: 0,
-  targetDelimiter: ' ',
-  fewshotDelimiter: '\n\n',
+  methods: ['ppl'],
   loadSplit(dataDir) {
     const file = join(dataDir, 'hellaswag_val_full.txt');
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (e) {
-      throw new LlmboxError(`cannot read data file: ${(e as Error).message}`, { file, fix: 'point --data-dir at a folder that holds hellaswag/' });
-    }
-    const lines = text.split('\n');
+    const lines = readText(file).split('\n');
     if (lines[lines.length - 1] === '') lines.pop();
     if (lines.length % 6 !== 0) {
       throw new LlmboxError(`expected 6 lines per task (context, label, 4 endings), got ${lines.length} lines`, { file });
     }
-    const docs: MultipleChoiceDoc[] = [];
+    const docs: Doc[] = [];
     for (let i = 0; i < lines.length; i += 6) {
       const gold = Number(lines[i + 1]);
       if (!Number.isInteger(gold) || gold < 0 || gold > 3) {
@@ -49,4 +41,4 @@ export const hellaswag: MultipleChoiceTask = {
     }
     return docs;
   },
-};
+});

@@ -1,12 +1,26 @@
 /** Task registry: a new dataset is one file in this folder plus one line here. */
 import { arcChallenge, arcEasy } from './arc.js';
+import { bbhGroup, bbhTasks } from './bbh.js';
+import { humaneval, mbpp } from './code.js';
+import { floresGroup, floresTasks } from './flores200.js';
 import { hellaswag } from './hellaswag.js';
-import type { MultipleChoiceTask } from './types.js';
+import { gsm8k, math, mgsmGroup, mgsmTasks } from './math-word.js';
+import { mmluGroup, mmluTasks } from './mmlu.js';
+import { nqOpen, triviaqa } from './open-qa.js';
+import { boolq, crowsPairs, halueval, lambada, openbookqa, piqa, winogrande } from './simple-choice.js';
+import { truthfulqaGen, truthfulqaMc1, truthfulqaMc2 } from './truthfulqa.js';
+import type { Task, TaskGroup } from './types.js';
 
-export const TASKS: Record<string, MultipleChoiceTask> = {
-  arc_easy: arcEasy,
-  arc_challenge: arcChallenge,
-  hellaswag,
-};
+const ALL: Task[] = [
+  arcEasy, arcChallenge, hellaswag, boolq, piqa, winogrande, openbookqa, lambada, crowsPairs, halueval,
+  truthfulqaMc1, truthfulqaMc2, truthfulqaGen, gsm8k, math, triviaqa, nqOpen, humaneval, mbpp,
+  ...mmluTasks, ...bbhTasks, ...mgsmTasks, ...floresTasks,
+];
 
-export type { MultipleChoiceDoc, MultipleChoiceTask } from './types.js';
+export const TASKS: Record<string, Task> = Object.fromEntries(ALL.map((t) => [t.name, t]));
+
+export const GROUPS: Record<string, TaskGroup> = Object.fromEntries(
+  [mmluGroup, bbhGroup, mgsmGroup, floresGroup, { name: 'truthfulqa', tasks: ['truthfulqa_mc1', 'truthfulqa_mc2', 'truthfulqa_gen'], aggregate: 'macro' as const }].map((g) => [g.name, g]),
+);
+
+export type { Doc, Method, Task, TaskGroup } from './types.js';

@@ -1,29 +1,98 @@
-/** One multiple-choice instance, after a task's formatting. */
-export interface MultipleChoiceDoc {
+/**
+ * How an instance is scored. `ppl`: log-likelihood of each option's text given the context
+ * (LLMBox's "completion perplexity"); `prob`: the options listed with letters in the context and the
+ * likelihood of each letter (LLMBox's "option probability"); `gen`: free generation, then answer
+ * extraction and a metric.
+ */
+export type Method = 'ppl' | 'prob' | 'gen';
+
+export type Split = 'eval' | 'fewshot';
+
+/** One instance after a task's formatting (the paper's `format_instance`). */
+export interface Doc {
   id: string;
-  /** The question as the model sees it (without few-shot examples). */
+  /** The instance's prompt as the model sees it, without few-shot examples or description. */
   query: string;
-  /** Continuation strings, without the target delimiter. */
-  choices: string[];
-  gold: number;
+  /** Option texts of a multiple-choice instance (continuations for `ppl`). */
+  choices?: string[];
+  /** Index of the correct option. */
+  gold?: number;
+  /**
+   * Partial scoring (Winogrande): one context per option and `query` as the shared continuation,
+   * so the options are compared by how well they predict the same text.
+   */
+  choiceContexts?: string[];
+  /** The bare question, for listing the options under it (`prob`). */
+  question?: string;
+  /** What follows the query in a few-shot example of a generation task (a worked solution). */
+  target?: string;
+  /** Acceptable answers of a generation task (aliases, a number, unit tests). */
+  references?: string[];
+  /** Anything else a task's metric needs (unit tests, labels of several correct options). */
+  extra?: Record<string, unknown>;
 }
 
+/** Per-option results handed to a task's own metric. */
+export interface ChoiceScores {
+  logprobs: number[];
+  isGreedy: boolean[];
+  tokens: number[];
+}
+
+export interface GenerationSpec {
+  until: string[];
+  maxNewTokens: number;
+  /** The answer inside the generated text (regex, first/last number, option letter); one entry per filter. */
+  filters: Record<string, (text: string, doc: Doc) => string>;
+  /** Metric values of one extracted answer against the doc's references. */
+  score(answer: string, doc: Doc): Record<string, number> | Promise<Record<string, number>>;
+  /** Metrics defined on the whole set rather than per instance (corpus BLEU). */
+  corpus?: Record<string, (answers: string[], docs: Doc[]) => number>;
+  /**
+   * With several samples per instance: `vote` scores the most frequent extracted answer
+   * (self-consistency); `pass@k` scores each sample and reports the unbiased pass@k.
+   */
+  samples?: 'vote' | 'pass@k';
+}
+
+/** How per-instance values of a metric become the task's number. */
+export type Aggregation = 'mean' | 'perplexity';
+
 /**
- * A multiple-choice task in lm-evaluation-harness's terms: docs come from local files, each
- * formatted into a query and choices; few-shot examples are whole solved docs.
+ * A task in lm-evaluation-harness's terms (the paper's `load_dataset` / `format_instance` /
+ * `reference` shape): docs come from local files, each formatted into a query and options or
+ * references; few-shot examples are solved docs.
  */
-export interface MultipleChoiceTask {
+export interface Task {
   name: string;
   /** Bumped whenever prompts or scoring change, so results record what produced them. */
   version: number;
   /** Folder under the data root holding the task's files. */
   dataFolder: string;
-  loadSplit(dataDir: string, split: 'eval' | 'fewshot'): MultipleChoiceDoc[];
+  /** Loads one split; few-shot examples come from the `fewshot` split (tasks without one draw from `eval`, never the instance itself). */
+  loadSplit(dataDir: string, split: Split): Doc[];
+  methods: Method[];
+  defaultMethod: Method;
   defaultShots: number;
-  /** Placed between the query and a choice (lm-eval's target_delimiter). */
+  /** `first`: the first k docs of the few-shot split in order (MMLU dev, fixed CoT exemplars); `random`: a seeded draw per instance. */
+  fewshotOrder: 'first' | 'random';
+  /** Placed between the query and a choice or target (lm-eval's target_delimiter). */
   targetDelimiter: string;
-  /** Placed between few-shot examples and before the query (lm-eval's fewshot_delimiter). */
+  /** Placed after each few-shot example (lm-eval's fewshot_delimiter). */
   fewshotDelimiter: string;
-  /** Optional instruction before everything (lm-eval's description). */
-  description?: string;
+  /** Instruction before everything (lm-eval's description), per doc for grouped tasks. */
+  description?: (doc: Doc) => string;
+  generation?: GenerationSpec;
+  /** Replaces acc/acc_norm for multiple-choice tasks whose metric is not "pick the best option". */
+  choiceMetrics?: (scores: ChoiceScores, doc: Doc) => Record<string, number>;
+  /** Aggregations other than the mean, by metric name. */
+  aggregations?: Record<string, Aggregation>;
+}
+
+/** A named set of tasks reported one by one and together (MMLU's 57 subjects, BBH's 27 tasks). */
+export interface TaskGroup {
+  name: string;
+  tasks: string[];
+  /** `micro`: every instance counts once (lm-eval's MMLU); `macro`: every task counts once. */
+  aggregate: 'micro' | 'macro';
 }

@@ -1,0 +1,52 @@
+import type { LanguageModel, LoglikelihoodRequest, LoglikelihoodResult } from '../lm.js';
+import { LETTERS } from '../tasks/define.js';
+import type { ChoiceScores, Doc, Method, Task } from '../tasks/types.js';
+import { instanceQuery } from './prompt.js';
+
+/** The (context, continuation) pairs of one multiple-choice instance under `ppl` or `prob`. */
+export function choiceRequests(task: Task, method: Method, doc: Doc, prefix: string): LoglikelihoodRequest[] {
+  const choices = doc.choices ?? [];
+  if (method === 'prob') {
+    const context = prefix + instanceQuery(task, method, doc);
+    return choices.map((_, j) => ({ context, continuation: ` ${LETTERS[j]}` }));
+  }
+  if (doc.choiceContexts) {
+    return doc.choiceContexts.map((c) => ({ context: prefix + c, continuation: task.targetDelimiter + doc.query }));
+  }
+  return choices.map((c) => ({ context: prefix + doc.query, continuation: task.targetDelimiter + c }));
+}
+
+function argmax(xs: number[]): number {
+  let best = 0;
+  for (let i = 1; i < xs.length; i++) if (xs[i] > xs[best]) best = i;
+  return best;
+}
+
+/**
+ * Metrics of one instance from its options' log-likelihoods: acc (highest sum), acc_norm (per
+ * character of the option text, lm-eval), acc_token (per token) and acc_byte (per UTF-8 byte);
+ * tasks with their own definition (TruthfulQA MC2, CrowS-Pairs, LAMBADA) replace these.
+ */
+export function choiceMetrics(task: Task, doc: Doc, requests: LoglikelihoodRequest[], results: LoglikelihoodResult[]): Record<string, number> {
+  const scores: ChoiceScores = { logprobs: results.map((r) => r.logprob), isGreedy: results.map((r) => r.isGreedy), tokens: results.map((r) => r.tokens) };
+  if (task.choiceMetrics) return task.choiceMetrics(scores, doc);
+  const gold = doc.gold ?? 0;
+  const by = (f: (ll: number, j: number) => number) => (argmax(scores.logprobs.map(f)) === gold ? 1 : 0);
+  return {
+    acc: by((ll) => ll),
+    acc_norm: by((ll, j) => ll / Math.max(1, requests[j].continuation.length - task.targetDelimiter.length)),
+    acc_token: by((ll, j) => ll / scores.tokens[j]),
+    acc_byte: by((ll, j) => ll / Math.max(1, Buffer.byteLength(requests[j].continuation))),
+  };
+}
+
+/** Scores a chunk of instances with one batched log-likelihood call (so the model can share prefixes across them). */
+export function scoreChoices(lm: LanguageModel, task: Task, method: Method, docs: Doc[], prefixes: string[]) {
+  const requests = docs.map((d, i) => choiceRequests(task, method, d, prefixes[i]));
+  const results = lm.loglikelihood(requests.flat());
+  let at = 0;
+  return docs.map((d, i) => {
+    const mine = results.slice(at, (at += requests[i].length));
+    return { requests: requests[i], results: mine, metrics: choiceMetrics(task, d, requests[i], mine) };
+  });
+}

@@ -1,0 +1,27 @@
+import { LETTERS } from '../tasks/define.js';
+import type { Doc, Method, Task } from '../tasks/types.js';
+
+/** The options listed under the question with letters, then "Answer:" (option probability). */
+export function listedOptions(doc: Doc): string {
+  if (doc.question === undefined || !doc.choices) throw new Error(`doc ${doc.id}: the prob method needs the bare question and the options`);
+  return `${doc.question}\n${doc.choices.map((c, j) => `${LETTERS[j]}. ${c}`).join('\n')}\nAnswer:`;
+}
+
+/** The instance as the model sees it under a method (without few-shot examples). */
+export function instanceQuery(task: Task, method: Method, doc: Doc): string {
+  return method === 'prob' ? listedOptions(doc) : doc.query;
+}
+
+/** A solved example: the query followed by its answer under the method. */
+export function solvedExample(task: Task, method: Method, doc: Doc): string {
+  if (method === 'gen') return doc.query + task.targetDelimiter + (doc.target ?? doc.references?.[0] ?? '');
+  if (doc.gold === undefined || !doc.choices) throw new Error(`doc ${doc.id}: a multiple-choice example needs options and a gold index`);
+  if (method === 'prob') return `${listedOptions(doc)} ${LETTERS[doc.gold]}`;
+  if (doc.choiceContexts) return doc.choiceContexts[doc.gold] + task.targetDelimiter + doc.query;
+  return doc.query + task.targetDelimiter + doc.choices[doc.gold];
+}
+
+/** Description, solved examples each followed by the few-shot delimiter: everything before the instance. */
+export function fewshotPrefix(task: Task, method: Method, doc: Doc, examples: Doc[]): string {
+  return (task.description?.(doc) ?? '') + examples.map((e) => solvedExample(task, method, e) + task.fewshotDelimiter).join('');
+}

@@ -1,0 +1,98 @@
+import { createHash } from 'node:crypto';
+import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LlamaModel } from '../models/llama.js';
+import { writeFileAtomic } from '../util/fs.js';
+
+export const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/**
+ * A fingerprint of a model's weights: config, every tensor's name and shape, and a strided sample of
+ * up to 4096 values per tensor. Hashing every byte of a 7B model would take longer than many
+ * evaluations; the sample still changes with any training step or different checkpoint.
+ */
+export function modelHash(model: LlamaModel): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify(model.config));
+  for (const [name, t] of [...model.params.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    h.update(`${name}:${t.shape.join('x')};`);
+    const data = t.dataSync() as Float32Array;
+    const stride = Math.max(1, Math.floor(data.length / 4096));
+    const sample = new Float32Array(Math.ceil(data.length / stride));
+    for (let i = 0, j = 0; i < data.length; i += stride, j++) sample[j] = data[i];
+    h.update(new Uint8Array(sample.buffer));
+  }
+  return h.digest('hex').slice(0, 16);
+}
+
+/** Per-instance record of one task, as written to samples_<task>_<time>.jsonl (lm-eval's layout plus llmbox fields). */
+export interface SampleRecord {
+  doc_id: number;
+  doc: { id: string; query: string; choices?: string[]; references?: string[] };
+  target: string;
+  /** lm-eval's request arguments: gen_args_i -> {arg_0: context, arg_1: continuation or generation settings}. */
+  arguments: Record<string, { arg_0: string; arg_1: unknown }>;
+  /** lm-eval's responses: [[log-likelihood, is-greedy]] per option, or [text] per sample. */
+  resps: unknown[][];
+  filtered_resps: unknown[];
+  doc_hash: string;
+  prompt_hash: string;
+  target_hash: string;
+  metrics: Record<string, number>;
+}
+
+/**
+ * Resume state of one task run: finished instances appended as JSON lines (fsync'd per chunk), so
+ * an interrupted run, even by kill -9, keeps every chunk it completed. A torn last line is ignored.
+ */
+export class PartialResults {
+  readonly file: string;
+
+  constructor(dir: string, key: string) {
+    mkdirSync(dir, { recursive: true });
+    this.file = join(dir, `${key}.partial.jsonl`);
+  }
+
+  load(): Map<number, SampleRecord> {
+    const done = new Map<number, SampleRecord>();
+    if (!existsSync(this.file)) return done;
+    for (const line of readFileSync(this.file, 'utf8').split('\n')) {
+      if (!line.trim()) continue;
+      try {
+        const r = JSON.parse(line) as SampleRecord;
+        done.set(r.doc_id, r);
+      } catch {
+        // The line a crash cut short: that chunk is recomputed.
+      }
+    }
+    return done;
+  }
+
+  append(records: SampleRecord[]): void {
+    if (!records.length) return;
+    appendFileSync(this.file, records.map((r) => JSON.stringify(r) + '\n').join(''));
+    const fd = openSync(this.file, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+/** File-name time stamp as lm-eval writes it (2024-05-01T12-30-00.123456). */
+export function fileTimestamp(d = new Date()): string {
+  return d.toISOString().replace(/:/g, '-').replace('Z', '').replace(/\.(\d{3})$/, '.$1000');
+}
+
+export function writeSamples(dir: string, task: string, stamp: string, records: SampleRecord[]): string {
+  const file = join(dir, `samples_${task}_${stamp}.jsonl`);
+  writeFileAtomic(file, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  return file;
+}
+
+export function writeResults(dir: string, stamp: string, results: unknown): string {
+  const file = join(dir, `results_${stamp}.json`);
+  writeFileAtomic(file, JSON.stringify(results, null, 2) + '\n');
+  return file;
+}
