@@ -5,6 +5,7 @@ import { PrefixCache } from '../lib/eval/prefix-cache.js';
 import { initEngine } from '../lib/engine/index.js';
 import { seededRandom } from '../lib/models/sampling.js';
 import { leftPad } from '../lib/models/llama.js';
+import { KVCache } from '../lib/models/kv-cache.js';
 import { loadModel, randomModel, type LoadedModel } from '../lib/models/load.js';
 import { STORIES, TINY_CONFIGS } from './helpers/models.js';
 
@@ -43,6 +44,28 @@ describe('forward over a shared encoded prefix', () => {
       for (const t of [...collect.keys, ...collect.values]) t.dispose();
     });
   }
+});
+
+describe('long prompts', () => {
+  it('attention in query blocks (T=600) equals the same sequence fed through the KV cache in short chunks', async () => {
+    await initEngine();
+    const cfg = { ...TINY_CONFIGS['llama GQA + llama3 rope, untied'], max_position_embeddings: 1024 };
+    const model = randomModel(cfg, { seed: 8, std: 0.2 });
+    const rand = seededRandom(4);
+    const ids = Array.from({ length: 600 }, () => 3 + Math.floor(rand() * 50));
+    const whole = model.forward([ids]);
+    const want = whole.arraySync()[0];
+    whole.dispose();
+    const cache = new KVCache(model.config, 1, 600);
+    const got: number[][] = [];
+    for (let at = 0; at < 600; at += 100) {
+      const h = model.forward([ids.slice(at, at + 100)], { cache });
+      got.push(...h.arraySync()[0]);
+      h.dispose();
+    }
+    cache.dispose();
+    expect(maxDiff(got.flat(), want.flat())).toBeLessThan(1e-4);
+  });
 });
 
 describe('prefix cache on stories260K', () => {

@@ -147,6 +147,7 @@ export function buildCli(): Command {
     .option('--seed <s>', 'seed for few-shot draws and sampling', int('--seed'), 1234)
     .option('--output <dir>', 'write results_<time>.json and samples_<task>_<time>.jsonl here; resume from here')
     .option('--no-resume', 'ignore resume state in --output and start over')
+    .option('--chunk-size <n>', 'instances per model call and per resume checkpoint', int('--chunk-size', 1), 32)
     .option('--json', 'print {"results": {task: {metric: value}}, "groups": {...}}')
     .action(async (o, cmd: Command) => {
       if (o.method !== undefined && !['ppl', 'prob', 'gen'].includes(o.method)) {
@@ -159,7 +160,7 @@ export function buildCli(): Command {
       const run = await evaluate(local, names, {
         shots: o.shots, limit: o.limit, dataDir: o.dataDir, seed: o.seed, method: o.method as Method | undefined,
         samples: o.samples, temperature: o.temperature, maxNewTokens: o.maxNewTokens, outputDir: o.output,
-        resume: o.resume, model: o.model, onProgress: progressPrinter(),
+        resume: o.resume, chunkSize: o.chunkSize, model: o.model, onProgress: progressPrinter(),
       });
       const flat = (m: Record<string, MetricValue>) => Object.fromEntries(Object.entries(m).flatMap(([k, v]) => [[k, v.value], [`${k}_stderr`, v.stderr]]));
       const summary = {

@@ -5,6 +5,7 @@ import { nativeBatchMatMulConfig } from './kernels/batch-matmul.js';
 import { nativeCrossEntropyConfigs } from './kernels/cross-entropy.js';
 import { nativeEmbeddingGradConfig } from './kernels/embedding-grad.js';
 import { nativeRopeConfig } from './kernels/rope.js';
+import { fastSliceConfig } from './kernels/slice.js';
 import { loadNative, type NativeAddon } from './native.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
@@ -27,6 +28,7 @@ const BACKENDS: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
 let current: EngineInfo | undefined;
 let pending: Promise<EngineInfo> | undefined;
 let nativeRegistered = false;
+let sliceRegistered = false;
 let warnedNoNative = false;
 
 /** The native add-on when it is loaded and the wasm backend is active, else null. */
@@ -90,6 +92,15 @@ async function doInit(wanted: BackendName | undefined, threadsOpt: number | unde
   }
   if (!chosen) throw new Error(`llmbox: backend ${order.join('/')} could not be initialised`);
   await tf.ready();
+
+  if (chosen === 'wasm' && !sliceRegistered) {
+    const original = tf.getKernel(tf.Slice, 'wasm');
+    if (original) {
+      tf.unregisterKernel(tf.Slice, 'wasm');
+      tf.registerKernel(fastSliceConfig(original));
+    }
+    sliceRegistered = true;
+  }
 
   const native = loadNative();
   let blas: string | undefined;

@@ -8,11 +8,13 @@ export interface WasmBackendLike {
   wasm: { HEAPF32: Float32Array };
   dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  /** A view of a tensor's memory in the heap, typed by its dtype. */
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
 }
 
 export function asWasmBackend(backend: unknown): WasmBackendLike | null {
   const b = backend as Partial<WasmBackendLike> | null;
-  if (b && b.wasm && b.dataIdMap && typeof b.makeOutput === 'function') return b as WasmBackendLike;
+  if (b && b.wasm && b.dataIdMap && typeof b.makeOutput === 'function' && typeof b.typedArrayFromHeap === 'function') return b as WasmBackendLike;
   return null;
 }
 

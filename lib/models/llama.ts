@@ -72,6 +72,59 @@ function isLinear(name: string): boolean {
  * A LLaMA-family decoder (LLaMA, Mistral, Qwen2): RMSNorm, rotate_half RoPE, grouped-query
  * attention, SwiGLU. Parameters use Hugging Face names; linear weights are held as [in, out].
  */
+/** Queries per attention block: bounds the [queries, keys] score matrix for long prompts. */
+const QUERY_BLOCK = 256;
+
+/**
+ * Causal attention of this call's queries over [shared prefix |] keys, in blocks of queries: a
+ * block never reads keys after its last query, so long prompts need memory for one block of scores
+ * and skip the masked upper triangle. Each kv head serves `group` query heads without repeating K
+ * and V: a group's queries are stacked along the time axis. Returns [B*T, heads*D].
+ */
+function attention(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  mask: tf.Tensor4D,
+  shared: { keys: tf.Tensor4D; values: tf.Tensor4D } | undefined,
+  d: { B: number; T: number; past: number; kvH: number; group: number; D: number; scale: number },
+): tf.Tensor2D {
+  const { B, T, past, kvH, group, D, scale } = d;
+  // Keys held in k: a cache buffer (slots from 0) or this call's own keys (after the shared prefix).
+  const ownOffset = shared ? past : 0;
+  const blocks: tf.Tensor[] = [];
+  for (let t0 = 0; t0 < T; t0 += QUERY_BLOCK) {
+    blocks.push(tf.tidy(() => attendBlock(t0, Math.min(T, t0 + QUERY_BLOCK))));
+  }
+  // Blocks are joined along time in 3-D: tfjs-wasm slices and concatenates 5-D tensors slowly.
+  const all = blocks.length === 1 ? blocks[0] : tf.concat(blocks, 1);
+  return all.reshape([B * T, kvH * group * D]) as tf.Tensor2D;
+
+  // Scores of one block are freed before the next is computed.
+  function attendBlock(t0: number, t1: number): tf.Tensor {
+    const Tc = t1 - t0;
+    const whole = t0 === 0 && t1 === T;
+    const qt = whole ? q : q.slice([0, t0, 0, 0], [-1, Tc, -1, -1]);
+    const qb = qt.reshape([B, Tc, kvH, group, D]).transpose([0, 2, 3, 1, 4]).reshape([B, kvH, group * Tc, D]);
+    // Keys this block may see end at slot past + t1; the whole-call block keeps the full buffer (no copy).
+    const cols = whole ? mask.shape[3] : past + t1;
+    let m: tf.Tensor = whole ? mask : mask.slice([0, 0, t0, 0], [-1, -1, Tc, cols]);
+    if (group > 1) m = tf.tile(m, [1, 1, group, 1]);
+    const kb = whole ? k : k.slice([0, 0, 0, 0], [-1, -1, cols - ownOffset, -1]);
+    const vb = whole ? v : v.slice([0, 0, 0, 0], [-1, -1, cols - ownOffset, -1]);
+    let out: tf.Tensor;
+    if (shared) {
+      // One softmax over [prefix | own keys]; the prefix's [1, ...] keys broadcast over the batch.
+      const probs = tf.softmax(tf.add(tf.mul(tf.concat([tf.matMul(qb, shared.keys, false, true), tf.matMul(qb, kb, false, true)], 3), scale), m));
+      const [pShared, pOwn] = tf.split(probs, [past, cols - past], 3);
+      out = tf.add(tf.matMul(pShared, shared.values), tf.matMul(pOwn, vb));
+    } else {
+      out = tf.matMul(tf.softmax(tf.add(tf.mul(tf.matMul(qb, kb, false, true), scale), m)), vb);
+    }
+    return out.reshape([B, kvH, group, Tc, D]).transpose([0, 3, 1, 2, 4]).reshape([B, Tc, kvH * group * D]);
+  }
+}
+
 export class LlamaModel {
   readonly config: ModelConfig;
   readonly params: Map<string, tf.Tensor>;
@@ -203,9 +256,7 @@ export class LlamaModel {
       const D = cfg.headDim, nH = cfg.numHeads, kvH = cfg.numKvHeads, group = nH / kvH;
       const cosT = tf.tensor4d(cos, [B, T, 1, D]);
       const sinT = tf.tensor4d(sin, [B, T, 1, D]);
-      // [B, 1, group*T, S]: queries of one kv group are stacked along the time axis.
-      let maskT: tf.Tensor = tf.tensor4d(maskData, [B, 1, T, S]);
-      if (group > 1) maskT = tf.tile(maskT, [1, 1, group, 1]);
+      const maskAll = tf.tensor4d(maskData, [B, 1, T, S]);
       const rope = (x: tf.Tensor4D) => applyRope(x, cosT, sinT);
       const linear = (x: tf.Tensor2D, name: string) => {
         const y = tf.matMul(x, this.p<tf.Rank.R2>(`${name}.weight`));
@@ -218,37 +269,27 @@ export class LlamaModel {
         .reshape([B * T, cfg.hiddenSize]) as tf.Tensor2D;
       for (let l = 0; l < cfg.numLayers; l++) {
         const pre = `model.layers.${l}.`;
-        const x = rmsNorm(h, this.p<tf.Rank.R1>(`${pre}input_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
-        const q = rope(linear(x, `${pre}self_attn.q_proj`).reshape([B, T, nH, D]));
-        let k = rope(linear(x, `${pre}self_attn.k_proj`).reshape([B, T, kvH, D])).transpose([0, 2, 1, 3]) as tf.Tensor4D;
-        let v = linear(x, `${pre}self_attn.v_proj`).reshape([B, T, kvH, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
-        if (opts.collect) {
-          opts.collect.keys.push(tf.keep(k));
-          opts.collect.values.push(tf.keep(v));
-        }
-        if (cache) {
-          cache.write(l, k, v);
-          [k, v] = cache.read(l);
-        }
-        // [B, kvH, group*T, D]: each kv head serves `group` query heads without repeating K and V.
-        const qg = q.reshape([B, T, kvH, group, D]).transpose([0, 2, 3, 1, 4]).reshape([B, kvH, group * T, D]);
-        let attn: tf.Tensor;
-        if (prefix) {
-          // One softmax over [prefix | own keys]; the prefix's [1, ...] keys broadcast over the batch.
-          const own = tf.matMul(qg, k, false, true);
-          const shared = tf.matMul(qg, prefix.keys[l], false, true);
-          const probs = tf.softmax(tf.add(tf.mul(tf.concat([shared, own], 3), scale), maskT));
-          const [pShared, pOwn] = tf.split(probs, [past, T], 3);
-          attn = tf.add(tf.matMul(pShared, prefix.values[l]), tf.matMul(pOwn, v));
-        } else {
-          const scores = tf.add(tf.mul(tf.matMul(qg, k, false, true), scale), maskT);
-          attn = tf.matMul(tf.softmax(scores), v); // [B, kvH, group*T, D]
-        }
-        const merged = attn.reshape([B, kvH, group, T, D]).transpose([0, 3, 1, 2, 4]).reshape([B * T, nH * D]) as tf.Tensor2D;
-        h = tf.add(h, linear(merged, `${pre}self_attn.o_proj`));
-        const y = rmsNorm(h, this.p<tf.Rank.R1>(`${pre}post_attention_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
-        const act = swiglu(linear(y, `${pre}mlp.gate_proj`), linear(y, `${pre}mlp.up_proj`)) as tf.Tensor2D;
-        h = tf.add(h, linear(act, `${pre}mlp.down_proj`));
+        // Each layer's intermediates are freed when it ends (long prompts would otherwise hold all of them).
+        const input = h;
+        h = tf.tidy(() => {
+          const x = rmsNorm(input, this.p<tf.Rank.R1>(`${pre}input_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
+          const q = rope(linear(x, `${pre}self_attn.q_proj`).reshape([B, T, nH, D]));
+          let k = rope(linear(x, `${pre}self_attn.k_proj`).reshape([B, T, kvH, D])).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+          let v = linear(x, `${pre}self_attn.v_proj`).reshape([B, T, kvH, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+          if (opts.collect) {
+            opts.collect.keys.push(tf.keep(k));
+            opts.collect.values.push(tf.keep(v));
+          }
+          if (cache) {
+            cache.write(l, k, v);
+            [k, v] = cache.read(l);
+          }
+          const merged = attention(q, k, v, maskAll, prefix && { keys: prefix.keys[l], values: prefix.values[l] }, { B, T, past, kvH, group, D, scale });
+          const attended = tf.add(input, linear(merged, `${pre}self_attn.o_proj`));
+          const y = rmsNorm(attended, this.p<tf.Rank.R1>(`${pre}post_attention_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
+          const act = swiglu(linear(y, `${pre}mlp.gate_proj`), linear(y, `${pre}mlp.up_proj`)) as tf.Tensor2D;
+          return tf.add(attended, linear(act, `${pre}mlp.down_proj`)) as tf.Tensor2D;
+        });
       }
       return rmsNorm(h, this.p<tf.Rank.R1>('model.norm.weight'), cfg.rmsNormEps).reshape([B, T, cfg.hiddenSize]) as tf.Tensor3D;
     });

@@ -1,0 +1,108 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { evaluate } from '../lib/eval/evaluate.js';
+import { LocalLM } from '../lib/eval/lm.js';
+import { loadModel, type LoadedModel } from '../lib/models/load.js';
+import { STORIES, tmp } from './helpers/models.js';
+
+const BIN = fileURLToPath(new URL('../bin/llmbox.js', import.meta.url));
+const resumeFiles = (dir: string) => (existsSync(join(dir, '.llmbox-resume')) ? readdirSync(join(dir, '.llmbox-resume')) : []);
+
+describe('results files, fingerprint and resume', () => {
+  let lm: LoadedModel;
+  beforeAll(async () => {
+    lm = await loadModel(STORIES);
+  });
+
+  it('writes lm-eval-compatible results and samples, with a reproducibility fingerprint', async () => {
+    const out = tmp();
+    const run = await evaluate(new LocalLM(lm), ['arc_easy', 'gsm8k'], { limit: 4, outputDir: out, maxNewTokens: 8 });
+    const results = JSON.parse(readFileSync(run.files!.results, 'utf8'));
+    expect(results.results.arc_easy['acc,none']).toBe(run.results[0].metrics.acc.value);
+    expect(results.results.arc_easy).toHaveProperty(['acc_stderr,none']);
+    expect(results.results.gsm8k).toHaveProperty(['exact_match,strict-match']);
+    expect(results['n-shot']).toEqual({ arc_easy: 0, gsm8k: 8 });
+    expect(results.configs.gsm8k.output_type).toBe('generate_until');
+    const fp = results.llmbox_fingerprint;
+    expect(fp.model_hash).toMatch(/^[0-9a-f]{16}$/);
+    expect(fp.tasks.gsm8k).toMatchObject({ version: 1, method: 'gen', shots: 8 });
+    expect(fp.tasks.arc_easy.prompt_hash).toMatch(/^[0-9a-f]{16}$/);
+    expect(fp.lm).toMatchObject({ batch_size: 8, prefix_cache: true });
+    expect(typeof fp.backend).toBe('string');
+    const lines = readFileSync(run.files!.samples[0], 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(4);
+    expect(Object.keys(lines[0].arguments)).toHaveLength(4);
+    expect(lines[0].arguments.gen_args_0.arg_0).toMatch(/^Question: .*\nAnswer:$/s);
+    expect(typeof lines[0].filtered_resps[0][0]).toBe('number');
+    expect(resumeFiles(out)).toEqual([]);
+  });
+
+  it('continues an interrupted run without recomputing finished chunks, ending with the same numbers', async () => {
+    const fresh = await evaluate(new LocalLM(lm), ['arc_challenge'], { limit: 20, chunkSize: 5 });
+    const out = tmp();
+    let chunks = 0;
+    await expect(
+      evaluate(new LocalLM(lm), ['arc_challenge'], {
+        limit: 20, chunkSize: 5, outputDir: out,
+        onProgress: () => {
+          if (++chunks === 2) throw new Error('interrupted');
+        },
+      }),
+    ).rejects.toThrow('interrupted');
+    expect(resumeFiles(out)).toHaveLength(1);
+    const resumed = await evaluate(new LocalLM(lm), ['arc_challenge'], { limit: 20, chunkSize: 5, outputDir: out });
+    expect(resumed.results[0].resumed).toBe(10);
+    expect(resumed.results[0].metrics).toEqual(fresh.results[0].metrics);
+    expect(resumeFiles(out)).toEqual([]);
+  });
+
+  it('survives kill -9 of the CLI and resumes to the same results', async () => {
+    const out = tmp();
+    const args = [BIN, 'eval', '-m', STORIES, '-d', 'hellaswag', '--limit', '60', '--chunk-size', '4', '--output', out, '--json'];
+    const child = spawn(process.execPath, args, { stdio: 'ignore' });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const f = resumeFiles(out)[0];
+        if (f && readFileSync(join(out, '.llmbox-resume', f), 'utf8').split('\n').length > 9) {
+          clearInterval(timer);
+          child.kill('SIGKILL');
+          resolve();
+        }
+      }, 20);
+      child.on('exit', () => {
+        clearInterval(timer);
+        reject(new Error('the run finished before it could be killed'));
+      });
+    });
+    await new Promise((r) => child.on('exit', r));
+    const partial = readFileSync(join(out, '.llmbox-resume', resumeFiles(out)[0]), 'utf8').trim().split('\n').length;
+    expect(partial).toBeGreaterThanOrEqual(8);
+    expect(partial).toBeLessThan(60);
+    const resumed = spawnSync(process.execPath, args, { encoding: 'utf8' });
+    expect(resumed.status).toBe(0);
+    const fresh = spawnSync(process.execPath, [BIN, 'eval', '-m', STORIES, '-d', 'hellaswag', '--limit', '60', '--json'], { encoding: 'utf8' });
+    const a = JSON.parse(resumed.stdout).results.hellaswag, b = JSON.parse(fresh.stdout).results.hellaswag;
+    expect(a.acc).toBe(b.acc);
+    expect(a.acc_norm).toBe(b.acc_norm);
+    expect(a.n).toBe(60);
+  });
+
+  // stories260K's 512-token window fits MMLU with 2 shots (5-shot prompts are truncated, which bypasses the cache).
+  it('gives identical predictions with and without the prefix cache on MMLU few-shot', async () => {
+    const opts = { limit: 6, shots: 2 };
+    const cached = new LocalLM(lm);
+    const withCache = await evaluate(cached, ['mmlu_astronomy', 'mmlu_virology'], opts);
+    expect(cached.prefixCache!.stats.reusedTokens).toBeGreaterThan(1000);
+    const without = await evaluate(new LocalLM(lm, { prefixCache: false }), ['mmlu_astronomy', 'mmlu_virology'], opts);
+    withCache.results.forEach((r, t) => {
+      r.samples.forEach((s, i) => {
+        const a = s.filtered_resps as [number, boolean][], b = without.results[t].samples[i].filtered_resps as [number, boolean][];
+        a.forEach(([ll], j) => expect(Math.abs(ll - b[j][0])).toBeLessThan(1e-5 * Math.max(1, Math.abs(ll))));
+        expect(s.metrics).toEqual(without.results[t].samples[i].metrics);
+      });
+    });
+  });
+});

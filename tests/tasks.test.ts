@@ -1,0 +1,118 @@
+import { cpSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { LlmboxError } from '../lib/errors.js';
+import { expandTasks } from '../lib/eval/evaluate.js';
+import { choiceRequests } from '../lib/eval/methods/choice.js';
+import { fewshotPrefix, instanceQuery } from '../lib/eval/methods/prompt.js';
+import { parsePythonStringList } from '../lib/eval/tasks/simple-choice.js';
+import { GROUPS, TASKS } from '../lib/eval/tasks/index.js';
+import { tmp } from './helpers/models.js';
+
+const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
+const load = (name: string, split: 'eval' | 'fewshot' = 'eval') => TASKS[name].loadSplit(`${DATA}/${TASKS[name].dataFolder}`, split);
+const total = (group: string) => GROUPS[group].tasks.reduce((a, t) => a + load(t).length, 0);
+
+describe('datasets', () => {
+  it('loads every registered task with the published sizes', () => {
+    const sizes: Record<string, number> = {
+      arc_easy: 2376, arc_challenge: 1172, hellaswag: 10042, boolq: 3270, piqa: 1838, winogrande: 1267, openbookqa: 500,
+      lambada: 5153, crows_pairs: 1508, halueval: 4507, truthfulqa_mc1: 817, truthfulqa_mc2: 817, truthfulqa_gen: 817,
+      gsm8k: 1319, math: 5000, triviaqa: 3000, nq_open: 3610, humaneval: 164, mbpp: 500,
+    };
+    for (const [name, n] of Object.entries(sizes)) expect([name, load(name).length]).toEqual([name, n]);
+    expect(GROUPS.mmlu.tasks).toHaveLength(57);
+    expect(total('mmlu')).toBe(14042);
+    expect(GROUPS.bbh.tasks).toHaveLength(27);
+    expect(total('bbh')).toBe(6511);
+    expect(total('mgsm')).toBe(2750);
+    for (const t of GROUPS.flores200.tasks) expect(load(t).length).toBe(997);
+  });
+
+  it('formats MMLU as lm-eval: subject header, 5 dev examples in order, lettered options, " A".." D"', () => {
+    const task = TASKS.mmlu_anatomy;
+    const doc = load('mmlu_anatomy')[0];
+    const dev = load('mmlu_anatomy', 'fewshot');
+    expect(dev).toHaveLength(5);
+    const prefix = fewshotPrefix(task, 'prob', doc, dev);
+    expect(prefix.startsWith('The following are multiple choice questions (with answers) about anatomy.\n\n')).toBe(true);
+    expect(prefix.split('\n\n')).toHaveLength(7);
+    const reqs = choiceRequests(task, 'prob', doc, prefix);
+    expect(reqs.map((r) => r.continuation)).toEqual([' A', ' B', ' C', ' D']);
+    expect(instanceQuery(task, 'prob', doc)).toBe(
+      'A lesion causing compression of the facial nerve at the stylomastoid foramen will cause ipsilateral\n' +
+        'A. paralysis of the facial muscles.\nB. paralysis of the facial muscles and loss of taste.\n' +
+        'C. paralysis of the facial muscles, loss of taste and lacrimation.\n' +
+        'D. paralysis of the facial muscles, loss of taste, lacrimation and decreased salivation.\nAnswer:',
+    );
+    expect(doc.gold).toBe(0);
+    // each dev example ends with its answer letter
+    expect(prefix).toMatch(/\nAnswer: [ABCD]\n\n$/);
+  });
+
+  it('formats GSM8K 8-shot with the first eight training solutions, the same for every instance', () => {
+    const [a, b] = load('gsm8k');
+    const train = load('gsm8k', 'fewshot');
+    const pa = fewshotPrefix(TASKS.gsm8k, 'gen', a, train.slice(0, 8));
+    expect(pa).toBe(fewshotPrefix(TASKS.gsm8k, 'gen', b, train.slice(0, 8)));
+    expect(pa.startsWith(`Question: ${'Natalia sold clips'}`)).toBe(true);
+    expect(pa.match(/\n#### \d+\n\n/g)).toHaveLength(8);
+    expect(a.references).toEqual(['18']);
+  });
+
+  it('gives BBH its chain-of-thought prompt file and "Let\'s think step by step."', () => {
+    const doc = load('bbh_date_understanding')[0];
+    const prefix = fewshotPrefix(TASKS.bbh_date_understanding, 'gen', doc, []);
+    expect(prefix.startsWith('Infer the date from context.\n\nQ: Today is Christmas Eve of 1937.')).toBe(true);
+    expect(prefix.match(/A: Let's think step by step\./g)).toHaveLength(3);
+    expect(doc.query.endsWith("\nA: Let's think step by step.")).toBe(true);
+    expect(doc.references).toEqual(['(B)']);
+  });
+
+  it('scores Winogrande by partial scoring: option contexts, one shared continuation', () => {
+    const doc = load('winogrande')[0];
+    const reqs = choiceRequests(TASKS.winogrande, 'ppl', doc, '');
+    expect(reqs.map((r) => r.context)).toEqual(['Sarah was a much better surgeon than Maria so Sarah', 'Sarah was a much better surgeon than Maria so Maria']);
+    expect(new Set(reqs.map((r) => r.continuation))).toEqual(new Set([' always got the easier cases.']));
+    expect(doc.gold).toBe(1);
+  });
+
+  it('formats BoolQ, PIQA and MBPP as lm-eval', () => {
+    const bq = load('boolq')[0];
+    expect(bq.query).toMatch(/^All biomass goes through[\s\S]*\nQuestion: does ethanol take more energy make that produces\?\nAnswer:$/);
+    expect(bq.choices).toEqual(['no', 'yes']);
+    const pq = load('piqa')[0];
+    expect(pq.query).toBe("Question: How do I ready a guinea pig cage for it's new occupants?\nAnswer:");
+    expect(pq.choices).toHaveLength(2);
+    expect(parsePythonStringList(`['it\\'s', "say \\"hi\\"", 'a, b']`)).toEqual(["it's", 'say "hi"', 'a, b']);
+    const shots = load('mbpp', 'fewshot');
+    expect(shots.map((d) => d.id)).toEqual(['mbpp-2', 'mbpp-3', 'mbpp-4']);
+    const m = load('mbpp')[0];
+    expect(m.id).toBe('mbpp-11');
+    expect(m.query).toMatch(/^You are an expert Python programmer, and here is your task: [\s\S]* Your code should pass these tests:\n\nassert [\s\S]*\n\[BEGIN\]\n$/);
+  });
+
+  it('expands groups and rejects unknown names with the way to list tasks', () => {
+    expect(expandTasks(['mmlu']).length).toBe(57);
+    expect(expandTasks(['truthfulqa', 'arc_easy'])).toEqual(['truthfulqa_mc1', 'truthfulqa_mc2', 'truthfulqa_gen', 'arc_easy']);
+    expect(() => expandTasks(['mmlu_nope'])).toThrow(/unknown task mmlu_nope/);
+  });
+
+  it('names the file, row and field of bad data, and the folder to fix for missing files', () => {
+    const dir = tmp();
+    cpSync(`${DATA}/mmlu/dev`, `${dir}/dev`, { recursive: true });
+    writeFileSync(`${dir}/dev/anatomy_dev.csv`, 'question,choice0,choice1,choice2,choice3,answer\nQ?,a,b,c,d,7\n');
+    expect(() => TASKS.mmlu_anatomy.loadSplit(dir, 'fewshot')).toThrow(/row 1: answer 7 is not 0-3/);
+    let err: unknown;
+    try {
+      TASKS.gsm8k.loadSplit(dir, 'eval');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(LlmboxError);
+    expect((err as LlmboxError).file).toBe(`${dir}/test.jsonl`);
+    expect((err as LlmboxError).fix).toMatch(/--data-dir/);
+    writeFileSync(`${dir}/test.jsonl`, '{"question": "q", "answer": "no final line"}\n');
+    expect(() => TASKS.gsm8k.loadSplit(dir, 'eval')).toThrow(/row 1: field answer has no "#### N"/);
+  });
+});
