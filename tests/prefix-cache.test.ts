@@ -132,11 +132,12 @@ describe('prefix cache on stories260K', () => {
     expect(computedTokens).toBeLessThan(shotTokens + 3 * 8);
   });
 
-  it('generation from a cached prefix equals generation from scratch', () => {
+  it('batched generation from a cached prefix equals one-by-one generation from scratch', () => {
     const shots = 'Once upon a time, there was a little girl named Lily.\n\n';
-    const reqs = ['Tom had a', 'The dog was', 'Lily went'].map((q) => ({ context: shots + q, until: ['\n'], maxNewTokens: 12 }));
-    const plain = new LocalLM(lm, { prefixCache: false }).generateUntil(reqs);
-    const cached = new LocalLM(lm);
+    const reqs = ['Tom had a', 'The dog was very', 'Lily went', 'One day'].map((q) => ({ context: shots + q, until: ['\n'], maxNewTokens: 12 }));
+    const plain = new LocalLM(lm, { prefixCache: false, batchSize: 1 }).generateUntil(reqs);
+    expect(new LocalLM(lm, { prefixCache: false, batchSize: 3 }).generateUntil(reqs)).toEqual(plain);
+    const cached = new LocalLM(lm, { batchSize: 3 });
     expect(cached.generateUntil(reqs)).toEqual(plain);
     expect(cached.prefixCache!.stats.reusedTokens).toBeGreaterThan(0);
   });

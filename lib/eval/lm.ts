@@ -49,6 +49,8 @@ export interface LocalLMOptions {
    * behaviour); lm-evaluation-harness's HF backend adds none unless asked (add_bos_token=True).
    */
   addBos?: boolean;
+  /** Padded tokens per forward pass (default 8192): long prompts get smaller batches. */
+  maxBatchTokens?: number;
   /** Reuse encoded prefixes across requests (default on); options set its memory budget. */
   prefixCache?: boolean | PrefixCacheOptions;
 }
@@ -72,6 +74,7 @@ export function encodePair(encode: (s: string) => number[], context: string, con
 export class LocalLM implements LanguageModel {
   readonly lm: LoadedModel;
   readonly batchSize: number;
+  readonly maxBatchTokens: number;
   private readonly addBos: boolean;
   readonly prefixCache: PrefixCache | undefined;
 
@@ -79,6 +82,7 @@ export class LocalLM implements LanguageModel {
     if (!lm.tokenizer) throw new Error('LocalLM needs a tokenizer (tokenizer.json in the model folder)');
     this.lm = lm;
     this.batchSize = opts.batchSize ?? 8;
+    this.maxBatchTokens = opts.maxBatchTokens ?? 8192;
     const cfgBos = lm.tokenizer.config.add_bos_token;
     this.addBos = opts.addBos ?? (cfgBos === undefined ? true : cfgBos === true);
     const pc = opts.prefixCache ?? true;
@@ -160,6 +164,28 @@ export class LocalLM implements LanguageModel {
     return results;
   }
 
+  /**
+   * Consecutive batches of at most batchSize items and about maxBatchTokens padded tokens (one item
+   * always fits): a forward pass holds several activations of [tokens, ffn] at once, and the wasm
+   * heap ends at 4 GiB.
+   */
+  private batches<T>(items: T[], tokens: (item: T) => number): T[][] {
+    const out: T[][] = [];
+    let cur: T[] = [], longest = 0;
+    for (const item of items) {
+      const n = Math.max(longest, tokens(item));
+      if (cur.length && (cur.length >= this.batchSize || (cur.length + 1) * n > this.maxBatchTokens)) {
+        out.push(cur);
+        cur = [];
+        longest = 0;
+      }
+      cur.push(item);
+      longest = Math.max(longest, tokens(item));
+    }
+    if (cur.length) out.push(cur);
+    return out;
+  }
+
   /** Scores requests in batches: each row's targets are the last predictions of its input. */
   private scoreRows(
     indices: number[],
@@ -167,8 +193,8 @@ export class LocalLM implements LanguageModel {
     row: (i: number) => { input: number[]; targets: number[] },
     past?: PastKV,
   ): void {
-    for (let start = 0; start < indices.length; start += this.batchSize) {
-      const batch = indices.slice(start, start + this.batchSize).map((i) => ({ i, ...row(i) }));
+    const rows = indices.map((i) => ({ i, ...row(i) }));
+    for (const batch of this.batches(rows, (r) => r.input.length)) {
       const { ids, mask } = leftPad(batch.map((b) => b.input));
       const T = ids[0].length;
       const hidden = this.lm.model.forward(ids, { attentionMask: mask, past });
@@ -212,26 +238,60 @@ export class LocalLM implements LanguageModel {
 
   /**
    * Generates for each request; the prompt keeps its most recent tokens when it would leave no room
-   * for maxNewTokens (as lm-evaluation-harness). With the prefix cache, everything but the prompt's
-   * last token comes from the tree, so a few-shot prefix shared by all requests is encoded once.
+   * for maxNewTokens (as lm-evaluation-harness). Greedy requests with the same stop strings and
+   * length are decoded batchSize at a time (decoding is memory-bound: a batch reads the weights once
+   * per step); sampled ones one by one, so each keeps its own seed. With the prefix cache, the
+   * prompts' longest common prefix comes from the tree (a few-shot prefix is encoded once per task)
+   * and only the rest is encoded.
    */
   generateUntil(requests: GenerateUntilRequest[], opts: GenerateOptions = {}): string[] {
     const maxLen = this.lm.model.config.maxPositionEmbeddings;
-    return requests.map((r) => {
-      const maxNewTokens = r.maxNewTokens ?? opts.maxNewTokens ?? 256;
-      const prompt = [...this.prefix(), ...this.encode(r.context)].slice(-Math.max(1, maxLen - maxNewTokens));
-      const decode = { ...opts, maxNewTokens, stop: r.until, temperature: r.temperature ?? opts.temperature, seed: r.seed ?? opts.seed ?? 0 };
-      if (!this.prefixCache) return generate(this.lm, [prompt], decode)[0].text;
-      const head = prompt.slice(0, -1);
-      const held = this.prefixCache.acquire(head);
-      try {
-        const kv = held.past;
-        return generate(this.lm, [prompt.slice(-1)], { ...decode, prefix: kv ? { ids: head, kv } : undefined })[0].text;
-      } finally {
-        held.release();
-      }
+    const out = new Array<string>(requests.length);
+    const lengthOf = (r: GenerateUntilRequest) => r.maxNewTokens ?? opts.maxNewTokens ?? 256;
+    const encoded = requests.map((r) => [...this.prefix(), ...this.encode(r.context)].slice(-Math.max(1, maxLen - lengthOf(r))));
+    const groups: number[][] = [];
+    const same = new Map<string, number[]>();
+    requests.forEach((r, i) => {
+      if ((r.temperature ?? opts.temperature ?? 0) > 0) return groups.push([i]);
+      const key = JSON.stringify([r.until, lengthOf(r)]);
+      same.set(key, [...(same.get(key) ?? []), i]);
     });
+    for (const members of same.values()) {
+      // With the cache only what follows the members' common prefix is encoded per batch.
+      const shared = this.prefixCache ? commonPrefixLength(members.map((i) => encoded[i]), Math.min(...members.map((i) => encoded[i].length)) - 1) : 0;
+      groups.push(...this.batches(members, (i) => encoded[i].length - shared + lengthOf(requests[i])));
+    }
+    for (const group of groups) {
+      const r = requests[group[0]];
+      const maxNewTokens = lengthOf(r);
+      const prompts = group.map((i) => encoded[i]);
+      const decode = { ...opts, maxNewTokens, stop: r.until, temperature: r.temperature ?? opts.temperature, seed: r.seed ?? opts.seed ?? 0 };
+      let texts: string[];
+      if (!this.prefixCache) {
+        texts = generate(this.lm, prompts, decode).map((g) => g.text);
+      } else {
+        // Every row keeps at least its last token to feed.
+        const shared = commonPrefixLength(prompts, Math.min(...prompts.map((p) => p.length)) - 1);
+        const head = prompts[0].slice(0, shared);
+        const held = this.prefixCache.acquire(head);
+        try {
+          const kv = held.past;
+          texts = generate(this.lm, prompts.map((p) => p.slice(shared)), { ...decode, prefix: kv ? { ids: head, kv } : undefined }).map((g) => g.text);
+        } finally {
+          held.release();
+        }
+      }
+      group.forEach((i, j) => (out[i] = texts[j]));
+    }
+    return out;
   }
+}
+
+/** Length of the longest common prefix of token sequences, at most `cap`. */
+function commonPrefixLength(seqs: number[][], cap: number): number {
+  let n = 0;
+  while (n < cap && seqs.every((s) => s[n] === seqs[0][n])) n++;
+  return n;
 }
 
 /** Lexicographic order of token sequences: requests sharing a prefix end up next to each other. */

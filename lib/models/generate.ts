@@ -75,16 +75,15 @@ export function generate(lm: LoadedModel, prompts: (string | number[])[], opts: 
   const pad = lm.generation.padTokenId ?? 0;
   const useCache = opts.useCache ?? true;
   if (prefix && !useCache) throw new Error('generate: a prefix needs the KV cache (useCache true)');
-  const cache = useCache ? new KVCache(model.config, B, prefixLen + promptLen + steps) : undefined;
+  const cache = useCache ? new KVCache(model.config, B, promptLen + steps) : undefined;
   const before = prefix?.ids ?? [];
 
   const textOf = (r: Row) => (tokenizer ? continuationText(lm, [...before, ...r.prompt], r.out) : '');
   try {
-    if (prefix) cache!.fill(prefix.kv);
     let { ids, mask } = leftPad(rows.map((r) => r.prompt), pad);
     for (let step = 0; step < steps && rows.some((r) => !r.done); step++) {
       const logits = tf.tidy(() => {
-        const h = model.forward(ids, { attentionMask: mask, cache });
+        const h = model.forward(ids, { attentionMask: mask, cache, past: prefix?.kv });
         const T = h.shape[1];
         return model.logits(LlamaModel.pickRows(h, rows.map((_, b) => b * T + T - 1)));
       });

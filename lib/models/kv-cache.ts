@@ -41,22 +41,6 @@ export class KVCache {
     }
   }
 
-  /** Starts every row from an encoded prefix: its keys fill the first slots, positions continue after it. */
-  fill(prefix: PastKV): void {
-    if (this.length !== 0 || prefix.length > this.capacity) throw new Error(`KVCache.fill: cache must be empty with room for ${prefix.length} slots`);
-    if (prefix.length === 0) return;
-    const tile = (t: tf.Tensor4D) => (this.batch === 1 ? t : tf.tile(t, [this.batch, 1, 1, 1]));
-    tf.tidy(() => {
-      for (let l = 0; l < this.keys.length; l++) this.write(l, tile(prefix.keys[l]), tile(prefix.values[l]));
-    });
-    for (let b = 0; b < this.batch; b++) {
-      this.valid.fill(1, b * this.capacity, b * this.capacity + prefix.length);
-      for (let j = 0; j < prefix.length; j++) this.positions[b * this.capacity + j] = j;
-    }
-    this.nextPosition.fill(prefix.length);
-    this.length = prefix.length;
-  }
-
   write(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): void {
     this.keys[layer] = tf.keep(writeAxis2(this.keys[layer], k, this.length));
     this.values[layer] = tf.keep(writeAxis2(this.values[layer], v, this.length));

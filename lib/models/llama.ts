@@ -16,7 +16,8 @@ export interface ForwardOptions {
   cache?: KVCache;
   /**
    * A shared prefix already encoded (batch 1, every slot a real token): each row continues from it.
-   * Attention reads it by broadcasting, so B rows over one prefix never copy its keys B times.
+   * Attention reads it by broadcasting, so B rows over one prefix never copy its keys B times. With
+   * a cache, the cache holds only what follows the prefix, and the prefix is passed on every call.
    */
   past?: PastKV;
   /** Receives this call's keys and values per layer (kept; the caller disposes them). */
@@ -72,54 +73,77 @@ function isLinear(name: string): boolean {
  * A LLaMA-family decoder (LLaMA, Mistral, Qwen2): RMSNorm, rotate_half RoPE, grouped-query
  * attention, SwiGLU. Parameters use Hugging Face names; linear weights are held as [in, out].
  */
-/** Queries per attention block: bounds the [queries, keys] score matrix for long prompts. */
-const QUERY_BLOCK = 256;
+/** Floats of attention scores per block of queries (64 MiB): bounds memory for long, batched prompts. */
+const SCORE_BUDGET = 1 << 24;
+
+/** A block of queries [t0, t1) with the key columns it may see and its additive mask [B, 1, t1-t0, cols]. */
+interface QueryBlock {
+  t0: number;
+  t1: number;
+  cols: number;
+  mask: tf.Tensor4D;
+}
 
 /**
- * Causal attention of this call's queries over [shared prefix |] keys, in blocks of queries: a
- * block never reads keys after its last query, so long prompts need memory for one block of scores
- * and skip the masked upper triangle. Each kv head serves `group` query heads without repeating K
- * and V: a group's queries are stacked along the time axis. Returns [B*T, heads*D].
+ * Splits the queries into blocks whose score matrices fit SCORE_BUDGET (16 to 256 rows). A block
+ * never sees keys after its last query, so it reads only the columns up to there: the masked upper
+ * triangle is skipped. One block (the usual case, and every decode step) keeps the whole mask.
+ */
+function queryBlocks(maskData: Float32Array, B: number, T: number, S: number, heads: number, pastSlots: number): QueryBlock[] {
+  const rows = Math.max(16, Math.min(256, Math.floor(SCORE_BUDGET / (B * heads * S))));
+  if (T <= rows) return [{ t0: 0, t1: T, cols: S, mask: tf.tensor4d(maskData, [B, 1, T, S]) }];
+  const blocks: QueryBlock[] = [];
+  for (let t0 = 0; t0 < T; t0 += rows) {
+    const t1 = Math.min(T, t0 + rows), Tc = t1 - t0, cols = pastSlots + t1;
+    const data = new Float32Array(B * Tc * cols);
+    for (let b = 0; b < B; b++) {
+      for (let t = t0; t < t1; t++) data.set(maskData.subarray((b * T + t) * S, (b * T + t) * S + cols), (b * Tc + t - t0) * cols);
+    }
+    blocks.push({ t0, t1, cols, mask: tf.tensor4d(data, [B, 1, Tc, cols]) });
+  }
+  return blocks;
+}
+
+/**
+ * Causal attention of this call's (pre-scaled) queries over [shared prefix |] keys, one block of
+ * queries at a time, each block's scores freed before the next. Each kv head serves `group` query
+ * heads without repeating K and V: a group's queries are stacked along the time axis.
+ * Returns [B*T, heads*D].
  */
 function attention(
   q: tf.Tensor4D,
   k: tf.Tensor4D,
   v: tf.Tensor4D,
-  mask: tf.Tensor4D,
+  blocks: QueryBlock[],
   shared: { keys: tf.Tensor4D; values: tf.Tensor4D } | undefined,
-  d: { B: number; T: number; past: number; kvH: number; group: number; D: number; scale: number },
+  d: { B: number; T: number; P: number; kvH: number; group: number; D: number },
 ): tf.Tensor2D {
-  const { B, T, past, kvH, group, D, scale } = d;
-  // Keys held in k: a cache buffer (slots from 0) or this call's own keys (after the shared prefix).
-  const ownOffset = shared ? past : 0;
-  const blocks: tf.Tensor[] = [];
-  for (let t0 = 0; t0 < T; t0 += QUERY_BLOCK) {
-    blocks.push(tf.tidy(() => attendBlock(t0, Math.min(T, t0 + QUERY_BLOCK))));
-  }
+  // P: shared prefix slots, ahead of the own slots held in k and v.
+  const { B, T, P, kvH, group, D } = d;
+  const outs = blocks.map((blk) => tf.tidy(() => attendBlock(blk)));
   // Blocks are joined along time in 3-D: tfjs-wasm slices and concatenates 5-D tensors slowly.
-  const all = blocks.length === 1 ? blocks[0] : tf.concat(blocks, 1);
+  const all = outs.length === 1 ? outs[0] : tf.concat(outs, 1);
   return all.reshape([B * T, kvH * group * D]) as tf.Tensor2D;
 
-  // Scores of one block are freed before the next is computed.
-  function attendBlock(t0: number, t1: number): tf.Tensor {
+  function attendBlock({ t0, t1, cols, mask }: QueryBlock): tf.Tensor {
     const Tc = t1 - t0;
     const whole = t0 === 0 && t1 === T;
     const qt = whole ? q : q.slice([0, t0, 0, 0], [-1, Tc, -1, -1]);
     const qb = qt.reshape([B, Tc, kvH, group, D]).transpose([0, 2, 3, 1, 4]).reshape([B, kvH, group * Tc, D]);
-    // Keys this block may see end at slot past + t1; the whole-call block keeps the full buffer (no copy).
-    const cols = whole ? mask.shape[3] : past + t1;
-    let m: tf.Tensor = whole ? mask : mask.slice([0, 0, t0, 0], [-1, -1, Tc, cols]);
-    if (group > 1) m = tf.tile(m, [1, 1, group, 1]);
-    const kb = whole ? k : k.slice([0, 0, 0, 0], [-1, -1, cols - ownOffset, -1]);
-    const vb = whole ? v : v.slice([0, 0, 0, 0], [-1, -1, cols - ownOffset, -1]);
+    const m = group > 1 ? tf.tile(mask, [1, 1, group, 1]) : mask;
+    // The whole-call block keeps the full key buffer (no copy).
+    const kb = whole ? k : k.slice([0, 0, 0, 0], [-1, -1, cols - P, -1]);
+    const vb = whole ? v : v.slice([0, 0, 0, 0], [-1, -1, cols - P, -1]);
     let out: tf.Tensor;
     if (shared) {
       // One softmax over [prefix | own keys]; the prefix's [1, ...] keys broadcast over the batch.
-      const probs = tf.softmax(tf.add(tf.mul(tf.concat([tf.matMul(qb, shared.keys, false, true), tf.matMul(qb, kb, false, true)], 3), scale), m));
-      const [pShared, pOwn] = tf.split(probs, [past, cols - past], 3);
+      const probs = tf.softmax(tf.add(tf.concat([tf.matMul(qb, shared.keys, false, true), tf.matMul(qb, kb, false, true)], 3), m));
+      // Two slices, not tf.split: tfjs-wasm's SplitV copies the whole input per part.
+      const pShared = probs.slice([0, 0, 0, 0], [-1, -1, -1, P]);
+      const pOwn = probs.slice([0, 0, 0, P], [-1, -1, -1, cols - P]);
       out = tf.add(tf.matMul(pShared, shared.values), tf.matMul(pOwn, vb));
     } else {
-      out = tf.matMul(tf.softmax(tf.add(tf.mul(tf.matMul(qb, kb, false, true), scale), m)), vb);
+      out = tf.matMul(tf.softmax(tf.add(tf.matMul(qb, kb, false, true), m)), vb);
     }
     return out.reshape([B, kvH, group, Tc, D]).transpose([0, 3, 1, 2, 4]).reshape([B, Tc, kvH * group * D]);
   }
@@ -211,29 +235,25 @@ export class LlamaModel {
     if (cache && (cache.batch !== B || cache.length + T > cache.capacity)) {
       throw new Error(`forward: cache holds batch ${cache.batch} x ${cache.capacity} slots, ${cache.length} used; cannot add [${B}, ${T}]`);
     }
+    // Key slots: [shared prefix (P, broadcast over rows) | own slots (C): the cache buffer, or this call's keys].
     const prefix = opts.past;
-    if (prefix && cache) throw new Error('forward: pass either a cache or a past prefix, not both');
-    const past = cache?.length ?? prefix?.length ?? 0;
-    const S = cache ? cache.capacity : past + T;
+    const P = prefix?.length ?? 0;
+    const C = cache ? cache.capacity : T;
+    const before = cache?.length ?? 0;
+    const S = P + C;
 
     // Positions and key validity: padding takes no position, so left-padded rows match unpadded ones.
     const positions = new Int32Array(B * T);
-    const valid = cache ? cache.valid : new Uint8Array(B * S);
+    const ownValid = cache ? cache.valid : new Uint8Array(B * C);
     // The sliding window is measured in positions, not slots: padding may sit between a prefix and new tokens.
-    const keyPositions = cache ? cache.positions : new Int32Array(B * S);
-    if (prefix) {
-      for (let b = 0; b < B; b++) {
-        valid.fill(1, b * S, b * S + past);
-        for (let j = 0; j < past; j++) keyPositions[b * S + j] = j;
-      }
-    }
+    const ownPositions = cache ? cache.positions : new Int32Array(B * C);
     for (let b = 0; b < B; b++) {
-      let pos = cache ? cache.nextPosition[b] : past;
+      let pos = cache ? Math.max(cache.nextPosition[b], P) : P;
       for (let t = 0; t < T; t++) {
         const real = mask[b][t] ? 1 : 0;
         positions[b * T + t] = real ? pos : 0;
-        valid[b * S + past + t] = real;
-        keyPositions[b * S + past + t] = pos;
+        ownValid[b * C + before + t] = real;
+        ownPositions[b * C + before + t] = pos;
         pos += real;
       }
       if (cache) cache.nextPosition[b] = pos;
@@ -242,11 +262,11 @@ export class LlamaModel {
     const window = cfg.slidingWindow;
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {
-        const q = past + t;
         const qPos = positions[b * T + t];
         const row = (b * T + t) * S;
-        for (let j = 0; j <= q; j++) {
-          if (valid[b * S + j] && (window === null || qPos - keyPositions[b * S + j] < window)) maskData[row + j] = 0;
+        for (let j = 0; j < P; j++) if (window === null || qPos - j < window) maskData[row + j] = 0;
+        for (let j = 0; j <= before + t; j++) {
+          if (ownValid[b * C + j] && (window === null || qPos - ownPositions[b * C + j] < window)) maskData[row + P + j] = 0;
         }
       }
     }
@@ -256,7 +276,7 @@ export class LlamaModel {
       const D = cfg.headDim, nH = cfg.numHeads, kvH = cfg.numKvHeads, group = nH / kvH;
       const cosT = tf.tensor4d(cos, [B, T, 1, D]);
       const sinT = tf.tensor4d(sin, [B, T, 1, D]);
-      const maskAll = tf.tensor4d(maskData, [B, 1, T, S]);
+      const blocks = queryBlocks(maskData, B, T, S, nH, P + before);
       const rope = (x: tf.Tensor4D) => applyRope(x, cosT, sinT);
       const linear = (x: tf.Tensor2D, name: string) => {
         const y = tf.matMul(x, this.p<tf.Rank.R2>(`${name}.weight`));
@@ -273,7 +293,8 @@ export class LlamaModel {
         const input = h;
         h = tf.tidy(() => {
           const x = rmsNorm(input, this.p<tf.Rank.R1>(`${pre}input_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
-          const q = rope(linear(x, `${pre}self_attn.q_proj`).reshape([B, T, nH, D]));
+          // Queries are scaled by 1/sqrt(D) here, on [B, T, heads, D], rather than the scores.
+          const q = tf.mul(rope(linear(x, `${pre}self_attn.q_proj`).reshape([B, T, nH, D])), scale) as tf.Tensor4D;
           let k = rope(linear(x, `${pre}self_attn.k_proj`).reshape([B, T, kvH, D])).transpose([0, 2, 1, 3]) as tf.Tensor4D;
           let v = linear(x, `${pre}self_attn.v_proj`).reshape([B, T, kvH, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
           if (opts.collect) {
@@ -284,7 +305,7 @@ export class LlamaModel {
             cache.write(l, k, v);
             [k, v] = cache.read(l);
           }
-          const merged = attention(q, k, v, maskAll, prefix && { keys: prefix.keys[l], values: prefix.values[l] }, { B, T, past, kvH, group, D, scale });
+          const merged = attention(q, k, v, blocks, prefix && { keys: prefix.keys[l], values: prefix.values[l] }, { B, T, P, kvH, group, D });
           const attended = tf.add(input, linear(merged, `${pre}self_attn.o_proj`));
           const y = rmsNorm(attended, this.p<tf.Rank.R1>(`${pre}post_attention_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
           const act = swiglu(linear(y, `${pre}mlp.gate_proj`), linear(y, `${pre}mlp.up_proj`)) as tf.Tensor2D;
