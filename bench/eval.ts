@@ -5,6 +5,7 @@
  *
  *   npm run bench:eval                        # everything
  *   npm run bench:eval -- --models stories260K --limit 4
+ *   npm run bench:eval -- --only gsm8k
  *
  * Both models use stories260K's tokenizer (vocabulary 512: B's embedding and head are small, its 12
  * transformer layers are config B's) and a window raised to 8192 positions so that 5- and 8-shot
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
     return [
       { label: 'MMLU 5-shot (2 subjects)', tasks: ['mmlu_high_school_biology', 'mmlu_marketing'], limit: scale || (small ? 4 : 16) },
       { label: 'ARC-Easy 0-shot', tasks: ['arc_easy'], limit: scale * 4 || (small ? 16 : 64) },
-      { label: 'GSM8K 8-shot gen (max 32 tok)', tasks: ['gsm8k'], limit: scale * 2 || 16, maxNewTokens: 32 },
+      { label: 'GSM8K 8-shot gen (max 32 tok)', tasks: ['gsm8k'], limit: scale * 2 || 32, maxNewTokens: 32 },
     ];
   };
   console.log(`backend ${info.backend}, native add-on ${info.native.enabled ? `on (${info.native.blas})` : 'off'}, threads ${info.threads}, batch size 8\n`);
@@ -84,7 +85,7 @@ async function main(): Promise<void> {
     const lm = await model(name);
     // Warm-up: the first forward passes of a process pay one-time costs.
     await evaluate(new LocalLM(lm), ['arc_easy'], { limit: 2 });
-    for (const w of workloads(name)) {
+    for (const w of workloads(name).filter((w) => !arg('only') || w.label.toLowerCase().includes(arg('only')!.toLowerCase()))) {
       const opts = { limit: w.limit, maxNewTokens: w.maxNewTokens };
       let t0 = performance.now();
       const plain = await evaluate(new LocalLM(lm, { prefixCache: false }), w.tasks, opts);

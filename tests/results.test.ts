@@ -6,7 +6,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { evaluate } from '../lib/eval/evaluate.js';
 import { LocalLM } from '../lib/eval/lm.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
+import { resultsTable, samplesTable } from '../lib/report/eval-table.js';
 import { STORIES, tmp } from './helpers/models.js';
+
+const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
 
 const BIN = fileURLToPath(new URL('../bin/llmbox.js', import.meta.url));
 const resumeFiles = (dir: string) => (existsSync(join(dir, '.llmbox-resume')) ? readdirSync(join(dir, '.llmbox-resume')) : []);
@@ -104,5 +107,41 @@ describe('results files, fingerprint and resume', () => {
         expect(s.metrics).toEqual(without.results[t].samples[i].metrics);
       });
     });
+  });
+});
+
+describe('perplexity tasks and the Arrow results table', () => {
+  it('weights word/byte perplexity and bits per byte by whole-corpus counts (lm-eval wikitext definitions)', async () => {
+    const lm = await loadModel(STORIES);
+    const local = new LocalLM(lm);
+    const run = await evaluate(local, ['tinystories_ppl'], {});
+    const texts = readFileSync(`${DATA}/pretrain_text/tinystories_sample.txt`, 'utf8').split('<|endoftext|>').map((s) => s.trim()).filter(Boolean);
+    const lls = local.loglikelihoodRolling(texts);
+    const ll = lls.reduce((a, b) => a + b, 0);
+    const words = texts.reduce((a, t) => a + t.split(/\s+/).length, 0);
+    const bytes = texts.reduce((a, t) => a + Buffer.byteLength(t), 0);
+    const m = run.results[0].metrics;
+    expect(m.word_perplexity.value).toBeCloseTo(Math.exp(-ll / words), 6);
+    expect(m.byte_perplexity.value).toBeCloseTo(Math.exp(-ll / bytes), 6);
+    expect(m.bits_per_byte.value).toBeCloseTo(-ll / (bytes * Math.LN2), 8);
+    // stories260K was trained on TinyStories: its own domain reads far better than Wikipedia.
+    const wiki = await evaluate(local, ['wikipedia_ppl'], { limit: 3 });
+    expect(m.bits_per_byte.value).toBeLessThan(wiki.results[0].metrics.bits_per_byte.value);
+  });
+
+  it('tabulates results per task, subset and metric, with group aggregates', async () => {
+    const lm = await loadModel(STORIES);
+    const run = await evaluate(new LocalLM(lm), ['arc_easy', 'mmlu'], { limit: 1, shots: 0 });
+    const table = resultsTable(run);
+    expect(table.schema.fields.map((f) => f.name)).toEqual(['task', 'subset', 'metric', 'value', 'stderr', 'n']);
+    const rows = table.toArray().map((r) => r.toJSON());
+    expect(rows.filter((r) => r.task === 'mmlu' && r.metric === 'acc' && r.subset !== null)).toHaveLength(57);
+    const agg = rows.find((r) => r.task === 'mmlu' && r.subset === null && r.metric === 'acc')!;
+    expect(agg.n).toBe(57);
+    expect(agg.value).toBeCloseTo(run.groups[0].metrics.acc.value, 12);
+    expect(rows.find((r) => r.task === 'arc_easy' && r.metric === 'acc')!.subset).toBeNull();
+    const samples = samplesTable(run.results[0]);
+    expect(samples.numRows).toBe(1);
+    expect(samples.schema.fields.map((f) => f.name)).toEqual(expect.arrayContaining(['doc_id', 'id', 'target', 'answer', 'acc', 'acc_norm']));
   });
 });

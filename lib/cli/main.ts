@@ -150,8 +150,8 @@ export function buildCli(): Command {
     .option('--chunk-size <n>', 'instances per model call and per resume checkpoint', int('--chunk-size', 1), 32)
     .option('--json', 'print {"results": {task: {metric: value}}, "groups": {...}}')
     .action(async (o, cmd: Command) => {
-      if (o.method !== undefined && !['ppl', 'prob', 'gen'].includes(o.method)) {
-        throw new LlmboxError(`unknown method ${o.method}`, { field: '--method', fix: 'use ppl, prob or gen' });
+      if (o.method !== undefined && !['ppl', 'prob', 'gen', 'rolling'].includes(o.method)) {
+        throw new LlmboxError(`unknown method ${o.method}`, { field: '--method', fix: 'use ppl, prob, gen or rolling' });
       }
       const names = (o.dataset as string).split(',').map((s) => s.trim()).filter(Boolean);
       expandTasks(names);

@@ -143,12 +143,8 @@ function taskMetrics(task: Task, samples: SampleRecord[]): Record<string, Metric
   const out: Record<string, MetricValue> = {};
   const names = [...new Set(samples.flatMap((s) => Object.keys(s.metrics)))];
   for (const m of names) out[m] = aggregateMetric(task, m, samples.map((s) => s.metrics[m]).filter((v) => v !== undefined));
-  for (const [m, f] of Object.entries(task.generation?.corpus ?? {})) {
-    const idx = samples.map((_, i) => i);
-    const docs = samples.map((s) => ({ id: s.doc.id, query: s.doc.query, references: s.doc.references }) as Doc);
-    const answers = samples.map((s) => String(s.filtered_resps[0] ?? ''));
-    const on = (ix: number[]) => f(ix.map((i) => answers[i]), ix.map((i) => docs[i]));
-    out[m] = { value: on(idx), stderr: bootstrapStderr(idx, on, 100) };
+  for (const [m, f] of Object.entries(task.corpus ?? {})) {
+    out[m] = { value: f(samples), stderr: bootstrapStderr(samples, f, 100) };
   }
   return out;
 }
@@ -157,10 +153,8 @@ function taskMetrics(task: Task, samples: SampleRecord[]): Record<string, Metric
 export async function evaluateTask(lm: LanguageModel, taskName: string, opts: EvaluateOptions = {}, modelHash = ''): Promise<TaskResult> {
   const task = TASKS[taskName];
   if (!task) throw new LlmboxError(`unknown task ${taskName}`, { field: '--dataset', fix: 'run `llmbox tasks` for the list' });
+  // A method the task cannot use (prob for a generation task) falls back to its default; results record which ran.
   const method = opts.method && task.methods.includes(opts.method) ? opts.method : task.defaultMethod;
-  if (opts.method && !task.methods.includes(opts.method) && opts.method !== 'gen' && task.defaultMethod !== 'gen') {
-    throw new LlmboxError(`task ${task.name} cannot be scored with method ${opts.method}`, { field: '--method', fix: `use one of ${task.methods.join(', ')}` });
-  }
   const dataDir = resolve(opts.dataDir ?? defaultDataDir(), task.dataFolder);
   const shots = opts.shots ?? task.defaultShots;
   let docs = task.loadSplit(dataDir, 'eval');
@@ -184,7 +178,25 @@ export async function evaluateTask(lm: LanguageModel, taskName: string, opts: Ev
     const chunkDocs = ids.map((i) => docs[i]);
     const chunkPrefixes = ids.map((i) => prefixes[i]);
     const records: SampleRecord[] = [];
-    if (method === 'gen') {
+    if (method === 'rolling') {
+      const lls = lm.loglikelihoodRolling(chunkDocs.map((d) => d.query));
+      lls.forEach((ll, j) => {
+        const d = chunkDocs[j];
+        records.push({
+          doc_id: ids[j],
+          doc: { id: d.id, query: d.query.slice(0, 200) },
+          target: '',
+          arguments: { gen_args_0: { arg_0: d.query, arg_1: null } },
+          resps: [[ll]],
+          // log-likelihood, words and UTF-8 bytes: what word/byte perplexity and bits per byte weigh by.
+          filtered_resps: [ll, d.query.split(/\s+/).length, Buffer.byteLength(d.query)],
+          doc_hash: sha256(JSON.stringify(d)),
+          prompt_hash: sha256(d.query),
+          target_hash: sha256(''),
+          metrics: {},
+        });
+      });
+    } else if (method === 'gen') {
       const gen = await runGeneration(lm, task, chunkDocs, chunkPrefixes, opts);
       gen.forEach((g, j) => {
         const d = chunkDocs[j];
@@ -297,7 +309,7 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
       group_subtasks: Object.fromEntries(groups.map((g) => [g.group, g.tasks])),
       configs: Object.fromEntries(results.map((r) => {
         const t = TASKS[r.task];
-        return [r.task, { task: r.task, num_fewshot: r.shots, output_type: r.method === 'gen' ? 'generate_until' : 'multiple_choice', target_delimiter: t.targetDelimiter, fewshot_delimiter: t.fewshotDelimiter, metadata: { version: r.version } }];
+        return [r.task, { task: r.task, num_fewshot: r.shots, output_type: r.method === 'gen' ? 'generate_until' : r.method === 'rolling' ? 'loglikelihood_rolling' : 'multiple_choice', target_delimiter: t.targetDelimiter, fewshot_delimiter: t.fewshotDelimiter, metadata: { version: r.version } }];
       })),
       versions: Object.fromEntries(results.map((r) => [r.task, r.version])),
       'n-shot': Object.fromEntries(results.map((r) => [r.task, r.shots])),

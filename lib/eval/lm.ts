@@ -256,7 +256,9 @@ export class LocalLM implements LanguageModel {
       const key = JSON.stringify([r.until, lengthOf(r)]);
       same.set(key, [...(same.get(key) ?? []), i]);
     });
-    for (const members of same.values()) {
+    for (const unsorted of same.values()) {
+      // Similar lengths share a batch, so little of it is padding.
+      const members = [...unsorted].sort((a, b) => encoded[a].length - encoded[b].length || a - b);
       // With the cache only what follows the members' common prefix is encoded per batch.
       const shared = this.prefixCache ? commonPrefixLength(members.map((i) => encoded[i]), Math.min(...members.map((i) => encoded[i].length)) - 1) : 0;
       groups.push(...this.batches(members, (i) => encoded[i].length - shared + lengthOf(requests[i])));

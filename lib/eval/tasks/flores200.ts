@@ -41,8 +41,8 @@ export function floresTask(src: string, tgt: string): Task {
       maxNewTokens: 256,
       filters: { none: (t) => t.trim() },
       score: () => ({}),
-      corpus: { bleu: (answers, docs) => corpusBleu(answers, [docs.map((d) => d.references![0])], { tokenizer }).score },
     },
+    corpus: { bleu: (samples) => corpusBleu(samples.map((s) => String(s.filtered_resps[0])), [samples.map((s) => s.doc.references![0])], { tokenizer }).score },
   });
 }
 

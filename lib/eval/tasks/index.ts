@@ -7,13 +7,14 @@ import { hellaswag } from './hellaswag.js';
 import { gsm8k, math, mgsmGroup, mgsmTasks } from './math-word.js';
 import { mmluGroup, mmluTasks } from './mmlu.js';
 import { nqOpen, triviaqa } from './open-qa.js';
+import { c4Ppl, tinystoriesPpl, wikipediaPpl } from './perplexity.js';
 import { boolq, crowsPairs, halueval, lambada, openbookqa, piqa, winogrande } from './simple-choice.js';
 import { truthfulqaGen, truthfulqaMc1, truthfulqaMc2 } from './truthfulqa.js';
 import type { Task, TaskGroup } from './types.js';
 
 const ALL: Task[] = [
   arcEasy, arcChallenge, hellaswag, boolq, piqa, winogrande, openbookqa, lambada, crowsPairs, halueval,
-  truthfulqaMc1, truthfulqaMc2, truthfulqaGen, gsm8k, math, triviaqa, nqOpen, humaneval, mbpp,
+  truthfulqaMc1, truthfulqaMc2, truthfulqaGen, gsm8k, math, triviaqa, nqOpen, humaneval, mbpp, tinystoriesPpl, wikipediaPpl, c4Ppl,
   ...mmluTasks, ...bbhTasks, ...mgsmTasks, ...floresTasks,
 ];
 

@@ -1,10 +1,12 @@
+import type { SampleRecord } from '../results.js';
+
 /**
  * How an instance is scored. `ppl`: log-likelihood of each option's text given the context
  * (LLMBox's "completion perplexity"); `prob`: the options listed with letters in the context and the
  * likelihood of each letter (LLMBox's "option probability"); `gen`: free generation, then answer
- * extraction and a metric.
+ * extraction and a metric; `rolling`: log-likelihood of whole documents in windows (perplexity).
  */
-export type Method = 'ppl' | 'prob' | 'gen';
+export type Method = 'ppl' | 'prob' | 'gen' | 'rolling';
 
 export type Split = 'eval' | 'fewshot';
 
@@ -46,8 +48,6 @@ export interface GenerationSpec {
   filters: Record<string, (text: string, doc: Doc) => string>;
   /** Metric values of one extracted answer against the doc's references. */
   score(answer: string, doc: Doc): Record<string, number> | Promise<Record<string, number>>;
-  /** Metrics defined on the whole set rather than per instance (corpus BLEU). */
-  corpus?: Record<string, (answers: string[], docs: Doc[]) => number>;
   /**
    * With several samples per instance: `vote` scores the most frequent extracted answer
    * (self-consistency); `pass@k` scores each sample and reports the unbiased pass@k.
@@ -87,6 +87,8 @@ export interface Task {
   choiceMetrics?: (scores: ChoiceScores, doc: Doc) => Record<string, number>;
   /** Aggregations other than the mean, by metric name. */
   aggregations?: Record<string, Aggregation>;
+  /** Metrics defined on the whole set rather than per instance (corpus BLEU, word perplexity); stderr by bootstrap. */
+  corpus?: Record<string, (samples: SampleRecord[]) => number>;
 }
 
 /** A named set of tasks reported one by one and together (MMLU's 57 subjects, BBH's 27 tasks). */

@@ -1,0 +1,50 @@
+import { join } from 'node:path';
+import type { SampleRecord } from '../results.js';
+import { field, isString, readJsonl, readText } from './files.js';
+import type { Doc, Task } from './types.js';
+
+const sums = (samples: SampleRecord[]) => {
+  let ll = 0, words = 0, bytes = 0;
+  for (const s of samples) {
+    const [l, w, b] = s.filtered_resps as number[];
+    ll += l;
+    words += w;
+    bytes += b;
+  }
+  return { ll, words, bytes };
+};
+
+/**
+ * Perplexity of whole documents from rolling log-likelihoods, weighted as lm-evaluation-harness's
+ * wikitext task: word perplexity exp(-sum LL / sum words), byte perplexity exp(-sum LL / sum bytes),
+ * bits per byte -sum LL / (sum bytes * ln 2). Words are whitespace-separated pieces, bytes UTF-8.
+ */
+function perplexityTask(name: string, file: string, split: (text: string, file: string) => string[]): Task {
+  return {
+    name,
+    version: 1,
+    dataFolder: 'pretrain_text',
+    methods: ['rolling'],
+    defaultMethod: 'rolling',
+    defaultShots: 0,
+    fewshotOrder: 'first',
+    targetDelimiter: '',
+    fewshotDelimiter: '',
+    loadSplit(dataDir) {
+      const path = join(dataDir, file);
+      return split(readText(path), path).map((text, i): Doc => ({ id: `${name}-${i}`, query: text }));
+    },
+    corpus: {
+      word_perplexity: (s) => Math.exp(-sums(s).ll / sums(s).words),
+      byte_perplexity: (s) => Math.exp(-sums(s).ll / sums(s).bytes),
+      bits_per_byte: (s) => -sums(s).ll / (sums(s).bytes * Math.LN2),
+    },
+  };
+}
+
+/** The TinyStories sample (the corpus stories260K was trained on), stories separated by <|endoftext|>. */
+export const tinystoriesPpl = perplexityTask('tinystories_ppl', 'tinystories_sample.txt', (t) => t.split('<|endoftext|>').map((s) => s.trim()).filter(Boolean));
+/** 30 English Wikipedia articles, one per line. */
+export const wikipediaPpl = perplexityTask('wikipedia_ppl', 'wiki_demo.txt', (t) => t.split('\n').map((s) => s.trim()).filter(Boolean));
+/** 300 C4 (en) documents. */
+export const c4Ppl = perplexityTask('c4_ppl', 'c4_demo.jsonl', (_, file) => readJsonl(file).map((r, i) => field(r, 'text', isString, 'a string', file, i)));
