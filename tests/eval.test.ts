@@ -95,13 +95,17 @@ describe('evaluation on stories260K', () => {
     for (const s of r.samples) {
       const args = Object.values(s.arguments) as { arg_0: string; arg_1: string }[];
       expect(args[0].arg_0.split('\n\n')).toHaveLength(2);
-      const lls = (s.filtered_resps as [number, boolean][]).map(([ll]) => ll);
+      const all = (s.filtered_resps as [number, boolean][]).map(([ll]) => ll);
       const direct = local.loglikelihood(args.map((a) => ({ context: a.arg_0, continuation: a.arg_1 })));
-      direct.forEach((d, j) => expect(Math.abs(d.logprob - lls[j])).toBeLessThan(1e-4));
-      const best = lls.indexOf(Math.max(...lls));
-      expect(s.metrics.acc).toBe(best === Number(s.target) ? 1 : 0);
-      const perChar = lls.map((ll, j) => ll / s.doc.choices![j].length);
-      expect(s.metrics.acc_norm).toBe(perChar.indexOf(Math.max(...perChar)) === Number(s.target) ? 1 : 0);
+      direct.forEach((d, j) => expect(Math.abs(d.logprob - all[j])).toBeLessThan(1e-4));
+      // The options, then the same options after the content-free "Answer:" (mutual information).
+      const n = s.doc.choices!.length;
+      expect(args.slice(n).every((a) => a.arg_0 === 'Answer:')).toBe(true);
+      const lls = all.slice(0, n), free = all.slice(n);
+      const pick = (xs: number[]) => (xs.indexOf(Math.max(...xs)) === Number(s.target) ? 1 : 0);
+      expect(s.metrics.acc).toBe(pick(lls));
+      expect(s.metrics.acc_norm).toBe(pick(lls.map((ll, j) => ll / s.doc.choices![j].length)));
+      expect(s.metrics.acc_mi).toBe(pick(lls.map((ll, j) => ll - free[j])));
     }
     expect(r.metrics.acc.value).toBeCloseTo(r.samples.filter((s) => s.metrics.acc).length / 12, 12);
   });

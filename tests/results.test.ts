@@ -37,7 +37,8 @@ describe('results files, fingerprint and resume', () => {
     expect(typeof fp.backend).toBe('string');
     const lines = readFileSync(run.files!.samples[0], 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines).toHaveLength(4);
-    expect(Object.keys(lines[0].arguments)).toHaveLength(4);
+    // four options, then the four after the content-free "Answer:"
+    expect(Object.keys(lines[0].arguments)).toHaveLength(8);
     expect(lines[0].arguments.gen_args_0.arg_0).toMatch(/^Question: .*\nAnswer:$/s);
     expect(typeof lines[0].filtered_resps[0][0]).toBe('number');
     expect(resumeFiles(out)).toEqual([]);

@@ -13,7 +13,10 @@ export function choiceRequests(task: Task, method: Method, doc: Doc, prefix: str
   if (doc.choiceContexts) {
     return doc.choiceContexts.map((c) => ({ context: prefix + c, continuation: task.targetDelimiter + doc.query }));
   }
-  return choices.map((c) => ({ context: prefix + doc.query, continuation: task.targetDelimiter + c }));
+  const scored = choices.map((c) => ({ context: prefix + doc.query, continuation: task.targetDelimiter + c }));
+  // The same options after the content-free context, for the mutual-information score.
+  const calibration = task.calibration === undefined ? [] : choices.map((c) => ({ context: task.calibration!, continuation: task.targetDelimiter + c }));
+  return [...scored, ...calibration];
 }
 
 function argmax(xs: number[]): number {
@@ -24,11 +27,16 @@ function argmax(xs: number[]): number {
 
 /**
  * Metrics of one instance from its options' log-likelihoods: acc (highest sum), acc_norm (per
- * character of the option text, lm-eval), acc_token (per token) and acc_byte (per UTF-8 byte);
+ * character of the option text, lm-eval), acc_token (per token, LLMBox's normalisation), acc_byte
+ * (per UTF-8 byte) and, for tasks with a content-free context, acc_mi (minus the option's
+ * log-likelihood after that context: mutual information, LLMBox's ARC/OpenBookQA calibration);
  * tasks with their own definition (TruthfulQA MC2, CrowS-Pairs, LAMBADA) replace these.
  */
 export function choiceMetrics(task: Task, doc: Doc, requests: LoglikelihoodRequest[], results: LoglikelihoodResult[]): Record<string, number> {
-  const scores: ChoiceScores = { logprobs: results.map((r) => r.logprob), isGreedy: results.map((r) => r.isGreedy), tokens: results.map((r) => r.tokens) };
+  // Requests beyond the options are their content-free calibration (see choiceRequests).
+  const n = doc.choiceContexts?.length ?? doc.choices?.length ?? results.length;
+  const main = results.slice(0, n), calibration = results.slice(n);
+  const scores: ChoiceScores = { logprobs: main.map((r) => r.logprob), isGreedy: main.map((r) => r.isGreedy), tokens: main.map((r) => r.tokens) };
   if (task.choiceMetrics) return task.choiceMetrics(scores, doc);
   const gold = doc.gold ?? 0;
   const by = (f: (ll: number, j: number) => number) => (argmax(scores.logprobs.map(f)) === gold ? 1 : 0);
@@ -37,6 +45,7 @@ export function choiceMetrics(task: Task, doc: Doc, requests: LoglikelihoodReque
     acc_norm: by((ll, j) => ll / Math.max(1, requests[j].continuation.length - task.targetDelimiter.length)),
     acc_token: by((ll, j) => ll / scores.tokens[j]),
     acc_byte: by((ll, j) => ll / Math.max(1, Buffer.byteLength(requests[j].continuation))),
+    ...(calibration.length === n ? { acc_mi: by((ll, j) => ll - calibration[j].logprob) } : {}),
   };
 }
 

@@ -13,6 +13,7 @@ function arcTask(name: string, set: 'Easy' | 'Challenge'): Task {
   return choiceTask({
     name,
     dataFolder: 'arc',
+    calibration: 'Answer:',
     loadSplit(dataDir, split) {
       const file = join(dataDir, `ARC-${set}-${split === 'eval' ? 'Test' : 'Train'}.jsonl`);
       return readJsonl(file).map((row, i): Doc => {

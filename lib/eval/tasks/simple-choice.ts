@@ -91,6 +91,7 @@ export const winogrande = choiceTask({
 export const openbookqa = choiceTask({
   name: 'openbookqa',
   dataFolder: 'openbookqa',
+  calibration: 'Answer:',
   loadSplit(dataDir, split) {
     const file = join(dataDir, split === 'eval' ? 'test.tsv' : 'train.tsv');
     return readDelimited(file, { delimiter: '\t' }).map((row, i): Doc => {

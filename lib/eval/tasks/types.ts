@@ -83,6 +83,12 @@ export interface Task {
   /** Instruction before everything (lm-eval's description), per doc for grouped tasks. */
   description?: (doc: Doc) => string;
   generation?: GenerationSpec;
+  /**
+   * A content-free context (e.g. "Answer:") for the mutual-information score: each option's
+   * log-likelihood after the question minus after this context (acc_mi; LLMBox calibrates ARC and
+   * OpenBookQA this way).
+   */
+  calibration?: string;
   /** Replaces acc/acc_norm for multiple-choice tasks whose metric is not "pick the best option". */
   choiceMetrics?: (scores: ChoiceScores, doc: Doc) => Record<string, number>;
   /** Aggregations other than the mean, by metric name. */
