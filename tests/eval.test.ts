@@ -2,7 +2,6 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { LlmboxError } from '../lib/errors.js';
 import { evaluateTask } from '../lib/eval/evaluate.js';
 import { encodePair, LocalLM } from '../lib/eval/lm.js';
 import { fewshotPrefix } from '../lib/eval/methods/prompt.js';
@@ -10,7 +9,7 @@ import { TASKS } from '../lib/eval/tasks/index.js';
 import { preprocessHellaswag } from '../lib/eval/tasks/hellaswag.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
 import { nextTokenLogprobs } from '../lib/models/score.js';
-import { STORIES, tmp } from './helpers/models.js';
+import { llmboxErrorOf, STORIES, tmp } from './helpers/models.js';
 
 const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
 const ref = JSON.parse(readFileSync(`${STORIES}/REFERENCE.json`, 'utf8'));
@@ -131,16 +130,10 @@ describe('evaluation on stories260K', () => {
     const bad = JSON.parse(good[1]);
     bad.answerKey = 'Z';
     writeFileSync(`${dir}/ARC-Easy-Test.jsonl`, [good[0], JSON.stringify(bad)].join('\n'));
-    let err: unknown;
-    try {
-      TASKS.arc_easy.loadSplit(dir, 'eval');
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(LlmboxError);
-    expect((err as LlmboxError).message).toMatch(/row 2: answerKey Z/);
-    expect((err as LlmboxError).field).toBe('answerKey');
-    expect((err as LlmboxError).file).toBe(`${dir}/ARC-Easy-Test.jsonl`);
+    const err = llmboxErrorOf(() => TASKS.arc_easy.loadSplit(dir, 'eval'));
+    expect(err.message).toMatch(/row 2: answerKey Z/);
+    expect(err.field).toBe('answerKey');
+    expect(err.file).toBe(`${dir}/ARC-Easy-Test.jsonl`);
   });
 
   it('llmbox eval --json prints results per task', () => {

@@ -61,6 +61,13 @@ describe('results files, fingerprint and resume', () => {
     expect(resumed.results[0].resumed).toBe(10);
     expect(resumed.results[0].metrics).toEqual(fresh.results[0].metrics);
     expect(resumeFiles(out)).toEqual([]);
+    // Interrupted again, then started over on purpose: nothing is reused.
+    chunks = 0;
+    const again = { limit: 20, chunkSize: 5, outputDir: out, onProgress: () => { if (++chunks === 2) throw new Error('interrupted'); } };
+    await expect(evaluate(new LocalLM(lm), ['arc_challenge'], again)).rejects.toThrow('interrupted');
+    const over = await evaluate(new LocalLM(lm), ['arc_challenge'], { limit: 20, chunkSize: 5, outputDir: out, resume: false });
+    expect(over.results[0].resumed).toBe(0);
+    expect(over.results[0].metrics).toEqual(fresh.results[0].metrics);
   });
 
   it('survives kill -9 of the CLI and resumes to the same results', async () => {

@@ -1,13 +1,12 @@
 import { cpSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { LlmboxError } from '../lib/errors.js';
 import { expandTasks } from '../lib/eval/evaluate.js';
 import { choiceRequests } from '../lib/eval/methods/choice.js';
 import { fewshotPrefix, instanceQuery } from '../lib/eval/methods/prompt.js';
 import { parsePythonStringList } from '../lib/eval/tasks/simple-choice.js';
 import { GROUPS, TASKS } from '../lib/eval/tasks/index.js';
-import { tmp } from './helpers/models.js';
+import { llmboxErrorOf, tmp } from './helpers/models.js';
 
 const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
 const load = (name: string, split: 'eval' | 'fewshot' = 'eval') => TASKS[name].loadSplit(`${DATA}/${TASKS[name].dataFolder}`, split);
@@ -103,15 +102,9 @@ describe('datasets', () => {
     cpSync(`${DATA}/mmlu/dev`, `${dir}/dev`, { recursive: true });
     writeFileSync(`${dir}/dev/anatomy_dev.csv`, 'question,choice0,choice1,choice2,choice3,answer\nQ?,a,b,c,d,7\n');
     expect(() => TASKS.mmlu_anatomy.loadSplit(dir, 'fewshot')).toThrow(/row 1: answer 7 is not 0-3/);
-    let err: unknown;
-    try {
-      TASKS.gsm8k.loadSplit(dir, 'eval');
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(LlmboxError);
-    expect((err as LlmboxError).file).toBe(`${dir}/test.jsonl`);
-    expect((err as LlmboxError).fix).toMatch(/--data-dir/);
+    const err = llmboxErrorOf(() => TASKS.gsm8k.loadSplit(dir, 'eval'));
+    expect(err.file).toBe(`${dir}/test.jsonl`);
+    expect(err.fix).toMatch(/--data-dir/);
     writeFileSync(`${dir}/test.jsonl`, '{"question": "q", "answer": "no final line"}\n');
     expect(() => TASKS.gsm8k.loadSplit(dir, 'eval')).toThrow(/row 1: field answer has no "#### N"/);
   });

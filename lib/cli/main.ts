@@ -5,7 +5,7 @@ import { initEngine, type BackendName, type EngineOptions } from '../engine/inde
 import { generate } from '../models/generate.js';
 import { loadModel } from '../models/load.js';
 import { nextTokenLogprobs } from '../models/score.js';
-import { evaluate, expandTasks, type MetricValue, type Progress } from '../eval/evaluate.js';
+import { evaluate, resolveTasks, type MetricValue, type Progress } from '../eval/evaluate.js';
 import { LocalLM } from '../eval/lm.js';
 import { GROUPS, TASKS, type Method } from '../eval/tasks/index.js';
 
@@ -134,7 +134,7 @@ export function buildCli(): Command {
     .command('eval')
     .description('evaluate a model on benchmark tasks (see `llmbox tasks`)')
     .requiredOption('-m, --model <dir>', 'model folder (Hugging Face layout)')
-    .requiredOption('-d, --dataset <tasks>', 'comma-separated tasks or groups (mmlu, bbh, mgsm, flores200, truthfulqa)')
+    .requiredOption('-d, --dataset <tasks>', 'comma-separated tasks, groups (mmlu, bbh, mgsm, flores200, truthfulqa) or task config files (*.json)')
     .option('--shots <n>', "few-shot examples (default: the task's)", int('--shots'))
     .option('--limit <n>', 'evaluate the first N instances of each task', int('--limit', 1))
     .option('--batch-size <n>', 'sequences per forward pass', int('--batch-size', 1), 8)
@@ -154,7 +154,7 @@ export function buildCli(): Command {
         throw new LlmboxError(`unknown method ${o.method}`, { field: '--method', fix: 'use ppl, prob, gen or rolling' });
       }
       const names = (o.dataset as string).split(',').map((s) => s.trim()).filter(Boolean);
-      expandTasks(names);
+      await resolveTasks(names);
       const lm = await loadModel(o.model, engineOpts(cmd));
       const local = new LocalLM(lm, { batchSize: o.batchSize, prefixCache: o.prefixCache });
       const run = await evaluate(local, names, {

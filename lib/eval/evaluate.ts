@@ -10,6 +10,7 @@ import { runGeneration } from './methods/generation.js';
 import { fewshotPrefix, instanceQuery } from './methods/prompt.js';
 import { bootstrapStderr, mean, stderrOfMean } from './metrics/index.js';
 import { fileTimestamp, PartialResults, sha256, writeResults, writeSamples, type SampleRecord } from './results.js';
+import { registerTaskConfig } from './tasks/declarative.js';
 import { GROUPS, TASKS, type Doc, type Method, type Task } from './tasks/index.js';
 
 export interface EvaluateOptions {
@@ -99,6 +100,15 @@ export function defaultDataDir(): string {
   return process.env.LLMBOX_DATA_DIR ?? resolve(projectRoot(), '../shared/data');
 }
 
+/**
+ * Task names for a list of tasks, groups and task config files (`*.json`, see declarative.ts),
+ * groups expanded in order; config files are loaded and registered under their task name.
+ */
+export async function resolveTasks(names: string[]): Promise<string[]> {
+  const resolved = await Promise.all(names.map((n) => (n.endsWith('.json') ? registerTaskConfig(n, TASKS) : n)));
+  return expandTasks(resolved);
+}
+
 /** Task names for a list of tasks and groups, groups expanded in order. */
 export function expandTasks(names: string[]): string[] {
   const out: string[] = [];
@@ -167,7 +177,8 @@ export async function evaluateTask(lm: LanguageModel, taskName: string, opts: Ev
 
   const settings = { model: modelHash, task: task.name, version: task.version, method, shots, seed: opts.seed ?? 1234, limit: opts.limit ?? null, samples: opts.samples ?? 1, temperature: opts.temperature ?? null, maxNewTokens: opts.maxNewTokens ?? null, promptHash };
   const partial = opts.outputDir ? new PartialResults(join(opts.outputDir, '.llmbox-resume'), `${task.name}-${sha256(JSON.stringify(settings)).slice(0, 16)}`) : undefined;
-  const done = partial && opts.resume !== false ? partial.load() : new Map<number, SampleRecord>();
+  if (opts.resume === false) partial?.reset();
+  const done = partial ? partial.load() : new Map<number, SampleRecord>();
   const resumed = done.size;
   const todo = docs.map((_, i) => i).filter((i) => !done.has(i));
   const chunk = opts.chunkSize ?? 32;
@@ -282,7 +293,7 @@ function lmEvalMetrics(metrics: Record<string, MetricValue>): Record<string, num
  */
 export async function evaluate(lm: LanguageModel, names: string[], opts: EvaluateOptions = {}): Promise<EvalRun> {
   const started = Date.now();
-  const taskNames = expandTasks(names);
+  const taskNames = await resolveTasks(names);
   const info = lm.describe?.() ?? {};
   const modelHash = String(info.model_hash ?? '');
   const results: TaskResult[] = [];

@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { generate, type GenerateOptions } from '../models/generate.js';
 import { leftPad } from '../models/llama.js';
 import type { PastKV } from '../models/kv-cache.js';
@@ -5,7 +6,6 @@ import type { LoadedModel } from '../models/load.js';
 import { scoreTargets } from '../models/score.js';
 import { PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
 import { modelHash } from './results.js';
-import { basename } from 'node:path';
 
 export interface LoglikelihoodRequest {
   context: string;
@@ -77,6 +77,7 @@ export class LocalLM implements LanguageModel {
   readonly maxBatchTokens: number;
   private readonly addBos: boolean;
   readonly prefixCache: PrefixCache | undefined;
+  private hash: string | undefined;
 
   constructor(lm: LoadedModel, opts: LocalLMOptions = {}) {
     if (!lm.tokenizer) throw new Error('LocalLM needs a tokenizer (tokenizer.json in the model folder)');
@@ -92,8 +93,6 @@ export class LocalLM implements LanguageModel {
   private get bos(): number | undefined {
     return this.lm.tokenizer!.bosTokenId ?? this.lm.generation.bosTokenId;
   }
-
-  private hash: string | undefined;
 
   describe(): Record<string, unknown> {
     this.hash ??= modelHash(this.lm.model);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaModel } from '../models/llama.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -66,6 +66,11 @@ export class PartialResults {
       }
     }
     return done;
+  }
+
+  /** Forgets finished instances (a run started over with --no-resume). */
+  reset(): void {
+    rmSync(this.file, { force: true });
   }
 
   append(records: SampleRecord[]): void {

@@ -37,6 +37,9 @@ export interface GenerateResult {
   seed: number;
 }
 
+/** Prompt tokens decoded before the generated ones, so the first generated word keeps its leading space. */
+const CONTEXT_TOKENS = 16;
+
 interface Row {
   prompt: number[];
   out: number[];
@@ -78,7 +81,9 @@ export function generate(lm: LoadedModel, prompts: (string | number[])[], opts: 
   const cache = useCache ? new KVCache(model.config, B, promptLen + steps) : undefined;
   const before = prefix?.ids ?? [];
 
-  const textOf = (r: Row) => (tokenizer ? continuationText(lm, [...before, ...r.prompt], r.out) : '');
+  // The generated text is read after the last prompt tokens only: decoding the whole prompt at every
+  // step (to find stop strings) cost more than the step itself with few-shot prompts.
+  const textOf = (r: Row) => (tokenizer ? continuationText(lm, [...before, ...r.prompt].slice(-CONTEXT_TOKENS), r.out) : '');
   try {
     let { ids, mask } = leftPad(rows.map((r) => r.prompt), pad);
     for (let step = 0; step < steps && rows.some((r) => !r.done); step++) {

@@ -1,3 +1,4 @@
+import { LlmboxError } from '../../lib/errors.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -41,3 +42,14 @@ export const TINY_CONFIGS: Record<string, Record<string, unknown>> = {
     tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2,
   },
 };
+
+/** The LlmboxError that `fn` throws (fails the test when it throws nothing or something else). */
+export function llmboxErrorOf(fn: () => unknown): LlmboxError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof LlmboxError) return e;
+    throw e;
+  }
+  throw new Error('expected an LlmboxError, nothing was thrown');
+}
