@@ -16,3 +16,7 @@ export { loadTaskConfig, registerTaskConfig, type TaskConfig } from './eval/task
 export type { SampleRecord } from './eval/results.js';
 export * as metrics from './eval/metrics/index.js';
 export { resultsTable, samplesTable } from './report/eval-table.js';
+export { llm, Chain, Evaluation, Generation, Scores, type LoadOptions } from './llm.js';
+export { Figure, plotlyScript, type PlotlyObject } from './report/figure.js';
+export { scoresFigure, calibrationFigure } from './report/charts.js';
+export { htmlTable, textTable } from './report/html-table.js';

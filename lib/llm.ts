@@ -1,0 +1,180 @@
+import type { Table } from 'apache-arrow';
+import { Float64, Int32, Table as ArrowTable, Utf8, vectorFromArray } from 'apache-arrow';
+import type { EngineOptions } from './engine/index.js';
+import { LlmboxError } from './errors.js';
+import { evaluate, type EvalRun, type EvaluateOptions } from './eval/evaluate.js';
+import { LocalLM, type LocalLMOptions } from './eval/lm.js';
+import { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
+import { loadModel, type LoadedModel } from './models/load.js';
+import { calibrationFigure, scoresFigure } from './report/charts.js';
+import { resultsTable } from './report/eval-table.js';
+import { Figure } from './report/figure.js';
+import { htmlTable, textTable } from './report/html-table.js';
+
+export type LoadOptions = EngineOptions & LocalLMOptions;
+
+/** An evaluation's results: an Arrow table, charts, JSON, and HTML/text views for notebooks. */
+export class Evaluation {
+  readonly run: EvalRun;
+  readonly table: Table;
+  constructor(run: EvalRun) {
+    this.run = run;
+    this.table = resultsTable(run);
+  }
+  /** `scores` (bars with standard errors per task) or `calibration` (multiple-choice confidence vs accuracy). */
+  plot(kind: 'scores' | 'calibration' = 'scores', metric?: string): Figure {
+    return kind === 'calibration' ? calibrationFigure(this.run) : scoresFigure([{ name: this.run.fingerprint.model, run: this.run }], metric);
+  }
+  toJSON(): Record<string, unknown> {
+    const flat = (m: Record<string, { value: number; stderr: number }>) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v.value]));
+    return {
+      results: Object.fromEntries(this.run.results.map((r) => [r.task, { ...flat(r.metrics), n: r.n, shots: r.shots, method: r.method }])),
+      groups: Object.fromEntries(this.run.groups.map((g) => [g.group, { ...flat(g.metrics), n: g.n }])),
+      fingerprint: this.run.fingerprint,
+    };
+  }
+  toHTML(): string {
+    return htmlTable(this.table);
+  }
+  toString(): string {
+    return textTable(this.table);
+  }
+}
+
+/** Generated continuations, one per prompt. */
+export class Generation {
+  readonly results: GenerateResult[];
+  readonly texts: string[];
+  constructor(results: GenerateResult[]) {
+    this.results = results;
+    this.texts = results.map((r) => r.text);
+  }
+  toString(): string {
+    return this.texts.join('\n---\n');
+  }
+}
+
+/** The options of one question scored: log-likelihoods, probabilities over the options, the best option. */
+export class Scores {
+  readonly context: string;
+  readonly options: { text: string; logprob: number; probability: number; tokens: number; isGreedy: boolean }[];
+  readonly best: string;
+  readonly table: Table;
+  constructor(context: string, options: Scores['options']) {
+    this.context = context;
+    this.options = options;
+    this.best = options.reduce((a, b) => (b.logprob > a.logprob ? b : a)).text;
+    this.table = new ArrowTable({
+      option: vectorFromArray(options.map((o) => o.text), new Utf8()),
+      logprob: vectorFromArray(options.map((o) => o.logprob), new Float64()),
+      probability: vectorFromArray(options.map((o) => o.probability), new Float64()),
+      tokens: vectorFromArray(options.map((o) => o.tokens), new Int32()),
+    });
+  }
+  /** The probability of each option (softmax over the options' log-likelihoods). */
+  plot(): Figure {
+    return new Figure([{ type: 'bar', x: this.options.map((o) => o.text), y: this.options.map((o) => o.probability) }], {
+      title: { text: 'option probabilities' },
+      yaxis: { title: { text: 'probability' }, range: [0, 1] },
+    });
+  }
+  toHTML(): string {
+    return htmlTable(this.table);
+  }
+  toString(): string {
+    return textTable(this.table);
+  }
+}
+
+interface Step {
+  name: string;
+  run(lm: LocalLM): Promise<unknown>;
+}
+
+/**
+ * A chain of steps on one model: each call queues a step and returns a new chain; awaiting runs the
+ * steps in order (loading the model once) and gives the last step's result. A failure surfaces at
+ * the await, naming the step.
+ */
+export class Chain<R> implements PromiseLike<R> {
+  private readonly model: () => Promise<LocalLM>;
+  private readonly steps: Step[];
+
+  constructor(model: () => Promise<LocalLM>, steps: Step[] = []) {
+    this.model = model;
+    this.steps = steps;
+  }
+
+  private with<T>(step: Step): Chain<T> {
+    return new Chain<T>(this.model, [...this.steps, step]);
+  }
+
+  /** Evaluates tasks or groups (see `llmbox tasks`), or task config files. */
+  evaluate(tasks: string | string[], opts: EvaluateOptions = {}): Chain<Evaluation> {
+    const names = Array.isArray(tasks) ? tasks : [tasks];
+    return this.with({ name: `evaluate(${names.join(', ')})`, run: async (lm) => new Evaluation(await evaluate(lm, names, opts)) });
+  }
+
+  /** Generates a continuation of each prompt. */
+  generate(prompt: string | string[], opts: GenerateOptions = {}): Chain<Generation> {
+    const prompts = Array.isArray(prompt) ? prompt : [prompt];
+    return this.with({ name: 'generate', run: async (lm) => new Generation(generate(lm.lm, prompts, opts)) });
+  }
+
+  /** Scores each option as a continuation of the context (lm-eval's pairing). */
+  score(context: string, options: string[]): Chain<Scores> {
+    return this.with({
+      name: 'score',
+      run: async (lm) => {
+        if (!options.length) throw new LlmboxError('score needs at least one option', { field: 'options' });
+        const res = lm.loglikelihood(options.map((continuation) => ({ context, continuation })));
+        const max = Math.max(...res.map((r) => r.logprob));
+        const z = res.reduce((a, r) => a + Math.exp(r.logprob - max), 0);
+        return new Scores(context, options.map((text, i) => ({ text, logprob: res[i].logprob, probability: Math.exp(res[i].logprob - max) / z, tokens: res[i].tokens, isGreedy: res[i].isGreedy })));
+      },
+    });
+  }
+
+  then<A = R, B = never>(onFulfilled?: ((value: R) => A | PromiseLike<A>) | null, onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+    return this.run().then(onFulfilled, onRejected);
+  }
+
+  private async run(): Promise<R> {
+    let lm: LocalLM;
+    try {
+      lm = await this.model();
+    } catch (e) {
+      throw failed('load', e);
+    }
+    let last: unknown = lm;
+    for (const step of this.steps) {
+      try {
+        last = await step.run(lm);
+      } catch (e) {
+        throw failed(step.name, e);
+      }
+    }
+    return last as R;
+  }
+}
+
+function failed(step: string, e: unknown): Error {
+  if (e instanceof LlmboxError) return new LlmboxError(`${step}: ${e.message}`, { file: e.file, field: e.field, fix: e.fix });
+  const err = new Error(`${step}: ${(e as Error).message ?? e}`);
+  err.stack = (e as Error).stack;
+  return err;
+}
+
+/**
+ * The fluent entry point: `await llm.load('path/to/model').evaluate(['arc_easy'], { limit: 100 })`.
+ * A model is loaded once per `load()`, when a chain from it is first awaited.
+ */
+export const llm = {
+  load(model: string | LoadedModel, opts: LoadOptions = {}): Chain<LocalLM> {
+    let loading: Promise<LocalLM> | undefined;
+    return new Chain<LocalLM>(() => {
+      loading ??= (typeof model === 'string' ? loadModel(model, opts) : Promise.resolve(model)).then((m) => new LocalLM(m, opts));
+      return loading;
+    });
+  },
+};

@@ -1,0 +1,70 @@
+import type { EvalRun } from '../eval/evaluate.js';
+import { Figure, type PlotlyObject } from './figure.js';
+
+/**
+ * Scores per task (bars with one standard error) for one metric per task: the given one where a task
+ * reports it, else the task's first metric. Several runs (models) become grouped bars.
+ */
+export function scoresFigure(runs: { name: string; run: EvalRun }[], metric?: string): Figure {
+  const data: PlotlyObject[] = runs.map(({ name, run }) => {
+    const rows = [
+      ...run.results.map((r) => ({ label: r.task, metrics: r.metrics })),
+      ...run.groups.map((g) => ({ label: `${g.group} (all)`, metrics: g.metrics })),
+    ].filter((r) => Object.keys(r.metrics).length > 0);
+    const pick = (m: Record<string, { value: number; stderr: number }>) => m[metric ?? ''] ?? m.acc ?? Object.values(m)[0];
+    const chosen = rows.map((r) => pick(r.metrics));
+    return {
+      type: 'bar',
+      name,
+      x: rows.map((r) => r.label),
+      y: chosen.map((v) => v.value),
+      error_y: { type: 'data', array: chosen.map((v) => (Number.isFinite(v.stderr) ? v.stderr : 0)), visible: true },
+      hovertemplate: '%{x}: %{y:.4f}<extra>' + name + '</extra>',
+    };
+  });
+  return new Figure(data, {
+    title: { text: metric ? `${metric} by task` : 'scores by task' },
+    barmode: 'group',
+    yaxis: { title: { text: metric ?? 'score' }, rangemode: 'tozero' },
+    xaxis: { automargin: true },
+    margin: { t: 48 },
+  });
+}
+
+/**
+ * Calibration of multiple-choice answers: the probability the model gives its chosen option
+ * (softmax over the options' log-likelihoods), in bins, against how often that choice is right.
+ */
+export function calibrationFigure(run: EvalRun, bins = 10): Figure {
+  const conf: number[] = [], right: number[] = [];
+  for (const r of run.results) {
+    for (const s of r.samples) {
+      if (r.method === 'gen' || r.method === 'rolling') continue;
+      const n = s.doc.choices?.length ?? 0;
+      const lls = (s.filtered_resps as [number, boolean][]).slice(0, n).map(([ll]) => ll);
+      if (lls.length < 2) continue;
+      const max = Math.max(...lls);
+      const p = lls.map((l) => Math.exp(l - max));
+      const z = p.reduce((a, b) => a + b, 0);
+      const pick = lls.indexOf(max);
+      conf.push(p[pick] / z);
+      right.push(pick === Number(s.target) ? 1 : 0);
+    }
+  }
+  const centers: number[] = [], accuracy: number[] = [], counts: number[] = [];
+  for (let b = 0; b < bins; b++) {
+    const lo = b / bins, hi = (b + 1) / bins;
+    const idx = conf.map((c, i) => (c >= lo && (c < hi || (b === bins - 1 && c <= hi)) ? i : -1)).filter((i) => i >= 0);
+    if (!idx.length) continue;
+    centers.push((lo + hi) / 2);
+    accuracy.push(idx.reduce((a, i) => a + right[i], 0) / idx.length);
+    counts.push(idx.length);
+  }
+  return new Figure(
+    [
+      { type: 'bar', name: 'accuracy', x: centers, y: accuracy, width: 0.9 / bins, customdata: counts, hovertemplate: 'confidence %{x:.2f}: accuracy %{y:.3f} (n=%{customdata})<extra></extra>' },
+      { type: 'scatter', mode: 'lines', name: 'perfect calibration', x: [0, 1], y: [0, 1], line: { dash: 'dot' } },
+    ],
+    { title: { text: 'calibration of multiple-choice answers' }, xaxis: { title: { text: 'probability of the chosen option' }, range: [0, 1] }, yaxis: { title: { text: 'accuracy' }, range: [0, 1] } },
+  );
+}

@@ -1,0 +1,64 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { LlmboxError } from '../lib/errors.js';
+import { generate } from '../lib/models/generate.js';
+import { loadModel } from '../lib/models/load.js';
+import { Evaluation, Generation, llm, Scores } from '../lib/llm.js';
+import { LocalLM } from '../lib/eval/lm.js';
+import { STORIES, tmp } from './helpers/models.js';
+
+describe('fluent llm API', () => {
+  it('evaluate: an awaited chain gives a typed evaluation with an Arrow table, HTML and a chart', async () => {
+    const ev = await llm.load(STORIES).evaluate(['arc_easy', 'hellaswag'], { limit: 6 });
+    expect(ev).toBeInstanceOf(Evaluation);
+    const rows = ev.table.toArray().map((r) => r.toJSON());
+    const acc = rows.find((r) => r.task === 'arc_easy' && r.metric === 'acc')!;
+    expect(acc.value).toBe(ev.run.results[0].metrics.acc.value);
+    expect(acc.n).toBe(6);
+    expect(ev.toHTML()).toMatch(/<table class="llmbox-table">[\s\S]*<td>arc_easy<\/td>[\s\S]*<td>acc<\/td>/);
+    expect(ev.toString().split('\n')[0]).toMatch(/^task\s+subset\s+metric\s+value\s+stderr\s+n$/);
+    const fig = ev.plot();
+    expect(fig.data[0]).toMatchObject({ type: 'bar', x: ['arc_easy', 'hellaswag'] });
+    expect((fig.data[0].y as number[])[0]).toBe(acc.value);
+    const cal = ev.plot('calibration');
+    expect(cal.data).toHaveLength(2);
+    expect(JSON.parse(JSON.stringify(ev)).results.arc_easy.acc).toBe(acc.value);
+  });
+
+  it('generate and score match the underlying functions', async () => {
+    const lm = await loadModel(STORIES);
+    const gen = await llm.load(lm).generate('Once upon a time', { maxNewTokens: 12 });
+    expect(gen).toBeInstanceOf(Generation);
+    expect(gen.texts[0]).toBe(generate(lm, ['Once upon a time'], { maxNewTokens: 12 })[0].text);
+    const sc = await llm.load(lm).score('Tom had a red', [' ball', ' sky', ' dog']);
+    expect(sc).toBeInstanceOf(Scores);
+    const direct = new LocalLM(lm).loglikelihood([' ball', ' sky', ' dog'].map((c) => ({ context: 'Tom had a red', continuation: c })));
+    sc.options.forEach((o, i) => expect(Math.abs(o.logprob - direct[i].logprob)).toBeLessThan(1e-5));
+    expect(sc.options.reduce((a, o) => a + o.probability, 0)).toBeCloseTo(1, 10);
+    expect(sc.best).toBe(sc.options.reduce((a, b) => (b.logprob > a.logprob ? b : a)).text);
+    expect(sc.table.numRows).toBe(3);
+  });
+
+  it('runs the steps in order on one model, and an error names the failing step', async () => {
+    const chain = llm.load(STORIES).score('The cat', [' sat']).evaluate('arc_easy', { limit: 2 });
+    expect((await chain).run.results[0].n).toBe(2);
+    const bad = llm.load(STORIES).generate('Hi', { maxNewTokens: 2 }).evaluate(['no_such_task']);
+    const err = await Promise.resolve(bad).catch((e) => e);
+    expect(err).toBeInstanceOf(LlmboxError);
+    expect(err.message).toMatch(/^evaluate\(no_such_task\): unknown task no_such_task/);
+    const missing = await Promise.resolve(llm.load('/nope/model').generate('x')).catch((e) => e);
+    expect(missing.message).toMatch(/^load: model folder not found/);
+  });
+
+  it('saves a figure as a standalone page with plotly.js inlined (no CDN), or as JSON', async () => {
+    const ev = await llm.load(STORIES).evaluate('arc_easy', { limit: 3 });
+    const dir = tmp();
+    const html = readFileSync(ev.plot().save(`${dir}/scores.html`), 'utf8');
+    expect(html).toMatch(/^<!DOCTYPE html>/);
+    expect(html).not.toMatch(/<script[^>]+src=/);
+    expect(html.length).toBeGreaterThan(1_000_000);
+    expect(html).toContain('Plotly.newPlot(');
+    expect(JSON.parse(readFileSync(ev.plot().save(`${dir}/scores.json`), 'utf8')).data[0].type).toBe('bar');
+    expect(() => ev.plot().save(`${dir}/scores.gif`)).toThrow(/cannot save a figure as .gif/);
+  });
+});
