@@ -9,6 +9,7 @@ import { loadModel, type LoadedModel } from './models/load.js';
 import { calibrationFigure, scoresFigure } from './report/charts.js';
 import { resultsTable } from './report/eval-table.js';
 import { Figure } from './report/figure.js';
+import { toDanfo, toPolars } from './report/frames.js';
 import { htmlTable, textTable } from './report/html-table.js';
 
 export type LoadOptions = EngineOptions & LocalLMOptions;
@@ -24,6 +25,12 @@ export class Evaluation {
   /** `scores` (bars with standard errors per task) or `calibration` (multiple-choice confidence vs accuracy). */
   plot(kind: 'scores' | 'calibration' = 'scores', metric?: string): Figure {
     return kind === 'calibration' ? calibrationFigure(this.run) : scoresFigure([{ name: this.run.fingerprint.model, run: this.run }], metric);
+  }
+  toDanfo(): ReturnType<typeof toDanfo> {
+    return toDanfo(this.table);
+  }
+  toPolars(): unknown {
+    return toPolars(this.table);
   }
   toJSON(): Record<string, unknown> {
     const flat = (m: Record<string, { value: number; stderr: number }>) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v.value]));
@@ -70,6 +77,9 @@ export class Scores {
       probability: vectorFromArray(options.map((o) => o.probability), new Float64()),
       tokens: vectorFromArray(options.map((o) => o.tokens), new Int32()),
     });
+  }
+  toDanfo(): ReturnType<typeof toDanfo> {
+    return toDanfo(this.table);
   }
   /** The probability of each option (softmax over the options' log-likelihoods). */
   plot(): Figure {

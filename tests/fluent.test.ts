@@ -23,6 +23,11 @@ describe('fluent llm API', () => {
     const cal = ev.plot('calibration');
     expect(cal.data).toHaveLength(2);
     expect(JSON.parse(JSON.stringify(ev)).results.arc_easy.acc).toBe(acc.value);
+    const df = ev.toDanfo();
+    expect(df.columns).toEqual(['task', 'subset', 'metric', 'value', 'stderr', 'n']);
+    expect(df.shape).toEqual([ev.table.numRows, 6]);
+    expect(df['value'].values).toEqual(rows.map((r) => r.value));
+    expect(() => ev.toPolars()).toThrow(/nodejs-polars is not installed/);
   });
 
   it('generate and score match the underlying functions', async () => {
