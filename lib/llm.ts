@@ -1,5 +1,4 @@
-import type { Table } from 'apache-arrow';
-import { Float64, Int32, Table as ArrowTable, Utf8, vectorFromArray } from 'apache-arrow';
+import { Float64, Int32, Table, Utf8, vectorFromArray } from 'apache-arrow';
 import type { EngineOptions } from './engine/index.js';
 import { LlmboxError } from './errors.js';
 import { evaluate, type EvalRun, type EvaluateOptions } from './eval/evaluate.js';
@@ -71,7 +70,7 @@ export class Scores {
     this.context = context;
     this.options = options;
     this.best = options.reduce((a, b) => (b.logprob > a.logprob ? b : a)).text;
-    this.table = new ArrowTable({
+    this.table = new Table({
       option: vectorFromArray(options.map((o) => o.text), new Utf8()),
       logprob: vectorFromArray(options.map((o) => o.logprob), new Float64()),
       probability: vectorFromArray(options.map((o) => o.probability), new Float64()),
