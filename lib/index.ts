@@ -20,3 +20,4 @@ export { llm, Chain, Evaluation, Generation, Scores, type LoadOptions } from './
 export { Figure, plotlyScript, type PlotlyObject } from './report/figure.js';
 export { scoresFigure, calibrationFigure } from './report/charts.js';
 export { htmlTable, textTable } from './report/html-table.js';
+export { toRecord, detectFormat, splitTranscript, type TrainingRecord, type Message, type Role, type RecordFormat } from './data/records.js';
