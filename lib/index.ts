@@ -21,3 +21,4 @@ export { Figure, plotlyScript, type PlotlyObject } from './report/figure.js';
 export { scoresFigure, calibrationFigure } from './report/charts.js';
 export { htmlTable, textTable } from './report/html-table.js';
 export { toRecord, detectFormat, splitTranscript, type TrainingRecord, type Message, type Role, type RecordFormat } from './data/records.js';
+export { tokenizeRecord, type Example, type TemplateName, type TokenizeOptions } from './data/tokenize.js';
