@@ -22,3 +22,4 @@ export { scoresFigure, calibrationFigure } from './report/charts.js';
 export { htmlTable, textTable } from './report/html-table.js';
 export { toRecord, detectFormat, splitTranscript, type TrainingRecord, type Message, type Role, type RecordFormat } from './data/records.js';
 export { tokenizeRecord, type Example, type TemplateName, type TokenizeOptions } from './data/tokenize.js';
+export { mix, type Mixture, type MixtureOptions } from './data/mixture.js';
