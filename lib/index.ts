@@ -8,7 +8,7 @@ export { TextTokenizer, type ChatMessage } from './models/tokenizer.js';
 export { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
 export { nextTokenLogprobs } from './models/score.js';
 export { LocalLM, type LanguageModel, type LocalLMOptions, type LoglikelihoodRequest, type LoglikelihoodResult, type GenerateUntilRequest } from './eval/lm.js';
-export { evaluate, evaluateTask, expandTasks, resolveTasks, type EvaluateOptions, type EvalRun, type TaskResult, type GroupResult, type MetricValue, type Progress } from './eval/evaluate.js';
+export { evaluate, evaluateTask, expandTasks, registerConfigs, resolveTasks, type EvaluateOptions, type EvalRun, type TaskResult, type GroupResult, type MetricValue, type Progress } from './eval/evaluate.js';
 export { PrefixCache, type PrefixCacheOptions, type PrefixCacheStats } from './eval/prefix-cache.js';
 export { TASKS, GROUPS, type Task, type TaskGroup, type Doc, type Method } from './eval/tasks/index.js';
 export { choiceTask, generationTask } from './eval/tasks/define.js';

@@ -3,6 +3,7 @@ import type { EngineOptions } from './engine/index.js';
 import { LlmboxError } from './errors.js';
 import { evaluate, type EvalRun, type EvaluateOptions } from './eval/evaluate.js';
 import { LocalLM, type LocalLMOptions } from './eval/lm.js';
+import { softmax } from './eval/metrics/index.js';
 import { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
 import { loadModel, type LoadedModel } from './models/load.js';
 import { calibrationFigure, scoresFigure } from './report/charts.js';
@@ -137,9 +138,8 @@ export class Chain<R> implements PromiseLike<R> {
       run: async (lm) => {
         if (!options.length) throw new LlmboxError('score needs at least one option', { field: 'options' });
         const res = lm.loglikelihood(options.map((continuation) => ({ context, continuation })));
-        const max = Math.max(...res.map((r) => r.logprob));
-        const z = res.reduce((a, r) => a + Math.exp(r.logprob - max), 0);
-        return new Scores(context, options.map((text, i) => ({ text, logprob: res[i].logprob, probability: Math.exp(res[i].logprob - max) / z, tokens: res[i].tokens, isGreedy: res[i].isGreedy })));
+        const probs = softmax(res.map((r) => r.logprob));
+        return new Scores(context, options.map((text, i) => ({ text, logprob: res[i].logprob, probability: probs[i], tokens: res[i].tokens, isGreedy: res[i].isGreedy })));
       },
     });
   }

@@ -5,7 +5,7 @@ import { initEngine, type BackendName, type EngineOptions } from '../engine/inde
 import { generate } from '../models/generate.js';
 import { loadModel } from '../models/load.js';
 import { nextTokenLogprobs } from '../models/score.js';
-import { evaluate, resolveTasks, type MetricValue, type Progress } from '../eval/evaluate.js';
+import { evaluate, expandTasks, registerConfigs, type MetricValue, type Progress } from '../eval/evaluate.js';
 import { LocalLM } from '../eval/lm.js';
 import { GROUPS, TASKS, type Method } from '../eval/tasks/index.js';
 import { readConfig } from '../models/config.js';
@@ -156,8 +156,9 @@ export function buildCli(): Command {
       if (o.method !== undefined && !['ppl', 'prob', 'gen', 'rolling'].includes(o.method)) {
         throw new LlmboxError(`unknown method ${o.method}`, { field: '--method', fix: 'use ppl, prob, gen or rolling' });
       }
-      const names = (o.dataset as string).split(',').map((s) => s.trim()).filter(Boolean);
-      await resolveTasks(names);
+      // Configs are read once here (failing before the model loads); evaluate gets their task names.
+      const names = await registerConfigs((o.dataset as string).split(',').map((s) => s.trim()).filter(Boolean));
+      expandTasks(names);
       const lm = await loadModel(o.model, engineOpts(cmd));
       const local = new LocalLM(lm, { batchSize: o.batchSize, prefixCache: o.prefixCache });
       const run = await evaluate(local, names, {

@@ -101,12 +101,16 @@ export function defaultDataDir(): string {
 }
 
 /**
- * Task names for a list of tasks, groups and task config files (`*.json`, see declarative.ts),
- * groups expanded in order; config files are loaded and registered under their task name.
+ * The names with task config files (`*.json`, see declarative.ts) loaded, registered and replaced
+ * by their task names; tasks and groups pass through, so a second call does no I/O.
  */
+export function registerConfigs(names: string[]): Promise<string[]> {
+  return Promise.all(names.map((n) => (n.endsWith('.json') ? registerTaskConfig(n, TASKS) : n)));
+}
+
+/** Task names for a list of tasks, groups and task config files, groups expanded in order. */
 export async function resolveTasks(names: string[]): Promise<string[]> {
-  const resolved = await Promise.all(names.map((n) => (n.endsWith('.json') ? registerTaskConfig(n, TASKS) : n)));
-  return expandTasks(resolved);
+  return expandTasks(await registerConfigs(names));
 }
 
 /** Task names for a list of tasks and groups, groups expanded in order. */
@@ -159,6 +163,16 @@ function taskMetrics(task: Task, samples: SampleRecord[]): Record<string, Metric
   return out;
 }
 
+type RecordFields = Pick<SampleRecord, 'doc' | 'target' | 'arguments' | 'resps' | 'filtered_resps' | 'metrics'>;
+
+/** A per-instance record with lm-eval's hashes of the doc, the prompt and the target. */
+function sampleRecord(docId: number, doc: Doc, prompt: string, f: RecordFields): SampleRecord {
+  return {
+    doc_id: docId, doc: f.doc, target: f.target, arguments: f.arguments, resps: f.resps, filtered_resps: f.filtered_resps,
+    doc_hash: sha256(JSON.stringify(doc)), prompt_hash: sha256(prompt), target_hash: sha256(f.target), metrics: f.metrics,
+  };
+}
+
 /** Evaluates one task; with outputDir, finished chunks survive interruption and are not recomputed. */
 export async function evaluateTask(lm: LanguageModel, taskName: string, opts: EvaluateOptions = {}, modelHash = ''): Promise<TaskResult> {
   const task = TASKS[taskName];
@@ -193,54 +207,40 @@ export async function evaluateTask(lm: LanguageModel, taskName: string, opts: Ev
       const lls = lm.loglikelihoodRolling(chunkDocs.map((d) => d.query));
       lls.forEach((ll, j) => {
         const d = chunkDocs[j];
-        records.push({
-          doc_id: ids[j],
+        records.push(sampleRecord(ids[j], d, d.query, {
           doc: { id: d.id, query: d.query.slice(0, 200) },
           target: '',
           arguments: { gen_args_0: { arg_0: d.query, arg_1: null } },
           resps: [[ll]],
           // log-likelihood, words and UTF-8 bytes: what word/byte perplexity and bits per byte weigh by.
           filtered_resps: [ll, d.query.split(/\s+/).length, Buffer.byteLength(d.query)],
-          doc_hash: sha256(JSON.stringify(d)),
-          prompt_hash: sha256(d.query),
-          target_hash: sha256(''),
           metrics: {},
-        });
+        }));
       });
     } else if (method === 'gen') {
       const gen = await runGeneration(lm, task, chunkDocs, chunkPrefixes, opts);
       gen.forEach((g, j) => {
         const d = chunkDocs[j];
-        const target = d.references?.[0] ?? '';
-        records.push({
-          doc_id: ids[j],
+        records.push(sampleRecord(ids[j], d, g.context, {
           doc: { id: d.id, query: d.query, references: d.references },
-          target,
+          target: d.references?.[0] ?? '',
           arguments: { gen_args_0: { arg_0: g.context, arg_1: { until: task.generation!.until, max_gen_toks: opts.maxNewTokens ?? task.generation!.maxNewTokens } } },
           resps: [g.outputs],
           filtered_resps: Object.values(g.answers),
-          doc_hash: sha256(JSON.stringify(d)),
-          prompt_hash: sha256(g.context),
-          target_hash: sha256(target),
           metrics: g.metrics,
-        });
+        }));
       });
     } else {
       scoreChoices(lm, task, method, chunkDocs, chunkPrefixes).forEach((s, j) => {
         const d = chunkDocs[j];
-        const target = String(d.gold ?? '');
-        records.push({
-          doc_id: ids[j],
+        records.push(sampleRecord(ids[j], d, s.requests[0]?.context ?? '', {
           doc: { id: d.id, query: d.query, choices: d.choices },
-          target,
+          target: String(d.gold ?? ''),
           arguments: Object.fromEntries(s.requests.map((r, k) => [`gen_args_${k}`, { arg_0: r.context, arg_1: r.continuation }])),
           resps: s.results.map((r) => [[r.logprob, r.isGreedy]]),
           filtered_resps: s.results.map((r) => [r.logprob, r.isGreedy]),
-          doc_hash: sha256(JSON.stringify(d)),
-          prompt_hash: sha256(s.requests[0]?.context ?? ''),
-          target_hash: sha256(target),
           metrics: s.metrics,
-        });
+        }));
       });
     }
     partial?.append(records);
@@ -293,7 +293,8 @@ function lmEvalMetrics(metrics: Record<string, MetricValue>): Record<string, num
  */
 export async function evaluate(lm: LanguageModel, names: string[], opts: EvaluateOptions = {}): Promise<EvalRun> {
   const started = Date.now();
-  const taskNames = await resolveTasks(names);
+  names = await registerConfigs(names);
+  const taskNames = expandTasks(names);
   const info = lm.describe?.() ?? {};
   const modelHash = String(info.model_hash ?? '');
   const results: TaskResult[] = [];

@@ -1,4 +1,6 @@
 import type { EvalRun } from '../eval/evaluate.js';
+import { softmax } from '../eval/metrics/index.js';
+import { argmax } from '../models/sampling.js';
 import { Figure, type PlotlyObject } from './figure.js';
 
 /**
@@ -43,11 +45,8 @@ export function calibrationFigure(run: EvalRun, bins = 10): Figure {
       const n = s.doc.choices?.length ?? 0;
       const lls = (s.filtered_resps as [number, boolean][]).slice(0, n).map(([ll]) => ll);
       if (lls.length < 2) continue;
-      const max = Math.max(...lls);
-      const p = lls.map((l) => Math.exp(l - max));
-      const z = p.reduce((a, b) => a + b, 0);
-      const pick = lls.indexOf(max);
-      conf.push(p[pick] / z);
+      const pick = argmax(lls);
+      conf.push(softmax(lls)[pick]);
       right.push(pick === Number(s.target) ? 1 : 0);
     }
   }

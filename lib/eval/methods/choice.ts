@@ -1,3 +1,4 @@
+import { argmax } from '../../models/sampling.js';
 import type { LanguageModel, LoglikelihoodRequest, LoglikelihoodResult } from '../lm.js';
 import { LETTERS } from '../tasks/define.js';
 import type { ChoiceScores, Doc, Method, Task } from '../tasks/types.js';
@@ -17,12 +18,6 @@ export function choiceRequests(task: Task, method: Method, doc: Doc, prefix: str
   // The same options after the content-free context, for the mutual-information score.
   const calibration = task.calibration === undefined ? [] : choices.map((c) => ({ context: task.calibration!, continuation: task.targetDelimiter + c }));
   return [...scored, ...calibration];
-}
-
-function argmax(xs: number[]): number {
-  let best = 0;
-  for (let i = 1; i < xs.length; i++) if (xs[i] > xs[best]) best = i;
-  return best;
 }
 
 /**

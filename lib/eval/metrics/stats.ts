@@ -1,5 +1,13 @@
 import { seededRandom } from '../../models/sampling.js';
 
+/** Probabilities from log-likelihoods (softmax, shifted by the maximum so nothing overflows). */
+export function softmax(logits: number[]): number[] {
+  const max = Math.max(...logits);
+  const p = logits.map((l) => Math.exp(l - max));
+  const z = p.reduce((a, b) => a + b, 0);
+  return p.map((x) => x / z);
+}
+
 export function mean(xs: number[]): number {
   if (xs.length === 0) return NaN;
   let s = 0;

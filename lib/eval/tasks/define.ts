@@ -1,3 +1,4 @@
+import { argmax } from '../../models/sampling.js';
 import type { ChoiceScores, Doc, Task } from './types.js';
 
 type Spec = Pick<Task, 'name' | 'dataFolder' | 'loadSplit'> & Partial<Task>;
@@ -33,4 +34,4 @@ export function generationTask(spec: Spec & Pick<Task, 'generation'>): Task {
 export const LETTERS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 
 /** Accuracy of the single most likely option, for tasks whose other normalisations mean nothing. */
-export const bestOptionAcc = (s: ChoiceScores, doc: Doc) => ({ acc: s.logprobs.indexOf(Math.max(...s.logprobs)) === doc.gold ? 1 : 0 });
+export const bestOptionAcc = (s: ChoiceScores, doc: Doc) => ({ acc: argmax(s.logprobs) === doc.gold ? 1 : 0 });

@@ -35,9 +35,18 @@ function perplexityTask(name: string, file: string, split: (text: string, file: 
       return split(readText(path), path).map((text, i): Doc => ({ id: `${name}-${i}`, query: text }));
     },
     corpus: {
-      word_perplexity: (s) => Math.exp(-sums(s).ll / sums(s).words),
-      byte_perplexity: (s) => Math.exp(-sums(s).ll / sums(s).bytes),
-      bits_per_byte: (s) => -sums(s).ll / (sums(s).bytes * Math.LN2),
+      word_perplexity: (s) => {
+        const { ll, words } = sums(s);
+        return Math.exp(-ll / words);
+      },
+      byte_perplexity: (s) => {
+        const { ll, bytes } = sums(s);
+        return Math.exp(-ll / bytes);
+      },
+      bits_per_byte: (s) => {
+        const { ll, bytes } = sums(s);
+        return -ll / (bytes * Math.LN2);
+      },
     },
   };
 }

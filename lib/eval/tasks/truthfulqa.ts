@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { LlmboxError } from '../../errors.js';
-import { rougeL, rougeN, sentenceBleu } from '../metrics/index.js';
+import { rougeL, rougeN, sentenceBleu, softmax } from '../metrics/index.js';
 import { bestOptionAcc, choiceTask, generationTask } from './define.js';
 import { field, isString, readDelimited, readJson } from './files.js';
 import type { Doc } from './types.js';
@@ -52,10 +52,7 @@ export const truthfulqaMc2 = choiceTask({
   loadSplit: (dataDir) => mcDocs(dataDir, 'mc2_targets'),
   choiceMetrics: (s, doc) => {
     const labels = doc.extra!.labels as number[];
-    const max = Math.max(...s.logprobs);
-    const p = s.logprobs.map((l) => Math.exp(l - max));
-    const trueMass = p.reduce((a, x, i) => a + (labels[i] ? x : 0), 0);
-    return { acc: trueMass / p.reduce((a, b) => a + b, 0) };
+    return { acc: softmax(s.logprobs).reduce((a, x, i) => a + (labels[i] ? x : 0), 0) };
   },
 });
 
