@@ -178,8 +178,8 @@ export function buildCli(): Command {
         ...run.groups.flatMap((g) => Object.entries(g.metrics).map(([m, v]) => [g.group, g.aggregate, '', m, v, String(g.n)] as const)),
       ];
       const text = [
-        'task                            method shots  metric                        value     stderr      n',
-        ...rows.map(([t, meth, shots, m, v, n]) => `${t.padEnd(31)} ${meth.padEnd(6)} ${shots.padStart(5)}  ${m.padEnd(26)} ${v.value.toFixed(4).padStart(9)} ${(Number.isFinite(v.stderr) ? v.stderr.toFixed(4) : 'n/a').padStart(10)} ${n.padStart(6)}`),
+        'task                            method  shots  metric                        value     stderr      n',
+        ...rows.map(([t, meth, shots, m, v, n]) => `${t.padEnd(31)} ${meth.padEnd(7)} ${shots.padStart(5)}  ${m.padEnd(26)} ${v.value.toFixed(4).padStart(9)} ${(Number.isFinite(v.stderr) ? v.stderr.toFixed(4) : 'n/a').padStart(10)} ${n.padStart(6)}`),
         ...(run.files ? [`results: ${run.files.results}`] : []),
       ].join('\n');
       print(!!o.json, summary, text);
