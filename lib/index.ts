@@ -3,7 +3,7 @@ export { initEngine, engineInfo, type EngineInfo, type EngineOptions, type Backe
 export { parseConfig, readConfig, type ModelConfig, type Architecture } from './models/config.js';
 export { LlamaModel } from './models/llama.js';
 export { KVCache } from './models/kv-cache.js';
-export { loadModel, saveModel, randomModel, type LoadedModel, type GenerationConfig } from './models/load.js';
+export { loadModel, saveModel, randomModel, untrainedModel, type LoadedModel, type GenerationConfig } from './models/load.js';
 export { TextTokenizer, type ChatMessage } from './models/tokenizer.js';
 export { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
 export { nextTokenLogprobs } from './models/score.js';
@@ -16,7 +16,9 @@ export { loadTaskConfig, registerTaskConfig, type TaskConfig } from './eval/task
 export type { SampleRecord } from './eval/results.js';
 export * as metrics from './eval/metrics/index.js';
 export { resultsTable, samplesTable } from './report/eval-table.js';
-export { llm, Chain, Evaluation, Generation, Scores, type LoadOptions } from './llm.js';
+export { llm, Chain, Comparison, Evaluation, Generation, Scores, type LoadOptions } from './llm.js';
+export { show, LiveDisplay, inKernel, progressHTML } from './kernel/display.js';
+export { installKernel, kernelDir, kernelSpec, type KernelInstallOptions } from './kernel/install.js';
 export { Figure, plotlyScript, type PlotlyObject } from './report/figure.js';
 export { scoresFigure, calibrationFigure } from './report/charts.js';
 export { htmlTable, textTable } from './report/html-table.js';

@@ -1,11 +1,12 @@
 import { Float64, Int32, Table, Utf8, vectorFromArray } from 'apache-arrow';
 import type { EngineOptions } from './engine/index.js';
 import { LlmboxError } from './errors.js';
-import { evaluate, type EvalRun, type EvaluateOptions } from './eval/evaluate.js';
+import { evaluate, type EvalRun, type EvaluateOptions, type Progress } from './eval/evaluate.js';
+import { inKernel, LiveDisplay, progressHTML, show } from './kernel/display.js';
 import { LocalLM, type LocalLMOptions } from './eval/lm.js';
 import { softmax } from './eval/metrics/index.js';
 import { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
-import { loadModel, type LoadedModel } from './models/load.js';
+import { loadModel, untrainedModel, type LoadedModel } from './models/load.js';
 import { calibrationFigure, scoresFigure } from './report/charts.js';
 import { resultsTable } from './report/eval-table.js';
 import { Figure } from './report/figure.js';
@@ -48,13 +49,54 @@ export class Evaluation {
   }
 }
 
+/** Evaluations of several models: a long table (model, task, subset, metric, value, stderr, n) and grouped bars. */
+export class Comparison {
+  readonly evaluations: Record<string, Evaluation>;
+  readonly table: Table;
+  constructor(evaluations: Record<string, Evaluation>) {
+    const names = Object.keys(evaluations);
+    if (!names.length) throw new LlmboxError('compare needs at least one evaluation', { field: 'evaluations' });
+    this.evaluations = evaluations;
+    const parts = names.map((name) => {
+      const t = evaluations[name].table;
+      return t.assign(new Table({ model: vectorFromArray(new Array<string>(t.numRows).fill(name), new Utf8()) }));
+    });
+    const all = parts.slice(1).reduce((a, b) => a.concat(b), parts[0]);
+    this.table = all.select(['model', ...all.schema.fields.map((f) => f.name).filter((n) => n !== 'model')]);
+  }
+  plot(metric?: string): Figure {
+    return scoresFigure(Object.entries(this.evaluations).map(([name, e]) => ({ name, run: e.run })), metric);
+  }
+  toDanfo(): ReturnType<typeof toDanfo> {
+    return toDanfo(this.table);
+  }
+  toHTML(): string {
+    return htmlTable(this.table);
+  }
+  toString(): string {
+    return textTable(this.table);
+  }
+}
+
 /** Generated continuations, one per prompt. */
 export class Generation {
+  readonly prompts: string[];
   readonly results: GenerateResult[];
   readonly texts: string[];
-  constructor(results: GenerateResult[]) {
+  readonly table: Table;
+  constructor(prompts: string[], results: GenerateResult[]) {
+    this.prompts = prompts;
     this.results = results;
     this.texts = results.map((r) => r.text);
+    this.table = new Table({
+      prompt: vectorFromArray(prompts, new Utf8()),
+      text: vectorFromArray(this.texts, new Utf8()),
+      tokens: vectorFromArray(results.map((r) => r.ids.length), new Int32()),
+      finish: vectorFromArray(results.map((r) => r.finishReason), new Utf8()),
+    });
+  }
+  toHTML(): string {
+    return htmlTable(this.table);
   }
   toString(): string {
     return this.texts.join('\n---\n');
@@ -122,13 +164,16 @@ export class Chain<R> implements PromiseLike<R> {
   /** Evaluates tasks or groups (see `llmbox tasks`), or task config files. */
   evaluate(tasks: string | string[], opts: EvaluateOptions = {}): Chain<Evaluation> {
     const names = Array.isArray(tasks) ? tasks : [tasks];
-    return this.with({ name: `evaluate(${names.join(', ')})`, run: async (lm) => new Evaluation(await evaluate(lm, names, opts)) });
+    return this.with({
+      name: `evaluate(${names.join(', ')})`,
+      run: async (lm) => new Evaluation(await evaluate(lm, names, { ...opts, onProgress: opts.onProgress ?? kernelProgress() })),
+    });
   }
 
   /** Generates a continuation of each prompt. */
   generate(prompt: string | string[], opts: GenerateOptions = {}): Chain<Generation> {
     const prompts = Array.isArray(prompt) ? prompt : [prompt];
-    return this.with({ name: 'generate', run: async (lm) => new Generation(generate(lm.lm, prompts, opts)) });
+    return this.with({ name: 'generate', run: async (lm) => new Generation(prompts, generate(lm.lm, prompts, opts)) });
   }
 
   /** Scores each option as a continuation of the context (lm-eval's pairing). */
@@ -167,6 +212,20 @@ export class Chain<R> implements PromiseLike<R> {
   }
 }
 
+/** In a notebook, a progress bar redrawn in place (at most 5 times a second); elsewhere nothing. */
+function kernelProgress(): ((p: Progress) => void) | undefined {
+  if (!inKernel()) return undefined;
+  const bar = new LiveDisplay();
+  let last = 0;
+  return (p) => {
+    const now = Date.now();
+    if (p.done < p.total && now - last < 200) return;
+    last = now;
+    const eta = p.done < p.total && Number.isFinite(p.etaSeconds) ? `, ETA ${Math.round(p.etaSeconds)} s` : '';
+    bar.update(progressHTML(p.task, p.done, p.total, `${p.rate.toFixed(1)} instances/s${eta}`));
+  };
+}
+
 function failed(step: string, e: unknown): Error {
   if (e instanceof LlmboxError) return new LlmboxError(`${step}: ${e.message}`, { file: e.file, field: e.field, fix: e.fix });
   const err = new Error(`${step}: ${(e as Error).message ?? e}`);
@@ -179,7 +238,15 @@ function failed(step: string, e: unknown): Error {
  * A model is loaded once per `load()`, when a chain from it is first awaited.
  */
 export const llm = {
-  load(model: string | LoadedModel, opts: LoadOptions = {}): Chain<LocalLM> {
+  /** The same architecture and tokenizer with random weights (a baseline): `llm.load(llm.untrained('stories260K'))`. */
+  untrained: untrainedModel,
+  /** Several evaluations side by side: one long table and grouped bars. */
+  compare(evaluations: Record<string, Evaluation>): Comparison {
+    return new Comparison(evaluations);
+  },
+  /** Shows a figure, table or result in the running notebook cell; returns false outside a kernel. */
+  show,
+  load(model: string | LoadedModel | Promise<LoadedModel>, opts: LoadOptions = {}): Chain<LocalLM> {
     let loading: Promise<LocalLM> | undefined;
     return new Chain<LocalLM>(() => {
       loading ??= (typeof model === 'string' ? loadModel(model, opts) : Promise.resolve(model)).then((m) => new LocalLM(m, opts));

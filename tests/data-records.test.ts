@@ -27,7 +27,7 @@ describe('training records from the shipped formats', () => {
     const rows = readJsonl(file);
     expect(detectFormat(rows[0])).toBe('prompt_response');
     const r = toRecord(rows[0], at(file));
-    expect(r).toEqual({ kind: 'chat', messages: [{ role: 'user', content: rows[0].prompt }, { role: 'assistant', content: rows[0].response }] });
+    expect(r).toEqual({ kind: 'chat', messages: [{ role: 'user', content: rows[0].prompt }, { role: 'assistant', content: rows[0].response }], templated: true });
   });
 
   it('splits Anthropic HH transcripts into a shared prompt and the chosen/rejected replies', () => {

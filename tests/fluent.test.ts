@@ -58,12 +58,12 @@ describe('fluent llm API', () => {
   it('saves a figure as a standalone page with plotly.js inlined (no CDN), or as JSON', async () => {
     const ev = await llm.load(STORIES).evaluate('arc_easy', { limit: 3 });
     const dir = tmp();
-    const html = readFileSync(ev.plot().save(`${dir}/scores.html`), 'utf8');
+    const html = readFileSync(await ev.plot().save(`${dir}/scores.html`), 'utf8');
     expect(html).toMatch(/^<!DOCTYPE html>/);
     expect(html).not.toMatch(/<script[^>]+src=/);
     expect(html.length).toBeGreaterThan(1_000_000);
     expect(html).toContain('Plotly.newPlot(');
-    expect(JSON.parse(readFileSync(ev.plot().save(`${dir}/scores.json`), 'utf8')).data[0].type).toBe('bar');
-    expect(() => ev.plot().save(`${dir}/scores.gif`)).toThrow(/cannot save a figure as .gif/);
+    expect(JSON.parse(readFileSync(await ev.plot().save(`${dir}/scores.json`), 'utf8')).data[0].type).toBe('bar');
+    await expect(ev.plot().save(`${dir}/scores.gif`)).rejects.toThrow(/cannot save a figure as .gif/);
   });
 });

@@ -10,6 +10,8 @@ import { LocalLM } from '../eval/lm.js';
 import { GROUPS, TASKS, type Method } from '../eval/tasks/index.js';
 import { readConfig } from '../models/config.js';
 import { parameterShapes } from '../models/llama.js';
+import { installKernel, kernelSpec } from '../kernel/install.js';
+import { train, type StepMetrics } from '../train/trainer.js';
 import { GPUS, gpuMemory, LLAMA2, minimumGpus, SETTING_ASSUMPTIONS, type GpuSetting } from '../train/gpu-calc.js';
 
 function int(name: string, min = 0) {
@@ -196,6 +198,89 @@ export function buildCli(): Command {
     });
 
   program
+    .command('train')
+    .description('pre-train (pt) or instruction-tune (sft) a model, fully or with LoRA; checkpoints in Hugging Face layout')
+    .requiredOption('-m, --model <dir>', 'model folder (or a shipped model name)')
+    .requiredOption('--dataset <files...>', 'data files (json, jsonl, csv, tsv, parquet, arrow, txt) or dataset_info.json names')
+    .option('--dataset-dir <dir>', 'folder with a dataset_info.json (LLaMA-Factory) for dataset names')
+    .option('--dataset_ratio <r...>', 'mix the datasets by these shares (LLMBox semantics)')
+    .option('--mix <strategy>', 'ratio, concat or interleave')
+    .option('--mix-total <n>', 'examples in a ratio mixture (default: all)', int('--mix-total', 1))
+    .option('--stage <stage>', 'pt (concatenate and chunk) or sft (assistant turns are the targets)', 'sft')
+    .option('--template <name>', 'alpaca, chatml or plain (default: the tokenizer chat template, else alpaca)')
+    .option('--train-on-prompt', 'learn prompt tokens too')
+    .option('--packing', 'bin-pack sft examples into full rows (attention stays within each example)')
+    .option('--max-length <t>', 'tokens per row', int('--max-length', 2))
+    .option('--batch-size <b>', 'rows per micro-batch', int('--batch-size', 1), 8)
+    .option('--grad-accum <k>', 'micro-batches per optimizer step', int('--grad-accum', 1), 1)
+    .option('--max-steps <n>', 'optimizer steps (default: one epoch)', int('--max-steps', 1))
+    .option('--epochs <e>', 'passes over the data when --max-steps is not given', float('--epochs', 0.001), 1)
+    .option('--lr <x>', 'peak learning rate', float('--lr', 0), 1e-4)
+    .option('--schedule <s>', 'cosine, linear or constant', 'cosine')
+    .option('--warmup <w>', 'warmup steps, or a fraction of the steps when < 1', float('--warmup', 0), 0)
+    .option('--weight-decay <x>', 'AdamW decoupled weight decay', float('--weight-decay', 0), 0)
+    .option('--max-grad-norm <x>', 'clip gradients to this global norm (0: off)', float('--max-grad-norm', 0), 1)
+    .option('--lora-rank <r>', 'train LoRA adapters of this rank instead of all weights', int('--lora-rank', 1))
+    .option('--lora-alpha <a>', 'LoRA alpha (default 2 x rank)', float('--lora-alpha', 0))
+    .option('--lora-dropout <p>', 'LoRA dropout', float('--lora-dropout', 0, 0.99), 0)
+    .option('--lora-targets <names>', 'comma-separated: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all-linear', 'q_proj,v_proj')
+    .option('--val-size <n>', 'held out for evaluation loss: a fraction (< 1) or a count', float('--val-size', 0))
+    .option('--eval-every <n>', 'evaluation loss every N steps (and at the end)', int('--eval-every', 0), 0)
+    .option('--save-every <n>', 'checkpoint every N steps (and at the end)', int('--save-every', 0), 0)
+    .option('--seed <n>', 'data order, mixture and initialisation seed', int('--seed', 0), 42)
+    .requiredOption('--output <dir>', 'where checkpoints and the final model go')
+    .option('--resume', 'continue from the newest checkpoint in --output')
+    .option('--json', 'print {"steps", "losses", "eval_loss", "checkpoint", ...} at the end')
+    .action(async (o, cmd: Command) => {
+      if (!['pt', 'sft'].includes(o.stage)) throw new LlmboxError(`unknown stage ${o.stage}`, { field: '--stage', fix: 'use pt or sft' });
+      if (!['cosine', 'linear', 'constant'].includes(o.schedule)) throw new LlmboxError(`unknown schedule ${o.schedule}`, { field: '--schedule', fix: 'use cosine, linear or constant' });
+      const ratio = o.dataset_ratio?.map((r: string) => Number(r));
+      if (ratio && ratio.some((r: number) => !Number.isFinite(r))) throw new LlmboxError(`--dataset_ratio takes numbers, got ${o.dataset_ratio.join(' ')}`, { field: '--dataset_ratio' });
+      const lm = await loadModel(o.model, engineOpts(cmd));
+      const bar = trainProgress();
+      const r = await train(lm, {
+        datasets: o.dataset, dataDir: o.datasetDir, datasetRatio: ratio, mixStrategy: o.mix, mixTotal: o.mixTotal, stage: o.stage, template: o.template, trainOnPrompt: !!o.trainOnPrompt,
+        packing: !!o.packing, maxLength: o.maxLength, batchSize: o.batchSize, gradAccum: o.gradAccum, maxSteps: o.maxSteps, epochs: o.epochs, lr: o.lr, schedule: o.schedule,
+        warmup: o.warmup, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm, valSize: o.valSize, evalEvery: o.evalEvery, saveEvery: o.saveEvery, seed: o.seed,
+        lora: o.loraRank ? { rank: o.loraRank, alpha: o.loraAlpha, dropout: o.loraDropout, targets: String(o.loraTargets).split(',').map((x) => x.trim()) } : undefined,
+        output: o.output, resume: !!o.resume, onStep: bar.step, onEval: bar.eval,
+      });
+      const summary = {
+        steps: r.steps, losses: r.losses, eval_loss: r.evalLoss, eval_losses: r.evalLosses, checkpoint: r.checkpoint, output: o.output, resumed_from: r.resumedFrom,
+        stage: r.stage, parameters: r.parameters, data: r.data,
+        tokens_per_second: r.metrics.length ? r.metrics.reduce((a, m) => a + m.tokens, 0) / r.metrics.reduce((a, m) => a + m.seconds, 0) : null,
+      };
+      const text = [
+        `trained ${r.steps} steps (${r.stage}${o.loraRank ? `, LoRA r=${o.loraRank}` : ''}; ${r.parameters.trainable.toLocaleString('en-US')} of ${r.parameters.total.toLocaleString('en-US')} parameters trainable)`,
+        `loss ${r.losses[0]?.toFixed(4)} -> ${r.losses.at(-1)?.toFixed(4)}${r.evalLoss !== null ? `, eval loss ${r.evalLosses[0]?.loss.toFixed(4)} -> ${r.evalLoss.toFixed(4)}` : ''}`,
+        `data: ${r.data.sources.map((s) => `${s.name}: ${s.mixed} (${(100 * s.proportion).toFixed(1)}%)`).join(', ')}; ${r.data.trainRows} rows, ${(100 * r.data.utilisation).toFixed(1)}% of row tokens hold data`,
+        `saved to ${o.output} (checkpoint ${r.checkpoint})`,
+      ].join('\n');
+      print(!!o.json, summary, text);
+    });
+
+  const kernel = program.command('kernel').description('the llmbox Jupyter kernel (tslab with llm preloaded)');
+  kernel
+    .command('install')
+    .description('write the "llmbox" kernelspec so JupyterLab, Notebook, nbconvert and VS Code offer the kernel')
+    .option('--user', 'install for this user (default unless root)')
+    .option('--prefix <dir>', 'install under DIR/share/jupyter/kernels (a virtualenv, conda env or CI tree)')
+    .option('--name <name>', 'kernelspec name', 'llmbox')
+    .option('--json', 'print {"dir": ..., "argv": [...]}')
+    .action((o: { user?: boolean; prefix?: string; name: string; json?: boolean }) => {
+      const dir = installKernel({ user: o.user, prefix: o.prefix, name: o.name });
+      print(!!o.json, { dir, ...kernelSpec() }, `installed kernelspec ${o.name} in ${dir}\nstart it with: jupyter lab  (then pick "llmbox (TypeScript)")`);
+    });
+  kernel
+    .command('start')
+    .description('start the kernel (Jupyter runs this from the kernelspec)')
+    .requiredOption('--config-path <file>', 'the connection file Jupyter passes')
+    .action(async (o: { configPath: string }) => {
+      const { startKernel } = await import('../kernel/start.js');
+      await startKernel(o.configPath);
+    });
+
+  program
     .command('gpu-calc')
     .description('GPU memory for training (LLMBox paper Eq. 1 and related settings), or the minimum-GPU table')
     .option('-m, --model <dir>', "read parameters, layers, hidden size and vocabulary from the model's config.json")
@@ -245,6 +330,23 @@ export function buildCli(): Command {
     });
 
   return program;
+}
+
+/** Step, loss, learning rate and tokens/s on stderr: redrawn in place on a terminal, a line every 10 s otherwise. */
+function trainProgress(): { step: (m: StepMetrics, total: number) => void; eval: (e: { step: number; loss: number }) => void } {
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  return {
+    step: (m, total) => {
+      const now = Date.now();
+      if (!tty && m.step !== total && now - last < 10_000) return;
+      last = now;
+      const width = 24, filled = Math.round((width * m.step) / total);
+      const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] step ${m.step}/${total} loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} |g| ${m.gradNorm.toFixed(2)} ${Math.round(m.tokensPerSecond)} tok/s`;
+      process.stderr.write(tty ? `\r\x1b[K${line}${m.step === total ? '\n' : ''}` : `${line}\n`);
+    },
+    eval: (e) => process.stderr.write(`${tty ? '\r\x1b[K' : ''}eval loss at step ${e.step}: ${e.loss.toFixed(4)}\n`),
+  };
 }
 
 /** Instances/s and ETA on stderr: redrawn in place on a terminal, a line every 10 s otherwise. */

@@ -14,7 +14,8 @@ export interface Message {
  */
 export type TrainingRecord =
   | { kind: 'text'; text: string }
-  | { kind: 'chat'; messages: Message[]; tools?: string }
+  /** `templated`: the prompt already carries its template (prompt/response rows), so it is read as plain text. */
+  | { kind: 'chat'; messages: Message[]; tools?: string; templated?: boolean }
   | { kind: 'preference'; prompt: Message[]; chosen: string; rejected: string };
 
 export type RecordFormat = 'text' | 'alpaca' | 'sharegpt' | 'openai' | 'prompt_response' | 'preference';
@@ -87,7 +88,7 @@ export function toRecord(row: Record<string, unknown>, where: { file: string; ro
       return { kind: 'chat', messages: turns(row.messages, 'role', 'content', OPENAI_ROLES, 'messages', where) };
     case 'prompt_response':
       // The prompt already carries its template (e.g. Alpaca's "### Instruction: ... ### Response:"): one user turn as is.
-      return { kind: 'chat', messages: [{ role: 'user', content: str(row, 'prompt', where) }, { role: 'assistant', content: str(row, 'response', where) }] };
+      return { kind: 'chat', messages: [{ role: 'user', content: str(row, 'prompt', where) }, { role: 'assistant', content: str(row, 'response', where) }], templated: true };
     case 'preference': {
       const chosen = str(row, 'chosen', where), rejected = str(row, 'rejected', where);
       if (typeof row.prompt === 'string') return { kind: 'preference', prompt: [{ role: 'user', content: row.prompt }], chosen, rejected };

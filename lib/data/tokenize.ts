@@ -101,7 +101,8 @@ export function tokenizeRecord(tok: TextTokenizer, record: TrainingRecord, opts:
   if (record.kind === 'text') {
     add([...encode(record.text), ...eos], true);
   } else if (record.kind === 'chat') {
-    const t = opts.template ?? (tok.chatTemplate ? { jinja: tok.chatTemplate } : 'alpaca');
+    // Rows whose prompt already holds its template are not wrapped in another one.
+    const t = opts.template ?? (record.templated ? 'plain' : tok.chatTemplate ? { jinja: tok.chatTemplate } : 'alpaca');
     const segs = typeof t === 'string' ? namedSegments(record.messages, t) : jinjaSegments(tok, record.messages, t.jinja);
     const endWithEos = typeof t === 'string' && t !== 'chatml';
     // The whole conversation is encoded once, as the model will read it; each piece's tokens are

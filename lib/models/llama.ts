@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { LlmboxError } from '../errors.js';
-import { embedding, rmsNorm, rope as applyRope, swiglu } from '../engine/ops.js';
+import { embedding, loraLinear, rmsNorm, rope as applyRope, swiglu } from '../engine/ops.js';
 import type { ModelConfig } from './config.js';
 import { KVCache, type PastKV } from './kv-cache.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
@@ -20,12 +20,18 @@ export interface ForwardOptions {
    * a cache, the cache holds only what follows the prefix, and the prefix is passed on every call.
    */
   past?: PastKV;
+  /**
+   * Packed rows: a segment id per token (0 for padding). Positions restart at each segment and a
+   * token attends only to earlier tokens of its own segment (a block-diagonal causal mask), so a
+   * row of packed examples computes what each example would alone. Not with `cache` or `past`.
+   */
+  segments?: number[][];
   /** Receives this call's keys and values per layer (kept; the caller disposes them). */
   collect?: { keys: tf.Tensor4D[]; values: tf.Tensor4D[] };
 }
 
 /** Names of the linear layers (HF `*_proj`), stored transposed as [in, out] so that x @ W needs no transpose. */
-const LINEARS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
+export const LINEARS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
 
 /** HF parameter names and their [out, in] (or vector) shapes for a config. */
 export function parameterShapes(cfg: ModelConfig): Map<string, number[]> {
@@ -149,9 +155,25 @@ function attention(
   }
 }
 
+/** LoRA adapters' settings: `scale` = alpha / rank; dropout on the adapter input while training. */
+export interface LoraSettings {
+  rank: number;
+  alpha: number;
+  dropout: number;
+  targets: string[];
+}
+
 export class LlamaModel {
   readonly config: ModelConfig;
   readonly params: Map<string, tf.Tensor>;
+  /**
+   * LoRA adapters by linear layer: `<layer>.lora_A` [in, r] and `<layer>.lora_B` [r, out], in the
+   * same x @ W orientation as the weights. Empty without adapters.
+   */
+  readonly adapters = new Map<string, tf.Tensor>();
+  lora: LoraSettings | null = null;
+  /** Set while training: seeds LoRA dropout (one draw per layer per call). Null at inference. */
+  dropoutSeed: number | null = null;
   private readonly invFreq: Float32Array;
 
   constructor(config: ModelConfig, params: Map<string, tf.Tensor>) {
@@ -230,7 +252,11 @@ export class LlamaModel {
     for (const row of ids) for (const id of row) {
       if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) throw new Error(`forward: token id ${id} outside [0, ${cfg.vocabSize})`);
     }
-    const mask = opts.attentionMask ?? ids.map((r) => r.map(() => 1));
+    const segments = opts.segments;
+    if (segments && (opts.cache || opts.past || segments.length !== B || segments.some((r) => r.length !== T))) {
+      throw new Error('forward: segments must match ids [batch][time], and cannot be combined with a cache or a shared prefix');
+    }
+    const mask = segments ?? opts.attentionMask ?? ids.map((r) => r.map(() => 1));
     const cache = opts.cache;
     if (cache && (cache.batch !== B || cache.length + T > cache.capacity)) {
       throw new Error(`forward: cache holds batch ${cache.batch} x ${cache.capacity} slots, ${cache.length} used; cannot add [${B}, ${T}]`);
@@ -251,6 +277,7 @@ export class LlamaModel {
       let pos = cache ? Math.max(cache.nextPosition[b], P) : P;
       for (let t = 0; t < T; t++) {
         const real = mask[b][t] ? 1 : 0;
+        if (segments && t > 0 && segments[b][t] !== segments[b][t - 1]) pos = 0;
         positions[b * T + t] = real ? pos : 0;
         ownValid[b * C + before + t] = real;
         ownPositions[b * C + before + t] = pos;
@@ -265,7 +292,9 @@ export class LlamaModel {
         const qPos = positions[b * T + t];
         const row = (b * T + t) * S;
         for (let j = 0; j < P; j++) if (window === null || qPos - j < window) maskData[row + j] = 0;
+        const seg = segments?.[b];
         for (let j = 0; j <= before + t; j++) {
+          if (seg && seg[j] !== seg[t]) continue;
           if (ownValid[b * C + j] && (window === null || qPos - ownPositions[b * C + j] < window)) maskData[row + P + j] = 0;
         }
       }
@@ -278,8 +307,16 @@ export class LlamaModel {
       const sinT = tf.tensor4d(sin, [B, T, 1, D]);
       const blocks = queryBlocks(maskData, B, T, S, nH, P + before);
       const rope = (x: tf.Tensor4D) => applyRope(x, cosT, sinT);
+      const lora = this.lora;
       const linear = (x: tf.Tensor2D, name: string) => {
-        const y = tf.matMul(x, this.p<tf.Rank.R2>(`${name}.weight`));
+        const W = this.p<tf.Rank.R2>(`${name}.weight`);
+        const A = lora && (this.adapters.get(`${name}.lora_A`) as tf.Tensor2D | undefined);
+        let y: tf.Tensor2D;
+        if (lora && A) {
+          const drop = lora.dropout > 0 && this.dropoutSeed !== null;
+          const xd = drop ? (tf.dropout(x, lora.dropout, undefined, this.dropoutSeed!++) as tf.Tensor2D) : x;
+          y = loraLinear(x, xd, W, A, this.adapters.get(`${name}.lora_B`) as tf.Tensor2D, lora.alpha / lora.rank);
+        } else y = tf.matMul(x, W);
         const bias = this.params.get(`${name}.bias`);
         return bias ? tf.add(y, bias) : y;
       };
@@ -336,7 +373,8 @@ export class LlamaModel {
   }
 
   dispose(): void {
-    for (const t of this.params.values()) t.dispose();
+    for (const t of [...this.params.values(), ...this.adapters.values()]) t.dispose();
     this.params.clear();
+    this.adapters.clear();
   }
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { copyFileSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { modelsDir, resolveModelDir } from '../util/paths.js';
 import { LlmboxError } from '../errors.js';
 import { initEngine, type EngineOptions } from '../engine/index.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -42,11 +43,12 @@ function readGenerationConfig(dir: string, cfg: ModelConfig): GenerationConfig {
 }
 
 /** Loads a model folder in Hugging Face layout. Hub ids are not fetched: pass a local folder. */
-export async function loadModel(dir: string, engine: EngineOptions = {}): Promise<LoadedModel> {
+export async function loadModel(modelDir: string, engine: EngineOptions = {}): Promise<LoadedModel> {
+  const dir = resolveModelDir(modelDir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new LlmboxError('model folder not found', {
       file: dir,
-      fix: 'pass a local folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json)',
+      fix: `pass a local folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json) or the name of a model in ${modelsDir()}`,
     });
   }
   await initEngine(engine);
@@ -101,4 +103,17 @@ export function randomModel(configJson: Record<string, unknown>, opts: { seed?: 
     raw.set(name, { shape, data });
   }
   return LlamaModel.fromRaw(config, raw, '<random init>');
+}
+
+/**
+ * A model folder's architecture and tokenizer with fresh random weights: the untrained baseline a
+ * trained model is compared against.
+ */
+export async function untrainedModel(modelDir: string, opts: { seed?: number; std?: number; engine?: EngineOptions } = {}): Promise<LoadedModel> {
+  const dir = resolveModelDir(modelDir);
+  await initEngine(opts.engine ?? {});
+  const configJson = JSON.parse(readFileSync(`${dir}/config.json`, 'utf8')) as Record<string, unknown>;
+  const model = randomModel(configJson, opts);
+  const tokenizer = existsSync(`${dir}/tokenizer.json`) ? TextTokenizer.fromDir(dir) : null;
+  return { dir: `${dir} (untrained, seed ${opts.seed ?? 0})`, model, tokenizer, generation: readGenerationConfig(dir, model.config) };
 }

@@ -1,4 +1,4 @@
-import type { Table } from 'apache-arrow';
+import { DataType, type Table } from 'apache-arrow';
 
 const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
@@ -21,7 +21,8 @@ function rows(table: Table, limit: number): { names: string[]; body: string[][] 
 /** An Arrow table as an HTML table (numbers right-aligned, 4 decimals), for notebooks. */
 export function htmlTable(table: Table, limit = 500): string {
   const { names, body } = rows(table, limit);
-  const numeric = table.schema.fields.map((f) => /Int|Float|Decimal/.test(String(f.type)));
+  // Dictionary-encoded strings have integer indices, so the type itself is asked, not its name.
+  const numeric = table.schema.fields.map((f) => DataType.isInt(f.type) || DataType.isFloat(f.type) || DataType.isDecimal(f.type));
   const head = names.map((n) => `<th>${escape(n)}</th>`).join('');
   const trs = body.map((r) => `<tr>${r.map((c, j) => `<td${numeric[j] ? ' style="text-align:right"' : ''}>${escape(c)}</td>`).join('')}</tr>`).join('\n');
   const more = table.numRows > limit ? `<p>${table.numRows - limit} more rows</p>` : '';

@@ -11,3 +11,15 @@ export function projectRoot(): string {
   }
   return process.cwd();
 }
+
+/** The shipped models (../shared/models beside the checkout, or LLMBOX_MODELS_DIR). */
+export function modelsDir(): string {
+  return process.env.LLMBOX_MODELS_DIR ?? resolve(projectRoot(), '../shared/models');
+}
+
+/** A model argument as a folder: a path as given, else the name of a shipped model (`stories260K`). */
+export function resolveModelDir(model: string): string {
+  if (existsSync(model)) return model;
+  const shipped = join(modelsDir(), model);
+  return /^[\w.-]+$/.test(model) && existsSync(join(shipped, 'config.json')) ? shipped : model;
+}

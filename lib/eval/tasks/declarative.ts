@@ -1,10 +1,10 @@
 import { dirname, extname, resolve } from 'node:path';
 import { Template } from '@huggingface/jinja';
-import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { LlmboxError } from '../../errors.js';
 import { exactMatch, f1Score, normalizeNumber, lastNumber } from '../metrics/index.js';
 import { choiceTask, generationTask } from './define.js';
-import { readDelimited, readJson, readJsonl } from './files.js';
+import { readJson } from './files.js';
+import { readRows } from '../../data/read.js';
 import type { Doc, GenerationSpec, Task } from './types.js';
 
 /**
@@ -42,25 +42,6 @@ export interface TaskConfig {
 }
 
 type Row = Record<string, unknown>;
-
-async function readRows(file: string): Promise<Row[]> {
-  const ext = extname(file).toLowerCase();
-  if (ext === '.jsonl') return readJsonl(file);
-  if (ext === '.csv' || ext === '.tsv') return readDelimited(file, { delimiter: ext === '.tsv' ? '\t' : ',' });
-  if (ext === '.parquet') {
-    try {
-      return (await parquetReadObjects({ file: await asyncBufferFromFile(file) })) as Row[];
-    } catch (e) {
-      throw new LlmboxError(`cannot read as Parquet: ${(e as Error).message}`, { file });
-    }
-  }
-  if (ext === '.json') {
-    const data = readJson(file);
-    if (!Array.isArray(data)) throw new LlmboxError('expected a JSON list of records', { file, fix: 'use a list, or JSON Lines (.jsonl)' });
-    return data as Row[];
-  }
-  throw new LlmboxError(`unknown data file type ${ext || '(none)'}`, { file, fix: 'use .jsonl, .json, .csv, .tsv or .parquet' });
-}
 
 /** Reads a task config and its data (eagerly: Parquet is read asynchronously) into a Task. */
 export async function loadTaskConfig(path: string): Promise<Task> {

@@ -1,0 +1,100 @@
+import * as tf from '@tensorflow/tfjs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { LlmboxError } from '../errors.js';
+import { LlamaModel } from '../models/llama.js';
+import { readModelWeights, readSafetensors, writeSafetensors, type RawTensor } from '../models/safetensors.js';
+import { saveModel, type LoadedModel } from '../models/load.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { loadAdapter, saveAdapter } from './lora.js';
+import type { AdamW } from './optim.js';
+
+/** What a checkpoint records besides weights: enough to continue the same run. */
+export interface TrainerState {
+  step: number;
+  losses: number[];
+  evalLosses: { step: number; loss: number }[];
+  /** Hash of the options that must not change across a resume (data, schedule, batch layout). */
+  runKey: string;
+  log: Record<string, number>[];
+}
+
+/** The model (or its LoRA adapter) in Hugging Face layout, with tokenizer and generation config. */
+export function saveWeights(dir: string, lm: LoadedModel): void {
+  if (lm.model.lora) {
+    saveAdapter(dir, lm.model, lm.dir);
+    return;
+  }
+  saveModel(dir, lm.model, { tokenizerFrom: lm.dir, generation: lm.generation });
+}
+
+function tensorsToRaw(prefix: string, m: Map<string, tf.Tensor>, out: Map<string, RawTensor>) {
+  for (const [k, t] of m) out.set(`${prefix}.${k}`, { shape: t.shape, data: t.dataSync() as Float32Array });
+}
+
+/**
+ * Writes `output/checkpoint-<step>` atomically: everything goes to a temporary folder that is renamed
+ * into place, so a crash leaves the previous checkpoint intact. Keeps the newest `keep` checkpoints.
+ */
+export function writeCheckpoint(output: string, lm: LoadedModel, opt: AdamW, state: TrainerState, keep = 2): string {
+  const final = join(output, `checkpoint-${state.step}`);
+  const tmp = `${final}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  saveWeights(tmp, lm);
+  const raw = new Map<string, RawTensor>();
+  tensorsToRaw('m', opt.m, raw);
+  tensorsToRaw('v', opt.v, raw);
+  writeSafetensors(join(tmp, 'optimizer.safetensors'), raw, { step: String(opt.step) });
+  writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(state) + '\n');
+  rmSync(final, { recursive: true, force: true });
+  renameSync(tmp, final);
+  const old = listCheckpoints(output).slice(0, -keep);
+  for (const c of old) rmSync(c.dir, { recursive: true, force: true });
+  return final;
+}
+
+export function listCheckpoints(output: string): { step: number; dir: string }[] {
+  if (!existsSync(output)) return [];
+  return readdirSync(output)
+    .map((n) => /^checkpoint-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null && existsSync(join(output, m[0], 'trainer_state.json')))
+    .map((m) => ({ step: Number(m[1]), dir: join(output, m[0]) }))
+    .sort((a, b) => a.step - b.step);
+}
+
+/** Loads the newest checkpoint's weights and optimizer state into the run; returns its state, or null when there is none. */
+export function restoreCheckpoint(output: string, lm: LoadedModel, opt: AdamW, runKey: string): TrainerState | null {
+  const last = listCheckpoints(output).pop();
+  if (!last) return null;
+  const state = JSON.parse(readFileSync(join(last.dir, 'trainer_state.json'), 'utf8')) as TrainerState;
+  if (state.runKey !== runKey) {
+    throw new LlmboxError('the checkpoint was written by a run with different data or settings', {
+      file: join(last.dir, 'trainer_state.json'),
+      field: 'runKey',
+      fix: 'resume with the same arguments, or use a new --output (or drop --resume)',
+    });
+  }
+  if (lm.model.lora) {
+    const settings = lm.model.lora;
+    for (const t of lm.model.adapters.values()) t.dispose();
+    lm.model.adapters.clear();
+    lm.model.lora = null;
+    loadAdapter(last.dir, lm.model);
+    lm.model.lora = settings; // dropout and targets as this run set them
+  } else {
+    const restored = LlamaModel.fromRaw(lm.model.config, readModelWeights(last.dir), join(last.dir, 'model.safetensors'));
+    for (const [k, t] of restored.params) {
+      lm.model.params.get(k)?.dispose();
+      lm.model.params.set(k, t);
+    }
+  }
+  opt.dispose();
+  const raw = readSafetensors(join(last.dir, 'optimizer.safetensors'));
+  for (const [k, t] of raw) {
+    const [which, ...rest] = k.split('.');
+    (which === 'm' ? opt.m : opt.v).set(rest.join('.'), tf.tensor(t.data as Float32Array, t.shape));
+  }
+  opt.step = state.step;
+  return state;
+}

@@ -1,0 +1,31 @@
+import * as tf from '@tensorflow/tfjs';
+import { crossEntropy, embedding } from '../engine/ops.js';
+import type { LlamaModel } from '../models/llama.js';
+import { isTarget, type Batch } from './batches.js';
+
+/**
+ * Summed next-token cross-entropy over a batch's targets (divide by the target count for the mean).
+ * Only target positions are projected to the vocabulary. Segments keep packed examples apart.
+ */
+export function batchLossSum(model: LlamaModel, batch: Batch): tf.Scalar {
+  const T = batch.ids[0].length;
+  const rows: number[] = [], next: number[] = [];
+  batch.ids.forEach((ids, b) => {
+    const row = { targets: batch.targets[b], segments: batch.segments[b] };
+    for (let t = 0; t + 1 < T; t++) {
+      if (isTarget(row, t)) {
+        rows.push(b * T + t);
+        next.push(ids[t + 1]);
+      }
+    }
+  });
+  return tf.tidy(() => {
+    if (!rows.length) return tf.scalar(0);
+    const hidden = model.forward(batch.ids, { segments: batch.segments });
+    // Rows picked with `embedding` (a gather whose gradient runs on tfjs-wasm too).
+    const H = model.config.hiddenSize;
+    const picked = embedding(hidden.reshape([batch.ids.length * T, H]) as tf.Tensor2D, tf.tensor1d(rows, 'int32')) as tf.Tensor2D;
+    const logits = model.logits(picked);
+    return tf.sum(crossEntropy(logits, tf.tensor1d(next, 'int32'))) as tf.Scalar;
+  });
+}
