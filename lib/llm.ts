@@ -1,13 +1,15 @@
 import { Float64, Int32, Table, Utf8, vectorFromArray } from 'apache-arrow';
 import type { EngineOptions } from './engine/index.js';
 import { LlmboxError } from './errors.js';
-import { evaluate, type EvalRun, type EvaluateOptions, type Progress } from './eval/evaluate.js';
+import { resolve } from 'node:path';
+import { defaultDataDir, evaluate, type EvalRun, type EvaluateOptions, type Progress } from './eval/evaluate.js';
 import { inKernel, LiveDisplay, progressHTML, show } from './kernel/display.js';
 import { LocalLM, type LocalLMOptions } from './eval/lm.js';
 import { softmax } from './eval/metrics/index.js';
 import { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
 import { loadModel, untrainedModel, type LoadedModel } from './models/load.js';
-import { calibrationFigure, scoresFigure } from './report/charts.js';
+import { calibrationFigure, lossFigure, mixtureFigure, scoresFigure } from './report/charts.js';
+import { train, type StepMetrics, type TrainOptions, type TrainResult } from './train/trainer.js';
 import { resultsTable } from './report/eval-table.js';
 import { Figure } from './report/figure.js';
 import { toDanfo, toPolars } from './report/frames.js';
@@ -75,6 +77,50 @@ export class Comparison {
   }
   toString(): string {
     return textTable(this.table);
+  }
+}
+
+/** A training run: per-step metrics as an Arrow table, loss/learning-rate and mixture charts, the summary as JSON. */
+export class Training {
+  readonly result: TrainResult;
+  readonly table: Table;
+  readonly ratios: number[] | undefined;
+  constructor(result: TrainResult, ratios?: number[]) {
+    this.result = result;
+    this.ratios = ratios;
+    const m = result.metrics;
+    this.table = new Table({
+      step: vectorFromArray(m.map((x) => x.step), new Int32()),
+      loss: vectorFromArray(m.map((x) => x.loss), new Float64()),
+      lr: vectorFromArray(m.map((x) => x.lr), new Float64()),
+      grad_norm: vectorFromArray(m.map((x) => x.gradNorm), new Float64()),
+      tokens: vectorFromArray(m.map((x) => x.tokens), new Int32()),
+      tokens_per_second: vectorFromArray(m.map((x) => x.tokensPerSecond), new Float64()),
+    });
+  }
+  /** `loss` (train and eval loss with the learning rate) or `mixture` (asked vs realised shares). */
+  plot(kind: 'loss' | 'mixture' = 'loss'): Figure {
+    return kind === 'mixture' ? mixtureFigure(this.result.data.sources, this.ratios) : lossFigure(this.result.metrics, this.result.evalLosses, `${this.result.stage} training`);
+  }
+  toDanfo(): ReturnType<typeof toDanfo> {
+    return toDanfo(this.table);
+  }
+  toJSON(): Record<string, unknown> {
+    const { metrics: _metrics, ...rest } = this.result;
+    return rest;
+  }
+  private summary(): string {
+    const r = this.result;
+    const ev = r.evalLosses.length ? `, eval loss ${r.evalLosses[0].loss.toFixed(4)} -> ${r.evalLoss!.toFixed(4)}` : '';
+    return `${r.steps} steps (${r.stage}), loss ${r.losses[0]?.toFixed(4)} -> ${r.losses.at(-1)?.toFixed(4)}${ev}; ${r.parameters.trainable.toLocaleString('en-US')} of ${r.parameters.total.toLocaleString('en-US')} parameters trained`;
+  }
+  toHTML(): string {
+    const esc = (x: string) => x.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]!);
+    const last = this.table.numRows > 10 ? this.table.slice(this.table.numRows - 10) : this.table;
+    return `<p>${esc(this.summary())}</p>\n${htmlTable(last)}`;
+  }
+  toString(): string {
+    return this.summary();
   }
 }
 
@@ -170,6 +216,26 @@ export class Chain<R> implements PromiseLike<R> {
     });
   }
 
+  /**
+   * Trains the loaded model in place (pre-training or instruction tuning, full or LoRA); later steps
+   * of the chain use the trained weights. In a notebook the loss curve grows as it trains.
+   */
+  train(opts: TrainOptions): Chain<Training> {
+    return this.with({
+      name: 'train',
+      run: async (lm) => {
+        const live = kernelTraining();
+        try {
+          const result = await train(lm.lm, { ...opts, onStep: chainCallbacks(opts.onStep, live?.step), onEval: chainCallbacks(opts.onEval, live?.eval) });
+          live?.done(result);
+          return new Training(result, opts.datasetRatio);
+        } finally {
+          lm.weightsChanged();
+        }
+      },
+    });
+  }
+
   /** Generates a continuation of each prompt. */
   generate(prompt: string | string[], opts: GenerateOptions = {}): Chain<Generation> {
     const prompts = Array.isArray(prompt) ? prompt : [prompt];
@@ -226,6 +292,35 @@ function kernelProgress(): ((p: Progress) => void) | undefined {
   };
 }
 
+function chainCallbacks<A extends unknown[]>(...fs: (((...a: A) => void) | undefined)[]): ((...a: A) => void) | undefined {
+  const live = fs.filter((f): f is (...a: A) => void => !!f);
+  return live.length ? (...a: A) => live.forEach((f) => f(...a)) : undefined;
+}
+
+/** In a notebook: a progress line and a loss chart, redrawn in place (the chart at most every 2 s). */
+function kernelTraining() {
+  if (!inKernel()) return undefined;
+  const bar = new LiveDisplay(), chart = new LiveDisplay();
+  const steps: StepMetrics[] = [], evals: { step: number; loss: number }[] = [];
+  let drawn = 0;
+  const draw = () => {
+    chart.update(lossFigure(steps, evals, 'training (live)'));
+    drawn = Date.now();
+  };
+  return {
+    step: (m: StepMetrics, total: number) => {
+      steps.push(m);
+      bar.update(progressHTML('train', m.step, total, `loss ${m.loss.toFixed(4)}, ${Math.round(m.tokensPerSecond)} tokens/s`));
+      if (Date.now() - drawn > 2000) draw();
+    },
+    eval: (e: { step: number; loss: number }) => evals.push(e),
+    done: (r: TrainResult) => {
+      evals.splice(0, evals.length, ...r.evalLosses);
+      draw();
+    },
+  };
+}
+
 function failed(step: string, e: unknown): Error {
   if (e instanceof LlmboxError) return new LlmboxError(`${step}: ${e.message}`, { file: e.file, field: e.field, fix: e.fix });
   const err = new Error(`${step}: ${(e as Error).message ?? e}`);
@@ -243,6 +338,10 @@ export const llm = {
   /** Several evaluations side by side: one long table and grouped bars. */
   compare(evaluations: Record<string, Evaluation>): Comparison {
     return new Comparison(evaluations);
+  },
+  /** A file of the shipped data (../shared/data, or LLMBOX_DATA_DIR): `llm.dataFile('sft_samples/x.jsonl')`. */
+  dataFile(relative: string): string {
+    return resolve(defaultDataDir(), relative);
   },
   /** Shows a figure, table or result in the running notebook cell; returns false outside a kernel. */
   show,

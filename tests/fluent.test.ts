@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { LlmboxError } from '../lib/errors.js';
 import { generate } from '../lib/models/generate.js';
 import { loadModel } from '../lib/models/load.js';
-import { Evaluation, Generation, llm, Scores } from '../lib/llm.js';
+import { Evaluation, Generation, llm, Scores, Training } from '../lib/llm.js';
 import { LocalLM } from '../lib/eval/lm.js';
 import { STORIES, tmp } from './helpers/models.js';
 
@@ -65,5 +65,25 @@ describe('fluent llm API', () => {
     expect(html).toContain('Plotly.newPlot(');
     expect(JSON.parse(readFileSync(await ev.plot().save(`${dir}/scores.json`), 'utf8')).data[0].type).toBe('bar');
     await expect(ev.plot().save(`${dir}/scores.gif`)).rejects.toThrow(/cannot save a figure as .gif/);
+  });
+
+  it('train then evaluate: later steps see the trained weights; the result has a metrics table and charts', async () => {
+    const text = `${STORIES}/../../data/pretrain_text/tinyshakespeare.txt`;
+    const opts = { datasets: [text], stage: 'pt' as const, maxLength: 128, batchSize: 4, maxSteps: 6, lr: 3e-3, valSize: 40, evalEvery: 3 };
+    const before = await llm.load(STORIES).evaluate('tinystories_ppl', { limit: 4 });
+    const model = llm.load(STORIES);
+    const tr = await model.train(opts);
+    expect(tr).toBeInstanceOf(Training);
+    expect(tr.table.numRows).toBe(6);
+    expect(tr.table.schema.fields.map((f) => f.name)).toEqual(['step', 'loss', 'lr', 'grad_norm', 'tokens', 'tokens_per_second']);
+    expect(tr.plot().data.map((d) => d.name)).toEqual(['train loss', 'eval loss', 'learning rate']);
+    expect(tr.plot('mixture').data[0].y).toEqual([1]);
+    expect(tr.toHTML()).toMatch(/^<p>6 steps \(pt\), loss [\d.]+ -&gt; [\d.]+, eval loss/);
+    // The chain's model is the trained one: its perplexity on TinyStories moved (toward Shakespeare).
+    const after = await model.evaluate('tinystories_ppl', { limit: 4 });
+    const bpb = (e: Evaluation) => e.run.results[0].metrics.bits_per_byte.value;
+    expect(Math.abs(bpb(after) - bpb(before))).toBeGreaterThan(0.01);
+    const chained = await llm.load(STORIES).train(opts).evaluate('tinystories_ppl', { limit: 4 });
+    expect(bpb(chained)).toBeCloseTo(bpb(after), 6);
   });
 });

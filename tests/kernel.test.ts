@@ -100,7 +100,7 @@ describe.skipIf(!JUPYTER || !CHROMIUM)('notebooks: executed headless with the ll
   const NOTEBOOKS = readdirSync(join(ROOT, 'notebooks')).filter((f) => f.endsWith('.ipynb')).sort();
 
   it('lists the example notebooks', () => {
-    expect(NOTEBOOKS).toEqual(['01-quick-start.ipynb', '02-compare-models.ipynb']);
+    expect(NOTEBOOKS).toEqual(['01-quick-start.ipynb', '02-compare-models.ipynb', '03-data-mixture.ipynb']);
   });
 
   it.each(NOTEBOOKS)('%s runs without errors and shows tables and charts in Chromium', async (name) => {

@@ -224,6 +224,7 @@ export function buildCli(): Command {
     .option('--lora-alpha <a>', 'LoRA alpha (default 2 x rank)', float('--lora-alpha', 0))
     .option('--lora-dropout <p>', 'LoRA dropout', float('--lora-dropout', 0, 0.99), 0)
     .option('--lora-targets <names>', 'comma-separated: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all-linear', 'q_proj,v_proj')
+    .option('--qlora', 'QLoRA: hold the frozen base as 4-bit NF4 (double-quantized) under the LoRA adapters')
     .option('--val-size <n>', 'held out for evaluation loss: a fraction (< 1) or a count', float('--val-size', 0))
     .option('--eval-every <n>', 'evaluation loss every N steps (and at the end)', int('--eval-every', 0), 0)
     .option('--save-every <n>', 'checkpoint every N steps (and at the end)', int('--save-every', 0), 0)
@@ -243,17 +244,18 @@ export function buildCli(): Command {
         packing: !!o.packing, maxLength: o.maxLength, batchSize: o.batchSize, gradAccum: o.gradAccum, maxSteps: o.maxSteps, epochs: o.epochs, lr: o.lr, schedule: o.schedule,
         warmup: o.warmup, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm, valSize: o.valSize, evalEvery: o.evalEvery, saveEvery: o.saveEvery, seed: o.seed,
         lora: o.loraRank ? { rank: o.loraRank, alpha: o.loraAlpha, dropout: o.loraDropout, targets: String(o.loraTargets).split(',').map((x) => x.trim()) } : undefined,
-        output: o.output, resume: !!o.resume, onStep: bar.step, onEval: bar.eval,
+        qlora: !!o.qlora, output: o.output, resume: !!o.resume, onStep: bar.step, onEval: bar.eval,
       });
       const summary = {
         steps: r.steps, losses: r.losses, eval_loss: r.evalLoss, eval_losses: r.evalLosses, checkpoint: r.checkpoint, output: o.output, resumed_from: r.resumedFrom,
-        stage: r.stage, parameters: r.parameters, data: r.data,
+        stage: r.stage, parameters: r.parameters, data: r.data, quantization: r.quantization,
         tokens_per_second: r.metrics.length ? r.metrics.reduce((a, m) => a + m.tokens, 0) / r.metrics.reduce((a, m) => a + m.seconds, 0) : null,
       };
       const text = [
         `trained ${r.steps} steps (${r.stage}${o.loraRank ? `, LoRA r=${o.loraRank}` : ''}; ${r.parameters.trainable.toLocaleString('en-US')} of ${r.parameters.total.toLocaleString('en-US')} parameters trainable)`,
         `loss ${r.losses[0]?.toFixed(4)} -> ${r.losses.at(-1)?.toFixed(4)}${r.evalLoss !== null ? `, eval loss ${r.evalLosses[0]?.loss.toFixed(4)} -> ${r.evalLoss.toFixed(4)}` : ''}`,
         `data: ${r.data.sources.map((s) => `${s.name}: ${s.mixed} (${(100 * s.proportion).toFixed(1)}%)`).join(', ')}; ${r.data.trainRows} rows, ${(100 * r.data.utilisation).toFixed(1)}% of row tokens hold data`,
+        ...(r.quantization ? [`QLoRA base: ${(r.quantization.float32Bytes / 2 ** 20).toFixed(2)} MiB float32 -> ${(r.quantization.nf4Bytes / 2 ** 20).toFixed(2)} MiB NF4 (${(r.quantization.float32Bytes / r.quantization.nf4Bytes).toFixed(2)}x smaller)`] : []),
         `saved to ${o.output} (checkpoint ${r.checkpoint})`,
       ].join('\n');
       print(!!o.json, summary, text);

@@ -124,20 +124,29 @@ export function ropeReference(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D
  * LoRA linear layer, y = x W + scale (xd A) B, as one op whose gradient covers x, xd, A and B only:
  * the frozen base W (captured, not an input) gets no gradient, and x A is kept from the forward pass
  * for B's gradient. `xd` is the adapter's input (x after LoRA dropout; pass x itself without dropout).
+ * W may be a function that materialises it (QLoRA: dequantized from NF4): it is then called in the
+ * forward pass and again in the backward pass, so the float32 weight never outlives either.
  * Shapes: x, xd [N, in], W [in, out], A [in, r], B [r, out].
  */
-export function loraLinear(x: tf.Tensor2D, xd: tf.Tensor2D, W: tf.Tensor2D, A: tf.Tensor2D, B: tf.Tensor2D, scale: number): tf.Tensor2D {
+export function loraLinear(x: tf.Tensor2D, xd: tf.Tensor2D, W: tf.Tensor2D | (() => tf.Tensor2D), A: tf.Tensor2D, B: tf.Tensor2D, scale: number): tf.Tensor2D {
+  const weight = (use: (w: tf.Tensor2D) => tf.Tensor) => {
+    if (typeof W !== 'function') return use(W);
+    const w = W();
+    const out = use(w);
+    w.dispose();
+    return out;
+  };
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xi, xdi, a, b, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
     const xa = tf.matMul(xdi, a);
     save([xdi, a, b, xa]);
     return {
-      value: tf.add(tf.matMul(xi, W), tf.mul(tf.matMul(xa, b), scale)),
+      value: tf.add(weight((w) => tf.matMul(xi, w)), tf.mul(tf.matMul(xa, b), scale)),
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const g = single(dy) as tf.Tensor2D;
         const [xds, as, bs, xas] = saved as tf.Tensor2D[];
         const gb = tf.mul(tf.matMul(g, bs, false, true), scale); // dL/d(xd A), [N, r]
-        return [tf.matMul(g, W, false, true), tf.matMul(gb, as, false, true), tf.matMul(xds, gb, true, false), tf.mul(tf.matMul(xas, g, true, false), scale)];
+        return [weight((w) => tf.matMul(g, w, false, true)), tf.matMul(gb, as, false, true), tf.matMul(xds, gb, true, false), tf.mul(tf.matMul(xas, g, true, false), scale)];
       },
     };
   });

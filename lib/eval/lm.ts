@@ -90,6 +90,12 @@ export class LocalLM implements LanguageModel {
     this.prefixCache = pc === false ? undefined : new PrefixCache(lm.model, pc === true ? {} : pc);
   }
 
+  /** Forgets what was computed from the old weights (cached prefixes, the weights hash) after training. */
+  weightsChanged(): void {
+    this.prefixCache?.clear();
+    this.hash = undefined;
+  }
+
   private get bos(): number | undefined {
     return this.lm.tokenizer!.bosTokenId ?? this.lm.generation.bosTokenId;
   }

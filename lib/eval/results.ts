@@ -14,7 +14,14 @@ export const sha256 = (s: string) => createHash('sha256').update(s).digest('hex'
 export function modelHash(model: LlamaModel): string {
   const h = createHash('sha256');
   h.update(JSON.stringify(model.config));
-  for (const [name, t] of [...model.params.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+  // Unmerged LoRA adapters change the outputs, so they are part of the identity.
+  if (model.lora) h.update(JSON.stringify(model.lora));
+  for (const [name, q] of [...model.quantized.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    h.update(`${name}:nf4;`);
+    h.update(q.codes);
+    h.update(new Uint8Array(q.absmaxCodes.buffer));
+  }
+  for (const [name, t] of [...model.params.entries(), ...model.adapters.entries()].sort(([a], [b]) => a.localeCompare(b))) {
     h.update(`${name}:${t.shape.join('x')};`);
     const data = t.dataSync() as Float32Array;
     const stride = Math.max(1, Math.floor(data.length / 4096));

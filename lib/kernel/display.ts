@@ -40,6 +40,16 @@ function figureHTML(fig: Figure): string {
   return lib + fig.toHTML();
 }
 
+/**
+ * Sends plotly.js as an output of its own (once), for displays that are redrawn: a redrawn output
+ * replaces its content, and plotly.js must not vanish with an old frame of a live chart.
+ */
+function ensurePlotly(write: WriteDisplayData): void {
+  if (plotlySent) return;
+  write({ data: { 'text/html': `<script type="text/javascript">${plotlyScript()}</script>`, 'text/plain': '' }, metadata: {}, transient: {} }, false);
+  plotlySent = true;
+}
+
 interface Rich {
   toHTML(): string;
 }
@@ -80,6 +90,7 @@ export class LiveDisplay {
   update(value: unknown): void {
     const write = writer();
     if (!write) return;
+    if (value instanceof Figure) ensurePlotly(write);
     const data = typeof value === 'string' ? { 'text/html': value, 'text/plain': value.replace(/<[^>]*>/g, '') } : (mimeBundle(value) ?? { 'text/plain': String(value) });
     write({ data, metadata: {}, transient: { display_id: this.id } }, this.shown);
     this.shown = true;

@@ -5,6 +5,7 @@ import type { ModelConfig } from './config.js';
 import { KVCache, type PastKV } from './kv-cache.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
 import type { RawTensor } from './safetensors.js';
+import { dequantizeNF4, type NF4Tensor } from '../train/nf4.js';
 
 /** Additive mask value: large enough that exp() underflows to exactly 0, finite so padded rows stay finite. */
 const MASKED = -1e9;
@@ -172,6 +173,11 @@ export class LlamaModel {
    */
   readonly adapters = new Map<string, tf.Tensor>();
   lora: LoraSettings | null = null;
+  /**
+   * Frozen base weights held as NF4 (QLoRA), by parameter name, in place of `params` entries; they
+   * are dequantized where a layer runs and freed after it.
+   */
+  readonly quantized = new Map<string, NF4Tensor>();
   /** Set while training: seeds LoRA dropout (one draw per layer per call). Null at inference. */
   dropoutSeed: number | null = null;
   private readonly invFreq: Float32Array;
@@ -217,6 +223,11 @@ export class LlamaModel {
   /** Parameters in HF layout ([out, in] linears), for saving. */
   toRaw(): Map<string, RawTensor> {
     const out = new Map<string, RawTensor>();
+    for (const [name, q] of this.quantized) {
+      const t = tf.tidy(() => tf.transpose(tf.tensor2d(dequantizeNF4(q), q.shape as [number, number])));
+      out.set(name, { shape: t.shape, data: t.dataSync() as Float32Array });
+      t.dispose();
+    }
     for (const [name, t] of this.params) {
       const hf = isLinear(name) ? tf.transpose(t) : t;
       out.set(name, { shape: hf.shape, data: hf.dataSync() as Float32Array });
@@ -230,6 +241,7 @@ export class LlamaModel {
   numParameters(): number {
     let n = 0;
     for (const t of this.params.values()) n += t.size;
+    for (const q of this.quantized.values()) n += q.size;
     return n;
   }
 
@@ -309,14 +321,15 @@ export class LlamaModel {
       const rope = (x: tf.Tensor4D) => applyRope(x, cosT, sinT);
       const lora = this.lora;
       const linear = (x: tf.Tensor2D, name: string) => {
-        const W = this.p<tf.Rank.R2>(`${name}.weight`);
+        const q = this.quantized.get(`${name}.weight`);
+        const W = q ? () => tf.tensor2d(dequantizeNF4(q), q.shape as [number, number]) : this.p<tf.Rank.R2>(`${name}.weight`);
         const A = lora && (this.adapters.get(`${name}.lora_A`) as tf.Tensor2D | undefined);
         let y: tf.Tensor2D;
         if (lora && A) {
           const drop = lora.dropout > 0 && this.dropoutSeed !== null;
           const xd = drop ? (tf.dropout(x, lora.dropout, undefined, this.dropoutSeed!++) as tf.Tensor2D) : x;
           y = loraLinear(x, xd, W, A, this.adapters.get(`${name}.lora_B`) as tf.Tensor2D, lora.alpha / lora.rank);
-        } else y = tf.matMul(x, W);
+        } else y = tf.matMul(x, typeof W === 'function' ? W() : W);
         const bias = this.params.get(`${name}.bias`);
         return bias ? tf.add(y, bias) : y;
       };
@@ -376,5 +389,6 @@ export class LlamaModel {
     for (const t of [...this.params.values(), ...this.adapters.values()]) t.dispose();
     this.params.clear();
     this.adapters.clear();
+    this.quantized.clear();
   }
 }

@@ -67,3 +67,31 @@ export function calibrationFigure(run: EvalRun, bins = 10): Figure {
     { title: { text: 'calibration of multiple-choice answers' }, xaxis: { title: { text: 'probability of the chosen option' }, range: [0, 1] }, yaxis: { title: { text: 'accuracy' }, range: [0, 1] } },
   );
 }
+
+/** Training curves: loss per step and evaluation loss (left axis), learning rate (right axis). */
+export function lossFigure(steps: { step: number; loss: number; lr: number }[], evalLosses: { step: number; loss: number }[] = [], title = 'training'): Figure {
+  const data: PlotlyObject[] = [
+    { type: 'scatter', mode: 'lines', name: 'train loss', x: steps.map((s) => s.step), y: steps.map((s) => s.loss) },
+    { type: 'scatter', mode: 'lines', name: 'learning rate', x: steps.map((s) => s.step), y: steps.map((s) => s.lr), yaxis: 'y2', line: { dash: 'dot', width: 1 } },
+  ];
+  if (evalLosses.length) data.splice(1, 0, { type: 'scatter', mode: 'lines+markers', name: 'eval loss', x: evalLosses.map((e) => e.step), y: evalLosses.map((e) => e.loss) });
+  return new Figure(data, {
+    title: { text: title },
+    xaxis: { title: { text: 'step' } },
+    yaxis: { title: { text: 'loss (nats/token)' } },
+    yaxis2: { title: { text: 'learning rate' }, overlaying: 'y', side: 'right', showgrid: false, exponentformat: 'e' },
+    legend: { orientation: 'h', y: -0.2 },
+    margin: { t: 48 },
+  });
+}
+
+/** A data mixture: each source's share as asked (the ratios) and as realised. */
+export function mixtureFigure(sources: { name: string; proportion: number }[], ratios?: number[]): Figure {
+  const names = sources.map((s) => s.name.split('/').pop()!);
+  const data: PlotlyObject[] = [{ type: 'bar', name: 'realised', x: names, y: sources.map((s) => s.proportion), hovertemplate: '%{x}: %{y:.3f}<extra>realised</extra>' }];
+  if (ratios) {
+    const total = ratios.reduce((a, b) => a + b, 0);
+    data.unshift({ type: 'bar', name: 'asked', x: names, y: ratios.map((r) => r / total), hovertemplate: '%{x}: %{y:.3f}<extra>asked</extra>' });
+  }
+  return new Figure(data, { title: { text: 'data mixture' }, barmode: 'group', yaxis: { title: { text: 'share of examples' }, range: [0, 1] }, margin: { t: 48 } });
+}

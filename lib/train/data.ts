@@ -23,6 +23,8 @@ export interface DataOptions extends TokenizeOptions {
   maxLength: number;
   /** Held out for evaluation loss: a fraction (< 1) or a count of examples. Default 5%, at most 200. */
   valSize?: number;
+  /** Tokens of held-out rows the evaluation loss reads (default 32768): long documents make many rows. */
+  evalTokens?: number;
   seed?: number;
 }
 
@@ -49,19 +51,24 @@ function rowsFor(examples: Example[], o: DataOptions) {
 export async function prepareData(tok: TextTokenizer, o: DataOptions): Promise<PreparedData> {
   if (!o.datasets.length) throw new LlmboxError('no training data given', { field: '--dataset', fix: 'pass one or more files (or dataset_info.json names)' });
   const read = await Promise.all(o.datasets.map((d) => readRecords(d, { dataDir: o.dataDir })));
-  const usable = read.map((r) => r.records.filter((x) => (o.stage === 'pt' ? true : x.kind === 'chat')));
+  // Text sources may join an instruction mixture (every token a target, as in pre-training);
+  // preference pairs need a preference trainer.
+  const usable = read.map((r) => r.records.filter((x) => x.kind !== 'preference'));
   usable.forEach((u, i) => {
-    if (!u.length) throw new LlmboxError(`no ${o.stage === 'pt' ? '' : 'conversation '}records to train on`, { file: read[i].file, fix: o.stage === 'sft' ? 'use --stage pt for plain text' : 'check the file' });
+    if (!u.length) throw new LlmboxError('no text or conversation records to train on (preference pairs are for DPO)', { file: read[i].file, fix: 'check the file' });
   });
   const mixed = mix(usable, { strategy: o.mixStrategy ?? (o.datasetRatio ? 'ratio' : 'concat'), ratios: o.datasetRatio, total: o.mixTotal, seed: o.seed ?? 42 });
   const items = shuffled(mixed.items, seededRandom((o.seed ?? 42) + 1));
   const nVal = o.valSize === undefined ? Math.min(200, Math.floor(items.length * 0.05)) : o.valSize < 1 ? Math.floor(items.length * o.valSize) : Math.floor(o.valSize);
   if (nVal >= items.length) throw new LlmboxError(`--val-size ${o.valSize} leaves no training examples out of ${items.length}`, { field: '--val-size' });
   let dropped = 0;
+  // A ratio mixture repeats small sources: each distinct record is tokenized once.
+  const memo = new Map<TrainingRecord, Example>();
   const tokenize = (recs: TrainingRecord[]) =>
     recs.flatMap((r) => {
       // pt learns every token: a conversation is read as its rendered text.
-      const ex = tokenizeRecord(tok, r, { template: o.template, trainOnPrompt: o.trainOnPrompt || o.stage === 'pt' });
+      let ex = memo.get(r);
+      if (!ex) memo.set(r, (ex = tokenizeRecord(tok, r, { template: o.template, trainOnPrompt: o.trainOnPrompt || o.stage === 'pt' })));
       if (!ex.labelMask.some((m) => m === 1)) {
         dropped++;
         return [];
@@ -72,9 +79,12 @@ export async function prepareData(tok: TextTokenizer, o: DataOptions): Promise<P
   const trainEx = tokenize(items.slice(nVal).map((x) => x.item));
   const train = rowsFor(trainEx, o);
   const val = valEx.length ? rowsFor(valEx, { ...o, stage: o.stage === 'pt' && valEx.reduce((n, e) => n + e.inputIds.length, 0) < o.maxLength ? 'sft' : o.stage }) : { rows: [] };
+  const budget = o.evalTokens ?? 32768;
+  let used = 0;
+  const valRows = val.rows.filter((r) => (used += r.ids.length) <= budget || used === r.ids.length);
   return {
     train: train.rows,
-    val: val.rows,
+    val: valRows,
     sources: read.map((r, i) => ({ name: r.name, file: r.file, examples: usable[i].length, mixed: mixed.counts[i], proportion: mixed.proportions[i] })),
     utilisation: train.utilisation,
     truncated: train.truncated,

@@ -5,6 +5,7 @@ import { LlmboxError } from '../errors.js';
 import { LINEARS, type LlamaModel, type LoraSettings } from '../models/llama.js';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../models/safetensors.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { dequantizeNF4, nf4Bytes, quantizeNF4 } from './nf4.js';
 
 export interface LoraOptions {
   rank: number;
@@ -40,7 +41,7 @@ export function addLora(model: LlamaModel, o: LoraOptions): string[] {
   const settings: LoraSettings = { rank: o.rank, alpha: o.alpha ?? 2 * o.rank, dropout: o.dropout ?? 0, targets: o.targets ?? ['q_proj', 'v_proj'] };
   let seed = o.seed ?? 0;
   for (const layer of loraLayers(model, settings.targets)) {
-    const [inDim, outDim] = model.params.get(`${layer}.weight`)!.shape;
+    const [inDim, outDim] = (model.params.get(`${layer}.weight`) ?? model.quantized.get(`${layer}.weight`))!.shape;
     const bound = 1 / Math.sqrt(inDim);
     model.adapters.set(`${layer}.lora_A`, tf.randomUniform([inDim, o.rank], -bound, bound, 'float32', seed++));
     model.adapters.set(`${layer}.lora_B`, tf.zeros([o.rank, outDim]));
@@ -56,9 +57,12 @@ export function mergeLora(model: LlamaModel): void {
   const scale = lora.alpha / lora.rank;
   for (const layer of loraLayers(model, lora.targets)) {
     const name = `${layer}.weight`;
-    const W = model.params.get(name)!;
+    // A QLoRA base is merged in float32: the merged weights are no longer on the NF4 grid.
+    const q = model.quantized.get(name);
+    const W = q ? tf.tensor2d(dequantizeNF4(q), q.shape as [number, number]) : model.params.get(name)!;
     const merged = tf.tidy(() => tf.add(W, tf.mul(tf.matMul(model.adapters.get(`${layer}.lora_A`)!, model.adapters.get(`${layer}.lora_B`)!), scale)));
     W.dispose();
+    model.quantized.delete(name);
     model.params.set(name, merged);
   }
   for (const t of model.adapters.values()) t.dispose();
@@ -114,4 +118,24 @@ export function loadAdapter(dir: string, model: LlamaModel): LoraSettings {
     }
   }
   return model.lora!;
+}
+
+/**
+ * QLoRA's frozen base: every linear layer of the decoder blocks becomes NF4 with double quantization
+ * (embeddings, norms and the head stay float32, as in QLoRA). Returns the bytes those weights took
+ * before and take now.
+ */
+export function quantizeBase(model: LlamaModel): { float32Bytes: number; nf4Bytes: number } {
+  let before = 0, after = 0;
+  for (const name of [...model.params.keys()]) {
+    if (!name.startsWith('model.layers.') || !LINEARS.some((l) => name.endsWith(`${l}.weight`))) continue;
+    const t = model.params.get(name)!;
+    const q = quantizeNF4(t.dataSync() as Float32Array, t.shape);
+    before += t.size * 4;
+    after += nf4Bytes(q);
+    t.dispose();
+    model.params.delete(name);
+    model.quantized.set(name, q);
+  }
+  return { float32Bytes: before, nf4Bytes: after };
 }

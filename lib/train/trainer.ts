@@ -10,7 +10,7 @@ import { toBatch, type Row } from './batches.js';
 import { restoreCheckpoint, saveWeights, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { prepareData, type DataOptions, type PreparedData, type Stage } from './data.js';
 import { batchLossSum } from './loss.js';
-import { addLora, type LoraOptions } from './lora.js';
+import { addLora, quantizeBase, type LoraOptions } from './lora.js';
 import { AdamW, clipByGlobalNorm, learningRate, type Schedule } from './optim.js';
 
 export interface TrainOptions extends Omit<DataOptions, 'stage' | 'maxLength'> {
@@ -32,6 +32,8 @@ export interface TrainOptions extends Omit<DataOptions, 'stage' | 'maxLength'> {
   /** Gradient clipping by global norm (0: off). */
   maxGradNorm?: number;
   lora?: LoraOptions;
+  /** QLoRA: hold the frozen base's linear layers as NF4 (double-quantized); needs `lora`. */
+  qlora?: boolean;
   /** Evaluation loss every N steps (and at the end); 0: only at the end. */
   evalEvery?: number;
   /** Checkpoint every N steps (and at the end) when `output` is set. */
@@ -67,6 +69,8 @@ export interface TrainResult {
   resumedFrom: number | null;
   data: Omit<PreparedData, 'train' | 'val'> & { trainRows: number; valRows: number };
   parameters: { total: number; trainable: number };
+  /** QLoRA: bytes of the base linear weights in float32 and as NF4. */
+  quantization: { float32Bytes: number; nf4Bytes: number } | null;
 }
 
 function realTokens(rows: Row[]): number {
@@ -109,6 +113,8 @@ export async function train(lm: LoadedModel, o: TrainOptions): Promise<TrainResu
   const schedule = { lr: o.lr ?? 1e-4, warmupSteps, totalSteps, schedule: o.schedule ?? 'cosine', minLrRatio: o.minLrRatio ?? 0 } as const;
   const pad = tok.padTokenId ?? lm.generation.padTokenId ?? 0;
 
+  if (o.qlora && !o.lora) throw new LlmboxError('QLoRA trains LoRA adapters over a 4-bit base', { field: '--qlora', fix: 'add --lora-rank' });
+  const quantization = o.qlora ? quantizeBase(lm.model) : null;
   if (o.lora) addLora(lm.model, { seed, ...o.lora });
   const target = lm.model.lora ? lm.model.adapters : lm.model.params;
   const names = [...target.keys()];
@@ -116,7 +122,7 @@ export async function train(lm: LoadedModel, o: TrainOptions): Promise<TrainResu
   const opt = new AdamW({ weightDecay: o.weightDecay ?? 0 });
 
   const runKey = createHash('sha256')
-    .update(JSON.stringify({ datasets: o.datasets, ratio: o.datasetRatio, mix: o.mixStrategy, stage, maxLength, packing: o.packing ?? false, batchSize, accum, totalSteps, schedule, seed, lora: o.lora ?? null, valSize: o.valSize, template: o.template ?? null, trainOnPrompt: !!o.trainOnPrompt }))
+    .update(JSON.stringify({ datasets: o.datasets, ratio: o.datasetRatio, mix: o.mixStrategy, stage, maxLength, packing: o.packing ?? false, batchSize, accum, totalSteps, schedule, seed, lora: o.lora ?? null, qlora: !!o.qlora, valSize: o.valSize, template: o.template ?? null, trainOnPrompt: !!o.trainOnPrompt }))
     .digest('hex')
     .slice(0, 16);
   let state: TrainerState = { step: 0, losses: [], evalLosses: [], runKey, log: [] };
@@ -223,5 +229,6 @@ export async function train(lm: LoadedModel, o: TrainOptions): Promise<TrainResu
     resumedFrom,
     data: { ...report, trainRows: trainRows.length, valRows: valRows.length },
     parameters: { total: lm.model.numParameters(), trainable },
+    quantization,
   };
 }
