@@ -32,3 +32,6 @@ export { addLora, mergeLora, saveAdapter, loadAdapter, type LoraOptions } from '
 export { AdamW, learningRate, clipByGlobalNorm, type Schedule } from './train/optim.js';
 export { readRows, readRecords, datasetInfo, type DatasetInfo } from './data/read.js';
 export { lossFigure, mixtureFigure } from './report/charts.js';
+export { quantizeNF4, dequantizeNF4, NF4_LEVELS, type NF4Tensor } from './train/nf4.js';
+export { quantizeBase } from './train/lora.js';
+export { learnMerges, expandVocabulary, mergeTokenizer, type VocabExpansion } from './train/vocab.js';

@@ -12,6 +12,7 @@ import { readConfig } from '../models/config.js';
 import { parameterShapes } from '../models/llama.js';
 import { installKernel, kernelSpec } from '../kernel/install.js';
 import { train, type StepMetrics } from '../train/trainer.js';
+import { mergeTokenizer } from '../train/vocab.js';
 import { GPUS, gpuMemory, LLAMA2, minimumGpus, SETTING_ASSUMPTIONS, type GpuSetting } from '../train/gpu-calc.js';
 
 function int(name: string, min = 0) {
@@ -258,6 +259,22 @@ export function buildCli(): Command {
         ...(r.quantization ? [`QLoRA base: ${(r.quantization.float32Bytes / 2 ** 20).toFixed(2)} MiB float32 -> ${(r.quantization.nf4Bytes / 2 ** 20).toFixed(2)} MiB NF4 (${(r.quantization.float32Bytes / r.quantization.nf4Bytes).toFixed(2)}x smaller)`] : []),
         `saved to ${o.output} (checkpoint ${r.checkpoint})`,
       ].join('\n');
+      print(!!o.json, summary, text);
+    });
+
+  program
+    .command('merge-tokenizer')
+    .description('learn new BPE tokens from a corpus, add them to the tokenizer and resize the embeddings (continual pre-training)')
+    .requiredOption('-m, --model <dir>', 'model folder (or a shipped model name)')
+    .requiredOption('--input <files...>', 'corpus text files (one document or paragraph per line)')
+    .requiredOption('--vocab <n>', 'how many tokens to add', int('--vocab', 1))
+    .requiredOption('--output <dir>', 'where the expanded model goes')
+    .option('--json', 'print {"added": [...], "old_vocab", "new_vocab", "tokens_before", "tokens_after"}')
+    .action(async (o: { model: string; input: string[]; vocab: number; output: string; json?: boolean }, cmd: Command) => {
+      const lm = await loadModel(o.model, engineOpts(cmd));
+      const r = mergeTokenizer(lm, o.input, o.vocab, o.output);
+      const summary = { added: r.added, old_vocab: r.oldVocab, new_vocab: r.newVocab, tokens_before: r.tokensBefore, tokens_after: r.tokensAfter, output: o.output };
+      const text = `added ${r.added.length} tokens (${r.oldVocab} -> ${r.newVocab}); the corpus takes ${r.tokensAfter.toLocaleString('en-US')} tokens instead of ${r.tokensBefore.toLocaleString('en-US')} (${((100 * (r.tokensBefore - r.tokensAfter)) / r.tokensBefore).toFixed(1)}% fewer)\nfirst new tokens: ${r.added.slice(0, 12).map((a) => JSON.stringify(a.token)).join(' ')}\nsaved to ${o.output}`;
       print(!!o.json, summary, text);
     });
 
