@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { initEngine, tf } from '../lib/engine/index.js';
@@ -10,6 +10,7 @@ import { readRecords } from '../lib/data/read.js';
 import { addLora, loadAdapter, mergeLora, saveAdapter } from '../lib/train/lora.js';
 import { AdamW, learningRate } from '../lib/train/optim.js';
 import { train, type TrainOptions } from '../lib/train/trainer.js';
+import { prepareData } from '../lib/train/data.js';
 import { STORIES, tmp } from './helpers/models.js';
 
 const DATA = resolve(STORIES, '../../data');
@@ -147,6 +148,33 @@ describe('training data', () => {
     const chat = await readRecords('chat', { dataDir: dir });
     expect(chat.records[0]).toEqual({ kind: 'chat', messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello!' }] });
     await expect(readRecords('nope', { dataDir: dir })).rejects.toThrow(/no dataset named nope/);
+  });
+});
+
+describe('tokenized cache', () => {
+  it('a second preparation reads the tokens from disk and gives the same rows; a corrupt file is rewritten', async () => {
+    const dir = tmp();
+    process.env.LLMBOX_CACHE_DIR = dir;
+    try {
+      const lm = await loadModel(STORIES);
+      const o = { datasets: [SFT, join(DATA, 'pretrain_text/tinystories_sample.txt')], stage: 'sft' as const, packing: true, maxLength: 128, valSize: 8, seed: 1 };
+      const first = await prepareData(lm.tokenizer!, o);
+      expect(first.cacheHits).toBe(0);
+      const files = readdirSync(join(dir, 'tokenized'));
+      expect(files).toHaveLength(2);
+      const second = await prepareData(lm.tokenizer!, o);
+      expect(second.cacheHits).toBe(2);
+      expect(second.train).toEqual(first.train);
+      expect(second.val).toEqual(first.val);
+      writeFileSync(join(dir, 'tokenized', files[0]), 'garbage');
+      const third = await prepareData(lm.tokenizer!, o);
+      expect(third.cacheHits).toBe(1);
+      expect(third.train).toEqual(first.train);
+      // Other settings are other keys.
+      expect((await prepareData(lm.tokenizer!, { ...o, trainOnPrompt: true })).cacheHits).toBe(0);
+    } finally {
+      delete process.env.LLMBOX_CACHE_DIR;
+    }
   });
 });
 

@@ -210,6 +210,7 @@ export function buildCli(): Command {
     .option('--stage <stage>', 'pt (concatenate and chunk) or sft (assistant turns are the targets)', 'sft')
     .option('--template <name>', 'alpaca, chatml or plain (default: the tokenizer chat template, else alpaca)')
     .option('--train-on-prompt', 'learn prompt tokens too')
+    .option('--no-cache', 'tokenize again instead of reusing the tokenized cache (LLMBOX_CACHE_DIR, default ~/.cache/llmbox)')
     .option('--packing', 'bin-pack sft examples into full rows (attention stays within each example)')
     .option('--max-length <t>', 'tokens per row', int('--max-length', 2))
     .option('--batch-size <b>', 'rows per micro-batch', int('--batch-size', 1), 8)
@@ -245,7 +246,7 @@ export function buildCli(): Command {
         packing: !!o.packing, maxLength: o.maxLength, batchSize: o.batchSize, gradAccum: o.gradAccum, maxSteps: o.maxSteps, epochs: o.epochs, lr: o.lr, schedule: o.schedule,
         warmup: o.warmup, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm, valSize: o.valSize, evalEvery: o.evalEvery, saveEvery: o.saveEvery, seed: o.seed,
         lora: o.loraRank ? { rank: o.loraRank, alpha: o.loraAlpha, dropout: o.loraDropout, targets: String(o.loraTargets).split(',').map((x) => x.trim()) } : undefined,
-        qlora: !!o.qlora, output: o.output, resume: !!o.resume, onStep: bar.step, onEval: bar.eval,
+        qlora: !!o.qlora, cache: o.cache, output: o.output, resume: !!o.resume, onStep: bar.step, onEval: bar.eval,
       });
       const summary = {
         steps: r.steps, losses: r.losses, eval_loss: r.evalLoss, eval_losses: r.evalLosses, checkpoint: r.checkpoint, output: o.output, resumed_from: r.resumedFrom,

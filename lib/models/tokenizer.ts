@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { readFileSync, existsSync } from 'node:fs';
@@ -37,10 +38,13 @@ export class TextTokenizer {
   readonly padTokenId: number | undefined;
   readonly chatTemplate: string | undefined;
   readonly vocabSize: number;
+  /** A hash of tokenizer.json and tokenizer_config.json: what tokenized caches are keyed by. */
+  readonly fingerprint: string;
 
   constructor(tokenizerJson: Json, config: Json = {}) {
     this.tok = new Tokenizer(tokenizerJson, config);
     this.config = config;
+    this.fingerprint = createHash('sha256').update(JSON.stringify(tokenizerJson)).update(JSON.stringify(config)).digest('hex').slice(0, 16);
     const id = (key: string) => {
       const c = tokenContent(config[key]);
       return c === undefined ? undefined : this.tok.token_to_id(c);

@@ -30,15 +30,27 @@ function report(rows: Row[], maxLength: number, truncated: number, dropped = 0):
   return { rows, utilisation: rows.length ? real / (rows.length * maxLength) : 0, truncated, dropped };
 }
 
-/** Examples cut to the row length; those left with no target (position 0 is never predicted) are dropped. */
+/**
+ * Examples cut to the row length. When the prompt alone fills the row, the cut keeps the prompt's last
+ * half-row and the reply's beginning instead of a row with nothing to learn. Examples with no target
+ * at all are dropped (position 0 is never predicted).
+ */
 function fit(examples: Example[], maxLength: number): { kept: Example[]; truncated: number; dropped: number } {
   let truncated = 0, dropped = 0;
   const kept: Example[] = [];
   for (const e of examples) {
     if (e.inputIds.length > maxLength) truncated++;
-    const ex = truncate(e, maxLength);
-    if (ex.labelMask.subarray(1).some((m) => m === 1)) kept.push(ex);
-    else dropped++;
+    let ex = truncate(e, maxLength);
+    if (!ex.labelMask.subarray(1).some((m) => m === 1)) {
+      const first = e.labelMask.indexOf(1, 1);
+      if (first < 0) {
+        dropped++;
+        continue;
+      }
+      const start = Math.max(0, first - (maxLength >> 1));
+      ex = { inputIds: e.inputIds.slice(start, start + maxLength), labelMask: e.labelMask.slice(start, start + maxLength) };
+    }
+    kept.push(ex);
   }
   return { kept, truncated, dropped };
 }
