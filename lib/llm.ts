@@ -13,7 +13,7 @@ import { train, type StepMetrics, type TrainOptions, type TrainResult } from './
 import { resultsTable } from './report/eval-table.js';
 import { Figure } from './report/figure.js';
 import { toDanfo, toPolars } from './report/frames.js';
-import { htmlTable, textTable } from './report/html-table.js';
+import { escapeHtml, htmlTable, textTable } from './report/html-table.js';
 
 export type LoadOptions = EngineOptions & LocalLMOptions;
 
@@ -115,9 +115,8 @@ export class Training {
     return `${r.steps} steps (${r.stage}), loss ${r.losses[0]?.toFixed(4)} -> ${r.losses.at(-1)?.toFixed(4)}${ev}; ${r.parameters.trainable.toLocaleString('en-US')} of ${r.parameters.total.toLocaleString('en-US')} parameters trained`;
   }
   toHTML(): string {
-    const esc = (x: string) => x.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]!);
     const last = this.table.numRows > 10 ? this.table.slice(this.table.numRows - 10) : this.table;
-    return `<p>${esc(this.summary())}</p>\n${htmlTable(last)}`;
+    return `<p>${escapeHtml(this.summary())}</p>\n${htmlTable(last)}`;
   }
   toString(): string {
     return this.summary();

@@ -68,8 +68,8 @@ describe('tasks written as lm-eval-style JSON configs', () => {
     const missing = await loadTaskConfig(`${dir}/a.json`).catch((e) => e);
     expect(missing.message).toMatch(/missing field doc_to_target/);
     expect(missing.file).toBe(`${dir}/a.json`);
-    writeFileSync(`${dir}/b.json`, JSON.stringify({ task: 't', test_split: 'x.txt', output_type: 'generate_until', doc_to_text: '{{q}}', doc_to_target: '{{a}}' }));
-    expect((await loadTaskConfig(`${dir}/b.json`).catch((e) => e)).message).toMatch(/unknown data file type .txt/);
+    writeFileSync(`${dir}/b.json`, JSON.stringify({ task: 't', test_split: 'x.xml', output_type: 'generate_until', doc_to_text: '{{q}}', doc_to_target: '{{a}}' }));
+    expect((await loadTaskConfig(`${dir}/b.json`).catch((e) => e)).message).toMatch(/unknown data file type .xml/);
     writeFileSync(`${dir}/rows.jsonl`, '{"q": "Is it?", "choices": ["yes", "no"], "label": "maybe"}\n');
     writeFileSync(`${dir}/c.json`, JSON.stringify({ task: 't', test_split: 'rows.jsonl', output_type: 'multiple_choice', doc_to_text: '{{q}}', doc_to_choice: 'choices', doc_to_target: '{{label}}' }));
     const bad = await loadTaskConfig(`${dir}/c.json`).catch((e) => e);

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { Table } from 'apache-arrow';
 import { Figure, plotlyScript } from '../report/figure.js';
-import { htmlTable, textTable } from '../report/html-table.js';
+import { escapeHtml, htmlTable, textTable } from '../report/html-table.js';
 
 /** A Jupyter display_data bundle: MIME type to content. */
 export type MimeBundle = Record<string, string>;
@@ -97,10 +97,8 @@ export class LiveDisplay {
   }
 }
 
-const escape = (s: string) => s.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]!);
-
 /** A progress bar as HTML (the `<progress>` element, so no script is needed). */
 export function progressHTML(label: string, done: number, total: number, detail = ''): string {
   const pct = total > 0 ? (100 * done) / total : 0;
-  return `<div class="llmbox-progress"><progress value="${done}" max="${Math.max(total, 1)}" style="width:240px;vertical-align:middle"></progress> <code>${escape(label)}</code> ${done}/${total} (${pct.toFixed(0)}%) ${escape(detail)}</div>`;
+  return `<div class="llmbox-progress"><progress value="${done}" max="${Math.max(total, 1)}" style="width:240px;vertical-align:middle"></progress> <code>${escapeHtml(label)}</code> ${done}/${total} (${pct.toFixed(0)}%) ${escapeHtml(detail)}</div>`;
 }

@@ -1,6 +1,7 @@
 import { DataType, type Table } from 'apache-arrow';
 
-const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+/** Text made safe inside HTML elements and attribute values. */
+export const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
 function cell(v: unknown): string {
   if (v === null || v === undefined) return '';
@@ -23,8 +24,8 @@ export function htmlTable(table: Table, limit = 500): string {
   const { names, body } = rows(table, limit);
   // Dictionary-encoded strings have integer indices, so the type itself is asked, not its name.
   const numeric = table.schema.fields.map((f) => DataType.isInt(f.type) || DataType.isFloat(f.type) || DataType.isDecimal(f.type));
-  const head = names.map((n) => `<th>${escape(n)}</th>`).join('');
-  const trs = body.map((r) => `<tr>${r.map((c, j) => `<td${numeric[j] ? ' style="text-align:right"' : ''}>${escape(c)}</td>`).join('')}</tr>`).join('\n');
+  const head = names.map((n) => `<th>${escapeHtml(n)}</th>`).join('');
+  const trs = body.map((r) => `<tr>${r.map((c, j) => `<td${numeric[j] ? ' style="text-align:right"' : ''}>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n');
   const more = table.numRows > limit ? `<p>${table.numRows - limit} more rows</p>` : '';
   return `<table class="llmbox-table">\n<thead><tr>${head}</tr></thead>\n<tbody>\n${trs}\n</tbody>\n</table>${more}`;
 }
