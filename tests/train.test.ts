@@ -11,11 +11,13 @@ import { addLora, loadAdapter, mergeLora, saveAdapter } from '../lib/train/lora.
 import { AdamW, learningRate } from '../lib/train/optim.js';
 import { train, type TrainOptions } from '../lib/train/trainer.js';
 import { prepareData } from '../lib/train/data.js';
+import type { RowSource } from '../lib/train/batches.js';
 import { STORIES, tmp } from './helpers/models.js';
 
 const DATA = resolve(STORIES, '../../data');
 const SFT = join(DATA, 'sft_samples/dolly_hhrlhf_train_small.jsonl');
 const TEXT = join(DATA, 'pretrain_text/tinyshakespeare.txt');
+const rowsOf = (rs: RowSource) => Array.from({ length: rs.length }, (_, i) => rs.get(i));
 const base: Partial<TrainOptions> = { maxLength: 128, batchSize: 2, lr: 2e-3, valSize: 8, seed: 3 };
 
 async function logits(dir: string | Awaited<ReturnType<typeof loadModel>>, ids = [1, 403, 407, 261, 300]) {
@@ -164,14 +166,53 @@ describe('tokenized cache', () => {
       expect(files).toHaveLength(2);
       const second = await prepareData(lm.tokenizer!, o);
       expect(second.cacheHits).toBe(2);
-      expect(second.train).toEqual(first.train);
+      expect(rowsOf(second.train)).toEqual(rowsOf(first.train));
       expect(second.val).toEqual(first.val);
       writeFileSync(join(dir, 'tokenized', files[0]), 'garbage');
       const third = await prepareData(lm.tokenizer!, o);
       expect(third.cacheHits).toBe(1);
-      expect(third.train).toEqual(first.train);
+      expect(rowsOf(third.train)).toEqual(rowsOf(first.train));
       // Other settings are other keys.
       expect((await prepareData(lm.tokenizer!, { ...o, trainOnPrompt: true })).cacheHits).toBe(0);
+    } finally {
+      delete process.env.LLMBOX_CACHE_DIR;
+    }
+  });
+});
+
+describe('pre-training data streamed from disk', () => {
+  it('rows are the documents, tokenized line by line into the cache, concatenated whole and cut to length', async () => {
+    const dir = tmp();
+    process.env.LLMBOX_CACHE_DIR = dir;
+    try {
+      const lm = await loadModel(STORIES);
+      const file = join(dir, 'docs.txt');
+      const docs = Array.from({ length: 60 }, (_, i) => `Tom had ${i} red balls and ${i * 3 + 1} blue ones, said the story number ${i}.`);
+      writeFileSync(file, docs.join('\n') + '\n');
+      const o = { datasets: [file], stage: 'pt' as const, maxLength: 64, valSize: 0, seed: 5 };
+      const data = await prepareData(lm.tokenizer!, o);
+      const tokenized = docs.map((d) => lm.tokenizer!.encode(d).concat(lm.tokenizer!.eosTokenId!));
+      const total = tokenized.reduce((n, d) => n + d.length, 0);
+      expect(data.train.length).toBe(Math.floor(total / 64));
+      expect(data.cacheHits).toBe(0);
+      // Split the rows' token stream at BOS (each document starts with it): every whole piece is one of
+      // the documents, each at most once, and all documents but the cut-off tail appear.
+      const stream = rowsOf(data.train).flatMap((r) => r.ids);
+      const pieces: string[] = [];
+      let cur: number[] = [];
+      for (const id of stream) {
+        if (id === 1 && cur.length) (pieces.push(cur.join(',')), (cur = []));
+        cur.push(id);
+      }
+      const known = new Set(tokenized.map((d) => d.join(',')));
+      expect(pieces.every((p) => known.has(p))).toBe(true);
+      expect(new Set(pieces).size).toBe(pieces.length);
+      expect(pieces.length).toBeGreaterThanOrEqual(docs.length - 2);
+      data.close();
+      const again = await prepareData(lm.tokenizer!, o);
+      expect(again.cacheHits).toBe(1);
+      expect(rowsOf(again.train)).toEqual(rowsOf(data.train));
+      again.close();
     } finally {
       delete process.env.LLMBOX_CACHE_DIR;
     }

@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { dirname, extname, join } from 'node:path';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { tableFromIPC } from 'apache-arrow';
-import { readFileSync } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { LlmboxError } from '../errors.js';
 import { readDelimited, readJson, readJsonl, readText } from '../eval/tasks/files.js';
 import { toRecord, type RecordFormat, type TrainingRecord } from './records.js';
@@ -105,4 +106,33 @@ export async function readRecords(spec: string, opts: { dataDir?: string } = {})
       return toRecord(row, { file: info.path, row: i }, format);
     }),
   };
+}
+
+/**
+ * Records one at a time: JSON Lines and text files are read line by line (a corpus need not fit in
+ * memory); other formats and dataset_info.json names are read whole, then yielded.
+ */
+export async function* streamRecords(spec: string, opts: { dataDir?: string } = {}): AsyncGenerator<TrainingRecord, void, undefined> {
+  const ext = extname(spec).toLowerCase();
+  if (!existsSync(spec) || (ext !== '.jsonl' && ext !== '.txt')) {
+    yield* (await readRecords(spec, opts)).records;
+    return;
+  }
+  const lines = createInterface({ input: createReadStream(spec, 'utf8'), crlfDelay: Infinity });
+  let row = -1;
+  for await (const line of lines) {
+    row++;
+    if (!line.trim()) continue;
+    if (ext === '.txt') {
+      yield { kind: 'text', text: line };
+      continue;
+    }
+    let parsed: Row;
+    try {
+      parsed = JSON.parse(line) as Row;
+    } catch (e) {
+      throw new LlmboxError(`row ${row + 1} is not valid JSON (${(e as Error).message})`, { file: spec });
+    }
+    yield toRecord(parsed, { file: spec, row });
+  }
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../util/fs.js';
 import type { Example } from './tokenize.js';
 
@@ -14,6 +14,11 @@ export function cacheDir(): string {
 export function tokenCacheKey(file: string, tokenizer: string, settings: unknown): string {
   const st = statSync(file);
   return createHash('sha256').update(JSON.stringify({ file: realpathSync(file), size: st.size, mtime: st.mtimeMs, tokenizer, settings, v: 1 })).digest('hex').slice(0, 24);
+}
+
+/** Where a key's tokens are kept. */
+export function cacheFile(key: string, dir = cacheDir()): string {
+  return join(dir, 'tokenized', `${key}.bin`);
 }
 
 // Layout: "LLMBOXTK" | u32 count | i32 lengths[count] | i32 ids[total] | u8 masks[total].
@@ -67,7 +72,7 @@ function decode(buf: Buffer): (Example | null)[] | null {
  */
 export function cachedExamples(key: string, produce: () => (Example | null)[], opts: { dir?: string; enabled?: boolean } = {}): { examples: (Example | null)[]; hit: boolean } {
   if (opts.enabled === false) return { examples: produce(), hit: false };
-  const file = join(opts.dir ?? cacheDir(), 'tokenized', `${key}.bin`);
+  const file = cacheFile(key, opts.dir);
   if (existsSync(file)) {
     const got = decode(readFileSync(file));
     if (got) return { examples: got, hit: true };
@@ -75,4 +80,96 @@ export function cachedExamples(key: string, produce: () => (Example | null)[], o
   const examples = produce();
   writeFileAtomic(file, encode(examples));
   return { examples, hit: false };
+}
+
+/**
+ * Writes a cache file from a stream of examples without holding their tokens: ids and masks go to
+ * temporary files as they come, lengths (4 bytes an example) stay in memory, and the parts are joined
+ * behind the header at the end, then renamed into place.
+ */
+export async function writeTokenCache(key: string, examples: AsyncIterable<Example | null>, opts: { dir?: string } = {}): Promise<string> {
+  const file = cacheFile(key, opts.dir);
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  const idsFd = openSync(`${tmp}.ids`, 'w'), masksFd = openSync(`${tmp}.masks`, 'w');
+  const lengths: number[] = [];
+  try {
+    for await (const e of examples) {
+      lengths.push(e ? e.inputIds.length : -1);
+      if (!e) continue;
+      writeSync(idsFd, new Uint8Array(Int32Array.from(e.inputIds).buffer));
+      writeSync(masksFd, e.labelMask);
+    }
+  } finally {
+    closeSync(idsFd);
+    closeSync(masksFd);
+  }
+  const out = openSync(tmp, 'w');
+  try {
+    const head = new Uint8Array(12);
+    head.set(new TextEncoder().encode(MAGIC), 0);
+    new DataView(head.buffer).setUint32(8, lengths.length, true);
+    writeSync(out, head);
+    writeSync(out, new Uint8Array(Int32Array.from(lengths).buffer));
+    for (const part of [`${tmp}.ids`, `${tmp}.masks`]) {
+      const fd = openSync(part, 'r');
+      const buf = new Uint8Array(1 << 22);
+      for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) writeSync(out, buf, 0, n);
+      closeSync(fd);
+      rmSync(part);
+    }
+    fsyncSync(out);
+  } finally {
+    closeSync(out);
+  }
+  renameSync(tmp, file);
+  return file;
+}
+
+/**
+ * A cache file read in place: only the lengths are loaded; token ids are read from disk when a row
+ * needs them, so corpora larger than memory can be trained on.
+ */
+export class TokenStore {
+  readonly count: number;
+  readonly lengths: Int32Array;
+  /** Token offset of each example (float64: corpora may pass 2^31 tokens). */
+  private readonly offsets: Float64Array;
+  private readonly fd: number;
+  private readonly idsAt: number;
+  readonly totalTokens: number;
+
+  constructor(readonly file: string) {
+    this.fd = openSync(file, 'r');
+    const head = Buffer.alloc(12);
+    readSync(this.fd, head, 0, 12, 0);
+    if (head.subarray(0, 8).toString('latin1') !== MAGIC) throw new Error(`${file} is not a tokenized cache file`);
+    this.count = head.readUInt32LE(8);
+    const lens = Buffer.alloc(4 * this.count);
+    readSync(this.fd, lens, 0, lens.length, 12);
+    this.lengths = new Int32Array(lens.buffer, lens.byteOffset, this.count).slice();
+    this.offsets = new Float64Array(this.count + 1);
+    for (let i = 0; i < this.count; i++) this.offsets[i + 1] = this.offsets[i] + Math.max(0, this.lengths[i]);
+    this.totalTokens = this.offsets[this.count];
+    this.idsAt = 12 + 4 * this.count;
+  }
+
+  /** Token ids [start, start + n) of example i. */
+  ids(i: number, start = 0, n = Math.max(0, this.lengths[i]) - start): Int32Array {
+    const buf = Buffer.alloc(4 * n);
+    readSync(this.fd, buf, 0, buf.length, this.idsAt + 4 * (this.offsets[i] + start));
+    return new Int32Array(buf.buffer, buf.byteOffset, n);
+  }
+
+  example(i: number): Example | null {
+    if (this.lengths[i] < 0) return null;
+    const n = this.lengths[i];
+    const masks = Buffer.alloc(n);
+    readSync(this.fd, masks, 0, n, this.idsAt + 4 * this.totalTokens + this.offsets[i]);
+    return { inputIds: Array.from(this.ids(i)), labelMask: new Uint8Array(masks.buffer, masks.byteOffset, n).slice() };
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
 }

@@ -11,6 +11,14 @@ export interface Row {
   segments: number[];
 }
 
+/** Training rows by index: an array in memory, or rows read from disk on demand (pre-training streams). */
+export interface RowSource {
+  readonly length: number;
+  get(i: number): Row;
+}
+
+export const rowArray = (rows: Row[]): RowSource => ({ length: rows.length, get: (i) => rows[i] });
+
 export interface RowsReport {
   rows: Row[];
   /** Real tokens / (rows x max length): how much of the compute holds data. */

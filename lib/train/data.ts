@@ -1,11 +1,13 @@
 import { LlmboxError } from '../errors.js';
 import { mix, shuffled, type MixtureOptions } from '../data/mixture.js';
-import { readRecords } from '../data/read.js';
-import { cachedExamples, tokenCacheKey } from '../data/token-cache.js';
+import { datasetInfo, readRecords, streamRecords } from '../data/read.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { cacheFile, cachedExamples, tokenCacheKey, TokenStore, writeTokenCache } from '../data/token-cache.js';
 import { tokenizeRecord, type Example, type TokenizeOptions } from '../data/tokenize.js';
 import { seededRandom } from '../models/sampling.js';
 import type { TextTokenizer } from '../models/tokenizer.js';
-import { chunkRows, packRows, unpackedRows, type Row } from './batches.js';
+import { chunkRows, packRows, rowArray, unpackedRows, type Row, type RowSource } from './batches.js';
 
 export type Stage = 'pt' | 'sft';
 
@@ -31,7 +33,7 @@ export interface DataOptions extends TokenizeOptions {
 }
 
 export interface PreparedData {
-  train: Row[];
+  train: RowSource;
   val: Row[];
   sources: { name: string; file: string; examples: number; mixed: number; proportion: number }[];
   utilisation: number;
@@ -40,24 +42,23 @@ export interface PreparedData {
   dropped: number;
   /** Sources whose tokens came from the on-disk cache. */
   cacheHits: number;
+  /** Releases files that rows are read from. */
+  close(): void;
 }
 
-function rowsFor(examples: Example[], o: DataOptions) {
-  if (o.stage === 'pt') return chunkRows(examples, o.maxLength);
-  return o.packing ? packRows(examples, o.maxLength) : unpackedRows(examples, o.maxLength);
-}
 
 /**
  * Reads the datasets, mixes them, holds out a validation split, tokenizes (the template, assistant-only
- * targets) and lays the examples out in rows: chunks of the concatenated text (pt), packed rows or one
- * example per row (sft). Deterministic for a seed.
+ * targets) and lays the examples out in rows: chunks of the concatenated text streamed from disk (pt,
+ * preparePretraining), packed rows or one example per row (sft). Deterministic for a seed.
  */
 export async function prepareData(tok: TextTokenizer, o: DataOptions): Promise<PreparedData> {
   if (!o.datasets.length) throw new LlmboxError('no training data given', { field: '--dataset', fix: 'pass one or more files (or dataset_info.json names)' });
+  if (o.stage === 'pt') return preparePretraining(tok, o);
   const read = await Promise.all(o.datasets.map((d) => readRecords(d, { dataDir: o.dataDir })));
-  // pt learns every token (a conversation is read as its rendered text). Text sources may join an
-  // instruction mixture the same way; preference pairs need a preference trainer.
-  const settings = { template: o.template ?? null, trainOnPrompt: !!o.trainOnPrompt || o.stage === 'pt' };
+  // Text sources may join an instruction mixture (every token a target); preference pairs need a
+  // preference trainer.
+  const settings = { template: o.template ?? null, trainOnPrompt: !!o.trainOnPrompt };
   let dropped = 0, cacheHits = 0;
   const usable = read.map((r, i) => {
     const key = tokenCacheKey(r.file, tok.fingerprint, { spec: o.datasets[i], dataDir: o.dataDir ?? null, ...settings });
@@ -70,22 +71,123 @@ export async function prepareData(tok: TextTokenizer, o: DataOptions): Promise<P
   });
   const mixed = mix(usable, { strategy: o.mixStrategy ?? (o.datasetRatio ? 'ratio' : 'concat'), ratios: o.datasetRatio, total: o.mixTotal, seed: o.seed ?? 42 });
   const items = shuffled(mixed.items, seededRandom((o.seed ?? 42) + 1));
-  const nVal = o.valSize === undefined ? Math.min(200, Math.floor(items.length * 0.05)) : o.valSize < 1 ? Math.floor(items.length * o.valSize) : Math.floor(o.valSize);
-  if (nVal >= items.length) throw new LlmboxError(`--val-size ${o.valSize} leaves no training examples out of ${items.length}`, { field: '--val-size' });
-  const valEx = items.slice(0, nVal).map((x) => x.item);
-  const trainEx = items.slice(nVal).map((x) => x.item);
-  const train = rowsFor(trainEx, o);
-  const val = valEx.length ? rowsFor(valEx, { ...o, stage: o.stage === 'pt' && valEx.reduce((n, e) => n + e.inputIds.length, 0) < o.maxLength ? 'sft' : o.stage }) : { rows: [] };
-  const budget = o.evalTokens ?? 32768;
-  let used = 0;
-  const valRows = val.rows.filter((r) => (used += r.ids.length) <= budget || used === r.ids.length);
+  const nVal = valCount(o, items.length);
+  const layout = (ex: Example[]) => (o.packing ? packRows(ex, o.maxLength) : unpackedRows(ex, o.maxLength));
+  const train = layout(items.slice(nVal).map((x) => x.item));
+  const val = nVal ? layout(items.slice(0, nVal).map((x) => x.item)).rows : [];
   return {
-    train: train.rows,
-    val: valRows,
+    train: rowArray(train.rows),
+    close: () => undefined,
+    val: budgeted(val, o.evalTokens ?? 32768),
     sources: read.map((r, i) => ({ name: r.name, file: r.file, examples: usable[i].length, mixed: mixed.counts[i], proportion: mixed.proportions[i] })),
     utilisation: train.utilisation,
     truncated: train.truncated,
     dropped: dropped + train.dropped,
     cacheHits,
+  };
+}
+
+/** Held-out count: a fraction (< 1) or a count; default 5%, at most 200. */
+function valCount(o: DataOptions, n: number): number {
+  const v = o.valSize === undefined ? Math.min(200, Math.floor(n * 0.05)) : o.valSize < 1 ? Math.floor(n * o.valSize) : Math.floor(o.valSize);
+  if (v >= n) throw new LlmboxError(`--val-size ${o.valSize} leaves no training examples out of ${n}`, { field: '--val-size' });
+  return v;
+}
+
+function budgeted(rows: Row[], budget: number): Row[] {
+  let used = 0;
+  return rows.filter((r) => (used += r.ids.length) <= budget || used === r.ids.length);
+}
+
+/**
+ * Pre-training data as a stream: each source is read record by record (JSON Lines and text line by
+ * line), tokenized straight into the on-disk cache, and rows are cut from the mixture's virtual
+ * concatenation when the trainer asks for them, reading their tokens from the cache files. Memory
+ * holds 4 bytes per document and 16 per mixture item, not the corpus.
+ */
+async function preparePretraining(tok: TextTokenizer, o: DataOptions): Promise<PreparedData> {
+  const settings = { template: o.template ?? null, trainOnPrompt: true };
+  let cacheHits = 0;
+  const stores: TokenStore[] = [];
+  const sources: { name: string; file: string }[] = [];
+  try {
+    for (const spec of o.datasets) {
+      const file = existsSync(spec) ? spec : datasetInfo(join(o.dataDir ?? '.', 'dataset_info.json'), spec).path;
+      const key = tokenCacheKey(file, tok.fingerprint, { spec, dataDir: o.dataDir ?? null, ...settings });
+      const cached = cacheFile(key);
+      let store: TokenStore | undefined;
+      if (o.cache !== false && existsSync(cached)) {
+        try {
+          store = new TokenStore(cached);
+          cacheHits++;
+        } catch {
+          store = undefined; // a broken cache file is rebuilt
+        }
+      }
+      if (!store) {
+        async function* examples() {
+          for await (const r of streamRecords(spec, { dataDir: o.dataDir })) yield r.kind === 'preference' ? null : tokenizeRecord(tok, r, { template: o.template, trainOnPrompt: true });
+        }
+        store = new TokenStore(await writeTokenCache(key, examples()));
+      }
+      stores.push(store);
+      sources.push({ name: spec, file });
+    }
+  } catch (e) {
+    stores.forEach((s) => s.close());
+    throw e;
+  }
+  // A document of one token (BOS alone) predicts nothing.
+  let dropped = 0;
+  const usable = stores.map((st, i) => {
+    const idx: number[] = [];
+    for (let k = 0; k < st.count; k++) {
+      if (st.lengths[k] >= 2) idx.push(k);
+      else if (st.lengths[k] >= 0) dropped++;
+    }
+    if (!idx.length) throw new LlmboxError('no text to learn from', { file: sources[i].file, fix: 'check the file' });
+    return idx;
+  });
+  const mixed = mix(usable, { strategy: o.mixStrategy ?? (o.datasetRatio ? 'ratio' : 'concat'), ratios: o.datasetRatio, total: o.mixTotal, seed: o.seed ?? 42 });
+  const items = shuffled(mixed.items, seededRandom((o.seed ?? 42) + 1));
+  const nVal = valCount(o, items.length);
+  const valEx = items.slice(0, nVal).map((x) => stores[x.source].example(x.item)!);
+  const val = valEx.length ? (valEx.reduce((n, e) => n + e.inputIds.length, 0) < o.maxLength ? unpackedRows(valEx, o.maxLength) : chunkRows(valEx, o.maxLength)).rows : [];
+  const train = items.slice(nVal);
+  const prefix = new Float64Array(train.length + 1);
+  train.forEach((x, k) => (prefix[k + 1] = prefix[k] + stores[x.source].lengths[x.item]));
+  const T = o.maxLength;
+  const nRows = Math.floor(prefix[train.length] / T);
+  if (!nRows) throw new LlmboxError(`the data holds ${prefix[train.length]} tokens, fewer than one row of --max-length ${T}`, { field: '--max-length', fix: 'lower --max-length or add text' });
+  const rows: RowSource = {
+    length: nRows,
+    get(r: number): Row {
+      const ids: number[] = [];
+      let at = r * T;
+      // The item holding token `at`: the last k with prefix[k] <= at.
+      let lo = 0, hi = train.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (prefix[mid] <= at) lo = mid;
+        else hi = mid - 1;
+      }
+      for (let k = lo; ids.length < T; k++) {
+        const x = train[k], off = at - prefix[k];
+        const take = Math.min(T - ids.length, stores[x.source].lengths[x.item] - off);
+        for (const id of stores[x.source].ids(x.item, off, take)) ids.push(id);
+        at += take;
+      }
+      return { ids, targets: new Uint8Array(T).fill(1), segments: new Array<number>(T).fill(1) };
+    },
+  };
+  return {
+    train: rows,
+    val: budgeted(val, o.evalTokens ?? 32768),
+    sources: sources.map((s, i) => ({ ...s, examples: usable[i].length, mixed: mixed.counts[i], proportion: mixed.proportions[i] })),
+    utilisation: 1,
+    truncated: 0,
+    dropped,
+    cacheHits,
+    close: () => stores.forEach((s) => s.close()),
   };
 }

@@ -67,7 +67,7 @@ export interface TrainResult {
   metrics: StepMetrics[];
   checkpoint: string | null;
   resumedFrom: number | null;
-  data: Omit<PreparedData, 'train' | 'val'> & { trainRows: number; valRows: number };
+  data: Omit<PreparedData, 'train' | 'val' | 'close'> & { trainRows: number; valRows: number };
   parameters: { total: number; trainable: number };
   /** QLoRA: bytes of the base linear weights in float32 and as NF4. */
   quantization: { float32Bytes: number; nf4Bytes: number } | null;
@@ -137,14 +137,14 @@ export async function train(lm: LoadedModel, o: TrainOptions): Promise<TrainResu
   }
 
   // Rows in epoch order: epoch e is the rows shuffled with seed + e, so any step's rows are known.
-  const epochs = new Map<number, Row[]>();
+  const epochs = new Map<number, number[]>();
   const rowAt = (i: number) => {
     const e = Math.floor(i / data.train.length);
     if (!epochs.has(e)) {
       epochs.clear();
-      epochs.set(e, shuffled(data.train, seededRandom(seed * 1000 + e)));
+      epochs.set(e, shuffled(Array.from({ length: data.train.length }, (_, k) => k), seededRandom(seed * 1000 + e)));
     }
-    return epochs.get(e)![i % data.train.length];
+    return data.train.get(epochs.get(e)![i % data.train.length]);
   };
 
   const metrics: StepMetrics[] = state.log as unknown as StepMetrics[];
@@ -216,8 +216,9 @@ export async function train(lm: LoadedModel, o: TrainOptions): Promise<TrainResu
   } finally {
     lm.model.dropoutSeed = null;
     opt.dispose();
+    data.close();
   }
-  const { train: trainRows, val: valRows, ...report } = data;
+  const { train: trainRows, val: valRows, close: _close, ...report } = data;
   return {
     stage,
     steps: state.step,
