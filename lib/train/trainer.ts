@@ -102,9 +102,20 @@ export async function train(lm: LoadedModel, o: TrainOptions): Promise<TrainResu
   const cfg = lm.model.config;
   const maxLength = o.maxLength ?? Math.min(512, cfg.maxPositionEmbeddings);
   if (maxLength > cfg.maxPositionEmbeddings) throw new LlmboxError(`--max-length ${maxLength} exceeds the model's ${cfg.maxPositionEmbeddings} positions`, { field: '--max-length' });
+  if (o.qlora && !o.lora) throw new LlmboxError('QLoRA trains LoRA adapters over a 4-bit base', { field: '--qlora', fix: 'add --lora-rank' });
   const stage: Stage = o.stage ?? 'sft';
   const seed = o.seed ?? 42;
   const data = await prepareData(tok, { ...o, stage, maxLength, packing: o.packing ?? false, seed });
+  try {
+    return await trainOn(lm, o, data, { stage, seed, maxLength });
+  } finally {
+    data.close();
+  }
+}
+
+async function trainOn(lm: LoadedModel, o: TrainOptions, data: PreparedData, d: { stage: Stage; seed: number; maxLength: number }): Promise<TrainResult> {
+  const { stage, seed, maxLength } = d;
+  const tok = lm.tokenizer!;
   if (!data.train.length) throw new LlmboxError('no training rows after tokenization', { field: '--dataset' });
   const batchSize = o.batchSize ?? 8, accum = o.gradAccum ?? 1;
   const perStep = batchSize * accum;
@@ -113,7 +124,6 @@ export async function train(lm: LoadedModel, o: TrainOptions): Promise<TrainResu
   const schedule = { lr: o.lr ?? 1e-4, warmupSteps, totalSteps, schedule: o.schedule ?? 'cosine', minLrRatio: o.minLrRatio ?? 0 } as const;
   const pad = tok.padTokenId ?? lm.generation.padTokenId ?? 0;
 
-  if (o.qlora && !o.lora) throw new LlmboxError('QLoRA trains LoRA adapters over a 4-bit base', { field: '--qlora', fix: 'add --lora-rank' });
   const quantization = o.qlora ? quantizeBase(lm.model) : null;
   if (o.lora) addLora(lm.model, { seed, ...o.lora });
   const target = lm.model.lora ? lm.model.adapters : lm.model.params;
@@ -216,7 +226,6 @@ export async function train(lm: LoadedModel, o: TrainOptions): Promise<TrainResu
   } finally {
     lm.model.dropoutSeed = null;
     opt.dispose();
-    data.close();
   }
   const { train: trainRows, val: valRows, close: _close, ...report } = data;
   return {
