@@ -17,6 +17,16 @@ import { STORIES, tmp } from './helpers/models.js';
 const DATA = resolve(STORIES, '../../data');
 const SFT = join(DATA, 'sft_samples/dolly_hhrlhf_train_small.jsonl');
 const TEXT = join(DATA, 'pretrain_text/tinyshakespeare.txt');
+/** Runs fn with LLMBOX_CACHE_DIR pointing at a fresh folder. */
+async function inCacheDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = tmp();
+  process.env.LLMBOX_CACHE_DIR = dir;
+  try {
+    await fn(dir);
+  } finally {
+    delete process.env.LLMBOX_CACHE_DIR;
+  }
+}
 const rowsOf = (rs: RowSource) => Array.from({ length: rs.length }, (_, i) => rs.get(i));
 const base: Partial<TrainOptions> = { maxLength: 128, batchSize: 2, lr: 2e-3, valSize: 8, seed: 3 };
 
@@ -154,10 +164,8 @@ describe('training data', () => {
 });
 
 describe('tokenized cache', () => {
-  it('a second preparation reads the tokens from disk and gives the same rows; a corrupt file is rewritten', async () => {
-    const dir = tmp();
-    process.env.LLMBOX_CACHE_DIR = dir;
-    try {
+  it('a second preparation reads the tokens from disk and gives the same rows; a corrupt file is rewritten', () =>
+    inCacheDir(async (dir) => {
       const lm = await loadModel(STORIES);
       const o = { datasets: [SFT, join(DATA, 'pretrain_text/tinystories_sample.txt')], stage: 'sft' as const, packing: true, maxLength: 128, valSize: 8, seed: 1 };
       const first = await prepareData(lm.tokenizer!, o);
@@ -174,17 +182,12 @@ describe('tokenized cache', () => {
       expect(rowsOf(third.train)).toEqual(rowsOf(first.train));
       // Other settings are other keys.
       expect((await prepareData(lm.tokenizer!, { ...o, trainOnPrompt: true })).cacheHits).toBe(0);
-    } finally {
-      delete process.env.LLMBOX_CACHE_DIR;
-    }
-  });
+    }));
 });
 
 describe('pre-training data streamed from disk', () => {
-  it('rows are the documents, tokenized line by line into the cache, concatenated whole and cut to length', async () => {
-    const dir = tmp();
-    process.env.LLMBOX_CACHE_DIR = dir;
-    try {
+  it('rows are the documents, tokenized line by line into the cache, concatenated whole and cut to length', () =>
+    inCacheDir(async (dir) => {
       const lm = await loadModel(STORIES);
       const file = join(dir, 'docs.txt');
       const docs = Array.from({ length: 60 }, (_, i) => `Tom had ${i} red balls and ${i * 3 + 1} blue ones, said the story number ${i}.`);
@@ -213,10 +216,7 @@ describe('pre-training data streamed from disk', () => {
       expect(again.cacheHits).toBe(1);
       expect(rowsOf(again.train)).toEqual(rowsOf(data.train));
       again.close();
-    } finally {
-      delete process.env.LLMBOX_CACHE_DIR;
-    }
-  });
+    }));
 });
 
 describe('llmbox train CLI', () => {
