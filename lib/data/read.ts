@@ -1,11 +1,10 @@
-import { existsSync } from 'node:fs';
 import { dirname, extname, join } from 'node:path';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { tableFromIPC } from 'apache-arrow';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { LlmboxError } from '../errors.js';
-import { readDelimited, readJson, readJsonl, readText } from '../eval/tasks/files.js';
+import { parseJsonLine, readDelimited, readJson, readJsonl, readText } from '../eval/tasks/files.js';
 import { toRecord, type RecordFormat, type TrainingRecord } from './records.js';
 
 export type Row = Record<string, unknown>;
@@ -127,12 +126,6 @@ export async function* streamRecords(spec: string, opts: { dataDir?: string } = 
       yield { kind: 'text', text: line };
       continue;
     }
-    let parsed: Row;
-    try {
-      parsed = JSON.parse(line) as Row;
-    } catch (e) {
-      throw new LlmboxError(`row ${row + 1} is not valid JSON (${(e as Error).message})`, { file: spec });
-    }
-    yield toRecord(parsed, { file: spec, row });
+    yield toRecord(parseJsonLine(line, row, spec), { file: spec, row });
   }
 }

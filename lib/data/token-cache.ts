@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { writeFileAtomic } from '../util/fs.js';
 import type { Example } from './tokenize.js';
 
 /** LLMBOX_CACHE_DIR, else ~/.cache/llmbox: where tokenized datasets are kept between runs. */
@@ -24,62 +23,21 @@ export function cacheFile(key: string, dir = cacheDir()): string {
 // Layout: "LLMBOXTK" | u32 count | i32 lengths[count] | i32 ids[total] | u8 masks[total].
 const MAGIC = 'LLMBOXTK';
 
-function encode(examples: (Example | null)[]): Uint8Array {
-  const lengths = Int32Array.from(examples, (e) => (e ? e.inputIds.length : -1));
-  const total = examples.reduce((n, e) => n + (e ? e.inputIds.length : 0), 0);
-  const ids = new Int32Array(total), masks = new Uint8Array(total);
-  let at = 0;
-  for (const e of examples) {
-    if (!e) continue;
-    ids.set(e.inputIds, at);
-    masks.set(e.labelMask, at);
-    at += e.inputIds.length;
-  }
-  const out = new Uint8Array(8 + 4 + lengths.byteLength + ids.byteLength + masks.byteLength);
-  out.set(new TextEncoder().encode(MAGIC), 0);
-  new DataView(out.buffer).setUint32(8, examples.length, true);
-  out.set(new Uint8Array(lengths.buffer), 12);
-  out.set(new Uint8Array(ids.buffer), 12 + lengths.byteLength);
-  out.set(masks, 12 + lengths.byteLength + ids.byteLength);
-  return out;
-}
-
-function decode(buf: Buffer): (Example | null)[] | null {
-  if (buf.length < 12 || buf.subarray(0, 8).toString('latin1') !== MAGIC) return null;
-  const n = buf.readUInt32LE(8);
-  const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength).slice();
-  const lengths = new Int32Array(bytes.buffer, 12, n);
-  const total = lengths.reduce((a, l) => a + Math.max(0, l), 0);
-  if (bytes.byteLength !== 12 + 4 * n + 5 * total) return null;
-  const ids = new Int32Array(bytes.buffer, 12 + 4 * n, total), masks = new Uint8Array(bytes.buffer, 12 + 4 * n + 4 * total, total);
-  const out: (Example | null)[] = [];
-  let at = 0;
-  for (const l of lengths) {
-    if (l < 0) {
-      out.push(null);
-      continue;
-    }
-    out.push({ inputIds: Array.from(ids.subarray(at, at + l)), labelMask: masks.slice(at, at + l) });
-    at += l;
-  }
-  return out;
-}
-
 /**
- * Tokenized examples of one data file (null where a record is not tokenized, e.g. a preference
- * pair), from the cache when this file, tokenizer and settings were seen before; else produced and
- * written (atomically). A corrupt cache file is ignored and rewritten.
+ * A data file's tokens from the cache when this file, tokenizer and settings were seen before (and
+ * `reuse` is not false); else the examples are produced, streamed to the cache and opened from there.
+ * A broken cache file is rebuilt.
  */
-export function cachedExamples(key: string, produce: () => (Example | null)[], opts: { dir?: string; enabled?: boolean } = {}): { examples: (Example | null)[]; hit: boolean } {
-  if (opts.enabled === false) return { examples: produce(), hit: false };
+export async function openTokenCache(key: string, produce: () => AsyncIterable<Example | null>, opts: { reuse?: boolean; dir?: string } = {}): Promise<{ store: TokenStore; hit: boolean }> {
   const file = cacheFile(key, opts.dir);
-  if (existsSync(file)) {
-    const got = decode(readFileSync(file));
-    if (got) return { examples: got, hit: true };
+  if (opts.reuse !== false && existsSync(file)) {
+    try {
+      return { store: new TokenStore(file), hit: true };
+    } catch {
+      // rebuilt below
+    }
   }
-  const examples = produce();
-  writeFileAtomic(file, encode(examples));
-  return { examples, hit: false };
+  return { store: new TokenStore(await writeTokenCache(key, produce(), opts)), hit: false };
 }
 
 /**
@@ -139,19 +97,28 @@ export class TokenStore {
   private readonly idsAt: number;
   readonly totalTokens: number;
 
+  /** Opens a cache file; throws when it is not one or is cut short (a half-written or foreign file). */
   constructor(readonly file: string) {
     this.fd = openSync(file, 'r');
-    const head = Buffer.alloc(12);
-    readSync(this.fd, head, 0, 12, 0);
-    if (head.subarray(0, 8).toString('latin1') !== MAGIC) throw new Error(`${file} is not a tokenized cache file`);
-    this.count = head.readUInt32LE(8);
-    const lens = Buffer.alloc(4 * this.count);
-    readSync(this.fd, lens, 0, lens.length, 12);
-    this.lengths = new Int32Array(lens.buffer, lens.byteOffset, this.count).slice();
-    this.offsets = new Float64Array(this.count + 1);
-    for (let i = 0; i < this.count; i++) this.offsets[i + 1] = this.offsets[i] + Math.max(0, this.lengths[i]);
-    this.totalTokens = this.offsets[this.count];
-    this.idsAt = 12 + 4 * this.count;
+    try {
+      const size = fstatSync(this.fd).size;
+      const head = Buffer.alloc(12);
+      readSync(this.fd, head, 0, 12, 0);
+      if (size < 12 || head.subarray(0, 8).toString('latin1') !== MAGIC) throw new Error(`${file} is not a tokenized cache file`);
+      this.count = head.readUInt32LE(8);
+      if (size < 12 + 4 * this.count) throw new Error(`${file} is cut short`);
+      const lens = Buffer.alloc(4 * this.count);
+      readSync(this.fd, lens, 0, lens.length, 12);
+      this.lengths = new Int32Array(lens.buffer, lens.byteOffset, this.count).slice();
+      this.offsets = new Float64Array(this.count + 1);
+      for (let i = 0; i < this.count; i++) this.offsets[i + 1] = this.offsets[i] + Math.max(0, this.lengths[i]);
+      this.totalTokens = this.offsets[this.count];
+      this.idsAt = 12 + 4 * this.count;
+      if (size !== this.idsAt + 5 * this.totalTokens) throw new Error(`${file} has the wrong size`);
+    } catch (e) {
+      closeSync(this.fd);
+      throw e;
+    }
   }
 
   /** Token ids [start, start + n) of example i. */

@@ -1,9 +1,9 @@
 import { LlmboxError } from '../errors.js';
 import { mix, shuffled, type MixtureOptions } from '../data/mixture.js';
-import { datasetInfo, readRecords, streamRecords } from '../data/read.js';
+import { datasetInfo, streamRecords } from '../data/read.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { cacheFile, cachedExamples, tokenCacheKey, TokenStore, writeTokenCache } from '../data/token-cache.js';
+import { openTokenCache, tokenCacheKey, type TokenStore } from '../data/token-cache.js';
 import { tokenizeRecord, type Example, type TokenizeOptions } from '../data/tokenize.js';
 import { seededRandom } from '../models/sampling.js';
 import type { TextTokenizer } from '../models/tokenizer.js';
@@ -55,36 +55,77 @@ export interface PreparedData {
 export async function prepareData(tok: TextTokenizer, o: DataOptions): Promise<PreparedData> {
   if (!o.datasets.length) throw new LlmboxError('no training data given', { field: '--dataset', fix: 'pass one or more files (or dataset_info.json names)' });
   if (o.stage === 'pt') return preparePretraining(tok, o);
-  const read = await Promise.all(o.datasets.map((d) => readRecords(d, { dataDir: o.dataDir })));
   // Text sources may join an instruction mixture (every token a target); preference pairs need a
   // preference trainer.
-  const settings = { template: o.template ?? null, trainOnPrompt: !!o.trainOnPrompt };
-  let dropped = 0, cacheHits = 0;
-  const usable = read.map((r, i) => {
-    const key = tokenCacheKey(r.file, tok.fingerprint, { spec: o.datasets[i], dataDir: o.dataDir ?? null, ...settings });
-    const { examples, hit } = cachedExamples(key, () => r.records.map((x) => (x.kind === 'preference' ? null : tokenizeRecord(tok, x, { template: o.template, trainOnPrompt: settings.trainOnPrompt }))), { enabled: o.cache });
-    if (hit) cacheHits++;
-    const kept = examples.filter((e): e is Example => e !== null && e.labelMask.some((m) => m === 1));
-    dropped += examples.filter((e) => e !== null).length - kept.length;
-    if (!kept.length) throw new LlmboxError('no text or conversation records with something to learn (preference pairs are for DPO)', { file: r.file, fix: 'check the file' });
-    return kept;
-  });
-  const mixed = mix(usable, { strategy: o.mixStrategy ?? (o.datasetRatio ? 'ratio' : 'concat'), ratios: o.datasetRatio, total: o.mixTotal, seed: o.seed ?? 42 });
-  const items = shuffled(mixed.items, seededRandom((o.seed ?? 42) + 1));
-  const nVal = valCount(o, items.length);
+  const opened = await openSources(tok, o, !!o.trainOnPrompt);
+  let dropped = 0;
+  // Instruction data is packed from all its examples at once, so they are read into memory.
+  const usable = (() => {
+    try {
+      return opened.stores.map((st, i) => {
+        const kept: Example[] = [];
+        for (let k = 0; k < st.count; k++) {
+          const e = st.example(k);
+          if (e && e.labelMask.some((m) => m === 1)) kept.push(e);
+          else if (e) dropped++;
+        }
+        if (!kept.length) throw new LlmboxError('no text or conversation records with something to learn (preference pairs are for DPO)', { file: opened.sources[i].file, fix: 'check the file' });
+        return kept;
+      });
+    } finally {
+      opened.close();
+    }
+  })();
+  const { mixed, val: valItems, train: trainItems } = mixAndSplit(usable, o);
   const layout = (ex: Example[]) => (o.packing ? packRows(ex, o.maxLength) : unpackedRows(ex, o.maxLength));
-  const train = layout(items.slice(nVal).map((x) => x.item));
-  const val = nVal ? layout(items.slice(0, nVal).map((x) => x.item)).rows : [];
+  const train = layout(trainItems.map((x) => x.item));
+  const val = valItems.length ? layout(valItems.map((x) => x.item)).rows : [];
   return {
     train: rowArray(train.rows),
     close: () => undefined,
     val: budgeted(val, o.evalTokens ?? 32768),
-    sources: read.map((r, i) => ({ name: r.name, file: r.file, examples: usable[i].length, mixed: mixed.counts[i], proportion: mixed.proportions[i] })),
+    sources: opened.sources.map((s, i) => ({ ...s, examples: usable[i].length, mixed: mixed.counts[i], proportion: mixed.proportions[i] })),
     utilisation: train.utilisation,
     truncated: train.truncated,
     dropped: dropped + train.dropped,
-    cacheHits,
+    cacheHits: opened.cacheHits,
   };
+}
+
+/**
+ * Each dataset's tokens in the on-disk cache, tokenized on a miss while its records are streamed
+ * (JSON Lines and text line by line), so neither stage holds a source's raw text whole.
+ */
+async function openSources(tok: TextTokenizer, o: DataOptions, trainOnPrompt: boolean): Promise<{ stores: TokenStore[]; sources: { name: string; file: string }[]; cacheHits: number; close(): void }> {
+  const settings = { template: o.template ?? null, trainOnPrompt };
+  const stores: TokenStore[] = [];
+  const sources: { name: string; file: string }[] = [];
+  let cacheHits = 0;
+  const close = () => stores.forEach((s) => s.close());
+  try {
+    for (const spec of o.datasets) {
+      const file = existsSync(spec) ? spec : datasetInfo(join(o.dataDir ?? '.', 'dataset_info.json'), spec).path;
+      const key = tokenCacheKey(file, tok.fingerprint, { spec, dataDir: o.dataDir ?? null, ...settings });
+      const { store, hit } = await openTokenCache(key, async function* () {
+        for await (const r of streamRecords(spec, { dataDir: o.dataDir })) yield r.kind === 'preference' ? null : tokenizeRecord(tok, r, { template: o.template, trainOnPrompt });
+      }, { reuse: o.cache });
+      if (hit) cacheHits++;
+      stores.push(store);
+      sources.push({ name: spec, file });
+    }
+  } catch (e) {
+    close();
+    throw e;
+  }
+  return { stores, sources, cacheHits, close };
+}
+
+/** The mixture, shuffled, with the held-out examples first split off. */
+function mixAndSplit<T>(usable: T[][], o: DataOptions) {
+  const mixed = mix(usable, { strategy: o.mixStrategy, ratios: o.datasetRatio, total: o.mixTotal, seed: o.seed ?? 42 });
+  const items = shuffled(mixed.items, seededRandom((o.seed ?? 42) + 1));
+  const nVal = valCount(o, items.length);
+  return { mixed, val: items.slice(0, nVal), train: items.slice(nVal) };
 }
 
 /** Held-out count: a fraction (< 1) or a count; default 5%, at most 200. */
@@ -106,37 +147,7 @@ function budgeted(rows: Row[], budget: number): Row[] {
  * holds 4 bytes per document and 16 per mixture item, not the corpus.
  */
 async function preparePretraining(tok: TextTokenizer, o: DataOptions): Promise<PreparedData> {
-  const settings = { template: o.template ?? null, trainOnPrompt: true };
-  let cacheHits = 0;
-  const stores: TokenStore[] = [];
-  const sources: { name: string; file: string }[] = [];
-  try {
-    for (const spec of o.datasets) {
-      const file = existsSync(spec) ? spec : datasetInfo(join(o.dataDir ?? '.', 'dataset_info.json'), spec).path;
-      const key = tokenCacheKey(file, tok.fingerprint, { spec, dataDir: o.dataDir ?? null, ...settings });
-      const cached = cacheFile(key);
-      let store: TokenStore | undefined;
-      if (o.cache !== false && existsSync(cached)) {
-        try {
-          store = new TokenStore(cached);
-          cacheHits++;
-        } catch {
-          store = undefined; // a broken cache file is rebuilt
-        }
-      }
-      if (!store) {
-        async function* examples() {
-          for await (const r of streamRecords(spec, { dataDir: o.dataDir })) yield r.kind === 'preference' ? null : tokenizeRecord(tok, r, { template: o.template, trainOnPrompt: true });
-        }
-        store = new TokenStore(await writeTokenCache(key, examples()));
-      }
-      stores.push(store);
-      sources.push({ name: spec, file });
-    }
-  } catch (e) {
-    stores.forEach((s) => s.close());
-    throw e;
-  }
+  const { stores, sources, cacheHits, close } = await openSources(tok, o, true);
   // A document of one token (BOS alone) predicts nothing.
   let dropped = 0;
   const usable = stores.map((st, i) => {
@@ -148,12 +159,9 @@ async function preparePretraining(tok: TextTokenizer, o: DataOptions): Promise<P
     if (!idx.length) throw new LlmboxError('no text to learn from', { file: sources[i].file, fix: 'check the file' });
     return idx;
   });
-  const mixed = mix(usable, { strategy: o.mixStrategy ?? (o.datasetRatio ? 'ratio' : 'concat'), ratios: o.datasetRatio, total: o.mixTotal, seed: o.seed ?? 42 });
-  const items = shuffled(mixed.items, seededRandom((o.seed ?? 42) + 1));
-  const nVal = valCount(o, items.length);
-  const valEx = items.slice(0, nVal).map((x) => stores[x.source].example(x.item)!);
+  const { mixed, val: valItems, train } = mixAndSplit(usable, o);
+  const valEx = valItems.map((x) => stores[x.source].example(x.item)!);
   const val = valEx.length ? (valEx.reduce((n, e) => n + e.inputIds.length, 0) < o.maxLength ? unpackedRows(valEx, o.maxLength) : chunkRows(valEx, o.maxLength)).rows : [];
-  const train = items.slice(nVal);
   const prefix = new Float64Array(train.length + 1);
   train.forEach((x, k) => (prefix[k + 1] = prefix[k] + stores[x.source].lengths[x.item]));
   const T = o.maxLength;
@@ -188,6 +196,6 @@ async function preparePretraining(tok: TextTokenizer, o: DataOptions): Promise<P
     truncated: 0,
     dropped,
     cacheHits,
-    close: () => stores.forEach((s) => s.close()),
+    close,
   };
 }

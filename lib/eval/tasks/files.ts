@@ -14,16 +14,20 @@ export function readText(file: string): string {
   }
 }
 
+/** One line of a JSON Lines file (0-based `index`); a broken line is reported with its file and row. */
+export function parseJsonLine(line: string, index: number, file: string): Record<string, unknown> {
+  try {
+    return JSON.parse(line);
+  } catch (e) {
+    throw new LlmboxError(`row ${index + 1} is not valid JSON (${(e as Error).message})`, { file });
+  }
+}
+
 /** A JSON Lines file; a broken line is reported with its file and row. */
 export function readJsonl(file: string): Record<string, unknown>[] {
   const rows: Record<string, unknown>[] = [];
   readText(file).split('\n').forEach((line, i) => {
-    if (!line.trim()) return;
-    try {
-      rows.push(JSON.parse(line));
-    } catch (e) {
-      throw new LlmboxError(`row ${i + 1} is not valid JSON (${(e as Error).message})`, { file });
-    }
+    if (line.trim()) rows.push(parseJsonLine(line, i, file));
   });
   return rows;
 }
