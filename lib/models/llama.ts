@@ -5,7 +5,7 @@ import type { ModelConfig } from './config.js';
 import { KVCache, type PastKV } from './kv-cache.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
 import type { RawTensor } from './safetensors.js';
-import { dequantizeNF4, type NF4Tensor } from '../train/nf4.js';
+import { dequantizedTensor, type NF4Tensor } from '../train/nf4.js';
 
 /** Additive mask value: large enough that exp() underflows to exactly 0, finite so padded rows stay finite. */
 const MASKED = -1e9;
@@ -171,6 +171,20 @@ function segmentedAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor2D, plan
   return embedding(all, plan.back) as tf.Tensor2D;
 }
 
+/** The segments of a batch as runs of equal non-zero ids: flat start (b * T + t) and length. */
+function segmentRuns(segments: number[][], T: number): { start: number; len: number }[] {
+  const runs: { start: number; len: number }[] = [];
+  segments.forEach((row, b) => {
+    for (let t = 0; t < T; ) {
+      let e = t + 1;
+      while (e < T && row[e] === row[t]) e++;
+      if (row[t] !== 0) runs.push({ start: b * T + t, len: e - t });
+      t = e;
+    }
+  });
+  return runs;
+}
+
 /** Packed attention: the segments of a batch grouped by length, and where each token's output lands. */
 interface SegmentPlan {
   buckets: { n: number; L: number; idx: tf.Tensor1D; blocks: QueryBlock[] }[];
@@ -186,15 +200,7 @@ interface SegmentPlan {
  * the gathers use `embedding`, whose gradient runs on every backend.
  */
 function segmentPlan(segments: number[][], T: number, heads: number, window: number | null): SegmentPlan {
-  const segs: { start: number; len: number }[] = [];
-  segments.forEach((row, b) => {
-    for (let t = 0; t < T; ) {
-      let e = t + 1;
-      while (e < T && row[e] === row[t]) e++;
-      if (row[t] !== 0) segs.push({ start: b * T + t, len: e - t });
-      t = e;
-    }
-  });
+  const segs = segmentRuns(segments, T);
   const byKey = new Map<number, { start: number; len: number }[]>();
   for (const sg of segs) {
     const key = Math.max(16, 2 ** Math.ceil(Math.log2(sg.len)));
@@ -297,7 +303,7 @@ export class LlamaModel {
   toRaw(): Map<string, RawTensor> {
     const out = new Map<string, RawTensor>();
     for (const [name, q] of this.quantized) {
-      const t = tf.tidy(() => tf.transpose(tf.tensor2d(dequantizeNF4(q), q.shape as [number, number])));
+      const t = tf.tidy(() => tf.transpose(dequantizedTensor(q)));
       out.set(name, { shape: t.shape, data: t.dataSync() as Float32Array });
       t.dispose();
     }
@@ -326,15 +332,7 @@ export class LlamaModel {
 
   private useGather(segments: number[][], T: number): boolean {
     if (this.segmentAttention !== 'auto') return this.segmentAttention === 'gather';
-    let blocks = 0;
-    for (const row of segments) {
-      for (let t = 0; t < T; ) {
-        let e = t + 1;
-        while (e < T && row[e] === row[t]) e++;
-        if (row[t] !== 0) blocks += (e - t) ** 2;
-        t = e;
-      }
-    }
+    const blocks = segmentRuns(segments, T).reduce((n, r) => n + r.len ** 2, 0);
     return blocks <= 0.25 * segments.length * T * T;
   }
 
@@ -412,7 +410,7 @@ export class LlamaModel {
       const lora = this.lora;
       const linear = (x: tf.Tensor2D, name: string) => {
         const q = this.quantized.get(`${name}.weight`);
-        const W = q ? () => tf.tensor2d(dequantizeNF4(q), q.shape as [number, number]) : this.p<tf.Rank.R2>(`${name}.weight`);
+        const W = q ? () => dequantizedTensor(q) : this.p<tf.Rank.R2>(`${name}.weight`);
         const A = lora && (this.adapters.get(`${name}.lora_A`) as tf.Tensor2D | undefined);
         let y: tf.Tensor2D;
         if (lora && A) {
@@ -436,25 +434,21 @@ export class LlamaModel {
           // Queries are scaled by 1/sqrt(D) here, on [B, T, heads, D], rather than the scores.
           const q = tf.mul(rope(linear(x, `${pre}self_attn.q_proj`).reshape([B, T, nH, D])), scale) as tf.Tensor4D;
           const kTok = rope(linear(x, `${pre}self_attn.k_proj`).reshape([B, T, kvH, D]));
-          const vTok = linear(x, `${pre}self_attn.v_proj`);
-          if (plan) {
-            const merged = segmentedAttention(q, kTok, vTok as tf.Tensor2D, plan, { kvH, group, D });
-            const attended = tf.add(input, linear(merged, `${pre}self_attn.o_proj`));
-            const y = rmsNorm(attended, this.p<tf.Rank.R1>(`${pre}post_attention_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
-            const act = swiglu(linear(y, `${pre}mlp.gate_proj`), linear(y, `${pre}mlp.up_proj`)) as tf.Tensor2D;
-            return tf.add(attended, linear(act, `${pre}mlp.down_proj`)) as tf.Tensor2D;
-          }
-          let k = kTok.transpose([0, 2, 1, 3]) as tf.Tensor4D;
-          let v = vTok.reshape([B, T, kvH, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
-          if (opts.collect) {
-            opts.collect.keys.push(tf.keep(k));
-            opts.collect.values.push(tf.keep(v));
-          }
-          if (cache) {
-            cache.write(l, k, v);
-            [k, v] = cache.read(l);
-          }
-          const merged = attention(q, k, v, blocks, prefix && { keys: prefix.keys[l], values: prefix.values[l] }, { B, T, P, kvH, group, D });
+          const vTok = linear(x, `${pre}self_attn.v_proj`) as tf.Tensor2D;
+          const attend = () => {
+            let k = kTok.transpose([0, 2, 1, 3]) as tf.Tensor4D;
+            let v = vTok.reshape([B, T, kvH, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+            if (opts.collect) {
+              opts.collect.keys.push(tf.keep(k));
+              opts.collect.values.push(tf.keep(v));
+            }
+            if (cache) {
+              cache.write(l, k, v);
+              [k, v] = cache.read(l);
+            }
+            return attention(q, k, v, blocks, prefix && { keys: prefix.keys[l], values: prefix.values[l] }, { B, T, P, kvH, group, D });
+          };
+          const merged = plan ? segmentedAttention(q, kTok, vTok, plan, { kvH, group, D }) : attend();
           const attended = tf.add(input, linear(merged, `${pre}self_attn.o_proj`));
           const y = rmsNorm(attended, this.p<tf.Rank.R1>(`${pre}post_attention_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
           const act = swiglu(linear(y, `${pre}mlp.gate_proj`), linear(y, `${pre}mlp.up_proj`)) as tf.Tensor2D;

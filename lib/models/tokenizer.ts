@@ -38,13 +38,22 @@ export class TextTokenizer {
   readonly padTokenId: number | undefined;
   readonly chatTemplate: string | undefined;
   readonly vocabSize: number;
-  /** A hash of tokenizer.json and tokenizer_config.json: what tokenized caches are keyed by. */
-  readonly fingerprint: string;
+  private readonly json: Json;
+  private hash: string | undefined;
+
+  /**
+   * A hash of tokenizer.json and tokenizer_config.json: what tokenized caches are keyed by. Computed
+   * when first asked (serialising a large vocabulary is not work for every model load).
+   */
+  get fingerprint(): string {
+    this.hash ??= createHash('sha256').update(JSON.stringify(this.json)).update(JSON.stringify(this.config)).digest('hex').slice(0, 16);
+    return this.hash;
+  }
 
   constructor(tokenizerJson: Json, config: Json = {}) {
     this.tok = new Tokenizer(tokenizerJson, config);
     this.config = config;
-    this.fingerprint = createHash('sha256').update(JSON.stringify(tokenizerJson)).update(JSON.stringify(config)).digest('hex').slice(0, 16);
+    this.json = tokenizerJson;
     const id = (key: string) => {
       const c = tokenContent(config[key]);
       return c === undefined ? undefined : this.tok.token_to_id(c);

@@ -5,7 +5,7 @@ import { LlmboxError } from '../errors.js';
 import { LINEARS, type LlamaModel, type LoraSettings } from '../models/llama.js';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../models/safetensors.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { dequantizeNF4, nf4Bytes, quantizeNF4 } from './nf4.js';
+import { dequantizedTensor, nf4Bytes, quantizeNF4 } from './nf4.js';
 
 export interface LoraOptions {
   rank: number;
@@ -59,7 +59,7 @@ export function mergeLora(model: LlamaModel): void {
     const name = `${layer}.weight`;
     // A QLoRA base is merged in float32: the merged weights are no longer on the NF4 grid.
     const q = model.quantized.get(name);
-    const W = q ? tf.tensor2d(dequantizeNF4(q), q.shape as [number, number]) : model.params.get(name)!;
+    const W = q ? dequantizedTensor(q) : model.params.get(name)!;
     const merged = tf.tidy(() => tf.add(W, tf.mul(tf.matMul(model.adapters.get(`${layer}.lora_A`)!, model.adapters.get(`${layer}.lora_B`)!), scale)));
     W.dispose();
     model.quantized.delete(name);

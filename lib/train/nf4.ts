@@ -1,3 +1,5 @@
+import * as tf from '@tensorflow/tfjs';
+
 /**
  * NF4 quantization with double quantization (Dettmers et al. 2023, QLoRA): weights in blocks of 64,
  * each value stored as a 4-bit index into the 16 NormalFloat levels (quantiles of N(0, 1) scaled to
@@ -82,6 +84,11 @@ export function dequantizeNF4(q: NF4Tensor): Float32Array {
     out[i] = NF4_LEVELS[i & 1 ? byte >> 4 : byte & 15] * scales[Math.floor(i / NF4_BLOCK)];
   }
   return out;
+}
+
+/** A quantized matrix as a float32 tensor (the caller disposes it). */
+export function dequantizedTensor(q: NF4Tensor): tf.Tensor2D {
+  return tf.tensor2d(dequantizeNF4(q), q.shape as [number, number]);
 }
 
 /** Bytes the quantized tensor holds. */
