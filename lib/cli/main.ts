@@ -352,36 +352,42 @@ export function buildCli(): Command {
   return program;
 }
 
-/** Step, loss, learning rate and tokens/s on stderr: redrawn in place on a terminal, a line every 10 s otherwise. */
-function trainProgress(): { step: (m: StepMetrics, total: number) => void; eval: (e: { step: number; loss: number }) => void } {
-  const tty = process.stderr.isTTY;
+/** A status line on stderr: redrawn in place on a terminal; elsewhere a line every 10 s and the last one. */
+function statusLine(): { update(line: () => string, final: boolean): void; tty: boolean } {
+  const tty = !!process.stderr.isTTY;
   let last = 0;
   return {
-    step: (m, total) => {
+    tty,
+    update(line, final) {
       const now = Date.now();
-      if (!tty && m.step !== total && now - last < 10_000) return;
+      if (!tty && !final && now - last < 10_000) return;
       last = now;
-      const width = 24, filled = Math.round((width * m.step) / total);
-      const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] step ${m.step}/${total} loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} |g| ${m.gradNorm.toFixed(2)} ${Math.round(m.tokensPerSecond)} tok/s`;
-      process.stderr.write(tty ? `\r\x1b[K${line}${m.step === total ? '\n' : ''}` : `${line}\n`);
+      process.stderr.write(tty ? `\r\x1b[K${line()}${final ? '\n' : ''}` : `${line()}\n`);
     },
-    eval: (e) => process.stderr.write(`${tty ? '\r\x1b[K' : ''}eval loss at step ${e.step}: ${e.loss.toFixed(4)}\n`),
   };
 }
 
-/** Instances/s and ETA on stderr: redrawn in place on a terminal, a line every 10 s otherwise. */
-function progressPrinter(): (p: Progress) => void {
-  const tty = process.stderr.isTTY;
-  let last = 0;
-  return (p) => {
-    const now = Date.now();
-    const finished = p.done === p.total;
-    if (!tty && !finished && now - last < 10_000) return;
-    last = now;
-    const eta = Number.isFinite(p.etaSeconds) ? `${Math.floor(p.etaSeconds / 60)}m${String(Math.round(p.etaSeconds % 60)).padStart(2, '0')}s` : '?';
-    const line = `${p.task}: ${p.done}/${p.total} instances, ${p.rate.toFixed(1)}/s, ETA ${eta}`;
-    process.stderr.write(tty ? `\r\x1b[K${line}${finished ? '\n' : ''}` : `${line}\n`);
+/** Step, loss, learning rate and tokens/s as a progress bar on stderr; evaluation losses as lines. */
+function trainProgress(): { step: (m: StepMetrics, total: number) => void; eval: (e: { step: number; loss: number }) => void } {
+  const status = statusLine();
+  return {
+    step: (m, total) =>
+      status.update(() => {
+        const width = 24, filled = Math.round((width * m.step) / total);
+        return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] step ${m.step}/${total} loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} |g| ${m.gradNorm.toFixed(2)} ${Math.round(m.tokensPerSecond)} tok/s`;
+      }, m.step === total),
+    eval: (e) => process.stderr.write(`${status.tty ? '\r\x1b[K' : ''}eval loss at step ${e.step}: ${e.loss.toFixed(4)}\n`),
   };
+}
+
+/** Instances/s and ETA on stderr. */
+function progressPrinter(): (p: Progress) => void {
+  const status = statusLine();
+  return (p) =>
+    status.update(() => {
+      const eta = Number.isFinite(p.etaSeconds) ? `${Math.floor(p.etaSeconds / 60)}m${String(Math.round(p.etaSeconds % 60)).padStart(2, '0')}s` : '?';
+      return `${p.task}: ${p.done}/${p.total} instances, ${p.rate.toFixed(1)}/s, ETA ${eta}`;
+    }, p.done === p.total);
 }
 
 export async function main(argv = process.argv): Promise<void> {

@@ -33,8 +33,13 @@ function truncate(ex: Example, maxLength: number): Example {
   return ex.inputIds.length <= maxLength ? ex : { inputIds: ex.inputIds.slice(0, maxLength), labelMask: ex.labelMask.slice(0, maxLength) };
 }
 
+/** Tokens that hold data (segment id not 0) in rows of segment ids. */
+export function realTokens(segments: number[][]): number {
+  return segments.reduce((n, row) => n + row.filter((s) => s !== 0).length, 0);
+}
+
 function report(rows: Row[], maxLength: number, truncated: number, dropped = 0): RowsReport {
-  const real = rows.reduce((n, r) => n + r.segments.filter((s) => s !== 0).length, 0);
+  const real = realTokens(rows.map((r) => r.segments));
   return { rows, utilisation: rows.length ? real / (rows.length * maxLength) : 0, truncated, dropped };
 }
 

@@ -6,7 +6,7 @@ import { LlmboxError } from '../errors.js';
 import type { LoadedModel } from '../models/load.js';
 import { seededRandom } from '../models/sampling.js';
 import { shuffled } from '../data/mixture.js';
-import { toBatch, type Row } from './batches.js';
+import { realTokens, toBatch, type Row } from './batches.js';
 import { restoreCheckpoint, saveWeights, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { prepareData, type DataOptions, type PreparedData, type Stage } from './data.js';
 import { batchLossSum } from './loss.js';
@@ -71,10 +71,6 @@ export interface TrainResult {
   parameters: { total: number; trainable: number };
   /** QLoRA: bytes of the base linear weights in float32 and as NF4. */
   quantization: { float32Bytes: number; nf4Bytes: number } | null;
-}
-
-function realTokens(rows: Row[]): number {
-  return rows.reduce((n, r) => n + r.segments.filter((s) => s !== 0).length, 0);
 }
 
 /** Mean target loss over rows, in batches, without gradients. */
@@ -174,7 +170,7 @@ async function trainOn(lm: LoadedModel, o: TrainOptions, data: PreparedData, d: 
       const t0 = performance.now();
       const micro = Array.from({ length: accum }, (_, k) => toBatch(Array.from({ length: batchSize }, (_, j) => rowAt((step * accum + k) * batchSize + j)), pad));
       const targets = micro.reduce((n, b) => n + b.targetCount, 0);
-      const tokens = micro.reduce((n, b) => n + realTokens(b.ids.map((ids, i) => ({ ids, segments: b.segments[i], targets: b.targets[i] }))), 0);
+      const tokens = micro.reduce((n, b) => n + realTokens(b.segments), 0);
       let lossSum = 0;
       let acc: Map<string, tf.Tensor> | null = null;
       const originals = names.map((n) => target.get(n)!);
