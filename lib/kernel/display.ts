@@ -34,10 +34,16 @@ export function resetPlotly(): void {
   plotlySent = false;
 }
 
-function figureHTML(fig: Figure): string {
-  const lib = plotlySent ? '' : `<script type="text/javascript">${plotlyScript()}</script>\n`;
+/** plotly.js as a script element the first time in the session, else nothing. */
+function plotlyOnce(): string {
+  if (plotlySent) return '';
   plotlySent = true;
-  return lib + fig.toHTML();
+  return `<script type="text/javascript">${plotlyScript()}</script>`;
+}
+
+function figureHTML(fig: Figure): string {
+  const lib = plotlyOnce();
+  return lib ? `${lib}\n${fig.toHTML()}` : fig.toHTML();
 }
 
 /**
@@ -45,9 +51,8 @@ function figureHTML(fig: Figure): string {
  * replaces its content, and plotly.js must not vanish with an old frame of a live chart.
  */
 function ensurePlotly(write: WriteDisplayData): void {
-  if (plotlySent) return;
-  write({ data: { 'text/html': `<script type="text/javascript">${plotlyScript()}</script>`, 'text/plain': '' }, metadata: {}, transient: {} }, false);
-  plotlySent = true;
+  const lib = plotlyOnce();
+  if (lib) write({ data: { 'text/html': lib, 'text/plain': '' }, metadata: {}, transient: {} }, false);
 }
 
 interface Rich {

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LlmboxError } from '../errors.js';
-import { parseConfig } from '../models/config.js';
 import { LlamaModel } from '../models/llama.js';
 import { saveModel, type LoadedModel } from '../models/load.js';
 import { TextTokenizer } from '../models/tokenizer.js';
@@ -113,13 +112,10 @@ export function expandVocabulary(lm: LoadedModel, learned: { token: string; merg
   grow('model.embed_tokens.weight');
   if (cfg.tieWordEmbeddings) raw.delete('lm_head.weight');
   else grow('lm_head.weight');
-  const config = parseConfig({ ...toHf(lm), vocab_size: newVocab }, 'expanded config');
+  const config = { ...cfg, vocabSize: newVocab };
   return { model: LlamaModel.fromRaw(config, raw, 'expanded model'), tokenizerJson, firstNewId };
 }
 
-function toHf(lm: LoadedModel): Json {
-  return JSON.parse(readFileSync(join(lm.dir, 'config.json'), 'utf8')) as Json;
-}
 
 /** Learns `count` tokens from the corpus files and writes the expanded model folder. */
 export function mergeTokenizer(lm: LoadedModel, corpus: string[], count: number, output: string): VocabExpansion {
