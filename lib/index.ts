@@ -28,7 +28,7 @@ export { mix, type Mixture, type MixtureOptions } from './data/mixture.js';
 export { train, evalLoss, type TrainOptions, type TrainResult, type StepMetrics } from './train/trainer.js';
 export { prepareData, type DataOptions, type PreparedData, type Stage } from './train/data.js';
 export { packRows, unpackedRows, chunkRows, toBatch, type Row, type Batch, type RowsReport } from './train/batches.js';
-export { addLora, mergeLora, saveAdapter, loadAdapter, type LoraOptions } from './train/lora.js';
+export { addLora, mergeLora, dropLora, saveAdapter, loadAdapter, type LoraOptions } from './train/lora.js';
 export { AdamW, learningRate, clipByGlobalNorm, type Schedule } from './train/optim.js';
 export { readRows, readRecords, datasetInfo, type DatasetInfo } from './data/read.js';
 export { lossFigure, mixtureFigure } from './report/charts.js';

@@ -3,7 +3,7 @@ import { initEngine, tf } from '../lib/engine/index.js';
 import { loadModel } from '../lib/models/load.js';
 import { seededRandom } from '../lib/models/sampling.js';
 import { blockScales, dequantizeNF4, NF4_LEVELS, nf4Bytes, quantizeNF4 } from '../lib/train/nf4.js';
-import { addLora, mergeLora, quantizeBase } from '../lib/train/lora.js';
+import { addLora, dropLora, mergeLora, quantizeBase } from '../lib/train/lora.js';
 import { train } from '../lib/train/trainer.js';
 import { STORIES } from './helpers/models.js';
 
@@ -70,9 +70,7 @@ describe('QLoRA', () => {
     expect(rel).toBeLessThan(0.3); // 4-bit weights move this tiny model's logits by ~0.22 (relative RMS)
     addLora(lm.model, { rank: 4, targets: ['all-linear'] });
     expect(await logits(lm)).toEqual(quant);
-    lm.model.lora = null;
-    for (const t of lm.model.adapters.values()) t.dispose();
-    lm.model.adapters.clear();
+    dropLora(lm.model);
 
     const data = `${STORIES}/../../data/sft_samples/dolly_hhrlhf_train_small.jsonl`;
     const r = await train(lm, { datasets: [data], stage: 'sft', maxLength: 128, batchSize: 2, maxSteps: 4, lr: 1e-2, valSize: 8, evalEvery: 4, qlora: true, lora: { rank: 4, targets: ['all-linear'] } });

@@ -6,7 +6,7 @@ import { LlamaModel } from '../models/llama.js';
 import { readModelWeights, readSafetensors, writeSafetensors, type RawTensor } from '../models/safetensors.js';
 import { saveModel, type LoadedModel } from '../models/load.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { loadAdapter, saveAdapter } from './lora.js';
+import { dropLora, loadAdapter, saveAdapter } from './lora.js';
 import type { AdamW } from './optim.js';
 
 /** What a checkpoint records besides weights: enough to continue the same run. */
@@ -77,9 +77,7 @@ export function restoreCheckpoint(output: string, lm: LoadedModel, opt: AdamW, r
   }
   if (lm.model.lora) {
     const settings = lm.model.lora;
-    for (const t of lm.model.adapters.values()) t.dispose();
-    lm.model.adapters.clear();
-    lm.model.lora = null;
+    dropLora(lm.model);
     loadAdapter(last.dir, lm.model);
     lm.model.lora = settings; // dropout and targets as this run set them
   } else {

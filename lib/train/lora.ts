@@ -65,6 +65,11 @@ export function mergeLora(model: LlamaModel): void {
     model.quantized.delete(name);
     model.params.set(name, merged);
   }
+  dropLora(model);
+}
+
+/** Removes the adapters (unmerged) and their settings. */
+export function dropLora(model: LlamaModel): void {
   for (const t of model.adapters.values()) t.dispose();
   model.adapters.clear();
   model.lora = null;
