@@ -16,7 +16,7 @@
 import { fileURLToPath } from 'node:url';
 import { initEngine } from '../lib/engine/index.js';
 import { evaluate, type EvalRun } from '../lib/eval/evaluate.js';
-import { LocalLM } from '../lib/eval/lm.js';
+import { LocalLM } from '../lib/eval/local.js';
 import { LlamaModel } from '../lib/models/llama.js';
 import { loadModel, randomModel, type LoadedModel } from '../lib/models/load.js';
 

@@ -7,7 +7,8 @@ export { loadModel, saveModel, randomModel, untrainedModel, type LoadedModel, ty
 export { TextTokenizer, type ChatMessage } from './models/tokenizer.js';
 export { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
 export { nextTokenLogprobs } from './models/score.js';
-export { LocalLM, type LanguageModel, type LocalLMOptions, type LoglikelihoodRequest, type LoglikelihoodResult, type GenerateUntilRequest } from './eval/lm.js';
+export { LocalLM, type LocalLMOptions } from './eval/local.js';
+export { assertSupports, encodePair, requestTypeOf, type BackendKind, type Capabilities, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type ModelDescription, type RequestType, type Support } from './eval/lm.js';
 export { evaluate, evaluateTask, expandTasks, registerConfigs, resolveTasks, type EvaluateOptions, type EvalRun, type TaskResult, type GroupResult, type MetricValue, type Progress } from './eval/evaluate.js';
 export { PrefixCache, type PrefixCacheOptions, type PrefixCacheStats } from './eval/prefix-cache.js';
 export { TASKS, GROUPS, type Task, type TaskGroup, type Doc, type Method } from './eval/tasks/index.js';

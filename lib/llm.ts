@@ -4,7 +4,7 @@ import { LlmboxError } from './errors.js';
 import { resolve } from 'node:path';
 import { defaultDataDir, evaluate, type EvalRun, type EvaluateOptions, type Progress } from './eval/evaluate.js';
 import { inKernel, LiveDisplay, progressHTML, show } from './kernel/display.js';
-import { LocalLM, type LocalLMOptions } from './eval/lm.js';
+import { LocalLM, type LocalLMOptions } from './eval/local.js';
 import { softmax } from './eval/metrics/index.js';
 import { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
 import { loadModel, untrainedModel, type LoadedModel } from './models/load.js';
@@ -247,7 +247,7 @@ export class Chain<R> implements PromiseLike<R> {
       name: 'score',
       run: async (lm) => {
         if (!options.length) throw new LlmboxError('score needs at least one option', { field: 'options' });
-        const res = lm.loglikelihood(options.map((continuation) => ({ context, continuation })));
+        const res = await lm.loglikelihood(options.map((continuation) => ({ context, continuation })));
         const probs = softmax(res.map((r) => r.logprob));
         return new Scores(context, options.map((text, i) => ({ text, logprob: res[i].logprob, probability: probs[i], tokens: res[i].tokens, isGreedy: res[i].isGreedy })));
       },

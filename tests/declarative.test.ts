@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { describe, expect, it } from 'vitest';
 import { evaluate } from '../lib/eval/evaluate.js';
-import { LocalLM, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest } from '../lib/eval/lm.js';
+import { LocalLM } from '../lib/eval/local.js';
+import { ScriptedLM } from './helpers/scripted.js';
 import { loadTaskConfig } from '../lib/eval/tasks/declarative.js';
 import { readJsonl } from '../lib/eval/tasks/files.js';
 import { TASKS } from '../lib/eval/tasks/index.js';
@@ -53,11 +54,7 @@ describe('tasks written as lm-eval-style JSON configs', () => {
     expect(docs.map((d) => d.query)).toEqual(TASKS.nq_open.loadSplit(`${DATA}/nq_open`, 'eval').slice(0, 5).map((d) => d.query));
     // Right on 3 of 5.
     const answers = new Map(docs.map((d, i) => [d.query, i < 3 ? ` ${d.references![0]}` : ' no idea']));
-    const scripted: LanguageModel = {
-      loglikelihood: (r: LoglikelihoodRequest[]) => r.map(() => ({ logprob: 0, isGreedy: false, tokens: 1 })),
-      loglikelihoodRolling: (t: string[]) => t.map(() => 0),
-      generateUntil: (r: GenerateUntilRequest[]) => r.map((x) => answers.get(x.context)!),
-    };
+    const scripted = new ScriptedLM((x) => answers.get(x.context)!);
     const run = await evaluate(scripted, [`${dir}/nq.json`], {});
     expect(run.results[0].metrics.exact_match.value).toBeCloseTo(0.6, 12);
   });

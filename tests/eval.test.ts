@@ -3,7 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { evaluateTask } from '../lib/eval/evaluate.js';
-import { encodePair, LocalLM } from '../lib/eval/lm.js';
+import { encodePair } from '../lib/eval/lm.js';
+import { LocalLM } from '../lib/eval/local.js';
 import { fewshotPrefix } from '../lib/eval/methods/prompt.js';
 import { TASKS } from '../lib/eval/tasks/index.js';
 import { preprocessHellaswag } from '../lib/eval/tasks/hellaswag.js';
@@ -36,15 +37,15 @@ describe('evaluation on stories260K', () => {
     expect([...b.context, ...b.continuation]).not.toEqual(enc('Lily went home'));
   });
 
-  it('loglikelihood equals the teacher-forced sum of next-token log-probs, whatever the batching', () => {
+  it('loglikelihood equals the teacher-forced sum of next-token log-probs, whatever the batching', async () => {
     const reqs = [
       { context: 'Once upon a time', continuation: ', there was a little girl' },
       { context: 'Tom had a red ball.', continuation: ' He liked it.' },
       { context: 'The sun', continuation: ' was hot' },
       { context: 'She said', continuation: ' "hello"' },
     ];
-    const got = local.loglikelihood(reqs);
-    const single = new LocalLM(lm, { batchSize: 1 }).loglikelihood(reqs);
+    const got = await local.loglikelihood(reqs);
+    const single = await new LocalLM(lm, { batchSize: 1 }).loglikelihood(reqs);
     reqs.forEach((r, i) => {
       const { context, continuation } = encodePair((s) => local.encode(s), r.context, r.continuation);
       const ids = [1, ...context, ...continuation];
@@ -55,12 +56,12 @@ describe('evaluation on stories260K', () => {
     });
   });
 
-  it('marks the reference greedy continuation as greedy, and a changed one as not', () => {
+  it('marks the reference greedy continuation as greedy, and a changed one as not', async () => {
     const g = ref.greedy[0];
     // the first 12 greedy tokens, as text (cut at a token boundary)
     const head = lm.tokenizer!.decode(g.prompt_ids);
     const cont = lm.tokenizer!.decode([...g.prompt_ids, ...g.continuation_ids.slice(0, 12)]).slice(head.length);
-    const [yes, no] = local.loglikelihood([
+    const [yes, no] = await local.loglikelihood([
       { context: g.prompt, continuation: cont },
       { context: g.prompt, continuation: ', there was a little dog' },
     ]);
@@ -69,9 +70,9 @@ describe('evaluation on stories260K', () => {
     expect(yes.logprob).toBeGreaterThan(no.logprob);
   });
 
-  it('rolling log-likelihood of a short text equals teacher forcing from BOS', () => {
+  it('rolling log-likelihood of a short text equals teacher forcing from BOS', async () => {
     const text = 'Lily and Ben played in the park. They were happy.';
-    const [rolling] = local.loglikelihoodRolling([text]);
+    const [rolling] = await local.loglikelihoodRolling([text]);
     const lp = nextTokenLogprobs(lm.model, [1, ...local.encode(text)]);
     expect(Math.abs(rolling - lp.reduce((a, b) => a + b, 0))).toBeLessThan(1e-4);
   });
@@ -95,7 +96,7 @@ describe('evaluation on stories260K', () => {
       const args = Object.values(s.arguments) as { arg_0: string; arg_1: string }[];
       expect(args[0].arg_0.split('\n\n')).toHaveLength(2);
       const all = (s.filtered_resps as [number, boolean][]).map(([ll]) => ll);
-      const direct = local.loglikelihood(args.map((a) => ({ context: a.arg_0, continuation: a.arg_1 })));
+      const direct = await local.loglikelihood(args.map((a) => ({ context: a.arg_0, continuation: a.arg_1 })));
       direct.forEach((d, j) => expect(Math.abs(d.logprob - all[j])).toBeLessThan(1e-4));
       // The options, then the same options after the content-free "Answer:" (mutual information).
       const n = s.doc.choices!.length;

@@ -4,7 +4,7 @@ import { LlmboxError } from '../lib/errors.js';
 import { generate } from '../lib/models/generate.js';
 import { loadModel } from '../lib/models/load.js';
 import { Evaluation, Generation, llm, Scores, Training } from '../lib/llm.js';
-import { LocalLM } from '../lib/eval/lm.js';
+import { LocalLM } from '../lib/eval/local.js';
 import { STORIES, tmp } from './helpers/models.js';
 
 describe('fluent llm API', () => {
@@ -37,7 +37,7 @@ describe('fluent llm API', () => {
     expect(gen.texts[0]).toBe(generate(lm, ['Once upon a time'], { maxNewTokens: 12 })[0].text);
     const sc = await llm.load(lm).score('Tom had a red', [' ball', ' sky', ' dog']);
     expect(sc).toBeInstanceOf(Scores);
-    const direct = new LocalLM(lm).loglikelihood([' ball', ' sky', ' dog'].map((c) => ({ context: 'Tom had a red', continuation: c })));
+    const direct = await new LocalLM(lm).loglikelihood([' ball', ' sky', ' dog'].map((c) => ({ context: 'Tom had a red', continuation: c })));
     sc.options.forEach((o, i) => expect(Math.abs(o.logprob - direct[i].logprob)).toBeLessThan(1e-5));
     expect(sc.options.reduce((a, o) => a + o.probability, 0)).toBeCloseTo(1, 10);
     expect(sc.best).toBe(sc.options.reduce((a, b) => (b.logprob > a.logprob ? b : a)).text);

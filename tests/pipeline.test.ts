@@ -1,33 +1,13 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { evaluate } from '../lib/eval/evaluate.js';
-import type { GenerateUntilRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult } from '../lib/eval/lm.js';
+import { LlmboxError } from '../lib/errors.js';
+import { ScriptedLM } from './helpers/scripted.js';
 import { readJsonl } from '../lib/eval/tasks/files.js';
 import { TASKS } from '../lib/eval/tasks/index.js';
 import { instanceQuery } from '../lib/eval/methods/prompt.js';
 
 const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
-
-/** A scripted model: answers come from functions of the request, so expected metrics are known exactly. */
-class ScriptedLM implements LanguageModel {
-  readonly seen: GenerateUntilRequest[] = [];
-  constructor(
-    private readonly gen: (r: GenerateUntilRequest, call: number) => string,
-    private readonly ll: (r: LoglikelihoodRequest) => number = () => 0,
-  ) {}
-  loglikelihood(reqs: LoglikelihoodRequest[]): LoglikelihoodResult[] {
-    return reqs.map((r) => ({ logprob: this.ll(r), isGreedy: false, tokens: 1 }));
-  }
-  loglikelihoodRolling(texts: string[]): number[] {
-    return texts.map(() => 0);
-  }
-  generateUntil(reqs: GenerateUntilRequest[]): string[] {
-    return reqs.map((r) => {
-      this.seen.push(r);
-      return this.gen(r, this.seen.length - 1);
-    });
-  }
-}
 
 describe('evaluation pipeline with a scripted model', () => {
   const humaneval = readJsonl(`${DATA}/humaneval/HumanEval.jsonl`).slice(0, 3) as Record<string, string>[];
@@ -87,5 +67,23 @@ describe('evaluation pipeline with a scripted model', () => {
     expect((await evaluate(perfect, ['flores200_eng_Latn-fra_Latn'], { limit: 5 })).results[0].metrics.bleu.value).toBeCloseTo(100, 8);
     const empty = new ScriptedLM(() => '');
     expect((await evaluate(empty, ['flores200_eng_Latn-fra_Latn'], { limit: 5 })).results[0].metrics.bleu.value).toBe(0);
+  });
+
+  it('refuses, before any request, a method the task lacks or the model cannot serve', async () => {
+    const chatOnly = new ScriptedLM(() => '#### 1', () => 0, { loglikelihood: 'chat endpoints return no prompt log-probabilities', loglikelihood_rolling: 'no prompt log-probabilities' });
+    // gsm8k alone runs; hellaswag after it is refused before gsm8k sends anything.
+    const err = await evaluate(chatOnly, ['gsm8k', 'hellaswag'], { limit: 2, shots: 0 }).catch((e) => e);
+    expect(err).toBeInstanceOf(LlmboxError);
+    expect(err.message).toMatch(/cannot run hellaswag with method ppl: chat endpoints return no prompt log-probabilities/);
+    expect(err.field).toBe('--method');
+    expect(chatOnly.seen).toHaveLength(0);
+    // ARC offers prob too, which also needs log-likelihoods: the fix names no usable method.
+    expect((await evaluate(chatOnly, ['arc_easy'], { limit: 2 }).catch((e) => e)).fix).toMatch(/offers only ppl\/prob/);
+    // A method the task does not have is an error, not a silent switch to its default.
+    const any = new ScriptedLM(() => '');
+    const wrong = await evaluate(any, ['gsm8k'], { limit: 2, method: 'ppl' }).catch((e) => e);
+    expect(wrong.message).toMatch(/task gsm8k has no method ppl/);
+    expect(wrong.fix).toMatch(/use gen/);
+    expect((await evaluate(chatOnly, ['gsm8k'], { limit: 2, shots: 0 })).results[0].n).toBe(2);
   });
 });

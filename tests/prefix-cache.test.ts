@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { LocalLM, type LoglikelihoodRequest } from '../lib/eval/lm.js';
+import { LocalLM } from '../lib/eval/local.js';
+import type { LoglikelihoodRequest } from '../lib/eval/lm.js';
 import { PrefixCache } from '../lib/eval/prefix-cache.js';
 import { initEngine } from '../lib/engine/index.js';
 import { seededRandom } from '../lib/models/sampling.js';
@@ -96,13 +97,13 @@ describe('prefix cache on stories260K', () => {
   for (const [label, budgetBytes] of [['roomy budget', 64 * 2 ** 20], ['budget of ~40 tokens (forces eviction)', 50_000]] as const) {
     // Float32 noise alone moves sums of ~70 nats by ~2e-5 between batch sizes of the uncached path,
     // so the bound is relative: 1e-5 of the log-likelihood (at least 1e-5 absolute).
-    it(`scores equal the uncached ones within 1e-5 (relative) with identical greedy flags (${label}, batch sizes 1/3/8)`, () => {
+    it(`scores equal the uncached ones within 1e-5 (relative) with identical greedy flags (${label}, batch sizes 1/3/8)`, async () => {
       for (const seed of [1, 2, 3]) {
         const reqs = requestSet(seed);
-        const want = new LocalLM(lm, { batchSize: 4, prefixCache: false }).loglikelihood(reqs);
+        const want = await new LocalLM(lm, { batchSize: 4, prefixCache: false }).loglikelihood(reqs);
         for (const batchSize of [1, 3, 8]) {
           const cached = new LocalLM(lm, { batchSize, prefixCache: { budgetBytes } });
-          const got = cached.loglikelihood(reqs);
+          const got = await cached.loglikelihood(reqs);
           got.forEach((g, i) => {
             expect(Math.abs(g.logprob - want[i].logprob)).toBeLessThan(1e-5 * Math.max(1, Math.abs(want[i].logprob)));
             expect(g.isGreedy).toBe(want[i].isGreedy);
@@ -120,11 +121,11 @@ describe('prefix cache on stories260K', () => {
     });
   }
 
-  it('encodes a shared few-shot prefix once: reused tokens grow with each instance', () => {
+  it('encodes a shared few-shot prefix once: reused tokens grow with each instance', async () => {
     const local = new LocalLM(lm, { batchSize: 4 });
     const shots = 'Lily went to the park. She saw a big red ball.\n\nTom went to the park. He saw a dog.\n\n';
     const reqs = ['Lily', 'Tom', 'The dog'].flatMap((q) => [' happy', ' sad'].map((c) => ({ context: shots + q + ' was', continuation: c })));
-    local.loglikelihood(reqs);
+    await local.loglikelihood(reqs);
     const { reusedTokens, computedTokens } = local.prefixCache!.stats;
     const shotTokens = local.encode(shots.trimEnd()).length;
     // Three contexts: the shots are encoded for the first only; later ones reuse them.
@@ -132,13 +133,13 @@ describe('prefix cache on stories260K', () => {
     expect(computedTokens).toBeLessThan(shotTokens + 3 * 8);
   });
 
-  it('batched generation from a cached prefix equals one-by-one generation from scratch', () => {
+  it('batched generation from a cached prefix equals one-by-one generation from scratch', async () => {
     const shots = 'Once upon a time, there was a little girl named Lily.\n\n';
     const reqs = ['Tom had a', 'The dog was very', 'Lily went', 'One day'].map((q) => ({ context: shots + q, until: ['\n'], maxNewTokens: 12 }));
-    const plain = new LocalLM(lm, { prefixCache: false, batchSize: 1 }).generateUntil(reqs);
-    expect(new LocalLM(lm, { prefixCache: false, batchSize: 3 }).generateUntil(reqs)).toEqual(plain);
+    const plain = await new LocalLM(lm, { prefixCache: false, batchSize: 1 }).generateUntil(reqs);
+    expect(await new LocalLM(lm, { prefixCache: false, batchSize: 3 }).generateUntil(reqs)).toEqual(plain);
     const cached = new LocalLM(lm, { batchSize: 3 });
-    expect(cached.generateUntil(reqs)).toEqual(plain);
+    expect(await cached.generateUntil(reqs)).toEqual(plain);
     expect(cached.prefixCache!.stats.reusedTokens).toBeGreaterThan(0);
   });
 

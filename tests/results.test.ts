@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { evaluate } from '../lib/eval/evaluate.js';
-import { LocalLM } from '../lib/eval/lm.js';
+import { LocalLM } from '../lib/eval/local.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
 import { resultsTable, samplesTable } from '../lib/report/eval-table.js';
 import { STORIES, tmp } from './helpers/models.js';
@@ -124,7 +124,7 @@ describe('perplexity tasks and the Arrow results table', () => {
     const local = new LocalLM(lm);
     const run = await evaluate(local, ['tinystories_ppl'], {});
     const texts = readFileSync(`${DATA}/pretrain_text/tinystories_sample.txt`, 'utf8').split('<|endoftext|>').map((s) => s.trim()).filter(Boolean);
-    const lls = local.loglikelihoodRolling(texts);
+    const lls = await local.loglikelihoodRolling(texts);
     const ll = lls.reduce((a, b) => a + b, 0);
     const words = texts.reduce((a, t) => a + t.split(/\s+/).length, 0);
     const bytes = texts.reduce((a, t) => a + Buffer.byteLength(t), 0);

@@ -6,7 +6,7 @@ import { generate } from '../models/generate.js';
 import { loadModel } from '../models/load.js';
 import { nextTokenLogprobs } from '../models/score.js';
 import { evaluate, expandTasks, registerConfigs, type MetricValue, type Progress } from '../eval/evaluate.js';
-import { LocalLM } from '../eval/lm.js';
+import { LocalLM } from '../eval/local.js';
 import { GROUPS, TASKS, type Method } from '../eval/tasks/index.js';
 import { readConfig } from '../models/config.js';
 import { parameterShapes } from '../models/llama.js';

@@ -4,7 +4,7 @@ import { engineInfo } from '../engine/index.js';
 import { LlmboxError } from '../errors.js';
 import { seededRandom } from '../models/sampling.js';
 import { projectRoot } from '../util/paths.js';
-import type { LanguageModel } from './lm.js';
+import { assertSupports, type LanguageModel, type ModelDescription } from './lm.js';
 import { scoreChoices } from './methods/choice.js';
 import { runGeneration } from './methods/generation.js';
 import { fewshotPrefix, instanceQuery } from './methods/prompt.js';
@@ -83,7 +83,7 @@ export interface Fingerprint {
   seed: number;
   limit: number | null;
   tasks: Record<string, { version: number; method: Method; shots: number; prompt_hash: string }>;
-  lm: Record<string, unknown>;
+  lm: ModelDescription;
   backend: string | null;
   native_addon: boolean | null;
 }
@@ -173,12 +173,21 @@ function sampleRecord(docId: number, doc: Doc, prompt: string, f: RecordFields):
   };
 }
 
+/** The method a task runs with: the asked one (an error when the task has no such method), else the task's default. */
+export function methodFor(task: Task, asked: Method | undefined): Method {
+  if (asked === undefined) return task.defaultMethod;
+  if (!task.methods.includes(asked)) {
+    throw new LlmboxError(`task ${task.name} has no method ${asked}`, { field: '--method', fix: `use ${task.methods.join(' or ')} for ${task.name}, or leave --method out for its default (${task.defaultMethod})` });
+  }
+  return asked;
+}
+
 /** Evaluates one task; with outputDir, finished chunks survive interruption and are not recomputed. */
 export async function evaluateTask(lm: LanguageModel, taskName: string, opts: EvaluateOptions = {}, modelHash = ''): Promise<TaskResult> {
   const task = TASKS[taskName];
   if (!task) throw new LlmboxError(`unknown task ${taskName}`, { field: '--dataset', fix: 'run `llmbox tasks` for the list' });
-  // A method the task cannot use (prob for a generation task) falls back to its default; results record which ran.
-  const method = opts.method && task.methods.includes(opts.method) ? opts.method : task.defaultMethod;
+  const method = methodFor(task, opts.method);
+  assertSupports(lm, task.name, method, task.methods);
   const dataDir = resolve(opts.dataDir ?? defaultDataDir(), task.dataFolder);
   const shots = opts.shots ?? task.defaultShots;
   let docs = task.loadSplit(dataDir, 'eval');
@@ -204,7 +213,7 @@ export async function evaluateTask(lm: LanguageModel, taskName: string, opts: Ev
     const chunkPrefixes = ids.map((i) => prefixes[i]);
     const records: SampleRecord[] = [];
     if (method === 'rolling') {
-      const lls = lm.loglikelihoodRolling(chunkDocs.map((d) => d.query));
+      const lls = await lm.loglikelihoodRolling(chunkDocs.map((d) => d.query));
       lls.forEach((ll, j) => {
         const d = chunkDocs[j];
         records.push(sampleRecord(ids[j], d, d.query, {
@@ -231,7 +240,7 @@ export async function evaluateTask(lm: LanguageModel, taskName: string, opts: Ev
         }));
       });
     } else {
-      scoreChoices(lm, task, method, chunkDocs, chunkPrefixes).forEach((s, j) => {
+      (await scoreChoices(lm, task, method, chunkDocs, chunkPrefixes)).forEach((s, j) => {
         const d = chunkDocs[j];
         records.push(sampleRecord(ids[j], d, s.requests[0]?.context ?? '', {
           doc: { id: d.id, query: d.query, choices: d.choices },
@@ -295,14 +304,16 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
   const started = Date.now();
   names = await registerConfigs(names);
   const taskNames = expandTasks(names);
-  const info = lm.describe?.() ?? {};
-  const modelHash = String(info.model_hash ?? '');
+  // Every task's method is checked against the model before the first request.
+  for (const t of taskNames) assertSupports(lm, t, methodFor(TASKS[t], opts.method), TASKS[t].methods);
+  const info = lm.describe();
+  const modelHash = info.model_hash;
   const results: TaskResult[] = [];
   for (const t of taskNames) results.push(await evaluateTask(lm, t, opts, modelHash));
   const groups = groupResults(results, names);
   const engine = engineInfo();
   const fingerprint: Fingerprint = {
-    model: opts.model ?? String(info.model ?? 'unknown'),
+    model: opts.model ?? info.model,
     model_hash: modelHash,
     seed: opts.seed ?? 1234,
     limit: opts.limit ?? null,

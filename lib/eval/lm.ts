@@ -1,11 +1,5 @@
-import { basename } from 'node:path';
-import { generate, type GenerateOptions } from '../models/generate.js';
-import { leftPad } from '../models/llama.js';
-import type { PastKV } from '../models/kv-cache.js';
-import type { LoadedModel } from '../models/load.js';
-import { scoreTargets } from '../models/score.js';
-import { PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
-import { modelHash } from './results.js';
+import { LlmboxError } from '../errors.js';
+import type { Method } from './tasks/types.js';
 
 export interface LoglikelihoodRequest {
   context: string;
@@ -30,29 +24,68 @@ export interface GenerateUntilRequest {
   seed?: number;
 }
 
-/**
- * The small model interface evaluation runs on (lm-evaluation-harness's shape), so that local
- * models and remote servers are interchangeable.
- */
-export interface LanguageModel {
-  loglikelihood(requests: LoglikelihoodRequest[]): LoglikelihoodResult[];
-  loglikelihoodRolling(texts: string[]): number[];
-  generateUntil(requests: GenerateUntilRequest[]): string[];
-  /** What results files record about the model and its settings (name, weights hash, batch size, ...). */
-  describe?(): Record<string, unknown>;
+/** The three request types of lm-evaluation-harness; each evaluation method needs one of them. */
+export type RequestType = 'loglikelihood' | 'loglikelihood_rolling' | 'generate_until';
+
+/** `true`, or why the backend cannot serve the request type and what to use instead. */
+export type Support = true | string;
+
+export type Capabilities = Readonly<Record<RequestType, Support>>;
+
+export type BackendKind = 'local' | 'openai-compatible' | 'anthropic' | 'scripted';
+
+/** What results files record about a model and its settings. Secrets (API keys) never appear here. */
+export interface ModelDescription {
+  /** Display name: the folder name, or the served model id. */
+  model: string;
+  /** Weights hash for local models; for remote ones a hash of the endpoint and model id. */
+  model_hash: string;
+  backend: BackendKind;
+  model_type: 'base' | 'chat';
+  batch_size?: number;
+  prefix_cache?: boolean;
+  add_bos?: boolean;
+  /** Remote: the API used and the servers' base URLs. */
+  endpoint?: 'completions' | 'chat' | 'messages';
+  servers?: string[];
+  /** Chat mode: the template's name or hash, and the system prompt. */
+  chat_template?: string;
+  system_prompt?: string;
 }
 
-export interface LocalLMOptions {
-  batchSize?: number;
-  /**
-   * Start every sequence with BOS. Defaults to the tokenizer's add_bos_token (Hugging Face
-   * behaviour); lm-evaluation-harness's HF backend adds none unless asked (add_bos_token=True).
-   */
-  addBos?: boolean;
-  /** Padded tokens per forward pass (default 8192): long prompts get smaller batches. */
-  maxBatchTokens?: number;
-  /** Reuse encoded prefixes across requests (default on); options set its memory budget. */
-  prefixCache?: boolean | PrefixCacheOptions;
+/**
+ * The model interface evaluation runs on (lm-evaluation-harness's three request types), in the
+ * spirit of the Vercel AI SDK's providers: local models and remote servers are interchangeable,
+ * each declares what it can serve, and every call is asynchronous.
+ */
+export interface LanguageModel {
+  readonly modelId: string;
+  readonly capabilities: Capabilities;
+  describe(): ModelDescription;
+  loglikelihood(requests: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]>;
+  loglikelihoodRolling(texts: string[]): Promise<number[]>;
+  generateUntil(requests: GenerateUntilRequest[]): Promise<string[]>;
+}
+
+/** The request type an evaluation method sends. */
+export function requestTypeOf(method: Method): RequestType {
+  return method === 'gen' ? 'generate_until' : method === 'rolling' ? 'loglikelihood_rolling' : 'loglikelihood';
+}
+
+/**
+ * Throws before any request when the model cannot serve what a method needs, naming the methods the
+ * task offers that the model can run (never a silent fallback).
+ */
+export function assertSupports(lm: LanguageModel, task: string, method: Method, taskMethods: readonly Method[]): void {
+  const support = lm.capabilities[requestTypeOf(method)];
+  if (support === true) return;
+  const usable = taskMethods.filter((m) => lm.capabilities[requestTypeOf(m)] === true);
+  throw new LlmboxError(`${lm.modelId} cannot run ${task} with method ${method}: ${support}`, {
+    field: '--method',
+    fix: usable.length
+      ? `use --method ${usable.join(' or ')} for ${task}`
+      : `${task} offers only ${taskMethods.join('/')}: evaluate it on a backend with prompt log-probabilities (a local model, or a server's /v1/completions endpoint)`,
+  });
 }
 
 /**
@@ -61,249 +94,14 @@ export interface LocalLMOptions {
  * follows the context's token count. Tokens that merge across the cut therefore count as continuation.
  */
 export function encodePair(encode: (s: string) => number[], context: string, continuation: string): { context: number[]; continuation: number[] } {
-  const nSpaces = context.length - context.trimEnd().length;
-  if (nSpaces > 0) {
-    continuation = context.slice(context.length - nSpaces) + continuation;
-    context = context.slice(0, context.length - nSpaces);
-  }
-  const whole = encode(context + continuation);
-  const ctx = encode(context);
-  return { context: ctx, continuation: whole.slice(ctx.length) };
+  const [ctx, cont] = splitTrailingSpaces(context, continuation);
+  const whole = encode(ctx + cont);
+  const ids = encode(ctx);
+  return { context: ids, continuation: whole.slice(ids.length) };
 }
 
-export class LocalLM implements LanguageModel {
-  readonly lm: LoadedModel;
-  readonly batchSize: number;
-  readonly maxBatchTokens: number;
-  private readonly addBos: boolean;
-  readonly prefixCache: PrefixCache | undefined;
-  private hash: string | undefined;
-
-  constructor(lm: LoadedModel, opts: LocalLMOptions = {}) {
-    if (!lm.tokenizer) throw new Error('LocalLM needs a tokenizer (tokenizer.json in the model folder)');
-    this.lm = lm;
-    this.batchSize = opts.batchSize ?? 8;
-    this.maxBatchTokens = opts.maxBatchTokens ?? 8192;
-    const cfgBos = lm.tokenizer.config.add_bos_token;
-    this.addBos = opts.addBos ?? (cfgBos === undefined ? true : cfgBos === true);
-    const pc = opts.prefixCache ?? true;
-    this.prefixCache = pc === false ? undefined : new PrefixCache(lm.model, pc === true ? {} : pc);
-  }
-
-  /** Forgets what was computed from the old weights (cached prefixes, the weights hash) after training. */
-  weightsChanged(): void {
-    this.prefixCache?.clear();
-    this.hash = undefined;
-  }
-
-  private get bos(): number | undefined {
-    return this.lm.tokenizer!.bosTokenId ?? this.lm.generation.bosTokenId;
-  }
-
-  describe(): Record<string, unknown> {
-    this.hash ??= modelHash(this.lm.model);
-    return { model: basename(this.lm.dir), model_hash: this.hash, batch_size: this.batchSize, prefix_cache: this.prefixCache !== undefined, add_bos: this.addBos };
-  }
-
-  /** Token ids without special tokens. */
-  encode(text: string): number[] {
-    return this.lm.tokenizer!.encode(text, { addSpecialTokens: false });
-  }
-
-  /** The token that sequences without context are predicted from: BOS, else EOS (as lm-eval). */
-  private startToken(caller: string): number {
-    const start = this.bos ?? this.lm.generation.eosTokenIds[0];
-    if (start === undefined) throw new Error(`${caller}: no BOS/EOS token to predict the first token from`);
-    return start;
-  }
-
-  private prefix(): number[] {
-    const bos = this.bos;
-    return this.addBos && bos !== undefined ? [bos] : [];
-  }
-
-  /**
-   * Scores each continuation. With the prefix cache, requests are grouped by context and ordered
-   * so that shared prefixes are adjacent; each context is encoded once (minus its last token, which
-   * is fed with the continuation so its prediction is scored) and its options are scored on top of
-   * it in one batch. Without it, whole sequences are batched with left padding, longest first.
-   */
-  loglikelihood(requests: LoglikelihoodRequest[]): LoglikelihoodResult[] {
-    const prefix = this.prefix();
-    const maxLen = this.lm.model.config.maxPositionEmbeddings;
-    const encoded = requests.map((r) => {
-      let { context, continuation } = encodePair((s) => this.encode(s), r.context, r.continuation);
-      context = [...prefix, ...context];
-      if (context.length === 0) context = [this.startToken('loglikelihood')];
-      if (continuation.length === 0) throw new Error(`loglikelihood: continuation ${JSON.stringify(r.continuation)} encodes to no tokens`);
-      return { context, continuation };
-    });
-    const results = new Array<LoglikelihoodResult>(requests.length);
-    const plain: number[] = [];
-    const groups = new Map<string, number[]>();
-    encoded.forEach((e, i) => {
-      // Pairs longer than the window lose their oldest tokens, so their prefixes are not shared.
-      if (!this.prefixCache || e.context.length + e.continuation.length > maxLen + 1) return plain.push(i);
-      const key = e.context.join(',');
-      const g = groups.get(key);
-      if (g) g.push(i);
-      else groups.set(key, [i]);
-    });
-    const ordered = [...groups.values()].sort((a, b) => compareIds(encoded[a[0]].context, encoded[b[0]].context));
-    for (const group of ordered) {
-      const context = encoded[group[0]].context;
-      const held = this.prefixCache!.acquire(context.slice(0, -1));
-      try {
-        const last = context[context.length - 1];
-        this.scoreRows(group, results, (i) => ({ input: [last, ...encoded[i].continuation.slice(0, -1)], targets: encoded[i].continuation }), held.past);
-      } finally {
-        held.release();
-      }
-    }
-    plain.sort((a, b) => encoded[b].context.length + encoded[b].continuation.length - encoded[a].context.length - encoded[a].continuation.length);
-    this.scoreRows(plain, results, (i) => {
-      // Keep the most recent tokens when the pair is longer than the model's context window.
-      const ids = [...encoded[i].context, ...encoded[i].continuation].slice(-(maxLen + 1));
-      return { input: ids.slice(0, -1), targets: encoded[i].continuation };
-    });
-    return results;
-  }
-
-  /**
-   * Consecutive batches of at most batchSize items and about maxBatchTokens padded tokens (one item
-   * always fits): a forward pass holds several activations of [tokens, ffn] at once, and the wasm
-   * heap ends at 4 GiB.
-   */
-  private batches<T>(items: T[], tokens: (item: T) => number): T[][] {
-    const out: T[][] = [];
-    let cur: T[] = [], longest = 0;
-    for (const item of items) {
-      const n = Math.max(longest, tokens(item));
-      if (cur.length && (cur.length >= this.batchSize || (cur.length + 1) * n > this.maxBatchTokens)) {
-        out.push(cur);
-        cur = [];
-        longest = 0;
-      }
-      cur.push(item);
-      longest = Math.max(longest, tokens(item));
-    }
-    if (cur.length) out.push(cur);
-    return out;
-  }
-
-  /** Scores requests in batches: each row's targets are the last predictions of its input. */
-  private scoreRows(
-    indices: number[],
-    results: LoglikelihoodResult[],
-    row: (i: number) => { input: number[]; targets: number[] },
-    past?: PastKV,
-  ): void {
-    const rows = indices.map((i) => ({ i, ...row(i) }));
-    for (const batch of this.batches(rows, (r) => r.input.length)) {
-      const { ids, mask } = leftPad(batch.map((b) => b.input));
-      const T = ids[0].length;
-      const hidden = this.lm.model.forward(ids, { attentionMask: mask, past });
-      try {
-        batch.forEach(({ i, targets }, b) => {
-          const n = targets.length;
-          const scores = scoreTargets(this.lm.model, hidden, b, targets.map((target, j) => ({ row: T - n + j, target })));
-          results[i] = { logprob: scores.reduce((a, s) => a + s.logprob, 0), isGreedy: scores.every((s) => s.isArgmax), tokens: n };
-        });
-      } finally {
-        hidden.dispose();
-      }
-    }
-  }
-
-  /** Log-likelihood of whole texts (for perplexity), in windows of the model's context length. */
-  loglikelihoodRolling(texts: string[]): number[] {
-    const maxLen = this.lm.model.config.maxPositionEmbeddings;
-    return texts.map((text) => {
-      const start = this.startToken('loglikelihoodRolling');
-      const tokens = this.encode(text);
-      // lm-evaluation-harness's rolling windows: the first predicts from the start token; each later
-      // window predicts up to maxLen new tokens, with as much preceding text as fits as context.
-      let total = 0;
-      for (let at = 0; at < tokens.length; at += maxLen) {
-        const n = Math.min(maxLen, tokens.length - at);
-        const context = at === 0 ? [start] : tokens.slice(Math.max(0, at + n - maxLen - 1), at);
-        const target = tokens.slice(at, at + n);
-        const ids = [...context, ...target];
-        const hidden = this.lm.model.forward([ids.slice(0, -1)]);
-        try {
-          const T = hidden.shape[1];
-          total += scoreTargets(this.lm.model, hidden, 0, target.map((t, j) => ({ row: T - n + j, target: t }))).reduce((a, s) => a + s.logprob, 0);
-        } finally {
-          hidden.dispose();
-        }
-      }
-      return total;
-    });
-  }
-
-  /**
-   * Generates for each request; the prompt keeps its most recent tokens when it would leave no room
-   * for maxNewTokens (as lm-evaluation-harness). Greedy requests with the same stop strings and
-   * length are decoded batchSize at a time (decoding is memory-bound: a batch reads the weights once
-   * per step); sampled ones one by one, so each keeps its own seed. With the prefix cache, the
-   * prompts' longest common prefix comes from the tree (a few-shot prefix is encoded once per task)
-   * and only the rest is encoded.
-   */
-  generateUntil(requests: GenerateUntilRequest[], opts: GenerateOptions = {}): string[] {
-    const maxLen = this.lm.model.config.maxPositionEmbeddings;
-    const out = new Array<string>(requests.length);
-    const lengthOf = (r: GenerateUntilRequest) => r.maxNewTokens ?? opts.maxNewTokens ?? 256;
-    const encoded = requests.map((r) => [...this.prefix(), ...this.encode(r.context)].slice(-Math.max(1, maxLen - lengthOf(r))));
-    const groups: number[][] = [];
-    const same = new Map<string, number[]>();
-    requests.forEach((r, i) => {
-      if ((r.temperature ?? opts.temperature ?? 0) > 0) return groups.push([i]);
-      const key = JSON.stringify([r.until, lengthOf(r)]);
-      same.set(key, [...(same.get(key) ?? []), i]);
-    });
-    for (const unsorted of same.values()) {
-      // Similar lengths share a batch, so little of it is padding.
-      const members = [...unsorted].sort((a, b) => encoded[a].length - encoded[b].length || a - b);
-      // With the cache only what follows the members' common prefix is encoded per batch.
-      const shared = this.prefixCache ? commonPrefixLength(members.map((i) => encoded[i]), Math.min(...members.map((i) => encoded[i].length)) - 1) : 0;
-      groups.push(...this.batches(members, (i) => encoded[i].length - shared + lengthOf(requests[i])));
-    }
-    for (const group of groups) {
-      const r = requests[group[0]];
-      const maxNewTokens = lengthOf(r);
-      const prompts = group.map((i) => encoded[i]);
-      const decode = { ...opts, maxNewTokens, stop: r.until, temperature: r.temperature ?? opts.temperature, seed: r.seed ?? opts.seed ?? 0 };
-      let texts: string[];
-      if (!this.prefixCache) {
-        texts = generate(this.lm, prompts, decode).map((g) => g.text);
-      } else {
-        // Every row keeps at least its last token to feed.
-        const shared = commonPrefixLength(prompts, Math.min(...prompts.map((p) => p.length)) - 1);
-        const head = prompts[0].slice(0, shared);
-        const held = this.prefixCache.acquire(head);
-        try {
-          const kv = held.past;
-          texts = generate(this.lm, prompts.map((p) => p.slice(shared)), { ...decode, prefix: kv ? { ids: head, kv } : undefined }).map((g) => g.text);
-        } finally {
-          held.release();
-        }
-      }
-      group.forEach((i, j) => (out[i] = texts[j]));
-    }
-    return out;
-  }
-}
-
-/** Length of the longest common prefix of token sequences, at most `cap`. */
-function commonPrefixLength(seqs: number[][], cap: number): number {
-  let n = 0;
-  while (n < cap && seqs.every((s) => s[n] === seqs[0][n])) n++;
-  return n;
-}
-
-/** Lexicographic order of token sequences: requests sharing a prefix end up next to each other. */
-function compareIds(a: number[], b: number[]): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
-  return a.length - b.length;
+/** Trailing spaces of the context belong to the continuation (lm-eval), so the cut falls before a word's space. */
+export function splitTrailingSpaces(context: string, continuation: string): [string, string] {
+  const n = context.length - context.trimEnd().length;
+  return n > 0 ? [context.slice(0, context.length - n), context.slice(context.length - n) + continuation] : [context, continuation];
 }

@@ -45,9 +45,9 @@ export function choiceMetrics(task: Task, doc: Doc, requests: LoglikelihoodReque
 }
 
 /** Scores a chunk of instances with one batched log-likelihood call (so the model can share prefixes across them). */
-export function scoreChoices(lm: LanguageModel, task: Task, method: Method, docs: Doc[], prefixes: string[]) {
+export async function scoreChoices(lm: LanguageModel, task: Task, method: Method, docs: Doc[], prefixes: string[]) {
   const requests = docs.map((d, i) => choiceRequests(task, method, d, prefixes[i]));
-  const results = lm.loglikelihood(requests.flat());
+  const results = await lm.loglikelihood(requests.flat());
   let at = 0;
   return docs.map((d, i) => {
     const mine = results.slice(at, (at += requests[i].length));

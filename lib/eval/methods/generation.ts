@@ -52,7 +52,7 @@ export async function runGeneration(lm: LanguageModel, task: Task, docs: Doc[], 
       ...(n > 1 ? { temperature: opts.temperature ?? 0.8, seed: (opts.seed ?? 1234) + i * 7919 + s } : {}),
     })),
   );
-  const outputs = lm.generateUntil(requests);
+  const outputs = await lm.generateUntil(requests);
   const records: GenerationRecord[] = [];
   for (const [i, doc] of docs.entries()) {
     const outs = outputs.slice(i * n, (i + 1) * n);
