@@ -5,6 +5,8 @@ import { resolve } from 'node:path';
 import { defaultDataDir, evaluate, type EvalRun, type EvaluateOptions, type Progress } from './eval/evaluate.js';
 import { inKernel, LiveDisplay, progressHTML, show } from './kernel/display.js';
 import { LocalLM, type LocalLMOptions } from './eval/local.js';
+import type { LanguageModel } from './eval/lm.js';
+import { isRemoteSpec, remoteModel, type RemoteModelOptions } from './eval/remote/index.js';
 import { softmax } from './eval/metrics/index.js';
 import { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
 import { loadModel, untrainedModel, type LoadedModel } from './models/load.js';
@@ -15,7 +17,8 @@ import { Figure } from './report/figure.js';
 import { toDanfo, toPolars } from './report/frames.js';
 import { escapeHtml, htmlTable, textTable } from './report/html-table.js';
 
-export type LoadOptions = EngineOptions & LocalLMOptions;
+/** Local models: engine and batching options; remote ones (`openai:M`, `anthropic:M`, `URL::M`): endpoint, key variable, concurrency, cache. */
+export type LoadOptions = EngineOptions & LocalLMOptions & RemoteModelOptions;
 
 /** An evaluation's results: an Arrow table, charts, JSON, and HTML/text views for notebooks. */
 export class Evaluation {
@@ -185,7 +188,7 @@ export class Scores {
 
 interface Step {
   name: string;
-  run(lm: LocalLM): Promise<unknown>;
+  run(lm: LanguageModel): Promise<unknown>;
 }
 
 /**
@@ -194,10 +197,10 @@ interface Step {
  * the await, naming the step.
  */
 export class Chain<R> implements PromiseLike<R> {
-  private readonly model: () => Promise<LocalLM>;
+  private readonly model: () => Promise<LanguageModel>;
   private readonly steps: Step[];
 
-  constructor(model: () => Promise<LocalLM>, steps: Step[] = []) {
+  constructor(model: () => Promise<LanguageModel>, steps: Step[] = []) {
     this.model = model;
     this.steps = steps;
   }
@@ -222,7 +225,8 @@ export class Chain<R> implements PromiseLike<R> {
   train(opts: TrainOptions): Chain<Training> {
     return this.with({
       name: 'train',
-      run: async (lm) => {
+      run: async (model) => {
+        const lm = local(model, 'train');
         const live = kernelTraining();
         try {
           const result = await train(lm.lm, { ...opts, onStep: chainCallbacks(opts.onStep, live?.step), onEval: chainCallbacks(opts.onEval, live?.eval) });
@@ -238,7 +242,7 @@ export class Chain<R> implements PromiseLike<R> {
   /** Generates a continuation of each prompt. */
   generate(prompt: string | string[], opts: GenerateOptions = {}): Chain<Generation> {
     const prompts = Array.isArray(prompt) ? prompt : [prompt];
-    return this.with({ name: 'generate', run: async (lm) => new Generation(prompts, generate(lm.lm, prompts, opts)) });
+    return this.with({ name: 'generate', run: async (lm) => new Generation(prompts, generate(local(lm, 'generate').lm, prompts, opts)) });
   }
 
   /** Scores each option as a continuation of the context (lm-eval's pairing). */
@@ -259,7 +263,7 @@ export class Chain<R> implements PromiseLike<R> {
   }
 
   private async run(): Promise<R> {
-    let lm: LocalLM;
+    let lm: LanguageModel;
     try {
       lm = await this.model();
     } catch (e) {
@@ -320,6 +324,12 @@ function kernelTraining() {
   };
 }
 
+/** The in-process model behind a chain, for the steps that need weights (training, token-level generation). */
+function local(lm: LanguageModel, step: string): LocalLM {
+  if (lm instanceof LocalLM) return lm;
+  throw new LlmboxError(`${step} needs a model loaded in this process; ${lm.modelId} is remote`, { field: 'model', fix: 'load a model folder, or use evaluate() / score() with remote models' });
+}
+
 function failed(step: string, e: unknown): Error {
   if (e instanceof LlmboxError) return new LlmboxError(`${step}: ${e.message}`, { file: e.file, field: e.field, fix: e.fix });
   const err = new Error(`${step}: ${(e as Error).message ?? e}`);
@@ -344,9 +354,11 @@ export const llm = {
   },
   /** Shows a figure, table or result in the running notebook cell; returns false outside a kernel. */
   show,
-  load(model: string | LoadedModel | Promise<LoadedModel>, opts: LoadOptions = {}): Chain<LocalLM> {
-    let loading: Promise<LocalLM> | undefined;
-    return new Chain<LocalLM>(() => {
+  /** A local model folder (or shipped name), a loaded model, or a remote spec: `openai:M`, `anthropic:M`, `http://HOST:PORT/v1::M`. */
+  load(model: string | LoadedModel | Promise<LoadedModel>, opts: LoadOptions = {}): Chain<LanguageModel> {
+    let loading: Promise<LanguageModel> | undefined;
+    return new Chain<LanguageModel>(() => {
+      if (typeof model === 'string' && isRemoteSpec(model)) loading ??= Promise.resolve().then(() => remoteModel(model, opts));
       loading ??= (typeof model === 'string' ? loadModel(model, opts) : Promise.resolve(model)).then((m) => new LocalLM(m, opts));
       return loading;
     });

@@ -74,7 +74,7 @@ describe('kernel: install and display hooks', () => {
       expect(await ex.execute("typeof llm.load === 'function' && typeof llmbox.scoresFigure === 'function'")).toBe(true);
       expect(logs.pop()).toBe(true);
       expect(await ex.execute("const n: number = llm.load('stories260K');")).toBe(false);
-      expect(errors.join('\n')).toMatch(/Chain<LocalLM>.*not assignable to type 'number'/);
+      expect(errors.join('\n')).toMatch(/Chain<LanguageModel>.*not assignable to type 'number'/);
     } finally {
       conv.close();
     }

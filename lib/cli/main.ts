@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { LlmboxError } from '../errors.js';
 import { initEngine, type BackendName, type EngineOptions } from '../engine/index.js';
 import { generate } from '../models/generate.js';
@@ -7,6 +8,7 @@ import { loadModel } from '../models/load.js';
 import { nextTokenLogprobs } from '../models/score.js';
 import { evaluate, expandTasks, registerConfigs, type MetricValue, type Progress } from '../eval/evaluate.js';
 import { LocalLM } from '../eval/local.js';
+import { isRemoteSpec, remoteModel } from '../eval/remote/index.js';
 import { GROUPS, TASKS, type Method } from '../eval/tasks/index.js';
 import { readConfig } from '../models/config.js';
 import { parameterShapes } from '../models/llama.js';
@@ -47,6 +49,21 @@ interface GlobalOpts {
 function engineOpts(cmd: Command): EngineOptions {
   const g = cmd.optsWithGlobals<GlobalOpts>();
   return { backend: g.backend, threads: g.threads };
+}
+
+/** A secret from the environment variable a flag names; an error naming the flag when it is unset. */
+function envKey(name: string, flag: string): string {
+  const v = process.env[name];
+  if (!v) throw new LlmboxError(`environment variable ${name} is not set`, { field: flag, fix: `export ${name}=... or name another variable` });
+  return v;
+}
+
+function readTextFile(file: string, flag: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new LlmboxError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file, field: flag });
+  }
 }
 
 function print(json: boolean, obj: unknown, text: string) {
@@ -139,7 +156,14 @@ export function buildCli(): Command {
   program
     .command('eval')
     .description('evaluate a model on benchmark tasks (see `llmbox tasks`)')
-    .requiredOption('-m, --model <dir>', 'model folder (Hugging Face layout)')
+    .requiredOption('-m, --model <spec>', 'model folder (Hugging Face layout), openai:MODEL, anthropic:MODEL or http://HOST:PORT/v1::MODEL[,URL::MODEL...]')
+    .addOption(new Option('--endpoint <api>', 'remote models: completions (log-likelihoods via echo) or chat').choices(['completions', 'chat']))
+    .option('--api-key-env <NAME>', 'remote models: the environment variable holding the API key (default OPENAI_API_KEY / ANTHROPIC_API_KEY for openai: / anthropic:)')
+    .option('--concurrency <n>', 'remote models: requests in flight', int('--concurrency', 1), 4)
+    .option('--max-retries <n>', 'remote models: retries on 429/5xx/connection errors (exponential backoff, Retry-After honoured)', int('--max-retries', 0), 5)
+    .option('--timeout <s>', 'remote models: seconds per attempt', float('--timeout', 1), 300)
+    .option('--no-request-cache', 'remote models: send every request, ignoring the response cache (LLMBOX_CACHE_DIR/requests)')
+    .option('--system-prompt <text>', 'chat and Anthropic models: a system message before each prompt')
     .requiredOption('-d, --dataset <tasks>', 'comma-separated tasks, groups (mmlu, bbh, mgsm, flores200, truthfulqa) or task config files (*.json)')
     .option('--shots <n>', "few-shot examples (default: the task's)", int('--shots'))
     .option('--limit <n>', 'evaluate the first N instances of each task', int('--limit', 1))
@@ -162,9 +186,10 @@ export function buildCli(): Command {
       // Configs are read once here (failing before the model loads); evaluate gets their task names.
       const names = await registerConfigs((o.dataset as string).split(',').map((s) => s.trim()).filter(Boolean));
       expandTasks(names);
-      const lm = await loadModel(o.model, engineOpts(cmd));
-      const local = new LocalLM(lm, { batchSize: o.batchSize, prefixCache: o.prefixCache });
-      const run = await evaluate(local, names, {
+      const model = isRemoteSpec(o.model)
+        ? remoteModel(o.model, { endpoint: o.endpoint, apiKeyEnv: o.apiKeyEnv, concurrency: o.concurrency, maxRetries: o.maxRetries, timeoutSeconds: o.timeout, requestCache: o.requestCache === false ? false : undefined, systemPrompt: o.systemPrompt })
+        : new LocalLM(await loadModel(o.model, engineOpts(cmd)), { batchSize: o.batchSize, prefixCache: o.prefixCache });
+      const run = await evaluate(model, names, {
         shots: o.shots, limit: o.limit, dataDir: o.dataDir, seed: o.seed, method: o.method as Method | undefined,
         samples: o.samples, temperature: o.temperature, maxNewTokens: o.maxNewTokens, outputDir: o.output,
         resume: o.resume, chunkSize: o.chunkSize, model: o.model, onProgress: progressPrinter(),
@@ -175,7 +200,12 @@ export function buildCli(): Command {
         groups: Object.fromEntries(run.groups.map((g) => [g.group, { ...flat(g.metrics), n: g.n }])),
         fingerprint: run.fingerprint,
         files: run.files ?? null,
+        ...(model instanceof LocalLM ? {} : { requests: model.stats }),
       };
+      if (!(model instanceof LocalLM)) {
+        const st = model.stats;
+        process.stderr.write(`requests: ${st.requests} (${st.cached} from the cache, ${st.attempts} HTTP attempts, ${st.retries} retries)\n`);
+      }
       const rows = [
         ...run.results.flatMap((r) => Object.entries(r.metrics).map(([m, v]) => [r.task, r.method, String(r.shots), m, v, String(r.n)] as const)),
         ...run.groups.flatMap((g) => Object.entries(g.metrics).map(([m, v]) => [g.group, g.aggregate, '', m, v, String(g.n)] as const)),
@@ -277,6 +307,37 @@ export function buildCli(): Command {
       const summary = { added: r.added, old_vocab: r.oldVocab, new_vocab: r.newVocab, tokens_before: r.tokensBefore, tokens_after: r.tokensAfter, output: o.output };
       const text = `added ${r.added.length} tokens (${r.oldVocab} -> ${r.newVocab}); the corpus takes ${r.tokensAfter.toLocaleString('en-US')} tokens instead of ${r.tokensBefore.toLocaleString('en-US')} (${((100 * (r.tokensBefore - r.tokensAfter)) / r.tokensBefore).toFixed(1)}% fewer)\nfirst new tokens: ${r.added.slice(0, 12).map((a) => JSON.stringify(a.token)).join(' ')}\nsaved to ${o.output}`;
       print(!!o.json, summary, text);
+    });
+
+  program
+    .command('serve')
+    .description('an OpenAI-compatible HTTP server over the in-process engine (/v1/models, /v1/completions, /v1/chat/completions)')
+    .requiredOption('-m, --model <dir>', 'model folder (or a shipped model name)')
+    .option('--host <host>', 'address to listen on (default 127.0.0.1: this machine only)', '127.0.0.1')
+    .option('--port <n>', 'port (0: any free port)', int('--port', 0), 8000)
+    .option('--model-name <name>', 'the model id clients send (default: the folder name)')
+    .option('--api-key-env <NAME>', 'require the API key held in this environment variable')
+    .option('--api-key <key>', 'require this API key (visible to other users in the process list: prefer --api-key-env)')
+    .option('--chat-template <t>', 'chat prompts: chatml, alpaca, plain or a Jinja file (default: the tokenizer chat template, else chatml)')
+    .option('--batch-size <n>', 'requests per forward pass', int('--batch-size', 1), 8)
+    .option('--max-tokens <n>', 'largest max_tokens a request may ask for (default: the context window)', int('--max-tokens', 1))
+    .option('--max-body-bytes <n>', 'largest request body', int('--max-body-bytes', 1024), 4 * 2 ** 20)
+    .option('--quiet', 'no line per request on stderr')
+    .action(async (o, cmd: Command) => {
+      const apiKey = o.apiKeyEnv !== undefined ? envKey(o.apiKeyEnv, '--api-key-env') : o.apiKey;
+      const chatTemplate = o.chatTemplate === undefined ? undefined : ['chatml', 'alpaca', 'plain'].includes(o.chatTemplate) ? o.chatTemplate : { jinja: readTextFile(o.chatTemplate, '--chat-template') };
+      const lm = await loadModel(o.model, engineOpts(cmd));
+      const { serve } = await import('../serve/server.js');
+      const server = await serve(lm, {
+        host: o.host, port: o.port, modelName: o.modelName, apiKey, chatTemplate, batchSize: o.batchSize, maxTokens: o.maxTokens, maxBodyBytes: o.maxBodyBytes,
+        log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stderr.write(`llmbox serve: ${o.modelName ?? basename(lm.dir)} at ${server.url}${apiKey ? ' (API key required)' : ''}\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => void server.close().then(resolve);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
     });
 
   const kernel = program.command('kernel').description('the llmbox Jupyter kernel (tslab with llm preloaded)');

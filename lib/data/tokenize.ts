@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { LlmboxError } from '../errors.js';
 import type { TextTokenizer } from '../models/tokenizer.js';
 import type { Message, TrainingRecord } from './records.js';
@@ -122,4 +123,25 @@ export function tokenizeRecord(tok: TextTokenizer, record: TrainingRecord, opts:
     throw new LlmboxError('preference records are trained with DPO, not tokenized as single examples', { field: 'kind', fix: 'use a preference trainer' });
   }
   return { inputIds: ids, labelMask: Uint8Array.from(mask) };
+}
+
+/** What a chat template adds to open the assistant's turn, and the text that ends a reply under it. */
+const GENERATION_PROMPT: Record<TemplateName, { open: string; stop: string[] }> = {
+  chatml: { open: '<|im_start|>assistant\n', stop: ['<|im_end|>'] },
+  alpaca: { open: '', stop: ['### Instruction:'] },
+  plain: { open: '', stop: [] },
+};
+
+/**
+ * A conversation rendered as the prompt for the assistant's next turn, under a named or Jinja
+ * template (default: the tokenizer's own, else ChatML), with the stop strings that end a reply.
+ */
+export function chatPrompt(tok: TextTokenizer, messages: Message[], template?: TemplateName | { jinja: string }): { text: string; stop: string[]; template: string } {
+  const t = template ?? (tok.chatTemplate ? { jinja: tok.chatTemplate } : 'chatml');
+  if (typeof t !== 'string') {
+    const text = tok.applyChatTemplate(messages.map((m) => ({ role: m.role, content: m.content })), { template: t.jinja, addGenerationPrompt: true });
+    return { text, stop: [], template: `jinja:${createHash('sha256').update(t.jinja).digest('hex').slice(0, 16)}` };
+  }
+  const g = GENERATION_PROMPT[t];
+  return { text: namedSegments(messages, t).map((s) => s.text).join('') + g.open, stop: g.stop, template: t };
 }

@@ -7,6 +7,7 @@ import { scoreTargets } from '../models/score.js';
 import { encodePair, type Capabilities, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type ModelDescription } from './lm.js';
 import { PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
 import { modelHash } from './results.js';
+import { tokenBatches } from '../util/batches.js';
 
 export interface LocalLMOptions {
   batchSize?: number;
@@ -125,26 +126,8 @@ export class LocalLM implements LanguageModel {
     return results;
   }
 
-  /**
-   * Consecutive batches of at most batchSize items and about maxBatchTokens padded tokens (one item
-   * always fits): a forward pass holds several activations of [tokens, ffn] at once, and the wasm
-   * heap ends at 4 GiB.
-   */
   private batches<T>(items: T[], tokens: (item: T) => number): T[][] {
-    const out: T[][] = [];
-    let cur: T[] = [], longest = 0;
-    for (const item of items) {
-      const n = Math.max(longest, tokens(item));
-      if (cur.length && (cur.length >= this.batchSize || (cur.length + 1) * n > this.maxBatchTokens)) {
-        out.push(cur);
-        cur = [];
-        longest = 0;
-      }
-      cur.push(item);
-      longest = Math.max(longest, tokens(item));
-    }
-    if (cur.length) out.push(cur);
-    return out;
+    return tokenBatches(items, tokens, this.batchSize, this.maxBatchTokens);
   }
 
   /** Scores requests in batches: each row's targets are the last predictions of its input. */

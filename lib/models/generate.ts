@@ -3,6 +3,7 @@ import { KVCache, type PastKV } from './kv-cache.js';
 import { LlamaModel, leftPad } from './llama.js';
 import type { LoadedModel } from './load.js';
 import { applyRepetitionPenalty, sampleToken, seededRandom, type SamplingOptions } from './sampling.js';
+import { topTokens } from './score.js';
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens?: number;
@@ -26,6 +27,18 @@ export interface GenerateOptions extends SamplingOptions {
    * follows it. Needs the KV cache.
    */
   prefix?: { ids: number[]; kv: PastKV };
+  /**
+   * Report each generated token's log-probability under the model (before penalties and
+   * temperature), with this many most likely alternatives (0: the chosen token only).
+   */
+  logprobs?: number;
+}
+
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  /** The most likely tokens at that step, most likely first. */
+  top: [number, number][];
 }
 
 export interface GenerateResult {
@@ -35,6 +48,8 @@ export interface GenerateResult {
   text: string;
   finishReason: 'stop' | 'length';
   seed: number;
+  /** With `logprobs`: one entry per generated id. */
+  logprobs?: TokenLogprob[];
 }
 
 /** Prompt tokens decoded before the generated ones, so the first generated word keeps its leading space. */
@@ -46,10 +61,45 @@ interface Row {
   done: boolean;
   reason: 'stop' | 'length';
   text?: string;
+  logprobs: TokenLogprob[];
 }
 
 /** Generates continuations for a batch of prompts (text or ids), left-padding them into one batch. */
 export function generate(lm: LoadedModel, prompts: (string | number[])[], opts: GenerateOptions = {}): GenerateResult[] {
+  const steps = decoding(lm, prompts, opts);
+  let step = steps.next();
+  while (!step.done) step = steps.next();
+  return step.value;
+}
+
+/**
+ * Generates for one prompt, handing text to `onText` as it is decoded and yielding to the event loop
+ * between tokens (so a server can flush each piece). Text that could still turn into a stop string is
+ * held back until it cannot.
+ */
+export async function generateStream(lm: LoadedModel, prompt: string | number[], opts: GenerateOptions, onText: (delta: string) => void): Promise<GenerateResult> {
+  const hold = Math.max(0, ...(opts.stop ?? []).map((s) => s.length - 1));
+  const steps = decoding(lm, [prompt], opts);
+  let sent = 0;
+  for (let step = steps.next(); ; step = steps.next()) {
+    if (step.done) {
+      const text = step.value[0].text;
+      if (text.length > sent) onText(text.slice(sent));
+      return step.value[0];
+    }
+    const text = step.value()[0];
+    // A replacement character may be half of a multi-byte character that the next token completes.
+    const safe = Math.max(sent, text.length - hold - (text.endsWith('\uFFFD') ? 1 : 0));
+    if (safe > sent) {
+      onText(text.slice(sent, safe));
+      sent = safe;
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** The decoding loop: yields after each step (a function giving every row's text so far) and returns the results. */
+function* decoding(lm: LoadedModel, prompts: (string | number[])[], opts: GenerateOptions): Generator<() => string[], GenerateResult[]> {
   const { model, tokenizer } = lm;
   const maxNew = opts.maxNewTokens ?? 64;
   const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
@@ -67,7 +117,7 @@ export function generate(lm: LoadedModel, prompts: (string | number[])[], opts: 
       ids = tokenizer.encode(p, { addSpecialTokens: opts.addSpecialTokens ?? true });
     } else ids = [...p];
     if (ids.length === 0) throw new Error('generate: empty prompt; with no BOS token there is nothing to condition on');
-    return { prompt: ids, out: [], done: false, reason: 'length' };
+    return { prompt: ids, out: [], done: false, reason: 'length', logprobs: [] };
   });
   const B = rows.length;
   const prefix = opts.prefix;
@@ -99,10 +149,12 @@ export function generate(lm: LoadedModel, prompts: (string | number[])[], opts: 
       rows.forEach((r, b) => {
         if (r.done) return next.push(pad);
         const row = data.slice(b * V, (b + 1) * V);
+        const raw = opts.logprobs !== undefined ? row.slice() : undefined;
         if (opts.repetitionPenalty && opts.repetitionPenalty !== 1) applyRepetitionPenalty(row, [...before, ...r.prompt, ...r.out], opts.repetitionPenalty);
         const tok = sampleToken(row, opts, random);
         r.out.push(tok);
         next.push(tok);
+        if (raw) r.logprobs.push(tokenLogprob(raw, tok, opts.logprobs!));
         if (stopIds.has(tok)) {
           r.done = true;
           r.reason = 'stop';
@@ -123,11 +175,22 @@ export function generate(lm: LoadedModel, prompts: (string | number[])[], opts: 
         ids = ids.map((row, b) => [...row, next[b]]);
         mask = mask.map((row) => [...row, 1]);
       }
+      yield () => rows.map((r) => r.text ?? textOf(r));
     }
   } finally {
     cache?.dispose();
   }
-  return rows.map((r) => ({ promptIds: r.prompt, ids: r.out, text: r.text ?? textOf(r), finishReason: r.reason, seed }));
+  return rows.map((r) => ({ promptIds: r.prompt, ids: r.out, text: r.text ?? textOf(r), finishReason: r.reason, seed, ...(opts.logprobs !== undefined ? { logprobs: r.logprobs } : {}) }));
+}
+
+/** log p(id) under one row of logits, with the k most likely tokens. */
+function tokenLogprob(logits: Float32Array, id: number, k: number): TokenLogprob {
+  let max = -Infinity;
+  for (const x of logits) max = Math.max(max, x);
+  let sum = 0;
+  for (const x of logits) sum += Math.exp(x - max);
+  const logZ = max + Math.log(sum);
+  return { id, logprob: logits[id] - logZ, top: topTokens(logits, k).map((v) => [v, logits[v] - logZ]) };
 }
 
 /**

@@ -22,6 +22,8 @@ export interface TargetScore {
   logprob: number;
   /** The target is the most likely token there (lowest id on ties). */
   isArgmax: boolean;
+  /** With topK > 0: the topK most likely tokens there and their log-probabilities, most likely first. */
+  top?: [number, number][];
 }
 
 /** Log-probability of each chosen target at a chosen position of one batch row of hidden states, and whether greedy decoding would have picked it. */
@@ -30,6 +32,7 @@ export function scoreTargets(
   hidden: tf.Tensor3D,
   batchIndex: number,
   picks: { row: number; target: number }[],
+  topK = 0,
 ): TargetScore[] {
   const T = hidden.shape[1];
   const V = model.config.vocabSize;
@@ -49,8 +52,26 @@ export function scoreTargets(
       }
       let sum = 0;
       for (let v = 0; v < V; v++) sum += Math.exp(data[i * V + v] - max);
-      out.push({ logprob: data[i * V + p.target] - max - Math.log(sum), isArgmax: arg === p.target });
+      const logZ = max + Math.log(sum);
+      const score: TargetScore = { logprob: data[i * V + p.target] - logZ, isArgmax: arg === p.target };
+      if (topK > 0) score.top = topTokens(data.subarray(i * V, (i + 1) * V), topK).map((v) => [v, data[i * V + v] - logZ]);
+      out.push(score);
     });
   }
   return out;
+}
+
+/** Ids of the k largest values, largest first (lowest id on ties). */
+export function topTokens(row: ArrayLike<number>, k: number): number[] {
+  const best: number[] = [];
+  for (let v = 0; v < row.length; v++) {
+    if (best.length === k && row[v] <= row[best[k - 1]]) continue;
+    let at = best.length < k ? best.length : k - 1;
+    best[at] = v;
+    while (at > 0 && row[best[at]] > row[best[at - 1]]) {
+      [best[at], best[at - 1]] = [best[at - 1], best[at]];
+      at--;
+    }
+  }
+  return best;
 }

@@ -1,0 +1,87 @@
+/**
+ * Anthropic's Messages API through the official SDK: generation only (the API returns no
+ * log-probabilities), so tasks scored by log-likelihood are refused before any request.
+ */
+import Anthropic from '@anthropic-ai/sdk';
+import { LlmboxError } from '../../errors.js';
+import type { Capabilities, GenerateUntilRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult, ModelDescription } from '../lm.js';
+import { sha256 } from '../results.js';
+import { defaultRequestCacheDir } from './request-cache.js';
+import { call, cutAtStops, Transport, type RemoteOptions, type RequestStats } from './transport.js';
+
+export interface AnthropicModelOptions extends RemoteOptions {
+  model: string;
+  /** Default https://api.anthropic.com (ANTHROPIC_BASE_URL honoured, as the SDK does). */
+  baseURL?: string;
+  systemPrompt?: string;
+}
+
+const NO_LOGPROBS = 'the Anthropic API returns no log-probabilities';
+
+export class AnthropicLM implements LanguageModel {
+  readonly modelId: string;
+  readonly capabilities: Capabilities = { loglikelihood: NO_LOGPROBS, loglikelihood_rolling: NO_LOGPROBS, generate_until: true };
+  private readonly transport: Transport<Anthropic>;
+
+  constructor(private readonly opts: AnthropicModelOptions) {
+    this.modelId = `anthropic:${opts.model}`;
+    const env = opts.apiKeyEnv ?? 'ANTHROPIC_API_KEY';
+    const apiKey = process.env[env];
+    if (!apiKey) throw new LlmboxError(`environment variable ${env} is not set`, { field: '--api-key-env', fix: `export ${env}=... (keys are read from the environment only)` });
+    const baseURL = (opts.baseURL ?? process.env.ANTHROPIC_BASE_URL ?? 'https://api.anthropic.com').replace(/\/+$/, '');
+    let transport!: Transport<Anthropic>;
+    const client = new Anthropic({
+      apiKey,
+      baseURL,
+      maxRetries: opts.maxRetries ?? 5,
+      timeout: (opts.timeoutSeconds ?? 300) * 1000,
+      fetch: (input, init) => transport.countingFetch()(input, init),
+    });
+    transport = new Transport([client], [baseURL], JSON.stringify([baseURL, opts.model, 'messages']), opts.concurrency ?? 4, opts.requestCache ?? defaultRequestCacheDir());
+    this.transport = transport;
+  }
+
+  get stats(): RequestStats {
+    return this.transport.stats;
+  }
+
+  describe(): ModelDescription {
+    return {
+      model: this.modelId,
+      model_hash: sha256(JSON.stringify([this.transport.servers, this.opts.model])).slice(0, 16),
+      backend: 'anthropic',
+      model_type: 'chat',
+      endpoint: 'messages',
+      servers: this.transport.servers,
+      ...(this.opts.systemPrompt !== undefined ? { system_prompt: this.opts.systemPrompt } : {}),
+    };
+  }
+
+  async loglikelihood(_: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
+    throw new LlmboxError(`loglikelihood: ${NO_LOGPROBS}`, { field: '--method', fix: 'use --method gen' });
+  }
+
+  async loglikelihoodRolling(_: string[]): Promise<number[]> {
+    throw new LlmboxError(`loglikelihoodRolling: ${NO_LOGPROBS}`, { field: '--method', fix: 'evaluate perplexity on a local model or a completions server' });
+  }
+
+  async generateUntil(requests: GenerateUntilRequest[]): Promise<string[]> {
+    return Promise.all(requests.map(async (r) => {
+      // The API refuses stop sequences that are only whitespace ("\n"); every stop string is applied here anyway.
+      const stops = r.until.filter((s) => s.trim().length > 0);
+      const body = {
+        model: this.opts.model,
+        max_tokens: r.maxNewTokens ?? 256,
+        temperature: Math.min(1, r.temperature ?? 0),
+        messages: [{ role: 'user' as const, content: r.context }],
+        ...(this.opts.systemPrompt !== undefined ? { system: this.opts.systemPrompt } : {}),
+        ...(stops.length ? { stop_sequences: stops } : {}),
+      };
+      const text = await this.transport.request(['messages', body], async (client, server) => {
+        const res = await call(server, () => client.messages.create(body));
+        return res.content.map((b) => (b.type === 'text' ? b.text : '')).join('');
+      });
+      return cutAtStops(text, r.until);
+    }));
+  }
+}
