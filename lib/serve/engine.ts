@@ -20,7 +20,7 @@ export interface EngineStats {
   largestBatch: number;
 }
 
-/** Tokens decoded around a token to find its text (SentencePiece drops a word's space when decoded alone). */
+/** Tokens decoded before a token to find its text (SentencePiece drops a word's space when decoded alone). */
 const PIECE_CONTEXT = 8;
 
 export class ServeEngine {
@@ -30,7 +30,7 @@ export class ServeEngine {
 
   constructor(
     readonly lm: LoadedModel,
-    private readonly opts: { batchSize: number; maxBatchTokens: number },
+    private readonly opts: { batchSize: number; maxBatchTokens: number; batchWindowMs: number },
   ) {}
 
   get maxLen(): number {
@@ -43,25 +43,37 @@ export class ServeEngine {
     return this.lm.tokenizer!.encode(prompt, { addSpecialTokens: true });
   }
 
-  /** Each token's text and its offset in the decoded text (special tokens read as empty). */
+  /**
+   * Each token's text and its offset in the decoded text, decoded incrementally over a short window
+   * (vLLM's rule): a token that ends inside a multi-byte character reads as empty and the token that
+   * completes it carries the whole character; special tokens read as empty.
+   */
   pieces(ids: number[]): { pieces: string[]; offsets: number[] } {
     const tok = this.lm.tokenizer!;
+    const decode = (from: number, to: number) => (to > from ? tok.decode(ids.slice(from, to)) : '');
     const pieces: string[] = [], offsets: number[] = [];
-    let at = 0;
-    ids.forEach((id, i) => {
-      const before = ids.slice(Math.max(0, i - PIECE_CONTEXT), i);
-      const head = before.length ? tok.decode(before) : '', full = tok.decode([...before, id]);
-      const piece = full.startsWith(head) ? full.slice(head.length) : tok.decode([id]);
+    let prefixAt = 0, readAt = 0, at = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const head = decode(prefixAt, readAt), full = decode(prefixAt, i + 1);
+      let piece = '';
+      if (full.length > head.length && !full.endsWith('\uFFFD')) {
+        piece = full.slice(head.length);
+        prefixAt = readAt;
+        readAt = i + 1;
+      }
       pieces.push(piece);
       offsets.push(at);
       at += piece.length;
-    });
+    }
     return { pieces, offsets };
   }
 
   /** The text of one token id as it reads after `before` (for top log-probability keys). */
   tokenText(before: number[], id: number): string {
-    return this.pieces([...before.slice(-PIECE_CONTEXT), id]).pieces.at(-1)!;
+    const tok = this.lm.tokenizer!;
+    const window = before.slice(-PIECE_CONTEXT);
+    const head = window.length ? tok.decode(window) : '', full = tok.decode([...window, id]);
+    return full.startsWith(head) ? full.slice(head.length) : tok.decode([id]);
   }
 
   /** log p(ids[i] | ids[..i]) for i >= 1, with the topK alternatives at each position. */
@@ -84,7 +96,8 @@ export class ServeEngine {
     this.stats.requests++;
     if (!this.draining) {
       this.draining = true;
-      setImmediate(() => void this.drain());
+      // An idle server waits a moment, so requests sent together (on separate connections) share a batch.
+      setTimeout(() => void this.drain(), this.opts.batchWindowMs);
     }
   }
 

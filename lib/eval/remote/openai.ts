@@ -186,6 +186,8 @@ export function scoreSpan(choice: Choice, context: string, end: number, server: 
   lp.text_offset.forEach((offset, i) => {
     if (offset < context.length || offset >= end) return;
     const x = lp.token_logprobs[i];
+    // A zero-width first token (BOS) has no log-probability and is not part of the text.
+    if (x === null && i === 0 && lp.text_offset[1] === offset) return;
     if (x === null) {
       throw new LlmboxError(`server ${server} gave no log-probability for a continuation token (position ${i})`, { field: '--model', fix: 'the first prompt token has none: the server must start prompts with BOS, or the context must be non-empty' });
     }

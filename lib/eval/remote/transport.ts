@@ -36,6 +36,8 @@ export class Transport<Client> {
   private readonly waiting: (() => void)[] = [];
   private readonly cache: RequestCache | undefined;
   private next = 0;
+  /** A request that failed for good: the ones still queued behind it are not sent. */
+  private failure: unknown;
 
   constructor(
     private readonly clients: Client[],
@@ -74,12 +76,19 @@ export class Transport<Client> {
       return hit;
     }
     await this.acquire();
+    if (this.failure !== undefined) {
+      this.release();
+      throw this.failure;
+    }
     const i = this.pick();
     this.outstanding[i]++;
     try {
       const value = await send(this.clients[i], this.servers[i]);
       this.cache?.put(k, value);
       return value;
+    } catch (e) {
+      this.failure ??= e;
+      throw e;
     } finally {
       this.outstanding[i]--;
       this.release();
@@ -110,6 +119,8 @@ export class Transport<Client> {
     const wake = this.waiting.shift();
     if (wake) wake();
     else this.active--;
+    // Once the failed batch has drained, later calls (a retry by the user) start afresh.
+    if (this.active === 0) this.failure = undefined;
   }
 }
 
