@@ -6,7 +6,8 @@ import { initEngine, type BackendName, type EngineOptions } from '../engine/inde
 import { generate } from '../models/generate.js';
 import { loadModel } from '../models/load.js';
 import { nextTokenLogprobs } from '../models/score.js';
-import { evaluate, expandTasks, registerConfigs, type MetricValue, type Progress } from '../eval/evaluate.js';
+import { evaluate, expandTasks, registerConfigs, writeRun, type EvalRun, type MetricValue, type Progress } from '../eval/evaluate.js';
+import { mergeRuns } from '../eval/merge.js';
 import { LocalLM } from '../eval/local.js';
 import { isRemoteSpec, remoteModel } from '../eval/remote/index.js';
 import { GROUPS, TASKS, type Method } from '../eval/tasks/index.js';
@@ -178,8 +179,10 @@ export function buildCli(): Command {
     .option('--output <dir>', 'write results_<time>.json and samples_<task>_<time>.jsonl here; resume from here')
     .option('--no-resume', 'ignore resume state in --output and start over')
     .option('--chunk-size <n>', 'instances per model call and per resume checkpoint', int('--chunk-size', 1), 32)
+    .option('--shard <i/n>', 'evaluate only instances i, i+n, i+2n, ... of each task (0 <= i < n); join the outputs with `llmbox merge`', shardSpec)
     .option('--json', 'print {"results": {task: {metric: value}}, "groups": {...}}')
     .action(async (o, cmd: Command) => {
+      if (o.shard && !o.output) throw new LlmboxError('--shard needs --output (the folder llmbox merge reads)', { field: '--shard', fix: 'add --output DIR' });
       if (o.method !== undefined && !['ppl', 'prob', 'gen', 'rolling'].includes(o.method)) {
         throw new LlmboxError(`unknown method ${o.method}`, { field: '--method', fix: 'use ppl, prob, gen or rolling' });
       }
@@ -192,30 +195,25 @@ export function buildCli(): Command {
       const run = await evaluate(model, names, {
         shots: o.shots, limit: o.limit, dataDir: o.dataDir, seed: o.seed, method: o.method as Method | undefined,
         samples: o.samples, temperature: o.temperature, maxNewTokens: o.maxNewTokens, outputDir: o.output,
-        resume: o.resume, chunkSize: o.chunkSize, model: o.model, onProgress: progressPrinter(),
+        resume: o.resume, chunkSize: o.chunkSize, model: o.model, shard: o.shard, onProgress: progressPrinter(),
       });
-      const flat = (m: Record<string, MetricValue>) => Object.fromEntries(Object.entries(m).flatMap(([k, v]) => [[k, v.value], [`${k}_stderr`, v.stderr]]));
-      const summary = {
-        results: Object.fromEntries(run.results.map((r) => [r.task, { ...flat(r.metrics), n: r.n, shots: r.shots, method: r.method }])),
-        groups: Object.fromEntries(run.groups.map((g) => [g.group, { ...flat(g.metrics), n: g.n }])),
-        fingerprint: run.fingerprint,
-        files: run.files ?? null,
-        ...(model instanceof LocalLM ? {} : { requests: model.stats }),
-      };
       if (!(model instanceof LocalLM)) {
         const st = model.stats;
         process.stderr.write(`requests: ${st.requests} (${st.cached} from the cache, ${st.attempts} HTTP attempts, ${st.retries} retries)\n`);
       }
-      const rows = [
-        ...run.results.flatMap((r) => Object.entries(r.metrics).map(([m, v]) => [r.task, r.method, String(r.shots), m, v, String(r.n)] as const)),
-        ...run.groups.flatMap((g) => Object.entries(g.metrics).map(([m, v]) => [g.group, g.aggregate, '', m, v, String(g.n)] as const)),
-      ];
-      const text = [
-        'task                            method  shots  metric                        value     stderr      n',
-        ...rows.map(([t, meth, shots, m, v, n]) => `${t.padEnd(31)} ${meth.padEnd(7)} ${shots.padStart(5)}  ${m.padEnd(26)} ${v.value.toFixed(4).padStart(9)} ${(Number.isFinite(v.stderr) ? v.stderr.toFixed(4) : 'n/a').padStart(10)} ${n.padStart(6)}`),
-        ...(run.files ? [`results: ${run.files.results}`] : []),
-      ].join('\n');
-      print(!!o.json, summary, text);
+      printRun(run, !!o.json, model instanceof LocalLM ? {} : { requests: model.stats });
+    });
+
+  program
+    .command('merge')
+    .description('join the outputs of a run split with --shard i/n into one run (metrics recomputed from the samples)')
+    .argument('<dirs...>', 'the --output folders of the shards')
+    .requiredOption('--output <dir>', 'where the merged results and samples go')
+    .option('--json', 'print the summary as llmbox eval --json does')
+    .action((dirs: string[], o: { output: string; json?: boolean }) => {
+      const run = mergeRuns(dirs);
+      run.files = writeRun(o.output, run, { started: Date.now(), limit: run.fingerprint.limit, batchSize: run.fingerprint.lm.batch_size ?? null });
+      printRun(run, !!o.json);
     });
 
   program
@@ -411,6 +409,36 @@ export function buildCli(): Command {
     });
 
   return program;
+}
+
+/** The summary of an evaluation: stable JSON, or an aligned table. */
+function printRun(run: EvalRun, json: boolean, extra: Record<string, unknown> = {}): void {
+  const flat = (m: Record<string, MetricValue>) => Object.fromEntries(Object.entries(m).flatMap(([k, v]) => [[k, v.value], [`${k}_stderr`, v.stderr]]));
+  const summary = {
+    results: Object.fromEntries(run.results.map((r) => [r.task, { ...flat(r.metrics), n: r.n, shots: r.shots, method: r.method }])),
+    groups: Object.fromEntries(run.groups.map((g) => [g.group, { ...flat(g.metrics), n: g.n }])),
+    fingerprint: run.fingerprint,
+    files: run.files ?? null,
+    ...extra,
+  };
+  const rows = [
+    ...run.results.flatMap((r) => Object.entries(r.metrics).map(([m, v]) => [r.task, r.method, String(r.shots), m, v, String(r.n)] as const)),
+    ...run.groups.flatMap((g) => Object.entries(g.metrics).map(([m, v]) => [g.group, g.aggregate, '', m, v, String(g.n)] as const)),
+  ];
+  const text = [
+    'task                            method  shots  metric                        value     stderr      n',
+    ...rows.map(([t, meth, shots, m, v, n]) => `${t.padEnd(31)} ${meth.padEnd(7)} ${shots.padStart(5)}  ${m.padEnd(26)} ${v.value.toFixed(4).padStart(9)} ${(Number.isFinite(v.stderr) ? v.stderr.toFixed(4) : 'n/a').padStart(10)} ${n.padStart(6)}`),
+    ...(run.files ? [`results: ${run.files.results}`] : []),
+  ].join('\n');
+  print(json, summary, text);
+}
+
+/** `i/n` with 0 <= i < n. */
+function shardSpec(v: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(v);
+  const index = Number(m?.[1]), count = Number(m?.[2]);
+  if (!m || count < 1 || index >= count) throw new InvalidArgumentError('--shard takes i/n with 0 <= i < n, e.g. 0/4');
+  return { index, count };
 }
 
 /** A status line on stderr: redrawn in place on a terminal; elsewhere a line every 10 s and the last one. */

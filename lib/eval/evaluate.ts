@@ -1,5 +1,5 @@
 import { rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { engineInfo } from '../engine/index.js';
 import { LlmboxError } from '../errors.js';
 import { seededRandom } from '../models/sampling.js';
@@ -37,6 +37,13 @@ export interface EvaluateOptions {
   onProgress?: (p: Progress) => void;
   /** Model name for the results file. */
   model?: string;
+  /** Evaluate only instances i with i % count === index (after `limit`): one machine's part of a run that `llmbox merge` joins. */
+  shard?: Shard;
+}
+
+export interface Shard {
+  index: number;
+  count: number;
 }
 
 export interface Progress {
@@ -65,6 +72,8 @@ export interface TaskResult {
   samples: SampleRecord[];
   /** Instances restored from an interrupted run instead of recomputed. */
   resumed: number;
+  /** Instances of the task before sharding (n is this run's). */
+  total: number;
   /** Resume state of this task, removed once the run's results are written. */
   resumeFile?: string;
 }
@@ -83,6 +92,8 @@ export interface Fingerprint {
   seed: number;
   limit: number | null;
   tasks: Record<string, { version: number; method: Method; shots: number; prompt_hash: string }>;
+  /** This run's slice of the instances; absent for a whole run. */
+  shard?: Shard;
   lm: ModelDescription;
   backend: string | null;
   native_addon: boolean | null;
@@ -153,7 +164,7 @@ function aggregateMetric(task: Task, metric: string, values: number[]): MetricVa
   return { value: mean(values), stderr: stderrOfMean(values) };
 }
 
-function taskMetrics(task: Task, samples: SampleRecord[]): Record<string, MetricValue> {
+export function taskMetrics(task: Task, samples: SampleRecord[]): Record<string, MetricValue> {
   const out: Record<string, MetricValue> = {};
   const names = [...new Set(samples.flatMap((s) => Object.keys(s.metrics)))];
   for (const m of names) out[m] = aggregateMetric(task, m, samples.map((s) => s.metrics[m]).filter((v) => v !== undefined));
@@ -198,12 +209,14 @@ export async function evaluateTask(lm: LanguageModel, taskName: string, opts: Ev
   const prompts = docs.map((d, i) => prefixes[i] + instanceQuery(task, method, d));
   const promptHash = sha256(prompts.map(sha256).join('')).slice(0, 16);
 
-  const settings = { model: modelHash, task: task.name, version: task.version, method, shots, seed: opts.seed ?? 1234, limit: opts.limit ?? null, samples: opts.samples ?? 1, temperature: opts.temperature ?? null, maxNewTokens: opts.maxNewTokens ?? null, promptHash };
+  const settings = { model: modelHash, task: task.name, version: task.version, method, shots, seed: opts.seed ?? 1234, limit: opts.limit ?? null, samples: opts.samples ?? 1, temperature: opts.temperature ?? null, maxNewTokens: opts.maxNewTokens ?? null, promptHash, ...(opts.shard ? { shard: opts.shard } : {}) };
   const partial = opts.outputDir ? new PartialResults(join(opts.outputDir, '.llmbox-resume'), `${task.name}-${sha256(JSON.stringify(settings)).slice(0, 16)}`) : undefined;
   if (opts.resume === false) partial?.reset();
   const done = partial ? partial.load() : new Map<number, SampleRecord>();
   const resumed = done.size;
-  const todo = docs.map((_, i) => i).filter((i) => !done.has(i));
+  // Prompts (and their few-shot draws) are built for every instance first, so a shard's are those of the whole run.
+  const mine = docs.map((_, i) => i).filter((i) => !opts.shard || i % opts.shard.count === opts.shard.index);
+  const todo = mine.filter((i) => !done.has(i));
   const chunk = opts.chunkSize ?? 32;
   const started = Date.now();
   let computed = 0;
@@ -256,13 +269,13 @@ export async function evaluateTask(lm: LanguageModel, taskName: string, opts: Ev
     for (const r of records) done.set(r.doc_id, r);
     computed += records.length;
     const rate = computed / Math.max(1e-3, (Date.now() - started) / 1000);
-    opts.onProgress?.({ task: task.name, done: done.size, total: docs.length, rate, etaSeconds: (docs.length - done.size) / rate });
+    opts.onProgress?.({ task: task.name, done: done.size, total: mine.length, rate, etaSeconds: (mine.length - done.size) / rate });
   }
-  const samples = docs.map((_, i) => done.get(i)!);
-  return { task: task.name, version: task.version, method, shots, n: samples.length, promptHash, metrics: taskMetrics(task, samples), samples, resumed, resumeFile: partial?.file };
+  const samples = mine.map((i) => done.get(i)!);
+  return { task: task.name, version: task.version, method, shots, n: samples.length, total: docs.length, promptHash, metrics: taskMetrics(task, samples), samples, resumed, resumeFile: partial?.file };
 }
 
-function groupResults(results: TaskResult[], names: string[]): GroupResult[] {
+export function groupResults(results: TaskResult[], names: string[]): GroupResult[] {
   const out: GroupResult[] = [];
   for (const name of names) {
     const group = GROUPS[name];
@@ -322,29 +335,38 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
     backend: engine?.backend ?? null,
     native_addon: engine ? engine.native.enabled : null,
   };
+  if (opts.shard) fingerprint.shard = opts.shard;
   const run: EvalRun = { results, groups, fingerprint };
   if (opts.outputDir) {
-    const stamp = fileTimestamp();
-    const samples = results.map((r) => writeSamples(opts.outputDir!, r.task, stamp, r.samples));
-    const file = writeResults(opts.outputDir, stamp, {
-      results: Object.fromEntries([...results.map((r) => [r.task, { alias: r.task, ...lmEvalMetrics(r.metrics) }]), ...groups.map((g) => [g.group, { alias: g.group, ...lmEvalMetrics(g.metrics) }])]),
-      groups: Object.fromEntries(groups.map((g) => [g.group, { alias: g.group, ...lmEvalMetrics(g.metrics) }])),
-      group_subtasks: Object.fromEntries(groups.map((g) => [g.group, g.tasks])),
-      configs: Object.fromEntries(results.map((r) => {
-        const t = TASKS[r.task];
-        return [r.task, { task: r.task, num_fewshot: r.shots, output_type: r.method === 'gen' ? 'generate_until' : r.method === 'rolling' ? 'loglikelihood_rolling' : 'multiple_choice', target_delimiter: t.targetDelimiter, fewshot_delimiter: t.fewshotDelimiter, metadata: { version: r.version } }];
-      })),
-      versions: Object.fromEntries(results.map((r) => [r.task, r.version])),
-      'n-shot': Object.fromEntries(results.map((r) => [r.task, r.shots])),
-      'n-samples': Object.fromEntries(results.map((r) => [r.task, { original: r.n, effective: r.n }])),
-      config: { model: fingerprint.model, batch_size: info.batch_size ?? null, limit: opts.limit ?? null, random_seed: fingerprint.seed },
-      llmbox_fingerprint: fingerprint,
-      date: started / 1000,
-      total_evaluation_time_seconds: String((Date.now() - started) / 1000),
-    });
+    run.files = writeRun(opts.outputDir, run, { started, limit: opts.limit ?? null, batchSize: info.batch_size ?? null });
     // Only now that the results are safely on disk is the resume state no longer needed.
     for (const r of results) if (r.resumeFile) rmSync(r.resumeFile, { force: true });
-    run.files = { results: file, samples };
   }
   return run;
+}
+
+/** Writes results_<time>.json (lm-eval's keys plus llmbox's fingerprint) and one samples file per task, atomically. */
+export function writeRun(dir: string, run: EvalRun, meta: { started: number; limit: number | null; batchSize: number | null }): { results: string; samples: string[] } {
+  const { results, groups, fingerprint } = run;
+  const stamp = fileTimestamp();
+  const samples = results.map((r) => writeSamples(dir, r.task, stamp, r.samples));
+  const file = writeResults(dir, stamp, {
+    results: Object.fromEntries([...results.map((r) => [r.task, { alias: r.task, ...lmEvalMetrics(r.metrics) }]), ...groups.map((g) => [g.group, { alias: g.group, ...lmEvalMetrics(g.metrics) }])]),
+    groups: Object.fromEntries(groups.map((g) => [g.group, { alias: g.group, ...lmEvalMetrics(g.metrics) }])),
+    group_subtasks: Object.fromEntries(groups.map((g) => [g.group, g.tasks])),
+    configs: Object.fromEntries(results.map((r) => {
+      const t = TASKS[r.task];
+      return [r.task, { task: r.task, num_fewshot: r.shots, output_type: r.method === 'gen' ? 'generate_until' : r.method === 'rolling' ? 'loglikelihood_rolling' : 'multiple_choice', target_delimiter: t.targetDelimiter, fewshot_delimiter: t.fewshotDelimiter, metadata: { version: r.version } }];
+    })),
+    versions: Object.fromEntries(results.map((r) => [r.task, r.version])),
+    'n-shot': Object.fromEntries(results.map((r) => [r.task, r.shots])),
+    'n-samples': Object.fromEntries(results.map((r) => [r.task, { original: r.total, effective: r.n }])),
+    config: { model: fingerprint.model, batch_size: meta.batchSize, limit: meta.limit, random_seed: fingerprint.seed },
+    llmbox_fingerprint: fingerprint,
+    llmbox_tasks: Object.fromEntries(results.map((r) => [r.task, { method: r.method, prompt_hash: r.promptHash, n: r.n, total: r.total, samples: basename(samples[results.indexOf(r)]) }])),
+    llmbox_groups: groups.map((g) => g.group),
+    date: meta.started / 1000,
+    total_evaluation_time_seconds: String((Date.now() - meta.started) / 1000),
+  });
+  return { results: file, samples };
 }

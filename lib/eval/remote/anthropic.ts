@@ -48,7 +48,8 @@ export class AnthropicLM implements LanguageModel {
   describe(): ModelDescription {
     return {
       model: this.modelId,
-      model_hash: sha256(JSON.stringify([this.transport.servers, this.opts.model])).slice(0, 16),
+      // The model's identity, not where it runs: shards evaluated on other servers merge, and resume state carries over.
+      model_hash: sha256(JSON.stringify(['anthropic', this.opts.model])).slice(0, 16),
       backend: 'anthropic',
       model_type: 'chat',
       endpoint: 'messages',

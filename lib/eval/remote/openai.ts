@@ -72,7 +72,8 @@ export class OpenAICompatibleLM implements LanguageModel {
   describe(): ModelDescription {
     return {
       model: this.opts.model,
-      model_hash: sha256(JSON.stringify([this.transport.servers, this.opts.model])).slice(0, 16),
+      // The model's identity, not where it runs: shards evaluated on other servers merge, and resume state carries over.
+      model_hash: sha256(JSON.stringify(['openai-compatible', this.opts.model])).slice(0, 16),
       backend: 'openai-compatible',
       model_type: this.endpoint === 'chat' ? 'chat' : 'base',
       endpoint: this.endpoint,
