@@ -9,6 +9,7 @@ import { nextTokenLogprobs } from '../models/score.js';
 import { evaluate, expandTasks, registerConfigs, writeRun, type EvalRun, type MetricValue, type Progress } from '../eval/evaluate.js';
 import { mergeRuns } from '../eval/merge.js';
 import { LocalLM } from '../eval/local.js';
+import type { ChatTemplate } from '../eval/chat.js';
 import { isRemoteSpec, remoteModel } from '../eval/remote/index.js';
 import { GROUPS, TASKS, type Method } from '../eval/tasks/index.js';
 import { readConfig } from '../models/config.js';
@@ -57,6 +58,12 @@ function envKey(name: string, flag: string): string {
   const v = process.env[name];
   if (!v) throw new LlmboxError(`environment variable ${name} is not set`, { field: flag, fix: `export ${name}=... or name another variable` });
   return v;
+}
+
+/** A named chat template, or the Jinja template in a file. */
+function chatTemplateOption(v: string | undefined): ChatTemplate | undefined {
+  if (v === undefined) return undefined;
+  return v === 'chatml' || v === 'alpaca' || v === 'plain' ? v : { jinja: readTextFile(v, '--chat-template') };
 }
 
 function readTextFile(file: string, flag: string): string {
@@ -164,7 +171,9 @@ export function buildCli(): Command {
     .option('--max-retries <n>', 'remote models: retries on 429/5xx/connection errors (exponential backoff, Retry-After honoured)', int('--max-retries', 0), 5)
     .option('--timeout <s>', 'remote models: seconds per attempt', float('--timeout', 1), 300)
     .option('--no-request-cache', 'remote models: send every request, ignoring the response cache (LLMBOX_CACHE_DIR/requests)')
-    .option('--system-prompt <text>', 'chat and Anthropic models: a system message before each prompt')
+    .addOption(new Option('--model-type <type>', 'base: raw-text prompts; chat: few-shot examples as turns under a chat template (default: chat when the tokenizer has a template or the endpoint is chat)').choices(['base', 'chat']))
+    .option('--chat-template <t>', 'local chat models: chatml, alpaca, plain or a Jinja file (default: the tokenizer chat template, else chatml)')
+    .option('--system-prompt <text>', 'chat models: a system message before each prompt')
     .requiredOption('-d, --dataset <tasks>', 'comma-separated tasks, groups (mmlu, bbh, mgsm, flores200, truthfulqa) or task config files (*.json)')
     .option('--shots <n>', "few-shot examples (default: the task's)", int('--shots'))
     .option('--limit <n>', 'evaluate the first N instances of each task', int('--limit', 1))
@@ -189,9 +198,10 @@ export function buildCli(): Command {
       // Configs are read once here (failing before the model loads); evaluate gets their task names.
       const names = await registerConfigs((o.dataset as string).split(',').map((s) => s.trim()).filter(Boolean));
       expandTasks(names);
+      const chat = { template: chatTemplateOption(o.chatTemplate), systemPrompt: o.systemPrompt };
       const model = isRemoteSpec(o.model)
-        ? remoteModel(o.model, { endpoint: o.endpoint, apiKeyEnv: o.apiKeyEnv, concurrency: o.concurrency, maxRetries: o.maxRetries, timeoutSeconds: o.timeout, requestCache: o.requestCache === false ? false : undefined, systemPrompt: o.systemPrompt })
-        : new LocalLM(await loadModel(o.model, engineOpts(cmd)), { batchSize: o.batchSize, prefixCache: o.prefixCache });
+        ? remoteModel(o.model, { endpoint: o.endpoint, modelType: o.modelType, apiKeyEnv: o.apiKeyEnv, concurrency: o.concurrency, maxRetries: o.maxRetries, timeoutSeconds: o.timeout, requestCache: o.requestCache === false ? false : undefined, systemPrompt: o.systemPrompt })
+        : new LocalLM(await loadModel(o.model, engineOpts(cmd)), { batchSize: o.batchSize, prefixCache: o.prefixCache, modelType: o.modelType, chat });
       const run = await evaluate(model, names, {
         shots: o.shots, limit: o.limit, dataDir: o.dataDir, seed: o.seed, method: o.method as Method | undefined,
         samples: o.samples, temperature: o.temperature, maxNewTokens: o.maxNewTokens, outputDir: o.output,
@@ -323,7 +333,7 @@ export function buildCli(): Command {
     .option('--quiet', 'no line per request on stderr')
     .action(async (o, cmd: Command) => {
       const apiKey = o.apiKeyEnv !== undefined ? envKey(o.apiKeyEnv, '--api-key-env') : o.apiKey;
-      const chatTemplate = o.chatTemplate === undefined ? undefined : ['chatml', 'alpaca', 'plain'].includes(o.chatTemplate) ? o.chatTemplate : { jinja: readTextFile(o.chatTemplate, '--chat-template') };
+      const chatTemplate = chatTemplateOption(o.chatTemplate);
       const lm = await loadModel(o.model, engineOpts(cmd));
       const { serve } = await import('../serve/server.js');
       const server = await serve(lm, {

@@ -7,7 +7,7 @@ import { projectRoot } from '../util/paths.js';
 import { assertSupports, type LanguageModel, type ModelDescription } from './lm.js';
 import { scoreChoices } from './methods/choice.js';
 import { runGeneration } from './methods/generation.js';
-import { fewshotPrefix, instanceQuery } from './methods/prompt.js';
+import { instanceQuery, preamble } from './methods/prompt.js';
 import { bootstrapStderr, mean, stderrOfMean } from './metrics/index.js';
 import { fileTimestamp, PartialResults, sha256, writeResults, writeSamples, type SampleRecord } from './results.js';
 import { registerTaskConfig } from './tasks/declarative.js';
@@ -194,7 +194,7 @@ export function methodFor(task: Task, asked: Method | undefined): Method {
 }
 
 /** Evaluates one task; with outputDir, finished chunks survive interruption and are not recomputed. */
-export async function evaluateTask(lm: LanguageModel, taskName: string, opts: EvaluateOptions = {}, modelHash = ''): Promise<TaskResult> {
+export async function evaluateTask(lm: LanguageModel, taskName: string, opts: EvaluateOptions = {}, info: ModelDescription = lm.describe()): Promise<TaskResult> {
   const task = TASKS[taskName];
   if (!task) throw new LlmboxError(`unknown task ${taskName}`, { field: '--dataset', fix: 'run `llmbox tasks` for the list' });
   const method = methodFor(task, opts.method);
@@ -205,11 +205,13 @@ export async function evaluateTask(lm: LanguageModel, taskName: string, opts: Ev
   if (opts.limit !== undefined) docs = docs.slice(0, opts.limit);
   const pool = shots > 0 ? task.loadSplit(dataDir, 'fewshot') : [];
   const random = seededRandom(opts.seed ?? 1234);
-  const prefixes = docs.map((d) => fewshotPrefix(task, method, d, drawShots(task, pool, shots, d.id, random)));
-  const prompts = docs.map((d, i) => prefixes[i] + instanceQuery(task, method, d));
+  const preambles = docs.map((d) => preamble(task, method, d, drawShots(task, pool, shots, d.id, random)));
+  const prompts = docs.map((d, i) => preambles[i].text + instanceQuery(task, method, d));
   const promptHash = sha256(prompts.map(sha256).join('')).slice(0, 16);
 
-  const settings = { model: modelHash, task: task.name, version: task.version, method, shots, seed: opts.seed ?? 1234, limit: opts.limit ?? null, samples: opts.samples ?? 1, temperature: opts.temperature ?? null, maxNewTokens: opts.maxNewTokens ?? null, promptHash, ...(opts.shard ? { shard: opts.shard } : {}) };
+  // The same weights prompted as a chat model see other prompts: the template is part of the identity.
+  const model = [info.model_hash, info.model_type, info.chat_template ?? null, info.system_prompt ?? null];
+  const settings = { model, task: task.name, version: task.version, method, shots, seed: opts.seed ?? 1234, limit: opts.limit ?? null, samples: opts.samples ?? 1, temperature: opts.temperature ?? null, maxNewTokens: opts.maxNewTokens ?? null, promptHash, ...(opts.shard ? { shard: opts.shard } : {}) };
   const partial = opts.outputDir ? new PartialResults(join(opts.outputDir, '.llmbox-resume'), `${task.name}-${sha256(JSON.stringify(settings)).slice(0, 16)}`) : undefined;
   if (opts.resume === false) partial?.reset();
   const done = partial ? partial.load() : new Map<number, SampleRecord>();
@@ -223,7 +225,7 @@ export async function evaluateTask(lm: LanguageModel, taskName: string, opts: Ev
   for (let at = 0; at < todo.length; at += chunk) {
     const ids = todo.slice(at, at + chunk);
     const chunkDocs = ids.map((i) => docs[i]);
-    const chunkPrefixes = ids.map((i) => prefixes[i]);
+    const chunkPreambles = ids.map((i) => preambles[i]);
     const records: SampleRecord[] = [];
     if (method === 'rolling') {
       const lls = await lm.loglikelihoodRolling(chunkDocs.map((d) => d.query));
@@ -240,7 +242,7 @@ export async function evaluateTask(lm: LanguageModel, taskName: string, opts: Ev
         }));
       });
     } else if (method === 'gen') {
-      const gen = await runGeneration(lm, task, chunkDocs, chunkPrefixes, opts);
+      const gen = await runGeneration(lm, task, chunkDocs, chunkPreambles, opts);
       gen.forEach((g, j) => {
         const d = chunkDocs[j];
         records.push(sampleRecord(ids[j], d, g.context, {
@@ -253,7 +255,7 @@ export async function evaluateTask(lm: LanguageModel, taskName: string, opts: Ev
         }));
       });
     } else {
-      (await scoreChoices(lm, task, method, chunkDocs, chunkPrefixes)).forEach((s, j) => {
+      (await scoreChoices(lm, task, method, chunkDocs, chunkPreambles)).forEach((s, j) => {
         const d = chunkDocs[j];
         records.push(sampleRecord(ids[j], d, s.requests[0]?.context ?? '', {
           doc: { id: d.id, query: d.query, choices: d.choices },
@@ -320,14 +322,13 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
   // Every task's method is checked against the model before the first request.
   for (const t of taskNames) assertSupports(lm, t, methodFor(TASKS[t], opts.method), TASKS[t].methods);
   const info = lm.describe();
-  const modelHash = info.model_hash;
   const results: TaskResult[] = [];
-  for (const t of taskNames) results.push(await evaluateTask(lm, t, opts, modelHash));
+  for (const t of taskNames) results.push(await evaluateTask(lm, t, opts, info));
   const groups = groupResults(results, names);
   const engine = engineInfo();
   const fingerprint: Fingerprint = {
     model: opts.model ?? info.model,
-    model_hash: modelHash,
+    model_hash: info.model_hash,
     seed: opts.seed ?? 1234,
     limit: opts.limit ?? null,
     tasks: Object.fromEntries(results.map((r) => [r.task, { version: r.version, method: r.method, shots: r.shots, prompt_hash: r.promptHash }])),

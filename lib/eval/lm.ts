@@ -1,9 +1,12 @@
 import { LlmboxError } from '../errors.js';
+import type { Message } from '../data/records.js';
 import type { Method } from './tasks/types.js';
 
 export interface LoglikelihoodRequest {
   context: string;
   continuation: string;
+  /** The same prompt as chat turns, ending with the user's (for chat models; the continuation opens the reply). */
+  messages?: Message[];
 }
 
 export interface LoglikelihoodResult {
@@ -17,6 +20,8 @@ export interface LoglikelihoodResult {
 
 export interface GenerateUntilRequest {
   context: string;
+  /** The same prompt as chat turns, ending with the user's (for chat models). */
+  messages?: Message[];
   until: string[];
   maxNewTokens?: number;
   /** Sampling temperature (greedy when absent or 0) and its seed. */

@@ -8,6 +8,7 @@ import { encodePair, type Capabilities, type GenerateUntilRequest, type Language
 import { PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
 import { modelHash } from './results.js';
 import { tokenBatches } from '../util/batches.js';
+import { ChatFormat, requestMessages, type ChatOptions } from './chat.js';
 
 export interface LocalLMOptions {
   batchSize?: number;
@@ -20,6 +21,10 @@ export interface LocalLMOptions {
   maxBatchTokens?: number;
   /** Reuse encoded prefixes across requests (default on); options set its memory budget. */
   prefixCache?: boolean | PrefixCacheOptions;
+  /** chat: prompts are the requests' chat turns under a chat template (default: chat when the tokenizer has a template). */
+  modelType?: 'base' | 'chat';
+  /** Chat mode: the template (default: the tokenizer's, else ChatML) and a system prompt. */
+  chat?: ChatOptions;
 }
 
 /** A model run in this process: batched, with the radix prefix cache. */
@@ -31,6 +36,7 @@ export class LocalLM implements LanguageModel {
   readonly prefixCache: PrefixCache | undefined;
   private hash: string | undefined;
   readonly capabilities: Capabilities = { loglikelihood: true, loglikelihood_rolling: true, generate_until: true };
+  readonly chat: ChatFormat | undefined;
 
   constructor(lm: LoadedModel, opts: LocalLMOptions = {}) {
     if (!lm.tokenizer) throw new Error('LocalLM needs a tokenizer (tokenizer.json in the model folder)');
@@ -38,7 +44,10 @@ export class LocalLM implements LanguageModel {
     this.batchSize = opts.batchSize ?? 8;
     this.maxBatchTokens = opts.maxBatchTokens ?? 8192;
     const cfgBos = lm.tokenizer.config.add_bos_token;
-    this.addBos = opts.addBos ?? (cfgBos === undefined ? true : cfgBos === true);
+    const chat = opts.modelType === 'chat' || (opts.modelType === undefined && lm.tokenizer.chatTemplate !== undefined);
+    this.chat = chat ? new ChatFormat(lm.tokenizer, opts.chat) : undefined;
+    // A template that writes BOS itself wants it whatever add_bos_token says.
+    this.addBos = opts.addBos ?? ((this.chat?.writesBos ?? false) || cfgBos === undefined || cfgBos === true);
     const pc = opts.prefixCache ?? true;
     this.prefixCache = pc === false ? undefined : new PrefixCache(lm.model, pc === true ? {} : pc);
   }
@@ -59,7 +68,8 @@ export class LocalLM implements LanguageModel {
 
   describe(): ModelDescription {
     this.hash ??= modelHash(this.lm.model);
-    return { model: this.modelId, model_hash: this.hash, backend: 'local', model_type: 'base', batch_size: this.batchSize, prefix_cache: this.prefixCache !== undefined, add_bos: this.addBos };
+    const chat = this.chat ? { chat_template: this.chat.templateId, ...(this.chat.opts.systemPrompt !== undefined ? { system_prompt: this.chat.opts.systemPrompt } : {}) } : {};
+    return { model: this.modelId, model_hash: this.hash, backend: 'local', model_type: this.chat ? 'chat' : 'base', ...chat, batch_size: this.batchSize, prefix_cache: this.prefixCache !== undefined, add_bos: this.addBos };
   }
 
   /** Token ids without special tokens. */
@@ -86,6 +96,8 @@ export class LocalLM implements LanguageModel {
    * it in one batch. Without it, whole sequences are batched with left padding, longest first.
    */
   async loglikelihood(requests: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
+    // Chat models read the option as the start of the assistant's reply, after the template's opening.
+    if (this.chat) requests = requests.map((r) => ({ context: this.chat!.render(requestMessages(r.messages, 'loglikelihood')).text, continuation: r.continuation.trimStart() }));
     const prefix = this.prefix();
     const maxLen = this.lm.model.config.maxPositionEmbeddings;
     const encoded = requests.map((r) => {
@@ -189,6 +201,12 @@ export class LocalLM implements LanguageModel {
    * and only the rest is encoded.
    */
   async generateUntil(requests: GenerateUntilRequest[], opts: GenerateOptions = {}): Promise<string[]> {
+    if (this.chat) {
+      requests = requests.map((r) => {
+        const p = this.chat!.render(requestMessages(r.messages, 'generateUntil'));
+        return { ...r, context: p.text, until: [...r.until, ...p.stop.filter((s) => !r.until.includes(s))] };
+      });
+    }
     const maxLen = this.lm.model.config.maxPositionEmbeddings;
     const out = new Array<string>(requests.length);
     const lengthOf = (r: GenerateUntilRequest) => r.maxNewTokens ?? opts.maxNewTokens ?? 256;

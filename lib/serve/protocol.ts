@@ -47,6 +47,7 @@ export interface CompletionRequest extends SamplingParams {
 export interface ChatRequest extends SamplingParams {
   model: string;
   messages: Message[];
+  truncatePromptTokens?: number;
 }
 
 function num(body: Body, key: string, opts: { min?: number; max?: number; int?: boolean } = {}): number | undefined {
@@ -156,5 +157,11 @@ export function parseChat(body: Body, limits: { maxTokens: number }): ChatReques
   const wantLogprobs = bool(body, 'logprobs');
   const top = num(body, 'top_logprobs', { min: 0, max: 20, int: true });
   if (top !== undefined && !wantLogprobs) throw new ApiError(400, 'top_logprobs needs logprobs: true', 'top_logprobs');
-  return { model: modelName(body), messages, ...sampling(body, limits, undefined), logprobs: wantLogprobs ? (top ?? 0) : undefined };
+  return {
+    model: modelName(body),
+    messages,
+    truncatePromptTokens: num(body, 'truncate_prompt_tokens', { min: 1, int: true }),
+    ...sampling(body, limits, undefined),
+    logprobs: wantLogprobs ? (top ?? 0) : undefined,
+  };
 }

@@ -5,7 +5,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chatPrompt, type TemplateName } from '../data/tokenize.js';
+import { ChatFormat, type ChatTemplate } from '../eval/chat.js';
 import type { GenerateOptions, GenerateResult } from '../models/generate.js';
 import type { LoadedModel } from '../models/load.js';
 import type { TargetScore } from '../models/score.js';
@@ -30,7 +30,7 @@ export interface ServeOptions {
   /** How long an idle server gathers requests before running the first batch (default 2 ms). */
   batchWindowMs?: number;
   /** Chat prompts: a named template or Jinja (default: the tokenizer's chat template, else ChatML). */
-  chatTemplate?: TemplateName | { jinja: string };
+  chatTemplate?: ChatTemplate;
   /** One line per request (method, path, status, milliseconds). */
   log?: (line: string) => void;
 }
@@ -95,12 +95,15 @@ function sendError(res: ServerResponse, e: unknown): void {
 }
 
 class Api {
+  private readonly format: ChatFormat;
   constructor(
     private readonly engine: ServeEngine,
     private readonly name: string,
     private readonly limits: { maxTokens: number },
     private readonly opts: ServeOptions,
-  ) {}
+  ) {
+    this.format = new ChatFormat(engine.lm.tokenizer!, { template: opts.chatTemplate });
+  }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0].replace(/\/+$/, '');
@@ -223,11 +226,14 @@ class Api {
 
   private async chat(r: ChatRequest, res: ServerResponse): Promise<void> {
     this.checkModel(r.model);
-    const tok = this.engine.lm.tokenizer!;
-    const prompt = chatPrompt(tok, r.messages, this.opts.chatTemplate);
-    // Jinja templates write BOS themselves; named ones get it from the tokenizer, as in training.
-    const named = prompt.template === 'chatml' || prompt.template === 'alpaca' || prompt.template === 'plain';
-    const { ids, maxTokens } = this.fit(tok.encode(prompt.text, { addSpecialTokens: named }), r);
+    const prompt = this.format.render(r.messages);
+    // BOS as the tokenizer adds it, or as the template writes it: the ids local chat-mode evaluation sees.
+    let ids = this.engine.encode(prompt.text);
+    const bos = this.engine.lm.tokenizer!.bosTokenId;
+    if (this.format.writesBos && bos !== undefined && ids[0] !== bos) ids = [bos, ...ids];
+    const fitted = this.fit(ids, r, r.truncatePromptTokens);
+    ids = fitted.ids;
+    const maxTokens = fitted.maxTokens;
     const cid = id('chatcmpl'), created = now();
     if (r.stream) {
       if (r.n > 1 || r.logprobs !== undefined) throw new ApiError(400, 'streaming takes n = 1 and no logprobs', 'stream');

@@ -29,7 +29,11 @@ export async function readBody(req: IncomingMessage): Promise<string> {
  */
 export async function faultyProxy(upstream: string, fault: (n: number, body: string) => number | null) {
   const counts = { requests: 0, forwarded: 0, faults: 0, ok: 0 };
-  const proxy = await listen(async (req, res) => {
+  const proxy = await listen((req, res) => void forward(req, res).catch((e) => {
+    res.writeHead(502, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { message: `proxy: ${(e as Error).message}` } }));
+  }));
+  async function forward(req: IncomingMessage, res: ServerResponse) {
     const body = await readBody(req);
     const n = counts.requests++;
     const status = fault(n, body);
@@ -45,7 +49,7 @@ export async function faultyProxy(upstream: string, fault: (n: number, body: str
     if (r.ok) counts.ok++;
     res.writeHead(r.status, { 'content-type': 'application/json' });
     res.end(text);
-  });
+  }
   return { ...proxy, counts };
 }
 

@@ -2,21 +2,18 @@ import { argmax } from '../../models/sampling.js';
 import type { LanguageModel, LoglikelihoodRequest, LoglikelihoodResult } from '../lm.js';
 import { LETTERS } from '../tasks/define.js';
 import type { ChoiceScores, Doc, Method, Task } from '../tasks/types.js';
-import { instanceQuery } from './prompt.js';
+import { instanceQuery, type Preamble } from './prompt.js';
 
 /** The (context, continuation) pairs of one multiple-choice instance under `ppl` or `prob`. */
-export function choiceRequests(task: Task, method: Method, doc: Doc, prefix: string): LoglikelihoodRequest[] {
+export function choiceRequests(task: Task, method: Method, doc: Doc, pre: Preamble): LoglikelihoodRequest[] {
   const choices = doc.choices ?? [];
-  if (method === 'prob') {
-    const context = prefix + instanceQuery(task, method, doc);
-    return choices.map((_, j) => ({ context, continuation: ` ${LETTERS[j]}` }));
-  }
-  if (doc.choiceContexts) {
-    return doc.choiceContexts.map((c) => ({ context: prefix + c, continuation: task.targetDelimiter + doc.query }));
-  }
-  const scored = choices.map((c) => ({ context: prefix + doc.query, continuation: task.targetDelimiter + c }));
+  // For chat models the instance is the last user turn and the option opens the assistant's reply.
+  const ask = (query: string, continuation: string, turns = pre.turns): LoglikelihoodRequest => ({ context: (turns === pre.turns ? pre.text : '') + query, continuation, messages: [...turns, { role: 'user', content: query }] });
+  if (method === 'prob') return choices.map((_, j) => ask(instanceQuery(task, method, doc), ` ${LETTERS[j]}`));
+  if (doc.choiceContexts) return doc.choiceContexts.map((c) => ask(c, task.targetDelimiter + doc.query));
+  const scored = choices.map((c) => ask(doc.query, task.targetDelimiter + c));
   // The same options after the content-free context, for the mutual-information score.
-  const calibration = task.calibration === undefined ? [] : choices.map((c) => ({ context: task.calibration!, continuation: task.targetDelimiter + c }));
+  const calibration = task.calibration === undefined ? [] : choices.map((c) => ask(task.calibration!, task.targetDelimiter + c, []));
   return [...scored, ...calibration];
 }
 
@@ -45,8 +42,8 @@ export function choiceMetrics(task: Task, doc: Doc, requests: LoglikelihoodReque
 }
 
 /** Scores a chunk of instances with one batched log-likelihood call (so the model can share prefixes across them). */
-export async function scoreChoices(lm: LanguageModel, task: Task, method: Method, docs: Doc[], prefixes: string[]) {
-  const requests = docs.map((d, i) => choiceRequests(task, method, d, prefixes[i]));
+export async function scoreChoices(lm: LanguageModel, task: Task, method: Method, docs: Doc[], preambles: Preamble[]) {
+  const requests = docs.map((d, i) => choiceRequests(task, method, d, preambles[i]));
   const results = await lm.loglikelihood(requests.flat());
   let at = 0;
   return docs.map((d, i) => {

@@ -1,6 +1,7 @@
 import type { LanguageModel } from '../lm.js';
 import { passAtK } from '../metrics/index.js';
 import type { Doc, Task } from '../tasks/types.js';
+import type { Preamble } from './prompt.js';
 
 export interface GenerationOptions {
   /** Samples per instance (default 1, greedy). More than one samples at `temperature`. */
@@ -40,13 +41,14 @@ export const metricKey = (metric: string, filter: string) => (filter === 'none' 
  * Generates for a chunk of instances, extracts answers with each filter and scores them. Several
  * samples per instance are reduced by majority vote, or for code by pass@k over all samples.
  */
-export async function runGeneration(lm: LanguageModel, task: Task, docs: Doc[], prefixes: string[], opts: GenerationOptions = {}): Promise<GenerationRecord[]> {
+export async function runGeneration(lm: LanguageModel, task: Task, docs: Doc[], preambles: Preamble[], opts: GenerationOptions = {}): Promise<GenerationRecord[]> {
   const spec = task.generation!;
   const n = opts.samples ?? 1;
-  const contexts = docs.map((d, i) => prefixes[i] + d.query);
+  const contexts = docs.map((d, i) => preambles[i].text + d.query);
   const requests = contexts.flatMap((context, i) =>
     Array.from({ length: n }, (_, s) => ({
       context,
+      messages: [...preambles[i].turns, { role: 'user' as const, content: docs[i].query }],
       until: spec.until,
       maxNewTokens: opts.maxNewTokens ?? spec.maxNewTokens,
       ...(n > 1 ? { temperature: opts.temperature ?? 0.8, seed: (opts.seed ?? 1234) + i * 7919 + s } : {}),

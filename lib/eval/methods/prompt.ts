@@ -1,4 +1,5 @@
 import { LETTERS } from '../tasks/define.js';
+import type { Message } from '../../data/records.js';
 import type { Doc, Method, Task } from '../tasks/types.js';
 
 /** The options listed under the question with letters, then "Answer:" (option probability). */
@@ -24,4 +25,33 @@ export function solvedExample(task: Task, method: Method, doc: Doc): string {
 /** Description, solved examples each followed by the few-shot delimiter: everything before the instance. */
 export function fewshotPrefix(task: Task, method: Method, doc: Doc, examples: Doc[]): string {
   return (task.description?.(doc) ?? '') + examples.map((e) => solvedExample(task, method, e) + task.fewshotDelimiter).join('');
+}
+
+/** A solved example as one chat exchange: what the user asks and what the assistant answers. */
+export function exampleTurns(task: Task, method: Method, doc: Doc): [Message, Message] {
+  const ask = (content: string): Message => ({ role: 'user', content });
+  const answer = (content: string): Message => ({ role: 'assistant', content });
+  if (method === 'gen') return [ask(doc.query), answer(doc.target ?? doc.references?.[0] ?? '')];
+  if (doc.gold === undefined || !doc.choices) throw new Error(`doc ${doc.id}: a multiple-choice example needs options and a gold index`);
+  if (method === 'prob') return [ask(listedOptions(doc)), answer(LETTERS[doc.gold])];
+  if (doc.choiceContexts) return [ask(doc.choiceContexts[doc.gold]), answer(doc.query.trim())];
+  return [ask(doc.query), answer(doc.choices[doc.gold])];
+}
+
+/**
+ * Everything before an instance, twice: as flat text for base models, and as chat turns for chat
+ * models (the description as a system message, each example as a user/assistant exchange:
+ * lm-eval's fewshot_as_multiturn).
+ */
+export interface Preamble {
+  text: string;
+  turns: Message[];
+}
+
+export function preamble(task: Task, method: Method, doc: Doc, examples: Doc[]): Preamble {
+  const description = task.description?.(doc).trim() ?? '';
+  return {
+    text: fewshotPrefix(task, method, doc, examples),
+    turns: [...(description ? [{ role: 'system' as const, content: description }] : []), ...examples.flatMap((e) => exampleTurns(task, method, e))],
+  };
 }

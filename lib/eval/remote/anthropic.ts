@@ -5,6 +5,7 @@
 import Anthropic from '@anthropic-ai/sdk';
 import { LlmboxError } from '../../errors.js';
 import type { Capabilities, GenerateUntilRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult, ModelDescription } from '../lm.js';
+import { withSystemPrompt } from '../chat.js';
 import { sha256 } from '../results.js';
 import { defaultRequestCacheDir } from './request-cache.js';
 import { call, cutAtStops, Transport, type RemoteOptions, type RequestStats } from './transport.js';
@@ -70,12 +71,15 @@ export class AnthropicLM implements LanguageModel {
     return Promise.all(requests.map(async (r) => {
       // The API refuses stop sequences that are only whitespace ("\n"); every stop string is applied here anyway.
       const stops = r.until.filter((s) => s.trim().length > 0);
+      // System turns go to the system field; examples stay as earlier user/assistant turns.
+      const turns = withSystemPrompt(r.messages ?? [{ role: 'user', content: r.context }], this.opts.systemPrompt);
+      const system = turns.filter((m) => m.role === 'system').map((m) => m.content).join('\n\n');
       const body = {
         model: this.opts.model,
         max_tokens: r.maxNewTokens ?? 256,
         temperature: Math.min(1, r.temperature ?? 0),
-        messages: [{ role: 'user' as const, content: r.context }],
-        ...(this.opts.systemPrompt !== undefined ? { system: this.opts.systemPrompt } : {}),
+        messages: turns.filter((m) => m.role !== 'system').map((m) => ({ role: m.role === 'assistant' ? ('assistant' as const) : ('user' as const), content: m.content })),
+        ...(system ? { system } : {}),
         ...(stops.length ? { stop_sequences: stops } : {}),
       };
       const text = await this.transport.request(['messages', body], async (client, server) => {

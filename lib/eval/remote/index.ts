@@ -9,7 +9,10 @@ export { RequestCache, defaultRequestCacheDir } from './request-cache.js';
 export type { RemoteOptions, RequestStats } from './transport.js';
 
 export interface RemoteModelOptions extends RemoteOptions {
+  /** Default: chat for --model-type chat, else completions. */
   endpoint?: Endpoint;
+  /** base: raw prompts (completions); chat: chat turns (the server applies the template). */
+  modelType?: 'base' | 'chat';
   systemPrompt?: string;
 }
 
@@ -23,12 +26,15 @@ export function isRemoteSpec(spec: string): boolean {
  * share the requests between them.
  */
 export function remoteModel(spec: string, opts: RemoteModelOptions = {}): OpenAICompatibleLM | AnthropicLM {
+  const endpoint = opts.endpoint ?? (opts.modelType === 'chat' ? 'chat' : 'completions');
+  if (opts.modelType === 'chat' && endpoint === 'completions') throw new LlmboxError('--model-type chat sends chat turns, which /v1/completions does not take', { field: '--model-type', fix: 'use --endpoint chat (the server applies its chat template)' });
+  if (opts.modelType === 'base' && (endpoint === 'chat' || spec.startsWith('anthropic:'))) throw new LlmboxError('a chat endpoint applies a chat template: it serves chat models only', { field: '--model-type', fix: 'use --model-type chat, or --endpoint completions for raw prompts' });
   if (spec.startsWith('anthropic:')) {
     if (opts.endpoint === 'completions') throw new LlmboxError('the Anthropic API has no completions endpoint', { field: '--endpoint', fix: 'leave --endpoint out for anthropic: models' });
     return new AnthropicLM({ ...opts, model: need(spec.slice('anthropic:'.length), spec) });
   }
   if (spec.startsWith('openai:')) {
-    return new OpenAICompatibleLM({ ...opts, apiKeyEnv: opts.apiKeyEnv ?? 'OPENAI_API_KEY', servers: [process.env.OPENAI_BASE_URL ?? 'https://api.openai.com/v1'], model: need(spec.slice('openai:'.length), spec) });
+    return new OpenAICompatibleLM({ ...opts, endpoint, apiKeyEnv: opts.apiKeyEnv ?? 'OPENAI_API_KEY', servers: [process.env.OPENAI_BASE_URL ?? 'https://api.openai.com/v1'], model: need(spec.slice('openai:'.length), spec) });
   }
   const entries = spec.split(',').map((e) => e.trim()).filter(Boolean);
   const parsed = entries.map((e) => {
@@ -44,7 +50,7 @@ export function remoteModel(spec: string, opts: RemoteModelOptions = {}): OpenAI
   });
   const models = new Set(parsed.map((p) => p.model));
   if (models.size > 1) throw new LlmboxError(`the servers name different models (${[...models].join(', ')})`, { field: '--model', fix: 'several servers must serve the same model' });
-  return new OpenAICompatibleLM({ ...opts, servers: parsed.map((p) => p.url), model: parsed[0].model });
+  return new OpenAICompatibleLM({ ...opts, endpoint, servers: parsed.map((p) => p.url), model: parsed[0].model });
 }
 
 function need(model: string, spec: string): string {

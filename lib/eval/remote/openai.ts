@@ -8,6 +8,7 @@ import OpenAI from 'openai';
 import { LlmboxError } from '../../errors.js';
 import { sha256 } from '../results.js';
 import { splitTrailingSpaces, type Capabilities, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type ModelDescription } from '../lm.js';
+import { withSystemPrompt } from '../chat.js';
 import { defaultRequestCacheDir } from './request-cache.js';
 import { call, cutAtStops, Transport, type RemoteOptions, type RequestStats } from './transport.js';
 
@@ -131,20 +132,21 @@ export class OpenAICompatibleLM implements LanguageModel {
     const maxModelLen = await this.contextWindow();
     return Promise.all(requests.map(async (r) => {
       const maxTokens = r.maxNewTokens ?? 256;
+      // Servers that report their window (vLLM, llmbox serve) keep the prompt's last tokens, as local generation does.
+      const truncate = maxModelLen ? { truncate_prompt_tokens: Math.max(1, maxModelLen - maxTokens) } : {};
       const sampling = { temperature: r.temperature ?? 0, ...(r.seed !== undefined ? { seed: r.seed } : {}) };
       // OpenAI takes at most 4 stop strings; every one is applied here as well.
       const stop = r.until.filter((s) => s.length > 0).slice(0, 4);
       let text: string;
       if (this.endpoint === 'chat') {
-        const messages = [...(this.opts.systemPrompt !== undefined ? [{ role: 'system', content: this.opts.systemPrompt }] : []), { role: 'user', content: r.context }];
-        const body = { model: this.opts.model, messages, max_tokens: maxTokens, ...sampling, ...(stop.length ? { stop } : {}) };
+        // Few-shot examples travel as earlier turns (lm-eval's fewshot_as_multiturn).
+        const messages = withSystemPrompt(r.messages ?? [{ role: 'user', content: r.context }], this.opts.systemPrompt);
+        const body = { model: this.opts.model, messages, max_tokens: maxTokens, ...sampling, ...(stop.length ? { stop } : {}), ...truncate };
         text = await this.transport.request(['chat', body], async (client, server) => {
           const res = await call(server, () => client.chat.completions.create(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming));
           return res.choices?.[0]?.message?.content ?? '';
         });
       } else {
-        // Servers that report their window (vLLM, llmbox serve) keep the prompt's last tokens, as local generation does.
-        const truncate = maxModelLen ? { truncate_prompt_tokens: Math.max(1, maxModelLen - maxTokens) } : {};
         text = (await this.complete({ model: this.opts.model, prompt: r.context, max_tokens: maxTokens, ...sampling, ...(stop.length ? { stop } : {}), ...truncate })).text;
       }
       return cutAtStops(text, r.until);
