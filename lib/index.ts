@@ -8,7 +8,7 @@ export { TextTokenizer, type ChatMessage } from './models/tokenizer.js';
 export { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
 export { nextTokenLogprobs } from './models/score.js';
 export { LocalLM, type LocalLMOptions } from './eval/local.js';
-export { assertSupports, encodePair, requestTypeOf, type BackendKind, type Capabilities, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type ModelDescription, type RequestType, type Support } from './eval/lm.js';
+export { assertSupports, encodePair, requestTypeOf, type BackendKind, type Capabilities, type ChatReply, type ChatTurnOptions, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type ModelDescription, type RequestType, type Support } from './eval/lm.js';
 export { evaluate, evaluateTask, expandTasks, registerConfigs, resolveTasks, type EvaluateOptions, type EvalRun, type TaskResult, type GroupResult, type MetricValue, type Progress } from './eval/evaluate.js';
 export { PrefixCache, type PrefixCacheOptions, type PrefixCacheStats } from './eval/prefix-cache.js';
 export { TASKS, GROUPS, type Task, type TaskGroup, type Doc, type Method } from './eval/tasks/index.js';
@@ -17,7 +17,7 @@ export { loadTaskConfig, registerTaskConfig, type TaskConfig } from './eval/task
 export type { SampleRecord } from './eval/results.js';
 export * as metrics from './eval/metrics/index.js';
 export { resultsTable, samplesTable } from './report/eval-table.js';
-export { llm, Chain, Comparison, Evaluation, Generation, Scores, Training, type LoadOptions } from './llm.js';
+export { llm, Chain, Comparison, Conversation, Evaluation, Generation, Scores, Training, type LoadOptions } from './llm.js';
 export { show, LiveDisplay, inKernel, progressHTML } from './kernel/display.js';
 export { installKernel, kernelDir, kernelSpec, type KernelInstallOptions } from './kernel/install.js';
 export { Figure, plotlyScript, type PlotlyObject } from './report/figure.js';

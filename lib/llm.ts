@@ -5,7 +5,8 @@ import { resolve } from 'node:path';
 import { defaultDataDir, evaluate, type EvalRun, type EvaluateOptions, type Progress } from './eval/evaluate.js';
 import { inKernel, LiveDisplay, progressHTML, show } from './kernel/display.js';
 import { LocalLM, type LocalLMOptions } from './eval/local.js';
-import type { LanguageModel } from './eval/lm.js';
+import type { ChatReply, ChatTurnOptions, LanguageModel } from './eval/lm.js';
+import type { Message } from './data/records.js';
 import { isRemoteSpec, remoteModel, type RemoteModelOptions } from './eval/remote/index.js';
 import { softmax } from './eval/metrics/index.js';
 import { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
@@ -151,6 +152,26 @@ export class Generation {
   }
 }
 
+/** A conversation with the model's reply as its last turn. */
+export class Conversation {
+  readonly messages: Message[];
+  readonly reply: string;
+  readonly finishReason: ChatReply['finishReason'];
+  readonly table: Table;
+  constructor(history: Message[], reply: ChatReply) {
+    this.messages = [...history, { role: 'assistant', content: reply.text }];
+    this.reply = reply.text;
+    this.finishReason = reply.finishReason;
+    this.table = new Table({ role: vectorFromArray(this.messages.map((m) => m.role), new Utf8()), content: vectorFromArray(this.messages.map((m) => m.content), new Utf8()) });
+  }
+  toHTML(): string {
+    return this.messages.map((m) => `<p><b>${escapeHtml(m.role)}</b>: ${escapeHtml(m.content).replace(/\n/g, '<br>')}</p>`).join('\n');
+  }
+  toString(): string {
+    return this.reply;
+  }
+}
+
 /** The options of one question scored: log-likelihoods, probabilities over the options, the best option. */
 export class Scores {
   readonly context: string;
@@ -245,6 +266,25 @@ export class Chain<R> implements PromiseLike<R> {
     return this.with({ name: 'generate', run: async (lm) => new Generation(prompts, generate(local(lm, 'generate').lm, prompts, opts)) });
   }
 
+  /**
+   * The assistant's next turn in a conversation (a string is one user turn), under the model's chat
+   * template (local: the tokenizer's, else ChatML) or the server's. `onText` gets the reply as it is
+   * decoded; in a notebook it is redrawn in place.
+   */
+  chat(messages: string | Message[], opts: ChatTurnOptions = {}): Chain<Conversation> {
+    const history: Message[] = typeof messages === 'string' ? [{ role: 'user', content: messages }] : messages;
+    return this.with({
+      name: 'chat',
+      run: async (lm) => {
+        if (!lm.chat) throw new LlmboxError(`${lm.modelId} holds no conversations`, { field: 'model', fix: 'use a local model, an OpenAI-compatible server or anthropic:' });
+        const live = kernelText();
+        const reply = await lm.chat(history, { ...opts, onText: chainCallbacks(opts.onText, live?.add) });
+        live?.flush();
+        return new Conversation(history, reply);
+      },
+    });
+  }
+
   /** Scores each option as a continuation of the context (lm-eval's pairing). */
   score(context: string, options: string[]): Chain<Scores> {
     return this.with({
@@ -292,6 +332,24 @@ function kernelProgress(): ((p: Progress) => void) | undefined {
     last = now;
     const eta = p.done < p.total && Number.isFinite(p.etaSeconds) ? `, ETA ${Math.round(p.etaSeconds)} s` : '';
     bar.update(progressHTML(p.task, p.done, p.total, `${p.rate.toFixed(1)} instances/s${eta}`));
+  };
+}
+
+/** In a notebook, text redrawn in place as it grows (at most 10 times a second); elsewhere nothing. */
+function kernelText(): { add: (delta: string) => void; flush: () => void } | undefined {
+  if (!inKernel()) return undefined;
+  const out = new LiveDisplay();
+  let text = '', last = 0;
+  const flush = () => {
+    last = Date.now();
+    out.update(`<pre style="white-space:pre-wrap">${escapeHtml(text)}</pre>`);
+  };
+  return {
+    add: (delta) => {
+      text += delta;
+      if (Date.now() - last >= 100) flush();
+    },
+    flush,
   };
 }
 

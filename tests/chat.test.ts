@@ -7,7 +7,8 @@ import { TASKS } from '../lib/eval/tasks/index.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
 import { TextTokenizer } from '../lib/models/tokenizer.js';
 import { serve, type RunningServer } from '../lib/serve/server.js';
-import { faultyProxy } from './helpers/http.js';
+import { faultyProxy, listen, readBody } from './helpers/http.js';
+import { Conversation, llm } from '../lib/llm.js';
 import { STORIES } from './helpers/models.js';
 
 const chatml = (turns: [string, string][]) => turns.map(([role, content]) => `<|im_start|>${role}\n${content}<|im_end|>\n`).join('') + '<|im_start|>assistant\n';
@@ -80,5 +81,50 @@ describe('chat models: few-shot examples as turns under a chat template', () => 
     const [b] = await new LocalLM(lm).loglikelihood([{ context: '[INST] Hi [/INST]', continuation: 'there' }]);
     expect(Math.abs(a.logprob - b.logprob)).toBeLessThan(1e-6);
     await expect(auto.loglikelihood([{ context: 'x', continuation: 'y' }])).rejects.toThrow(/needs the request as chat turns/);
+  });
+
+  it('llm.chat streams the reply: deltas add up to it, locally and through a server, and both agree', async () => {
+    const deltas: string[] = [];
+    const local = await llm.load(lm).chat('Tell me about a dog.', { maxNewTokens: 20, onText: (t) => deltas.push(t) });
+    expect(local).toBeInstanceOf(Conversation);
+    expect(deltas.length).toBeGreaterThan(1);
+    expect(deltas.join('')).toBe(local.reply);
+    expect(local.messages.map((m) => m.role)).toEqual(['user', 'assistant']);
+    const remoteDeltas: string[] = [];
+    const remote = await llm.load(`${server.url}::stories260K`, { requestCache: false }).chat('Tell me about a dog.', { maxNewTokens: 20, onText: (t) => remoteDeltas.push(t) });
+    expect(remote.reply).toBe(local.reply);
+    expect(remoteDeltas.length).toBeGreaterThan(1);
+    expect(remoteDeltas.join('')).toBe(remote.reply);
+    expect(remote.finishReason).toBe(local.finishReason);
+  });
+
+  it('Anthropic: chat turns go to messages and system; a streamed reply arrives as text deltas', async () => {
+    const bodies: Record<string, unknown>[] = [];
+    const mock = await listen(async (req, res) => {
+      const body = JSON.parse(await readBody(req));
+      bodies.push(body);
+      const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      send('message_start', { type: 'message_start', message: { id: 'm', type: 'message', role: 'assistant', model: body.model, content: [], stop_reason: null, usage: { input_tokens: 1, output_tokens: 0 } } });
+      send('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
+      for (const text of ['Hello', ', ', 'friend.']) send('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } });
+      send('content_block_stop', { type: 'content_block_stop', index: 0 });
+      send('message_delta', { type: 'message_delta', delta: { stop_reason: 'max_tokens' }, usage: { output_tokens: 3 } });
+      send('message_stop', { type: 'message_stop' });
+      res.end();
+    });
+    const saved = { ...process.env };
+    try {
+      Object.assign(process.env, { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: mock.url });
+      const deltas: string[] = [];
+      const c = await llm.load('anthropic:claude-test', { requestCache: false, systemPrompt: 'Be kind.' }).chat([{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello.' }, { role: 'user', content: 'Again?' }], { onText: (t) => deltas.push(t) });
+      expect(deltas).toEqual(['Hello', ', ', 'friend.']);
+      expect(c.reply).toBe('Hello, friend.');
+      expect(c.finishReason).toBe('length');
+      expect(bodies[0]).toMatchObject({ system: 'Be kind.', stream: true, messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello.' }, { role: 'user', content: 'Again?' }] });
+    } finally {
+      process.env = saved;
+      await mock.close();
+    }
   });
 });

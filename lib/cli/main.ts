@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { LlmboxError } from '../errors.js';
 import { initEngine, type BackendName, type EngineOptions } from '../engine/index.js';
-import { generate } from '../models/generate.js';
+import { generate, generateStream } from '../models/generate.js';
 import { loadModel } from '../models/load.js';
 import { nextTokenLogprobs } from '../models/score.js';
 import { evaluate, expandTasks, registerConfigs, writeRun, type EvalRun, type MetricValue, type Progress } from '../eval/evaluate.js';
@@ -110,9 +110,14 @@ export function buildCli(): Command {
 
   program
     .command('generate')
-    .description('continue a prompt')
-    .requiredOption('-m, --model <dir>', 'model folder (Hugging Face layout)')
-    .requiredOption('-p, --prompt <text>', 'prompt text')
+    .description('continue a prompt, or (--chat) reply to it as a chat model')
+    .requiredOption('-m, --model <spec>', 'model folder (Hugging Face layout); with --chat also openai:MODEL, anthropic:MODEL or http://HOST:PORT/v1::MODEL')
+    .requiredOption('-p, --prompt <text>', 'prompt text (with --chat: the user turn)')
+    .option('--chat', "reply as the assistant under the chat template (local: the tokenizer's, --chat-template, else ChatML)")
+    .option('--system-prompt <text>', '--chat: a system turn first')
+    .option('--chat-template <t>', '--chat, local models: chatml, alpaca, plain or a Jinja file')
+    .option('--stream', 'print the text as it is generated')
+    .option('--api-key-env <NAME>', 'remote models: the environment variable holding the API key')
     .option('--max-new-tokens <n>', 'tokens to generate', int('--max-new-tokens'), 64)
     .option('--temperature <t>', '0 = greedy', float('--temperature', 0), 0)
     .option('--top-p <p>', 'nucleus sampling mass', float('--top-p', 0, 1))
@@ -120,10 +125,22 @@ export function buildCli(): Command {
     .option('--repetition-penalty <r>', 'penalise repeated tokens (> 1)', float('--repetition-penalty', 0))
     .option('--seed <s>', 'sampling seed', int('--seed'))
     .option('--stop <text...>', 'stop strings')
-    .option('--json', 'print {"prompt_ids", "ids", "text"}')
+    .option('--json', 'print {"prompt_ids", "ids", "text"} (--chat: {"messages", "text", "finish_reason"})')
     .action(async (o, cmd: Command) => {
+      const onText = o.stream && !o.json ? (t: string) => process.stdout.write(t) : undefined;
+      if (o.chat) {
+        const model = isRemoteSpec(o.model)
+          ? remoteModel(o.model, { modelType: 'chat', apiKeyEnv: o.apiKeyEnv, systemPrompt: o.systemPrompt, requestCache: false })
+          : new LocalLM(await loadModel(o.model, engineOpts(cmd)), { modelType: 'chat', chat: { template: chatTemplateOption(o.chatTemplate), systemPrompt: o.systemPrompt } });
+        const messages = [{ role: 'user' as const, content: o.prompt as string }];
+        const r = await model.chat(messages, { maxNewTokens: o.maxNewTokens, temperature: o.temperature, topP: o.topP, topK: o.topK, seed: o.seed, stop: o.stop, onText });
+        const all = [...(o.systemPrompt !== undefined ? [{ role: 'system', content: o.systemPrompt }] : []), ...messages, { role: 'assistant', content: r.text }];
+        return print(!!o.json, { messages: all, text: r.text, finish_reason: r.finishReason }, onText ? '' : r.text);
+      }
+      if (isRemoteSpec(o.model)) throw new LlmboxError('remote models generate replies to chat turns here', { field: '--model', fix: 'add --chat, or evaluate with llmbox eval' });
       const lm = await loadModel(o.model, engineOpts(cmd));
-      const [r] = generate(lm, [o.prompt], {
+      if (onText) process.stdout.write(o.prompt);
+      const decode = {
         maxNewTokens: o.maxNewTokens,
         temperature: o.temperature,
         topP: o.topP,
@@ -131,8 +148,9 @@ export function buildCli(): Command {
         repetitionPenalty: o.repetitionPenalty,
         seed: o.seed,
         stop: o.stop,
-      });
-      print(!!o.json, { prompt_ids: r.promptIds, ids: r.ids, text: r.text, finish_reason: r.finishReason, seed: r.seed }, o.prompt + r.text);
+      };
+      const r = onText ? await generateStream(lm, o.prompt, decode, onText) : generate(lm, [o.prompt], decode)[0];
+      print(!!o.json, { prompt_ids: r.promptIds, ids: r.ids, text: r.text, finish_reason: r.finishReason, seed: r.seed }, onText ? '' : o.prompt + r.text);
     });
 
   program

@@ -29,6 +29,22 @@ export interface GenerateUntilRequest {
   seed?: number;
 }
 
+/** One chat turn's generation settings; `onText` receives the reply as it is decoded. */
+export interface ChatTurnOptions {
+  maxNewTokens?: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  seed?: number;
+  stop?: string[];
+  onText?: (delta: string) => void;
+}
+
+export interface ChatReply {
+  text: string;
+  finishReason: 'stop' | 'length';
+}
+
 /** The three request types of lm-evaluation-harness; each evaluation method needs one of them. */
 export type RequestType = 'loglikelihood' | 'loglikelihood_rolling' | 'generate_until';
 
@@ -70,6 +86,8 @@ export interface LanguageModel {
   loglikelihood(requests: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]>;
   loglikelihoodRolling(texts: string[]): Promise<number[]>;
   generateUntil(requests: GenerateUntilRequest[]): Promise<string[]>;
+  /** The assistant's next turn in a conversation (streamed to onText), where the backend holds conversations. */
+  chat?(messages: Message[], opts?: ChatTurnOptions): Promise<ChatReply>;
 }
 
 /** The request type an evaluation method sends. */

@@ -1,13 +1,14 @@
 import { basename } from 'node:path';
-import { generate, type GenerateOptions } from '../models/generate.js';
+import { generate, generateStream, type GenerateOptions } from '../models/generate.js';
 import { leftPad } from '../models/llama.js';
 import type { PastKV } from '../models/kv-cache.js';
 import type { LoadedModel } from '../models/load.js';
 import { scoreTargets } from '../models/score.js';
-import { encodePair, type Capabilities, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type ModelDescription } from './lm.js';
+import { encodePair, type Capabilities, type ChatReply, type ChatTurnOptions, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type ModelDescription } from './lm.js';
 import { PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
 import { modelHash } from './results.js';
 import { tokenBatches } from '../util/batches.js';
+import type { Message } from '../data/records.js';
 import { ChatFormat, requestMessages, type ChatOptions } from './chat.js';
 
 export interface LocalLMOptions {
@@ -36,7 +37,9 @@ export class LocalLM implements LanguageModel {
   readonly prefixCache: PrefixCache | undefined;
   private hash: string | undefined;
   readonly capabilities: Capabilities = { loglikelihood: true, loglikelihood_rolling: true, generate_until: true };
-  readonly chat: ChatFormat | undefined;
+  /** Chat mode's template; undefined for base models. */
+  readonly chatFormat: ChatFormat | undefined;
+  private plainChat: ChatFormat | undefined;
 
   constructor(lm: LoadedModel, opts: LocalLMOptions = {}) {
     if (!lm.tokenizer) throw new Error('LocalLM needs a tokenizer (tokenizer.json in the model folder)');
@@ -45,9 +48,9 @@ export class LocalLM implements LanguageModel {
     this.maxBatchTokens = opts.maxBatchTokens ?? 8192;
     const cfgBos = lm.tokenizer.config.add_bos_token;
     const chat = opts.modelType === 'chat' || (opts.modelType === undefined && lm.tokenizer.chatTemplate !== undefined);
-    this.chat = chat ? new ChatFormat(lm.tokenizer, opts.chat) : undefined;
+    this.chatFormat = chat ? new ChatFormat(lm.tokenizer, opts.chat) : undefined;
     // A template that writes BOS itself wants it whatever add_bos_token says.
-    this.addBos = opts.addBos ?? ((this.chat?.writesBos ?? false) || cfgBos === undefined || cfgBos === true);
+    this.addBos = opts.addBos ?? ((this.chatFormat?.writesBos ?? false) || cfgBos === undefined || cfgBos === true);
     const pc = opts.prefixCache ?? true;
     this.prefixCache = pc === false ? undefined : new PrefixCache(lm.model, pc === true ? {} : pc);
   }
@@ -68,8 +71,22 @@ export class LocalLM implements LanguageModel {
 
   describe(): ModelDescription {
     this.hash ??= modelHash(this.lm.model);
-    const chat = this.chat ? { chat_template: this.chat.templateId, ...(this.chat.opts.systemPrompt !== undefined ? { system_prompt: this.chat.opts.systemPrompt } : {}) } : {};
-    return { model: this.modelId, model_hash: this.hash, backend: 'local', model_type: this.chat ? 'chat' : 'base', ...chat, batch_size: this.batchSize, prefix_cache: this.prefixCache !== undefined, add_bos: this.addBos };
+    const f = this.chatFormat;
+    const chat = f ? { chat_template: f.templateId, ...(f.opts.systemPrompt !== undefined ? { system_prompt: f.opts.systemPrompt } : {}) } : {};
+    return { model: this.modelId, model_hash: this.hash, backend: 'local', model_type: f ? 'chat' : 'base', ...chat, batch_size: this.batchSize, prefix_cache: this.prefixCache !== undefined, add_bos: this.addBos };
+  }
+
+  /**
+   * The assistant's next turn under the chat template (the model's, else ChatML, also for base
+   * models), streamed to onText; ends at EOS, the template's end marker or a stop string.
+   */
+  async chat(messages: Message[], opts: ChatTurnOptions = {}): Promise<ChatReply> {
+    const fmt = this.chatFormat ?? (this.plainChat ??= new ChatFormat(this.lm.tokenizer!));
+    const p = fmt.render(messages);
+    const ids = [...this.prefix(), ...this.encode(p.text)];
+    const decode: GenerateOptions = { maxNewTokens: opts.maxNewTokens ?? 256, temperature: opts.temperature, topP: opts.topP, topK: opts.topK, seed: opts.seed ?? 0, stop: [...(opts.stop ?? []), ...p.stop] };
+    const r = opts.onText ? await generateStream(this.lm, ids, decode, opts.onText) : generate(this.lm, [ids], decode)[0];
+    return { text: r.text, finishReason: r.finishReason };
   }
 
   /** Token ids without special tokens. */
@@ -97,7 +114,7 @@ export class LocalLM implements LanguageModel {
    */
   async loglikelihood(requests: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
     // Chat models read the option as the start of the assistant's reply, after the template's opening.
-    if (this.chat) requests = requests.map((r) => ({ context: this.chat!.render(requestMessages(r.messages, 'loglikelihood')).text, continuation: r.continuation.trimStart() }));
+    if (this.chatFormat) requests = requests.map((r) => ({ context: this.chatFormat!.render(requestMessages(r.messages, 'loglikelihood')).text, continuation: r.continuation.trimStart() }));
     const prefix = this.prefix();
     const maxLen = this.lm.model.config.maxPositionEmbeddings;
     const encoded = requests.map((r) => {
@@ -201,9 +218,9 @@ export class LocalLM implements LanguageModel {
    * and only the rest is encoded.
    */
   async generateUntil(requests: GenerateUntilRequest[], opts: GenerateOptions = {}): Promise<string[]> {
-    if (this.chat) {
+    if (this.chatFormat) {
       requests = requests.map((r) => {
-        const p = this.chat!.render(requestMessages(r.messages, 'generateUntil'));
+        const p = this.chatFormat!.render(requestMessages(r.messages, 'generateUntil'));
         return { ...r, context: p.text, until: [...r.until, ...p.stop.filter((s) => !r.until.includes(s))] };
       });
     }

@@ -4,7 +4,8 @@
  */
 import Anthropic from '@anthropic-ai/sdk';
 import { LlmboxError } from '../../errors.js';
-import type { Capabilities, GenerateUntilRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult, ModelDescription } from '../lm.js';
+import type { Message } from '../../data/records.js';
+import type { ChatReply, ChatTurnOptions, Capabilities, GenerateUntilRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult, ModelDescription } from '../lm.js';
 import { withSystemPrompt } from '../chat.js';
 import { sha256 } from '../results.js';
 import { defaultRequestCacheDir } from './request-cache.js';
@@ -67,26 +68,54 @@ export class AnthropicLM implements LanguageModel {
     throw new LlmboxError(`loglikelihoodRolling: ${NO_LOGPROBS}`, { field: '--method', fix: 'evaluate perplexity on a local model or a completions server' });
   }
 
+  /** The Messages API body for a conversation: system turns to the system field, the rest as user/assistant turns. */
+  private body(messages: Message[], maxTokens: number, temperature: number, stop: string[]) {
+    const turns = withSystemPrompt(messages, this.opts.systemPrompt);
+    const system = turns.filter((m) => m.role === 'system').map((m) => m.content).join('\n\n');
+    // The API refuses stop sequences that are only whitespace ("\n"); every stop string is applied here anyway.
+    const stops = stop.filter((x) => x.trim().length > 0);
+    return {
+      model: this.opts.model,
+      max_tokens: maxTokens,
+      temperature: Math.min(1, temperature),
+      messages: turns.filter((m) => m.role !== 'system').map((m) => ({ role: m.role === 'assistant' ? ('assistant' as const) : ('user' as const), content: m.content })),
+      ...(system ? { system } : {}),
+      ...(stops.length ? { stop_sequences: stops } : {}),
+    };
+  }
+
   async generateUntil(requests: GenerateUntilRequest[]): Promise<string[]> {
     return Promise.all(requests.map(async (r) => {
-      // The API refuses stop sequences that are only whitespace ("\n"); every stop string is applied here anyway.
-      const stops = r.until.filter((s) => s.trim().length > 0);
-      // System turns go to the system field; examples stay as earlier user/assistant turns.
-      const turns = withSystemPrompt(r.messages ?? [{ role: 'user', content: r.context }], this.opts.systemPrompt);
-      const system = turns.filter((m) => m.role === 'system').map((m) => m.content).join('\n\n');
-      const body = {
-        model: this.opts.model,
-        max_tokens: r.maxNewTokens ?? 256,
-        temperature: Math.min(1, r.temperature ?? 0),
-        messages: turns.filter((m) => m.role !== 'system').map((m) => ({ role: m.role === 'assistant' ? ('assistant' as const) : ('user' as const), content: m.content })),
-        ...(system ? { system } : {}),
-        ...(stops.length ? { stop_sequences: stops } : {}),
-      };
+      const body = this.body(r.messages ?? [{ role: 'user', content: r.context }], r.maxNewTokens ?? 256, r.temperature ?? 0, r.until);
       const text = await this.transport.request(['messages', body], async (client, server) => {
         const res = await call(server, () => client.messages.create(body));
         return res.content.map((b) => (b.type === 'text' ? b.text : '')).join('');
       });
       return cutAtStops(text, r.until);
     }));
+  }
+
+  /** A conversation's next turn, streamed (server-sent events) when onText is given. */
+  async chat(messages: Message[], opts: ChatTurnOptions = {}): Promise<ChatReply> {
+    const body = this.body(messages, opts.maxNewTokens ?? 256, opts.temperature ?? 0, opts.stop ?? []);
+    let streamed = false;
+    const reply = await this.transport.request(['messages', body], async (client, server) => {
+      if (!opts.onText) {
+        const res = await call(server, () => client.messages.create(body));
+        return { text: res.content.map((b) => (b.type === 'text' ? b.text : '')).join(''), finishReason: res.stop_reason === 'max_tokens' ? ('length' as const) : ('stop' as const) };
+      }
+      streamed = true;
+      const stream = await call(server, () => client.messages.create({ ...body, stream: true }));
+      let text = '', finishReason: ChatReply['finishReason'] = 'stop';
+      for await (const event of stream) {
+        if (event.type === 'content_block_delta' && event.delta.type === 'text_delta') {
+          opts.onText!(event.delta.text);
+          text += event.delta.text;
+        } else if (event.type === 'message_delta' && event.delta.stop_reason === 'max_tokens') finishReason = 'length';
+      }
+      return { text, finishReason };
+    });
+    if (opts.onText && !streamed) opts.onText(reply.text);
+    return { ...reply, text: cutAtStops(reply.text, opts.stop ?? []) };
   }
 }

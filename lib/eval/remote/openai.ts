@@ -7,7 +7,8 @@
 import OpenAI from 'openai';
 import { LlmboxError } from '../../errors.js';
 import { sha256 } from '../results.js';
-import { splitTrailingSpaces, type Capabilities, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type ModelDescription } from '../lm.js';
+import type { Message } from '../../data/records.js';
+import { splitTrailingSpaces, type Capabilities, type ChatReply, type ChatTurnOptions, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type ModelDescription } from '../lm.js';
 import { withSystemPrompt } from '../chat.js';
 import { defaultRequestCacheDir } from './request-cache.js';
 import { call, cutAtStops, Transport, type RemoteOptions, type RequestStats } from './transport.js';
@@ -151,6 +152,38 @@ export class OpenAICompatibleLM implements LanguageModel {
       }
       return cutAtStops(text, r.until);
     }));
+  }
+
+  /** A conversation's next turn through /v1/chat/completions (the server's template), streamed when onText is given. */
+  async chat(messages: Message[], opts: ChatTurnOptions = {}): Promise<ChatReply> {
+    const body = {
+      model: this.opts.model,
+      messages: withSystemPrompt(messages, this.opts.systemPrompt),
+      max_tokens: opts.maxNewTokens ?? 256,
+      temperature: opts.temperature ?? 0,
+      ...(opts.topP !== undefined ? { top_p: opts.topP } : {}),
+      ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+      ...(opts.stop?.length ? { stop: opts.stop.slice(0, 4) } : {}),
+    };
+    let streamed = false;
+    const reply = await this.transport.request(['chat', body], async (client, server) => {
+      if (!opts.onText) {
+        const r = await call(server, () => client.chat.completions.create(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming));
+        return { text: r.choices?.[0]?.message?.content ?? '', finishReason: r.choices?.[0]?.finish_reason === 'length' ? ('length' as const) : ('stop' as const) };
+      }
+      streamed = true;
+      const stream = await call(server, () => client.chat.completions.create({ ...body, stream: true } as unknown as OpenAI.ChatCompletionCreateParamsStreaming));
+      let text = '', finishReason: ChatReply['finishReason'] = 'stop';
+      for await (const chunk of stream) {
+        const delta = chunk.choices?.[0]?.delta?.content ?? '';
+        if (delta) opts.onText!(delta);
+        text += delta;
+        if (chunk.choices?.[0]?.finish_reason === 'length') finishReason = 'length';
+      }
+      return { text, finishReason };
+    });
+    if (opts.onText && !streamed) opts.onText(reply.text);
+    return { ...reply, text: cutAtStops(reply.text, opts.stop ?? []) };
   }
 
   /** The context window a server reports in /v1/models (vLLM's and llmbox's max_model_len), or null. */
