@@ -10,16 +10,17 @@ import type { Message } from './data/records.js';
 import { isRemoteSpec, remoteModel, type RemoteModelOptions } from './eval/remote/index.js';
 import { softmax } from './eval/metrics/index.js';
 import { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
-import { loadModel, untrainedModel, type LoadedModel } from './models/load.js';
+import { untrainedModel, type LoadedModel } from './models/load.js';
 import { calibrationFigure, lossFigure, mixtureFigure, scoresFigure } from './report/charts.js';
 import { train, type StepMetrics, type TrainOptions, type TrainResult } from './train/trainer.js';
+import { loadModelOrAdapter } from './train/adapted.js';
 import { resultsTable } from './report/eval-table.js';
 import { Figure } from './report/figure.js';
 import { toDanfo, toPolars } from './report/frames.js';
 import { escapeHtml, htmlTable, textTable } from './report/html-table.js';
 
 /** Local models: engine and batching options; remote ones (`openai:M`, `anthropic:M`, `URL::M`): endpoint, key variable, concurrency, cache. */
-export type LoadOptions = EngineOptions & LocalLMOptions & RemoteModelOptions;
+export type LoadOptions = EngineOptions & LocalLMOptions & RemoteModelOptions & { /** A PEFT LoRA adapter folder applied to a local model. */ adapter?: string };
 
 /** An evaluation's results: an Arrow table, charts, JSON, and HTML/text views for notebooks. */
 export class Evaluation {
@@ -417,7 +418,7 @@ export const llm = {
     let loading: Promise<LanguageModel> | undefined;
     return new Chain<LanguageModel>(() => {
       if (typeof model === 'string' && isRemoteSpec(model)) loading ??= Promise.resolve().then(() => remoteModel(model, opts));
-      loading ??= (typeof model === 'string' ? loadModel(model, opts) : Promise.resolve(model)).then((m) => new LocalLM(m, opts));
+      loading ??= (typeof model === 'string' ? loadModelOrAdapter(model, opts.adapter, opts) : Promise.resolve(model)).then((m) => new LocalLM(m, opts));
       return loading;
     });
   },

@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import { LlmboxError } from '../errors.js';
 import { initEngine, type BackendName, type EngineOptions } from '../engine/index.js';
 import { generate, generateStream } from '../models/generate.js';
-import { loadModel } from '../models/load.js';
+import { loadModelOrAdapter } from '../train/adapted.js';
 import { nextTokenLogprobs } from '../models/score.js';
 import { evaluate, expandTasks, registerConfigs, writeRun, type EvalRun, type MetricValue, type Progress } from '../eval/evaluate.js';
 import { mergeRuns } from '../eval/merge.js';
@@ -113,6 +113,7 @@ export function buildCli(): Command {
     .description('continue a prompt, or (--chat) reply to it as a chat model')
     .requiredOption('-m, --model <spec>', 'model folder (Hugging Face layout); with --chat also openai:MODEL, anthropic:MODEL or http://HOST:PORT/v1::MODEL')
     .requiredOption('-p, --prompt <text>', 'prompt text (with --chat: the user turn)')
+    .option('--adapter <dir>', 'a PEFT LoRA adapter folder to apply to the model (a PEFT folder given as -m finds its base itself)')
     .option('--chat', "reply as the assistant under the chat template (local: the tokenizer's, --chat-template, else ChatML)")
     .option('--system-prompt <text>', '--chat: a system turn first')
     .option('--chat-template <t>', '--chat, local models: chatml, alpaca, plain or a Jinja file')
@@ -131,14 +132,14 @@ export function buildCli(): Command {
       if (o.chat) {
         const model = isRemoteSpec(o.model)
           ? remoteModel(o.model, { modelType: 'chat', apiKeyEnv: o.apiKeyEnv, systemPrompt: o.systemPrompt, requestCache: false })
-          : new LocalLM(await loadModel(o.model, engineOpts(cmd)), { modelType: 'chat', chat: { template: chatTemplateOption(o.chatTemplate), systemPrompt: o.systemPrompt } });
+          : new LocalLM(await loadModelOrAdapter(o.model, o.adapter, engineOpts(cmd)), { modelType: 'chat', chat: { template: chatTemplateOption(o.chatTemplate), systemPrompt: o.systemPrompt } });
         const messages = [{ role: 'user' as const, content: o.prompt as string }];
         const r = await model.chat(messages, { maxNewTokens: o.maxNewTokens, temperature: o.temperature, topP: o.topP, topK: o.topK, seed: o.seed, stop: o.stop, onText });
         const all = [...(o.systemPrompt !== undefined ? [{ role: 'system', content: o.systemPrompt }] : []), ...messages, { role: 'assistant', content: r.text }];
         return print(!!o.json, { messages: all, text: r.text, finish_reason: r.finishReason }, onText ? '' : r.text);
       }
       if (isRemoteSpec(o.model)) throw new LlmboxError('remote models generate replies to chat turns here', { field: '--model', fix: 'add --chat, or evaluate with llmbox eval' });
-      const lm = await loadModel(o.model, engineOpts(cmd));
+      const lm = await loadModelOrAdapter(o.model, o.adapter, engineOpts(cmd));
       if (onText) process.stdout.write(o.prompt);
       const decode = {
         maxNewTokens: o.maxNewTokens,
@@ -158,13 +159,14 @@ export function buildCli(): Command {
     .description('log-probability of every next token under teacher forcing')
     .requiredOption('-m, --model <dir>', 'model folder (Hugging Face layout)')
     .option('--text <text>', 'text to score (tokenized with BOS)')
+    .option('--adapter <dir>', 'a PEFT LoRA adapter folder to apply to the model (a PEFT folder given as -m finds its base itself)')
     .option('--ids <ids>', 'comma-separated token ids', idList)
     .option('--json', 'print {"ids", "logprobs"}')
-    .action(async (o: { model: string; text?: string; ids?: number[]; json?: boolean }, cmd: Command) => {
+    .action(async (o: { model: string; adapter?: string; text?: string; ids?: number[]; json?: boolean }, cmd: Command) => {
       if ((o.text === undefined) === (o.ids === undefined)) {
         throw new LlmboxError('give exactly one of --text and --ids', { field: '--text/--ids' });
       }
-      const lm = await loadModel(o.model, engineOpts(cmd));
+      const lm = await loadModelOrAdapter(o.model, o.adapter, engineOpts(cmd));
       let ids = o.ids;
       if (!ids) {
         if (!lm.tokenizer) throw new LlmboxError('--text needs a tokenizer', { file: `${o.model}/tokenizer.json`, fix: 'use --ids' });
@@ -184,6 +186,7 @@ export function buildCli(): Command {
     .description('evaluate a model on benchmark tasks (see `llmbox tasks`)')
     .requiredOption('-m, --model <spec>', 'model folder (Hugging Face layout), openai:MODEL, anthropic:MODEL or http://HOST:PORT/v1::MODEL[,URL::MODEL...]')
     .addOption(new Option('--endpoint <api>', 'remote models: completions (log-likelihoods via echo) or chat').choices(['completions', 'chat']))
+    .option('--adapter <dir>', 'a PEFT LoRA adapter folder to apply to the model (a PEFT folder given as -m finds its base itself)')
     .option('--api-key-env <NAME>', 'remote models: the environment variable holding the API key (default OPENAI_API_KEY / ANTHROPIC_API_KEY for openai: / anthropic:)')
     .option('--concurrency <n>', 'remote models: requests in flight', int('--concurrency', 1), 4)
     .option('--max-retries <n>', 'remote models: retries on 429/5xx/connection errors (exponential backoff, Retry-After honoured)', int('--max-retries', 0), 5)
@@ -219,7 +222,7 @@ export function buildCli(): Command {
       const chat = { template: chatTemplateOption(o.chatTemplate), systemPrompt: o.systemPrompt };
       const model = isRemoteSpec(o.model)
         ? remoteModel(o.model, { endpoint: o.endpoint, modelType: o.modelType, apiKeyEnv: o.apiKeyEnv, concurrency: o.concurrency, maxRetries: o.maxRetries, timeoutSeconds: o.timeout, requestCache: o.requestCache === false ? false : undefined, systemPrompt: o.systemPrompt })
-        : new LocalLM(await loadModel(o.model, engineOpts(cmd)), { batchSize: o.batchSize, prefixCache: o.prefixCache, modelType: o.modelType, chat });
+        : new LocalLM(await loadModelOrAdapter(o.model, o.adapter, engineOpts(cmd)), { batchSize: o.batchSize, prefixCache: o.prefixCache, modelType: o.modelType, chat });
       const run = await evaluate(model, names, {
         shots: o.shots, limit: o.limit, dataDir: o.dataDir, seed: o.seed, method: o.method as Method | undefined,
         samples: o.samples, temperature: o.temperature, maxNewTokens: o.maxNewTokens, outputDir: o.output,
@@ -295,7 +298,7 @@ export function buildCli(): Command {
       if (!['cosine', 'linear', 'constant'].includes(o.schedule)) throw new LlmboxError(`unknown schedule ${o.schedule}`, { field: '--schedule', fix: 'use cosine, linear or constant' });
       const ratio = o.dataset_ratio?.map((r: string) => Number(r));
       if (ratio && ratio.some((r: number) => !Number.isFinite(r))) throw new LlmboxError(`--dataset_ratio takes numbers, got ${o.dataset_ratio.join(' ')}`, { field: '--dataset_ratio' });
-      const lm = await loadModel(o.model, engineOpts(cmd));
+      const lm = await loadModelOrAdapter(o.model, o.adapter, engineOpts(cmd));
       const bar = trainProgress();
       const r = await train(lm, {
         datasets: o.dataset, dataDir: o.datasetDir, datasetRatio: ratio, mixStrategy: o.mix, mixTotal: o.mixTotal, stage: o.stage, template: o.template, trainOnPrompt: !!o.trainOnPrompt,
@@ -328,7 +331,7 @@ export function buildCli(): Command {
     .requiredOption('--output <dir>', 'where the expanded model goes')
     .option('--json', 'print {"added": [...], "old_vocab", "new_vocab", "tokens_before", "tokens_after"}')
     .action(async (o: { model: string; input: string[]; vocab: number; output: string; json?: boolean }, cmd: Command) => {
-      const lm = await loadModel(o.model, engineOpts(cmd));
+      const lm = await loadModelOrAdapter(o.model, undefined, engineOpts(cmd));
       const r = mergeTokenizer(lm, o.input, o.vocab, o.output);
       const summary = { added: r.added, old_vocab: r.oldVocab, new_vocab: r.newVocab, tokens_before: r.tokensBefore, tokens_after: r.tokensAfter, output: o.output };
       const text = `added ${r.added.length} tokens (${r.oldVocab} -> ${r.newVocab}); the corpus takes ${r.tokensAfter.toLocaleString('en-US')} tokens instead of ${r.tokensBefore.toLocaleString('en-US')} (${((100 * (r.tokensBefore - r.tokensAfter)) / r.tokensBefore).toFixed(1)}% fewer)\nfirst new tokens: ${r.added.slice(0, 12).map((a) => JSON.stringify(a.token)).join(' ')}\nsaved to ${o.output}`;
@@ -340,6 +343,7 @@ export function buildCli(): Command {
     .description('an OpenAI-compatible HTTP server over the in-process engine (/v1/models, /v1/completions, /v1/chat/completions)')
     .requiredOption('-m, --model <dir>', 'model folder (or a shipped model name)')
     .option('--host <host>', 'address to listen on (default 127.0.0.1: this machine only)', '127.0.0.1')
+    .option('--adapter <dir>', 'a PEFT LoRA adapter folder to apply to the model (a PEFT folder given as -m finds its base itself)')
     .option('--port <n>', 'port (0: any free port)', int('--port', 0), 8000)
     .option('--model-name <name>', 'the model id clients send (default: the folder name)')
     .option('--api-key-env <NAME>', 'require the API key held in this environment variable')
@@ -352,7 +356,7 @@ export function buildCli(): Command {
     .action(async (o, cmd: Command) => {
       const apiKey = o.apiKeyEnv !== undefined ? envKey(o.apiKeyEnv, '--api-key-env') : o.apiKey;
       const chatTemplate = chatTemplateOption(o.chatTemplate);
-      const lm = await loadModel(o.model, engineOpts(cmd));
+      const lm = await loadModelOrAdapter(o.model, o.adapter, engineOpts(cmd));
       const { serve } = await import('../serve/server.js');
       const server = await serve(lm, {
         host: o.host, port: o.port, modelName: o.modelName, apiKey, chatTemplate, batchSize: o.batchSize, maxTokens: o.maxTokens, maxBodyBytes: o.maxBodyBytes,

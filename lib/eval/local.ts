@@ -66,7 +66,7 @@ export class LocalLM implements LanguageModel {
   }
 
   get modelId(): string {
-    return basename(this.lm.dir);
+    return this.lm.name ?? basename(this.lm.dir);
   }
 
   describe(): ModelDescription {

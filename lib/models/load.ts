@@ -17,6 +17,8 @@ export interface GenerationConfig {
 
 export interface LoadedModel {
   dir: string;
+  /** What results call the model when it is not the folder's name (a base with an adapter). */
+  name?: string;
   model: LlamaModel;
   tokenizer: TextTokenizer | null;
   generation: GenerationConfig;

@@ -50,7 +50,7 @@ const now = () => Math.floor(Date.now() / 1000);
 export async function serve(lm: LoadedModel, opts: ServeOptions = {}): Promise<RunningServer> {
   if (!lm.tokenizer) throw new ApiError(500, 'llmbox serve needs a tokenizer (tokenizer.json in the model folder)');
   const engine = new ServeEngine(lm, { batchSize: opts.batchSize ?? 8, maxBatchTokens: opts.maxBatchTokens ?? 8192, batchWindowMs: opts.batchWindowMs ?? 2 });
-  const name = opts.modelName ?? lm.dir.split('/').filter(Boolean).at(-1)!;
+  const name = opts.modelName ?? lm.name ?? lm.dir.split('/').filter(Boolean).at(-1)!;
   const limits = { maxTokens: opts.maxTokens ?? engine.maxLen };
   const api = new Api(engine, name, limits, opts);
 
