@@ -125,6 +125,8 @@ export function buildCli(): Command {
     .option('--top-k <k>', 'sample among the k most likely', int('--top-k', 1))
     .option('--repetition-penalty <r>', 'penalise repeated tokens (> 1)', float('--repetition-penalty', 0))
     .option('--seed <s>', 'sampling seed', int('--seed'))
+    .option('--num-beams <n>', 'beam search with n beams (local models, greedy scores)', int('--num-beams', 1))
+    .option('--length-penalty <x>', 'beam search: score / length^x (> 0 favours longer replies)', float('--length-penalty', -10, 10))
     .option('--stop <text...>', 'stop strings')
     .option('--json', 'print {"prompt_ids", "ids", "text"} (--chat: {"messages", "text", "finish_reason"})')
     .action(async (o, cmd: Command) => {
@@ -149,7 +151,10 @@ export function buildCli(): Command {
         repetitionPenalty: o.repetitionPenalty,
         seed: o.seed,
         stop: o.stop,
+        numBeams: o.numBeams,
+        lengthPenalty: o.lengthPenalty,
       };
+      if (onText && (o.numBeams ?? 1) > 1) throw new LlmboxError('beam search decides the reply at the end: it cannot stream', { field: '--stream', fix: 'drop --stream or --num-beams' });
       const r = onText ? await generateStream(lm, o.prompt, decode, onText) : generate(lm, [o.prompt], decode)[0];
       print(!!o.json, { prompt_ids: r.promptIds, ids: r.ids, text: r.text, finish_reason: r.finishReason, seed: r.seed }, onText ? '' : o.prompt + r.text);
     });

@@ -3,7 +3,12 @@ import { KVCache, type PastKV } from './kv-cache.js';
 import { LlamaModel, leftPad } from './llama.js';
 import type { LoadedModel } from './load.js';
 import { applyRepetitionPenalty, sampleToken, seededRandom, type SamplingOptions } from './sampling.js';
+import { LlmboxError } from '../errors.js';
+import { beamSearch } from './beam.js';
+import { continuationText } from './continuation.js';
 import { topTokens } from './score.js';
+
+export { continuationText };
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens?: number;
@@ -32,6 +37,9 @@ export interface GenerateOptions extends SamplingOptions {
    * temperature), with this many most likely alternatives (0: the chosen token only).
    */
   logprobs?: number;
+  /** Beam search with this many beams (greedy when 1, the default); lengthPenalty as Hugging Face's. */
+  numBeams?: number;
+  lengthPenalty?: number;
 }
 
 export interface TokenLogprob {
@@ -66,6 +74,7 @@ interface Row {
 
 /** Generates continuations for a batch of prompts (text or ids), left-padding them into one batch. */
 export function generate(lm: LoadedModel, prompts: (string | number[])[], opts: GenerateOptions = {}): GenerateResult[] {
+  if ((opts.numBeams ?? 1) > 1) return prompts.map((p) => beamGenerate(lm, p, opts));
   const steps = decoding(lm, prompts, opts);
   let step = steps.next();
   while (!step.done) step = steps.next();
@@ -183,6 +192,19 @@ function* decoding(lm: LoadedModel, prompts: (string | number[])[], opts: Genera
   return rows.map((r) => ({ promptIds: r.prompt, ids: r.out, text: r.text ?? textOf(r), finishReason: r.reason, seed, ...(opts.logprobs !== undefined ? { logprobs: r.logprobs } : {}) }));
 }
 
+/** Beam search for one prompt, with generate's stop ids and stop strings. */
+function beamGenerate(lm: LoadedModel, prompt: string | number[], opts: GenerateOptions): GenerateResult {
+  if ((opts.temperature ?? 0) > 0) throw new LlmboxError('beam search is deterministic: it takes no temperature', { field: '--num-beams', fix: 'use --temperature 0 with --num-beams, or sample with one beam' });
+  const ids = typeof prompt === 'string' ? lm.tokenizer!.encode(prompt, { addSpecialTokens: opts.addSpecialTokens ?? true }) : prompt;
+  const stopIds = new Set(opts.stopIds ?? lm.generation.eosTokenIds);
+  const bos = lm.generation.bosTokenId ?? lm.model.config.bosTokenId;
+  if ((opts.stopAtBos ?? true) && bos !== undefined && bos !== null) stopIds.add(bos);
+  const r = beamSearch(lm, ids, { numBeams: opts.numBeams!, lengthPenalty: opts.lengthPenalty, maxNewTokens: opts.maxNewTokens ?? 64, stopIds });
+  const stops = (opts.stop ?? []).filter((s) => s.length > 0);
+  const at = Math.min(...stops.map((s) => r.text.indexOf(s)).filter((i) => i >= 0));
+  return Number.isFinite(at) ? { ...r, text: r.text.slice(0, at), finishReason: 'stop' } : r;
+}
+
 /** log p(id) under one row of logits, with the k most likely tokens. */
 function tokenLogprob(logits: Float32Array, id: number, k: number): TokenLogprob {
   let max = -Infinity;
@@ -191,15 +213,4 @@ function tokenLogprob(logits: Float32Array, id: number, k: number): TokenLogprob
   for (const x of logits) sum += Math.exp(x - max);
   const logZ = max + Math.log(sum);
   return { id, logprob: logits[id] - logZ, top: topTokens(logits, k).map((v) => [v, logits[v] - logZ]) };
-}
-
-/**
- * Text of the generated ids as it reads after the prompt. Decoding the continuation alone would lose
- * a leading space for tokenizers that strip one at the start of a decode (SentencePiece-style).
- */
-export function continuationText(lm: LoadedModel, prompt: number[], out: number[]): string {
-  const tok = lm.tokenizer!;
-  const full = tok.decode([...prompt, ...out]);
-  const head = tok.decode(prompt);
-  return full.startsWith(head) ? full.slice(head.length) : tok.decode(out);
 }

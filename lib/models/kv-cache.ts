@@ -57,6 +57,25 @@ export class KVCache {
     return [tf.add(k, 0), tf.add(v, 0)];
   }
 
+  /** Row b takes the keys and values of row rows[b] (beam search keeps the beams that survive). */
+  reorder(rows: number[]): void {
+    if (rows.length !== this.batch) throw new Error(`reorder: ${rows.length} rows for a cache of ${this.batch}`);
+    const idx = tf.tensor1d(rows, 'int32');
+    for (const store of [this.keys, this.values]) {
+      store.forEach((t, l) => {
+        store[l] = tf.keep(tf.gather(t, idx, 0));
+        t.dispose();
+      });
+    }
+    idx.dispose();
+    const cap = this.capacity;
+    for (const arr of [this.valid, this.positions, this.nextPosition] as (Uint8Array | Int32Array)[]) {
+      const width = arr === this.nextPosition ? 1 : cap;
+      const old = arr.slice();
+      rows.forEach((r, b) => arr.set(old.subarray(r * width, (r + 1) * width), b * width));
+    }
+  }
+
   dispose(): void {
     for (const t of [...this.keys, ...this.values]) t.dispose();
     this.keys.length = 0;

@@ -1,0 +1,60 @@
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { beamSearch } from '../lib/models/beam.js';
+import { generate } from '../lib/models/generate.js';
+import { leftPad } from '../lib/models/llama.js';
+import { loadModel, type LoadedModel } from '../lib/models/load.js';
+import { nextTokenLogprobs } from '../lib/models/score.js';
+import { STORIES } from './helpers/models.js';
+
+describe('beam search', () => {
+  let lm: LoadedModel;
+  const prompt = [1, 403, 407, 261];
+  beforeAll(async () => {
+    lm = await loadModel(STORIES);
+  });
+
+  it('one beam is greedy decoding', () => {
+    const greedy = generate(lm, [prompt], { maxNewTokens: 20 })[0];
+    const beam = beamSearch(lm, prompt, { numBeams: 1, maxNewTokens: 20, stopIds: new Set([2, 1]) });
+    expect(beam.ids).toEqual(greedy.ids);
+    expect(beam.text).toBe(greedy.text);
+  });
+
+  it('with as many beams as tokens, two steps find the most likely pair found by exhaustive search', () => {
+    const V = lm.model.config.vocabSize;
+    const beam = beamSearch(lm, prompt, { numBeams: V, lengthPenalty: 0, maxNewTokens: 2, stopIds: new Set() });
+    // Exhaustive: log p(a) + max_b log p(b | a) over every first token a, by plain forward passes.
+    const first = tf.tidy(() => tf.logSoftmax(lm.model.logits(lm.model.forward([prompt]).reshape([prompt.length, -1]).slice([prompt.length - 1, 0], [1, -1]) as tf.Tensor2D)).dataSync());
+    const { ids } = leftPad(Array.from({ length: V }, (_, a) => [...prompt, a]));
+    const second = tf.tidy(() => {
+      const h = lm.model.forward(ids);
+      const last = h.slice([0, prompt.length, 0], [V, 1, -1]).reshape([V, -1]) as tf.Tensor2D;
+      return tf.logSoftmax(lm.model.logits(last)).dataSync();
+    });
+    let best = -Infinity, pair = [0, 0];
+    for (let a = 0; a < V; a++) {
+      for (let b = 0; b < V; b++) {
+        const s = first[a] + second[a * V + b];
+        if (s > best) [best, pair] = [s, [a, b]];
+      }
+    }
+    expect(beam.ids).toEqual(pair);
+    expect(Math.abs(beam.score - best)).toBeLessThan(1e-4);
+    const check = nextTokenLogprobs(lm.model, [...prompt, ...pair]).slice(-2);
+    expect(Math.abs(check[0] + check[1] - best)).toBeLessThan(1e-4);
+  });
+
+  it('scores at least as high as greedy on sequence log-likelihood, and length_penalty follows its definition', () => {
+    const stopIds = new Set([2, 1]);
+    const sum = (ids: number[]) => nextTokenLogprobs(lm.model, [...prompt, ...ids]).slice(-ids.length).reduce((a, b) => a + b, 0);
+    const greedy = beamSearch(lm, prompt, { numBeams: 1, lengthPenalty: 0, maxNewTokens: 12, stopIds });
+    const beams = beamSearch(lm, prompt, { numBeams: 4, lengthPenalty: 0, maxNewTokens: 12, stopIds });
+    expect(beams.score).toBeGreaterThanOrEqual(greedy.score - 1e-6);
+    expect(Math.abs(beams.score - sum(beams.ids))).toBeLessThan(1e-3);
+    const long = beamSearch(lm, prompt, { numBeams: 4, lengthPenalty: 2, maxNewTokens: 12, stopIds });
+    expect(Math.abs(long.score - sum(long.ids) / long.ids.length ** 2)).toBeLessThan(1e-4);
+    expect(() => generate(lm, [prompt], { numBeams: 2, temperature: 0.7 })).toThrow(/takes no temperature/);
+    expect(generate(lm, [prompt], { numBeams: 4, lengthPenalty: 0, maxNewTokens: 12 })[0].ids).toEqual(beams.ids);
+  });
+});
