@@ -1,10 +1,11 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import { LlmboxError } from '../errors.js';
 import { initEngine, type BackendName, type EngineOptions } from '../engine/index.js';
 import { generate, generateStream } from '../models/generate.js';
 import { loadModelOrAdapter } from '../train/adapted.js';
+import { exportTraining } from '../train/export.js';
 import { nextTokenLogprobs } from '../models/score.js';
 import { evaluate, expandTasks, registerConfigs, writeRun, type EvalRun, type MetricValue, type Progress } from '../eval/evaluate.js';
 import { mergeRuns } from '../eval/merge.js';
@@ -297,6 +298,8 @@ export function buildCli(): Command {
     .option('--seed <n>', 'data order, mixture and initialisation seed', int('--seed', 0), 42)
     .requiredOption('--output <dir>', 'where checkpoints and the final model go')
     .option('--resume', 'continue from the newest checkpoint in --output')
+    .addOption(new Option('--export-for <trainer>', 'train nothing here: write the mixed, tokenized (packed) data as Parquet with a config and launch.sh for this GPU trainer into --output').choices(['llamafactory', 'trl']))
+    .option('--export-gpu-gib <g>', '--export-for: memory of one cluster GPU, GiB (sizes the GPU count and ZeRO stage)', float('--export-gpu-gib', 1), 80)
     .option('--json', 'print {"steps", "losses", "eval_loss", "checkpoint", ...} at the end')
     .action(async (o, cmd: Command) => {
       if (!['pt', 'sft'].includes(o.stage)) throw new LlmboxError(`unknown stage ${o.stage}`, { field: '--stage', fix: 'use pt or sft' });
@@ -305,13 +308,19 @@ export function buildCli(): Command {
       if (ratio && ratio.some((r: number) => !Number.isFinite(r))) throw new LlmboxError(`--dataset_ratio takes numbers, got ${o.dataset_ratio.join(' ')}`, { field: '--dataset_ratio' });
       const lm = await loadModelOrAdapter(o.model, o.adapter, engineOpts(cmd));
       const bar = trainProgress();
-      const r = await train(lm, {
+      const opts = {
         datasets: o.dataset, dataDir: o.datasetDir, datasetRatio: ratio, mixStrategy: o.mix, mixTotal: o.mixTotal, stage: o.stage, template: o.template, trainOnPrompt: !!o.trainOnPrompt,
         packing: !!o.packing, maxLength: o.maxLength, batchSize: o.batchSize, gradAccum: o.gradAccum, maxSteps: o.maxSteps, epochs: o.epochs, lr: o.lr, schedule: o.schedule,
         warmup: o.warmup, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm, valSize: o.valSize, evalEvery: o.evalEvery, saveEvery: o.saveEvery, seed: o.seed,
         lora: o.loraRank ? { rank: o.loraRank, alpha: o.loraAlpha, dropout: o.loraDropout, targets: String(o.loraTargets).split(',').map((x) => x.trim()) } : undefined,
-        qlora: !!o.qlora, cache: o.cache, output: o.output, resume: !!o.resume, onStep: bar.step, onEval: bar.eval,
-      });
+        qlora: !!o.qlora, cache: o.cache, output: o.output as string, resume: !!o.resume, onStep: bar.step, onEval: bar.eval,
+      };
+      if (o.exportFor) {
+        const x = await exportTraining(lm, opts, { target: o.exportFor, gpuGib: o.exportGpuGib });
+        const summary = { export: o.exportFor, dir: x.dir, files: x.files, rows: x.rows, gpus: x.plan.gpus, zero_stage: x.plan.zeroStage, per_gpu_gib: x.plan.perGpuGib, command: x.command };
+        return print(!!o.json, summary, `wrote ${x.rows.train} training rows (${x.rows.validation} held out) and a ${o.exportFor} config to ${x.dir}\n${x.plan.gpus} GPU(s)${x.plan.zeroStage ? ', DeepSpeed ZeRO-3' : ''}, about ${x.plan.perGpuGib.toFixed(1)} GiB each; run: ${join(x.dir, 'launch.sh')}`);
+      }
+      const r = await train(lm, opts);
       const summary = {
         steps: r.steps, losses: r.losses, eval_loss: r.evalLoss, eval_losses: r.evalLosses, checkpoint: r.checkpoint, output: o.output, resumed_from: r.resumedFrom,
         stage: r.stage, parameters: r.parameters, data: r.data, quantization: r.quantization,

@@ -93,6 +93,16 @@ export function evalLoss(lm: LoadedModel, rows: Row[], batchSize: number, pad: n
  * checkpoints and exact resume (the data order is a function of the seed and the step).
  */
 export async function train(lm: LoadedModel, o: TrainOptions): Promise<TrainResult> {
+  const { data, ...settings } = await trainingData(lm, o);
+  try {
+    return await trainOn(lm, o, data, settings);
+  } finally {
+    data.close();
+  }
+}
+
+/** The rows a training run reads (mixed, tokenized, packed), with the settings they were made under. */
+export async function trainingData(lm: LoadedModel, o: TrainOptions): Promise<{ data: PreparedData; stage: Stage; seed: number; maxLength: number }> {
   const tok = lm.tokenizer;
   if (!tok) throw new LlmboxError('the model has no tokenizer.json, so text cannot be tokenized for training', { file: lm.dir });
   const cfg = lm.model.config;
@@ -101,23 +111,29 @@ export async function train(lm: LoadedModel, o: TrainOptions): Promise<TrainResu
   if (o.qlora && !o.lora) throw new LlmboxError('QLoRA trains LoRA adapters over a 4-bit base', { field: '--qlora', fix: 'add --lora-rank' });
   const stage: Stage = o.stage ?? 'sft';
   const seed = o.seed ?? 42;
-  const data = await prepareData(tok, { ...o, stage, maxLength, packing: o.packing ?? false, seed });
-  try {
-    return await trainOn(lm, o, data, { stage, seed, maxLength });
-  } finally {
-    data.close();
-  }
+  return { data: await prepareData(tok, { ...o, stage, maxLength, packing: o.packing ?? false, seed }), stage, seed, maxLength };
+}
+
+/** Every optimisation setting with its default resolved (one place for the defaults: training and export read them). */
+export function hyperparameters(o: TrainOptions, trainRows: number) {
+  const batchSize = o.batchSize ?? 8, accum = o.gradAccum ?? 1;
+  const totalSteps = o.maxSteps ?? Math.max(1, Math.ceil(((o.epochs ?? 1) * trainRows) / (batchSize * accum)));
+  const warmupSteps = o.warmup === undefined ? 0 : o.warmup < 1 ? Math.round(o.warmup * totalSteps) : Math.round(o.warmup);
+  return {
+    batchSize, accum, totalSteps, warmupSteps,
+    lr: o.lr ?? 1e-4, schedule: o.schedule ?? ('cosine' as Schedule), minLrRatio: o.minLrRatio ?? 0,
+    weightDecay: o.weightDecay ?? 0, maxGradNorm: o.maxGradNorm ?? 1,
+  };
 }
 
 async function trainOn(lm: LoadedModel, o: TrainOptions, data: PreparedData, d: { stage: Stage; seed: number; maxLength: number }): Promise<TrainResult> {
   const { stage, seed, maxLength } = d;
   const tok = lm.tokenizer!;
   if (!data.train.length) throw new LlmboxError('no training rows after tokenization', { field: '--dataset' });
-  const batchSize = o.batchSize ?? 8, accum = o.gradAccum ?? 1;
+  const h = hyperparameters(o, data.train.length);
+  const { batchSize, accum, totalSteps } = h;
   const perStep = batchSize * accum;
-  const totalSteps = o.maxSteps ?? Math.max(1, Math.ceil(((o.epochs ?? 1) * data.train.length) / perStep));
-  const warmupSteps = o.warmup === undefined ? 0 : o.warmup < 1 ? Math.round(o.warmup * totalSteps) : Math.round(o.warmup);
-  const schedule = { lr: o.lr ?? 1e-4, warmupSteps, totalSteps, schedule: o.schedule ?? 'cosine', minLrRatio: o.minLrRatio ?? 0 } as const;
+  const schedule = { lr: h.lr, warmupSteps: h.warmupSteps, totalSteps, schedule: h.schedule, minLrRatio: h.minLrRatio } as const;
   const pad = tok.padTokenId ?? lm.generation.padTokenId ?? 0;
 
   const quantization = o.qlora ? quantizeBase(lm.model) : null;
@@ -125,7 +141,7 @@ async function trainOn(lm: LoadedModel, o: TrainOptions, data: PreparedData, d: 
   const target = lm.model.lora ? lm.model.adapters : lm.model.params;
   const names = [...target.keys()];
   const trainable = names.reduce((n, k) => n + target.get(k)!.size, 0);
-  const opt = new AdamW({ weightDecay: o.weightDecay ?? 0 });
+  const opt = new AdamW({ weightDecay: h.weightDecay });
 
   const runKey = createHash('sha256')
     .update(JSON.stringify({ datasets: o.datasets, ratio: o.datasetRatio, mix: o.mixStrategy, stage, maxLength, packing: o.packing ?? false, batchSize, accum, totalSteps, schedule, seed, lora: o.lora ?? null, qlora: !!o.qlora, valSize: o.valSize, template: o.template ?? null, trainOnPrompt: !!o.trainOnPrompt }))
@@ -196,7 +212,7 @@ async function trainOn(lm: LoadedModel, o: TrainOptions, data: PreparedData, d: 
       }
       lm.model.dropoutSeed = null;
       if (!acc) throw new LlmboxError(`step ${step + 1} has no target tokens`, { fix: 'check the data: every example needs a reply to learn' });
-      const { grads, norm } = clipByGlobalNorm(acc, o.maxGradNorm ?? 1);
+      const { grads, norm } = clipByGlobalNorm(acc, h.maxGradNorm);
       const lr = learningRate(step, schedule);
       const params = new Map(names.map((n) => [n, target.get(n)!]));
       const updated = opt.apply(params, grads, lr);
