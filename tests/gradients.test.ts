@@ -17,7 +17,7 @@ describe('gradients', () => {
     const ref = tf.matMul(tf.oneHot(ids, 6).toFloat(), dy, true, false);
     const diff = tf.max(tf.abs(tf.sub(g, ref))).dataSync()[0];
     expect(diff).toBeLessThan(1e-6);
-    expect(g.arraySync()[4][0]).not.toBe(0);
+    expect((g.arraySync() as number[][])[4][0]).not.toBe(0);
   });
 
   it('model loss gradients match central finite differences', async () => {

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { expandTasks } from '../lib/eval/evaluate.js';
 import { choiceRequests } from '../lib/eval/methods/choice.js';
-import { fewshotPrefix, instanceQuery } from '../lib/eval/methods/prompt.js';
+import { fewshotPrefix, instanceQuery, preamble } from '../lib/eval/methods/prompt.js';
 import { parsePythonStringList } from '../lib/eval/tasks/simple-choice.js';
 import { GROUPS, TASKS } from '../lib/eval/tasks/index.js';
 import { llmboxErrorOf, tmp } from './helpers/models.js';
@@ -36,8 +36,15 @@ describe('datasets', () => {
     const prefix = fewshotPrefix(task, 'prob', doc, dev);
     expect(prefix.startsWith('The following are multiple choice questions (with answers) about anatomy.\n\n')).toBe(true);
     expect(prefix.split('\n\n')).toHaveLength(7);
-    const reqs = choiceRequests(task, 'prob', doc, prefix);
+    const pre = preamble(task, 'prob', doc, dev);
+    expect(pre.text).toBe(prefix);
+    const reqs = choiceRequests(task, 'prob', doc, pre);
     expect(reqs.map((r) => r.continuation)).toEqual([' A', ' B', ' C', ' D']);
+    expect(reqs[0].context).toBe(prefix + instanceQuery(task, 'prob', doc));
+    // For chat models: the header as the system turn, each dev example as a user/assistant exchange.
+    expect(reqs[0].messages!.map((m) => m.role)).toEqual(['system', ...Array(5).fill(['user', 'assistant']).flat(), 'user']);
+    expect(reqs[0].messages![2]).toEqual({ role: 'assistant', content: 'ABCD'[dev[0].gold!] });
+    expect(reqs[0].messages!.at(-1)!.content).toBe(instanceQuery(task, 'prob', doc));
     expect(instanceQuery(task, 'prob', doc)).toBe(
       'A lesion causing compression of the facial nerve at the stylomastoid foramen will cause ipsilateral\n' +
         'A. paralysis of the facial muscles.\nB. paralysis of the facial muscles and loss of taste.\n' +
@@ -70,7 +77,7 @@ describe('datasets', () => {
 
   it('scores Winogrande by partial scoring: option contexts, one shared continuation', () => {
     const doc = load('winogrande')[0];
-    const reqs = choiceRequests(TASKS.winogrande, 'ppl', doc, '');
+    const reqs = choiceRequests(TASKS.winogrande, 'ppl', doc, { text: '', turns: [] });
     expect(reqs.map((r) => r.context)).toEqual(['Sarah was a much better surgeon than Maria so Sarah', 'Sarah was a much better surgeon than Maria so Maria']);
     expect(new Set(reqs.map((r) => r.continuation))).toEqual(new Set([' always got the easier cases.']));
     expect(doc.gold).toBe(1);

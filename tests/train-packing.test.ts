@@ -123,7 +123,7 @@ describe('LoRA linear op', () => {
     const A = tf.randomNormal([12, 4], 0, 0.3, 'float32', 3) as tf.Tensor2D;
     const B = tf.randomNormal([4, 10], 0, 0.3, 'float32', 4) as tf.Tensor2D;
     const dy = tf.randomNormal([7, 10], 0, 1, 'float32', 5);
-    const run = (f: typeof loraLinear) => {
+    const run = (f: typeof loraLinearReference) => {
       const { value, grads } = tf.valueAndGrads((xx: tf.Tensor, aa: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(f(xx as tf.Tensor2D, xx as tf.Tensor2D, W, aa as tf.Tensor2D, bb as tf.Tensor2D, 2.5), dy)) as tf.Scalar)([x, A, B]);
       return [value, ...grads].map((t) => Array.from(t.dataSync()));
     };
