@@ -364,7 +364,7 @@ export function writeRun(dir: string, run: EvalRun, meta: { started: number; lim
     'n-samples': Object.fromEntries(results.map((r) => [r.task, { original: r.total, effective: r.n }])),
     config: { model: fingerprint.model, batch_size: meta.batchSize, limit: meta.limit, random_seed: fingerprint.seed },
     llmbox_fingerprint: fingerprint,
-    llmbox_tasks: Object.fromEntries(results.map((r) => [r.task, { method: r.method, prompt_hash: r.promptHash, n: r.n, total: r.total, samples: basename(samples[results.indexOf(r)]) }])),
+    llmbox_tasks: Object.fromEntries(results.map((r, i) => [r.task, { method: r.method, prompt_hash: r.promptHash, n: r.n, total: r.total, samples: basename(samples[i]) }])),
     llmbox_groups: groups.map((g) => g.group),
     date: meta.started / 1000,
     total_evaluation_time_seconds: String((Date.now() - meta.started) / 1000),

@@ -132,7 +132,6 @@ async function trainOn(lm: LoadedModel, o: TrainOptions, data: PreparedData, d: 
   if (!data.train.length) throw new LlmboxError('no training rows after tokenization', { field: '--dataset' });
   const h = hyperparameters(o, data.train.length);
   const { batchSize, accum, totalSteps } = h;
-  const perStep = batchSize * accum;
   const schedule = { lr: h.lr, warmupSteps: h.warmupSteps, totalSteps, schedule: h.schedule, minLrRatio: h.minLrRatio } as const;
   const pad = tok.padTokenId ?? lm.generation.padTokenId ?? 0;
 

@@ -1,4 +1,4 @@
-import { dirname, extname, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { LlmboxError } from '../../errors.js';
 import { exactMatch, f1Score, normalizeNumber, lastNumber } from '../metrics/index.js';
