@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -171,6 +172,35 @@ describe('remote models through llmbox serve (OpenAI-compatible)', () => {
       expect(unset.stderr).toMatch(/LLMBOX_NO_SUCH_VAR is not set/);
     } finally {
       await guarded.close();
+    }
+  });
+});
+
+describe('several llmbox serve processes', () => {
+  it('llmbox eval spreads a sharded run over two server processes; the merged shards give the in-process scores', async () => {
+    const servers = [0, 1].map(() => spawn(process.execPath, [BIN, 'serve', '-m', STORIES, '--port', '0', '--quiet'], { env: { ...process.env, LLMBOX_QUIET: '1' } }));
+    try {
+      // Each prints "llmbox serve: stories260K at http://127.0.0.1:PORT/v1" once it listens.
+      const urls = await Promise.all(servers.map((p) => new Promise<string>((resolve, reject) => {
+        let err = '';
+        p.stderr.on('data', (d) => {
+          err += d;
+          const m = /at (http:\/\/127\.0\.0\.1:\d+\/v1)/.exec(err);
+          if (m) resolve(m[1]);
+        });
+        p.on('exit', (code) => reject(new Error(`llmbox serve exited with ${code}: ${err}`)));
+      })));
+      const spec = urls.map((u) => `${u}::stories260K`).join(',');
+      const dirs = [tmp(), tmp()];
+      const runs = await Promise.all(dirs.map((dir, i) => runCli(BIN, ['eval', '-m', spec, '-d', 'hellaswag', '--limit', '30', '--shard', `${i}/2`, '--output', dir, '--no-request-cache', '--json'])));
+      for (const r of runs) expect(r.code, r.stderr).toBe(0);
+      const merged = await runCli(BIN, ['merge', ...dirs, '--output', tmp(), '--json']);
+      expect(merged.code, merged.stderr).toBe(0);
+      const local = await runCli(BIN, ['eval', '-m', STORIES, '-d', 'hellaswag', '--limit', '30', '--json']);
+      expect(JSON.parse(merged.stdout).results).toEqual(JSON.parse(local.stdout).results);
+      expect(JSON.parse(runs[0].stdout).requests.requests).toBe(15 * 4);
+    } finally {
+      for (const p of servers) p.kill('SIGTERM');
     }
   });
 });
