@@ -50,7 +50,15 @@ describe('llmbox CLI (built: npm run build)', () => {
     expect(both.code).toBe(2);
     expect(both.stderr).toMatch(/exactly one of --text and --ids/);
     const badIds = run('logprobs', '-m', STORIES, '--ids', '1,x');
-    expect(badIds.code).not.toBe(0);
-    expect(badIds.stderr).toMatch(/--ids must be/);
+    expect(badIds.code).toBe(2);
+    expect(badIds.stderr).toMatch(/^llmbox: option '--ids <ids>' argument '1,x' is invalid\. --ids must be/);
+    // The argument parser's errors follow the same contract: "llmbox: ...", exit code 2.
+    for (const args of [['eval', '-d', 'hellaswag'], ['eval', '-m', STORIES, '-d', 'hellaswag', '--endpoint', 'soap'], ['nosuch'], ['eval', '-m', STORIES, '-d', 'hellaswag', '--shard', '2/2']]) {
+      const r = run(...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(/^llmbox: /);
+    }
+    expect(run('--version').code).toBe(0);
+    expect(run('eval', '--help').code).toBe(0);
   });
 });

@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { LlmboxError } from '../errors.js';
@@ -86,6 +86,9 @@ function packageVersion(): string {
 
 export function buildCli(): Command {
   const program = new Command('llmbox')
+    // Parser errors follow the same contract as llmbox's own: "llmbox: ..." and exit code 2 (see main).
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(`llmbox: ${text.replace(/^error: /, '')}`) })
     .description('Train, use and evaluate large language models')
     .version(packageVersion())
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(['tensorflow', 'wasm', 'cpu']))
@@ -525,15 +528,23 @@ function progressPrinter(): (p: Progress) => void {
     }, p.done === p.total);
 }
 
+/**
+ * Exit codes: 0 done (and --help, --version), 2 the user's input is wrong (a bad flag, file or
+ * config: the message names it and the fix), 1 anything else (the stack only with LLMBOX_DEBUG=1).
+ */
 export async function main(argv = process.argv): Promise<void> {
   try {
     await buildCli().parseAsync(argv);
   } catch (e) {
-    if (e instanceof LlmboxError) {
+    if (e instanceof CommanderError) {
+      // Commander has printed its message already.
+      process.exitCode = e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2;
+    } else if (e instanceof LlmboxError) {
       process.stderr.write(`llmbox: ${e.message}\n`);
       process.exitCode = 2;
     } else {
-      process.stderr.write(`llmbox: ${(e as Error).stack ?? e}\n`);
+      const err = e as Error;
+      process.stderr.write(`llmbox: ${process.env.LLMBOX_DEBUG === '1' ? (err.stack ?? err) : (err.message ?? err)}\n`);
       process.exitCode = 1;
     }
   }
