@@ -7,6 +7,7 @@ import { LlmboxError } from '../lib/errors.js';
 import { evaluate, type EvalRun } from '../lib/eval/evaluate.js';
 import { LocalLM } from '../lib/eval/local.js';
 import { remoteModel } from '../lib/eval/remote/index.js';
+import { TASKS } from '../lib/eval/tasks/index.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
 import { serve, type RunningServer } from '../lib/serve/server.js';
 import { faultyProxy, listen, readBody, runCli } from './helpers/http.js';
@@ -201,6 +202,43 @@ describe('several llmbox serve processes', () => {
       expect(JSON.parse(runs[0].stdout).requests.requests).toBe(15 * 4);
     } finally {
       for (const p of servers) p.kill('SIGTERM');
+    }
+  });
+});
+
+describe('option probability on a chat endpoint (a mock server on loopback)', () => {
+  it('scores MMLU letters from the reply\'s first-token top_logprobs, one request per question; ppl tasks are refused', async () => {
+    const gold = new Map(TASKS.mmlu_anatomy.loadSplit(`${STORIES}/../../data/mmlu`, 'eval').slice(0, 4).map((d) => [d.question!, 'ABCD'[d.gold!]]));
+    const bodies: { messages: { role: string; content: string }[]; top_logprobs: number; max_tokens: number }[] = [];
+    let drop = '';
+    const mock = await listen(async (req, res) => {
+      const body = JSON.parse(await readBody(req));
+      bodies.push(body);
+      const last = body.messages.at(-1).content as string;
+      const answer = [...gold.entries()].find(([q]) => last.startsWith(q))![1];
+      // The gold letter first, the others below it; " A" and "A" both count for A.
+      const top = [{ token: answer, logprob: -0.3 }, ...'ABCD'.split('').filter((l) => l !== answer && l !== drop).map((l, k) => ({ token: ` ${l}`, logprob: -2 - k })), { token: ` ${answer}`, logprob: -3 }];
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 'c', object: 'chat.completion', created: 0, model: body.model, choices: [{ index: 0, message: { role: 'assistant', content: answer }, logprobs: { content: [{ token: answer, logprob: -0.3, top_logprobs: top }] }, finish_reason: 'length' }] }));
+    });
+    try {
+      const chat = remoteModel(`${mock.url}/v1::tiny-chat`, { endpoint: 'chat', requestCache: false });
+      const run = await evaluate(chat, ['mmlu_anatomy'], { limit: 4 });
+      expect(run.results[0].method).toBe('prob');
+      expect(run.results[0].metrics.acc.value).toBe(1);
+      expect(bodies).toHaveLength(4);
+      expect(bodies[0]).toMatchObject({ top_logprobs: 20, max_tokens: 1 });
+      // Five dev examples as turns after the subject header.
+      expect(bodies[0].messages.map((m) => m.role)).toEqual(['system', ...Array(5).fill(['user', 'assistant']).flat(), 'user']);
+      const lp = (run.results[0].samples[0].filtered_resps as [number, boolean][]).map(([x]) => x);
+      const g = 'ABCD'.indexOf(gold.values().next().value!);
+      expect(lp[g]).toBeCloseTo(Math.log(Math.exp(-0.3) + Math.exp(-3)), 12);
+      expect((await evaluate(chat, ['hellaswag'], { limit: 1 }).catch((e) => e)).message).toMatch(/cannot run hellaswag with method ppl/);
+      drop = 'D';
+      const missing = await evaluate(remoteModel(`${mock.url}/v1::tiny-chat`, { endpoint: 'chat', requestCache: false }), ['mmlu_anatomy'], { limit: 4 }).catch((e) => e);
+      expect(missing.message).toMatch(/option "D" is not among the top \d+ first tokens/);
+    } finally {
+      await mock.close();
     }
   });
 });

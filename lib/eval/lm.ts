@@ -51,7 +51,16 @@ export type RequestType = 'loglikelihood' | 'loglikelihood_rolling' | 'generate_
 /** `true`, or why the backend cannot serve the request type and what to use instead. */
 export type Support = true | string;
 
-export type Capabilities = Readonly<Record<RequestType, Support>>;
+/**
+ * What a backend serves, per request type; `methods` overrides it for one evaluation method (a chat
+ * API gives no prompt log-probabilities, yet scores option letters from its next-token top_logprobs).
+ */
+export type Capabilities = Readonly<Record<RequestType, Support>> & { readonly methods?: Readonly<Partial<Record<Method, Support>>> };
+
+/** Whether a model can run an evaluation method. */
+export function supportOf(c: Capabilities, method: Method): Support {
+  return c.methods?.[method] ?? c[requestTypeOf(method)];
+}
 
 export type BackendKind = 'local' | 'openai-compatible' | 'anthropic' | 'scripted';
 
@@ -100,9 +109,9 @@ export function requestTypeOf(method: Method): RequestType {
  * task offers that the model can run (never a silent fallback).
  */
 export function assertSupports(lm: LanguageModel, task: string, method: Method, taskMethods: readonly Method[]): void {
-  const support = lm.capabilities[requestTypeOf(method)];
+  const support = supportOf(lm.capabilities, method);
   if (support === true) return;
-  const usable = taskMethods.filter((m) => lm.capabilities[requestTypeOf(m)] === true);
+  const usable = taskMethods.filter((m) => supportOf(lm.capabilities, m) === true);
   throw new LlmboxError(`${lm.modelId} cannot run ${task} with method ${method}: ${support}`, {
     field: '--method',
     fix: usable.length

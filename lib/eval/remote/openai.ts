@@ -49,6 +49,8 @@ export class OpenAICompatibleLM implements LanguageModel {
       loglikelihood: chat ? `${NO_PROMPT_LOGPROBS}` : true,
       loglikelihood_rolling: chat ? `${NO_PROMPT_LOGPROBS}` : true,
       generate_until: true,
+      // Option letters are scored from the reply's first-token top_logprobs.
+      ...(chat ? { methods: { prob: true } } : {}),
     };
     // A key is sent only where asked for: a local server never sees the user's OpenAI key by accident.
     const apiKey = (opts.apiKeyEnv ? process.env[opts.apiKeyEnv] : undefined) ?? '';
@@ -113,13 +115,48 @@ export class OpenAICompatibleLM implements LanguageModel {
   }
 
   async loglikelihood(requests: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
-    this.assertCompletions('loglikelihood');
+    if (this.endpoint === 'chat') return this.optionLogprobs(requests);
     // Requests sharing a context go out together, so the server's prefix cache sees them back to back.
     const order = requests.map((_, i) => i).sort((a, b) => (requests[a].context < requests[b].context ? -1 : requests[a].context > requests[b].context ? 1 : a - b));
     const out = new Array<LoglikelihoodResult>(requests.length);
     await Promise.all(order.map(async (i) => {
       const [context, continuation] = splitTrailingSpaces(requests[i].context, requests[i].continuation);
       out[i] = scoreSpan(await this.echo(context + continuation), context, context.length + continuation.length, this.where());
+    }));
+    return out;
+  }
+
+  /**
+   * Chat endpoints: each option (a letter, method prob) is a candidate first token of the reply; its
+   * log-probability is read from the reply's top_logprobs (the spellings with and without a leading
+   * space together). An option not among the top 20 is an error, not a guess.
+   */
+  private async optionLogprobs(requests: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
+    const groups = new Map<string, number[]>();
+    requests.forEach((r, i) => {
+      const key = JSON.stringify(r.messages ?? r.context);
+      groups.set(key, [...(groups.get(key) ?? []), i]);
+    });
+    const out = new Array<LoglikelihoodResult>(requests.length);
+    await Promise.all([...groups.values()].map(async (members) => {
+      const r = requests[members[0]];
+      const body = { model: this.opts.model, messages: withSystemPrompt(r.messages ?? [{ role: 'user', content: r.context }], this.opts.systemPrompt), max_tokens: 1, temperature: 0, logprobs: true, top_logprobs: 20 };
+      const top = await this.transport.request(['chat', body], async (client, server) => {
+        const res = await call(server, () => client.chat.completions.create(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming));
+        const first = res.choices?.[0]?.logprobs?.content?.[0]?.top_logprobs;
+        if (!first?.length) throw new LlmboxError(`server ${server} returned no top_logprobs`, { field: '--endpoint', fix: 'use a server that returns logprobs on chat completions, or --endpoint completions' });
+        return first.map((t) => ({ token: t.token, logprob: t.logprob }));
+      });
+      for (const i of members) {
+        const option = requests[i].continuation.trim();
+        const hits = top.filter((t) => t.token.trim() === option).map((t) => t.logprob);
+        if (!hits.length) {
+          throw new LlmboxError(`option ${JSON.stringify(option)} is not among the top ${top.length} first tokens of ${this.opts.model}'s reply`, { field: '--method', fix: 'score options on a completions endpoint (--endpoint completions), or use --method gen' });
+        }
+        const max = Math.max(...hits);
+        const logprob = max + Math.log(hits.reduce((a, x) => a + Math.exp(x - max), 0));
+        out[i] = { logprob, isGreedy: top[0].token.trim() === option, tokens: 1 };
+      }
     }));
     return out;
   }
