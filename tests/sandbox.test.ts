@@ -40,7 +40,7 @@ describe('code sandbox', () => {
       '    sys.exit(4)',
       'except PermissionError:',
       '    pass',
-      'assert "llmbox-sandbox-" in os.getcwd(), os.getcwd()',
+      'assert os.getcwd() == "/sandbox", os.getcwd()',
       'assert "HOME" in os.environ and os.environ["HOME"] == os.getcwd()',
     ].join('\n');
     const r = await runPython(prog);

@@ -218,9 +218,11 @@ export function buildCli(): Command {
     .option('--output <dir>', 'write results_<time>.json and samples_<task>_<time>.jsonl here; resume from here')
     .option('--no-resume', 'ignore resume state in --output and start over')
     .option('--chunk-size <n>', 'instances per model call and per resume checkpoint', int('--chunk-size', 1), 32)
+    .option('--allow-unsafe-code-execution', 'run generated code (HumanEval, MBPP) even where no isolating sandbox (bubblewrap) can be made; results say so')
     .option('--shard <i/n>', 'evaluate only instances i, i+n, i+2n, ... of each task (0 <= i < n); join the outputs with `llmbox merge`', shardSpec)
     .option('--json', 'print {"results": {task: {metric: value}}, "groups": {...}}')
     .action(async (o, cmd: Command) => {
+      if (o.allowUnsafeCodeExecution) process.env.LLMBOX_ALLOW_UNSAFE_CODE = '1';
       if (o.shard && !o.output) throw new LlmboxError('--shard needs --output (the folder llmbox merge reads)', { field: '--shard', fix: 'add --output DIR' });
       if (o.method !== undefined && !['ppl', 'prob', 'gen', 'rolling'].includes(o.method)) {
         throw new LlmboxError(`unknown method ${o.method}`, { field: '--method', fix: 'use ppl, prob, gen or rolling' });

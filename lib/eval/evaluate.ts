@@ -5,6 +5,7 @@ import { LlmboxError } from '../errors.js';
 import { seededRandom } from '../models/sampling.js';
 import { projectRoot } from '../util/paths.js';
 import { assertSupports, type LanguageModel, type ModelDescription } from './lm.js';
+import { sandboxDescription } from './sandbox.js';
 import { scoreChoices } from './methods/choice.js';
 import { runGeneration } from './methods/generation.js';
 import { instanceQuery, preamble } from './methods/prompt.js';
@@ -94,6 +95,8 @@ export interface Fingerprint {
   tasks: Record<string, { version: number; method: Method; shots: number; prompt_hash: string }>;
   /** This run's slice of the instances; absent for a whole run. */
   shard?: Shard;
+  /** How generated code was contained, for tasks that run it. */
+  sandbox?: string;
   lm: ModelDescription;
   backend: string | null;
   native_addon: boolean | null;
@@ -319,8 +322,9 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
   const started = Date.now();
   names = await registerConfigs(names);
   const taskNames = expandTasks(names);
-  // Every task's method is checked against the model before the first request.
+  // Every task's method is checked against the model, and the code sandbox where tasks run code, before the first request.
   for (const t of taskNames) assertSupports(lm, t, methodFor(TASKS[t], opts.method), TASKS[t].methods);
+  const sandbox = taskNames.some((t) => TASKS[t].generation?.executesCode) ? sandboxDescription() : undefined;
   const info = lm.describe();
   const results: TaskResult[] = [];
   for (const t of taskNames) results.push(await evaluateTask(lm, t, opts, info));
@@ -337,6 +341,7 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
     native_addon: engine ? engine.native.enabled : null,
   };
   if (opts.shard) fingerprint.shard = opts.shard;
+  if (sandbox) fingerprint.sandbox = sandbox;
   const run: EvalRun = { results, groups, fingerprint };
   if (opts.outputDir) {
     run.files = writeRun(opts.outputDir, run, { started, limit: opts.limit ?? null, batchSize: info.batch_size ?? null });

@@ -1,7 +1,15 @@
+/**
+ * Generated code runs only inside an operating-system sandbox: bubblewrap with new user, mount,
+ * PID, IPC, UTS, cgroup and network namespaces, as the unprivileged host user nobody when llmbox
+ * runs as root; the system's /usr read-only, a fresh folder the only writable place, no host
+ * sockets or files, no network, rlimits on CPU, memory, file size and processes. The time limit
+ * kills the PID namespace, so nothing the program started survives the call.
+ */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, mkdtempSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { LlmboxError } from '../errors.js';
 
 export interface SandboxResult {
   status: 'passed' | 'failed' | 'timeout';
@@ -17,10 +25,9 @@ export interface SandboxOptions {
 }
 
 /**
- * Runs before the program: turns off what generated code has no business doing (network sockets,
- * spawning processes, deleting files outside its folder) so that a mistake cannot reach the host.
- * It is a guard against accidents, not a security boundary; the process limits and the network
- * namespace below are the hard part.
+ * Runs before the program, inside the sandbox: a second line that turns off what generated code has
+ * no business doing (sockets, spawning, deleting). Not a boundary (Python can undo it); the
+ * namespaces are.
  */
 const GUARD = `
 import builtins, os, shutil, socket, subprocess, sys
@@ -37,58 +44,161 @@ subprocess.run = _blocked
 del _name, _blocked
 `;
 
-let isolation: string[] | undefined;
-/** `unshare -rn` (a fresh user and network namespace: no network at all) where the kernel allows it. */
-function networkIsolation(): string[] {
-  if (isolation === undefined) {
-    isolation = spawnSync('unshare', ['-rn', 'true']).status === 0 ? ['unshare', '-rn'] : [];
-  }
-  return isolation;
+/** Seconds between the time limit and the call's return, at most (the kill and the reaping). */
+const GRACE_MS = 1000;
+/** The unprivileged host user the sandbox runs as when llmbox runs as root. */
+const NOBODY = 65534;
+
+interface Isolation {
+  /** Command prefix that runs a program inside the sandbox, given the writable folder. */
+  prefix(dir: string, python: string): string[];
+  /** The sandbox runs as the host's nobody (its folder must be nobody's). */
+  asNobody: boolean;
+  description: string;
 }
 
-/** How generated code is contained on this machine, for results files. */
-export function sandboxDescription(): string {
-  return `separate python process, temp dir only, cpu/memory/file-size limits, guard module${networkIsolation().length ? ', network namespace (no network)' : ', network not isolated (unshare unavailable)'}`;
+let probed: Isolation | null | undefined;
+let warnedUnsafe = false;
+
+/** bwrap's view of the root: /usr read-only, the merged-/usr links, the linker cache; nothing else of the host. */
+function systemBinds(python: string): string[] {
+  const args = ['--ro-bind', '/usr', '/usr'];
+  for (const p of ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32']) {
+    if (!existsSync(p)) continue;
+    args.push(...(lstatSync(p).isSymbolicLink() ? ['--symlink', readlinkSync(p), p] : ['--ro-bind', p, p]));
+  }
+  for (const f of ['/etc/ld.so.cache', '/etc/alternatives', '/etc/localtime']) if (existsSync(f)) args.push('--ro-bind', f, f);
+  // An interpreter outside /usr (a virtualenv, conda) brings its own prefix, read-only.
+  const real = realpathSync(python);
+  if (!real.startsWith('/usr/')) args.push('--ro-bind', dirname(dirname(real)), dirname(dirname(real)));
+  return args;
+}
+
+function which(cmd: string): string | undefined {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+/** Whether bubblewrap can make its namespaces here (it cannot in some containers), probed once. */
+function isolation(python: string): Isolation | null {
+  if (probed !== undefined) return probed;
+  probed = null;
+  // LLMBOX_BWRAP names the binary (where it is not on the PATH).
+  const bwrap = process.env.LLMBOX_BWRAP ?? which('bwrap');
+  if (!bwrap || !existsSync(bwrap)) return probed;
+  // As root, the sandbox runs as the host's nobody; where nobody cannot reach the interpreter (a
+  // Python under /root), as the invoking user, still without capabilities and with /usr read-only.
+  const users = process.getuid?.() === 0 && which('setpriv') ? [true, false] : [false];
+  for (const asNobody of users) {
+    const user = asNobody ? ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all'] : [];
+    const prefix = (dir: string, py: string) => [
+      ...user, bwrap, '--die-with-parent', '--new-session', '--unshare-all', '--cap-drop', 'ALL',
+      ...systemBinds(py), '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',
+      '--bind', dir, '/sandbox', '--chdir', '/sandbox', '--hostname', 'sandbox', '--',
+    ];
+    const dir = mkdtempSync(join(tmpdir(), 'llmbox-sandbox-probe-'));
+    if (asNobody) chownSync(dir, NOBODY, NOBODY);
+    const argv = prefix(dir, python);
+    const probe = spawnSync(argv[0], [...argv.slice(1), python, '-c', 'pass'], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
+    rmSync(dir, { recursive: true, force: true });
+    if (probe.status === 0) {
+      const who = asNobody ? 'as the host user nobody' : 'as the invoking user without capabilities';
+      probed = { prefix, asNobody, description: `bubblewrap: new user, mount, PID, IPC, UTS, cgroup and network namespaces, /usr read-only, ${who}; rlimits` };
+      return probed;
+    }
+    if (process.env.LLMBOX_DEBUG === '1') process.stderr.write(`llmbox: bubblewrap probe failed: ${probe.stderr || probe.error}\n`);
+  }
+  return probed;
+}
+
+/** LLMBOX_ALLOW_UNSAFE_CODE=1 (or --allow-unsafe-code-execution): run generated code without an isolating sandbox. */
+export function unsafeCodeAllowed(): boolean {
+  return process.env.LLMBOX_ALLOW_UNSAFE_CODE === '1';
+}
+
+/** How generated code is contained on this machine (for results); an error when it cannot be and that was not allowed. */
+export function sandboxDescription(python = defaultPython()): string {
+  const iso = isolation(python);
+  if (iso) return iso.description;
+  if (unsafeCodeAllowed()) {
+    if (!warnedUnsafe) process.stderr.write('llmbox: warning: generated code runs WITHOUT an isolating sandbox (--allow-unsafe-code-execution)\n');
+    warnedUnsafe = true;
+    return 'UNSAFE: no isolating sandbox (bubblewrap unavailable); generated code ran as a plain process with rlimits, by --allow-unsafe-code-execution';
+  }
+  throw new LlmboxError('generated code runs only inside a sandbox, and bubblewrap cannot create one here', {
+    field: '--allow-unsafe-code-execution',
+    fix: 'install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap), or accept the risk with --allow-unsafe-code-execution (LLMBOX_ALLOW_UNSAFE_CODE=1)',
+  });
+}
+
+/** LLMBOX_PYTHON, else the system's /usr/bin/python3 (reachable inside the sandbox), else python3 on the PATH. */
+function defaultPython(): string {
+  const py = process.env.LLMBOX_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+  return py.includes('/') ? py : (which(py) ?? py);
 }
 
 /**
- * Runs a Python program in a separate process, in a fresh temporary folder, with time, memory and
- * file-size limits and no network; passed means exit status 0.
+ * Runs a Python program in the sandbox, with time, memory, file-size and process limits; passed
+ * means exit status 0. Returns within the time limit plus about a second, whatever the program
+ * started.
  */
 export function runPython(program: string, opts: SandboxOptions = {}): Promise<SandboxResult> {
+  const python = opts.python ?? defaultPython();
+  sandboxDescription(python);
+  const iso = isolation(python);
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const memKb = (opts.memoryMb ?? 1024) * 1024;
   const dir = mkdtempSync(join(tmpdir(), 'llmbox-sandbox-'));
   writeFileSync(join(dir, 'guard.py'), GUARD);
   writeFileSync(join(dir, 'program.py'), program);
-  const python = opts.python ?? process.env.LLMBOX_PYTHON ?? 'python3';
+  if (iso?.asNobody) chownSync(dir, NOBODY, NOBODY);
   const cpuSeconds = Math.ceil(timeoutMs / 1000) + 1;
-  const script = `ulimit -v ${memKb}; ulimit -f 10240; ulimit -t ${cpuSeconds}; exec "$0" -I -c 'exec(open("guard.py").read()); exec(compile(open("program.py").read(), "program.py", "exec"))'`;
-  const [cmd, ...pre] = [...networkIsolation(), 'sh'];
+  // A process limit where it counts only the sandbox's own (host user nobody; dash spells it -p).
+  const nproc = iso?.asNobody ? 'ulimit -p 512 2>/dev/null || ulimit -u 512; ' : '';
+  const script = `ulimit -v ${memKb}; ulimit -f 10240; ulimit -t ${cpuSeconds}; ${nproc}exec "$0" -I -c 'exec(open("guard.py").read()); exec(compile(open("program.py").read(), "program.py", "exec"))'`;
+  const argv = [...(iso ? iso.prefix(dir, python) : []), 'sh', '-c', script, python];
+  const home = iso ? '/sandbox' : dir;
   return new Promise((resolve) => {
-    const child = spawn(cmd, [...pre, '-c', script, python], {
+    const child = spawn(argv[0], argv.slice(1), {
       cwd: dir,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, TMPDIR: dir, PYTHONDONTWRITEBYTECODE: '1' },
+      env: { PATH: '/usr/bin:/bin', HOME: home, TMPDIR: home, PYTHONDONTWRITEBYTECODE: '1' },
       stdio: ['ignore', 'ignore', 'pipe'],
       detached: true,
     });
-    let stderr = '';
+    let stderr = '', timedOut = false, done = false;
     child.stderr.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-2000);
     });
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
+    const killAll = () => {
       try {
         process.kill(-child.pid!, 'SIGKILL');
       } catch {
         child.kill('SIGKILL');
       }
-    }, timeoutMs);
-    child.on('close', (code) => {
+    };
+    const finish = (code: number | null) => {
+      if (done) return;
+      done = true;
       clearTimeout(timer);
+      clearTimeout(grace);
+      // A process that escaped the group but holds stderr open must not hold up the call.
+      child.stderr.destroy();
       rmSync(dir, { recursive: true, force: true });
       resolve({ status: timedOut ? 'timeout' : code === 0 ? 'passed' : 'failed', detail: stderr.trim().split('\n').slice(-3).join('\n') });
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killAll();
+    }, timeoutMs);
+    const grace = setTimeout(() => {
+      timedOut = true;
+      killAll();
+      finish(null);
+    }, timeoutMs + GRACE_MS);
+    child.on('exit', (code) => {
+      // The sandbox's PID namespace dies with its first process; the host fallback kills its group.
+      killAll();
+      finish(code);
     });
   });
 }

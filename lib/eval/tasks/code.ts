@@ -34,6 +34,7 @@ export const humaneval = generationTask({
     filters: { none: (t) => t },
     score: (completion, doc) => passes(`${doc.query}${completion}\n\n${doc.references![0]}\n\ncheck(${doc.extra!.entryPoint as string})\n`),
     samples: 'pass@k',
+    executesCode: true,
   },
 });
 
@@ -71,5 +72,6 @@ export const mbpp = generationTask({
     filters: { none: (t) => t },
     score: (code, doc) => passes(`${doc.extra!.setup as string}\n${code}\n\n${doc.references!.join('\n')}\n`),
     samples: 'pass@k',
+    executesCode: true,
   },
 });

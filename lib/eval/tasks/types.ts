@@ -53,6 +53,8 @@ export interface GenerationSpec {
    * (self-consistency); `pass@k` scores each sample and reports the unbiased pass@k.
    */
   samples?: 'vote' | 'pass@k';
+  /** Scoring runs the generated code (in the sandbox): evaluation checks the sandbox before the first request. */
+  executesCode?: boolean;
 }
 
 /** How per-instance values of a metric become the task's number. */
