@@ -61,4 +61,27 @@ describe('llmbox CLI (built: npm run build)', () => {
     expect(run('--version').code).toBe(0);
     expect(run('eval', '--help').code).toBe(0);
   });
+
+  it('every numeric and enumerated flag is checked: bad values exit 2 naming the flag', () => {
+    const SFT = `${STORIES}/../../data/sft_samples/dolly_hhrlhf_train_small.jsonl`;
+    const cases: [string[], RegExp][] = [
+      [['generate', '-m', STORIES, '-p', 'x', '--temperature', 'abc'], /--temperature must be a number in \[0, Infinity\]/],
+      [['generate', '-m', STORIES, '-p', 'x', '--temperature', '-1'], /--temperature/],
+      [['generate', '-m', STORIES, '-p', 'x', '--repetition-penalty', '0'], /--repetition-penalty must be a number in \(0, Infinity\]/],
+      [['generate', '-m', STORIES, '-p', 'x', '--top-p', '1.5'], /--top-p/],
+      [['logprobs', '-m', STORIES, '--ids', ''], /--ids must be/],
+      [['logprobs', '-m', STORIES, '--ids', '1,,2'], /--ids must be/],
+      [['eval', '-m', STORIES, '-d', ''], /no tasks given[\s\S]*--dataset/],
+      [['eval', '-m', STORIES, '-d', 'gsm8k', '--samples', '2', '--temperature', 'hot'], /--temperature must be a number in \[0, 2\]/],
+      [['train', '-m', STORIES, '--dataset', SFT, '--output', '/tmp/x', '--mix', 'shuffle'], /--mix must be one of ratio, concat, interleave/],
+      [['train', '-m', STORIES, '--dataset', SFT, '--output', '/tmp/x', '--template', 'llama'], /--template must be one of alpaca, chatml, plain/],
+      [['gpu-calc', '--params', '7e9', '--layers', 'many', '--hidden', '4096', '--vocab', '32000'], /--layers must be an integer/],
+    ];
+    for (const [args, message] of cases) {
+      const r = run(...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(/^llmbox: /);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+    }
+  });
 });

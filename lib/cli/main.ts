@@ -28,17 +28,29 @@ function int(name: string, min = 0) {
   };
 }
 
-function float(name: string, min: number, max = Infinity) {
+function float(name: string, min: number, max = Infinity, opts: { minExclusive?: boolean } = {}) {
   return (v: string) => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}]`);
+    const n = v.trim() === '' ? NaN : Number(v);
+    if (!Number.isFinite(n) || n < min || n > max || (opts.minExclusive && n === min)) {
+      throw new InvalidArgumentError(`${name} must be a number in ${opts.minExclusive ? '(' : '['}${min}, ${max}]`);
+    }
     return n;
   };
 }
 
+/** One of the listed words. */
+function oneOf(name: string, values: readonly string[]) {
+  return (v: string) => {
+    if (!values.includes(v)) throw new InvalidArgumentError(`${name} must be one of ${values.join(', ')}`);
+    return v;
+  };
+}
+
 function idList(v: string): number[] {
-  const ids = v.split(',').map((s) => Number(s.trim()));
-  if (ids.length === 0 || ids.some((x) => !Number.isInteger(x) || x < 0)) {
+  const parts = v.split(',').map((s) => s.trim());
+  const ids = parts.map(Number);
+  // Number('') is 0: an empty entry ("1,,2", "") is an error, not token 0.
+  if (parts.some((p) => p === '') || ids.some((x) => !Number.isInteger(x) || x < 0)) {
     throw new InvalidArgumentError('--ids must be comma-separated non-negative integers, e.g. 1,403,407');
   }
   return ids;
@@ -127,7 +139,7 @@ export function buildCli(): Command {
     .option('--temperature <t>', '0 = greedy', float('--temperature', 0), 0)
     .option('--top-p <p>', 'nucleus sampling mass', float('--top-p', 0, 1))
     .option('--top-k <k>', 'sample among the k most likely', int('--top-k', 1))
-    .option('--repetition-penalty <r>', 'penalise repeated tokens (> 1)', float('--repetition-penalty', 0))
+    .option('--repetition-penalty <r>', 'penalise repeated tokens (> 1)', float('--repetition-penalty', 0, Infinity, { minExclusive: true }))
     .option('--seed <s>', 'sampling seed', int('--seed'))
     .option('--num-beams <n>', 'beam search with n beams (local models, greedy scores)', int('--num-beams', 1))
     .option('--length-penalty <x>', 'beam search: score / length^x (> 0 favours longer replies)', float('--length-penalty', -10, 10))
@@ -211,7 +223,7 @@ export function buildCli(): Command {
     .option('--method <m>', "ppl (option log-likelihood), prob (option letters) or gen (generation); default: the task's")
     .option('--no-prefix-cache', 'encode every request from scratch (for comparison)')
     .option('--samples <n>', 'generations per instance: majority vote, or pass@k for code', int('--samples', 1))
-    .option('--temperature <t>', 'sampling temperature when --samples > 1', Number)
+    .option('--temperature <t>', 'sampling temperature when --samples > 1', float('--temperature', 0, 2))
     .option('--max-new-tokens <n>', "cap on generated tokens (default: the task's)", int('--max-new-tokens', 1))
     .option('--data-dir <dir>', 'root of the data sets (default: ../shared/data)')
     .option('--seed <s>', 'seed for few-shot draws and sampling', int('--seed'), 1234)
@@ -229,6 +241,7 @@ export function buildCli(): Command {
       }
       // Configs are read once here (failing before the model loads); evaluate gets their task names.
       const names = await registerConfigs((o.dataset as string).split(',').map((s) => s.trim()).filter(Boolean));
+      if (!names.length) throw new LlmboxError('no tasks given', { field: '--dataset', fix: 'name tasks or groups, e.g. -d arc_easy,hellaswag (see `llmbox tasks`)' });
       expandTasks(names);
       const chat = { template: chatTemplateOption(o.chatTemplate), systemPrompt: o.systemPrompt };
       const model = isRemoteSpec(o.model)
@@ -275,10 +288,10 @@ export function buildCli(): Command {
     .requiredOption('--dataset <files...>', 'data files (json, jsonl, csv, tsv, parquet, arrow, txt) or dataset_info.json names')
     .option('--dataset-dir <dir>', 'folder with a dataset_info.json (LLaMA-Factory) for dataset names')
     .option('--dataset_ratio <r...>', 'mix the datasets by these shares (LLMBox semantics)')
-    .option('--mix <strategy>', 'ratio, concat or interleave')
+    .option('--mix <strategy>', 'ratio, concat or interleave', oneOf('--mix', ['ratio', 'concat', 'interleave']))
     .option('--mix-total <n>', 'examples in a ratio mixture (default: all)', int('--mix-total', 1))
     .option('--stage <stage>', 'pt (concatenate and chunk) or sft (assistant turns are the targets)', 'sft')
-    .option('--template <name>', 'alpaca, chatml or plain (default: the tokenizer chat template, else alpaca)')
+    .option('--template <name>', 'alpaca, chatml or plain (default: the tokenizer chat template, else alpaca)', oneOf('--template', ['alpaca', 'chatml', 'plain']))
     .option('--train-on-prompt', 'learn prompt tokens too')
     .option('--no-cache', 'tokenize again instead of reusing the tokenized cache (LLMBOX_CACHE_DIR, default ~/.cache/llmbox)')
     .option('--packing', 'bin-pack sft examples into full rows (attention stays within each example)')
@@ -414,13 +427,13 @@ export function buildCli(): Command {
     .command('gpu-calc')
     .description('GPU memory for training (LLMBox paper Eq. 1 and related settings), or the minimum-GPU table')
     .option('-m, --model <dir>', "read parameters, layers, hidden size and vocabulary from the model's config.json")
-    .option('--params <p>', 'parameters', Number)
-    .option('--layers <l>', 'layers', Number)
-    .option('--seq <s>', 'sequence length', Number, 2048)
-    .option('--hidden <h>', 'hidden size', Number)
-    .option('--vocab <v>', 'vocabulary size', Number)
-    .option('--gpus <n>', 'GPUs', Number, 1)
-    .option('--batch <b>', 'sequences per GPU', Number, 1)
+    .option('--params <p>', 'parameters', float('--params', 0, Infinity, { minExclusive: true }))
+    .option('--layers <l>', 'layers', int('--layers', 1))
+    .option('--seq <s>', 'sequence length', int('--seq', 1), 2048)
+    .option('--hidden <h>', 'hidden size', int('--hidden', 1))
+    .option('--vocab <v>', 'vocabulary size', int('--vocab', 1))
+    .option('--gpus <n>', 'GPUs', int('--gpus', 1), 1)
+    .option('--batch <b>', 'sequences per GPU', int('--batch', 1), 1)
     .option('--setting <s>', 'zero3 (Eq. 1), ddp, lora or qlora', 'zero3')
     .option('--table', 'minimum GPUs for LLaMA-2 7B/13B/70B per setting on A100 80G and A6000 48G')
     .option('--json', 'print {"per_gpu_gib": x, ...}')
