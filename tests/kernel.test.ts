@@ -1,5 +1,6 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Table, vectorFromArray } from 'apache-arrow';
@@ -80,6 +81,44 @@ describe('kernel: install and display hooks', () => {
     }
   });
 });
+
+describe('kernel lifetime', () => {
+  it('exits when the process that started it is killed (an orphaned kernel would run on)', async () => {
+    const dir = tmp();
+    const ports = await Promise.all([0, 1, 2, 3, 4].map(() => freePort()));
+    const conn = join(dir, 'kernel.json');
+    writeFileSync(conn, JSON.stringify({ shell_port: ports[0], iopub_port: ports[1], stdin_port: ports[2], control_port: ports[3], hb_port: ports[4], ip: '127.0.0.1', key: 'k', transport: 'tcp', signature_scheme: 'hmac-sha256', kernel_name: 'llmbox' }));
+    const bin = join(ROOT, 'bin', 'llmbox.js');
+    // A stand-in client: it starts the kernel as Jupyter does (JPY_PARENT_PID names the client), prints
+    // the kernel's pid and waits; then it is killed with -9.
+    const client = spawn(process.execPath, ['-e', `const c = require('child_process').spawn(process.execPath, [${JSON.stringify(bin)}, 'kernel', 'start', '--config-path', ${JSON.stringify(conn)}], { stdio: 'ignore', env: { ...process.env, JPY_PARENT_PID: String(process.pid) } }); console.log(c.pid); setInterval(() => {}, 1000);`]);
+    const kernelPid = Number(await new Promise<string>((resolve) => client.stdout.once('data', (d) => resolve(String(d).trim()))));
+    const alive = () => {
+      try {
+        process.kill(kernelPid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(alive()).toBe(true);
+    client.kill('SIGKILL');
+    const deadline = Date.now() + 60_000;
+    while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+    const survived = alive();
+    if (survived) process.kill(kernelPid, 'SIGKILL');
+    expect(survived).toBe(false);
+  });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
 
 describe.skipIf(!CHROMIUM)('figures rendered by headless Chromium', () => {
   it('saves SVG and PNG drawn by plotly.js', async () => {

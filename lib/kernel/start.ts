@@ -45,6 +45,8 @@ export function prelude(indexJs: string): string {
  * scope, and a cell's last value shown through llmbox's display hooks (HTML tables, charts).
  */
 export async function startKernel(configPath: string): Promise<void> {
+  // Watched from the start: a client that dies while the kernel loads must not leave it running.
+  exitWithParent();
   const indexJs = fileURLToPath(new URL('../index.js', import.meta.url));
   (globalThis as Record<string, unknown>).__llmbox = await import(indexJs);
   const tslab = loadTslab();
@@ -74,4 +76,25 @@ export async function startKernel(configPath: string): Promise<void> {
   process.on('uncaughtException', (err) => console.error('UncaughtException:', err));
   process.on('unhandledRejection', (reason) => console.error('UnhandledPromiseRejection:', reason));
   server.init();
+}
+
+/**
+ * Exits when the process that started the kernel is gone, as ipykernel's parent poller does (Jupyter
+ * names it in JPY_PARENT_PID): a kernel whose client was killed would otherwise run on, at full CPU
+ * if a cell was busy.
+ */
+export function exitWithParent(parent = Number(process.env.JPY_PARENT_PID) || process.ppid, intervalMs = 1000): NodeJS.Timeout {
+  const started = process.ppid;
+  const timer = setInterval(() => {
+    let alive = true;
+    try {
+      process.kill(parent, 0);
+    } catch (e) {
+      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
+    // Re-parented (to init or a subreaper): the launching process has died.
+    if (!alive || process.ppid !== started) process.exit(0);
+  }, intervalMs);
+  timer.unref();
+  return timer;
 }
