@@ -1,7 +1,9 @@
-import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { LlmboxError } from '../lib/errors.js';
 import { initEngine } from '../lib/engine/index.js';
+import { generate } from '../lib/models/generate.js';
+import { nextTokenLogprobs } from '../lib/models/score.js';
 import { loadModel, randomModel, saveModel } from '../lib/models/load.js';
 import { readSafetensors, writeSafetensors } from '../lib/models/safetensors.js';
 import { STORIES, TINY_CONFIGS, tmp } from './helpers/models.js';
@@ -98,6 +100,110 @@ describe('loading errors name the file, the field and the fix', () => {
     })();
     expect(e?.field).toBe('w.dtype');
     expect(e?.fix).toMatch(/F32, F16, BF16/);
+  });
+});
+
+describe('weights and configs that would load as believable wrong models are refused', () => {
+  const weights = (dir: string) => readSafetensors(`${dir}/model.safetensors`);
+  const config = (dir: string) => JSON.parse(readFileSync(`${dir}/config.json`, 'utf8'));
+
+  it('a dtype label that disagrees with the byte length, overlapping data_offsets', () => {
+    const file = `${tmp()}/w.safetensors`;
+    rawSafetensors(file, { w: { dtype: 'F16', shape: [4], data_offsets: [0, 16] } }, new Uint8Array(16));
+    expect(() => readSafetensors(file)).toThrow(/tensor w has shape \[4\] \(8 bytes of F16\) but data_offsets \[0, 16\]/);
+    rawSafetensors(file, { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12));
+    expect(() => readSafetensors(file)).toThrow(/tensors a \[0, 8\] and b \[4, 12\] overlap/);
+    rawSafetensors(file, { a: { dtype: 'F32', shape: [1.5], data_offsets: [0, 6] } }, new Uint8Array(6));
+    expect(() => readSafetensors(file)).toThrow(/corrupt safetensors/);
+  });
+
+  it('shard paths that leave the model folder', async () => {
+    const dir = copyStories();
+    const names = [...weights(dir).keys()];
+    writeFileSync(`${dir}/model.safetensors.index.json`, JSON.stringify({ weight_map: Object.fromEntries(names.map((n) => [n, '../elsewhere/model.safetensors'])) }));
+    const e = await loadError(dir);
+    expect(e.message).toMatch(/shard path "..\/elsewhere\/model.safetensors" leaves the model folder/);
+    expect(e.file).toBe(`${dir}/model.safetensors.index.json`);
+  });
+
+  it('tensors the config does not account for (5 layers of weights for a config of 4), missing tensors, NaN weights', async () => {
+    const dir = copyStories();
+    const cfg = config(dir);
+    writeFileSync(`${dir}/config.json`, JSON.stringify({ ...cfg, num_hidden_layers: cfg.num_hidden_layers - 1 }));
+    const extra = await loadError(dir);
+    expect(extra.message).toMatch(new RegExp(`tensor\\(s\\) the config does not account for.*layer\\(s\\) ${cfg.num_hidden_layers - 1} of a config with num_hidden_layers ${cfg.num_hidden_layers - 1}`));
+    expect(extra.fix).toMatch(/config.json that belongs/);
+    writeFileSync(`${dir}/config.json`, JSON.stringify(cfg));
+    const w = weights(dir);
+    const name = 'model.layers.1.self_attn.q_proj.weight';
+    const bad = new Map(w);
+    const data = Float32Array.from(w.get(name)!.data);
+    data[7] = NaN;
+    data[9] = Infinity;
+    bad.set(name, { shape: w.get(name)!.shape, data });
+    writeSafetensors(`${dir}/model.safetensors`, bad);
+    const nan = await loadError(dir);
+    expect(nan.message).toBe(`tensor ${name} holds 2 NaN/Inf value(s) (first at element 7)\n  file: ${dir}/model.safetensors\n  field: ${name}\n  fix: the weights are damaged (a diverged run or a bad conversion): use another checkpoint`);
+    const missing = new Map(w);
+    missing.delete(name);
+    writeSafetensors(`${dir}/model.safetensors`, missing);
+    expect((await loadError(dir)).message).toMatch(new RegExp(`missing tensor ${name.replace(/\./g, '\\.')}`));
+    // A tied head stored beside the embeddings must equal them.
+    const tied = new Map(w);
+    tied.set('lm_head.weight', { shape: w.get('model.embed_tokens.weight')!.shape, data: w.get('model.embed_tokens.weight')!.data.map((v) => v + 1) as Float32Array });
+    writeSafetensors(`${dir}/model.safetensors`, tied);
+    writeFileSync(`${dir}/config.json`, JSON.stringify({ ...cfg, tie_word_embeddings: true }));
+    expect((await loadError(dir)).field).toBe('tie_word_embeddings');
+  });
+
+  it('config.json that is null, an array or a folder; a bad sliding_window; special token ids outside the vocabulary', async () => {
+    const dir = copyStories();
+    const cfg = config(dir);
+    for (const [body, msg] of [['null', /must be a JSON object, got null/], ['[1, 2]', /got an array/]] as const) {
+      writeFileSync(`${dir}/config.json`, body);
+      expect((await loadError(dir)).message).toMatch(msg);
+    }
+    rmSync(`${dir}/config.json`);
+    mkdirSync(`${dir}/config.json`);
+    expect((await loadError(dir)).message).toMatch(/config.json is a directory/);
+    rmSync(`${dir}/config.json`, { recursive: true });
+    const cases: [Record<string, unknown>, string][] = [
+      [{ model_type: 'mistral', sliding_window: 0 }, 'sliding_window'],
+      [{ model_type: 'mistral', sliding_window: '4096' }, 'sliding_window'],
+      [{ eos_token_id: cfg.vocab_size + 5 }, 'eos_token_id'],
+      [{ eos_token_id: '2' }, 'eos_token_id'],
+      [{ bos_token_id: -1 }, 'bos_token_id'],
+    ];
+    for (const [patch, field] of cases) {
+      writeFileSync(`${dir}/config.json`, JSON.stringify({ ...cfg, ...patch }));
+      const e = await loadError(dir);
+      expect(e.field, JSON.stringify(patch)).toBe(field);
+    }
+  });
+
+  it('non-finite logits at run time stop scoring and generation', async () => {
+    await initEngine();
+    // Finite weights whose products overflow float32.
+    const model = randomModel(TINY_CONFIGS['qwen2 attention bias, tied'], { seed: 1, std: 1e30 });
+    expect(() => nextTokenLogprobs(model, [1, 2, 3])).toThrow(/non-finite logits/);
+    const lm = { dir: 'overflow', model, tokenizer: null, generation: { eosTokenIds: [] } };
+    expect(() => generate(lm, [[1, 2, 3]], { maxNewTokens: 2 })).toThrow(/non-finite logits while generating/);
+  });
+
+  it('a prompt longer than max_position_embeddings is an error, not an empty generation', async () => {
+    const dir = copyStories();
+    writeFileSync(`${dir}/config.json`, JSON.stringify({ ...config(dir), max_position_embeddings: 8 }));
+    const lm = await loadModel(dir);
+    const err = (() => {
+      try {
+        generate(lm, ['Once upon a time there was a little girl named Lily'], { maxNewTokens: 4 });
+      } catch (e) {
+        return e as LlmboxError;
+      }
+    })();
+    expect(err).toBeInstanceOf(LlmboxError);
+    expect(err!.message).toMatch(/more than the model's 8 positions/);
+    expect(err!.field).toBe('max_position_embeddings');
   });
 });
 

@@ -45,6 +45,7 @@ export function beamSearch(lm: LoadedModel, prompt: number[], opts: BeamOptions)
       });
       const data = logprobs.dataSync() as Float32Array;
       logprobs.dispose();
+      if (data.some(Number.isNaN)) throw new Error('the model produced non-finite logits in beam search: its weights or activations overflowed');
       // The best 2k overall are among each row's best 2k.
       const candidates = beams.flatMap((beam, row) =>
         beam.logprob === -Infinity ? [] : topTokens(data.subarray(row * V, (row + 1) * V), 2 * k).map((token) => ({ row, token, logprob: beam.logprob + data[row * V + token] })),

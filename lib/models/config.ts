@@ -60,10 +60,17 @@ function positiveInt(cfg: Json, key: string, file: string, fallback?: number): n
   return v;
 }
 
-function ids(v: unknown): number[] {
-  if (typeof v === 'number') return [v];
-  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === 'number');
-  return [];
+/** A special token id (or list of them) inside the vocabulary; absent is allowed, a wrong type or range is not. */
+function tokenIds(raw: Json, key: string, file: string, vocab: number): number[] {
+  const v = raw[key];
+  if (v === undefined || v === null) return [];
+  const list = Array.isArray(v) ? v : [v];
+  for (const x of list) {
+    if (!Number.isInteger(x) || (x as number) < 0 || (x as number) >= vocab) {
+      throw new LlmboxError(`${key} ${JSON.stringify(v)} is not a token id in [0, ${vocab})`, { file, field: key, fix: `give ${key} as an integer below vocab_size (or a list of them)` });
+    }
+  }
+  return list as number[];
 }
 
 function parseRopeScaling(v: unknown, file: string): RopeScaling | null {
@@ -90,6 +97,9 @@ function parseRopeScaling(v: unknown, file: string): RopeScaling | null {
 }
 
 export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new LlmboxError(`config.json must be a JSON object, got ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}`, { file, fix: 'use the config.json that came with the weights' });
+  }
   const modelType = raw.model_type;
   const architecture = typeof modelType === 'string' ? MODEL_TYPES[modelType] : undefined;
   if (!architecture) {
@@ -111,10 +121,14 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
   const headDim = positiveInt(raw, 'head_dim', file, hiddenSize / numHeads);
   if (headDim % 2 !== 0) throw new LlmboxError(`head_dim ${headDim} must be even for RoPE`, { file, field: 'head_dim' });
   const useSliding = architecture === 'mistral' || (architecture === 'qwen2' && raw.use_sliding_window === true);
-  const sw = raw.sliding_window;
+  // A window that is used must be a positive size; null means none.
+  const slidingWindow = useSliding && raw.sliding_window !== null && raw.sliding_window !== undefined ? positiveInt(raw, 'sliding_window', file) : null;
+  const vocabSize = positiveInt(raw, 'vocab_size', file);
+  const [bos, ...moreBos] = tokenIds(raw, 'bos_token_id', file, vocabSize);
+  if (moreBos.length) throw new LlmboxError('bos_token_id must be one id', { file, field: 'bos_token_id' });
   return {
     architecture,
-    vocabSize: positiveInt(raw, 'vocab_size', file),
+    vocabSize,
     hiddenSize,
     intermediateSize: positiveInt(raw, 'intermediate_size', file),
     numLayers: positiveInt(raw, 'num_hidden_layers', file),
@@ -127,9 +141,9 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
     ropeScaling: parseRopeScaling(raw.rope_scaling, file),
     tieWordEmbeddings: raw.tie_word_embeddings === true,
     attentionBias: architecture === 'qwen2' ? true : raw.attention_bias === true,
-    slidingWindow: useSliding && typeof sw === 'number' ? sw : null,
-    bosTokenId: typeof raw.bos_token_id === 'number' ? raw.bos_token_id : null,
-    eosTokenIds: ids(raw.eos_token_id),
+    slidingWindow,
+    bosTokenId: bos ?? null,
+    eosTokenIds: tokenIds(raw, 'eos_token_id', file, vocabSize),
   };
 }
 
@@ -139,8 +153,9 @@ export function readConfig(dir: string): ModelConfig {
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
-    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new LlmboxError(missing ? 'model config not found' : `config.json is not valid JSON: ${(e as Error).message}`, {
+    const code = (e as NodeJS.ErrnoException).code;
+    const missing = code === 'ENOENT';
+    throw new LlmboxError(missing ? 'model config not found' : code === 'EISDIR' ? 'config.json is a directory, not a file' : `config.json is not valid JSON: ${(e as Error).message}`, {
       file,
       fix: missing ? 'point -m at a folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json)' : undefined,
     });

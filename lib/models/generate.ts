@@ -133,6 +133,9 @@ function* decoding(lm: LoadedModel, prompts: (string | number[])[], opts: Genera
   const prefixLen = prefix?.ids.length ?? 0;
   const promptLen = Math.max(...rows.map((r) => r.prompt.length));
   const maxPos = model.config.maxPositionEmbeddings;
+  if (prefixLen + promptLen > maxPos) {
+    throw new LlmboxError(`the prompt has ${prefixLen + promptLen} tokens, more than the model's ${maxPos} positions`, { field: 'max_position_embeddings', fix: 'shorten the prompt (evaluation keeps the last tokens that fit by itself)' });
+  }
   const steps = Math.max(0, Math.min(maxNew, maxPos - prefixLen - promptLen));
   const pad = lm.generation.padTokenId ?? 0;
   const useCache = opts.useCache ?? true;
@@ -158,6 +161,7 @@ function* decoding(lm: LoadedModel, prompts: (string | number[])[], opts: Genera
       rows.forEach((r, b) => {
         if (r.done) return next.push(pad);
         const row = data.slice(b * V, (b + 1) * V);
+        if (row.some((v) => !Number.isFinite(v))) throw new Error('the model produced non-finite logits while generating: its weights or activations overflowed');
         const raw = opts.logprobs !== undefined ? row.slice() : undefined;
         if (opts.repetitionPenalty && opts.repetitionPenalty !== 1) applyRepetitionPenalty(row, [...before, ...r.prompt, ...r.out], opts.repetitionPenalty);
         const tok = sampleToken(row, opts, random);

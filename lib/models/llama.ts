@@ -270,8 +270,10 @@ export class LlamaModel {
   /** Builds a model from HF-layout tensors ([out, in] linears), checking every name and shape. */
   static fromRaw(config: ModelConfig, raw: Map<string, RawTensor>, file = 'model.safetensors'): LlamaModel {
     const params = new Map<string, tf.Tensor>();
+    const shapes = parameterShapes(config);
+    checkUnaccounted(config, raw, shapes, file);
     try {
-      for (const [name, shape] of parameterShapes(config)) {
+      for (const [name, shape] of shapes) {
         const t = raw.get(name);
         if (!t) {
           throw new LlmboxError(`missing tensor ${name}`, {
@@ -286,6 +288,11 @@ export class LlamaModel {
             field: name,
             fix: 'check hidden_size, intermediate_size, num_attention_heads, num_key_value_heads, head_dim and vocab_size',
           });
+        }
+        const bad = (t.data as Float32Array).findIndex((v) => !Number.isFinite(v));
+        if (bad >= 0) {
+          const count = (t.data as Float32Array).reduce((n, v) => n + (Number.isFinite(v) ? 0 : 1), 0);
+          throw new LlmboxError(`tensor ${name} holds ${count} NaN/Inf value(s) (first at element ${bad})`, { file, field: name, fix: 'the weights are damaged (a diverged run or a bad conversion): use another checkpoint' });
         }
         params.set(name, tf.tidy(() => {
           const x = tf.tensor(t.data as Float32Array, t.shape, 'float32');
@@ -484,4 +491,26 @@ export class LlamaModel {
     this.adapters.clear();
     this.quantized.clear();
   }
+}
+
+/**
+ * Tensors the config does not account for (weights of a fifth layer for a config of four, another
+ * architecture's) mean the config and the weights disagree: an error, not weights left unread. The
+ * rotary inverse frequencies some exports keep are recomputed, and a tied head stored beside the
+ * embeddings must equal them.
+ */
+function checkUnaccounted(config: ModelConfig, raw: Map<string, RawTensor>, shapes: Map<string, number[]>, file: string): void {
+  const extra = [...raw.keys()].filter((n) => !shapes.has(n) && !n.endsWith('rotary_emb.inv_freq'));
+  const head = extra.indexOf('lm_head.weight');
+  if (head >= 0 && config.tieWordEmbeddings) {
+    const a = raw.get('lm_head.weight')!.data, b = raw.get('model.embed_tokens.weight')?.data;
+    if (!b || a.length !== b.length || a.some((v, i) => v !== b[i])) {
+      throw new LlmboxError('lm_head.weight differs from model.embed_tokens.weight, but config.json ties them', { file, field: 'tie_word_embeddings', fix: 'set "tie_word_embeddings": false for these weights' });
+    }
+    extra.splice(head, 1);
+  }
+  if (!extra.length) return;
+  const layers = new Set(extra.map((n) => /^model\.layers\.(\d+)\./.exec(n)?.[1]).filter((x): x is string => x !== undefined));
+  const hint = layers.size ? ` (weights for layer(s) ${[...layers].slice(0, 4).join(', ')} of a config with num_hidden_layers ${config.numLayers})` : '';
+  throw new LlmboxError(`${extra.length} tensor(s) the config does not account for, e.g. ${extra.slice(0, 3).join(', ')}${hint}`, { file, field: extra[0], fix: 'use the config.json that belongs to these weights' });
 }

@@ -1,4 +1,5 @@
 import { closeSync, openSync, readSync, readFileSync, fstatSync } from 'node:fs';
+import { resolve, sep } from 'node:path';
 import { LlmboxError } from '../errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 
@@ -88,6 +89,7 @@ export function readSafetensors(file: string): Map<string, RawTensor> {
     const body = Buffer.alloc(dataLen);
     readSync(fd, body, 0, dataLen, dataStart);
     const out = new Map<string, RawTensor>();
+    const spans: { name: string; begin: number; end: number }[] = [];
     for (const [name, entry] of Object.entries(header)) {
       if (name === '__metadata__') continue;
       const e = entry as HeaderEntry;
@@ -101,14 +103,23 @@ export function readSafetensors(file: string): Map<string, RawTensor> {
       const dtype = e.dtype as SafetensorsDtype;
       const [begin, end] = e.data_offsets ?? [];
       const numel = (e.shape ?? []).reduce((a, b) => a * b, 1);
-      if (!Array.isArray(e.shape) || !(begin >= 0) || !(end <= dataLen) || end - begin !== numel * BYTES[dtype]) {
+      if (!Array.isArray(e.shape) || e.shape.some((d) => !Number.isInteger(d) || d < 0) || !Number.isInteger(begin) || !Number.isInteger(end) || !(begin >= 0) || !(end <= dataLen) || end - begin !== numel * BYTES[dtype]) {
         throw new LlmboxError(
           `corrupt safetensors: tensor ${name} has shape [${e.shape}] (${numel * BYTES[dtype]} bytes of ${dtype}) ` +
             `but data_offsets [${begin}, ${end}] in a ${dataLen}-byte body`,
           { file, field: `${name}.data_offsets` },
         );
       }
+      spans.push({ name, begin, end });
       out.set(name, { shape: e.shape, data: decode(dtype, body.subarray(begin, end)) });
+    }
+    // Two tensors reading the same bytes would load as believable weights: the spans must not overlap.
+    spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
+    for (let i = 1; i < spans.length; i++) {
+      const [a, b] = [spans[i - 1], spans[i]];
+      if (b.begin < a.end) {
+        throw new LlmboxError(`corrupt safetensors: tensors ${a.name} [${a.begin}, ${a.end}] and ${b.name} [${b.begin}, ${b.end}] overlap`, { file, field: `${b.name}.data_offsets`, fix: 'the file is damaged or hand-edited: use the original weights' });
+      }
     }
     return out;
   } finally {
@@ -172,8 +183,14 @@ export function readModelWeights(dir: string): Map<string, RawTensor> {
     throw new LlmboxError('shard index has no weight_map', { file: index, field: 'weight_map' });
   }
   const out = new Map<string, RawTensor>();
+  const root = resolve(dir);
   for (const shard of new Set(Object.values(indexJson.weight_map))) {
-    for (const [k, v] of readSafetensors(`${dir}/${shard}`)) out.set(k, v);
+    // A shard path that leaves the model folder reads someone else's file.
+    const path = resolve(root, String(shard));
+    if (!path.startsWith(root + sep)) {
+      throw new LlmboxError(`shard path ${JSON.stringify(shard)} leaves the model folder`, { file: index, field: 'weight_map', fix: 'shards are file names inside the model folder' });
+    }
+    for (const [k, v] of readSafetensors(path)) out.set(k, v);
   }
   for (const name of Object.keys(indexJson.weight_map)) {
     if (!out.has(name)) {

@@ -53,6 +53,8 @@ export function scoreTargets(
       let sum = 0;
       for (let v = 0; v < V; v++) sum += Math.exp(data[i * V + v] - max);
       const logZ = max + Math.log(sum);
+      // NaN anywhere in a row makes every score NaN: a number no metric may silently average.
+      if (!Number.isFinite(logZ)) throw new Error(`the model produced non-finite logits (row ${p.row}): its weights or activations overflowed`);
       const score: TargetScore = { logprob: data[i * V + p.target] - logZ, isArgmax: arg === p.target };
       if (topK > 0) score.top = topTokens(data.subarray(i * V, (i + 1) * V), topK).map((v) => [v, data[i * V + v] - logZ]);
       out.push(score);
