@@ -76,6 +76,9 @@ describe('llmbox CLI (built: npm run build)', () => {
       [['train', '-m', STORIES, '--dataset', SFT, '--output', '/tmp/x', '--mix', 'shuffle'], /--mix must be one of ratio, concat, interleave/],
       [['train', '-m', STORIES, '--dataset', SFT, '--output', '/tmp/x', '--template', 'llama'], /--template must be one of alpaca, chatml, plain/],
       [['gpu-calc', '--params', '7e9', '--layers', 'many', '--hidden', '4096', '--vocab', '32000'], /--layers must be an integer/],
+      [['eval', '-m', STORIES, '-d', 'arc_easy', '--output', '/proc/llmbox'], /is on a kernel pseudo-filesystem[\s\S]*--output/],
+      [['eval', '-m', STORIES, '-d', 'arc_easy', '--output', `${BIN}/results`], /a file stands where a folder is needed/],
+      [['train', '-m', STORIES, '--dataset', SFT, '--output', `${BIN}/x`], /cannot write to/],
     ];
     for (const [args, message] of cases) {
       const r = run(...args);

@@ -1,8 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { detectFormat, splitTranscript, toRecord } from '../lib/data/records.js';
 import { readJsonl } from '../lib/eval/tasks/files.js';
+import { readRecords, readRows, streamRecords } from '../lib/data/read.js';
+import { tmp } from './helpers/models.js';
 
 const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
 const at = (file: string, row = 0) => ({ file, row });
@@ -62,5 +65,28 @@ describe('training records from the shipped formats', () => {
     expect(toRecord({ text: 'Once upon a time' }, at('t.jsonl'))).toEqual({ kind: 'text', text: 'Once upon a time' });
     expect(() => toRecord({ conversations: [{ from: 'robot', value: 'x' }] }, at('s.json', 4))).toThrow(/row 5: conversations.0.from "robot" is not one of/);
     expect(() => toRecord({ foo: 1 }, at('f.json'))).toThrow(/cannot tell the format from fields foo/);
+  });
+
+  it('refuses data that would train silently wrong: binary files, history that is not pairs, missing and empty files; accepts a BOM', async () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'garbage.txt'), Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0x02, 0x01, 0x00, 0x00, 0xff, 0xfe, 0x0a, 0x41]));
+    await expect(readRows(join(dir, 'garbage.txt'))).rejects.toThrow(/line 1 is not UTF-8 text/);
+    const streamed = async () => {
+      for await (const _ of streamRecords(join(dir, 'garbage.txt'))) void _;
+    };
+    await expect(streamed()).rejects.toThrow(/not UTF-8 text/);
+    expect(() => toRecord({ instruction: 'q', output: 'a', history: [['only one']] }, at('h.json', 2))).toThrow(/row 3: history\[0\] should be a \[user, assistant\] pair of strings/);
+    expect(() => toRecord({ instruction: 'q', output: 'a', history: [[1, 2]] }, at('h.json'))).toThrow(/history\[0\]/);
+    writeFileSync(join(dir, 'bom.jsonl'), '\uFEFF{"text": "first"}\n{"text": "second"}\n');
+    expect(await readRows(join(dir, 'bom.jsonl'))).toEqual([{ text: 'first' }, { text: 'second' }]);
+    const rows: unknown[] = [];
+    for await (const r of streamRecords(join(dir, 'bom.jsonl'))) rows.push(r);
+    expect(rows).toEqual([{ kind: 'text', text: 'first' }, { kind: 'text', text: 'second' }]);
+    writeFileSync(join(dir, 'empty.parquet'), '');
+    await expect(readRows(join(dir, 'empty.parquet'))).rejects.toThrow(/empty file \(0 bytes\)/);
+    writeFileSync(join(dir, 'dataset_info.json'), JSON.stringify({ mine: { file_name: 'nowhere.json' } }));
+    const missing = await readRecords('mine', { dataDir: dir }).catch((e) => e);
+    expect(missing.message).toMatch(/dataset mine: its file nowhere.json does not exist/);
+    expect(missing.file).toBe(join(dir, 'nowhere.json'));
   });
 });

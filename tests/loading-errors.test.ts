@@ -181,6 +181,16 @@ describe('weights and configs that would load as believable wrong models are ref
     }
   });
 
+  it('a corrupt tokenizer.json is named as such', async () => {
+    const dir = copyStories();
+    writeFileSync(`${dir}/tokenizer.json`, '{}');
+    const e = await loadError(dir);
+    expect(e.message).toMatch(/^not a valid Hugging Face tokenizer/);
+    expect(e.file).toBe(`${dir}/tokenizer.json`);
+    writeFileSync(`${dir}/tokenizer.json`, '{"model": ');
+    expect((await loadError(dir)).message).toMatch(/not valid JSON/);
+  });
+
   it('non-finite logits at run time stop scoring and generation', async () => {
     await initEngine();
     // Finite weights whose products overflow float32.

@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { LlmboxError } from '../errors.js';
+import { prepareOutputDir } from '../util/fs.js';
 import { initEngine, type BackendName, type EngineOptions } from '../engine/index.js';
 import { generate, generateStream } from '../models/generate.js';
 import { loadModelOrAdapter } from '../train/adapted.js';
@@ -235,6 +236,7 @@ export function buildCli(): Command {
     .option('--json', 'print {"results": {task: {metric: value}}, "groups": {...}}')
     .action(async (o, cmd: Command) => {
       if (o.allowUnsafeCodeExecution) process.env.LLMBOX_ALLOW_UNSAFE_CODE = '1';
+      if (o.output) prepareOutputDir(o.output, '--output');
       if (o.shard && !o.output) throw new LlmboxError('--shard needs --output (the folder llmbox merge reads)', { field: '--shard', fix: 'add --output DIR' });
       if (o.method !== undefined && !['ppl', 'prob', 'gen', 'rolling'].includes(o.method)) {
         throw new LlmboxError(`unknown method ${o.method}`, { field: '--method', fix: 'use ppl, prob, gen or rolling' });
@@ -266,6 +268,7 @@ export function buildCli(): Command {
     .requiredOption('--output <dir>', 'where the merged results and samples go')
     .option('--json', 'print the summary as llmbox eval --json does')
     .action((dirs: string[], o: { output: string; json?: boolean }) => {
+      prepareOutputDir(o.output, '--output');
       const run = mergeRuns(dirs);
       run.files = writeRun(o.output, run, { started: Date.now(), limit: run.fingerprint.limit, batchSize: run.fingerprint.lm.batch_size ?? null });
       printRun(run, !!o.json);
@@ -322,6 +325,7 @@ export function buildCli(): Command {
     .action(async (o, cmd: Command) => {
       if (!['pt', 'sft'].includes(o.stage)) throw new LlmboxError(`unknown stage ${o.stage}`, { field: '--stage', fix: 'use pt or sft' });
       if (!['cosine', 'linear', 'constant'].includes(o.schedule)) throw new LlmboxError(`unknown schedule ${o.schedule}`, { field: '--schedule', fix: 'use cosine, linear or constant' });
+      prepareOutputDir(o.output, '--output');
       const ratio = o.dataset_ratio?.map((r: string) => Number(r));
       if (ratio && ratio.some((r: number) => !Number.isFinite(r))) throw new LlmboxError(`--dataset_ratio takes numbers, got ${o.dataset_ratio.join(' ')}`, { field: '--dataset_ratio' });
       const lm = await loadModelOrAdapter(o.model, o.adapter, engineOpts(cmd));

@@ -1,10 +1,10 @@
 import { dirname, extname, join } from 'node:path';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { tableFromIPC } from 'apache-arrow';
-import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { LlmboxError } from '../errors.js';
-import { parseJsonLine, readDelimited, readJson, readJsonl, readText } from '../eval/tasks/files.js';
+import { parseJsonLine, readDelimited, readJson, readJsonl, readText, textLine } from '../eval/tasks/files.js';
 import { toRecord, type RecordFormat, type TrainingRecord } from './records.js';
 
 export type Row = Record<string, unknown>;
@@ -17,7 +17,10 @@ export async function readRows(file: string): Promise<Row[]> {
   const ext = extname(file).toLowerCase();
   if (ext === '.jsonl') return readJsonl(file);
   if (ext === '.csv' || ext === '.tsv') return readDelimited(file, { delimiter: ext === '.tsv' ? '\t' : ',' });
-  if (ext === '.txt') return readText(file).split('\n').filter((l) => l.trim()).map((text) => ({ text }));
+  if (ext === '.txt') return readText(file).split('\n').map((l, i) => textLine(l, i, file)).filter((l) => l.trim()).map((text) => ({ text }));
+  if ((ext === '.parquet' || ext === '.arrow' || ext === '.feather' || ext === '.ipc') && existsSync(file) && statSync(file).size === 0) {
+    throw new LlmboxError('empty file (0 bytes)', { file, fix: 'the file was not written completely: export it again' });
+  }
   if (ext === '.parquet') {
     try {
       return (await parquetReadObjects({ file: await asyncBufferFromFile(file) })) as Row[];
@@ -79,7 +82,9 @@ export function datasetInfo(infoFile: string, name: string): DatasetInfo & { pat
   const info = all?.[name];
   if (!info) throw new LlmboxError(`no dataset named ${name}`, { file: infoFile, field: name, fix: `use one of: ${Object.keys(all ?? {}).join(', ')}` });
   if (typeof info.file_name !== 'string') throw new LlmboxError(`dataset ${name} has no file_name`, { file: infoFile, field: `${name}.file_name` });
-  return { ...info, path: join(dirname(infoFile), info.file_name) };
+  const path = join(dirname(infoFile), info.file_name);
+  if (!existsSync(path)) throw new LlmboxError(`dataset ${name}: its file ${info.file_name} does not exist`, { file: path, field: `${name}.file_name`, fix: `put the file beside ${infoFile}, or correct file_name` });
+  return { ...info, path };
 }
 
 /**
@@ -123,7 +128,7 @@ export async function* streamRecords(spec: string, opts: { dataDir?: string } = 
     row++;
     if (!line.trim()) continue;
     if (ext === '.txt') {
-      yield { kind: 'text', text: line };
+      yield { kind: 'text', text: textLine(line, row, spec) };
       continue;
     }
     yield toRecord(parseJsonLine(line, row, spec), { file: spec, row });

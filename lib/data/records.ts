@@ -67,6 +67,18 @@ export function splitTranscript(text: string): { prompt: Message[]; reply: strin
   return last?.role === 'assistant' ? { prompt: messages, reply: last.content } : undefined;
 }
 
+/** Alpaca's history: [user, assistant] string pairs, anything else an error naming the row. */
+function alpacaHistory(v: unknown, where: { file: string; row: number }): Message[] {
+  if (v === undefined || v === null) return [];
+  const pairs = Array.isArray(v) ? v : [v];
+  return pairs.flatMap((p, i) => {
+    if (!Array.isArray(p) || p.length !== 2 || typeof p[0] !== 'string' || typeof p[1] !== 'string') {
+      throw new LlmboxError(`row ${where.row + 1}: history[${i}] should be a [user, assistant] pair of strings, got ${JSON.stringify(p)?.slice(0, 60)}`, { file: where.file, field: 'history' });
+    }
+    return [{ role: 'user' as const, content: p[0] }, { role: 'assistant' as const, content: p[1] }];
+  });
+}
+
 /** One row of a training file as a record; `format` defaults to what the row's fields say. */
 export function toRecord(row: Record<string, unknown>, where: { file: string; row: number }, format = detectFormat(row)): TrainingRecord {
   switch (format) {
@@ -75,7 +87,7 @@ export function toRecord(row: Record<string, unknown>, where: { file: string; ro
     case 'alpaca': {
       // instruction + input as the user turn; optional system and history ([user, assistant] pairs) before it.
       const input = typeof row.input === 'string' && row.input ? `\n${row.input}` : '';
-      const history = Array.isArray(row.history) ? (row.history as [string, string][]).flatMap(([u, a]) => [{ role: 'user' as const, content: u }, { role: 'assistant' as const, content: a }]) : [];
+      const history = alpacaHistory(row.history, where);
       const system = typeof row.system === 'string' && row.system ? [{ role: 'system' as const, content: row.system }] : [];
       return { kind: 'chat', messages: [...system, ...history, { role: 'user', content: str(row, 'instruction', where) + input }, { role: 'assistant', content: str(row, 'output', where) }] };
     }

@@ -67,9 +67,15 @@ export class TextTokenizer {
   }
 
   static fromDir(dir: string): TextTokenizer {
-    const json = readJson(`${dir}/tokenizer.json`, true)!;
+    const file = `${dir}/tokenizer.json`;
+    const json = readJson(file, true)!;
     const config = readJson(`${dir}/tokenizer_config.json`, false) ?? {};
-    return new TextTokenizer(json, config);
+    try {
+      return new TextTokenizer(json, config);
+    } catch (e) {
+      // The library's own messages ("Tokenizer must contain a decoder") do not say which file.
+      throw new LlmboxError(`not a valid Hugging Face tokenizer: ${(e as Error).message}`, { file, fix: 'use the tokenizer.json saved with the model (a fast tokenizer: tokenizer.save_pretrained)' });
+    }
   }
 
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {

@@ -1,5 +1,6 @@
-import { closeSync, fsyncSync, openSync, renameSync, writeSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { LlmboxError } from '../errors.js';
 
 /** Writes a file so that readers see either the old or the whole new content, never a torn one. */
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
@@ -13,4 +14,25 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
     closeSync(fd);
   }
   renameSync(tmp, file);
+}
+
+/**
+ * Makes an output folder, or says why it cannot be one, before any work is done: a path through a
+ * file (ENOTDIR), no permission, a read-only or kernel pseudo-filesystem (Node's recursive mkdir
+ * does not return under /proc).
+ */
+export function prepareOutputDir(dir: string, flag: string): string {
+  const abs = resolve(dir);
+  if (/^\/(proc|sys|dev)(\/|$)/.test(abs)) throw new LlmboxError(`${dir} is on a kernel pseudo-filesystem`, { field: flag, fix: 'write results to an ordinary folder' });
+  try {
+    mkdirSync(abs, { recursive: true });
+    const probe = join(abs, `.llmbox-write-test-${process.pid}`);
+    writeFileSync(probe, '');
+    rmSync(probe);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOTDIR' || code === 'EEXIST' ? 'a file stands where a folder is needed' : code === 'EACCES' || code === 'EPERM' ? 'no permission to write there' : code === 'EROFS' ? 'the filesystem is read-only' : (e as Error).message;
+    throw new LlmboxError(`cannot write to ${dir}: ${why}`, { field: flag, fix: 'choose a folder you can write to' });
+  }
+  return abs;
 }

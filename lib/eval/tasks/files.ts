@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import { LlmboxError } from '../../errors.js';
 
-/** A data file's text; a missing file says which and how to point the task elsewhere. */
+/** A data file's text, without a UTF-8 byte-order mark; a missing file says which and how to point the task elsewhere. */
 export function readText(file: string): string {
   try {
-    return readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8').replace(/^\uFEFF/, '');
   } catch (e) {
     throw new LlmboxError(`cannot read data file: ${(e as Error).message}`, {
       file,
@@ -17,7 +17,8 @@ export function readText(file: string): string {
 /** One line of a JSON Lines file (0-based `index`); a broken line is reported with its file and row. */
 export function parseJsonLine(line: string, index: number, file: string): Record<string, unknown> {
   try {
-    return JSON.parse(line);
+    // A byte-order mark opens the first line of some exports (CSV readers drop it too).
+    return JSON.parse(index === 0 ? line.replace(/^\uFEFF/, '') : line);
   } catch (e) {
     throw new LlmboxError(`row ${index + 1} is not valid JSON (${(e as Error).message})`, { file });
   }
@@ -74,3 +75,13 @@ export const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && 
 export const isInt = (v: unknown): v is number => Number.isInteger(v);
 /** An integer written as a string (CSV cells). */
 export const isIntString = (v: unknown): v is string => typeof v === 'string' && /^-?\d+$/.test(v.trim());
+
+/**
+ * A line of a text corpus, refused when it is not text: NUL bytes, or more than 1% of characters that
+ * were not valid UTF-8 (a binary file trained on would give a believable loss curve).
+ */
+export function textLine(line: string, index: number, file: string): string {
+  const bad = line.includes('\u0000') || (line.match(/\uFFFD/g)?.length ?? 0) > Math.max(1, line.length / 100);
+  if (bad) throw new LlmboxError(`line ${index + 1} is not UTF-8 text (binary data?)`, { file, fix: 'train on text files (.txt UTF-8, .jsonl, .json, .csv, .parquet)' });
+  return line;
+}
