@@ -5,7 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { evaluate } from '../lib/eval/evaluate.js';
 import { LocalLM } from '../lib/eval/local.js';
 import { ScriptedLM } from './helpers/scripted.js';
-import { loadTaskConfig } from '../lib/eval/tasks/declarative.js';
+import { loadTaskConfig, registerTaskConfig, templateVariables } from '../lib/eval/tasks/declarative.js';
+import { Template } from '@huggingface/jinja';
+import { LlmboxError } from '../lib/errors.js';
 import { readJsonl } from '../lib/eval/tasks/files.js';
 import { TASKS } from '../lib/eval/tasks/index.js';
 import { loadModel } from '../lib/models/load.js';
@@ -73,5 +75,47 @@ describe('tasks written as lm-eval-style JSON configs', () => {
     expect(bad.message).toMatch(/row 1: doc_to_target gave "maybe"/);
     expect(bad.file).toBe(`${dir}/rows.jsonl`);
     expect(llmboxErrorOf(() => TASKS.arc_easy.loadSplit(dir, 'eval')).file).toBe(`${dir}/ARC-Easy-Test.jsonl`);
+  });
+
+  it('checks every field: types, unknown fields, names, strict variables, until, empty splits, shots beyond the pool, built-ins', async () => {
+    const dir = tmp();
+    writeFileSync(`${dir}/rows.jsonl`, ['{"q": "Is it?", "choices": ["yes", "no"], "label": 0}', '{"q": "Or not?", "choices": ["yes", "no"], "label": 1}'].join('\n'));
+    writeFileSync(`${dir}/empty.jsonl`, '');
+    const base = { task: 'chk', test_split: 'rows.jsonl', output_type: 'multiple_choice', doc_to_text: '{{ q }}', doc_to_choice: 'choices', doc_to_target: '{{ label }}' };
+    const bad = async (patch: Record<string, unknown>) => {
+      const file = `${dir}/c${Math.random().toString(36).slice(2)}.json`;
+      writeFileSync(file, JSON.stringify({ ...base, ...patch }));
+      const e = await loadTaskConfig(file).then(() => null, (err) => err);
+      expect(e, JSON.stringify(patch)).toBeInstanceOf(LlmboxError);
+      return e as LlmboxError;
+    };
+    expect((await bad({ num_fewshot: '3' })).message).toMatch(/field num_fewshot must be a non-negative integer, got "3"/);
+    expect((await bad({ metric_list: [{ metric: 'acc' }] })).message).toMatch(/unknown field metric_list/);
+    expect((await bad({ method: 'gen' })).field).toBe('method');
+    expect((await bad({ task: '../arc_easy' })).message).toMatch(/no path separators/);
+    const strict = await bad({ doc_to_text: 'Q: {{ question }}' });
+    expect(strict.message).toMatch(/row 1: doc_to_text reads \{\{ question \}\}, which the row does not have/);
+    expect(strict.fix).toMatch(/q, choices, label/);
+    expect((await bad({ test_split: 'empty.jsonl' })).message).toMatch(/test_split has no rows/);
+    expect((await bad({ output_type: 'generate_until', doc_to_choice: undefined, generation_kwargs: { until: 5 } })).message).toMatch(/generation_kwargs.until must be a string or a list of strings/);
+    // Loop and set variables and Jinja's globals are not row fields.
+    const loops = new Template('{% set n = 2 %}{% for c in choices %}{{ loop.index }}. {{ c | upper }} {{ n }}{% endfor %}{{ q[0] }}{{ range(3) | length }}');
+    expect(templateVariables(loops).sort()).toEqual(['choices', 'q']);
+    // until may be one string.
+    writeFileSync(`${dir}/gen.json`, JSON.stringify({ ...base, task: 'chk_gen', output_type: 'generate_until', doc_to_choice: undefined, doc_to_target: '{{ choices[label] }}', generation_kwargs: { until: '\n' } }));
+    expect((await loadTaskConfig(`${dir}/gen.json`)).generation!.until).toEqual(['\n']);
+    // A config may not silently take a built-in's name; asked to, it may.
+    writeFileSync(`${dir}/arc.json`, JSON.stringify({ ...base, task: 'arc_easy' }));
+    const registry = { ...TASKS };
+    await expect(registerTaskConfig(`${dir}/arc.json`, registry)).rejects.toThrow(/task arc_easy already exists \(built in\)/);
+    writeFileSync(`${dir}/arc.json`, JSON.stringify({ ...base, task: 'arc_easy', replace_builtin: true }));
+    expect(await registerTaskConfig(`${dir}/arc.json`, registry)).toBe('arc_easy');
+    expect(await registerTaskConfig(`${dir}/arc.json`, registry)).toBe('arc_easy');
+    // More shots than the pool holds (two rows, one of them the instance itself).
+    writeFileSync(`${dir}/shots.json`, JSON.stringify({ ...base, task: 'chk_shots', num_fewshot: 2 }));
+    const lm = new ScriptedLM(() => '');
+    const err = await evaluate(lm, [`${dir}/shots.json`], {}).catch((e) => e);
+    expect(err.message).toMatch(/2 few-shot examples asked, but chk_shots's few-shot pool has 1/);
+    expect(err.field).toBe('--shots');
   });
 });

@@ -205,8 +205,14 @@ export async function evaluateTask(lm: LanguageModel, taskName: string, opts: Ev
   const dataDir = resolve(opts.dataDir ?? defaultDataDir(), task.dataFolder);
   const shots = opts.shots ?? task.defaultShots;
   let docs = task.loadSplit(dataDir, 'eval');
+  if (!docs.length) throw new LlmboxError(`task ${task.name} has no instances`, { file: dataDir, field: '--dataset', fix: 'check the task\'s data files' });
   if (opts.limit !== undefined) docs = docs.slice(0, opts.limit);
   const pool = shots > 0 ? task.loadSplit(dataDir, 'fewshot') : [];
+  // An instance is never its own example: drawing from the evaluated split leaves one fewer.
+  const available = pool.length - (pool.some((d) => d.id === docs[0].id) ? 1 : 0);
+  if (shots > available) {
+    throw new LlmboxError(`${shots} few-shot examples asked, but ${task.name}'s few-shot pool has ${available}`, { field: '--shots', fix: `use --shots ${available} or fewer` });
+  }
   const random = seededRandom(opts.seed ?? 1234);
   const preambles = docs.map((d) => preamble(task, method, d, drawShots(task, pool, shots, d.id, random)));
   const prompts = docs.map((d, i) => preambles[i].text + instanceQuery(task, method, d));

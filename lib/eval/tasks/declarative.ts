@@ -35,10 +35,102 @@ export interface TaskConfig {
   fewshot_delimiter?: string;
   /** Multiple choice: `ppl` (default) or `prob`. */
   method?: 'ppl' | 'prob';
-  generation_kwargs?: { until?: string[]; max_gen_toks?: number };
+  generation_kwargs?: { until?: string | string[]; max_gen_toks?: number };
   /** Generation: exact_match (SQuAD normalisation, default), f1, or number (last number, numerically equal). */
   metric?: 'exact_match' | 'f1' | 'number';
   version?: number;
+  /** Asks to replace the built-in task of the same name (otherwise an error). */
+  replace_builtin?: boolean;
+}
+
+type Check = (v: unknown) => boolean;
+const isStr: Check = (v) => typeof v === 'string';
+const oneOf = (...xs: string[]): Check => (v) => typeof v === 'string' && xs.includes(v);
+const strOrList: Check = (v) => typeof v === 'string' || (Array.isArray(v) && v.length > 0 && v.every(isStr));
+
+/** Every field a config may have, with the type it must have: "3" is not 3, and a field llmbox does not know is an error, not ignored. */
+const FIELDS: Record<keyof TaskConfig, [Check, string]> = {
+  task: [(v) => typeof v === 'string' && /^[A-Za-z0-9][\w.-]*$/.test(v), 'a name of letters, digits, _ . - (no path separators)'],
+  test_split: [isStr, 'a data file path'],
+  fewshot_split: [isStr, 'a data file path'],
+  output_type: [oneOf('multiple_choice', 'generate_until'), 'multiple_choice or generate_until'],
+  doc_to_text: [isStr, 'a Jinja template'],
+  doc_to_choice: [strOrList, 'a field name or a list of Jinja templates'],
+  doc_to_target: [isStr, 'a Jinja template'],
+  description: [isStr, 'a string'],
+  num_fewshot: [(v) => Number.isInteger(v) && (v as number) >= 0, 'a non-negative integer'],
+  fewshot_order: [oneOf('first', 'random'), 'first or random'],
+  target_delimiter: [isStr, 'a string'],
+  fewshot_delimiter: [isStr, 'a string'],
+  method: [oneOf('ppl', 'prob'), 'ppl or prob'],
+  generation_kwargs: [(v) => !!v && typeof v === 'object' && !Array.isArray(v), 'an object with until and max_gen_toks'],
+  metric: [oneOf('exact_match', 'f1', 'number'), 'exact_match, f1 or number'],
+  version: [(v) => typeof v === 'number' && Number.isFinite(v), 'a number'],
+  replace_builtin: [(v) => typeof v === 'boolean', 'true or false'],
+};
+
+function checkFields(cfg: Record<string, unknown>, path: string): void {
+  if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg)) throw new LlmboxError('a task config must be a JSON object', { file: path });
+  for (const [key, value] of Object.entries(cfg)) {
+    const spec = FIELDS[key as keyof TaskConfig];
+    if (!spec) throw new LlmboxError(`unknown field ${key}`, { file: path, field: key, fix: `the fields are ${Object.keys(FIELDS).join(', ')}` });
+    if (!spec[0](value)) throw new LlmboxError(`field ${key} must be ${spec[1]}, got ${JSON.stringify(value)?.slice(0, 60)}`, { file: path, field: key });
+  }
+  const g = cfg.generation_kwargs as Record<string, unknown> | undefined;
+  for (const [key, value] of Object.entries(g ?? {})) {
+    const ok = key === 'until' ? strOrList(value) : key === 'max_gen_toks' ? Number.isInteger(value) && (value as number) > 0 : false;
+    if (!ok) throw new LlmboxError(key === 'until' || key === 'max_gen_toks' ? `generation_kwargs.${key} must be ${key === 'until' ? 'a string or a list of strings' : 'a positive integer'}` : `unknown field generation_kwargs.${key}`, { file: path, field: `generation_kwargs.${key}` });
+  }
+}
+
+/** Names a Jinja template reads from the row: free identifiers, less loop/set variables and Jinja's globals. */
+const GLOBALS = new Set(['range', 'namespace', 'dict', 'loop', 'raise_exception', 'true', 'false', 'none', 'True', 'False', 'None', 'strftime_now']);
+export function templateVariables(t: Template): string[] {
+  const used = new Set<string>(), bound = new Set<string>();
+  const bind = (n: unknown) => walkNames(n, (name) => bound.add(name));
+  const visit = (n: unknown): void => {
+    if (Array.isArray(n)) return n.forEach(visit);
+    if (!n || typeof n !== 'object') return;
+    const node = n as Record<string, unknown>;
+    switch (node.type) {
+      case 'Identifier':
+        used.add(node.value as string);
+        return;
+      case 'MemberExpression':
+        visit(node.object);
+        if (node.computed) visit(node.property);
+        return;
+      case 'For':
+        bind(node.loopvar);
+        break;
+      case 'Set':
+        bind(node.assignee);
+        break;
+      case 'Macro':
+        bind(node.name);
+        bind(node.args);
+        break;
+      case 'FilterExpression':
+      case 'TestExpression':
+        visit(node.operand);
+        if (node.filter && (node.filter as Record<string, unknown>).type === 'CallExpression') visit((node.filter as Record<string, unknown>).args);
+        return;
+      case 'KeywordArgumentExpression':
+        visit(node.value);
+        return;
+    }
+    for (const [k, v] of Object.entries(node)) if (k !== 'type' && k !== 'loopvar' && k !== 'assignee') visit(v);
+  };
+  visit(t.parsed);
+  return [...used].filter((n) => !bound.has(n) && !GLOBALS.has(n));
+}
+
+function walkNames(n: unknown, f: (name: string) => void): void {
+  if (Array.isArray(n)) return n.forEach((x) => walkNames(x, f));
+  if (!n || typeof n !== 'object') return;
+  const node = n as Record<string, unknown>;
+  if (node.type === 'Identifier') return f(node.value as string);
+  for (const v of Object.values(node)) walkNames(v, f);
 }
 
 type Row = Record<string, unknown>;
@@ -46,6 +138,7 @@ type Row = Record<string, unknown>;
 /** Reads a task config and its data (eagerly: Parquet is read asynchronously) into a Task. */
 export async function loadTaskConfig(path: string): Promise<Task> {
   const cfg = readJson(path) as Partial<TaskConfig>;
+  checkFields(cfg as Record<string, unknown>, path);
   const need = (key: keyof TaskConfig) => {
     if (cfg[key] === undefined) throw new LlmboxError(`missing field ${key}`, { file: path, field: key, fix: 'see TaskConfig in lib/eval/tasks/declarative.ts' });
   };
@@ -66,8 +159,14 @@ export async function loadTaskConfig(path: string): Promise<Task> {
   const choiceTemplates = Array.isArray(c.doc_to_choice) ? c.doc_to_choice.map((t) => template(t, 'doc_to_choice')) : undefined;
   const base = dirname(resolve(path));
 
+  // Jinja renders an unknown variable as nothing; here a template reading a field the row lacks is an error.
+  const variables = new Map<Template, string[]>([text, target, ...(choiceTemplates ?? [])].map((t) => [t, templateVariables(t)]));
   const toDoc = (row: Row, i: number, file: string, split: string): Doc => {
     const render = (t: Template, field: string) => {
+      const missing = variables.get(t)!.filter((v) => !(v in row));
+      if (missing.length) {
+        throw new LlmboxError(`row ${i + 1}: ${field} reads ${missing.map((m) => `{{ ${m} }}`).join(', ')}, which the row does not have`, { file, field, fix: `the row's fields are ${Object.keys(row).join(', ')}` });
+      }
       try {
         return t.render(row);
       } catch (e) {
@@ -93,6 +192,7 @@ export async function loadTaskConfig(path: string): Promise<Task> {
     return (await readRows(file)).map((row, i) => toDoc(row, i, file, split));
   };
   const evalDocs = await load(c.test_split, 'eval');
+  if (!evalDocs.length) throw new LlmboxError('test_split has no rows', { file: resolve(base, c.test_split), field: 'test_split' });
   const fewshotDocs = c.fewshot_split ? await load(c.fewshot_split, 'fewshot') : evalDocs;
 
   const common = {
@@ -117,7 +217,7 @@ export async function loadTaskConfig(path: string): Promise<Task> {
   return generationTask({
     ...common,
     generation: {
-      until: c.generation_kwargs?.until ?? ['\n\n'],
+      until: typeof c.generation_kwargs?.until === 'string' ? [c.generation_kwargs.until] : (c.generation_kwargs?.until ?? ['\n\n']),
       maxNewTokens: c.generation_kwargs?.max_gen_toks ?? 256,
       filters: metric === 'number' ? { 'flexible-extract': lastNumber } : { none: (t) => t.trim() },
       score,
@@ -128,6 +228,15 @@ export async function loadTaskConfig(path: string): Promise<Task> {
 /** Registers a config-defined task under its name, so `-d path/to/task.json` works like a built-in. */
 export async function registerTaskConfig(path: string, registry: Record<string, Task>): Promise<string> {
   const task = await loadTaskConfig(path);
+  const cfg = readJson(path) as Partial<TaskConfig>;
+  const earlier = fromConfig.get(task.name);
+  if (registry[task.name] && earlier !== resolve(path) && !cfg.replace_builtin) {
+    throw new LlmboxError(`task ${task.name} already exists${earlier ? ` (from ${earlier})` : ' (built in)'}`, { file: path, field: 'task', fix: 'give the config another name, or add "replace_builtin": true to replace it' });
+  }
   registry[task.name] = task;
+  fromConfig.set(task.name, resolve(path));
   return task.name;
 }
+
+/** Which config file registered each config-defined task. */
+const fromConfig = new Map<string, string>();
