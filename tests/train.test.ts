@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { initEngine, tf } from '../lib/engine/index.js';
@@ -83,7 +83,12 @@ describe('trainer', () => {
     await expect(train(await loadModel(STORIES), { ...opts, output: out, onStep: (m) => { if (m.step === 3) throw crash; } })).rejects.toBe(crash);
     expect(existsSync(join(out, 'checkpoint-2', 'trainer_state.json'))).toBe(true);
     expect(existsSync(join(out, 'checkpoint-3'))).toBe(false);
+    // Interrupted saves of a process that is gone leave temporary folders: the resumed run removes them.
+    const dead = spawnSync('true').pid!;
+    for (const t of [`checkpoint-4.tmp-${dead}`, `.final.tmp-${dead}`]) mkdirSync(join(out, t));
     const resumed = await train(await loadModel(STORIES), { ...opts, output: out, resume: true });
+    expect(readdirSync(out).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json']) expect(existsSync(join(out, f)), f).toBe(true);
     expect(resumed.resumedFrom).toBe(2);
     expect(resumed.losses.length).toBe(6);
     resumed.losses.forEach((l, i) => expect(Math.abs(l - full.losses[i])).toBeLessThan(1e-5));

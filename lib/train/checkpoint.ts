@@ -28,6 +28,45 @@ export function saveWeights(dir: string, lm: LoadedModel): void {
   saveModel(dir, lm.model, { tokenizerFrom: lm.dir, generation: lm.generation });
 }
 
+const WEIGHT_FILES = ['model.safetensors', 'adapter_model.safetensors'];
+
+/**
+ * The final model into `output` itself (beside its checkpoints): written whole to a temporary
+ * folder, then moved in with the weights last, so an interrupted save never leaves weights without
+ * their config and tokenizer (at worst, no new weights: the folder does not load as a half model).
+ */
+export function saveFinal(output: string, lm: LoadedModel): void {
+  cleanStaleTemps(output);
+  const tmp = join(output, `.final.tmp-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  saveWeights(tmp, lm);
+  const files = readdirSync(tmp).sort((a, b) => Number(WEIGHT_FILES.includes(a)) - Number(WEIGHT_FILES.includes(b)));
+  // Old weights go first: a crash mid-move must not pair old weights with the new config.
+  for (const f of WEIGHT_FILES) rmSync(join(output, f), { force: true });
+  for (const f of files) renameSync(join(tmp, f), join(output, f));
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+/** Temporary folders of interrupted saves (checkpoint-N.tmp-PID, .final.tmp-PID) whose process is gone. */
+export function cleanStaleTemps(output: string): void {
+  if (!existsSync(output)) return;
+  for (const name of readdirSync(output)) {
+    const pid = Number(/\.tmp-(\d+)$/.exec(name)?.[1]);
+    if (!pid || pid === process.pid || alive(pid)) continue;
+    rmSync(join(output, name), { recursive: true, force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 function tensorsToRaw(prefix: string, m: Map<string, tf.Tensor>, out: Map<string, RawTensor>) {
   for (const [k, t] of m) out.set(`${prefix}.${k}`, { shape: t.shape, data: t.dataSync() as Float32Array });
 }
@@ -38,6 +77,7 @@ function tensorsToRaw(prefix: string, m: Map<string, tf.Tensor>, out: Map<string
  */
 export function writeCheckpoint(output: string, lm: LoadedModel, opt: AdamW, state: TrainerState, keep = 2): string {
   const final = join(output, `checkpoint-${state.step}`);
+  cleanStaleTemps(output);
   const tmp = `${final}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
@@ -65,6 +105,7 @@ export function listCheckpoints(output: string): { step: number; dir: string }[]
 
 /** Loads the newest checkpoint's weights and optimizer state into the run; returns its state, or null when there is none. */
 export function restoreCheckpoint(output: string, lm: LoadedModel, opt: AdamW, runKey: string): TrainerState | null {
+  cleanStaleTemps(output);
   const last = listCheckpoints(output).pop();
   if (!last) return null;
   const state = JSON.parse(readFileSync(join(last.dir, 'trainer_state.json'), 'utf8')) as TrainerState;

@@ -7,7 +7,7 @@ import type { LoadedModel } from '../models/load.js';
 import { seededRandom } from '../models/sampling.js';
 import { shuffled } from '../data/mixture.js';
 import { realTokens, toBatch, type Row } from './batches.js';
-import { restoreCheckpoint, saveWeights, writeCheckpoint, type TrainerState } from './checkpoint.js';
+import { restoreCheckpoint, saveFinal, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { prepareData, type DataOptions, type PreparedData, type Stage } from './data.js';
 import { batchLossSum } from './loss.js';
 import { addLora, quantizeBase, type LoraOptions } from './lora.js';
@@ -233,7 +233,7 @@ async function trainOn(lm: LoadedModel, o: TrainOptions, data: PreparedData, d: 
         checkpoint = writeCheckpoint(o.output, lm, opt, state, o.saveTotalLimit ?? 2);
       }
     }
-    if (o.output) saveWeights(o.output, lm);
+    if (o.output) saveFinal(o.output, lm);
   } finally {
     lm.model.dropoutSeed = null;
     opt.dispose();
