@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { evaluate } from '../lib/eval/evaluate.js';
 import { LlmboxError } from '../lib/errors.js';
 import { ScriptedLM } from './helpers/scripted.js';
+import { tmp } from './helpers/models.js';
 import { readJsonl } from '../lib/eval/tasks/files.js';
 import { TASKS } from '../lib/eval/tasks/index.js';
 import { instanceQuery } from '../lib/eval/methods/prompt.js';
@@ -85,5 +86,23 @@ describe('evaluation pipeline with a scripted model', () => {
     expect(wrong.message).toMatch(/task gsm8k has no method ppl/);
     expect(wrong.fix).toMatch(/use gen/);
     expect((await evaluate(chatOnly, ['gsm8k'], { limit: 2, shots: 0 })).results[0].n).toBe(2);
+  });
+
+  it('two evaluations into one --output take turns on a task instead of both writing its resume state', async () => {
+    const order: string[] = [];
+    const model = (name: string) => new ScriptedLM(() => '', (r) => {
+      order.push(name);
+      return -r.continuation.length;
+    });
+    const dir = tmp();
+    const [a, b] = await Promise.all([
+      evaluate(model('a'), ['arc_easy'], { limit: 12, chunkSize: 2, outputDir: dir }),
+      evaluate(model('b'), ['arc_easy'], { limit: 12, chunkSize: 2, outputDir: dir }),
+    ]);
+    expect(a.results[0].metrics.acc.value).toBe(b.results[0].metrics.acc.value);
+    // Without the lock their chunks interleave (each awaits the model between chunks).
+    const firstB = order.indexOf('b');
+    expect(firstB === -1 || order.slice(firstB).every((x) => x === 'b')).toBe(true);
+    expect(order.filter((x) => x === 'a').length).toBeGreaterThan(0);
   });
 });

@@ -8,7 +8,7 @@ import { assertSupports, type LanguageModel, type ModelDescription } from './lm.
 import { sandboxDescription } from './sandbox.js';
 import { scoreChoices } from './methods/choice.js';
 import { runGeneration } from './methods/generation.js';
-import { instanceQuery, preamble } from './methods/prompt.js';
+import { instanceQuery, preamble, type Preamble } from './methods/prompt.js';
 import { bootstrapStderr, mean, stderrOfMean } from './metrics/index.js';
 import { fileTimestamp, PartialResults, sha256, writeResults, writeSamples, type SampleRecord } from './results.js';
 import { registerTaskConfig } from './tasks/declarative.js';
@@ -222,6 +222,22 @@ export async function evaluateTask(lm: LanguageModel, taskName: string, opts: Ev
   const model = [info.model_hash, info.model_type, info.chat_template ?? null, info.system_prompt ?? null];
   const settings = { model, task: task.name, version: task.version, method, shots, seed: opts.seed ?? 1234, limit: opts.limit ?? null, samples: opts.samples ?? 1, temperature: opts.temperature ?? null, maxNewTokens: opts.maxNewTokens ?? null, promptHash, ...(opts.shard ? { shard: opts.shard } : {}) };
   const partial = opts.outputDir ? new PartialResults(join(opts.outputDir, '.llmbox-resume'), `${task.name}-${sha256(JSON.stringify(settings)).slice(0, 16)}`) : undefined;
+  const release = await partial?.lock((pid) => process.stderr.write(`llmbox: ${task.name}: another run (pid ${pid}) is writing to ${opts.outputDir}; waiting for it\n`));
+  try {
+    return await runTask(lm, task, opts, { method, shots, docs, preambles, promptHash, partial });
+  } finally {
+    release?.();
+  }
+}
+
+/** The instances of one task not yet done, in chunks, each appended to the resume state as it finishes. */
+async function runTask(
+  lm: LanguageModel,
+  task: Task,
+  opts: EvaluateOptions,
+  t: { method: Method; shots: number; docs: Doc[]; preambles: Preamble[]; promptHash: string; partial: PartialResults | undefined },
+): Promise<TaskResult> {
+  const { method, shots, docs, preambles, promptHash, partial } = t;
   if (opts.resume === false) partial?.reset();
   const done = partial ? partial.load() : new Map<number, SampleRecord>();
   const resumed = done.size;

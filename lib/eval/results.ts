@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { processAlive } from '../util/process.js';
 import { join } from 'node:path';
 import type { LlamaModel } from '../models/llama.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -73,6 +74,33 @@ export class PartialResults {
       }
     }
     return done;
+  }
+
+  /**
+   * Holds this task's resume state for this process until the returned release is called. A second
+   * run into the same --output waits for the first, then reuses what it finished, instead of
+   * recomputing it and appending duplicate records; a lock left by a dead process is taken over.
+   */
+  async lock(onWait?: (holder: number) => void): Promise<() => void> {
+    const lockFile = `${this.file}.lock`;
+    for (let waited = false; ; ) {
+      try {
+        writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
+        return () => {
+          if (readFileSync(lockFile, 'utf8') === String(process.pid)) rmSync(lockFile, { force: true });
+        };
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const holder = Number(readFileSync(lockFile, 'utf8'));
+      if (!processAlive(holder)) {
+        rmSync(lockFile, { force: true });
+        continue;
+      }
+      if (!waited) onWait?.(holder);
+      waited = true;
+      await new Promise((r) => setTimeout(r, 250));
+    }
   }
 
   /** Forgets finished instances (a run started over with --no-resume). */

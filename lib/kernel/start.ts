@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
+import { processAlive } from '../util/process.js';
 import { isDisplayable, show } from './display.js';
 
 /** The parts of tslab (1.0.x, CommonJS) the kernel is assembled from. */
@@ -86,14 +87,8 @@ export async function startKernel(configPath: string): Promise<void> {
 export function exitWithParent(parent = Number(process.env.JPY_PARENT_PID) || process.ppid, intervalMs = 1000): NodeJS.Timeout {
   const started = process.ppid;
   const timer = setInterval(() => {
-    let alive = true;
-    try {
-      process.kill(parent, 0);
-    } catch (e) {
-      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
-    }
     // Re-parented (to init or a subreaper): the launching process has died.
-    if (!alive || process.ppid !== started) process.exit(0);
+    if (!processAlive(parent) || process.ppid !== started) process.exit(0);
   }, intervalMs);
   timer.unref();
   return timer;

@@ -6,6 +6,7 @@ import { LlamaModel } from '../models/llama.js';
 import { readModelWeights, readSafetensors, writeSafetensors, type RawTensor } from '../models/safetensors.js';
 import { saveModel, type LoadedModel } from '../models/load.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { processAlive } from '../util/process.js';
 import { dropLora, loadAdapter, saveAdapter } from './lora.js';
 import type { AdamW } from './optim.js';
 
@@ -53,19 +54,11 @@ export function cleanStaleTemps(output: string): void {
   if (!existsSync(output)) return;
   for (const name of readdirSync(output)) {
     const pid = Number(/\.tmp-(\d+)$/.exec(name)?.[1]);
-    if (!pid || pid === process.pid || alive(pid)) continue;
+    if (!pid || pid === process.pid || processAlive(pid)) continue;
     rmSync(join(output, name), { recursive: true, force: true });
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function tensorsToRaw(prefix: string, m: Map<string, tf.Tensor>, out: Map<string, RawTensor>) {
   for (const [k, t] of m) out.set(`${prefix}.${k}`, { shape: t.shape, data: t.dataSync() as Float32Array });
