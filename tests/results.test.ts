@@ -29,6 +29,10 @@ describe('results files, fingerprint and resume', () => {
     expect(results.results.gsm8k).toHaveProperty(['exact_match,strict-match']);
     expect(results['n-shot']).toEqual({ arc_easy: 0, gsm8k: 8 });
     expect(results.configs.gsm8k.output_type).toBe('generate_until');
+    // 8-shot GSM8K prompts are longer than stories260K's 512 positions: counted, not silent.
+    expect(run.results[1].truncated).toBe(4);
+    expect(run.results[0].truncated).toBe(0);
+    expect(results.llmbox_tasks.gsm8k.truncated_prompts).toBe(4);
     const fp = results.llmbox_fingerprint;
     expect(fp.model_hash).toMatch(/^[0-9a-f]{16}$/);
     expect(fp.tasks.gsm8k).toMatchObject({ version: 1, method: 'gen', shots: 8 });

@@ -483,7 +483,7 @@ export function buildCli(): Command {
 function printRun(run: EvalRun, json: boolean, extra: Record<string, unknown> = {}): void {
   const flat = (m: Record<string, MetricValue>) => Object.fromEntries(Object.entries(m).flatMap(([k, v]) => [[k, v.value], [`${k}_stderr`, v.stderr]]));
   const summary = {
-    results: Object.fromEntries(run.results.map((r) => [r.task, { ...flat(r.metrics), n: r.n, shots: r.shots, method: r.method }])),
+    results: Object.fromEntries(run.results.map((r) => [r.task, { ...flat(r.metrics), n: r.n, shots: r.shots, method: r.method, ...(r.truncated ? { truncated_prompts: r.truncated } : {}) }])),
     groups: Object.fromEntries(run.groups.map((g) => [g.group, { ...flat(g.metrics), n: g.n }])),
     fingerprint: run.fingerprint,
     files: run.files ?? null,

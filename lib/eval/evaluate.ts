@@ -75,6 +75,8 @@ export interface TaskResult {
   resumed: number;
   /** Instances of the task before sharding (n is this run's). */
   total: number;
+  /** Requests of this run whose prompt lost its oldest tokens to the context window (too many shots). */
+  truncated: number;
   /** Resume state of this task, removed once the run's results are written. */
   resumeFile?: string;
 }
@@ -238,6 +240,7 @@ async function runTask(
   t: { method: Method; shots: number; docs: Doc[]; preambles: Preamble[]; promptHash: string; partial: PartialResults | undefined },
 ): Promise<TaskResult> {
   const { method, shots, docs, preambles, promptHash, partial } = t;
+  const truncatedBefore = lm.truncated ?? 0;
   if (opts.resume === false) partial?.reset();
   const done = partial ? partial.load() : new Map<number, SampleRecord>();
   const resumed = done.size;
@@ -299,7 +302,9 @@ async function runTask(
     opts.onProgress?.({ task: task.name, done: done.size, total: mine.length, rate, etaSeconds: (mine.length - done.size) / rate });
   }
   const samples = mine.map((i) => done.get(i)!);
-  return { task: task.name, version: task.version, method, shots, n: samples.length, total: docs.length, promptHash, metrics: taskMetrics(task, samples), samples, resumed, resumeFile: partial?.file };
+  const truncated = (lm.truncated ?? 0) - truncatedBefore;
+  if (truncated) process.stderr.write(`llmbox: warning: ${task.name}: ${truncated} prompt(s) were longer than the model's context window and lost their oldest tokens (${shots} shots); fewer --shots keep them whole\n`);
+  return { task: task.name, version: task.version, method, shots, n: samples.length, total: docs.length, truncated, promptHash, metrics: taskMetrics(task, samples), samples, resumed, resumeFile: partial?.file };
 }
 
 export function groupResults(results: TaskResult[], names: string[]): GroupResult[] {
@@ -391,7 +396,7 @@ export function writeRun(dir: string, run: EvalRun, meta: { started: number; lim
     'n-samples': Object.fromEntries(results.map((r) => [r.task, { original: r.total, effective: r.n }])),
     config: { model: fingerprint.model, batch_size: meta.batchSize, limit: meta.limit, random_seed: fingerprint.seed },
     llmbox_fingerprint: fingerprint,
-    llmbox_tasks: Object.fromEntries(results.map((r, i) => [r.task, { method: r.method, prompt_hash: r.promptHash, n: r.n, total: r.total, samples: basename(samples[i]) }])),
+    llmbox_tasks: Object.fromEntries(results.map((r, i) => [r.task, { method: r.method, prompt_hash: r.promptHash, n: r.n, total: r.total, truncated_prompts: r.truncated, samples: basename(samples[i]) }])),
     llmbox_groups: groups.map((g) => g.group),
     date: meta.started / 1000,
     total_evaluation_time_seconds: String((Date.now() - meta.started) / 1000),

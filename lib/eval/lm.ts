@@ -95,6 +95,8 @@ export interface LanguageModel {
   loglikelihood(requests: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]>;
   loglikelihoodRolling(texts: string[]): Promise<number[]>;
   generateUntil(requests: GenerateUntilRequest[]): Promise<string[]>;
+  /** Requests so far whose prompt was cut to fit the context window (where the backend knows). */
+  readonly truncated?: number;
   /** The assistant's next turn in a conversation (streamed to onText), where the backend holds conversations. */
   chat?(messages: Message[], opts?: ChatTurnOptions): Promise<ChatReply>;
 }

@@ -40,6 +40,8 @@ export class LocalLM implements LanguageModel {
   /** Chat mode's template; undefined for base models. */
   readonly chatFormat: ChatFormat | undefined;
   private plainChat: ChatFormat | undefined;
+  /** Requests so far whose prompt was cut (oldest tokens first) to fit the context window. */
+  truncated = 0;
 
   constructor(lm: LoadedModel, opts: LocalLMOptions = {}) {
     if (!lm.tokenizer) throw new Error('LocalLM needs a tokenizer (tokenizer.json in the model folder)');
@@ -146,6 +148,7 @@ export class LocalLM implements LanguageModel {
         held.release();
       }
     }
+    this.truncated += encoded.filter((e) => e.context.length + e.continuation.length > maxLen + 1).length;
     plain.sort((a, b) => encoded[b].context.length + encoded[b].continuation.length - encoded[a].context.length - encoded[a].continuation.length);
     this.scoreRows(plain, results, (i) => {
       // Keep the most recent tokens when the pair is longer than the model's context window.
@@ -227,7 +230,12 @@ export class LocalLM implements LanguageModel {
     const maxLen = this.lm.model.config.maxPositionEmbeddings;
     const out = new Array<string>(requests.length);
     const lengthOf = (r: GenerateUntilRequest) => r.maxNewTokens ?? opts.maxNewTokens ?? 256;
-    const encoded = requests.map((r) => [...this.prefix(), ...this.encode(r.context)].slice(-Math.max(1, maxLen - lengthOf(r))));
+    const encoded = requests.map((r) => {
+      const ids = [...this.prefix(), ...this.encode(r.context)];
+      const keep = Math.max(1, maxLen - lengthOf(r));
+      if (ids.length > keep) this.truncated++;
+      return ids.slice(-keep);
+    });
     const groups: number[][] = [];
     const same = new Map<string, number[]>();
     requests.forEach((r, i) => {

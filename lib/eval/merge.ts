@@ -14,7 +14,7 @@ interface ShardFile {
   dir: string;
   file: string;
   fingerprint: Fingerprint;
-  tasks: Record<string, { method: TaskResult['method']; prompt_hash: string; n: number; total: number; samples: string }>;
+  tasks: Record<string, { method: TaskResult['method']; prompt_hash: string; n: number; total: number; truncated_prompts?: number; samples: string }>;
   groups: string[];
 }
 
@@ -57,7 +57,7 @@ export function mergeRuns(dirs: string[]): EvalRun {
       throw new LlmboxError(`task ${name}: the shards hold ${samples.length} instances, the run has ${t.total}`, { field: 'DIR', fix: 'every shard must have finished' });
     }
     const { version, shots } = shards[0].fingerprint.tasks[name];
-    return { task: name, version, method: t.method, shots, n: samples.length, total: t.total, promptHash: t.prompt_hash, metrics: taskMetrics(task, samples), samples, resumed: 0 };
+    return { task: name, version, method: t.method, shots, n: samples.length, total: t.total, truncated: shards.reduce((a, s) => a + (s.tasks[name].truncated_prompts ?? 0), 0), promptHash: t.prompt_hash, metrics: taskMetrics(task, samples), samples, resumed: 0 };
   });
   const { shard: _shard, ...fingerprint } = shards[0].fingerprint;
   return { results, groups: groupResults(results, shards[0].groups), fingerprint };
