@@ -111,6 +111,14 @@ describe('tasks written as lm-eval-style JSON configs', () => {
     writeFileSync(`${dir}/arc.json`, JSON.stringify({ ...base, task: 'arc_easy', replace_builtin: true }));
     expect(await registerTaskConfig(`${dir}/arc.json`, registry)).toBe('arc_easy');
     expect(await registerTaskConfig(`${dir}/arc.json`, registry)).toBe('arc_easy');
+    // Rows render when read: with --limit 1 a bad third row is never rendered; reading it fails.
+    writeFileSync(`${dir}/lazy.jsonl`, ['{"q": "a", "choices": ["x", "y"], "label": 0}', '{"q": "b", "choices": ["x", "y"], "label": 1}', '{"q": "c", "choices": ["x", "y"], "label": 7}'].join('\n'));
+    writeFileSync(`${dir}/lazy.json`, JSON.stringify({ ...base, task: 'chk_lazy', test_split: 'lazy.jsonl' }));
+    const lazy = await loadTaskConfig(`${dir}/lazy.json`);
+    const rows = lazy.loadSplit('', 'eval');
+    expect(rows).toHaveLength(3);
+    expect(rows.slice(0, 2).map((d) => d.gold)).toEqual([0, 1]);
+    expect(() => rows[2]).toThrow(/row 3: doc_to_target gave "7"/);
     // More shots than the pool holds (two rows, one of them the instance itself).
     writeFileSync(`${dir}/shots.json`, JSON.stringify({ ...base, task: 'chk_shots', num_fewshot: 2 }));
     const lm = new ScriptedLM(() => '');

@@ -187,9 +187,20 @@ export async function loadTaskConfig(path: string): Promise<Task> {
     if (gold < 0) throw new LlmboxError(`row ${i + 1}: doc_to_target gave ${JSON.stringify(tgt)}, neither an index nor one of the choices`, { file, field: 'doc_to_target' });
     return { id, query, question: query.replace(/\s*Answer:\s*$/, ''), choices: list, gold };
   };
-  const load = async (rel: string, split: string) => {
+  // Rows are rendered when first read: `--limit 5` renders five instances, not the whole file. The
+  // first row is rendered at once, so a template that fails everywhere fails at load.
+  const load = async (rel: string, split: string): Promise<Doc[]> => {
     const file = resolve(base, rel);
-    return (await readRows(file)).map((row, i) => toDoc(row, i, file, split));
+    const rows = await readRows(file);
+    const docs = new Array<Doc | undefined>(rows.length);
+    const at = (i: number) => (docs[i] ??= toDoc(rows[i], i, file, split));
+    if (rows.length) at(0);
+    const index = (key: string | symbol) => (typeof key === 'string' && /^\d+$/.test(key) && Number(key) < rows.length ? Number(key) : -1);
+    // Array methods ask `has` before `get`: unrendered rows must not look like holes.
+    return new Proxy(docs as Doc[], {
+      get: (target, key, receiver) => (index(key) >= 0 ? at(index(key)) : Reflect.get(target, key, receiver)),
+      has: (target, key) => index(key) >= 0 || Reflect.has(target, key),
+    });
   };
   const evalDocs = await load(c.test_split, 'eval');
   if (!evalDocs.length) throw new LlmboxError('test_split has no rows', { file: resolve(base, c.test_split), field: 'test_split' });
