@@ -79,6 +79,16 @@ describe('llmbox CLI (built: npm run build)', () => {
       [['eval', '-m', STORIES, '-d', 'arc_easy', '--output', '/proc/llmbox'], /is on a kernel pseudo-filesystem[\s\S]*--output/],
       [['eval', '-m', STORIES, '-d', 'arc_easy', '--output', `${BIN}/results`], /a file stands where a folder is needed/],
       [['train', '-m', STORIES, '--dataset', SFT, '--output', `${BIN}/x`], /cannot write to/],
+      // Every other subcommand, with input it cannot use.
+      [['serve', '-m', '/no/such/model', '--port', '0'], /model folder not found/],
+      [['merge', '/no/such/run', '--output', '/tmp/llmbox-merge-test'], /no results_\*\.json here/],
+      [['merge-tokenizer', '-m', STORIES, '--input', SFT, '--vocab', '0', '--output', '/tmp/x'], /--vocab must be an integer >= 1/],
+      [['kernel', 'start', '--config-path', '/no/such/kernel.json'], /connection file not found/],
+      [['kernel', 'install', '--bogus'], /unknown option '--bogus'/],
+      [['tasks', '--bogus'], /unknown option/],
+      [['env', '--backend', 'tpu'], /argument 'tpu' is invalid/],
+      [['eval', '-m', 'http://127.0.0.1:9/v1', '-d', 'arc_easy'], /names no model/],
+      [['gpu-calc', '--setting', 'fsdp', '--params', '1e9', '--layers', '2', '--hidden', '64', '--vocab', '100'], /unknown setting fsdp/],
     ];
     for (const [args, message] of cases) {
       const r = run(...args);

@@ -1,5 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { LlmboxError } from '../errors.js';
 import { prepareOutputDir } from '../util/fs.js';
@@ -423,6 +423,7 @@ export function buildCli(): Command {
     .description('start the kernel (Jupyter runs this from the kernelspec)')
     .requiredOption('--config-path <file>', 'the connection file Jupyter passes')
     .action(async (o: { configPath: string }) => {
+      if (!existsSync(o.configPath)) throw new LlmboxError('connection file not found', { file: o.configPath, field: '--config-path', fix: 'Jupyter passes this file; start the kernel from Jupyter (after llmbox kernel install)' });
       const { startKernel } = await import('../kernel/start.js');
       await startKernel(o.configPath);
     });

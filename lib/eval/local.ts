@@ -1,4 +1,5 @@
 import { basename } from 'node:path';
+import { LlmboxError } from '../errors.js';
 import { generate, generateStream, type GenerateOptions } from '../models/generate.js';
 import { leftPad } from '../models/llama.js';
 import type { PastKV } from '../models/kv-cache.js';
@@ -44,7 +45,7 @@ export class LocalLM implements LanguageModel {
   truncated = 0;
 
   constructor(lm: LoadedModel, opts: LocalLMOptions = {}) {
-    if (!lm.tokenizer) throw new Error('LocalLM needs a tokenizer (tokenizer.json in the model folder)');
+    if (!lm.tokenizer) throw new LlmboxError('evaluation needs the model\'s tokenizer', { file: `${lm.dir}/tokenizer.json`, fix: 'add the tokenizer.json that belongs to the model' });
     this.lm = lm;
     this.batchSize = opts.batchSize ?? 8;
     this.maxBatchTokens = opts.maxBatchTokens ?? 8192;
@@ -99,7 +100,7 @@ export class LocalLM implements LanguageModel {
   /** The token that sequences without context are predicted from: BOS, else EOS (as lm-eval). */
   private startToken(caller: string): number {
     const start = this.bos ?? this.lm.generation.eosTokenIds[0];
-    if (start === undefined) throw new Error(`${caller}: no BOS/EOS token to predict the first token from`);
+    if (start === undefined) throw new LlmboxError(`${caller}: the model has no BOS or EOS token to predict the first token from`, { file: `${this.lm.dir}/config.json`, field: 'bos_token_id', fix: 'set bos_token_id (or eos_token_id) in config.json or generation_config.json' });
     return start;
   }
 
@@ -123,7 +124,7 @@ export class LocalLM implements LanguageModel {
       let { context, continuation } = encodePair((s) => this.encode(s), r.context, r.continuation);
       context = [...prefix, ...context];
       if (context.length === 0) context = [this.startToken('loglikelihood')];
-      if (continuation.length === 0) throw new Error(`loglikelihood: continuation ${JSON.stringify(r.continuation)} encodes to no tokens`);
+      if (continuation.length === 0) throw new LlmboxError(`loglikelihood: continuation ${JSON.stringify(r.continuation)} encodes to no tokens`, { field: '--dataset', fix: 'an option must hold text' });
       return { context, continuation };
     });
     const results = new Array<LoglikelihoodResult>(requests.length);

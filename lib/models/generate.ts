@@ -117,15 +117,15 @@ function* decoding(lm: LoadedModel, prompts: (string | number[])[], opts: Genera
   const bos = lm.generation.bosTokenId ?? model.config.bosTokenId;
   if ((opts.stopAtBos ?? true) && bos !== undefined && bos !== null) stopIds.add(bos);
   const stops = (opts.stop ?? []).filter((s) => s.length > 0);
-  if (stops.length && !tokenizer) throw new Error('generate: stop strings need a tokenizer');
+  if (stops.length && !tokenizer) throw new LlmboxError('stop strings need a tokenizer', { file: `${lm.dir}/tokenizer.json`, fix: 'add the tokenizer.json that belongs to the model' });
 
   const rows: Row[] = prompts.map((p) => {
     let ids: number[];
     if (typeof p === 'string') {
-      if (!tokenizer) throw new Error('generate: text prompts need a tokenizer (tokenizer.json); pass ids instead');
+      if (!tokenizer) throw new LlmboxError('text prompts need a tokenizer', { file: `${lm.dir}/tokenizer.json`, fix: 'add the tokenizer.json that belongs to the model, or pass token ids' });
       ids = tokenizer.encode(p, { addSpecialTokens: opts.addSpecialTokens ?? true });
     } else ids = [...p];
-    if (ids.length === 0) throw new Error('generate: empty prompt; with no BOS token there is nothing to condition on');
+    if (ids.length === 0) throw new LlmboxError('empty prompt: with no BOS token there is nothing to condition on', { field: '--prompt', fix: 'give a non-empty prompt' });
     return { prompt: ids, out: [], done: false, reason: 'length', logprobs: [] };
   });
   const B = rows.length;
