@@ -49,6 +49,6 @@ describe('GPU memory calculator', () => {
     expect(t.rows.find((r: { model: string; setting: string; gpu: string }) => r.model === 'LLaMA-2 7B' && r.setting === 'zero3' && r.gpu === 'A100 80G').gpus).toBe(2);
     const bad = spawnSync(process.execPath, [BIN, 'gpu-calc', '--params', '-5', '--layers', '1', '--hidden', '1', '--vocab', '1'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
-    expect(bad.stderr).toMatch(/params must be a positive number/);
+    expect(bad.stderr).toMatch(/--params must be a number in \(0, Infinity\]/);
   });
 });
