@@ -78,6 +78,18 @@ describe('remote models through llmbox serve (OpenAI-compatible)', () => {
     }
   });
 
+  it('a server that refuses max_tokens 0 with echo (as vLLM does) gets max_tokens 1, learned from one request', async () => {
+    const proxy = await faultyProxy(server.url.replace(/\/v1$/, ''), (_, body) => (body.includes('"max_tokens":0') ? { status: 400, message: 'max_tokens must be at least 1, got 0.' } : null));
+    try {
+      const remote = remoteModel(`${proxy.url}/v1::stories260K`, { requestCache: false, concurrency: 8 });
+      const run = await evaluate(remote, ['hellaswag'], { limit: 10 });
+      expectSameRun(run, await evaluate(new LocalLM(lm), ['hellaswag'], { limit: 10 }));
+      expect(proxy.counts.faults).toBe(1);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('a server that keeps failing ends the run with an error naming it and the status', async () => {
     const proxy = await faultyProxy(server.url.replace(/\/v1$/, ''), () => 503);
     try {

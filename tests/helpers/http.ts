@@ -27,7 +27,7 @@ export async function readBody(req: IncomingMessage): Promise<string> {
  * A proxy in front of an OpenAI-compatible server that answers some requests itself with an error
  * (`fault` returns the status for the n-th request, or null to forward it), counting what it saw.
  */
-export async function faultyProxy(upstream: string, fault: (n: number, body: string) => number | null) {
+export async function faultyProxy(upstream: string, fault: (n: number, body: string) => number | { status: number; message: string } | null) {
   const counts = { requests: 0, forwarded: 0, faults: 0, ok: 0 };
   const proxy = await listen((req, res) => void forward(req, res).catch((e) => {
     res.writeHead(502, { 'content-type': 'application/json' });
@@ -36,11 +36,12 @@ export async function faultyProxy(upstream: string, fault: (n: number, body: str
   async function forward(req: IncomingMessage, res: ServerResponse) {
     const body = await readBody(req);
     const n = counts.requests++;
-    const status = fault(n, body);
-    if (status !== null) {
+    const f = fault(n, body);
+    if (f !== null) {
+      const { status, message } = typeof f === 'number' ? { status: f, message: `injected ${f}` } : f;
       counts.faults++;
       res.writeHead(status, { 'content-type': 'application/json', ...(status === 429 ? { 'retry-after-ms': '1' } : {}) });
-      res.end(JSON.stringify({ error: { message: `injected ${status}`, type: 'test' } }));
+      res.end(JSON.stringify({ error: { message, type: 'test' } }));
       return;
     }
     counts.forwarded++;

@@ -39,6 +39,8 @@ export class OpenAICompatibleLM implements LanguageModel {
   private readonly endpoint: Endpoint;
   /** Tokens generated alongside an echoed prompt: 0 where the server allows it, else 1 (vLLM needs at least one). */
   private echoTokens: 0 | 1 = 0;
+  /** Whether echoTokens has been learned from the server (by one request sent alone). */
+  private echoKnown = false;
   private maxModelLen: number | null | undefined;
 
   constructor(private readonly opts: OpenAIModelOptions) {
@@ -102,16 +104,29 @@ export class OpenAICompatibleLM implements LanguageModel {
     });
   }
 
-  /** The prompt echoed with its log-probabilities; learns once whether the server takes max_tokens 0. */
+  /** The prompt echoed with its log-probabilities; the first call learns whether the server takes max_tokens 0. */
   private async echo(prompt: string): Promise<Choice> {
     const body = (n: number) => ({ model: this.opts.model, prompt, max_tokens: n, echo: true, logprobs: 1, temperature: 0 });
+    if (this.echoKnown) return this.complete(body(this.echoTokens));
     try {
-      return await this.complete(body(this.echoTokens));
+      const choice = await this.complete(body(0));
+      this.echoKnown = true;
+      return choice;
     } catch (e) {
-      if (this.echoTokens === 1 || !(e instanceof LlmboxError) || !/max_tokens/.test(e.message)) throw e;
+      if (!(e instanceof LlmboxError) || !/max_tokens/.test(e.message)) throw e;
       this.echoTokens = 1;
+      this.echoKnown = true;
       return this.complete(body(1));
     }
+  }
+
+  /** Runs f for every index; until the echo setting is learned, the first goes alone (a refused probe must not fail requests queued behind it). */
+  private async each(indices: number[], f: (i: number) => Promise<void>): Promise<void> {
+    if (!this.echoKnown && indices.length) {
+      await f(indices[0]);
+      indices = indices.slice(1);
+    }
+    await Promise.all(indices.map(f));
   }
 
   async loglikelihood(requests: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
@@ -119,10 +134,10 @@ export class OpenAICompatibleLM implements LanguageModel {
     // Requests sharing a context go out together, so the server's prefix cache sees them back to back.
     const order = requests.map((_, i) => i).sort((a, b) => (requests[a].context < requests[b].context ? -1 : requests[a].context > requests[b].context ? 1 : a - b));
     const out = new Array<LoglikelihoodResult>(requests.length);
-    await Promise.all(order.map(async (i) => {
+    await this.each(order, async (i) => {
       const [context, continuation] = splitTrailingSpaces(requests[i].context, requests[i].continuation);
       out[i] = scoreSpan(await this.echo(context + continuation), context, context.length + continuation.length, this.where());
-    }));
+    });
     return out;
   }
 
@@ -163,7 +178,11 @@ export class OpenAICompatibleLM implements LanguageModel {
 
   async loglikelihoodRolling(texts: string[]): Promise<number[]> {
     this.assertCompletions('loglikelihoodRolling');
-    return Promise.all(texts.map(async (text) => scoreSpan(await this.echo(text), '', text.length, this.where()).logprob));
+    const out = new Array<number>(texts.length);
+    await this.each(texts.map((_, i) => i), async (i) => {
+      out[i] = scoreSpan(await this.echo(texts[i]), '', texts[i].length, this.where()).logprob;
+    });
+    return out;
   }
 
   async generateUntil(requests: GenerateUntilRequest[]): Promise<string[]> {
