@@ -214,6 +214,7 @@ describe('weights and configs that would load as believable wrong models are ref
     expect(err).toBeInstanceOf(LlmboxError);
     expect(err!.message).toMatch(/more than the model's 8 positions/);
     expect(err!.field).toBe('max_position_embeddings');
+    expect(() => nextTokenLogprobs(lm.model, Array.from({ length: 9 }, () => 403))).toThrow(/9 tokens are more than the model's 8 positions/);
   });
 });
 

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { LlmboxError } from '../errors.js';
 import { LlamaModel } from './llama.js';
 
 /** Rows of logits projected at a time: bounds memory at chunk x vocab however long the sequence. */
@@ -10,6 +11,9 @@ const CHUNK = 128;
  */
 export function nextTokenLogprobs(model: LlamaModel, ids: number[]): number[] {
   if (ids.length < 2) return [];
+  // Positions past the trained window give numbers that look like any others.
+  const max = model.config.maxPositionEmbeddings;
+  if (ids.length > max) throw new LlmboxError(`${ids.length} tokens are more than the model's ${max} positions`, { field: 'max_position_embeddings', fix: `score at most ${max} tokens at a time (perplexity tasks use rolling windows)` });
   const hidden = model.forward([ids]);
   try {
     return scoreTargets(model, hidden, 0, ids.slice(1).map((target, i) => ({ row: i, target }))).map((s) => s.logprob);
