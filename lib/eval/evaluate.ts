@@ -303,7 +303,10 @@ async function runTask(
   }
   const samples = mine.map((i) => done.get(i)!);
   const truncated = (lm.truncated ?? 0) - truncatedBefore;
-  if (truncated) process.stderr.write(`llmbox: warning: ${task.name}: ${truncated} prompt(s) were longer than the model's context window and lost their oldest tokens (${shots} shots); fewer --shots keep them whole\n`);
+  if (truncated) {
+    const why = shots > 0 ? `with ${shots} shots; fewer --shots keep them whole` : 'the instances alone are longer than the window';
+    process.stderr.write(`llmbox: warning: ${task.name}: ${truncated} prompt(s) were longer than the model's context window and lost their oldest tokens (${why})\n`);
+  }
   return { task: task.name, version: task.version, method, shots, n: samples.length, total: docs.length, truncated, promptHash, metrics: taskMetrics(task, samples), samples, resumed, resumeFile: partial?.file };
 }
 
