@@ -3,7 +3,7 @@ import { basename, join, resolve } from 'node:path';
 import { engineInfo } from '../engine/index.js';
 import { LlmboxError } from '../errors.js';
 import { seededRandom } from '../models/sampling.js';
-import { projectRoot } from '../util/paths.js';
+import { defaultDataDir } from '../util/paths.js';
 import { assertSupports, type LanguageModel, type ModelDescription } from './lm.js';
 import { sandboxDescription } from './sandbox.js';
 import { scoreChoices } from './methods/choice.js';
@@ -111,10 +111,7 @@ export interface EvalRun {
   files?: { results: string; samples: string[] };
 }
 
-/** LLMBOX_DATA_DIR, else the shared data folder beside the checkout. */
-export function defaultDataDir(): string {
-  return process.env.LLMBOX_DATA_DIR ?? resolve(projectRoot(), '../shared/data');
-}
+export { defaultDataDir } from '../util/paths.js';
 
 /**
  * The names with task config files (`*.json`, see declarative.ts) loaded, registered and replaced

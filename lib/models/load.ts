@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { copyFileSync, existsSync, readFileSync, statSync } from 'node:fs';
-import { modelsDir, resolveModelDir } from '../util/paths.js';
+import { modelsDirs, resolveModelDir } from '../util/paths.js';
 import { LlmboxError } from '../errors.js';
 import { initEngine, type EngineOptions } from '../engine/index.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -50,7 +50,7 @@ export async function loadModel(modelDir: string, engine: EngineOptions = {}): P
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new LlmboxError('model folder not found', {
       file: dir,
-      fix: `pass a local folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json) or the name of a model in ${modelsDir()}`,
+      fix: `pass a local folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json) or the name of a model in ${modelsDirs().join(' or ')}`,
     });
   }
   await initEngine(engine);

@@ -12,14 +12,29 @@ export function projectRoot(): string {
   return process.cwd();
 }
 
-/** The shipped models (../shared/models beside the checkout, or LLMBOX_MODELS_DIR). */
+/** Where model names are looked up: LLMBOX_MODELS_DIR, the models shipped in the repository, ../shared/models beside the checkout. */
+export function modelsDirs(): string[] {
+  return [process.env.LLMBOX_MODELS_DIR, join(projectRoot(), 'models'), resolve(projectRoot(), '../shared/models')].filter((d): d is string => !!d);
+}
+
+/** The first of modelsDirs() (for messages). */
 export function modelsDir(): string {
-  return process.env.LLMBOX_MODELS_DIR ?? resolve(projectRoot(), '../shared/models');
+  return modelsDirs()[0];
 }
 
 /** A model argument as a folder: a path as given, else the name of a shipped model (`stories260K`). */
 export function resolveModelDir(model: string): string {
-  if (existsSync(model)) return model;
-  const shipped = join(modelsDir(), model);
-  return /^[\w.-]+$/.test(model) && existsSync(join(shipped, 'config.json')) ? shipped : model;
+  if (existsSync(model) || !/^[\w.-]+$/.test(model)) return model;
+  const shipped = modelsDirs().map((d) => join(d, model)).find((d) => existsSync(join(d, 'config.json')));
+  return shipped ?? model;
+}
+
+/**
+ * Where tasks read their data: LLMBOX_DATA_DIR, else ../shared/data beside the checkout, else the
+ * demo slices shipped in the repository (data/demo: the demo's tasks, a few hundred rows each).
+ */
+export function defaultDataDir(): string {
+  if (process.env.LLMBOX_DATA_DIR) return process.env.LLMBOX_DATA_DIR;
+  const shared = resolve(projectRoot(), '../shared/data');
+  return existsSync(shared) ? shared : join(projectRoot(), 'data', 'demo');
 }
