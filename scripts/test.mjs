@@ -3,17 +3,40 @@
 // tfjs-wasm and on the cpu backend, so the fallback paths stay correct. Prints one closing
 // "Tests: N passed, N failed" line for all runs.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const extra = process.argv.slice(2);
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+// Test files that read ../shared/data say so in their first line; without it they are skipped
+// (and under CI, where the data must be there, that is an error).
+const MARK = '// Needs ../shared/data';
+const shared = resolve(root, '../shared/data');
+const all = readdirSync(join(root, 'tests')).filter((f) => f.endsWith('.test.ts')).map((f) => `tests/${f}`);
+const needsShared = all.filter((f) => readFileSync(join(root, f), 'utf8').startsWith(MARK));
+const hasShared = existsSync(shared);
+if (!hasShared) {
+  if (process.env.CI) {
+    console.error(`tests: ${shared} is missing; CI needs it (${needsShared.length} test files read it)`);
+    process.exit(1);
+  }
+  console.log(`tests: ${shared} is not beside the checkout: skipping the ${needsShared.length} test files that need it (${needsShared.map((f) => f.slice(6, -8)).join(', ')})`);
+}
+const keep = (files) => (hasShared ? files : files.filter((f) => !needsShared.includes(f)));
+const asked = process.argv.slice(2);
+// No files named: everything (vitest's default) where the data is there, else the files that do not need it.
+const extra = asked.length ? keep(asked) : hasShared ? [] : keep(all);
+if (asked.length && !extra.length) {
+  console.log('tests: every file named needs ../shared/data');
+  process.exit(0);
+}
 const MODEL_SUITES = ['tests/reference.test.ts', 'tests/architectures.test.ts', 'tests/gradients.test.ts', 'tests/prefix-cache.test.ts'];
 const dir = mkdtempSync(join(tmpdir(), 'llmbox-test-'));
 const runs = [
   { name: 'default', env: {}, files: extra },
-  { name: 'plain tfjs-wasm', env: { LLMBOX_NATIVE: '0', LLMBOX_QUIET: '1' }, files: extra.length ? extra : MODEL_SUITES },
-  { name: 'cpu backend', env: { LLMBOX_BACKEND: 'cpu' }, files: extra.length ? extra : MODEL_SUITES },
+  { name: 'plain tfjs-wasm', env: { LLMBOX_NATIVE: '0', LLMBOX_QUIET: '1' }, files: asked.length ? extra : MODEL_SUITES },
+  { name: 'cpu backend', env: { LLMBOX_BACKEND: 'cpu' }, files: asked.length ? extra : MODEL_SUITES },
 ];
 let passed = 0, failed = 0, skipped = 0, code = 0;
 for (const run of runs) {

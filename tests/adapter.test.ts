@@ -1,4 +1,5 @@
-import { join, resolve } from 'node:path';
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { llm } from '../lib/llm.js';
@@ -8,10 +9,10 @@ import { loadModelOrAdapter } from '../lib/train/adapted.js';
 import { train } from '../lib/train/trainer.js';
 import { serve } from '../lib/serve/server.js';
 import { runCli } from './helpers/http.js';
-import { STORIES, tmp } from './helpers/models.js';
+import { SHARED_DATA, STORIES, tmp } from './helpers/models.js';
 
 const BIN = fileURLToPath(new URL('../bin/llmbox.js', import.meta.url));
-const SFT = join(resolve(STORIES, '../../data'), 'sft_samples/dolly_hhrlhf_train_small.jsonl');
+const SFT = join(SHARED_DATA, 'sft_samples/dolly_hhrlhf_train_small.jsonl');
 const IDS = [1, 403, 407, 261, 378, 432, 383, 286];
 const maxDiff = (a: number[], b: number[]) => Math.max(...a.map((x, i) => Math.abs(x - b[i])));
 

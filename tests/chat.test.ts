@@ -1,3 +1,4 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChatFormat } from '../lib/eval/chat.js';
 import { evaluate } from '../lib/eval/evaluate.js';
@@ -9,7 +10,7 @@ import { TextTokenizer } from '../lib/models/tokenizer.js';
 import { serve, type RunningServer } from '../lib/serve/server.js';
 import { faultyProxy, listen, readBody } from './helpers/http.js';
 import { Conversation, llm } from '../lib/llm.js';
-import { STORIES } from './helpers/models.js';
+import { SHARED_DATA, STORIES } from './helpers/models.js';
 
 const chatml = (turns: [string, string][]) => turns.map(([role, content]) => `<|im_start|>${role}\n${content}<|im_end|>\n`).join('') + '<|im_start|>assistant\n';
 
@@ -64,7 +65,7 @@ describe('chat models: few-shot examples as turns under a chat template', () => 
     const tok = lm.tokenizer!;
     const mmlu = await evaluate(new LocalLM(lm, { modelType: 'chat', chat: { systemPrompt: 'Be brief.' } }), ['mmlu_anatomy'], { limit: 1, shots: 1 });
     expect(mmlu.fingerprint.lm).toMatchObject({ model_type: 'chat', chat_template: 'chatml', system_prompt: 'Be brief.' });
-    const description = TASKS.mmlu_anatomy.description!(TASKS.mmlu_anatomy.loadSplit(`${STORIES}/../../data/mmlu`, 'eval')[0]).trim();
+    const description = TASKS.mmlu_anatomy.description!(TASKS.mmlu_anatomy.loadSplit(`${SHARED_DATA}/mmlu`, 'eval')[0]).trim();
     const fmt = new ChatFormat(tok, { systemPrompt: 'Be brief.' });
     expect(fmt.render([{ role: 'system', content: description }, { role: 'user', content: 'Q' }]).text).toBe(chatml([['system', `Be brief.\n\n${description}`], ['user', 'Q']]));
     // A Llama-2-style Jinja template that starts with bos_token.

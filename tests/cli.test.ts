@@ -1,8 +1,9 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { STORIES } from './helpers/models.js';
+import { SHARED_DATA, STORIES } from './helpers/models.js';
 
 const BIN = fileURLToPath(new URL('../bin/llmbox.js', import.meta.url));
 const ref = JSON.parse(readFileSync(`${STORIES}/REFERENCE.json`, 'utf8'));
@@ -63,7 +64,7 @@ describe('llmbox CLI (built: npm run build)', () => {
   });
 
   it('every numeric and enumerated flag is checked: bad values exit 2 naming the flag', () => {
-    const SFT = `${STORIES}/../../data/sft_samples/dolly_hhrlhf_train_small.jsonl`;
+    const SFT = `${SHARED_DATA}/sft_samples/dolly_hhrlhf_train_small.jsonl`;
     const cases: [string[], RegExp][] = [
       [['generate', '-m', STORIES, '-p', 'x', '--temperature', 'abc'], /--temperature must be a number in \[0, Infinity\]/],
       [['generate', '-m', STORIES, '-p', 'x', '--temperature', '-1'], /--temperature/],

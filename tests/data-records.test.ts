@@ -1,13 +1,13 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { detectFormat, splitTranscript, toRecord } from '../lib/data/records.js';
 import { readJsonl } from '../lib/eval/tasks/files.js';
 import { readRecords, readRows, streamRecords } from '../lib/data/read.js';
-import { tmp } from './helpers/models.js';
+import { SHARED_DATA, tmp } from './helpers/models.js';
 
-const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
+const DATA = SHARED_DATA;
 const at = (file: string, row = 0) => ({ file, row });
 
 describe('training records from the shipped formats', () => {

@@ -1,14 +1,14 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { toRecord, type TrainingRecord } from '../lib/data/records.js';
 import { tokenizeRecord } from '../lib/data/tokenize.js';
 import { readJsonl } from '../lib/eval/tasks/files.js';
 import { loadModel } from '../lib/models/load.js';
 import type { TextTokenizer } from '../lib/models/tokenizer.js';
-import { STORIES } from './helpers/models.js';
+import { SHARED_DATA, STORIES } from './helpers/models.js';
 
-const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
+const DATA = SHARED_DATA;
 /** ChatML as a Jinja template, the way Hugging Face tokenizer configs write it. */
 const CHATML = "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 

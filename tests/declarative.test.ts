@@ -1,5 +1,5 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { describe, expect, it } from 'vitest';
 import { evaluate } from '../lib/eval/evaluate.js';
@@ -11,9 +11,9 @@ import { LlmboxError } from '../lib/errors.js';
 import { readJsonl } from '../lib/eval/tasks/files.js';
 import { TASKS } from '../lib/eval/tasks/index.js';
 import { loadModel } from '../lib/models/load.js';
-import { llmboxErrorOf, STORIES, tmp } from './helpers/models.js';
+import { SHARED_DATA, STORIES, llmboxErrorOf, tmp } from './helpers/models.js';
 
-const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
+const DATA = SHARED_DATA;
 
 describe('tasks written as lm-eval-style JSON configs', () => {
   it('an ARC config over a JSONL copy scores exactly like the built-in arc_easy', async () => {

@@ -1,3 +1,4 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -10,9 +11,9 @@ import { TASKS } from '../lib/eval/tasks/index.js';
 import { preprocessHellaswag } from '../lib/eval/tasks/hellaswag.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
 import { nextTokenLogprobs } from '../lib/models/score.js';
-import { llmboxErrorOf, STORIES, tmp } from './helpers/models.js';
+import { SHARED_DATA, STORIES, llmboxErrorOf, tmp } from './helpers/models.js';
 
-const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
+const DATA = SHARED_DATA;
 const ref = JSON.parse(readFileSync(`${STORIES}/REFERENCE.json`, 'utf8'));
 
 describe('evaluation on stories260K', () => {

@@ -1,5 +1,6 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parquetReadObjects } from 'hyparquet';
 import { parse } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -13,9 +14,9 @@ import { LLAMAFACTORY_KEYS, TRL_KEYS } from '../lib/train/export-keys.js';
 import { minimumGpus } from '../lib/train/gpu-calc.js';
 import { addLora, saveAdapter } from '../lib/train/lora.js';
 import { trainingData, type TrainOptions } from '../lib/train/trainer.js';
-import { STORIES, tmp } from './helpers/models.js';
+import { SHARED_DATA, STORIES, tmp } from './helpers/models.js';
 
-const DATA = resolve(STORIES, '../../data');
+const DATA = SHARED_DATA;
 const SFT = [join(DATA, 'sft_samples/dolly_hhrlhf_train_small.jsonl'), join(DATA, 'sft_samples/fastchat_dummy_conversation.sharegpt.json')];
 const read = async (file: string) => (await parquetReadObjects({ file: new Uint8Array(readFileSync(file)).buffer })) as Record<string, number[]>[];
 /** The rows the in-process trainer would read, without their padding. */

@@ -1,3 +1,4 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { LlmboxError } from '../lib/errors.js';
@@ -5,7 +6,7 @@ import { generate } from '../lib/models/generate.js';
 import { loadModel } from '../lib/models/load.js';
 import { Evaluation, Generation, llm, Scores, Training } from '../lib/llm.js';
 import { LocalLM } from '../lib/eval/local.js';
-import { STORIES, tmp } from './helpers/models.js';
+import { SHARED_DATA, STORIES, tmp } from './helpers/models.js';
 
 describe('fluent llm API', () => {
   it('evaluate: an awaited chain gives a typed evaluation with an Arrow table, HTML and a chart', async () => {
@@ -68,7 +69,7 @@ describe('fluent llm API', () => {
   });
 
   it('train then evaluate: later steps see the trained weights; the result has a metrics table and charts', async () => {
-    const text = `${STORIES}/../../data/pretrain_text/tinyshakespeare.txt`;
+    const text = `${SHARED_DATA}/pretrain_text/tinyshakespeare.txt`;
     const opts = { datasets: [text], stage: 'pt' as const, maxLength: 128, batchSize: 4, maxSteps: 6, lr: 3e-3, valSize: 40, evalEvery: 3 };
     const before = await llm.load(STORIES).evaluate('tinystories_ppl', { limit: 4 });
     const model = llm.load(STORIES);

@@ -1,14 +1,14 @@
-import { fileURLToPath } from 'node:url';
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { describe, expect, it } from 'vitest';
 import { evaluate } from '../lib/eval/evaluate.js';
 import { LlmboxError } from '../lib/errors.js';
 import { ScriptedLM } from './helpers/scripted.js';
-import { tmp } from './helpers/models.js';
+import { SHARED_DATA, tmp } from './helpers/models.js';
 import { readJsonl } from '../lib/eval/tasks/files.js';
 import { TASKS } from '../lib/eval/tasks/index.js';
 import { instanceQuery } from '../lib/eval/methods/prompt.js';
 
-const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
+const DATA = SHARED_DATA;
 
 describe('evaluation pipeline with a scripted model', () => {
   const humaneval = readJsonl(`${DATA}/humaneval/HumanEval.jsonl`).slice(0, 3) as Record<string, string>[];

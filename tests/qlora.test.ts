@@ -1,3 +1,4 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { describe, expect, it } from 'vitest';
 import { initEngine, tf } from '../lib/engine/index.js';
 import { loadModel } from '../lib/models/load.js';
@@ -5,7 +6,7 @@ import { seededRandom } from '../lib/models/sampling.js';
 import { blockScales, dequantizeNF4, NF4_LEVELS, nf4Bytes, quantizeNF4 } from '../lib/train/nf4.js';
 import { addLora, dropLora, mergeLora, quantizeBase } from '../lib/train/lora.js';
 import { train } from '../lib/train/trainer.js';
-import { STORIES } from './helpers/models.js';
+import { SHARED_DATA, STORIES } from './helpers/models.js';
 
 function normal(n: number, seed: number): Float32Array {
   const r = seededRandom(seed);
@@ -72,7 +73,7 @@ describe('QLoRA', () => {
     expect(await logits(lm)).toEqual(quant);
     dropLora(lm.model);
 
-    const data = `${STORIES}/../../data/sft_samples/dolly_hhrlhf_train_small.jsonl`;
+    const data = `${SHARED_DATA}/sft_samples/dolly_hhrlhf_train_small.jsonl`;
     const r = await train(lm, { datasets: [data], stage: 'sft', maxLength: 128, batchSize: 2, maxSteps: 4, lr: 1e-2, valSize: 8, evalEvery: 4, qlora: true, lora: { rank: 4, targets: ['all-linear'] } });
     expect(r.quantization).toEqual({ float32Bytes: 0, nf4Bytes: 0 }); // already quantized above
     expect(r.evalLosses[1].loss).toBeLessThan(r.evalLosses[0].loss);
@@ -85,7 +86,7 @@ describe('QLoRA', () => {
 
   it('the trainer reports the memory QLoRA saves', async () => {
     const lm = await loadModel(STORIES);
-    const data = `${STORIES}/../../data/sft_samples/dolly_hhrlhf_train_small.jsonl`;
+    const data = `${SHARED_DATA}/sft_samples/dolly_hhrlhf_train_small.jsonl`;
     const r = await train(lm, { datasets: [data], stage: 'sft', maxLength: 128, batchSize: 2, maxSteps: 1, valSize: 0, qlora: true, lora: { rank: 2 } });
     expect(r.quantization!.float32Bytes).toBe(4 * 5 * (64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 172));
     await expect(train(await loadModel(STORIES), { datasets: [data], maxSteps: 1, qlora: true })).rejects.toThrow(/QLoRA trains LoRA adapters/);

@@ -1,3 +1,4 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { TASKS } from '../lib/eval/tasks/index.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
 import { serve, type RunningServer } from '../lib/serve/server.js';
 import { faultyProxy, listen, readBody, runCli } from './helpers/http.js';
-import { STORIES, tmp } from './helpers/models.js';
+import { SHARED_DATA, STORIES, tmp } from './helpers/models.js';
 
 const BIN = fileURLToPath(new URL('../bin/llmbox.js', import.meta.url));
 
@@ -220,7 +221,7 @@ describe('several llmbox serve processes', () => {
 
 describe('option probability on a chat endpoint (a mock server on loopback)', () => {
   it('scores MMLU letters from the reply\'s first-token top_logprobs, one request per question; ppl tasks are refused', async () => {
-    const gold = new Map(TASKS.mmlu_anatomy.loadSplit(`${STORIES}/../../data/mmlu`, 'eval').slice(0, 4).map((d) => [d.question!, 'ABCD'[d.gold!]]));
+    const gold = new Map(TASKS.mmlu_anatomy.loadSplit(`${SHARED_DATA}/mmlu`, 'eval').slice(0, 4).map((d) => [d.question!, 'ABCD'[d.gold!]]));
     const bodies: { messages: { role: string; content: string }[]; top_logprobs: number; max_tokens: number }[] = [];
     let drop = '';
     const mock = await listen(async (req, res) => {

@@ -1,3 +1,4 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,9 +8,9 @@ import { evaluate } from '../lib/eval/evaluate.js';
 import { LocalLM } from '../lib/eval/local.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
 import { resultsTable, samplesTable } from '../lib/report/eval-table.js';
-import { STORIES, tmp } from './helpers/models.js';
+import { SHARED_DATA, STORIES, tmp } from './helpers/models.js';
 
-const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
+const DATA = SHARED_DATA;
 
 const BIN = fileURLToPath(new URL('../bin/llmbox.js', import.meta.url));
 const resumeFiles = (dir: string) => (existsSync(join(dir, '.llmbox-resume')) ? readdirSync(join(dir, '.llmbox-resume')) : []);

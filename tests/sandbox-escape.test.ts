@@ -1,3 +1,4 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { execFileSync } from 'node:child_process';
 import { createServer as createTcpServer, type Server } from 'node:net';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';

@@ -1,9 +1,10 @@
-import { fileURLToPath } from 'node:url';
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { describe, expect, it } from 'vitest';
+import { SHARED_DATA } from './helpers/models.js';
 import { readJsonl } from '../lib/eval/tasks/files.js';
 import { runPython } from '../lib/eval/sandbox.js';
 
-const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
+const DATA = SHARED_DATA;
 
 describe('code sandbox', () => {
   it('passes HumanEval canonical solutions and fails a wrong one', async () => {

@@ -1,3 +1,4 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { describe, expect, it } from 'vitest';
 import { evaluate, type EvalRun } from '../lib/eval/evaluate.js';
 import { LocalLM } from '../lib/eval/local.js';
@@ -5,10 +6,9 @@ import { mergeRuns } from '../lib/eval/merge.js';
 import { TASKS } from '../lib/eval/tasks/index.js';
 import { loadModel } from '../lib/models/load.js';
 import { ScriptedLM } from './helpers/scripted.js';
-import { STORIES, tmp } from './helpers/models.js';
-import { fileURLToPath } from 'node:url';
+import { SHARED_DATA, STORIES, tmp } from './helpers/models.js';
 
-const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
+const DATA = SHARED_DATA;
 const values = (run: EvalRun) => run.results.map((r) => Object.fromEntries(Object.entries(r.metrics).map(([k, v]) => [k, [v.value, v.stderr]])));
 
 describe('sharded runs and llmbox merge', () => {

@@ -1,14 +1,14 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { cpSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { expandTasks } from '../lib/eval/evaluate.js';
 import { choiceRequests } from '../lib/eval/methods/choice.js';
 import { fewshotPrefix, instanceQuery, preamble } from '../lib/eval/methods/prompt.js';
 import { parsePythonStringList } from '../lib/eval/tasks/simple-choice.js';
 import { GROUPS, TASKS } from '../lib/eval/tasks/index.js';
-import { llmboxErrorOf, tmp } from './helpers/models.js';
+import { SHARED_DATA, llmboxErrorOf, tmp } from './helpers/models.js';
 
-const DATA = fileURLToPath(new URL('../../shared/data', import.meta.url));
+const DATA = SHARED_DATA;
 const load = (name: string, split: 'eval' | 'fewshot' = 'eval') => TASKS[name].loadSplit(`${DATA}/${TASKS[name].dataFolder}`, split);
 const total = (group: string) => GROUPS[group].tasks.reduce((a, t) => a + load(t).length, 0);
 

@@ -1,3 +1,4 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -12,9 +13,9 @@ import { AdamW, learningRate } from '../lib/train/optim.js';
 import { train, type TrainOptions } from '../lib/train/trainer.js';
 import { prepareData } from '../lib/train/data.js';
 import type { RowSource } from '../lib/train/batches.js';
-import { STORIES, tmp } from './helpers/models.js';
+import { SHARED_DATA, STORIES, tmp } from './helpers/models.js';
 
-const DATA = resolve(STORIES, '../../data');
+const DATA = SHARED_DATA;
 const SFT = join(DATA, 'sft_samples/dolly_hhrlhf_train_small.jsonl');
 const TEXT = join(DATA, 'pretrain_text/tinyshakespeare.txt');
 /** Runs fn with LLMBOX_CACHE_DIR pointing at a fresh folder. */

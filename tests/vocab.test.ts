@@ -1,12 +1,13 @@
+// Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tf } from '../lib/engine/index.js';
 import { loadModel } from '../lib/models/load.js';
 import { mergeTokenizer } from '../lib/train/vocab.js';
-import { STORIES, tmp } from './helpers/models.js';
+import { SHARED_DATA, STORIES, tmp } from './helpers/models.js';
 
-const CORPUS = resolve(STORIES, '../../data/pretrain_text/tinyshakespeare.txt');
+const CORPUS = join(SHARED_DATA, 'pretrain_text/tinyshakespeare.txt');
 
 describe('vocabulary expansion (merge-tokenizer)', () => {
   it('adds learned BPE tokens after the old ones, keeps old ids, and initialises new embedding rows to the mean', async () => {

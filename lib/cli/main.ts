@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { LlmboxError } from '../errors.js';
 import { prepareOutputDir } from '../util/fs.js';
+import { envSecret } from '../util/env.js';
 import { initEngine, type BackendName, type EngineOptions } from '../engine/index.js';
 import { generate, generateStream } from '../models/generate.js';
 import { loadModelOrAdapter } from '../train/adapted.js';
@@ -65,13 +66,6 @@ interface GlobalOpts {
 function engineOpts(cmd: Command): EngineOptions {
   const g = cmd.optsWithGlobals<GlobalOpts>();
   return { backend: g.backend, threads: g.threads };
-}
-
-/** A secret from the environment variable a flag names; an error naming the flag when it is unset. */
-function envKey(name: string, flag: string): string {
-  const v = process.env[name];
-  if (!v) throw new LlmboxError(`environment variable ${name} is not set`, { field: flag, fix: `export ${name}=... or name another variable` });
-  return v;
 }
 
 /** A named chat template, or the Jinja template in a file. */
@@ -390,7 +384,7 @@ export function buildCli(): Command {
     .option('--max-body-bytes <n>', 'largest request body', int('--max-body-bytes', 1024), 4 * 2 ** 20)
     .option('--quiet', 'no line per request on stderr')
     .action(async (o, cmd: Command) => {
-      const apiKey = o.apiKeyEnv !== undefined ? envKey(o.apiKeyEnv, '--api-key-env') : o.apiKey;
+      const apiKey = o.apiKeyEnv !== undefined ? envSecret(o.apiKeyEnv, '--api-key-env') : o.apiKey;
       const chatTemplate = chatTemplateOption(o.chatTemplate);
       const lm = await loadModelOrAdapter(o.model, o.adapter, engineOpts(cmd));
       const { serve } = await import('../serve/server.js');

@@ -6,7 +6,9 @@ import type { LoadedModel } from './load.js';
  */
 export function continuationText(lm: LoadedModel, prompt: number[], out: number[]): string {
   const tok = lm.tokenizer!;
+  if (!out.length) return '';
   const full = tok.decode([...prompt, ...out]);
-  const head = tok.decode(prompt);
+  // The tokenizer refuses to decode nothing.
+  const head = prompt.length ? tok.decode(prompt) : '';
   return full.startsWith(head) ? full.slice(head.length) : tok.decode(out);
 }

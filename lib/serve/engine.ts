@@ -2,6 +2,7 @@
  * The in-process engine behind llmbox serve: a queue that runs requests arriving together as one
  * batch (prompt scoring and greedy generation), one at a time for sampled and streamed generation.
  */
+import { continuationText } from '../models/continuation.js';
 import { generate, generateStream, type GenerateOptions, type GenerateResult } from '../models/generate.js';
 import { leftPad } from '../models/llama.js';
 import type { LoadedModel } from '../models/load.js';
@@ -70,10 +71,7 @@ export class ServeEngine {
 
   /** The text of one token id as it reads after `before` (for top log-probability keys). */
   tokenText(before: number[], id: number): string {
-    const tok = this.lm.tokenizer!;
-    const window = before.slice(-PIECE_CONTEXT);
-    const head = window.length ? tok.decode(window) : '', full = tok.decode([...window, id]);
-    return full.startsWith(head) ? full.slice(head.length) : tok.decode([id]);
+    return continuationText(this.lm, before.slice(-PIECE_CONTEXT), [id]);
   }
 
   /** log p(ids[i] | ids[..i]) for i >= 1, with the topK alternatives at each position. */

@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const STORIES = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../shared/models/stories260K');
+const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
+/** The tiny model shipped in the repository (models/stories260K). */
+export const STORIES = resolve(ROOT, 'models/stories260K');
+/** The benchmark and training data sets beside the checkout; test files that read them say so in their first line. */
+export const SHARED_DATA = resolve(ROOT, '../shared/data');
 
 const created: string[] = [];
 process.on('exit', () => {

@@ -8,6 +8,7 @@ import type { Message } from '../../data/records.js';
 import type { ChatReply, ChatTurnOptions, Capabilities, GenerateUntilRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult, ModelDescription } from '../lm.js';
 import { withSystemPrompt } from '../chat.js';
 import { sha256 } from '../results.js';
+import { envSecret } from '../../util/env.js';
 import { defaultRequestCacheDir } from './request-cache.js';
 import { call, cutAtStops, Transport, type RemoteOptions, type RequestStats } from './transport.js';
 
@@ -27,9 +28,7 @@ export class AnthropicLM implements LanguageModel {
 
   constructor(private readonly opts: AnthropicModelOptions) {
     this.modelId = `anthropic:${opts.model}`;
-    const env = opts.apiKeyEnv ?? 'ANTHROPIC_API_KEY';
-    const apiKey = process.env[env];
-    if (!apiKey) throw new LlmboxError(`environment variable ${env} is not set`, { field: '--api-key-env', fix: `export ${env}=... (keys are read from the environment only)` });
+    const apiKey = envSecret(opts.apiKeyEnv ?? 'ANTHROPIC_API_KEY', '--api-key-env');
     const baseURL = (opts.baseURL ?? process.env.ANTHROPIC_BASE_URL ?? 'https://api.anthropic.com').replace(/\/+$/, '');
     let transport!: Transport<Anthropic>;
     const client = new Anthropic({
@@ -85,14 +84,7 @@ export class AnthropicLM implements LanguageModel {
   }
 
   async generateUntil(requests: GenerateUntilRequest[]): Promise<string[]> {
-    return Promise.all(requests.map(async (r) => {
-      const body = this.body(r.messages ?? [{ role: 'user', content: r.context }], r.maxNewTokens ?? 256, r.temperature ?? 0, r.until);
-      const text = await this.transport.request(['messages', body], async (client, server) => {
-        const res = await call(server, () => client.messages.create(body));
-        return res.content.map((b) => (b.type === 'text' ? b.text : '')).join('');
-      });
-      return cutAtStops(text, r.until);
-    }));
+    return Promise.all(requests.map(async (r) => (await this.chat(r.messages ?? [{ role: 'user', content: r.context }], { maxNewTokens: r.maxNewTokens, temperature: r.temperature, stop: r.until })).text));
   }
 
   /** A conversation's next turn, streamed (server-sent events) when onText is given. */

@@ -7,6 +7,7 @@
 import OpenAI from 'openai';
 import { LlmboxError } from '../../errors.js';
 import { sha256 } from '../results.js';
+import { envSecret } from '../../util/env.js';
 import type { Message } from '../../data/records.js';
 import { splitTrailingSpaces, type Capabilities, type ChatReply, type ChatTurnOptions, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type ModelDescription } from '../lm.js';
 import { withSystemPrompt } from '../chat.js';
@@ -55,8 +56,7 @@ export class OpenAICompatibleLM implements LanguageModel {
       ...(chat ? { methods: { prob: true } } : {}),
     };
     // A key is sent only where asked for: a local server never sees the user's OpenAI key by accident.
-    const apiKey = (opts.apiKeyEnv ? process.env[opts.apiKeyEnv] : undefined) ?? '';
-    if (opts.apiKeyEnv && !apiKey) throw new LlmboxError(`environment variable ${opts.apiKeyEnv} is not set`, { field: '--api-key-env', fix: `export ${opts.apiKeyEnv}=...` });
+    const apiKey = opts.apiKeyEnv ? envSecret(opts.apiKeyEnv, '--api-key-env') : '';
     const servers = opts.servers.map((s) => s.replace(/\/+$/, ''));
     let transport!: Transport<OpenAI>;
     const clients = servers.map((baseURL) => new OpenAI({
@@ -198,11 +198,7 @@ export class OpenAICompatibleLM implements LanguageModel {
       if (this.endpoint === 'chat') {
         // Few-shot examples travel as earlier turns (lm-eval's fewshot_as_multiturn).
         const messages = withSystemPrompt(r.messages ?? [{ role: 'user', content: r.context }], this.opts.systemPrompt);
-        const body = { model: this.opts.model, messages, max_tokens: maxTokens, ...sampling, ...(stop.length ? { stop } : {}), ...truncate };
-        text = await this.transport.request(['chat', body], async (client, server) => {
-          const res = await call(server, () => client.chat.completions.create(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming));
-          return res.choices?.[0]?.message?.content ?? '';
-        });
+        text = (await this.chatReply({ model: this.opts.model, messages, max_tokens: maxTokens, ...sampling, ...(stop.length ? { stop } : {}), ...truncate }, r.until)).text;
       } else {
         text = (await this.complete({ model: this.opts.model, prompt: r.context, max_tokens: maxTokens, ...sampling, ...(stop.length ? { stop } : {}), ...truncate })).text;
       }
@@ -221,9 +217,14 @@ export class OpenAICompatibleLM implements LanguageModel {
       ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
       ...(opts.stop?.length ? { stop: opts.stop.slice(0, 4) } : {}),
     };
+    return this.chatReply(body, opts.stop ?? [], opts.onText);
+  }
+
+  /** One chat completion (or its cached reply), streamed to onText when given; the text is cut at the stop strings. */
+  private async chatReply(body: Record<string, unknown>, stops: string[], onText?: (delta: string) => void): Promise<ChatReply> {
     let streamed = false;
     const reply = await this.transport.request(['chat', body], async (client, server) => {
-      if (!opts.onText) {
+      if (!onText) {
         const r = await call(server, () => client.chat.completions.create(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming));
         return { text: r.choices?.[0]?.message?.content ?? '', finishReason: r.choices?.[0]?.finish_reason === 'length' ? ('length' as const) : ('stop' as const) };
       }
@@ -232,14 +233,14 @@ export class OpenAICompatibleLM implements LanguageModel {
       let text = '', finishReason: ChatReply['finishReason'] = 'stop';
       for await (const chunk of stream) {
         const delta = chunk.choices?.[0]?.delta?.content ?? '';
-        if (delta) opts.onText!(delta);
+        if (delta) onText(delta);
         text += delta;
         if (chunk.choices?.[0]?.finish_reason === 'length') finishReason = 'length';
       }
       return { text, finishReason };
     });
-    if (opts.onText && !streamed) opts.onText(reply.text);
-    return { ...reply, text: cutAtStops(reply.text, opts.stop ?? []) };
+    if (onText && !streamed) onText(reply.text);
+    return { ...reply, text: cutAtStops(reply.text, stops) };
   }
 
   /** The context window a server reports in /v1/models (vLLM's and llmbox's max_model_len), or null. */

@@ -135,10 +135,19 @@ function walkNames(n: unknown, f: (name: string) => void): void {
 
 type Row = Record<string, unknown>;
 
-/** Reads a task config and its data (eagerly: Parquet is read asynchronously) into a Task. */
+/** Reads a task config and its data files into a Task (the rows are rendered when first read). */
 export async function loadTaskConfig(path: string): Promise<Task> {
+  return taskFromConfig(readTaskConfig(path), path);
+}
+
+/** A config file's fields, each checked. */
+function readTaskConfig(path: string): Partial<TaskConfig> {
   const cfg = readJson(path) as Partial<TaskConfig>;
   checkFields(cfg as Record<string, unknown>, path);
+  return cfg;
+}
+
+async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<Task> {
   const need = (key: keyof TaskConfig) => {
     if (cfg[key] === undefined) throw new LlmboxError(`missing field ${key}`, { file: path, field: key, fix: 'see TaskConfig in lib/eval/tasks/declarative.ts' });
   };
@@ -238,8 +247,8 @@ export async function loadTaskConfig(path: string): Promise<Task> {
 
 /** Registers a config-defined task under its name, so `-d path/to/task.json` works like a built-in. */
 export async function registerTaskConfig(path: string, registry: Record<string, Task>): Promise<string> {
-  const task = await loadTaskConfig(path);
-  const cfg = readJson(path) as Partial<TaskConfig>;
+  const cfg = readTaskConfig(path);
+  const task = await taskFromConfig(cfg, path);
   const earlier = fromConfig.get(task.name);
   if (registry[task.name] && earlier !== resolve(path) && !cfg.replace_builtin) {
     throw new LlmboxError(`task ${task.name} already exists${earlier ? ` (from ${earlier})` : ' (built in)'}`, { file: path, field: 'task', fix: 'give the config another name, or add "replace_builtin": true to replace it' });
