@@ -19,14 +19,41 @@ const DECODE_PROMPT = 16;
 const DECODE_TOKENS = 64;
 
 const RANDOM_CONFIGS: Record<string, Record<string, unknown>> = {
-  A: { model_type: 'llama', vocab_size: 32000, hidden_size: 288, intermediate_size: 768, num_hidden_layers: 6, num_attention_heads: 6, num_key_value_heads: 6, max_position_embeddings: 1024, tie_word_embeddings: false },
-  B: { model_type: 'llama', vocab_size: 32000, hidden_size: 768, intermediate_size: 2048, num_hidden_layers: 12, num_attention_heads: 12, num_key_value_heads: 12, max_position_embeddings: 1024, tie_word_embeddings: false },
+  A: {
+    model_type: 'llama',
+    vocab_size: 32000,
+    hidden_size: 288,
+    intermediate_size: 768,
+    num_hidden_layers: 6,
+    num_attention_heads: 6,
+    num_key_value_heads: 6,
+    max_position_embeddings: 1024,
+    tie_word_embeddings: false,
+  },
+  B: {
+    model_type: 'llama',
+    vocab_size: 32000,
+    hidden_size: 768,
+    intermediate_size: 2048,
+    num_hidden_layers: 12,
+    num_attention_heads: 12,
+    num_key_value_heads: 12,
+    max_position_embeddings: 1024,
+    tie_word_embeddings: false,
+  },
 };
 
 /** Reference points measured on this machine class (2 cores, AVX2); see the Foundation issue. */
 const TARGETS: Record<string, Partial<Record<Metric, { value: number; what: string }>>> = {
-  A: { prefill_last: { value: 0.5 * 2688, what: '0.5x numpy' }, decode: { value: 0.5 * 275, what: '0.5x llama.cpp f32' }, train: { value: 314, what: '1.0x torch' } },
-  B: { prefill_last: { value: 0.5 * 447, what: '0.5x numpy' }, decode: { value: 0.5 * 47, what: '0.5x llama.cpp f32' } },
+  A: {
+    prefill_last: { value: 0.5 * 2688, what: '0.5x numpy' },
+    decode: { value: 0.5 * 275, what: '0.5x llama.cpp f32' },
+    train: { value: 314, what: '1.0x torch' },
+  },
+  B: {
+    prefill_last: { value: 0.5 * 447, what: '0.5x numpy' },
+    decode: { value: 0.5 * 47, what: '0.5x llama.cpp f32' },
+  },
 };
 
 type Metric = 'prefill_all' | 'prefill_last' | 'decode' | 'train';
@@ -70,9 +97,15 @@ async function measure(name: string): Promise<Record<Metric, number>> {
   const lm: LoadedModel =
     name === 'stories260K'
       ? await loadModel(fileURLToPath(new URL('../../shared/models/stories260K', import.meta.url)))
-      : { dir: '', model: randomModel(RANDOM_CONFIGS[name], { seed: 1 }), tokenizer: null, generation: { eosTokenIds: [] } };
+      : {
+          dir: '',
+          model: randomModel(RANDOM_CONFIGS[name], { seed: 1 }),
+          tokenizer: null,
+          generation: { eosTokenIds: [] },
+        };
   const model = lm.model;
-  const V = model.config.vocabSize, H = model.config.hiddenSize;
+  const V = model.config.vocabSize,
+    H = model.config.hiddenSize;
   const seq = ids(T, V);
   const reps = name === 'B' ? 3 : 5;
   const prefillAll = throughput(T, reps, () =>
@@ -121,14 +154,24 @@ async function main() {
   const at = args.indexOf('--models');
   const models = at >= 0 ? args[at + 1].split(',') : ['stories260K', 'A', 'B'];
   const info = await initEngine();
-  console.log(`llmbox bench: backend ${info.backend}, ${info.threads} threads, BLAS ${info.native.blas ?? 'n/a'}; medians, tokens/s, batch 1`);
+  console.log(
+    `llmbox bench: backend ${info.backend}, ${info.threads} threads, BLAS ${info.native.blas ?? 'n/a'}; medians, tokens/s, batch 1`,
+  );
   const rows: string[][] = [['model', 'measure', 'plain wasm', 'native', 'native/plain', 'target', 'native/target']];
   for (const m of models) {
     const plain = child(m, false);
     const nat = child(m, true);
     for (const k of METRICS) {
       const t = TARGETS[m]?.[k];
-      rows.push([m, LABEL[k], plain[k].toFixed(1), nat[k].toFixed(1), `${(nat[k] / plain[k]).toFixed(2)}x`, t ? `${t.value.toFixed(0)} (${t.what})` : '', t ? `${(nat[k] / t.value).toFixed(2)}x` : '']);
+      rows.push([
+        m,
+        LABEL[k],
+        plain[k].toFixed(1),
+        nat[k].toFixed(1),
+        `${(nat[k] / plain[k]).toFixed(2)}x`,
+        t ? `${t.value.toFixed(0)} (${t.what})` : '',
+        t ? `${(nat[k] / t.value).toFixed(2)}x` : '',
+      ]);
     }
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));

@@ -12,11 +12,21 @@ import { generate } from '../lib/models/generate.js';
 import { loadAdapter } from '../lib/train/lora.js';
 
 const INSTRUCTIONS = [
-  'What is the capital of France?', 'Give me three ideas for a birthday party.', 'Why is the sky blue?', 'How do I make a cup of tea?',
-  'What is a noun?', 'Name two animals that live in the sea.', 'Tell me something about the moon.', 'What should I pack for a trip to the beach?',
-  'Explain what a computer does.', 'What is your favorite color?', 'How many legs does a spider have?', 'Write a short greeting for a friend.',
+  'What is the capital of France?',
+  'Give me three ideas for a birthday party.',
+  'Why is the sky blue?',
+  'How do I make a cup of tea?',
+  'What is a noun?',
+  'Name two animals that live in the sea.',
+  'Tell me something about the moon.',
+  'What should I pack for a trip to the beach?',
+  'Explain what a computer does.',
+  'What is your favorite color?',
+  'How many legs does a spider have?',
+  'Write a short greeting for a friend.',
 ];
-const SYSTEM = 'Below is an instruction that describes a task. Write a response that appropriately completes the request.';
+const SYSTEM =
+  'Below is an instruction that describes a task. Write a response that appropriately completes the request.';
 const prompts = INSTRUCTIONS.map((q) => `${SYSTEM}\n\n### Instruction:\n${q}\n\n### Response:\n`);
 const MAX = 96;
 
@@ -25,9 +35,19 @@ const variants: [string, () => ReturnType<typeof loadModel>][] = [
   ['base stories260K', () => loadModel(base)],
   ['full fine-tuning', () => loadModel(full)],
 ];
-if (lora) variants.push(['LoRA r=8', async () => { const lm = await loadModel(base); loadAdapter(lora, lm.model); return lm; }]);
+if (lora)
+  variants.push([
+    'LoRA r=8',
+    async () => {
+      const lm = await loadModel(base);
+      loadAdapter(lora, lm.model);
+      return lm;
+    },
+  ]);
 
-console.log('| model | replies ending with EOS | mean reply tokens | replies opening with story dialogue | replies with "### Instruction" |');
+console.log(
+  '| model | replies ending with EOS | mean reply tokens | replies opening with story dialogue | replies with "### Instruction" |',
+);
 console.log('|---|---|---|---|---|');
 const samples: string[] = [];
 for (const [name, load] of variants) {
@@ -37,8 +57,15 @@ for (const [name, load] of variants) {
   const story = out.filter((o) => /^\s*"/.test(o.text)).length;
   const runOn = out.filter((o) => o.text.includes('### Instruction')).length;
   const mean = out.reduce((a, o) => a + o.ids.length, 0) / out.length;
-  console.log(`| ${name} | ${eos}/${out.length} | ${mean.toFixed(1)} | ${story}/${out.length} | ${runOn}/${out.length} |`);
-  samples.push(`${name}:\n${out.slice(0, 3).map((o, i) => `  Q: ${INSTRUCTIONS[i]}\n  A: ${JSON.stringify(o.text.slice(0, 160))}`).join('\n')}`);
+  console.log(
+    `| ${name} | ${eos}/${out.length} | ${mean.toFixed(1)} | ${story}/${out.length} | ${runOn}/${out.length} |`,
+  );
+  samples.push(
+    `${name}:\n${out
+      .slice(0, 3)
+      .map((o, i) => `  Q: ${INSTRUCTIONS[i]}\n  A: ${JSON.stringify(o.text.slice(0, 160))}`)
+      .join('\n')}`,
+  );
   lm.model.dispose();
 }
 console.log(`\n${samples.join('\n')}`);

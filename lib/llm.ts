@@ -3,7 +3,6 @@ import type { EngineOptions } from './engine/index.js';
 import { LlmboxError } from './errors.js';
 import { resolve } from 'node:path';
 import { defaultDataDir, evaluate, type EvalRun, type EvaluateOptions, type Progress } from './eval/evaluate.js';
-import { inKernel, LiveDisplay, progressHTML, show } from './kernel/display.js';
 import { LocalLM, type LocalLMOptions } from './eval/local.js';
 import type { ChatReply, ChatTurnOptions, LanguageModel } from './eval/lm.js';
 import type { Message } from './data/records.js';
@@ -15,12 +14,16 @@ import { calibrationFigure, lossFigure, mixtureFigure, scoresFigure } from './re
 import { train, type StepMetrics, type TrainOptions, type TrainResult } from './train/trainer.js';
 import { loadModelOrAdapter } from './train/adapted.js';
 import { resultsTable } from './report/eval-table.js';
+import { runSummary, type RunSummary } from './report/summary.js';
 import { Figure } from './report/figure.js';
+import { displayHost, progressHTML, show } from './report/display.js';
 import { toDanfo, toPolars } from './report/frames.js';
 import { escapeHtml, htmlTable, textTable } from './report/html-table.js';
 
 /** Local models: engine and batching options; remote ones (`openai:M`, `anthropic:M`, `URL::M`): endpoint, key variable, concurrency, cache. */
-export type LoadOptions = EngineOptions & LocalLMOptions & RemoteModelOptions & { /** A PEFT LoRA adapter folder applied to a local model. */ adapter?: string };
+export type LoadOptions = EngineOptions &
+  LocalLMOptions &
+  RemoteModelOptions & { /** A PEFT LoRA adapter folder applied to a local model. */ adapter?: string };
 
 /** An evaluation's results: an Arrow table, charts, JSON, and HTML/text views for notebooks. */
 export class Evaluation {
@@ -32,7 +35,9 @@ export class Evaluation {
   }
   /** `scores` (bars with standard errors per task) or `calibration` (multiple-choice confidence vs accuracy). */
   plot(kind: 'scores' | 'calibration' = 'scores', metric?: string): Figure {
-    return kind === 'calibration' ? calibrationFigure(this.run) : scoresFigure([{ name: this.run.fingerprint.model, run: this.run }], metric);
+    return kind === 'calibration'
+      ? calibrationFigure(this.run)
+      : scoresFigure([{ name: this.run.fingerprint.model, run: this.run }], metric);
   }
   toDanfo(): ReturnType<typeof toDanfo> {
     return toDanfo(this.table);
@@ -40,13 +45,9 @@ export class Evaluation {
   toPolars(): unknown {
     return toPolars(this.table);
   }
-  toJSON(): Record<string, unknown> {
-    const flat = (m: Record<string, { value: number; stderr: number }>) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v.value]));
-    return {
-      results: Object.fromEntries(this.run.results.map((r) => [r.task, { ...flat(r.metrics), n: r.n, shots: r.shots, method: r.method }])),
-      groups: Object.fromEntries(this.run.groups.map((g) => [g.group, { ...flat(g.metrics), n: g.n }])),
-      fingerprint: this.run.fingerprint,
-    };
+  /** llmbox's stable JSON, the same as `llmbox eval --json` prints. */
+  toJSON(): RunSummary {
+    return runSummary(this.run);
   }
   toHTML(): string {
     return htmlTable(this.table);
@@ -56,7 +57,7 @@ export class Evaluation {
   }
 }
 
-/** Evaluations of several models: a long table (model, task, subset, metric, value, stderr, n) and grouped bars. */
+/** Evaluations of several models: a long table (model, task, subset, method, shots, metric, value, stderr, n) and grouped bars. */
 export class Comparison {
   readonly evaluations: Record<string, Evaluation>;
   readonly table: Table;
@@ -72,7 +73,10 @@ export class Comparison {
     this.table = all.select(['model', ...all.schema.fields.map((f) => f.name).filter((n) => n !== 'model')]);
   }
   plot(metric?: string): Figure {
-    return scoresFigure(Object.entries(this.evaluations).map(([name, e]) => ({ name, run: e.run })), metric);
+    return scoresFigure(
+      Object.entries(this.evaluations).map(([name, e]) => ({ name, run: e.run })),
+      metric,
+    );
   }
   toDanfo(): ReturnType<typeof toDanfo> {
     return toDanfo(this.table);
@@ -95,17 +99,37 @@ export class Training {
     this.ratios = ratios;
     const m = result.metrics;
     this.table = new Table({
-      step: vectorFromArray(m.map((x) => x.step), new Int32()),
-      loss: vectorFromArray(m.map((x) => x.loss), new Float64()),
-      lr: vectorFromArray(m.map((x) => x.lr), new Float64()),
-      grad_norm: vectorFromArray(m.map((x) => x.gradNorm), new Float64()),
-      tokens: vectorFromArray(m.map((x) => x.tokens), new Int32()),
-      tokens_per_second: vectorFromArray(m.map((x) => x.tokensPerSecond), new Float64()),
+      step: vectorFromArray(
+        m.map((x) => x.step),
+        new Int32(),
+      ),
+      loss: vectorFromArray(
+        m.map((x) => x.loss),
+        new Float64(),
+      ),
+      lr: vectorFromArray(
+        m.map((x) => x.lr),
+        new Float64(),
+      ),
+      grad_norm: vectorFromArray(
+        m.map((x) => x.gradNorm),
+        new Float64(),
+      ),
+      tokens: vectorFromArray(
+        m.map((x) => x.tokens),
+        new Int32(),
+      ),
+      tokens_per_second: vectorFromArray(
+        m.map((x) => x.tokensPerSecond),
+        new Float64(),
+      ),
     });
   }
   /** `loss` (train and eval loss with the learning rate) or `mixture` (asked vs realised shares). */
   plot(kind: 'loss' | 'mixture' = 'loss'): Figure {
-    return kind === 'mixture' ? mixtureFigure(this.result.data.sources, this.ratios) : lossFigure(this.result.metrics, this.result.evalLosses, `${this.result.stage} training`);
+    return kind === 'mixture'
+      ? mixtureFigure(this.result.data.sources, this.ratios)
+      : lossFigure(this.result.metrics, this.result.evalLosses, `${this.result.stage} training`);
   }
   toDanfo(): ReturnType<typeof toDanfo> {
     return toDanfo(this.table);
@@ -141,8 +165,14 @@ export class Generation {
     this.table = new Table({
       prompt: vectorFromArray(prompts, new Utf8()),
       text: vectorFromArray(this.texts, new Utf8()),
-      tokens: vectorFromArray(results.map((r) => r.ids.length), new Int32()),
-      finish: vectorFromArray(results.map((r) => r.finishReason), new Utf8()),
+      tokens: vectorFromArray(
+        results.map((r) => r.ids.length),
+        new Int32(),
+      ),
+      finish: vectorFromArray(
+        results.map((r) => r.finishReason),
+        new Utf8(),
+      ),
     });
   }
   toHTML(): string {
@@ -163,10 +193,21 @@ export class Conversation {
     this.messages = [...history, { role: 'assistant', content: reply.text }];
     this.reply = reply.text;
     this.finishReason = reply.finishReason;
-    this.table = new Table({ role: vectorFromArray(this.messages.map((m) => m.role), new Utf8()), content: vectorFromArray(this.messages.map((m) => m.content), new Utf8()) });
+    this.table = new Table({
+      role: vectorFromArray(
+        this.messages.map((m) => m.role),
+        new Utf8(),
+      ),
+      content: vectorFromArray(
+        this.messages.map((m) => m.content),
+        new Utf8(),
+      ),
+    });
   }
   toHTML(): string {
-    return this.messages.map((m) => `<p><b>${escapeHtml(m.role)}</b>: ${escapeHtml(m.content).replace(/\n/g, '<br>')}</p>`).join('\n');
+    return this.messages
+      .map((m) => `<p><b>${escapeHtml(m.role)}</b>: ${escapeHtml(m.content).replace(/\n/g, '<br>')}</p>`)
+      .join('\n');
   }
   toString(): string {
     return this.reply;
@@ -184,10 +225,22 @@ export class Scores {
     this.options = options;
     this.best = options.reduce((a, b) => (b.logprob > a.logprob ? b : a)).text;
     this.table = new Table({
-      option: vectorFromArray(options.map((o) => o.text), new Utf8()),
-      logprob: vectorFromArray(options.map((o) => o.logprob), new Float64()),
-      probability: vectorFromArray(options.map((o) => o.probability), new Float64()),
-      tokens: vectorFromArray(options.map((o) => o.tokens), new Int32()),
+      option: vectorFromArray(
+        options.map((o) => o.text),
+        new Utf8(),
+      ),
+      logprob: vectorFromArray(
+        options.map((o) => o.logprob),
+        new Float64(),
+      ),
+      probability: vectorFromArray(
+        options.map((o) => o.probability),
+        new Float64(),
+      ),
+      tokens: vectorFromArray(
+        options.map((o) => o.tokens),
+        new Int32(),
+      ),
     });
   }
   toDanfo(): ReturnType<typeof toDanfo> {
@@ -195,10 +248,13 @@ export class Scores {
   }
   /** The probability of each option (softmax over the options' log-likelihoods). */
   plot(): Figure {
-    return new Figure([{ type: 'bar', x: this.options.map((o) => o.text), y: this.options.map((o) => o.probability) }], {
-      title: { text: 'option probabilities' },
-      yaxis: { title: { text: 'probability' }, range: [0, 1] },
-    });
+    return new Figure(
+      [{ type: 'bar', x: this.options.map((o) => o.text), y: this.options.map((o) => o.probability) }],
+      {
+        title: { text: 'option probabilities' },
+        yaxis: { title: { text: 'probability' }, range: [0, 1] },
+      },
+    );
   }
   toHTML(): string {
     return htmlTable(this.table);
@@ -236,7 +292,8 @@ export class Chain<R> implements PromiseLike<R> {
     const names = Array.isArray(tasks) ? tasks : [tasks];
     return this.with({
       name: `evaluate(${names.join(', ')})`,
-      run: async (lm) => new Evaluation(await evaluate(lm, names, { ...opts, onProgress: opts.onProgress ?? kernelProgress() })),
+      run: async (lm) =>
+        new Evaluation(await evaluate(lm, names, { ...opts, onProgress: opts.onProgress ?? kernelProgress() })),
     });
   }
 
@@ -251,7 +308,11 @@ export class Chain<R> implements PromiseLike<R> {
         const lm = local(model, 'train');
         const live = kernelTraining();
         try {
-          const result = await train(lm.lm, { ...opts, onStep: chainCallbacks(opts.onStep, live?.step), onEval: chainCallbacks(opts.onEval, live?.eval) });
+          const result = await train(lm.loaded, {
+            ...opts,
+            onStep: chainCallbacks(opts.onStep, live?.step),
+            onEval: chainCallbacks(opts.onEval, live?.eval),
+          });
           live?.done(result);
           return new Training(result, opts.datasetRatio);
         } finally {
@@ -264,7 +325,10 @@ export class Chain<R> implements PromiseLike<R> {
   /** Generates a continuation of each prompt. */
   generate(prompt: string | string[], opts: GenerateOptions = {}): Chain<Generation> {
     const prompts = Array.isArray(prompt) ? prompt : [prompt];
-    return this.with({ name: 'generate', run: async (lm) => new Generation(prompts, generate(local(lm, 'generate').lm, prompts, opts)) });
+    return this.with({
+      name: 'generate',
+      run: async (lm) => new Generation(prompts, generate(local(lm, 'generate').loaded, prompts, opts)),
+    });
   }
 
   /**
@@ -277,7 +341,11 @@ export class Chain<R> implements PromiseLike<R> {
     return this.with({
       name: 'chat',
       run: async (lm) => {
-        if (!lm.chat) throw new LlmboxError(`${lm.modelId} holds no conversations`, { field: 'model', fix: 'use a local model, an OpenAI-compatible server or anthropic:' });
+        if (!lm.chat)
+          throw new LlmboxError(`${lm.modelId} holds no conversations`, {
+            field: 'model',
+            fix: 'use a local model, an OpenAI-compatible server or anthropic:',
+          });
         const live = kernelText();
         const reply = await lm.chat(history, { ...opts, onText: chainCallbacks(opts.onText, live?.add) });
         live?.flush();
@@ -294,12 +362,24 @@ export class Chain<R> implements PromiseLike<R> {
         if (!options.length) throw new LlmboxError('score needs at least one option', { field: 'options' });
         const res = await lm.loglikelihood(options.map((continuation) => ({ context, continuation })));
         const probs = softmax(res.map((r) => r.logprob));
-        return new Scores(context, options.map((text, i) => ({ text, logprob: res[i].logprob, probability: probs[i], tokens: res[i].tokens, isGreedy: res[i].isGreedy })));
+        return new Scores(
+          context,
+          options.map((text, i) => ({
+            text,
+            logprob: res[i].logprob,
+            probability: probs[i],
+            tokens: res[i].tokens,
+            isGreedy: res[i].isGreedy,
+          })),
+        );
       },
     });
   }
 
-  then<A = R, B = never>(onFulfilled?: ((value: R) => A | PromiseLike<A>) | null, onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+  then<A = R, B = never>(
+    onFulfilled?: ((value: R) => A | PromiseLike<A>) | null,
+    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
     return this.run().then(onFulfilled, onRejected);
   }
 
@@ -324,8 +404,9 @@ export class Chain<R> implements PromiseLike<R> {
 
 /** In a notebook, a progress bar redrawn in place (at most 5 times a second); elsewhere nothing. */
 function kernelProgress(): ((p: Progress) => void) | undefined {
-  if (!inKernel()) return undefined;
-  const bar = new LiveDisplay();
+  const host = displayHost();
+  if (!host) return undefined;
+  const bar = host.live();
   let last = 0;
   return (p) => {
     const now = Date.now();
@@ -338,9 +419,11 @@ function kernelProgress(): ((p: Progress) => void) | undefined {
 
 /** In a notebook, text redrawn in place as it grows (at most 10 times a second); elsewhere nothing. */
 function kernelText(): { add: (delta: string) => void; flush: () => void } | undefined {
-  if (!inKernel()) return undefined;
-  const out = new LiveDisplay();
-  let text = '', last = 0;
+  const host = displayHost();
+  if (!host) return undefined;
+  const out = host.live();
+  let text = '',
+    last = 0;
   const flush = () => {
     last = Date.now();
     out.update(`<pre style="white-space:pre-wrap">${escapeHtml(text)}</pre>`);
@@ -354,16 +437,21 @@ function kernelText(): { add: (delta: string) => void; flush: () => void } | und
   };
 }
 
-function chainCallbacks<A extends unknown[]>(...fs: (((...a: A) => void) | undefined)[]): ((...a: A) => void) | undefined {
+function chainCallbacks<A extends unknown[]>(
+  ...fs: (((...a: A) => void) | undefined)[]
+): ((...a: A) => void) | undefined {
   const live = fs.filter((f): f is (...a: A) => void => !!f);
   return live.length ? (...a: A) => live.forEach((f) => f(...a)) : undefined;
 }
 
 /** In a notebook: a progress line and a loss chart, redrawn in place (the chart at most every 2 s). */
 function kernelTraining() {
-  if (!inKernel()) return undefined;
-  const bar = new LiveDisplay(), chart = new LiveDisplay();
-  const steps: StepMetrics[] = [], evals: { step: number; loss: number }[] = [];
+  const host = displayHost();
+  if (!host) return undefined;
+  const bar = host.live(),
+    chart = host.live();
+  const steps: StepMetrics[] = [],
+    evals: { step: number; loss: number }[] = [];
   let drawn = 0;
   const draw = () => {
     chart.update(lossFigure(steps, evals, 'training (live)'));
@@ -372,7 +460,9 @@ function kernelTraining() {
   return {
     step: (m: StepMetrics, total: number) => {
       steps.push(m);
-      bar.update(progressHTML('train', m.step, total, `loss ${m.loss.toFixed(4)}, ${Math.round(m.tokensPerSecond)} tokens/s`));
+      bar.update(
+        progressHTML('train', m.step, total, `loss ${m.loss.toFixed(4)}, ${Math.round(m.tokensPerSecond)} tokens/s`),
+      );
       if (Date.now() - drawn > 2000) draw();
     },
     eval: (e: { step: number; loss: number }) => evals.push(e),
@@ -386,11 +476,15 @@ function kernelTraining() {
 /** The in-process model behind a chain, for the steps that need weights (training, token-level generation). */
 function local(lm: LanguageModel, step: string): LocalLM {
   if (lm instanceof LocalLM) return lm;
-  throw new LlmboxError(`${step} needs a model loaded in this process; ${lm.modelId} is remote`, { field: 'model', fix: 'load a model folder, or use evaluate() / score() with remote models' });
+  throw new LlmboxError(`${step} needs a model loaded in this process; ${lm.modelId} is remote`, {
+    field: 'model',
+    fix: 'load a model folder, or use evaluate() / score() with remote models',
+  });
 }
 
 function failed(step: string, e: unknown): Error {
-  if (e instanceof LlmboxError) return new LlmboxError(`${step}: ${e.message}`, { file: e.file, field: e.field, fix: e.fix });
+  if (e instanceof LlmboxError)
+    return new LlmboxError(`${step}: ${e.message}`, { file: e.file, field: e.field, fix: e.fix });
   const err = new Error(`${step}: ${(e as Error).message ?? e}`);
   err.stack = (e as Error).stack;
   return err;
@@ -417,8 +511,11 @@ export const llm = {
   load(model: string | LoadedModel | Promise<LoadedModel>, opts: LoadOptions = {}): Chain<LanguageModel> {
     let loading: Promise<LanguageModel> | undefined;
     return new Chain<LanguageModel>(() => {
-      if (typeof model === 'string' && isRemoteSpec(model)) loading ??= Promise.resolve().then(() => remoteModel(model, opts));
-      loading ??= (typeof model === 'string' ? loadModelOrAdapter(model, opts.adapter, opts) : Promise.resolve(model)).then((m) => new LocalLM(m, opts));
+      if (typeof model === 'string' && isRemoteSpec(model))
+        loading ??= Promise.resolve().then(() => remoteModel(model, opts));
+      loading ??= (
+        typeof model === 'string' ? loadModelOrAdapter(model, opts.adapter, opts) : Promise.resolve(model)
+      ).then((m) => new LocalLM(m, opts));
       return loading;
     });
   },

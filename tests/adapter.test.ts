@@ -26,7 +26,17 @@ describe('LoRA adapters wherever a model is', () => {
     base = nextTokenLogprobs(lm.model, IDS);
     out = tmp();
     process.env.LLMBOX_CACHE_DIR = tmp();
-    await train(lm, { datasets: [SFT], stage: 'sft', maxLength: 128, batchSize: 2, maxSteps: 4, lr: 1e-2, seed: 3, lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj'] }, output: out });
+    await train(lm, {
+      datasets: [SFT],
+      stage: 'sft',
+      maxLength: 128,
+      batchSize: 2,
+      maxSteps: 4,
+      lr: 1e-2,
+      seed: 3,
+      lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj'] },
+      output: out,
+    });
     trained = nextTokenLogprobs(lm.model, IDS);
   });
 
@@ -41,7 +51,18 @@ describe('LoRA adapters wherever a model is', () => {
   });
 
   it('eval, generate, serve and the fluent API take the adapter', async () => {
-    const withFlag = await runCli(BIN, ['eval', '-m', STORIES, '--adapter', out, '-d', 'arc_easy', '--limit', '6', '--json']);
+    const withFlag = await runCli(BIN, [
+      'eval',
+      '-m',
+      STORIES,
+      '--adapter',
+      out,
+      '-d',
+      'arc_easy',
+      '--limit',
+      '6',
+      '--json',
+    ]);
     const asFolder = await runCli(BIN, ['eval', '-m', out, '-d', 'arc_easy', '--limit', '6', '--json']);
     const plain = await runCli(BIN, ['eval', '-m', STORIES, '-d', 'arc_easy', '--limit', '6', '--json']);
     expect(withFlag.code, withFlag.stderr).toBe(0);
@@ -49,7 +70,18 @@ describe('LoRA adapters wherever a model is', () => {
     expect(a.results).toEqual(b.results);
     expect(a.fingerprint.model_hash).toBe(b.fingerprint.model_hash);
     expect(a.fingerprint.model_hash).not.toBe(c.fingerprint.model_hash);
-    const gen = await runCli(BIN, ['generate', '-m', STORIES, '--adapter', out, '-p', 'Once upon a time', '--max-new-tokens', '12', '--json']);
+    const gen = await runCli(BIN, [
+      'generate',
+      '-m',
+      STORIES,
+      '--adapter',
+      out,
+      '-p',
+      'Once upon a time',
+      '--max-new-tokens',
+      '12',
+      '--json',
+    ]);
     const lm = await loadModelOrAdapter(STORIES, out);
     const fluent = await llm.load(STORIES, { adapter: out }).generate('Once upon a time', { maxNewTokens: 12 });
     expect(JSON.parse(gen.stdout).text).toBe(fluent.texts[0]);
@@ -57,7 +89,9 @@ describe('LoRA adapters wherever a model is', () => {
     try {
       expect((await (await fetch(`${server.url}/models`)).json()).data[0].id).toBe(lm.name);
       const sc = await llm.load(STORIES, { adapter: out }).score('Tom had a red', [' ball', ' sky']);
-      const remote = await llm.load(`${server.url}::${lm.name}`, { requestCache: false }).score('Tom had a red', [' ball', ' sky']);
+      const remote = await llm
+        .load(`${server.url}::${lm.name}`, { requestCache: false })
+        .score('Tom had a red', [' ball', ' sky']);
       remote.options.forEach((o, i) => expect(Math.abs(o.logprob - sc.options[i].logprob)).toBeLessThan(1e-5));
     } finally {
       await server.close();

@@ -35,7 +35,8 @@ describe.each(Object.entries(TINY_CONFIGS))('%s', (_name, cfgJson) => {
     const back = await loadModel(dir);
     expect(back.model.config).toEqual(model.config);
     expect([...back.model.params.keys()].sort()).toEqual([...model.params.keys()].sort());
-    for (const [name, t] of model.params) expect(maxAbsDiff(back.model.params.get(name)!.dataSync(), t.dataSync())).toBe(0);
+    for (const [name, t] of model.params)
+      expect(maxAbsDiff(back.model.params.get(name)!.dataSync(), t.dataSync())).toBe(0);
     const ids = randomIds(12, model.config.vocabSize, 5);
     expect(maxAbsDiff(logitsOf(back.model, ids), logitsOf(model, ids))).toBe(0);
     model.dispose();
@@ -52,7 +53,13 @@ describe.each(Object.entries(TINY_CONFIGS))('%s', (_name, cfgJson) => {
     let at = 0;
     for (const n of [5, 1, 1, 7, 3]) {
       const chunk = ids.slice(at, at + n);
-      parts.push(...tf.tidy(() => model.logits(model.forward([chunk], { cache }).reshape([n, model.config.hiddenSize]) as tf.Tensor2D).dataSync()));
+      parts.push(
+        ...tf.tidy(() =>
+          model
+            .logits(model.forward([chunk], { cache }).reshape([n, model.config.hiddenSize]) as tf.Tensor2D)
+            .dataSync(),
+        ),
+      );
       at += n;
     }
     cache.dispose();
@@ -68,7 +75,11 @@ describe.each(Object.entries(TINY_CONFIGS))('%s', (_name, cfgJson) => {
     const T = 9;
     const ids = seqs.map((s) => [...new Array(T - s.length).fill(0), ...s]);
     const mask = seqs.map((s) => ids[0].map((_, t) => (t >= T - s.length ? 1 : 0)));
-    const batched = tf.tidy(() => model.logits(model.forward(ids, { attentionMask: mask }).reshape([3 * T, model.config.hiddenSize]) as tf.Tensor2D).dataSync());
+    const batched = tf.tidy(() =>
+      model
+        .logits(model.forward(ids, { attentionMask: mask }).reshape([3 * T, model.config.hiddenSize]) as tf.Tensor2D)
+        .dataSync(),
+    );
     seqs.forEach((s, b) => {
       const alone = logitsOf(model, s);
       const rows = batched.slice((b * T + T - s.length) * V, (b + 1) * T * V);
@@ -100,7 +111,8 @@ describe('sliding window', () => {
     const windowed = randomModel(cfg, { seed: 1, std: 0.3 });
     const full = randomModel({ ...cfg, sliding_window: null }, { seed: 1, std: 0.3 });
     const ids = randomIds(10, 40, 3);
-    const a = logitsOf(windowed, ids), b = logitsOf(full, ids);
+    const a = logitsOf(windowed, ids),
+      b = logitsOf(full, ids);
     expect(maxAbsDiff(a.slice(0, 5 * 40), b.slice(0, 5 * 40))).toBeLessThan(1e-6);
     expect(maxAbsDiff(a.slice(5 * 40), b.slice(5 * 40))).toBeGreaterThan(1e-3);
     windowed.dispose();

@@ -25,14 +25,26 @@ describe('beam search', () => {
     const V = lm.model.config.vocabSize;
     const beam = beamSearch(lm, prompt, { numBeams: V, lengthPenalty: 0, maxNewTokens: 2, stopIds: new Set() });
     // Exhaustive: log p(a) + max_b log p(b | a) over every first token a, by plain forward passes.
-    const first = tf.tidy(() => tf.logSoftmax(lm.model.logits(lm.model.forward([prompt]).reshape([prompt.length, -1]).slice([prompt.length - 1, 0], [1, -1]) as tf.Tensor2D)).dataSync());
+    const first = tf.tidy(() =>
+      tf
+        .logSoftmax(
+          lm.model.logits(
+            lm.model
+              .forward([prompt])
+              .reshape([prompt.length, -1])
+              .slice([prompt.length - 1, 0], [1, -1]) as tf.Tensor2D,
+          ),
+        )
+        .dataSync(),
+    );
     const { ids } = leftPad(Array.from({ length: V }, (_, a) => [...prompt, a]));
     const second = tf.tidy(() => {
       const h = lm.model.forward(ids);
       const last = h.slice([0, prompt.length, 0], [V, 1, -1]).reshape([V, -1]) as tf.Tensor2D;
       return tf.logSoftmax(lm.model.logits(last)).dataSync();
     });
-    let best = -Infinity, pair = [0, 0];
+    let best = -Infinity,
+      pair = [0, 0];
     for (let a = 0; a < V; a++) {
       for (let b = 0; b < V; b++) {
         const s = first[a] + second[a * V + b];
@@ -47,7 +59,10 @@ describe('beam search', () => {
 
   it('scores at least as high as greedy on sequence log-likelihood, and length_penalty follows its definition', () => {
     const stopIds = new Set([2, 1]);
-    const sum = (ids: number[]) => nextTokenLogprobs(lm.model, [...prompt, ...ids]).slice(-ids.length).reduce((a, b) => a + b, 0);
+    const sum = (ids: number[]) =>
+      nextTokenLogprobs(lm.model, [...prompt, ...ids])
+        .slice(-ids.length)
+        .reduce((a, b) => a + b, 0);
     const greedy = beamSearch(lm, prompt, { numBeams: 1, lengthPenalty: 0, maxNewTokens: 12, stopIds });
     const beams = beamSearch(lm, prompt, { numBeams: 4, lengthPenalty: 0, maxNewTokens: 12, stopIds });
     expect(beams.score).toBeGreaterThanOrEqual(greedy.score - 1e-6);

@@ -3,14 +3,15 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { toRecord, type TrainingRecord } from '../lib/data/records.js';
 import { tokenizeRecord } from '../lib/data/tokenize.js';
-import { readJsonl } from '../lib/eval/tasks/files.js';
+import { readJsonl } from '../lib/data/files.js';
 import { loadModel } from '../lib/models/load.js';
 import type { TextTokenizer } from '../lib/models/tokenizer.js';
 import { SHARED_DATA, STORIES } from './helpers/models.js';
 
 const DATA = SHARED_DATA;
 /** ChatML as a Jinja template, the way Hugging Face tokenizer configs write it. */
-const CHATML = "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+const CHATML =
+  "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 describe('tokenizing training records', () => {
   let tok: TextTokenizer;
@@ -24,7 +25,8 @@ describe('tokenizing training records', () => {
 
   it('prompt/response rows: the text encoded once, only the response and EOS are targets', () => {
     const row = readJsonl(`${DATA}/sft_samples/dolly_hhrlhf_train_small.jsonl`)[0];
-    const prompt = row.prompt as string, response = row.response as string;
+    const prompt = row.prompt as string,
+      response = row.response as string;
     const ex = tokenizeRecord(tok, toRecord(row, { file: 'd', row: 0 }), { template: 'plain' });
     expect(ex.inputIds).toEqual([tok.bosTokenId!, ...enc(prompt + response), tok.eosTokenId!]);
     // The tokenizer normalises some whitespace, so the reference is the response as it decodes.
@@ -36,7 +38,15 @@ describe('tokenizing training records', () => {
   });
 
   it('alpaca template: the Stanford prompt around each instruction, assistant replies (and EOS) as targets', () => {
-    const rec: TrainingRecord = { kind: 'chat', messages: [{ role: 'user', content: 'Name a color.' }, { role: 'assistant', content: 'Red.' }, { role: 'user', content: 'Another?' }, { role: 'assistant', content: 'Blue.' }] };
+    const rec: TrainingRecord = {
+      kind: 'chat',
+      messages: [
+        { role: 'user', content: 'Name a color.' },
+        { role: 'assistant', content: 'Red.' },
+        { role: 'user', content: 'Another?' },
+        { role: 'assistant', content: 'Blue.' },
+      ],
+    };
     const ex = tokenizeRecord(tok, rec);
     expect(tok.decode(noSpecial(ex.inputIds))).toBe(
       'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n' +
@@ -56,7 +66,12 @@ describe('tokenizing training records', () => {
       expect(b.inputIds).toEqual(a.inputIds);
       expect(Array.from(b.labelMask)).toEqual(Array.from(a.labelMask));
       if (rec.kind !== 'chat') throw new Error('expected a conversation');
-      expect(targetText(a.inputIds, a.labelMask)).toBe(rec.messages.filter((m) => m.role === 'assistant').map((m) => `${m.content}<|im_end|>`).join(''));
+      expect(targetText(a.inputIds, a.labelMask)).toBe(
+        rec.messages
+          .filter((m) => m.role === 'assistant')
+          .map((m) => `${m.content}<|im_end|>`)
+          .join(''),
+      );
     }
   });
 
@@ -65,8 +80,18 @@ describe('tokenizing training records', () => {
     expect(ex.inputIds).toEqual([tok.bosTokenId!, ...enc('Once upon a time'), tok.eosTokenId!]);
     expect(Array.from(ex.labelMask)).toEqual(ex.inputIds.map((_, i) => (i === 0 ? 0 : 1)));
     const reversed = "{% for m in messages|reverse %}{{ m['content'] }}{% endfor %}";
-    const rec: TrainingRecord = { kind: 'chat', messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }, { role: 'user', content: 'c' }, { role: 'assistant', content: 'd' }] };
-    expect(() => tokenizeRecord(tok, rec, { template: { jinja: reversed } })).toThrow(/does not render this conversation turn by turn/);
+    const rec: TrainingRecord = {
+      kind: 'chat',
+      messages: [
+        { role: 'user', content: 'a' },
+        { role: 'assistant', content: 'b' },
+        { role: 'user', content: 'c' },
+        { role: 'assistant', content: 'd' },
+      ],
+    };
+    expect(() => tokenizeRecord(tok, rec, { template: { jinja: reversed } })).toThrow(
+      /does not render this conversation turn by turn/,
+    );
     expect(() => tokenizeRecord(tok, { kind: 'preference', prompt: [], chosen: 'a', rejected: 'b' })).toThrow(/DPO/);
   });
 });

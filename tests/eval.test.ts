@@ -82,11 +82,15 @@ describe('evaluation on stories260K', () => {
     const task = TASKS.arc_easy;
     const test = task.loadSplit(`${DATA}/arc`, 'eval');
     expect(test).toHaveLength(2376);
-    expect(test[0].query).toBe('Question: Which statement best explains why photosynthesis is the foundation of most food webs?\nAnswer:');
+    expect(test[0].query).toBe(
+      'Question: Which statement best explains why photosynthesis is the foundation of most food webs?\nAnswer:',
+    );
     expect(test[0].choices![test[0].gold!]).toBe('Sunlight is the source of energy for nearly all ecosystems.');
     const train = task.loadSplit(`${DATA}/arc`, 'fewshot');
     const prefix = fewshotPrefix(task, 'ppl', test[0], train.slice(0, 2));
-    expect(prefix).toBe(`${train[0].query} ${train[0].choices![train[0].gold!]}\n\n${train[1].query} ${train[1].choices![train[1].gold!]}\n\n`);
+    expect(prefix).toBe(
+      `${train[0].query} ${train[0].choices![train[0].gold!]}\n\n${train[1].query} ${train[1].choices![train[1].gold!]}\n\n`,
+    );
   });
 
   it('scores ARC instances by the highest log-likelihood (acc) and per-character log-likelihood (acc_norm)', async () => {
@@ -102,7 +106,8 @@ describe('evaluation on stories260K', () => {
       // The options, then the same options after the content-free "Answer:" (mutual information).
       const n = s.doc.choices!.length;
       expect(args.slice(n).every((a) => a.arg_0 === 'Answer:')).toBe(true);
-      const lls = all.slice(0, n), free = all.slice(n);
+      const lls = all.slice(0, n),
+        free = all.slice(n);
       const pick = (xs: number[]) => (xs.indexOf(Math.max(...xs)) === Number(s.target) ? 1 : 0);
       expect(s.metrics.acc).toBe(pick(lls));
       expect(s.metrics.acc_norm).toBe(pick(lls.map((ll, j) => ll / s.doc.choices![j].length)));
@@ -115,12 +120,21 @@ describe('evaluation on stories260K', () => {
     const docs = TASKS.hellaswag.loadSplit(`${DATA}/hellaswag`, 'eval');
     expect(docs).toHaveLength(10042);
     expect(docs[0].query).toBe('Roof shingle removal: A man is sitting on a roof. he');
-    expect(docs[0].choices).toEqual(['is using wrap to wrap a pair of skis.', 'is ripping level tiles off.', "is holding a rubik's cube.", 'starts pulling up roofing on a roof.']);
+    expect(docs[0].choices).toEqual([
+      'is using wrap to wrap a pair of skis.',
+      'is ripping level tiles off.',
+      "is holding a rubik's cube.",
+      'starts pulling up roofing on a roof.',
+    ]);
     expect(docs[0].gold).toBe(3);
     // " [title]" -> ". ", other [tags] dropped, double spaces collapsed
     expect(preprocessHellaswag('How to x [title] Do y [step] now.  Done ')).toBe('How to x. Do y now. Done');
     const r = await evaluateTask(local, 'hellaswag', { limit: 6 });
-    expect(r.samples.every((s) => s.filtered_resps.length === 4 && (s.filtered_resps as [number, boolean][]).every(([x]) => x < 0))).toBe(true);
+    expect(
+      r.samples.every(
+        (s) => s.filtered_resps.length === 4 && (s.filtered_resps as [number, boolean][]).every(([x]) => x < 0),
+      ),
+    ).toBe(true);
     const dir = tmp();
     writeFileSync(`${dir}/hellaswag_val_full.txt`, 'ctx\n7\na\nb\nc\nd\n');
     expect(() => TASKS.hellaswag.loadSplit(dir, 'eval')).toThrow(/line 2: the gold label should be 0-3/);
@@ -140,7 +154,11 @@ describe('evaluation on stories260K', () => {
 
   it('llmbox eval --json prints results per task', () => {
     const bin = fileURLToPath(new URL('../bin/llmbox.js', import.meta.url));
-    const r = spawnSync(process.execPath, [bin, 'eval', '-m', STORIES, '-d', 'arc_easy,arc_challenge', '--limit', '8', '--json'], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [bin, 'eval', '-m', STORIES, '-d', 'arc_easy,arc_challenge', '--limit', '8', '--json'],
+      { encoding: 'utf8' },
+    );
     expect(r.status).toBe(0);
     const j = JSON.parse(r.stdout);
     for (const t of ['arc_easy', 'arc_challenge']) {

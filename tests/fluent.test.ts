@@ -17,16 +17,25 @@ describe('fluent llm API', () => {
     expect(acc.value).toBe(ev.run.results[0].metrics.acc.value);
     expect(acc.n).toBe(6);
     expect(ev.toHTML()).toMatch(/<table class="llmbox-table">[\s\S]*<td>arc_easy<\/td>[\s\S]*<td>acc<\/td>/);
-    expect(ev.toString().split('\n')[0]).toMatch(/^task\s+subset\s+metric\s+value\s+stderr\s+n$/);
+    expect(ev.toString().split('\n')[0]).toMatch(/^task\s+subset\s+method\s+shots\s+metric\s+value\s+stderr\s+n$/);
+    expect(ev.toString()).toMatch(/^arc_easy\s+ppl\s+0\s+acc\s+\d\.\d{4}\s+\d\.\d{4}\s+6$/m);
     const fig = ev.plot();
     expect(fig.data[0]).toMatchObject({ type: 'bar', x: ['arc_easy', 'hellaswag'] });
     expect((fig.data[0].y as number[])[0]).toBe(acc.value);
     const cal = ev.plot('calibration');
     expect(cal.data).toHaveLength(2);
-    expect(JSON.parse(JSON.stringify(ev)).results.arc_easy.acc).toBe(acc.value);
+    // One serializer: the JSON is what `llmbox eval --json` prints, standard errors included.
+    const json = JSON.parse(JSON.stringify(ev));
+    expect(json.results.arc_easy).toMatchObject({
+      acc: acc.value,
+      acc_stderr: acc.stderr,
+      n: 6,
+      method: 'ppl',
+      shots: 0,
+    });
     const df = ev.toDanfo();
-    expect(df.columns).toEqual(['task', 'subset', 'metric', 'value', 'stderr', 'n']);
-    expect(df.shape).toEqual([ev.table.numRows, 6]);
+    expect(df.columns).toEqual(['task', 'subset', 'method', 'shots', 'metric', 'value', 'stderr', 'n']);
+    expect(df.shape).toEqual([ev.table.numRows, 8]);
     expect(df['value'].values).toEqual(rows.map((r) => r.value));
     expect(() => ev.toPolars()).toThrow(/nodejs-polars is not installed/);
   });
@@ -38,7 +47,9 @@ describe('fluent llm API', () => {
     expect(gen.texts[0]).toBe(generate(lm, ['Once upon a time'], { maxNewTokens: 12 })[0].text);
     const sc = await llm.load(lm).score('Tom had a red', [' ball', ' sky', ' dog']);
     expect(sc).toBeInstanceOf(Scores);
-    const direct = await new LocalLM(lm).loglikelihood([' ball', ' sky', ' dog'].map((c) => ({ context: 'Tom had a red', continuation: c })));
+    const direct = await new LocalLM(lm).loglikelihood(
+      [' ball', ' sky', ' dog'].map((c) => ({ context: 'Tom had a red', continuation: c })),
+    );
     sc.options.forEach((o, i) => expect(Math.abs(o.logprob - direct[i].logprob)).toBeLessThan(1e-5));
     expect(sc.options.reduce((a, o) => a + o.probability, 0)).toBeCloseTo(1, 10);
     expect(sc.best).toBe(sc.options.reduce((a, b) => (b.logprob > a.logprob ? b : a)).text);
@@ -70,13 +81,29 @@ describe('fluent llm API', () => {
 
   it('train then evaluate: later steps see the trained weights; the result has a metrics table and charts', async () => {
     const text = `${SHARED_DATA}/pretrain_text/tinyshakespeare.txt`;
-    const opts = { datasets: [text], stage: 'pt' as const, maxLength: 128, batchSize: 4, maxSteps: 6, lr: 3e-3, valSize: 40, evalEvery: 3 };
+    const opts = {
+      datasets: [text],
+      stage: 'pt' as const,
+      maxLength: 128,
+      batchSize: 4,
+      maxSteps: 6,
+      lr: 3e-3,
+      valSize: 40,
+      evalEvery: 3,
+    };
     const before = await llm.load(STORIES).evaluate('tinystories_ppl', { limit: 4 });
     const model = llm.load(STORIES);
     const tr = await model.train(opts);
     expect(tr).toBeInstanceOf(Training);
     expect(tr.table.numRows).toBe(6);
-    expect(tr.table.schema.fields.map((f) => f.name)).toEqual(['step', 'loss', 'lr', 'grad_norm', 'tokens', 'tokens_per_second']);
+    expect(tr.table.schema.fields.map((f) => f.name)).toEqual([
+      'step',
+      'loss',
+      'lr',
+      'grad_norm',
+      'tokens',
+      'tokens_per_second',
+    ]);
     expect(tr.plot().data.map((d) => d.name)).toEqual(['train loss', 'eval loss', 'learning rate']);
     expect(tr.plot('mixture').data[0].y).toEqual([1]);
     expect(tr.toHTML()).toMatch(/^<p>6 steps \(pt\), loss [\d.]+ -&gt; [\d.]+, eval loss/);

@@ -31,23 +31,61 @@ describe('GPU memory calculator', () => {
       for (const gib of Object.values(GPUS)) {
         const r = minimumGpus({ ...m, seq: 2048, batch: 1, setting: 'zero3' }, gib)!;
         expect(gpuMemory({ ...m, seq: 2048, batch: 1, gpus: r.gpus }).gib).toBeLessThanOrEqual(0.95 * gib);
-        if (r.gpus > 1) expect(gpuMemory({ ...m, seq: 2048, batch: 1, gpus: r.gpus - 1 }).gib).toBeGreaterThan(0.95 * gib);
+        if (r.gpus > 1)
+          expect(gpuMemory({ ...m, seq: 2048, batch: 1, gpus: r.gpus - 1 }).gib).toBeGreaterThan(0.95 * gib);
       }
     }
     expect(minimumGpus({ ...LLAMA2['70B'], seq: 2048, batch: 1, setting: 'ddp' }, 80)).toBeNull();
   });
 
-  it('llmbox gpu-calc: JSON, the model\'s own numbers with -m, the table, and clear errors', async () => {
-    const j = JSON.parse(spawnSync(process.execPath, [BIN, 'gpu-calc', '--params', '6738415616', '--layers', '32', '--seq', '4096', '--hidden', '4096', '--vocab', '32000', '--gpus', '2', '--batch', '8', '--json'], { encoding: 'utf8' }).stdout);
+  it("llmbox gpu-calc: JSON, the model's own numbers with -m, the table, and clear errors", async () => {
+    const j = JSON.parse(
+      spawnSync(
+        process.execPath,
+        [
+          BIN,
+          'gpu-calc',
+          '--params',
+          '6738415616',
+          '--layers',
+          '32',
+          '--seq',
+          '4096',
+          '--hidden',
+          '4096',
+          '--vocab',
+          '32000',
+          '--gpus',
+          '2',
+          '--batch',
+          '8',
+          '--json',
+        ],
+        { encoding: 'utf8' },
+      ).stdout,
+    );
     expect(j.per_gpu_gib.toFixed(2)).toBe('71.42');
     expect(j.note).toMatch(/float32/);
-    const m = JSON.parse(spawnSync(process.execPath, [BIN, 'gpu-calc', '-m', STORIES, '--json'], { encoding: 'utf8' }).stdout);
+    const m = JSON.parse(
+      spawnSync(process.execPath, [BIN, 'gpu-calc', '-m', STORIES, '--json'], { encoding: 'utf8' }).stdout,
+    );
     const lm = await loadModel(STORIES);
     expect(m.params).toBe([...lm.model.params.values()].reduce((a, t) => a + t.size, 0));
-    const t = JSON.parse(spawnSync(process.execPath, [BIN, 'gpu-calc', '--table', '--json'], { encoding: 'utf8' }).stdout);
+    const t = JSON.parse(
+      spawnSync(process.execPath, [BIN, 'gpu-calc', '--table', '--json'], { encoding: 'utf8' }).stdout,
+    );
     expect(t.rows).toHaveLength(3 * 4 * 2);
-    expect(t.rows.find((r: { model: string; setting: string; gpu: string }) => r.model === 'LLaMA-2 7B' && r.setting === 'zero3' && r.gpu === 'A100 80G').gpus).toBe(2);
-    const bad = spawnSync(process.execPath, [BIN, 'gpu-calc', '--params', '-5', '--layers', '1', '--hidden', '1', '--vocab', '1'], { encoding: 'utf8' });
+    expect(
+      t.rows.find(
+        (r: { model: string; setting: string; gpu: string }) =>
+          r.model === 'LLaMA-2 7B' && r.setting === 'zero3' && r.gpu === 'A100 80G',
+      ).gpus,
+    ).toBe(2);
+    const bad = spawnSync(
+      process.execPath,
+      [BIN, 'gpu-calc', '--params', '-5', '--layers', '1', '--hidden', '1', '--vocab', '1'],
+      { encoding: 'utf8' },
+    );
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--params must be a number in \(0, Infinity\]/);
   });

@@ -25,7 +25,13 @@ describe('gradients', () => {
     const model = randomModel(TINY_CONFIGS['qwen2 attention bias, tied'], { seed: 4, std: 0.3 });
     const ids = [[1, 7, 3, 9, 12, 5]];
     const targets = tf.tensor1d([7, 3, 9, 12, 5, 8], 'int32');
-    const names = ['model.embed_tokens.weight', 'model.layers.0.self_attn.q_proj.weight', 'model.layers.1.self_attn.k_proj.bias', 'model.layers.1.mlp.down_proj.weight', 'model.norm.weight'];
+    const names = [
+      'model.embed_tokens.weight',
+      'model.layers.0.self_attn.q_proj.weight',
+      'model.layers.1.self_attn.k_proj.bias',
+      'model.layers.1.mlp.down_proj.weight',
+      'model.norm.weight',
+    ];
     const loss = () => {
       const h = model.forward(ids).reshape([6, model.config.hiddenSize]) as tf.Tensor2D;
       return tf.losses.softmaxCrossEntropy(tf.oneHot(targets, model.config.vocabSize), model.logits(h)) as tf.Scalar;
@@ -65,7 +71,10 @@ describe('cross-entropy', () => {
     await initEngine();
     for (const scale of [0.1, 3, 40]) {
       const logits = tf.mul(tf.randomNormal([37, 1001], 0, 1, 'float32', 9), scale) as tf.Tensor2D;
-      const targets = tf.tensor1d(Array.from({ length: 37 }, (_, i) => (i * 271) % 1001), 'int32');
+      const targets = tf.tensor1d(
+        Array.from({ length: 37 }, (_, i) => (i * 271) % 1001),
+        'int32',
+      );
       const w = tf.randomUniform([37], 0.5, 1.5, 'float32', 3);
       const lossOf = (f: typeof crossEntropy) => (x: tf.Tensor) => tf.sum(tf.mul(f(x as tf.Tensor2D, targets), w));
       const got = crossEntropy(logits, targets).dataSync();
@@ -83,7 +92,9 @@ describe('cross-entropy', () => {
     const info = await initEngine();
     const logits = tf.randomNormal([4, 50]) as tf.Tensor2D;
     const targets = tf.tensor1d([1, 2, 3, 4], 'int32');
-    const prof = await tf.profile(() => tf.grad((x: tf.Tensor) => tf.sum(crossEntropy(x as tf.Tensor2D, targets)))(logits));
+    const prof = await tf.profile(() =>
+      tf.grad((x: tf.Tensor) => tf.sum(crossEntropy(x as tf.Tensor2D, targets)))(logits),
+    );
     const names = prof.kernels.map((k) => k.name);
     expect(names.includes('LlmboxSoftmaxXent')).toBe(info.native.enabled);
     expect(names.includes('LlmboxSoftmaxXentGrad')).toBe(info.native.enabled);
@@ -97,7 +108,8 @@ describe('RoPE op', () => {
     const positions = Array.from({ length: 2 * 7 }, (_, i) => (i * 5) % 23);
     const { cos, sin } = ropeTables(inv, positions);
     const D = inv.length * 2;
-    const c = tf.tensor4d(cos, [2, 7, 1, D]), s = tf.tensor4d(sin, [2, 7, 1, D]);
+    const c = tf.tensor4d(cos, [2, 7, 1, D]),
+      s = tf.tensor4d(sin, [2, 7, 1, D]);
     const x = tf.randomNormal([2, 7, 3, D], 0, 1, 'float32', 4) as tf.Tensor4D;
     const dy = tf.randomNormal([2, 7, 3, D], 0, 1, 'float32', 5);
     const maxDiff = (a: tf.Tensor, b: tf.Tensor) => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0];

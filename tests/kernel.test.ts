@@ -1,13 +1,15 @@
 // Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
+// Slow suite (the example notebooks under Jupyter, checked in headless Chromium): npm run test:fast leaves it out.
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Table, vectorFromArray } from 'apache-arrow';
-import { isDisplayable, mimeBundle, progressHTML, resetPlotly } from '../lib/kernel/display.js';
-import { installKernel, kernelDir, kernelSpec } from '../lib/kernel/install.js';
-import { prelude } from '../lib/kernel/start.js';
+import { isDisplayable, mimeBundle, resetPlotly } from '../kernel/display.js';
+import { installKernel, kernelDir, kernelSpec } from '../kernel/install.js';
+import { prelude } from '../kernel/start.js';
+import { progressHTML } from '../lib/report/display.js';
 import { Figure } from '../lib/report/figure.js';
 import { findChromium, launchChromium } from '../lib/report/browser.js';
 import { tmp } from './helpers/models.js';
@@ -34,7 +36,14 @@ describe('kernel: install and display hooks', () => {
     const dir = installKernel({ prefix });
     expect(dir).toBe(join(prefix, 'share', 'jupyter', 'kernels', 'llmbox'));
     const spec = JSON.parse(readFileSync(join(dir, 'kernel.json'), 'utf8'));
-    expect(spec.argv).toEqual([process.execPath, join(ROOT, 'bin', 'llmbox.js'), 'kernel', 'start', '--config-path', '{connection_file}']);
+    expect(spec.argv).toEqual([
+      process.execPath,
+      join(ROOT, 'bin', 'llmbox.js'),
+      'kernel',
+      'start',
+      '--config-path',
+      '{connection_file}',
+    ]);
     expect(spec.display_name).toBe('llmbox (TypeScript)');
     expect(kernelSpec().language).toBe('typescript');
     expect(kernelDir({ user: true, name: 'x' })).toMatch(/jupyter[/\\]kernels[/\\]x$/);
@@ -56,7 +65,9 @@ describe('kernel: install and display hooks', () => {
     expect(isDisplayable({ toHTML: () => '<b>x</b>' })).toBe(true);
     expect(isDisplayable({ a: 1 })).toBe(false);
     expect(mimeBundle(42)).toBeNull();
-    expect(progressHTML('arc_easy', 3, 12, '1.5/s')).toMatch(/<progress value="3" max="12"[^>]*><\/progress> <code>arc_easy<\/code> 3\/12 \(25%\) 1\.5\/s/);
+    expect(progressHTML('arc_easy', 3, 12, '1.5/s')).toMatch(
+      /<progress value="3" max="12"[^>]*><\/progress> <code>arc_easy<\/code> 3\/12 \(25%\) 1\.5\/s/,
+    );
   });
 
   it('the prelude gives cells a typed `llm`: type errors in later cells are caught', async () => {
@@ -70,10 +81,16 @@ describe('kernel: install and display hooks', () => {
     const conv = createConverter({ isJS: false, isBrowser: false });
     const errors: string[] = [];
     const logs: unknown[] = [];
-    const ex = createExecutor(ROOT, { node: conv, browser: conv, close: () => conv.close() }, { log: (v: unknown) => logs.push(v), error: (...a: unknown[]) => errors.push(a.join(' ')) });
+    const ex = createExecutor(
+      ROOT,
+      { node: conv, browser: conv, close: () => conv.close() },
+      { log: (v: unknown) => logs.push(v), error: (...a: unknown[]) => errors.push(a.join(' ')) },
+    );
     try {
       expect(await ex.execute(prelude(index))).toBe(true);
-      expect(await ex.execute("typeof llm.load === 'function' && typeof llmbox.scoresFigure === 'function'")).toBe(true);
+      expect(await ex.execute("typeof llm.load === 'function' && typeof llmbox.scoresFigure === 'function'")).toBe(
+        true,
+      );
       expect(logs.pop()).toBe(true);
       expect(await ex.execute("const n: number = llm.load('stories260K');")).toBe(false);
       expect(errors.join('\n')).toMatch(/Chain<LanguageModel>.*not assignable to type 'number'/);
@@ -88,12 +105,31 @@ describe('kernel lifetime', () => {
     const dir = tmp();
     const ports = await Promise.all([0, 1, 2, 3, 4].map(() => freePort()));
     const conn = join(dir, 'kernel.json');
-    writeFileSync(conn, JSON.stringify({ shell_port: ports[0], iopub_port: ports[1], stdin_port: ports[2], control_port: ports[3], hb_port: ports[4], ip: '127.0.0.1', key: 'k', transport: 'tcp', signature_scheme: 'hmac-sha256', kernel_name: 'llmbox' }));
+    writeFileSync(
+      conn,
+      JSON.stringify({
+        shell_port: ports[0],
+        iopub_port: ports[1],
+        stdin_port: ports[2],
+        control_port: ports[3],
+        hb_port: ports[4],
+        ip: '127.0.0.1',
+        key: 'k',
+        transport: 'tcp',
+        signature_scheme: 'hmac-sha256',
+        kernel_name: 'llmbox',
+      }),
+    );
     const bin = join(ROOT, 'bin', 'llmbox.js');
     // A stand-in client: it starts the kernel as Jupyter does (JPY_PARENT_PID names the client), prints
     // the kernel's pid and waits; then it is killed with -9.
-    const client = spawn(process.execPath, ['-e', `const c = require('child_process').spawn(process.execPath, [${JSON.stringify(bin)}, 'kernel', 'start', '--config-path', ${JSON.stringify(conn)}], { stdio: 'ignore', env: { ...process.env, JPY_PARENT_PID: String(process.pid) } }); console.log(c.pid); setInterval(() => {}, 1000);`]);
-    const kernelPid = Number(await new Promise<string>((resolve) => client.stdout.once('data', (d) => resolve(String(d).trim()))));
+    const client = spawn(process.execPath, [
+      '-e',
+      `const c = require('child_process').spawn(process.execPath, [${JSON.stringify(bin)}, 'kernel', 'start', '--config-path', ${JSON.stringify(conn)}], { stdio: 'ignore', env: { ...process.env, JPY_PARENT_PID: String(process.pid) } }); console.log(c.pid); setInterval(() => {}, 1000);`,
+    ]);
+    const kernelPid = Number(
+      await new Promise<string>((resolve) => client.stdout.once('data', (d) => resolve(String(d).trim()))),
+    );
     const alive = () => {
       try {
         process.kill(kernelPid, 0);
@@ -136,41 +172,88 @@ describe.skipIf(!CHROMIUM)('figures rendered by headless Chromium', () => {
   });
 });
 
-describe.skipIf(!JUPYTER || !CHROMIUM)('notebooks: executed headless with the llmbox kernel, then seen in a browser', () => {
-  const NOTEBOOKS = readdirSync(join(ROOT, 'notebooks')).filter((f) => f.endsWith('.ipynb')).sort();
+describe.skipIf(!JUPYTER || !CHROMIUM)(
+  'notebooks: executed headless with the llmbox kernel, then seen in a browser',
+  () => {
+    const NOTEBOOKS = readdirSync(join(ROOT, 'notebooks'))
+      .filter((f) => f.endsWith('.ipynb'))
+      .sort();
 
-  it('lists the example notebooks', () => {
-    expect(NOTEBOOKS).toEqual(['01-quick-start.ipynb', '02-compare-models.ipynb', '03-data-mixture.ipynb']);
-  });
+    it('lists the example notebooks', () => {
+      expect(NOTEBOOKS).toEqual(['01-quick-start.ipynb', '02-compare-models.ipynb', '03-data-mixture.ipynb']);
+    });
 
-  it.each(NOTEBOOKS)('%s runs without errors and shows tables and charts in Chromium', async (name) => {
-    const prefix = tmp();
-    const out = tmp();
-    const env = { ...process.env, JUPYTER_PATH: join(prefix, 'share', 'jupyter'), PYDEVD_DISABLE_FILE_VALIDATION: '1' };
-    const inst = spawnSync(process.execPath, [join(ROOT, 'bin', 'llmbox.js'), 'kernel', 'install', '--prefix', prefix], { encoding: 'utf8' });
-    expect(inst.status, inst.stderr).toBe(0);
-    const run = spawnSync('jupyter', ['nbconvert', '--to', 'notebook', '--execute', '--ExecutePreprocessor.kernel_name=llmbox', '--ExecutePreprocessor.timeout=600', '--output-dir', out, join(ROOT, 'notebooks', name)], { encoding: 'utf8', env, cwd: join(ROOT, 'notebooks') });
-    expect(run.status, run.stderr.slice(-3000)).toBe(0);
-    const nb = JSON.parse(readFileSync(join(out, name), 'utf8')) as { cells: { cell_type: string; outputs?: Output[] }[] };
-    const outputs = nb.cells.flatMap((c) => c.outputs ?? []);
-    expect(outputs.filter((o) => o.output_type === 'error')).toEqual([]);
-    expect(outputs.filter((o) => o.output_type === 'stream' && o.name === 'stderr').map((o) => joined(o.text))).toEqual([]);
-    const html = outputs.map((o) => joined(o.data?.['text/html']));
-    expect(html.filter((h) => h.includes('<table class="llmbox-table">')).length).toBeGreaterThanOrEqual(1);
-    const plots = html.filter((h) => h.includes('class="llmbox-plot"'));
-    expect(plots.length).toBeGreaterThanOrEqual(1);
-    expect(html.filter((h) => /plotly\.js v\d/.test(h)).length).toBe(1); // plotly.js once per notebook
-    expect(outputs.some((o) => o.output_type === 'display_data' && joined(o.data?.['text/html']).includes('<progress'))).toBe(true);
+    it.each(NOTEBOOKS)(
+      '%s runs without errors and shows tables and charts in Chromium',
+      async (name) => {
+        const prefix = tmp();
+        const out = tmp();
+        const env = {
+          ...process.env,
+          JUPYTER_PATH: join(prefix, 'share', 'jupyter'),
+          PYDEVD_DISABLE_FILE_VALIDATION: '1',
+        };
+        const inst = spawnSync(
+          process.execPath,
+          [join(ROOT, 'bin', 'llmbox.js'), 'kernel', 'install', '--prefix', prefix],
+          { encoding: 'utf8' },
+        );
+        expect(inst.status, inst.stderr).toBe(0);
+        const run = spawnSync(
+          'jupyter',
+          [
+            'nbconvert',
+            '--to',
+            'notebook',
+            '--execute',
+            '--ExecutePreprocessor.kernel_name=llmbox',
+            '--ExecutePreprocessor.timeout=600',
+            '--output-dir',
+            out,
+            join(ROOT, 'notebooks', name),
+          ],
+          { encoding: 'utf8', env, cwd: join(ROOT, 'notebooks') },
+        );
+        expect(run.status, run.stderr.slice(-3000)).toBe(0);
+        const nb = JSON.parse(readFileSync(join(out, name), 'utf8')) as {
+          cells: { cell_type: string; outputs?: Output[] }[];
+        };
+        const outputs = nb.cells.flatMap((c) => c.outputs ?? []);
+        expect(outputs.filter((o) => o.output_type === 'error')).toEqual([]);
+        expect(
+          outputs.filter((o) => o.output_type === 'stream' && o.name === 'stderr').map((o) => joined(o.text)),
+        ).toEqual([]);
+        const html = outputs.map((o) => joined(o.data?.['text/html']));
+        expect(html.filter((h) => h.includes('<table class="llmbox-table">')).length).toBeGreaterThanOrEqual(1);
+        const plots = html.filter((h) => h.includes('class="llmbox-plot"'));
+        expect(plots.length).toBeGreaterThanOrEqual(1);
+        expect(html.filter((h) => /plotly\.js v\d/.test(h)).length).toBe(1); // plotly.js once per notebook
+        expect(
+          outputs.some((o) => o.output_type === 'display_data' && joined(o.data?.['text/html']).includes('<progress')),
+        ).toBe(true);
 
-    const page = join(out, name.replace(/\.ipynb$/, '.html'));
-    const conv = spawnSync('jupyter', ['nbconvert', '--to', 'html', '--output-dir', out, join(out, name)], { encoding: 'utf8', env });
-    expect(conv.status, conv.stderr.slice(-2000)).toBe(0);
-    const browser = await launchChromium();
-    try {
-      const tab = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-      await tab.goto(`file://${page}`, { waitUntil: 'load', timeout: 60_000 });
-      await tab.waitForFunction(`[...document.querySelectorAll('.llmbox-plot')].every((d) => d.querySelector('.main-svg'))`, undefined, { timeout: 60_000 });
-      const seen = await tab.evaluate<{ plots: number; drawn: number; traces: number[]; tables: number; rows: number }>(`(() => {
+        const page = join(out, name.replace(/\.ipynb$/, '.html'));
+        const conv = spawnSync('jupyter', ['nbconvert', '--to', 'html', '--output-dir', out, join(out, name)], {
+          encoding: 'utf8',
+          env,
+        });
+        expect(conv.status, conv.stderr.slice(-2000)).toBe(0);
+        const browser = await launchChromium();
+        try {
+          const tab = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+          await tab.goto(`file://${page}`, { waitUntil: 'load', timeout: 60_000 });
+          await tab.waitForFunction(
+            `[...document.querySelectorAll('.llmbox-plot')].every((d) => d.querySelector('.main-svg'))`,
+            undefined,
+            { timeout: 60_000 },
+          );
+          const seen = await tab.evaluate<{
+            plots: number;
+            drawn: number;
+            traces: number[];
+            tables: number;
+            rows: number;
+          }>(`(() => {
         const plots = [...document.querySelectorAll('.llmbox-plot')];
         const tables = [...document.querySelectorAll('table.llmbox-table')];
         return {
@@ -181,15 +264,21 @@ describe.skipIf(!JUPYTER || !CHROMIUM)('notebooks: executed headless with the ll
           rows: tables.reduce((n, t) => n + t.querySelectorAll('tbody tr').length, 0),
         };
       })()`);
-      expect(seen.plots).toBe(plots.length);
-      expect(seen.drawn).toBe(seen.plots);
-      expect(seen.traces.every((n) => n > 0), JSON.stringify(seen.traces)).toBe(true);
-      expect(seen.tables).toBe(html.filter((h) => h.includes('<table class="llmbox-table">')).length);
-      expect(seen.rows).toBeGreaterThan(2);
-      mkdirSync(ARTIFACTS, { recursive: true });
-      await tab.screenshot({ path: join(ARTIFACTS, name.replace(/\.ipynb$/, '.png')), fullPage: true });
-    } finally {
-      await browser.close();
-    }
-  }, 900_000);
-});
+          expect(seen.plots).toBe(plots.length);
+          expect(seen.drawn).toBe(seen.plots);
+          expect(
+            seen.traces.every((n) => n > 0),
+            JSON.stringify(seen.traces),
+          ).toBe(true);
+          expect(seen.tables).toBe(html.filter((h) => h.includes('<table class="llmbox-table">')).length);
+          expect(seen.rows).toBeGreaterThan(2);
+          mkdirSync(ARTIFACTS, { recursive: true });
+          await tab.screenshot({ path: join(ARTIFACTS, name.replace(/\.ipynb$/, '.png')), fullPage: true });
+        } finally {
+          await browser.close();
+        }
+      },
+      900_000,
+    );
+  },
+);

@@ -10,14 +10,23 @@ import { STORIES, TINY_CONFIGS, tmp } from './helpers/models.js';
 
 function copyStories(): string {
   const dir = tmp();
-  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
+  for (const f of [
+    'config.json',
+    'model.safetensors',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'generation_config.json',
+  ]) {
     copyFileSync(`${STORIES}/${f}`, `${dir}/${f}`);
   }
   return dir;
 }
 
 async function loadError(dir: string): Promise<LlmboxError> {
-  const err = await loadModel(dir).then(() => undefined, (e: unknown) => e);
+  const err = await loadModel(dir).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(LlmboxError);
   return err as LlmboxError;
 }
@@ -110,8 +119,14 @@ describe('weights and configs that would load as believable wrong models are ref
   it('a dtype label that disagrees with the byte length, overlapping data_offsets', () => {
     const file = `${tmp()}/w.safetensors`;
     rawSafetensors(file, { w: { dtype: 'F16', shape: [4], data_offsets: [0, 16] } }, new Uint8Array(16));
-    expect(() => readSafetensors(file)).toThrow(/tensor w has shape \[4\] \(8 bytes of F16\) but data_offsets \[0, 16\]/);
-    rawSafetensors(file, { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12));
+    expect(() => readSafetensors(file)).toThrow(
+      /tensor w has shape \[4\] \(8 bytes of F16\) but data_offsets \[0, 16\]/,
+    );
+    rawSafetensors(
+      file,
+      { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } },
+      new Uint8Array(12),
+    );
     expect(() => readSafetensors(file)).toThrow(/tensors a \[0, 8\] and b \[4, 12\] overlap/);
     rawSafetensors(file, { a: { dtype: 'F32', shape: [1.5], data_offsets: [0, 6] } }, new Uint8Array(6));
     expect(() => readSafetensors(file)).toThrow(/corrupt safetensors/);
@@ -120,7 +135,10 @@ describe('weights and configs that would load as believable wrong models are ref
   it('shard paths that leave the model folder', async () => {
     const dir = copyStories();
     const names = [...weights(dir).keys()];
-    writeFileSync(`${dir}/model.safetensors.index.json`, JSON.stringify({ weight_map: Object.fromEntries(names.map((n) => [n, '../elsewhere/model.safetensors'])) }));
+    writeFileSync(
+      `${dir}/model.safetensors.index.json`,
+      JSON.stringify({ weight_map: Object.fromEntries(names.map((n) => [n, '../elsewhere/model.safetensors'])) }),
+    );
     const e = await loadError(dir);
     expect(e.message).toMatch(/shard path "..\/elsewhere\/model.safetensors" leaves the model folder/);
     expect(e.file).toBe(`${dir}/model.safetensors.index.json`);
@@ -131,7 +149,11 @@ describe('weights and configs that would load as believable wrong models are ref
     const cfg = config(dir);
     writeFileSync(`${dir}/config.json`, JSON.stringify({ ...cfg, num_hidden_layers: cfg.num_hidden_layers - 1 }));
     const extra = await loadError(dir);
-    expect(extra.message).toMatch(new RegExp(`tensor\\(s\\) the config does not account for.*layer\\(s\\) ${cfg.num_hidden_layers - 1} of a config with num_hidden_layers ${cfg.num_hidden_layers - 1}`));
+    expect(extra.message).toMatch(
+      new RegExp(
+        `tensor\\(s\\) the config does not account for.*layer\\(s\\) ${cfg.num_hidden_layers - 1} of a config with num_hidden_layers ${cfg.num_hidden_layers - 1}`,
+      ),
+    );
     expect(extra.fix).toMatch(/config.json that belongs/);
     writeFileSync(`${dir}/config.json`, JSON.stringify(cfg));
     const w = weights(dir);
@@ -143,14 +165,19 @@ describe('weights and configs that would load as believable wrong models are ref
     bad.set(name, { shape: w.get(name)!.shape, data });
     writeSafetensors(`${dir}/model.safetensors`, bad);
     const nan = await loadError(dir);
-    expect(nan.message).toBe(`tensor ${name} holds 2 NaN/Inf value(s) (first at element 7)\n  file: ${dir}/model.safetensors\n  field: ${name}\n  fix: the weights are damaged (a diverged run or a bad conversion): use another checkpoint`);
+    expect(nan.message).toBe(
+      `tensor ${name} holds 2 NaN/Inf value(s) (first at element 7)\n  file: ${dir}/model.safetensors\n  field: ${name}\n  fix: the weights are damaged (a diverged run or a bad conversion): use another checkpoint`,
+    );
     const missing = new Map(w);
     missing.delete(name);
     writeSafetensors(`${dir}/model.safetensors`, missing);
     expect((await loadError(dir)).message).toMatch(new RegExp(`missing tensor ${name.replace(/\./g, '\\.')}`));
     // A tied head stored beside the embeddings must equal them.
     const tied = new Map(w);
-    tied.set('lm_head.weight', { shape: w.get('model.embed_tokens.weight')!.shape, data: w.get('model.embed_tokens.weight')!.data.map((v) => v + 1) as Float32Array });
+    tied.set('lm_head.weight', {
+      shape: w.get('model.embed_tokens.weight')!.shape,
+      data: w.get('model.embed_tokens.weight')!.data.map((v) => v + 1) as Float32Array,
+    });
     writeSafetensors(`${dir}/model.safetensors`, tied);
     writeFileSync(`${dir}/config.json`, JSON.stringify({ ...cfg, tie_word_embeddings: true }));
     expect((await loadError(dir)).field).toBe('tie_word_embeddings');
@@ -159,7 +186,10 @@ describe('weights and configs that would load as believable wrong models are ref
   it('config.json that is null, an array or a folder; a bad sliding_window; special token ids outside the vocabulary', async () => {
     const dir = copyStories();
     const cfg = config(dir);
-    for (const [body, msg] of [['null', /must be a JSON object, got null/], ['[1, 2]', /got an array/]] as const) {
+    for (const [body, msg] of [
+      ['null', /must be a JSON object, got null/],
+      ['[1, 2]', /got an array/],
+    ] as const) {
       writeFileSync(`${dir}/config.json`, body);
       expect((await loadError(dir)).message).toMatch(msg);
     }
@@ -214,7 +244,12 @@ describe('weights and configs that would load as believable wrong models are ref
     expect(err).toBeInstanceOf(LlmboxError);
     expect(err!.message).toMatch(/more than the model's 8 positions/);
     expect(err!.field).toBe('max_position_embeddings');
-    expect(() => nextTokenLogprobs(lm.model, Array.from({ length: 9 }, () => 403))).toThrow(/9 tokens are more than the model's 8 positions/);
+    expect(() =>
+      nextTokenLogprobs(
+        lm.model,
+        Array.from({ length: 9 }, () => 403),
+      ),
+    ).toThrow(/9 tokens are more than the model's 8 positions/);
   });
 });
 
@@ -226,7 +261,14 @@ describe('safetensors', () => {
     // bf16 is the top half of a float32: 1.0, -2.5, 3.140625
     const bf16 = new Uint16Array([0x3f80, 0xc020, 0x4049]);
     const body = new Uint8Array([...new Uint8Array(f16.buffer), ...new Uint8Array(bf16.buffer)]);
-    rawSafetensors(file, { a: { dtype: 'F16', shape: [4], data_offsets: [0, 8] }, b: { dtype: 'BF16', shape: [3], data_offsets: [8, 14] } }, body);
+    rawSafetensors(
+      file,
+      {
+        a: { dtype: 'F16', shape: [4], data_offsets: [0, 8] },
+        b: { dtype: 'BF16', shape: [3], data_offsets: [8, 14] },
+      },
+      body,
+    );
     const t = readSafetensors(file);
     expect([...t.get('a')!.data]).toEqual([1, -2.5, 65504, 2 ** -24]);
     expect([...t.get('b')!.data]).toEqual([1, -2.5, 3.140625]);
@@ -239,10 +281,13 @@ describe('safetensors', () => {
     saveModel(dir, model);
     const all = readSafetensors(`${dir}/model.safetensors`);
     const names = [...all.keys()];
-    const shard = (part: string[], file: string) => writeSafetensors(`${dir}/${file}`, new Map(part.map((n) => [n, all.get(n)!])));
+    const shard = (part: string[], file: string) =>
+      writeSafetensors(`${dir}/${file}`, new Map(part.map((n) => [n, all.get(n)!])));
     shard(names.slice(0, 10), 'model-00001-of-00002.safetensors');
     shard(names.slice(10), 'model-00002-of-00002.safetensors');
-    const weightMap = Object.fromEntries(names.map((n, i) => [n, i < 10 ? 'model-00001-of-00002.safetensors' : 'model-00002-of-00002.safetensors']));
+    const weightMap = Object.fromEntries(
+      names.map((n, i) => [n, i < 10 ? 'model-00001-of-00002.safetensors' : 'model-00002-of-00002.safetensors']),
+    );
     writeFileSync(`${dir}/model.safetensors.index.json`, JSON.stringify({ weight_map: weightMap }));
     rmSync(`${dir}/model.safetensors`);
     const back = await loadModel(dir);

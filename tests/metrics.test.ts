@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { bootstrapStderr, exactMatch, f1Score, mean, normalizeAnswer, passAtK, stderrOfMean } from '../lib/eval/metrics/index.js';
+import {
+  bootstrapStderr,
+  exactMatch,
+  f1Score,
+  mean,
+  normalizeAnswer,
+  passAtK,
+  stderrOfMean,
+} from '../lib/eval/metrics/index.js';
 
 describe('SQuAD normalisation, exact match and F1 (official v1.1 definitions)', () => {
   it('lower-cases, strips punctuation and articles, collapses whitespace', () => {

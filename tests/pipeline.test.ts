@@ -4,7 +4,7 @@ import { evaluate } from '../lib/eval/evaluate.js';
 import { LlmboxError } from '../lib/errors.js';
 import { ScriptedLM } from './helpers/scripted.js';
 import { SHARED_DATA, tmp } from './helpers/models.js';
-import { readJsonl } from '../lib/eval/tasks/files.js';
+import { readJsonl } from '../lib/data/files.js';
 import { TASKS } from '../lib/eval/tasks/index.js';
 import { instanceQuery } from '../lib/eval/methods/prompt.js';
 
@@ -28,9 +28,12 @@ describe('evaluation pipeline with a scripted model', () => {
   });
 
   it('GSM8K: strict and flexible extraction, and majority vote over samples', async () => {
-    const answers = TASKS.gsm8k.loadSplit(`${DATA}/gsm8k`, 'eval').slice(0, 4).map((d) => d.references![0]);
+    const answers = TASKS.gsm8k
+      .loadSplit(`${DATA}/gsm8k`, 'eval')
+      .slice(0, 4)
+      .map((d) => d.references![0]);
     let doc = -1;
-    const exact = new ScriptedLM((r) => {
+    const exact = new ScriptedLM(() => {
       doc++;
       // Two answers in lm-eval's "#### N" form, two only as the last number.
       return doc % 2 === 0 ? ` Some steps.\n#### ${answers[doc]}` : ` So the total is ${answers[doc]}.`;
@@ -45,18 +48,26 @@ describe('evaluation pipeline with a scripted model', () => {
     const voted = await evaluate(voter, ['gsm8k'], { limit: 4, shots: 0, samples: 5, temperature: 0.7 });
     expect(voted.results[0].metrics['exact_match,strict-match'].value).toBe(1);
     const outvoted = new ScriptedLM((_, call) => `#### ${call % 5 < 2 ? answers[Math.floor(call / 5)] : '7'}`);
-    expect((await evaluate(outvoted, ['gsm8k'], { limit: 4, shots: 0, samples: 5, temperature: 0.7 })).results[0].metrics['exact_match,strict-match'].value).toBe(0);
+    expect(
+      (await evaluate(outvoted, ['gsm8k'], { limit: 4, shots: 0, samples: 5, temperature: 0.7 })).results[0].metrics[
+        'exact_match,strict-match'
+      ].value,
+    ).toBe(0);
   });
 
   it('MMLU: an oracle that prefers the gold letter scores 1, per subject and for the group', async () => {
     const gold = new Map<string, number>();
     for (const t of ['mmlu_anatomy', 'mmlu_virology']) {
-      for (const d of TASKS[t].loadSplit(`${DATA}/mmlu`, 'eval').slice(0, 5)) gold.set(instanceQuery(TASKS[t], 'prob', d), d.gold!);
+      for (const d of TASKS[t].loadSplit(`${DATA}/mmlu`, 'eval').slice(0, 5))
+        gold.set(instanceQuery(TASKS[t], 'prob', d), d.gold!);
     }
-    const oracle = new ScriptedLM(() => '', (r) => {
-      const query = [...gold.keys()].find((q) => r.context.endsWith(q))!;
-      return 'ABCD'.indexOf(r.continuation.trim()) === gold.get(query) ? 0 : -5;
-    });
+    const oracle = new ScriptedLM(
+      () => '',
+      (r) => {
+        const query = [...gold.keys()].find((q) => r.context.endsWith(q))!;
+        return 'ABCD'.indexOf(r.continuation.trim()) === gold.get(query) ? 0 : -5;
+      },
+    );
     const run = await evaluate(oracle, ['mmlu_anatomy', 'mmlu_virology'], { limit: 5 });
     for (const r of run.results) expect(r.metrics.acc.value).toBe(1);
   });
@@ -65,17 +76,30 @@ describe('evaluation pipeline with a scripted model', () => {
     const refs = TASKS['flores200_eng_Latn-fra_Latn'].loadSplit(`${DATA}/flores200`, 'eval').slice(0, 5);
     const byQuery = new Map(refs.map((d) => [d.query, d.references![0]]));
     const perfect = new ScriptedLM((r) => ' ' + byQuery.get(r.context)!);
-    expect((await evaluate(perfect, ['flores200_eng_Latn-fra_Latn'], { limit: 5 })).results[0].metrics.bleu.value).toBeCloseTo(100, 8);
+    expect(
+      (await evaluate(perfect, ['flores200_eng_Latn-fra_Latn'], { limit: 5 })).results[0].metrics.bleu.value,
+    ).toBeCloseTo(100, 8);
     const empty = new ScriptedLM(() => '');
-    expect((await evaluate(empty, ['flores200_eng_Latn-fra_Latn'], { limit: 5 })).results[0].metrics.bleu.value).toBe(0);
+    expect((await evaluate(empty, ['flores200_eng_Latn-fra_Latn'], { limit: 5 })).results[0].metrics.bleu.value).toBe(
+      0,
+    );
   });
 
   it('refuses, before any request, a method the task lacks or the model cannot serve', async () => {
-    const chatOnly = new ScriptedLM(() => '#### 1', () => 0, { loglikelihood: 'chat endpoints return no prompt log-probabilities', loglikelihood_rolling: 'no prompt log-probabilities' });
+    const chatOnly = new ScriptedLM(
+      () => '#### 1',
+      () => 0,
+      {
+        loglikelihood: 'chat endpoints return no prompt log-probabilities',
+        loglikelihood_rolling: 'no prompt log-probabilities',
+      },
+    );
     // gsm8k alone runs; hellaswag after it is refused before gsm8k sends anything.
     const err = await evaluate(chatOnly, ['gsm8k', 'hellaswag'], { limit: 2, shots: 0 }).catch((e) => e);
     expect(err).toBeInstanceOf(LlmboxError);
-    expect(err.message).toMatch(/cannot run hellaswag with method ppl: chat endpoints return no prompt log-probabilities/);
+    expect(err.message).toMatch(
+      /cannot run hellaswag with method ppl: chat endpoints return no prompt log-probabilities/,
+    );
     expect(err.field).toBe('--method');
     expect(chatOnly.seen).toHaveLength(0);
     // ARC offers prob too, which also needs log-likelihoods: the fix names no usable method.
@@ -90,10 +114,14 @@ describe('evaluation pipeline with a scripted model', () => {
 
   it('two evaluations into one --output take turns on a task instead of both writing its resume state', async () => {
     const order: string[] = [];
-    const model = (name: string) => new ScriptedLM(() => '', (r) => {
-      order.push(name);
-      return -r.continuation.length;
-    });
+    const model = (name: string) =>
+      new ScriptedLM(
+        () => '',
+        (r) => {
+          order.push(name);
+          return -r.continuation.length;
+        },
+      );
     const dir = tmp();
     const [a, b] = await Promise.all([
       evaluate(model('a'), ['arc_easy'], { limit: 12, chunkSize: 2, outputDir: dir }),

@@ -4,7 +4,7 @@ import { LocalLM } from '../lib/eval/local.js';
 import type { LoglikelihoodRequest } from '../lib/eval/lm.js';
 import { PrefixCache } from '../lib/eval/prefix-cache.js';
 import { initEngine } from '../lib/engine/index.js';
-import { seededRandom } from '../lib/models/sampling.js';
+import { seededRandom } from '../lib/util/random.js';
 import { leftPad } from '../lib/models/llama.js';
 import { KVCache } from '../lib/models/kv-cache.js';
 import { loadModel, randomModel, type LoadedModel } from '../lib/models/load.js';
@@ -75,7 +75,29 @@ describe('prefix cache on stories260K', () => {
     lm = await loadModel(STORIES);
   });
 
-  const words = ['Once', 'upon', 'a', 'time', 'Lily', 'Tom', 'dog', 'went', 'to', 'the', 'park', 'happy', 'and', 'saw', 'big', 'red', 'ball', 'Lil', 'y', '.', ','];
+  const words = [
+    'Once',
+    'upon',
+    'a',
+    'time',
+    'Lily',
+    'Tom',
+    'dog',
+    'went',
+    'to',
+    'the',
+    'park',
+    'happy',
+    'and',
+    'saw',
+    'big',
+    'red',
+    'ball',
+    'Lil',
+    'y',
+    '.',
+    ',',
+  ];
   function phrase(rand: () => number, n: number): string {
     return Array.from({ length: n }, () => words[Math.floor(rand() * words.length)]).join(rand() < 0.3 ? '' : ' ');
   }
@@ -89,12 +111,16 @@ describe('prefix cache on stories260K', () => {
       const head = rand() < 0.7 ? shared[Math.floor(rand() * 2)] : '';
       const context = head + phrase(rand, 2 + Math.floor(rand() * 10)) + (rand() < 0.2 ? ' ' : '');
       const options = 1 + Math.floor(rand() * 4);
-      for (let j = 0; j < options; j++) reqs.push({ context, continuation: (rand() < 0.5 ? ' ' : '') + phrase(rand, 1 + Math.floor(rand() * 4)) });
+      for (let j = 0; j < options; j++)
+        reqs.push({ context, continuation: (rand() < 0.5 ? ' ' : '') + phrase(rand, 1 + Math.floor(rand() * 4)) });
     }
     return reqs;
   }
 
-  for (const [label, budgetBytes] of [['roomy budget', 64 * 2 ** 20], ['budget of ~40 tokens (forces eviction)', 50_000]] as const) {
+  for (const [label, budgetBytes] of [
+    ['roomy budget', 64 * 2 ** 20],
+    ['budget of ~40 tokens (forces eviction)', 50_000],
+  ] as const) {
     // Float32 noise alone moves sums of ~70 nats by ~2e-5 between batch sizes of the uncached path,
     // so the bound is relative: 1e-5 of the log-likelihood (at least 1e-5 absolute).
     it(`scores equal the uncached ones within 1e-5 (relative) with identical greedy flags (${label}, batch sizes 1/3/8)`, async () => {
@@ -124,7 +150,9 @@ describe('prefix cache on stories260K', () => {
   it('encodes a shared few-shot prefix once: reused tokens grow with each instance', async () => {
     const local = new LocalLM(lm, { batchSize: 4 });
     const shots = 'Lily went to the park. She saw a big red ball.\n\nTom went to the park. He saw a dog.\n\n';
-    const reqs = ['Lily', 'Tom', 'The dog'].flatMap((q) => [' happy', ' sad'].map((c) => ({ context: shots + q + ' was', continuation: c })));
+    const reqs = ['Lily', 'Tom', 'The dog'].flatMap((q) =>
+      [' happy', ' sad'].map((c) => ({ context: shots + q + ' was', continuation: c })),
+    );
     await local.loglikelihood(reqs);
     const { reusedTokens, computedTokens } = local.prefixCache!.stats;
     const shotTokens = local.encode(shots.trimEnd()).length;
@@ -135,7 +163,11 @@ describe('prefix cache on stories260K', () => {
 
   it('batched generation from a cached prefix equals one-by-one generation from scratch', async () => {
     const shots = 'Once upon a time, there was a little girl named Lily.\n\n';
-    const reqs = ['Tom had a', 'The dog was very', 'Lily went', 'One day'].map((q) => ({ context: shots + q, until: ['\n'], maxNewTokens: 12 }));
+    const reqs = ['Tom had a', 'The dog was very', 'Lily went', 'One day'].map((q) => ({
+      context: shots + q,
+      until: ['\n'],
+      maxNewTokens: 12,
+    }));
     const plain = await new LocalLM(lm, { prefixCache: false, batchSize: 1 }).generateUntil(reqs);
     expect(await new LocalLM(lm, { prefixCache: false, batchSize: 3 }).generateUntil(reqs)).toEqual(plain);
     const cached = new LocalLM(lm, { batchSize: 3 });

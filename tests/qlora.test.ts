@@ -2,8 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { initEngine, tf } from '../lib/engine/index.js';
 import { loadModel } from '../lib/models/load.js';
-import { seededRandom } from '../lib/models/sampling.js';
-import { blockScales, dequantizeNF4, NF4_LEVELS, nf4Bytes, quantizeNF4 } from '../lib/train/nf4.js';
+import { seededRandom } from '../lib/util/random.js';
+import { blockScales, dequantizeNF4, NF4_LEVELS, nf4Bytes, quantizeNF4 } from '../lib/models/nf4.js';
 import { addLora, dropLora, mergeLora, quantizeBase } from '../lib/train/lora.js';
 import { train } from '../lib/train/trainer.js';
 import { SHARED_DATA, STORIES } from './helpers/models.js';
@@ -38,7 +38,9 @@ describe('NF4 with double quantization', () => {
       expect(Math.abs(x[i] / s - y[i] / s)).toBeCloseTo(best, 5);
     }
     // The double-quantized block scales stay within 1/254 of the range around their mean.
-    const exact = Array.from({ length: scales.length }, (_, b) => Math.max(...Array.from(x.subarray(b * 64, (b + 1) * 64), Math.abs)));
+    const exact = Array.from({ length: scales.length }, (_, b) =>
+      Math.max(...Array.from(x.subarray(b * 64, (b + 1) * 64), Math.abs)),
+    );
     const spread = Math.max(...exact.map((e) => Math.abs(e - q.absmaxOffset)));
     exact.forEach((e, b) => expect(Math.abs(scales[b] - e)).toBeLessThanOrEqual(spread / 254 + 1e-9));
     // Error: mean absolute error well under the spacing of the levels for N(0, sigma) weights.
@@ -46,7 +48,8 @@ describe('NF4 with double quantization', () => {
     expect(mae / 0.02).toBeLessThan(0.1);
     expect((8 * nf4Bytes(q)) / x.length).toBeLessThan(4.2);
     // NF4 fits normal weights better than uniform 4-bit levels over the same blocks.
-    let nfErr = 0, uniErr = 0;
+    let nfErr = 0,
+      uniErr = 0;
     for (let i = 0; i < x.length; i++) {
       const s = scales[Math.floor(i / 64)];
       const u = (Math.round(((x[i] / s + 1) / 2) * 15) / 15) * 2 - 1;
@@ -74,7 +77,18 @@ describe('QLoRA', () => {
     dropLora(lm.model);
 
     const data = `${SHARED_DATA}/sft_samples/dolly_hhrlhf_train_small.jsonl`;
-    const r = await train(lm, { datasets: [data], stage: 'sft', maxLength: 128, batchSize: 2, maxSteps: 4, lr: 1e-2, valSize: 8, evalEvery: 4, qlora: true, lora: { rank: 4, targets: ['all-linear'] } });
+    const r = await train(lm, {
+      datasets: [data],
+      stage: 'sft',
+      maxLength: 128,
+      batchSize: 2,
+      maxSteps: 4,
+      lr: 1e-2,
+      valSize: 8,
+      evalEvery: 4,
+      qlora: true,
+      lora: { rank: 4, targets: ['all-linear'] },
+    });
     expect(r.quantization).toEqual({ float32Bytes: 0, nf4Bytes: 0 }); // already quantized above
     expect(r.evalLosses[1].loss).toBeLessThan(r.evalLosses[0].loss);
     const adapted = await logits(lm);
@@ -87,8 +101,19 @@ describe('QLoRA', () => {
   it('the trainer reports the memory QLoRA saves', async () => {
     const lm = await loadModel(STORIES);
     const data = `${SHARED_DATA}/sft_samples/dolly_hhrlhf_train_small.jsonl`;
-    const r = await train(lm, { datasets: [data], stage: 'sft', maxLength: 128, batchSize: 2, maxSteps: 1, valSize: 0, qlora: true, lora: { rank: 2 } });
+    const r = await train(lm, {
+      datasets: [data],
+      stage: 'sft',
+      maxLength: 128,
+      batchSize: 2,
+      maxSteps: 1,
+      valSize: 0,
+      qlora: true,
+      lora: { rank: 2 },
+    });
     expect(r.quantization!.float32Bytes).toBe(4 * 5 * (64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 172));
-    await expect(train(await loadModel(STORIES), { datasets: [data], maxSteps: 1, qlora: true })).rejects.toThrow(/QLoRA trains LoRA adapters/);
+    await expect(train(await loadModel(STORIES), { datasets: [data], maxSteps: 1, qlora: true })).rejects.toThrow(
+      /QLoRA trains LoRA adapters/,
+    );
   });
 });

@@ -10,7 +10,14 @@ import { STORIES } from './helpers/models.js';
 // Outputs of llama2.c's C forward pass on the original checkpoint (see PROVENANCE.md beside it).
 interface Reference {
   greedy: { prompt: string; prompt_ids: number[]; continuation_ids: number[]; continuation_text: string }[];
-  teacher_forcing: { source_text: string; ids: number[]; last_position_logits: number[]; last_position_argmax: number; next_token_logprobs: number[]; sum_next_token_logprob: number }[];
+  teacher_forcing: {
+    source_text: string;
+    ids: number[];
+    last_position_logits: number[];
+    last_position_argmax: number;
+    next_token_logprobs: number[];
+    sum_next_token_logprob: number;
+  }[];
 }
 const ref: Reference = JSON.parse(readFileSync(`${STORIES}/REFERENCE.json`, 'utf8'));
 
@@ -52,7 +59,12 @@ describe('stories260K against llama2.c', () => {
   it('produces identical greedy continuations, with and without the KV cache', () => {
     for (const g of ref.greedy) {
       for (const useCache of [true, false]) {
-        const [r] = generate(lm, [g.prompt], { maxNewTokens: g.continuation_ids.length, stopIds: [], stopAtBos: false, useCache });
+        const [r] = generate(lm, [g.prompt], {
+          maxNewTokens: g.continuation_ids.length,
+          stopIds: [],
+          stopAtBos: false,
+          useCache,
+        });
         expect(r.promptIds).toEqual(g.prompt_ids);
         expect(r.ids).toEqual(g.continuation_ids);
         expect(r.text).toBe(g.continuation_text);
@@ -61,7 +73,11 @@ describe('stories260K against llama2.c', () => {
   });
 
   it('generates the same greedy ids for a batch of prompts of different lengths', () => {
-    const rs = generate(lm, ref.greedy.map((g) => g.prompt), { maxNewTokens: 64, stopIds: [], stopAtBos: false });
+    const rs = generate(
+      lm,
+      ref.greedy.map((g) => g.prompt),
+      { maxNewTokens: 64, stopIds: [], stopAtBos: false },
+    );
     rs.forEach((r, i) => expect(r.ids).toEqual(ref.greedy[i].continuation_ids));
   });
 

@@ -1,4 +1,5 @@
 // Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
+// Slow suite (kill -9 and resume of whole CLI runs, MMLU with and without the prefix cache): npm run test:fast leaves it out.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,11 +10,13 @@ import { LocalLM } from '../lib/eval/local.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
 import { resultsTable, samplesTable } from '../lib/report/eval-table.js';
 import { SHARED_DATA, STORIES, tmp } from './helpers/models.js';
+import { ScriptedLM } from './helpers/scripted.js';
 
 const DATA = SHARED_DATA;
 
 const BIN = fileURLToPath(new URL('../bin/llmbox.js', import.meta.url));
-const resumeFiles = (dir: string) => (existsSync(join(dir, '.llmbox-resume')) ? readdirSync(join(dir, '.llmbox-resume')) : []);
+const resumeFiles = (dir: string) =>
+  existsSync(join(dir, '.llmbox-resume')) ? readdirSync(join(dir, '.llmbox-resume')) : [];
 
 describe('results files, fingerprint and resume', () => {
   let lm: LoadedModel;
@@ -40,7 +43,10 @@ describe('results files, fingerprint and resume', () => {
     expect(fp.tasks.arc_easy.prompt_hash).toMatch(/^[0-9a-f]{16}$/);
     expect(fp.lm).toMatchObject({ batch_size: 8, prefix_cache: true });
     expect(typeof fp.backend).toBe('string');
-    const lines = readFileSync(run.files!.samples[0], 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = readFileSync(run.files!.samples[0], 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines).toHaveLength(4);
     // four options, then the four after the content-free "Answer:"
     expect(Object.keys(lines[0].arguments)).toHaveLength(8);
@@ -55,7 +61,9 @@ describe('results files, fingerprint and resume', () => {
     let chunks = 0;
     await expect(
       evaluate(new LocalLM(lm), ['arc_challenge'], {
-        limit: 20, chunkSize: 5, outputDir: out,
+        limit: 20,
+        chunkSize: 5,
+        outputDir: out,
         onProgress: () => {
           if (++chunks === 2) throw new Error('interrupted');
         },
@@ -68,16 +76,42 @@ describe('results files, fingerprint and resume', () => {
     expect(resumeFiles(out)).toEqual([]);
     // Interrupted again, then started over on purpose: nothing is reused.
     chunks = 0;
-    const again = { limit: 20, chunkSize: 5, outputDir: out, onProgress: () => { if (++chunks === 2) throw new Error('interrupted'); } };
+    const again = {
+      limit: 20,
+      chunkSize: 5,
+      outputDir: out,
+      onProgress: () => {
+        if (++chunks === 2) throw new Error('interrupted');
+      },
+    };
     await expect(evaluate(new LocalLM(lm), ['arc_challenge'], again)).rejects.toThrow('interrupted');
-    const over = await evaluate(new LocalLM(lm), ['arc_challenge'], { limit: 20, chunkSize: 5, outputDir: out, resume: false });
+    const over = await evaluate(new LocalLM(lm), ['arc_challenge'], {
+      limit: 20,
+      chunkSize: 5,
+      outputDir: out,
+      resume: false,
+    });
     expect(over.results[0].resumed).toBe(0);
     expect(over.results[0].metrics).toEqual(fresh.results[0].metrics);
   });
 
   it('survives kill -9 of the CLI and resumes to the same results', async () => {
     const out = tmp();
-    const args = [BIN, 'eval', '-m', STORIES, '-d', 'hellaswag', '--limit', '60', '--chunk-size', '4', '--output', out, '--json'];
+    const args = [
+      BIN,
+      'eval',
+      '-m',
+      STORIES,
+      '-d',
+      'hellaswag',
+      '--limit',
+      '60',
+      '--chunk-size',
+      '4',
+      '--output',
+      out,
+      '--json',
+    ];
     const child = spawn(process.execPath, args, { stdio: 'ignore' });
     await new Promise<void>((resolve, reject) => {
       const timer = setInterval(() => {
@@ -94,13 +128,20 @@ describe('results files, fingerprint and resume', () => {
       });
     });
     await new Promise((r) => child.on('exit', r));
-    const partial = readFileSync(join(out, '.llmbox-resume', resumeFiles(out)[0]), 'utf8').trim().split('\n').length;
+    const partial = readFileSync(join(out, '.llmbox-resume', resumeFiles(out)[0]), 'utf8')
+      .trim()
+      .split('\n').length;
     expect(partial).toBeGreaterThanOrEqual(8);
     expect(partial).toBeLessThan(60);
     const resumed = spawnSync(process.execPath, args, { encoding: 'utf8' });
     expect(resumed.status).toBe(0);
-    const fresh = spawnSync(process.execPath, [BIN, 'eval', '-m', STORIES, '-d', 'hellaswag', '--limit', '60', '--json'], { encoding: 'utf8' });
-    const a = JSON.parse(resumed.stdout).results.hellaswag, b = JSON.parse(fresh.stdout).results.hellaswag;
+    const fresh = spawnSync(
+      process.execPath,
+      [BIN, 'eval', '-m', STORIES, '-d', 'hellaswag', '--limit', '60', '--json'],
+      { encoding: 'utf8' },
+    );
+    const a = JSON.parse(resumed.stdout).results.hellaswag,
+      b = JSON.parse(fresh.stdout).results.hellaswag;
     expect(a.acc).toBe(b.acc);
     expect(a.acc_norm).toBe(b.acc_norm);
     expect(a.n).toBe(60);
@@ -115,7 +156,8 @@ describe('results files, fingerprint and resume', () => {
     const without = await evaluate(new LocalLM(lm, { prefixCache: false }), ['mmlu_astronomy', 'mmlu_virology'], opts);
     withCache.results.forEach((r, t) => {
       r.samples.forEach((s, i) => {
-        const a = s.filtered_resps as [number, boolean][], b = without.results[t].samples[i].filtered_resps as [number, boolean][];
+        const a = s.filtered_resps as [number, boolean][],
+          b = without.results[t].samples[i].filtered_resps as [number, boolean][];
         a.forEach(([ll], j) => expect(Math.abs(ll - b[j][0])).toBeLessThan(1e-5 * Math.max(1, Math.abs(ll))));
         expect(s.metrics).toEqual(without.results[t].samples[i].metrics);
       });
@@ -125,28 +167,62 @@ describe('results files, fingerprint and resume', () => {
 
 describe('perplexity tasks and the Arrow results table', () => {
   it('weights word/byte perplexity and bits per byte by whole-corpus counts (lm-eval wikitext definitions)', async () => {
-    const lm = await loadModel(STORIES);
-    const local = new LocalLM(lm);
-    const run = await evaluate(local, ['tinystories_ppl'], {});
-    const texts = readFileSync(`${DATA}/pretrain_text/tinystories_sample.txt`, 'utf8').split('<|endoftext|>').map((s) => s.trim()).filter(Boolean);
-    const lls = await local.loglikelihoodRolling(texts);
-    const ll = lls.reduce((a, b) => a + b, 0);
+    // A scripted model with a known log-likelihood per document: the aggregation is what is checked.
+    const perChar = (t: string) => -0.37 * t.length - 1;
+    const run = await evaluate(
+      new ScriptedLM(
+        () => '',
+        () => 0,
+        {},
+        perChar,
+      ),
+      ['tinystories_ppl'],
+      {},
+    );
+    const texts = readFileSync(`${DATA}/pretrain_text/tinystories_sample.txt`, 'utf8')
+      .split('<|endoftext|>')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    const ll = texts.reduce((a, t) => a + perChar(t), 0);
     const words = texts.reduce((a, t) => a + t.split(/\s+/).length, 0);
     const bytes = texts.reduce((a, t) => a + Buffer.byteLength(t), 0);
     const m = run.results[0].metrics;
+    expect(run.results[0].n).toBe(texts.length);
     expect(m.word_perplexity.value).toBeCloseTo(Math.exp(-ll / words), 6);
     expect(m.byte_perplexity.value).toBeCloseTo(Math.exp(-ll / bytes), 6);
     expect(m.bits_per_byte.value).toBeCloseTo(-ll / (bytes * Math.LN2), 8);
-    // stories260K was trained on TinyStories: its own domain reads far better than Wikipedia.
-    const wiki = await evaluate(local, ['wikipedia_ppl'], { limit: 3 });
-    expect(m.bits_per_byte.value).toBeLessThan(wiki.results[0].metrics.bits_per_byte.value);
+  });
+
+  it('stories260K, trained on TinyStories, reads its own domain far better than Wikipedia', async () => {
+    const local = new LocalLM(await loadModel(STORIES));
+    const [stories, wiki] = [
+      await evaluate(local, ['tinystories_ppl'], { limit: 3 }),
+      await evaluate(local, ['wikipedia_ppl'], { limit: 1 }),
+    ];
+    expect(stories.results[0].metrics.bits_per_byte.value).toBeLessThan(wiki.results[0].metrics.bits_per_byte.value);
   });
 
   it('tabulates results per task, subset and metric, with group aggregates', async () => {
-    const lm = await loadModel(STORIES);
-    const run = await evaluate(new LocalLM(lm), ['arc_easy', 'mmlu'], { limit: 1, shots: 0 });
+    // Scripted: the longest option wins, so the table's values are fixed without running a model.
+    const run = await evaluate(
+      new ScriptedLM(
+        () => '',
+        (r) => r.continuation.length,
+      ),
+      ['arc_easy', 'mmlu'],
+      { limit: 1, shots: 0 },
+    );
     const table = resultsTable(run);
-    expect(table.schema.fields.map((f) => f.name)).toEqual(['task', 'subset', 'metric', 'value', 'stderr', 'n']);
+    expect(table.schema.fields.map((f) => f.name)).toEqual([
+      'task',
+      'subset',
+      'method',
+      'shots',
+      'metric',
+      'value',
+      'stderr',
+      'n',
+    ]);
     const rows = table.toArray().map((r) => r.toJSON());
     expect(rows.filter((r) => r.task === 'mmlu' && r.metric === 'acc' && r.subset !== null)).toHaveLength(57);
     const agg = rows.find((r) => r.task === 'mmlu' && r.subset === null && r.metric === 'acc')!;
@@ -155,6 +231,8 @@ describe('perplexity tasks and the Arrow results table', () => {
     expect(rows.find((r) => r.task === 'arc_easy' && r.metric === 'acc')!.subset).toBeNull();
     const samples = samplesTable(run.results[0]);
     expect(samples.numRows).toBe(1);
-    expect(samples.schema.fields.map((f) => f.name)).toEqual(expect.arrayContaining(['doc_id', 'id', 'target', 'answer', 'acc', 'acc_norm']));
+    expect(samples.schema.fields.map((f) => f.name)).toEqual(
+      expect.arrayContaining(['doc_id', 'id', 'target', 'answer', 'acc', 'acc_norm']),
+    );
   });
 });

@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../lib/models/config.js';
 import { ropeInvFreq, ropeTables } from '../lib/models/rope.js';
 
-const base = { model_type: 'llama', vocab_size: 10, hidden_size: 64, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 1 };
+const base = {
+  model_type: 'llama',
+  vocab_size: 10,
+  hidden_size: 64,
+  intermediate_size: 8,
+  num_hidden_layers: 1,
+  num_attention_heads: 1,
+};
 
 describe('RoPE', () => {
   it('uses theta^(-2i/d) frequencies', () => {
@@ -14,12 +21,23 @@ describe('RoPE', () => {
   it('linear scaling by f at position f*p equals no scaling at p', () => {
     const plain = ropeInvFreq(parseConfig(base));
     const scaled = ropeInvFreq(parseConfig({ ...base, rope_scaling: { type: 'linear', factor: 4 } }));
-    const a = ropeTables(plain, [3]), b = ropeTables(scaled, [12]);
+    const a = ropeTables(plain, [3]),
+      b = ropeTables(scaled, [12]);
     a.cos.forEach((x, i) => expect(b.cos[i]).toBeCloseTo(x, 5));
   });
 
   it('llama3 scaling keeps high frequencies, divides low ones by the factor, and blends between', () => {
-    const cfg = { ...base, rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } };
+    const cfg = {
+      ...base,
+      rope_theta: 500000,
+      rope_scaling: {
+        rope_type: 'llama3',
+        factor: 8,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 8192,
+      },
+    };
     const plain = ropeInvFreq(parseConfig({ ...base, rope_theta: 500000 }));
     const scaled = ropeInvFreq(parseConfig(cfg));
     plain.forEach((f, i) => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { applyRepetitionPenalty, argmax, sampleToken, seededRandom } from '../lib/models/sampling.js';
+import { applyRepetitionPenalty, argmax, sampleToken } from '../lib/models/sampling.js';
+import { seededRandom } from '../lib/util/random.js';
 
 function histogram(logits: number[], opts: Parameters<typeof sampleToken>[1], n = 20000): number[] {
   const rnd = seededRandom(1);
@@ -40,8 +41,12 @@ describe('sampling', () => {
   });
 
   it('seeded streams repeat exactly', () => {
-    const a = seededRandom(42), b = seededRandom(42), c = seededRandom(43);
-    const xa = Array.from({ length: 5 }, a), xb = Array.from({ length: 5 }, b), xc = Array.from({ length: 5 }, c);
+    const a = seededRandom(42),
+      b = seededRandom(42),
+      c = seededRandom(43);
+    const xa = Array.from({ length: 5 }, a),
+      xb = Array.from({ length: 5 }, b),
+      xc = Array.from({ length: 5 }, c);
     expect(xa).toEqual(xb);
     expect(xa).not.toEqual(xc);
     xa.forEach((x) => expect(x >= 0 && x < 1).toBe(true));

@@ -44,12 +44,30 @@ describe('the code sandbox holds against escape attempts', () => {
     ['posix.system', `import posix\nposix.system("touch ${host}/pwned-posix; echo hi > /tmp/host-tmp-pwned")`],
     ['importlib.reload(os)', `import importlib, os\nimportlib.reload(os)\nos.system("touch ${host}/pwned-reload")`],
     ['ctypes libc.system', `import ctypes\nctypes.CDLL(None).system(b"touch ${host}/pwned-ctypes")`],
-    ['ctypes fork + exec', `import ctypes, posix\nlibc = ctypes.CDLL(None)\nif libc.fork() == 0:\n    posix.execv("/bin/sh", ["sh", "-c", "touch ${host}/pwned-fork"])\nimport time; time.sleep(0.5)`],
-    ['os.posix_spawn', `import os\nos.posix_spawn("/bin/sh", ["sh", "-c", "touch ${host}/pwned-spawn"], {})\nimport time; time.sleep(0.5)`],
-    ['multiprocessing', `import multiprocessing\ndef f():\n    open("${host}/pwned-mp", "w").write("x")\nif __name__ == "__main__":\n    p = multiprocessing.Process(target=f); p.start(); p.join()`],
-    ['__subclasses__ Popen', `P = [c for c in object.__subclasses__() if c.__name__ == "Popen"][0]\nP(["sh", "-c", "touch ${host}/pwned-subclasses"]).wait()`],
-    ['write into the host folder and llmbox dist/', `for f in ["${host}/pwned-open", "${join(ROOT, 'dist', 'pwned')}", "/root/pwned", "/usr/pwned"]:\n    try:\n        open(f, "w").write("x")\n    except OSError:\n        pass`],
-    ['truncate and replace host files', `import posix\nfor f in ["${host}/secret", "${join(ROOT, 'package.json')}"]:\n    try:\n        posix.truncate(f, 0)\n    except OSError:\n        pass\n    try:\n        posix.rename("/sandbox/program.py", f)\n    except OSError:\n        pass`],
+    [
+      'ctypes fork + exec',
+      `import ctypes, posix\nlibc = ctypes.CDLL(None)\nif libc.fork() == 0:\n    posix.execv("/bin/sh", ["sh", "-c", "touch ${host}/pwned-fork"])\nimport time; time.sleep(0.5)`,
+    ],
+    [
+      'os.posix_spawn',
+      `import os\nos.posix_spawn("/bin/sh", ["sh", "-c", "touch ${host}/pwned-spawn"], {})\nimport time; time.sleep(0.5)`,
+    ],
+    [
+      'multiprocessing',
+      `import multiprocessing\ndef f():\n    open("${host}/pwned-mp", "w").write("x")\nif __name__ == "__main__":\n    p = multiprocessing.Process(target=f); p.start(); p.join()`,
+    ],
+    [
+      '__subclasses__ Popen',
+      `P = [c for c in object.__subclasses__() if c.__name__ == "Popen"][0]\nP(["sh", "-c", "touch ${host}/pwned-subclasses"]).wait()`,
+    ],
+    [
+      'write into the host folder and llmbox dist/',
+      `for f in ["${host}/pwned-open", "${join(ROOT, 'dist', 'pwned')}", "/root/pwned", "/usr/pwned"]:\n    try:\n        open(f, "w").write("x")\n    except OSError:\n        pass`,
+    ],
+    [
+      'truncate and replace host files',
+      `import posix\nfor f in ["${host}/secret", "${join(ROOT, 'package.json')}"]:\n    try:\n        posix.truncate(f, 0)\n    except OSError:\n        pass\n    try:\n        posix.rename("/sandbox/program.py", f)\n    except OSError:\n        pass`,
+    ],
   ];
   for (const [name, program] of attempts) {
     it(`${name}: nothing changes on the host`, async () => {
@@ -65,13 +83,21 @@ describe('the code sandbox holds against escape attempts', () => {
   }
 
   it('reads no host secrets and sees no host files', async () => {
-    const r = await runPython(`import os, sys\nread = []\nfor f in ["/etc/shadow", "/etc/passwd", "${host}/secret", "/root/.bashrc", "${join(ROOT, 'package.json')}"]:\n    try:\n        open(f).read()\n        read.append(f)\n    except OSError:\n        pass\nsys.stderr.write("READ [" + ",".join(read) + "] ROOT " + ",".join(sorted(os.listdir("/"))) + " ETC " + ",".join(sorted(os.listdir("/etc"))) + "\\n")\nsys.exit(1)`, { timeoutMs: 4000 });
-    expect(r.detail).toMatch(/^READ \[\] ROOT bin,dev,etc,lib,(lib64,)?proc,sandbox,sbin,tmp,usr ETC (alternatives,)?ld\.so\.cache(,localtime)?$/);
+    const r = await runPython(
+      `import os, sys\nread = []\nfor f in ["/etc/shadow", "/etc/passwd", "${host}/secret", "/root/.bashrc", "${join(ROOT, 'package.json')}"]:\n    try:\n        open(f).read()\n        read.append(f)\n    except OSError:\n        pass\nsys.stderr.write("READ [" + ",".join(read) + "] ROOT " + ",".join(sorted(os.listdir("/"))) + " ETC " + ",".join(sorted(os.listdir("/etc"))) + "\\n")\nsys.exit(1)`,
+      { timeoutMs: 4000 },
+    );
+    expect(r.detail).toMatch(
+      /^READ \[\] ROOT bin,dev,etc,lib,(lib64,)?proc,sandbox,sbin,tmp,usr ETC (alternatives,)?ld\.so\.cache(,localtime)?$/,
+    );
   });
 
   it('connects to no host socket and has no network', async () => {
     const before = connections;
-    const r = await runPython(`import _socket, sys\nfor fam, addr in [(_socket.AF_UNIX, "${sock}"), (_socket.AF_INET, ("127.0.0.1", ${port}))]:\n    s = _socket.socket(fam, _socket.SOCK_STREAM)\n    try:\n        s.connect(addr)\n        sys.stderr.write("CONNECTED\\n")\n    except OSError as e:\n        sys.stderr.write("REFUSED\\n")\nsys.exit(1)`, { timeoutMs: 4000 });
+    const r = await runPython(
+      `import _socket, sys\nfor fam, addr in [(_socket.AF_UNIX, "${sock}"), (_socket.AF_INET, ("127.0.0.1", ${port}))]:\n    s = _socket.socket(fam, _socket.SOCK_STREAM)\n    try:\n        s.connect(addr)\n        sys.stderr.write("CONNECTED\\n")\n    except OSError as e:\n        sys.stderr.write("REFUSED\\n")\nsys.exit(1)`,
+      { timeoutMs: 4000 },
+    );
     expect(r.detail).not.toMatch(/CONNECTED/);
     expect(r.detail).toMatch(/REFUSED/);
     expect(connections).toBe(before);
@@ -80,7 +106,10 @@ describe('the code sandbox holds against escape attempts', () => {
   it('cannot signal the evaluator or anything outside its PID namespace', async () => {
     const victim = execFileSync('sh', ['-c', 'sleep 30 >/dev/null 2>&1 & echo $!'], { encoding: 'utf8' }).trim();
     try {
-      await runPython(`import posix\nfor pid in [${process.pid}, ${victim}, 1, -1]:\n    try:\n        posix.kill(pid, 9)\n    except OSError:\n        pass`, { timeoutMs: 4000 });
+      await runPython(
+        `import posix\nfor pid in [${process.pid}, ${victim}, 1, -1]:\n    try:\n        posix.kill(pid, 9)\n    except OSError:\n        pass`,
+        { timeoutMs: 4000 },
+      );
       expect(() => process.kill(Number(victim), 0)).not.toThrow();
     } finally {
       process.kill(Number(victim), 'SIGKILL');
@@ -90,7 +119,10 @@ describe('the code sandbox holds against escape attempts', () => {
   it('returns within its limit although a setsid grandchild holds stderr; no daemon outlives the call', async () => {
     const marker = `31.${Math.floor(Math.random() * 1e6)}`;
     const started = Date.now();
-    const r = await runPython(`import os, time\nos.posix_spawn("/bin/sh", ["sh", "-c", "setsid sleep ${marker} & (setsid sh -c 'sleep ${marker}' </dev/null >/dev/null 2>&1 &)"], dict(os.environ))\ntime.sleep(60)`, { timeoutMs: 2000 });
+    const r = await runPython(
+      `import os, time\nos.posix_spawn("/bin/sh", ["sh", "-c", "setsid sleep ${marker} & (setsid sh -c 'sleep ${marker}' </dev/null >/dev/null 2>&1 &)"], dict(os.environ))\ntime.sleep(60)`,
+      { timeoutMs: 2000 },
+    );
     const took = Date.now() - started;
     expect(r.status).toBe('timeout');
     // The limit, the kill and the reaping: seconds, not the 45 s the grandchild would hold stderr for.
@@ -103,14 +135,45 @@ describe('the code sandbox holds against escape attempts', () => {
 
   it('evaluation refuses to run generated code without an isolating sandbox unless allowed, and says so in results', async () => {
     const env = { LLMBOX_BWRAP: '/nonexistent/bwrap' };
-    const refused = await runCli(BIN, ['eval', '-m', STORIES, '-d', 'humaneval', '--limit', '1', '--max-new-tokens', '4'], env);
+    const refused = await runCli(
+      BIN,
+      ['eval', '-m', STORIES, '-d', 'humaneval', '--limit', '1', '--max-new-tokens', '4'],
+      env,
+    );
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/generated code runs only inside a sandbox[\s\S]*--allow-unsafe-code-execution/);
-    const unsafe = await runCli(BIN, ['eval', '-m', STORIES, '-d', 'humaneval', '--limit', '1', '--max-new-tokens', '4', '--allow-unsafe-code-execution', '--json'], env);
+    const unsafe = await runCli(
+      BIN,
+      [
+        'eval',
+        '-m',
+        STORIES,
+        '-d',
+        'humaneval',
+        '--limit',
+        '1',
+        '--max-new-tokens',
+        '4',
+        '--allow-unsafe-code-execution',
+        '--json',
+      ],
+      env,
+    );
     expect(unsafe.code, unsafe.stderr).toBe(0);
     expect(unsafe.stderr).toMatch(/WITHOUT an isolating sandbox/);
     expect(JSON.parse(unsafe.stdout).fingerprint.sandbox).toMatch(/^UNSAFE/);
-    const safe = await runCli(BIN, ['eval', '-m', STORIES, '-d', 'humaneval', '--limit', '1', '--max-new-tokens', '4', '--json']);
+    const safe = await runCli(BIN, [
+      'eval',
+      '-m',
+      STORIES,
+      '-d',
+      'humaneval',
+      '--limit',
+      '1',
+      '--max-new-tokens',
+      '4',
+      '--json',
+    ]);
     expect(JSON.parse(safe.stdout).fingerprint.sandbox).toMatch(/^bubblewrap/);
     expect(statSync(host).isDirectory()).toBe(true);
   });

@@ -1,7 +1,7 @@
 // Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
 import { describe, expect, it } from 'vitest';
 import { SHARED_DATA } from './helpers/models.js';
-import { readJsonl } from '../lib/eval/tasks/files.js';
+import { readJsonl } from '../lib/data/files.js';
 import { runPython } from '../lib/eval/sandbox.js';
 
 const DATA = SHARED_DATA;

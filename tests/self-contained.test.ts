@@ -1,4 +1,5 @@
 // Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
+// Slow suite (the demo tasks scored on full data and on the shipped slices): npm run test:fast leaves it out.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -16,7 +17,10 @@ describe('the repository runs its main job by itself', () => {
   it('ships stories260K: the name resolves to the repository copy, identical to the shared one', async () => {
     expect(resolveModelDir('stories260K')).toBe(join(ROOT, 'models', 'stories260K'));
     expect(STORIES).toBe(join(ROOT, 'models', 'stories260K'));
-    const [mine, shared] = [await loadModel('stories260K'), await loadModel(join(SHARED_DATA, '../models/stories260K'))];
+    const [mine, shared] = [
+      await loadModel('stories260K'),
+      await loadModel(join(SHARED_DATA, '../models/stories260K')),
+    ];
     for (const [name, t] of shared.model.params) expect(mine.model.params.get(name)!.dataSync()).toEqual(t.dataSync());
   });
 

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine, tf } from '../lib/engine/index.js';
-import { seededRandom } from '../lib/models/sampling.js';
+import { seededRandom } from '../lib/util/random.js';
 
 /** Reference slice by index arithmetic on the flat values. */
 function sliceRef(vals: ArrayLike<number>, shape: number[], begin: number[], size: number[]): number[] {
@@ -46,8 +46,21 @@ describe('wasm Slice kernel (copies between heap views)', () => {
       }
     }
     // The gradient of a slice pads back into place.
-    const x = tf.tensor2d([[1, 2, 3], [4, 5, 6]]);
-    const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.slice(t, [0, 1], [2, 2]), tf.tensor2d([[1, 2], [3, 4]]))))(x);
+    const x = tf.tensor2d([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
+    const g = tf.grad((t: tf.Tensor) =>
+      tf.sum(
+        tf.mul(
+          tf.slice(t, [0, 1], [2, 2]),
+          tf.tensor2d([
+            [1, 2],
+            [3, 4],
+          ]),
+        ),
+      ),
+    )(x);
     expect(Array.from(g.dataSync())).toEqual([0, 1, 2, 0, 3, 4]);
   });
 });

@@ -9,15 +9,32 @@ import { GROUPS, TASKS } from '../lib/eval/tasks/index.js';
 import { SHARED_DATA, llmboxErrorOf, tmp } from './helpers/models.js';
 
 const DATA = SHARED_DATA;
-const load = (name: string, split: 'eval' | 'fewshot' = 'eval') => TASKS[name].loadSplit(`${DATA}/${TASKS[name].dataFolder}`, split);
+const load = (name: string, split: 'eval' | 'fewshot' = 'eval') =>
+  TASKS[name].loadSplit(`${DATA}/${TASKS[name].dataFolder}`, split);
 const total = (group: string) => GROUPS[group].tasks.reduce((a, t) => a + load(t).length, 0);
 
 describe('datasets', () => {
   it('loads every registered task with the published sizes', () => {
     const sizes: Record<string, number> = {
-      arc_easy: 2376, arc_challenge: 1172, hellaswag: 10042, boolq: 3270, piqa: 1838, winogrande: 1267, openbookqa: 500,
-      lambada: 5153, crows_pairs: 1508, halueval: 4507, truthfulqa_mc1: 817, truthfulqa_mc2: 817, truthfulqa_gen: 817,
-      gsm8k: 1319, math: 5000, triviaqa: 3000, nq_open: 3610, humaneval: 164, mbpp: 500,
+      arc_easy: 2376,
+      arc_challenge: 1172,
+      hellaswag: 10042,
+      boolq: 3270,
+      piqa: 1838,
+      winogrande: 1267,
+      openbookqa: 500,
+      lambada: 5153,
+      crows_pairs: 1508,
+      halueval: 4507,
+      truthfulqa_mc1: 817,
+      truthfulqa_mc2: 817,
+      truthfulqa_gen: 817,
+      gsm8k: 1319,
+      math: 5000,
+      triviaqa: 3000,
+      nq_open: 3610,
+      humaneval: 164,
+      mbpp: 500,
     };
     for (const [name, n] of Object.entries(sizes)) expect([name, load(name).length]).toEqual([name, n]);
     expect(GROUPS.mmlu.tasks).toHaveLength(57);
@@ -34,7 +51,9 @@ describe('datasets', () => {
     const dev = load('mmlu_anatomy', 'fewshot');
     expect(dev).toHaveLength(5);
     const prefix = fewshotPrefix(task, 'prob', doc, dev);
-    expect(prefix.startsWith('The following are multiple choice questions (with answers) about anatomy.\n\n')).toBe(true);
+    expect(prefix.startsWith('The following are multiple choice questions (with answers) about anatomy.\n\n')).toBe(
+      true,
+    );
     expect(prefix.split('\n\n')).toHaveLength(7);
     const pre = preamble(task, 'prob', doc, dev);
     expect(pre.text).toBe(prefix);
@@ -42,7 +61,11 @@ describe('datasets', () => {
     expect(reqs.map((r) => r.continuation)).toEqual([' A', ' B', ' C', ' D']);
     expect(reqs[0].context).toBe(prefix + instanceQuery(task, 'prob', doc));
     // For chat models: the header as the system turn, each dev example as a user/assistant exchange.
-    expect(reqs[0].messages!.map((m) => m.role)).toEqual(['system', ...Array(5).fill(['user', 'assistant']).flat(), 'user']);
+    expect(reqs[0].messages!.map((m) => m.role)).toEqual([
+      'system',
+      ...Array(5).fill(['user', 'assistant']).flat(),
+      'user',
+    ]);
     expect(reqs[0].messages![2]).toEqual({ role: 'assistant', content: 'ABCD'[dev[0].gold!] });
     expect(reqs[0].messages!.at(-1)!.content).toBe(instanceQuery(task, 'prob', doc));
     expect(instanceQuery(task, 'prob', doc)).toBe(
@@ -78,14 +101,19 @@ describe('datasets', () => {
   it('scores Winogrande by partial scoring: option contexts, one shared continuation', () => {
     const doc = load('winogrande')[0];
     const reqs = choiceRequests(TASKS.winogrande, 'ppl', doc, { text: '', turns: [] });
-    expect(reqs.map((r) => r.context)).toEqual(['Sarah was a much better surgeon than Maria so Sarah', 'Sarah was a much better surgeon than Maria so Maria']);
+    expect(reqs.map((r) => r.context)).toEqual([
+      'Sarah was a much better surgeon than Maria so Sarah',
+      'Sarah was a much better surgeon than Maria so Maria',
+    ]);
     expect(new Set(reqs.map((r) => r.continuation))).toEqual(new Set([' always got the easier cases.']));
     expect(doc.gold).toBe(1);
   });
 
   it('formats BoolQ, PIQA and MBPP as lm-eval', () => {
     const bq = load('boolq')[0];
-    expect(bq.query).toMatch(/^All biomass goes through[\s\S]*\nQuestion: does ethanol take more energy make that produces\?\nAnswer:$/);
+    expect(bq.query).toMatch(
+      /^All biomass goes through[\s\S]*\nQuestion: does ethanol take more energy make that produces\?\nAnswer:$/,
+    );
     expect(bq.choices).toEqual(['no', 'yes']);
     const pq = load('piqa')[0];
     expect(pq.query).toBe("Question: How do I ready a guinea pig cage for it's new occupants?\nAnswer:");
@@ -95,12 +123,19 @@ describe('datasets', () => {
     expect(shots.map((d) => d.id)).toEqual(['mbpp-2', 'mbpp-3', 'mbpp-4']);
     const m = load('mbpp')[0];
     expect(m.id).toBe('mbpp-11');
-    expect(m.query).toMatch(/^You are an expert Python programmer, and here is your task: [\s\S]* Your code should pass these tests:\n\nassert [\s\S]*\n\[BEGIN\]\n$/);
+    expect(m.query).toMatch(
+      /^You are an expert Python programmer, and here is your task: [\s\S]* Your code should pass these tests:\n\nassert [\s\S]*\n\[BEGIN\]\n$/,
+    );
   });
 
   it('expands groups and rejects unknown names with the way to list tasks', () => {
     expect(expandTasks(['mmlu']).length).toBe(57);
-    expect(expandTasks(['truthfulqa', 'arc_easy'])).toEqual(['truthfulqa_mc1', 'truthfulqa_mc2', 'truthfulqa_gen', 'arc_easy']);
+    expect(expandTasks(['truthfulqa', 'arc_easy'])).toEqual([
+      'truthfulqa_mc1',
+      'truthfulqa_mc2',
+      'truthfulqa_gen',
+      'arc_easy',
+    ]);
     expect(() => expandTasks(['mmlu_nope'])).toThrow(/unknown task mmlu_nope/);
   });
 

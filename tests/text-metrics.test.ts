@@ -1,9 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { majorityVote } from '../lib/eval/methods/generation.js';
-import { bleuTokenize, corpusBleu, INVALID, lastBoxed, lastNumber, normalizeMathAnswer, normalizeNumber, regexFilter, rougeL, rougeN } from '../lib/eval/metrics/index.js';
+import {
+  bleuTokenize,
+  corpusBleu,
+  INVALID,
+  lastBoxed,
+  lastNumber,
+  normalizeMathAnswer,
+  normalizeNumber,
+  regexFilter,
+  rougeL,
+  rougeN,
+} from '../lib/eval/metrics/index.js';
 
 describe('BLEU (sacrebleu-compatible)', () => {
-  it('reproduces the corpus score in sacrebleu\'s README: 48.53 with 82.4/50.0/45.5/37.5, BP 0.943', () => {
+  it("reproduces the corpus score in sacrebleu's README: 48.53 with 82.4/50.0/45.5/37.5, BP 0.943", () => {
     const sys = ['The dog bit the man.', "It wasn't surprising.", 'The man had just bitten him.'];
     const refs = [
       ['The dog bit the man.', 'It was not unexpected.', 'The man bit him first.'],
@@ -18,7 +29,20 @@ describe('BLEU (sacrebleu-compatible)', () => {
   });
 
   it('tokenizes as 13a: punctuation split, except inside numbers', () => {
-    expect(bleuTokenize('Hello, world! It costs $3,000.50 (approx.)')).toEqual(['Hello', ',', 'world', '!', 'It', 'costs', '$', '3,000.50', '(', 'approx', '.', ')']);
+    expect(bleuTokenize('Hello, world! It costs $3,000.50 (approx.)')).toEqual([
+      'Hello',
+      ',',
+      'world',
+      '!',
+      'It',
+      'costs',
+      '$',
+      '3,000.50',
+      '(',
+      'approx',
+      '.',
+      ')',
+    ]);
   });
 
   it('is 100 for an identical sentence and 0 with no overlap', () => {
@@ -29,8 +53,10 @@ describe('BLEU (sacrebleu-compatible)', () => {
 
 describe('ROUGE (rouge_score defaults)', () => {
   it('matches the rouge_score README example', () => {
-    const target = 'The quick brown fox jumps over the lazy dog', pred = 'The quick brown dog jumps on the log.';
-    const r1 = rougeN(target, pred, 1), rl = rougeL(target, pred);
+    const target = 'The quick brown fox jumps over the lazy dog',
+      pred = 'The quick brown dog jumps on the log.';
+    const r1 = rougeN(target, pred, 1),
+      rl = rougeL(target, pred);
     expect(r1.precision).toBeCloseTo(0.75, 12);
     expect(r1.recall).toBeCloseTo(2 / 3, 12);
     expect(r1.fmeasure).toBeCloseTo(0.7058823529411765, 12);

@@ -5,7 +5,7 @@ import { randomModel } from '../lib/models/load.js';
 import type { Example } from '../lib/data/tokenize.js';
 import { chunkRows, packRows, toBatch, unpackedRows } from '../lib/train/batches.js';
 import { batchLossSum } from '../lib/train/loss.js';
-import { seededRandom } from '../lib/models/sampling.js';
+import { seededRandom } from '../lib/util/random.js';
 import { TINY_CONFIGS } from './helpers/models.js';
 
 /** Examples of random lengths with a prompt part (no targets) and a reply part (targets). */
@@ -65,7 +65,14 @@ describe('packing', () => {
     expect(rows.flatMap((r) => r.ids)).toEqual(all.slice(0, rows.length * 16));
   });
 
-  for (const [name, mode] of [['llama GQA + llama3 rope, untied', 'gather'], ['llama GQA + llama3 rope, untied', 'mask'], ['mistral sliding window 5', 'gather'], ['mistral sliding window 5', 'mask'], ['qwen2 attention bias, tied', 'gather'], ['qwen2 attention bias, tied', 'mask']] as const) {
+  for (const [name, mode] of [
+    ['llama GQA + llama3 rope, untied', 'gather'],
+    ['llama GQA + llama3 rope, untied', 'mask'],
+    ['mistral sliding window 5', 'gather'],
+    ['mistral sliding window 5', 'mask'],
+    ['qwen2 attention bias, tied', 'gather'],
+    ['qwen2 attention bias, tied', 'mask'],
+  ] as const) {
     it(`${name}, ${mode} attention: packed and padded batches have the loss and gradients of each example run alone (1e-5)`, async () => {
       await initEngine();
       const model = randomModel(TINY_CONFIGS[name], { seed: 3, std: 0.2 });
@@ -86,7 +93,8 @@ describe('packing', () => {
         names.forEach((n, i) => model.params.set(n, originals[i]));
         return { loss: value.dataSync()[0], grads: grads.map((g) => g.dataSync() as Float32Array) };
       };
-      const a = lossAndGrads(packed), b = lossAndGrads(unpacked);
+      const a = lossAndGrads(packed),
+        b = lossAndGrads(unpacked);
       // The reference: each example alone through the ordinary attention path (no segments).
       const { value: refValue, grads: refGrads } = tf.valueAndGrads((...ps: tf.Tensor[]) => {
         names.forEach((n, i) => model.params.set(n, ps[i]));
@@ -96,7 +104,13 @@ describe('packing', () => {
           const next = [...e.inputIds.slice(1), 0];
           const weight = Array.from({ length: n }, (_, t) => (t + 1 < n && e.labelMask[t + 1] ? 1 : 0));
           const h = model.forward([e.inputIds]).reshape([n, model.config.hiddenSize]) as tf.Tensor2D;
-          const ce = tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(next, 'int32'), vocab), model.logits(h), undefined, 0, tf.Reduction.NONE);
+          const ce = tf.losses.softmaxCrossEntropy(
+            tf.oneHot(tf.tensor1d(next, 'int32'), vocab),
+            model.logits(h),
+            undefined,
+            0,
+            tf.Reduction.NONE,
+          );
           return tf.sum(tf.mul(ce, tf.tensor1d(weight)));
         });
         return tf.addN(per) as tf.Scalar;
@@ -124,11 +138,19 @@ describe('LoRA linear op', () => {
     const B = tf.randomNormal([4, 10], 0, 0.3, 'float32', 4) as tf.Tensor2D;
     const dy = tf.randomNormal([7, 10], 0, 1, 'float32', 5);
     const run = (f: typeof loraLinearReference) => {
-      const { value, grads } = tf.valueAndGrads((xx: tf.Tensor, aa: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(f(xx as tf.Tensor2D, xx as tf.Tensor2D, W, aa as tf.Tensor2D, bb as tf.Tensor2D, 2.5), dy)) as tf.Scalar)([x, A, B]);
+      const { value, grads } = tf.valueAndGrads(
+        (xx: tf.Tensor, aa: tf.Tensor, bb: tf.Tensor) =>
+          tf.sum(
+            tf.mul(f(xx as tf.Tensor2D, xx as tf.Tensor2D, W, aa as tf.Tensor2D, bb as tf.Tensor2D, 2.5), dy),
+          ) as tf.Scalar,
+      )([x, A, B]);
       return [value, ...grads].map((t) => Array.from(t.dataSync()));
     };
-    const got = run(loraLinear), want = run(loraLinearReference);
-    got.forEach((g, i) => g.forEach((v, j) => expect(Math.abs(v - want[i][j])).toBeLessThan(1e-4 * Math.max(1, Math.abs(want[i][j])))));
+    const got = run(loraLinear),
+      want = run(loraLinearReference);
+    got.forEach((g, i) =>
+      g.forEach((v, j) => expect(Math.abs(v - want[i][j])).toBeLessThan(1e-4 * Math.max(1, Math.abs(want[i][j])))),
+    );
     expect(want[3].some((v) => v !== 0)).toBe(true); // B's gradient is non-trivial
   });
 });

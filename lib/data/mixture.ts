@@ -1,5 +1,6 @@
 import { LlmboxError } from '../errors.js';
-import { seededRandom } from '../models/sampling.js';
+import { seededRandom } from '../util/random.js';
+import { DEFAULTS } from '../util/defaults.js';
 
 export interface MixtureOptions {
   /**
@@ -33,14 +34,18 @@ export function shuffled<T>(xs: T[], random: () => number): T[] {
 
 /** Mixes training sources (see MixtureOptions); the result is deterministic for a seed. */
 export function mix<T>(sources: T[][], opts: MixtureOptions = {}): Mixture<T> {
-  if (!sources.length || sources.some((s) => s.length === 0)) throw new LlmboxError('every dataset in a mixture needs at least one example', { field: '--dataset' });
+  if (!sources.length || sources.some((s) => s.length === 0))
+    throw new LlmboxError('every dataset in a mixture needs at least one example', { field: '--dataset' });
   const strategy = opts.strategy ?? (opts.ratios ? 'ratio' : 'concat');
   const ratios = opts.ratios ?? sources.map(() => 1 / sources.length);
   if (ratios.length !== sources.length || ratios.some((r) => !(r >= 0)) || ratios.every((r) => r === 0)) {
-    throw new LlmboxError(`--dataset_ratio needs one non-negative ratio per dataset (${sources.length}), got ${ratios.join(' ')}`, { field: '--dataset_ratio' });
+    throw new LlmboxError(
+      `--dataset_ratio needs one non-negative ratio per dataset (${sources.length}), got ${ratios.join(' ')}`,
+      { field: '--dataset_ratio' },
+    );
   }
   const weights = ratios.map((r) => r / ratios.reduce((a, b) => a + b, 0));
-  const random = seededRandom(opts.seed ?? 42);
+  const random = seededRandom(opts.seed ?? DEFAULTS.train.seed);
   let items: { source: number; item: T }[] = [];
   if (strategy === 'concat') {
     items = sources.flatMap((s, i) => s.map((item) => ({ source: i, item })));
@@ -58,7 +63,8 @@ export function mix<T>(sources: T[][], opts: MixtureOptions = {}): Mixture<T> {
     });
     items = shuffled(items, random);
   } else {
-    const pos = sources.map(() => 0), seenAll = sources.map(() => false);
+    const pos = sources.map(() => 0),
+      seenAll = sources.map(() => false);
     const orders = sources.map((s) => shuffled(s, random));
     const cumulative = weights.map((_, i) => weights.slice(0, i + 1).reduce((a, b) => a + b, 0));
     for (;;) {
@@ -68,7 +74,11 @@ export function mix<T>(sources: T[][], opts: MixtureOptions = {}): Mixture<T> {
       const i = found < 0 ? weights.length - 1 : found;
       if (pos[i] === orders[i].length) {
         seenAll[i] = true;
-        if ((opts.stopping ?? 'first_exhausted') === 'first_exhausted' || seenAll.every((x, j) => x || weights[j] === 0)) break;
+        if (
+          (opts.stopping ?? 'first_exhausted') === 'first_exhausted' ||
+          seenAll.every((x, j) => x || weights[j] === 0)
+        )
+          break;
         orders[i] = shuffled(sources[i], random);
         pos[i] = 0;
       }

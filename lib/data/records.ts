@@ -22,10 +22,25 @@ export type RecordFormat = 'text' | 'alpaca' | 'sharegpt' | 'openai' | 'prompt_r
 
 /** ShareGPT speaker names (FastChat and LLaMA-Factory conventions) to roles. */
 const SHAREGPT_ROLES: Record<string, Role> = {
-  human: 'user', user: 'user', gpt: 'assistant', assistant: 'assistant', chatgpt: 'assistant', bing: 'assistant', bard: 'assistant',
-  system: 'system', function_call: 'tool_call', observation: 'tool',
+  human: 'user',
+  user: 'user',
+  gpt: 'assistant',
+  assistant: 'assistant',
+  chatgpt: 'assistant',
+  bing: 'assistant',
+  bard: 'assistant',
+  system: 'system',
+  function_call: 'tool_call',
+  observation: 'tool',
 };
-const OPENAI_ROLES: Record<string, Role> = { system: 'system', user: 'user', assistant: 'assistant', tool: 'tool', function: 'tool', developer: 'system' };
+const OPENAI_ROLES: Record<string, Role> = {
+  system: 'system',
+  user: 'user',
+  assistant: 'assistant',
+  tool: 'tool',
+  function: 'tool',
+  developer: 'system',
+};
 
 /** Which format a row is in, from its fields (LLaMA-Factory's column conventions). */
 export function detectFormat(row: Record<string, unknown>): RecordFormat | undefined {
@@ -40,17 +55,40 @@ export function detectFormat(row: Record<string, unknown>): RecordFormat | undef
 
 function str(row: Record<string, unknown>, key: string, where: { file: string; row: number }): string {
   const v = row[key];
-  if (typeof v !== 'string') throw new LlmboxError(`row ${where.row + 1}: field ${key} should be a string, got ${JSON.stringify(v)?.slice(0, 60)}`, { file: where.file, field: key });
+  if (typeof v !== 'string')
+    throw new LlmboxError(
+      `row ${where.row + 1}: field ${key} should be a string, got ${JSON.stringify(v)?.slice(0, 60)}`,
+      { file: where.file, field: key },
+    );
   return v;
 }
 
-function turns(list: unknown, roleKey: string, textKey: string, roles: Record<string, Role>, field: string, where: { file: string; row: number }): Message[] {
-  if (!Array.isArray(list)) throw new LlmboxError(`row ${where.row + 1}: field ${field} should be a list of turns`, { file: where.file, field });
+function turns(
+  list: unknown,
+  roleKey: string,
+  textKey: string,
+  roles: Record<string, Role>,
+  field: string,
+  where: { file: string; row: number },
+): Message[] {
+  if (!Array.isArray(list))
+    throw new LlmboxError(`row ${where.row + 1}: field ${field} should be a list of turns`, {
+      file: where.file,
+      field,
+    });
   return list.map((t: Record<string, unknown>, i) => {
     const role = roles[String(t?.[roleKey])];
-    if (!role) throw new LlmboxError(`row ${where.row + 1}: ${field}.${i}.${roleKey} ${JSON.stringify(t?.[roleKey])} is not one of ${Object.keys(roles).join(', ')}`, { file: where.file, field: `${field}.${i}.${roleKey}` });
+    if (!role)
+      throw new LlmboxError(
+        `row ${where.row + 1}: ${field}.${i}.${roleKey} ${JSON.stringify(t?.[roleKey])} is not one of ${Object.keys(roles).join(', ')}`,
+        { file: where.file, field: `${field}.${i}.${roleKey}` },
+      );
     const content = t[textKey];
-    if (typeof content !== 'string') throw new LlmboxError(`row ${where.row + 1}: ${field}.${i}.${textKey} should be a string`, { file: where.file, field: `${field}.${i}.${textKey}` });
+    if (typeof content !== 'string')
+      throw new LlmboxError(`row ${where.row + 1}: ${field}.${i}.${textKey} should be a string`, {
+        file: where.file,
+        field: `${field}.${i}.${textKey}`,
+      });
     return { role, content };
   });
 }
@@ -62,7 +100,8 @@ function turns(list: unknown, roleKey: string, textKey: string, roles: Record<st
 export function splitTranscript(text: string): { prompt: Message[]; reply: string } | undefined {
   const parts = text.split(/\n\n(Human|Assistant): /).slice(1);
   const messages: Message[] = [];
-  for (let i = 0; i + 1 < parts.length; i += 2) messages.push({ role: parts[i] === 'Human' ? 'user' : 'assistant', content: parts[i + 1] });
+  for (let i = 0; i + 1 < parts.length; i += 2)
+    messages.push({ role: parts[i] === 'Human' ? 'user' : 'assistant', content: parts[i + 1] });
   const last = messages.pop();
   return last?.role === 'assistant' ? { prompt: messages, reply: last.content } : undefined;
 }
@@ -73,14 +112,24 @@ function alpacaHistory(v: unknown, where: { file: string; row: number }): Messag
   const pairs = Array.isArray(v) ? v : [v];
   return pairs.flatMap((p, i) => {
     if (!Array.isArray(p) || p.length !== 2 || typeof p[0] !== 'string' || typeof p[1] !== 'string') {
-      throw new LlmboxError(`row ${where.row + 1}: history[${i}] should be a [user, assistant] pair of strings, got ${JSON.stringify(p)?.slice(0, 60)}`, { file: where.file, field: 'history' });
+      throw new LlmboxError(
+        `row ${where.row + 1}: history[${i}] should be a [user, assistant] pair of strings, got ${JSON.stringify(p)?.slice(0, 60)}`,
+        { file: where.file, field: 'history' },
+      );
     }
-    return [{ role: 'user' as const, content: p[0] }, { role: 'assistant' as const, content: p[1] }];
+    return [
+      { role: 'user' as const, content: p[0] },
+      { role: 'assistant' as const, content: p[1] },
+    ];
   });
 }
 
 /** One row of a training file as a record; `format` defaults to what the row's fields say. */
-export function toRecord(row: Record<string, unknown>, where: { file: string; row: number }, format = detectFormat(row)): TrainingRecord {
+export function toRecord(
+  row: Record<string, unknown>,
+  where: { file: string; row: number },
+  format = detectFormat(row),
+): TrainingRecord {
   switch (format) {
     case 'text':
       return { kind: 'text', text: str(row, 'text', where) };
@@ -88,22 +137,45 @@ export function toRecord(row: Record<string, unknown>, where: { file: string; ro
       // instruction + input as the user turn; optional system and history ([user, assistant] pairs) before it.
       const input = typeof row.input === 'string' && row.input ? `\n${row.input}` : '';
       const history = alpacaHistory(row.history, where);
-      const system = typeof row.system === 'string' && row.system ? [{ role: 'system' as const, content: row.system }] : [];
-      return { kind: 'chat', messages: [...system, ...history, { role: 'user', content: str(row, 'instruction', where) + input }, { role: 'assistant', content: str(row, 'output', where) }] };
+      const system =
+        typeof row.system === 'string' && row.system ? [{ role: 'system' as const, content: row.system }] : [];
+      return {
+        kind: 'chat',
+        messages: [
+          ...system,
+          ...history,
+          { role: 'user', content: str(row, 'instruction', where) + input },
+          { role: 'assistant', content: str(row, 'output', where) },
+        ],
+      };
     }
     case 'sharegpt': {
       const messages = turns(row.conversations, 'from', 'value', SHAREGPT_ROLES, 'conversations', where);
-      const system = typeof row.system === 'string' && row.system ? [{ role: 'system' as const, content: row.system }] : [];
-      return { kind: 'chat', messages: [...system, ...messages], ...(typeof row.tools === 'string' ? { tools: row.tools } : {}) };
+      const system =
+        typeof row.system === 'string' && row.system ? [{ role: 'system' as const, content: row.system }] : [];
+      return {
+        kind: 'chat',
+        messages: [...system, ...messages],
+        ...(typeof row.tools === 'string' ? { tools: row.tools } : {}),
+      };
     }
     case 'openai':
       return { kind: 'chat', messages: turns(row.messages, 'role', 'content', OPENAI_ROLES, 'messages', where) };
     case 'prompt_response':
       // The prompt already carries its template (e.g. Alpaca's "### Instruction: ... ### Response:"): one user turn as is.
-      return { kind: 'chat', messages: [{ role: 'user', content: str(row, 'prompt', where) }, { role: 'assistant', content: str(row, 'response', where) }], templated: true };
+      return {
+        kind: 'chat',
+        messages: [
+          { role: 'user', content: str(row, 'prompt', where) },
+          { role: 'assistant', content: str(row, 'response', where) },
+        ],
+        templated: true,
+      };
     case 'preference': {
-      const chosen = str(row, 'chosen', where), rejected = str(row, 'rejected', where);
-      if (typeof row.prompt === 'string') return { kind: 'preference', prompt: [{ role: 'user', content: row.prompt }], chosen, rejected };
+      const chosen = str(row, 'chosen', where),
+        rejected = str(row, 'rejected', where);
+      if (typeof row.prompt === 'string')
+        return { kind: 'preference', prompt: [{ role: 'user', content: row.prompt }], chosen, rejected };
       // Transcripts (Anthropic HH): the prompt is what both share up to the last "Assistant:" turn
       // they have in common (TRL's rule; a few HH rows diverge before their final turn).
       let common = 0;
@@ -111,10 +183,18 @@ export function toRecord(row: Record<string, unknown>, where: { file: string; ro
       const cut = chosen.lastIndexOf('\n\nAssistant: ', common - '\n\nAssistant: '.length);
       const prompt = cut >= 0 ? splitTranscript(chosen.slice(0, cut) + '\n\nAssistant: x') : undefined;
       if (!prompt) {
-        throw new LlmboxError(`row ${where.row + 1}: no prompt field, and chosen/rejected are not transcripts with a shared prompt`, { file: where.file, field: 'chosen', fix: 'add a prompt field' });
+        throw new LlmboxError(
+          `row ${where.row + 1}: no prompt field, and chosen/rejected are not transcripts with a shared prompt`,
+          { file: where.file, field: 'chosen', fix: 'add a prompt field' },
+        );
       }
       const start = cut + '\n\nAssistant: '.length;
-      return { kind: 'preference', prompt: prompt.prompt, chosen: chosen.slice(start), rejected: rejected.slice(start) };
+      return {
+        kind: 'preference',
+        prompt: prompt.prompt,
+        chosen: chosen.slice(start),
+        rejected: rejected.slice(start),
+      };
     }
     default:
       throw new LlmboxError(`row ${where.row + 1}: cannot tell the format from fields ${Object.keys(row).join(', ')}`, {

@@ -1,5 +1,18 @@
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Example } from './tokenize.js';
@@ -12,7 +25,10 @@ export function cacheDir(): string {
 /** The cache key of a data file under a tokenizer and the settings that change its tokens. */
 export function tokenCacheKey(file: string, tokenizer: string, settings: unknown): string {
   const st = statSync(file);
-  return createHash('sha256').update(JSON.stringify({ file: realpathSync(file), size: st.size, mtime: st.mtimeMs, tokenizer, settings, v: 1 })).digest('hex').slice(0, 24);
+  return createHash('sha256')
+    .update(JSON.stringify({ file: realpathSync(file), size: st.size, mtime: st.mtimeMs, tokenizer, settings, v: 1 }))
+    .digest('hex')
+    .slice(0, 24);
 }
 
 /** Where a key's tokens are kept. */
@@ -28,7 +44,11 @@ const MAGIC = 'LLMBOXTK';
  * `reuse` is not false); else the examples are produced, streamed to the cache and opened from there.
  * A broken cache file is rebuilt.
  */
-export async function openTokenCache(key: string, produce: () => AsyncIterable<Example | null>, opts: { reuse?: boolean; dir?: string } = {}): Promise<{ store: TokenStore; hit: boolean }> {
+export async function openTokenCache(
+  key: string,
+  produce: () => AsyncIterable<Example | null>,
+  opts: { reuse?: boolean; dir?: string } = {},
+): Promise<{ store: TokenStore; hit: boolean }> {
   const file = cacheFile(key, opts.dir);
   if (opts.reuse !== false && existsSync(file)) {
     try {
@@ -45,11 +65,16 @@ export async function openTokenCache(key: string, produce: () => AsyncIterable<E
  * temporary files as they come, lengths (4 bytes an example) stay in memory, and the parts are joined
  * behind the header at the end, then renamed into place.
  */
-export async function writeTokenCache(key: string, examples: AsyncIterable<Example | null>, opts: { dir?: string } = {}): Promise<string> {
+export async function writeTokenCache(
+  key: string,
+  examples: AsyncIterable<Example | null>,
+  opts: { dir?: string } = {},
+): Promise<string> {
   const file = cacheFile(key, opts.dir);
   mkdirSync(dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
-  const idsFd = openSync(`${tmp}.ids`, 'w'), masksFd = openSync(`${tmp}.masks`, 'w');
+  const idsFd = openSync(`${tmp}.ids`, 'w'),
+    masksFd = openSync(`${tmp}.masks`, 'w');
   const lengths: number[] = [];
   try {
     for await (const e of examples) {
@@ -72,7 +97,7 @@ export async function writeTokenCache(key: string, examples: AsyncIterable<Examp
     for (const part of [`${tmp}.ids`, `${tmp}.masks`]) {
       const fd = openSync(part, 'r');
       const buf = new Uint8Array(1 << 22);
-      for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) writeSync(out, buf, 0, n);
+      for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) writeSync(out, buf, 0, n);
       closeSync(fd);
       rmSync(part);
     }
@@ -104,7 +129,8 @@ export class TokenStore {
       const size = fstatSync(this.fd).size;
       const head = Buffer.alloc(12);
       readSync(this.fd, head, 0, 12, 0);
-      if (size < 12 || head.subarray(0, 8).toString('latin1') !== MAGIC) throw new Error(`${file} is not a tokenized cache file`);
+      if (size < 12 || head.subarray(0, 8).toString('latin1') !== MAGIC)
+        throw new Error(`${file} is not a tokenized cache file`);
       this.count = head.readUInt32LE(8);
       if (size < 12 + 4 * this.count) throw new Error(`${file} is cut short`);
       const lens = Buffer.alloc(4 * this.count);

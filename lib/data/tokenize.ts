@@ -23,7 +23,8 @@ interface Segment {
   target: boolean;
 }
 
-const ALPACA_SYSTEM = 'Below is an instruction that describes a task. Write a response that appropriately completes the request.';
+const ALPACA_SYSTEM =
+  'Below is an instruction that describes a task. Write a response that appropriately completes the request.';
 
 /** A conversation as text pieces under a named template; assistant replies are the targets. */
 function namedSegments(messages: Message[], name: TemplateName): Segment[] {
@@ -66,18 +67,31 @@ function namedSegments(messages: Message[], name: TemplateName): Segment[] {
  * render conversations incrementally are refused rather than mis-masked.
  */
 function jinjaSegments(tok: TextTokenizer, messages: Message[], template: string): Segment[] {
-  const render = (ms: Message[], addGenerationPrompt: boolean) => tok.applyChatTemplate(ms.map((m) => ({ role: m.role === 'tool_call' ? 'assistant' : m.role, content: m.content })), { template, addGenerationPrompt });
+  const render = (ms: Message[], addGenerationPrompt: boolean) =>
+    tok.applyChatTemplate(
+      ms.map((m) => ({ role: m.role === 'tool_call' ? 'assistant' : m.role, content: m.content })),
+      { template, addGenerationPrompt },
+    );
   const out: Segment[] = [];
   let done = '';
   messages.forEach((m, i) => {
     if (m.role !== 'assistant' && m.role !== 'tool_call') return;
-    const before = render(messages.slice(0, i), true), after = render(messages.slice(0, i + 1), false);
+    const before = render(messages.slice(0, i), true),
+      after = render(messages.slice(0, i + 1), false);
     if (!before.startsWith(done) || !after.startsWith(before)) {
-      throw new LlmboxError('the chat template does not render this conversation turn by turn, so assistant turns cannot be located', { field: 'chat_template', fix: "pass template: 'chatml' or 'alpaca'" });
+      throw new LlmboxError(
+        'the chat template does not render this conversation turn by turn, so assistant turns cannot be located',
+        { field: 'chat_template', fix: "pass template: 'chatml' or 'alpaca'" },
+      );
     }
     // Whitespace the template puts after a reply (ChatML's newline after <|im_end|>) is not part of it.
-    const reply = after.slice(before.length), trimmed = reply.trimEnd();
-    out.push({ text: before.slice(done.length), target: false }, { text: trimmed, target: true }, { text: reply.slice(trimmed.length), target: false });
+    const reply = after.slice(before.length),
+      trimmed = reply.trimEnd();
+    out.push(
+      { text: before.slice(done.length), target: false },
+      { text: trimmed, target: true },
+      { text: reply.slice(trimmed.length), target: false },
+    );
     done = after;
   });
   const all = render(messages, false);
@@ -91,7 +105,8 @@ function jinjaSegments(tok: TextTokenizer, messages: Message[], template: string
  * without an end marker end each reply with EOS.
  */
 export function tokenizeRecord(tok: TextTokenizer, record: TrainingRecord, opts: TokenizeOptions = {}): Example {
-  const ids: number[] = [], mask: number[] = [];
+  const ids: number[] = [],
+    mask: number[] = [];
   const add = (toks: number[], target: boolean) => {
     ids.push(...toks);
     mask.push(...toks.map(() => (target ? 1 : 0)));
@@ -104,7 +119,8 @@ export function tokenizeRecord(tok: TextTokenizer, record: TrainingRecord, opts:
   } else if (record.kind === 'chat') {
     // Rows whose prompt already holds its template are not wrapped in another one.
     const t = opts.template ?? (record.templated ? 'plain' : tok.chatTemplate ? { jinja: tok.chatTemplate } : 'alpaca');
-    const segs = typeof t === 'string' ? namedSegments(record.messages, t) : jinjaSegments(tok, record.messages, t.jinja);
+    const segs =
+      typeof t === 'string' ? namedSegments(record.messages, t) : jinjaSegments(tok, record.messages, t.jinja);
     const endWithEos = typeof t === 'string' && t !== 'chatml';
     // The whole conversation is encoded once, as the model will read it; each piece's tokens are
     // found by the token count of the text up to its end (lm-eval's rule: a token merged across a
@@ -112,15 +128,22 @@ export function tokenizeRecord(tok: TextTokenizer, record: TrainingRecord, opts:
     // at every boundary in SentencePiece-style tokenizers.
     const full = segs.map((x) => x.text).join('');
     const fullIds = encode(full);
-    let at = 0, chars = 0;
+    let at = 0,
+      chars = 0;
     segs.forEach((x, k) => {
       chars += x.text.length;
-      const end = k === segs.length - 1 ? fullIds.length : Math.max(at, Math.min(fullIds.length, encode(full.slice(0, chars)).length));
+      const end =
+        k === segs.length - 1
+          ? fullIds.length
+          : Math.max(at, Math.min(fullIds.length, encode(full.slice(0, chars)).length));
       add([...fullIds.slice(at, end), ...(x.target && endWithEos ? eos : [])], x.target || !!opts.trainOnPrompt);
       at = end;
     });
   } else {
-    throw new LlmboxError('preference records are trained with DPO, not tokenized as single examples', { field: 'kind', fix: 'use a preference trainer' });
+    throw new LlmboxError('preference records are trained with DPO, not tokenized as single examples', {
+      field: 'kind',
+      fix: 'use a preference trainer',
+    });
   }
   return { inputIds: ids, labelMask: Uint8Array.from(mask) };
 }
@@ -136,12 +159,26 @@ const GENERATION_PROMPT: Record<TemplateName, { open: string; stop: string[] }> 
  * A conversation rendered as the prompt for the assistant's next turn, under a named or Jinja
  * template (default: the tokenizer's own, else ChatML), with the stop strings that end a reply.
  */
-export function chatPrompt(tok: TextTokenizer, messages: Message[], template?: TemplateName | { jinja: string }): { text: string; stop: string[]; template: string } {
+export function chatPrompt(
+  tok: TextTokenizer,
+  messages: Message[],
+  template?: TemplateName | { jinja: string },
+): { text: string; stop: string[]; template: string } {
   const t = template ?? (tok.chatTemplate ? { jinja: tok.chatTemplate } : 'chatml');
   if (typeof t !== 'string') {
-    const text = tok.applyChatTemplate(messages.map((m) => ({ role: m.role, content: m.content })), { template: t.jinja, addGenerationPrompt: true });
+    const text = tok.applyChatTemplate(
+      messages.map((m) => ({ role: m.role, content: m.content })),
+      { template: t.jinja, addGenerationPrompt: true },
+    );
     return { text, stop: [], template: `jinja:${createHash('sha256').update(t.jinja).digest('hex').slice(0, 16)}` };
   }
   const g = GENERATION_PROMPT[t];
-  return { text: namedSegments(messages, t).map((s) => s.text).join('') + g.open, stop: g.stop, template: t };
+  return {
+    text:
+      namedSegments(messages, t)
+        .map((s) => s.text)
+        .join('') + g.open,
+    stop: g.stop,
+    template: t,
+  };
 }

@@ -46,7 +46,11 @@ export function engineInfo(): EngineInfo | undefined {
  */
 export function initEngine(opts: EngineOptions = {}): Promise<EngineInfo> {
   const wanted = opts.backend ?? parseBackend(process.env.LLMBOX_BACKEND);
-  if (current && (!wanted || wanted === current.backend) && (opts.threads === undefined || opts.threads === current.threads)) {
+  if (
+    current &&
+    (!wanted || wanted === current.backend) &&
+    (opts.threads === undefined || opts.threads === current.threads)
+  ) {
     return Promise.resolve(current);
   }
   if (pending && !wanted && opts.threads === undefined) return pending;

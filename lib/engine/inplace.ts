@@ -20,14 +20,16 @@ export function writeAxis2(dst: tf.Tensor4D, src: tf.Tensor4D, start: number): t
   const wasm = asWasmBackend(backend);
   if (wasm) {
     const heap = wasm.wasm.HEAPF32;
-    const so = heapOffset(wasm, src), dOff = heapOffset(wasm, dst);
+    const so = heapOffset(wasm, src),
+      dOff = heapOffset(wasm, dst);
     for (let i = 0; i < a * b; i++) heap.copyWithin(dOff + (i * cap + start) * d, so + i * t * d, so + (i + 1) * t * d);
     return dst;
   }
   const cpuValues = (backend as unknown as Partial<CpuBackendLike>).data?.get?.(dst.dataId)?.values;
   const srcValues = (backend as unknown as Partial<CpuBackendLike>).data?.get?.(src.dataId)?.values;
   if (tf.getBackend() === 'cpu' && cpuValues instanceof Float32Array && srcValues instanceof Float32Array) {
-    for (let i = 0; i < a * b; i++) cpuValues.set(srcValues.subarray(i * t * d, (i + 1) * t * d), (i * cap + start) * d);
+    for (let i = 0; i < a * b; i++)
+      cpuValues.set(srcValues.subarray(i * t * d, (i + 1) * t * d), (i * cap + start) * d);
     return dst;
   }
   const next = tf.tidy(() => {

@@ -16,10 +16,36 @@ export interface NativeAddon {
     transposeA: boolean,
     transposeB: boolean,
   ): void;
-  softmaxXent(heap: Float32Array, logits: number, targets: number, loss: number, lse: number, rows: number, vocab: number): void;
-  softmaxXentGrad(heap: Float32Array, logits: number, targets: number, lse: number, dy: number, out: number, rows: number, vocab: number): void;
+  softmaxXent(
+    heap: Float32Array,
+    logits: number,
+    targets: number,
+    loss: number,
+    lse: number,
+    rows: number,
+    vocab: number,
+  ): void;
+  softmaxXentGrad(
+    heap: Float32Array,
+    logits: number,
+    targets: number,
+    lse: number,
+    dy: number,
+    out: number,
+    rows: number,
+    vocab: number,
+  ): void;
   embeddingGrad(heap: Float32Array, ids: number, dy: number, out: number, n: number, dim: number, vocab: number): void;
-  rope(heap: Float32Array, x: number, cos: number, sin: number, out: number, rows: number, heads: number, dim: number): void;
+  rope(
+    heap: Float32Array,
+    x: number,
+    cos: number,
+    sin: number,
+    out: number,
+    rows: number,
+    heads: number,
+    dim: number,
+  ): void;
   setThreads(n: number): void;
   getThreads(): number;
   blasInfo(): string;

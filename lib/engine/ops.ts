@@ -25,14 +25,17 @@ export function embedding(table: tf.Tensor2D, ids: tf.Tensor): tf.Tensor {
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const dyT = single(dy);
         if (nativeAddon()) {
-          const g = tf.engine().runKernel(EMBEDDING_GRAD, { ids: saved[0], dy: dyT }, { vocab, dim } as unknown as tf.NamedAttrMap);
+          const g = tf
+            .engine()
+            .runKernel(EMBEDDING_GRAD, { ids: saved[0], dy: dyT }, { vocab, dim } as unknown as tf.NamedAttrMap);
           return [g as tf.Tensor, tf.zerosLike(saved[0])];
         }
         const g = dyT.dataSync() as Float32Array;
         const idx = saved[0].dataSync();
         const out = new Float32Array(vocab * dim);
         for (let i = 0; i < idx.length; i++) {
-          const row = idx[i] * dim, src = i * dim;
+          const row = idx[i] * dim,
+            src = i * dim;
           for (let j = 0; j < dim; j++) out[row + j] += g[src + j];
         }
         return [tf.tensor2d(out, [vocab, dim]), tf.zerosLike(saved[0])];
@@ -128,7 +131,14 @@ export function ropeReference(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D
  * forward pass and again in the backward pass, so the float32 weight never outlives either.
  * Shapes: x, xd [N, in], W [in, out], A [in, r], B [r, out].
  */
-export function loraLinear(x: tf.Tensor2D, xd: tf.Tensor2D, W: tf.Tensor2D | (() => tf.Tensor2D), A: tf.Tensor2D, B: tf.Tensor2D, scale: number): tf.Tensor2D {
+export function loraLinear(
+  x: tf.Tensor2D,
+  xd: tf.Tensor2D,
+  W: tf.Tensor2D | (() => tf.Tensor2D),
+  A: tf.Tensor2D,
+  B: tf.Tensor2D,
+  scale: number,
+): tf.Tensor2D {
   const weight = (use: (w: tf.Tensor2D) => tf.Tensor) => {
     if (typeof W !== 'function') return use(W);
     const w = W();
@@ -141,12 +151,20 @@ export function loraLinear(x: tf.Tensor2D, xd: tf.Tensor2D, W: tf.Tensor2D | (()
     const xa = tf.matMul(xdi, a);
     save([xdi, a, b, xa]);
     return {
-      value: tf.add(weight((w) => tf.matMul(xi, w)), tf.mul(tf.matMul(xa, b), scale)),
+      value: tf.add(
+        weight((w) => tf.matMul(xi, w)),
+        tf.mul(tf.matMul(xa, b), scale),
+      ),
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const g = single(dy) as tf.Tensor2D;
         const [xds, as, bs, xas] = saved as tf.Tensor2D[];
         const gb = tf.mul(tf.matMul(g, bs, false, true), scale); // dL/d(xd A), [N, r]
-        return [weight((w) => tf.matMul(g, w, false, true)), tf.matMul(gb, as, false, true), tf.matMul(xds, gb, true, false), tf.mul(tf.matMul(xas, g, true, false), scale)];
+        return [
+          weight((w) => tf.matMul(g, w, false, true)),
+          tf.matMul(gb, as, false, true),
+          tf.matMul(xds, gb, true, false),
+          tf.mul(tf.matMul(xas, g, true, false), scale),
+        ];
       },
     };
   });
@@ -154,6 +172,13 @@ export function loraLinear(x: tf.Tensor2D, xd: tf.Tensor2D, W: tf.Tensor2D | (()
 }
 
 /** LoRA from plain ops (autodiff does the rest): the reference loraLinear is tested against. */
-export function loraLinearReference(x: tf.Tensor2D, xd: tf.Tensor2D, W: tf.Tensor2D, A: tf.Tensor2D, B: tf.Tensor2D, scale: number): tf.Tensor2D {
+export function loraLinearReference(
+  x: tf.Tensor2D,
+  xd: tf.Tensor2D,
+  W: tf.Tensor2D,
+  A: tf.Tensor2D,
+  B: tf.Tensor2D,
+  scale: number,
+): tf.Tensor2D {
   return tf.add(tf.matMul(x, W), tf.mul(tf.matMul(tf.matMul(xd, A), B), scale));
 }

@@ -14,7 +14,8 @@ export interface WasmBackendLike {
 
 export function asWasmBackend(backend: unknown): WasmBackendLike | null {
   const b = backend as Partial<WasmBackendLike> | null;
-  if (b && b.wasm && b.dataIdMap && typeof b.makeOutput === 'function' && typeof b.typedArrayFromHeap === 'function') return b as WasmBackendLike;
+  if (b && b.wasm && b.dataIdMap && typeof b.makeOutput === 'function' && typeof b.typedArrayFromHeap === 'function')
+    return b as WasmBackendLike;
   return null;
 }
 

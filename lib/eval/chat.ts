@@ -18,13 +18,18 @@ export interface ChatOptions {
 /** The system prompt first: merged into a system message the conversation already opens with (a task's description). */
 export function withSystemPrompt(messages: Message[], systemPrompt: string | undefined): Message[] {
   if (systemPrompt === undefined) return messages;
-  if (messages[0]?.role === 'system') return [{ role: 'system', content: `${systemPrompt}\n\n${messages[0].content}` }, ...messages.slice(1)];
+  if (messages[0]?.role === 'system')
+    return [{ role: 'system', content: `${systemPrompt}\n\n${messages[0].content}` }, ...messages.slice(1)];
   return [{ role: 'system', content: systemPrompt }, ...messages];
 }
 
 /** The turns of a request; an error for requests built without them. */
 export function requestMessages(messages: Message[] | undefined, caller: string): Message[] {
-  if (!messages?.length) throw new LlmboxError(`${caller}: a chat model needs the request as chat turns`, { field: '--model-type', fix: 'use --model-type base for raw-text prompts' });
+  if (!messages?.length)
+    throw new LlmboxError(`${caller}: a chat model needs the request as chat turns`, {
+      field: '--model-type',
+      fix: 'use --model-type base for raw-text prompts',
+    });
   return messages;
 }
 
@@ -42,7 +47,12 @@ export class ChatFormat {
     const probe = chatPrompt(tok, [{ role: 'user', content: 'x' }], opts.template);
     this.templateId = probe.template;
     const bos = tok.config.bos_token;
-    this.bosText = typeof bos === 'string' ? bos : bos && typeof bos === 'object' ? String((bos as { content?: unknown }).content ?? '') || undefined : undefined;
+    this.bosText =
+      typeof bos === 'string'
+        ? bos
+        : bos && typeof bos === 'object'
+          ? String((bos as { content?: unknown }).content ?? '') || undefined
+          : undefined;
     this.writesBos = !!this.bosText && probe.text.startsWith(this.bosText);
   }
 

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { engineInfo } from '../engine/index.js';
 import { LlmboxError } from '../errors.js';
-import { seededRandom } from '../models/sampling.js';
+import { seededRandom } from '../util/random.js';
 import { defaultDataDir } from '../util/paths.js';
 import { assertSupports, type LanguageModel, type ModelDescription } from './lm.js';
 import { sandboxDescription } from './sandbox.js';
@@ -13,6 +13,7 @@ import { bootstrapStderr, mean, stderrOfMean } from './metrics/index.js';
 import { fileTimestamp, PartialResults, sha256, writeResults, writeSamples, type SampleRecord } from './results.js';
 import { registerTaskConfig } from './tasks/declarative.js';
 import { GROUPS, TASKS, type Doc, type Method, type Task } from './tasks/index.js';
+import { DEFAULTS } from '../util/defaults.js';
 
 export interface EvaluateOptions {
   /** Few-shot examples per instance; the task's default when absent. */
@@ -134,7 +135,10 @@ export function expandTasks(names: string[]): string[] {
     const expanded = group ? group.tasks : [name];
     for (const t of expanded) {
       if (!TASKS[t]) {
-        throw new LlmboxError(`unknown task ${t}`, { field: '--dataset', fix: `choose tasks or groups from \`llmbox tasks\` (groups: ${Object.keys(GROUPS).join(', ')})` });
+        throw new LlmboxError(`unknown task ${t}`, {
+          field: '--dataset',
+          fix: `choose tasks or groups from \`llmbox tasks\` (groups: ${Object.keys(GROUPS).join(', ')})`,
+        });
       }
       if (!out.includes(t)) out.push(t);
     }
@@ -169,7 +173,12 @@ function aggregateMetric(task: Task, metric: string, values: number[]): MetricVa
 export function taskMetrics(task: Task, samples: SampleRecord[]): Record<string, MetricValue> {
   const out: Record<string, MetricValue> = {};
   const names = [...new Set(samples.flatMap((s) => Object.keys(s.metrics)))];
-  for (const m of names) out[m] = aggregateMetric(task, m, samples.map((s) => s.metrics[m]).filter((v) => v !== undefined));
+  for (const m of names)
+    out[m] = aggregateMetric(
+      task,
+      m,
+      samples.map((s) => s.metrics[m]).filter((v) => v !== undefined),
+    );
   for (const [m, f] of Object.entries(task.corpus ?? {})) {
     out[m] = { value: f(samples), stderr: bootstrapStderr(samples, f, 100) };
   }
@@ -181,8 +190,16 @@ type RecordFields = Pick<SampleRecord, 'doc' | 'target' | 'arguments' | 'resps' 
 /** A per-instance record with lm-eval's hashes of the doc, the prompt and the target. */
 function sampleRecord(docId: number, doc: Doc, prompt: string, f: RecordFields): SampleRecord {
   return {
-    doc_id: docId, doc: f.doc, target: f.target, arguments: f.arguments, resps: f.resps, filtered_resps: f.filtered_resps,
-    doc_hash: sha256(JSON.stringify(doc)), prompt_hash: sha256(prompt), target_hash: sha256(f.target), metrics: f.metrics,
+    doc_id: docId,
+    doc: f.doc,
+    target: f.target,
+    arguments: f.arguments,
+    resps: f.resps,
+    filtered_resps: f.filtered_resps,
+    doc_hash: sha256(JSON.stringify(doc)),
+    prompt_hash: sha256(prompt),
+    target_hash: sha256(f.target),
+    metrics: f.metrics,
   };
 }
 
@@ -190,38 +207,77 @@ function sampleRecord(docId: number, doc: Doc, prompt: string, f: RecordFields):
 export function methodFor(task: Task, asked: Method | undefined): Method {
   if (asked === undefined) return task.defaultMethod;
   if (!task.methods.includes(asked)) {
-    throw new LlmboxError(`task ${task.name} has no method ${asked}`, { field: '--method', fix: `use ${task.methods.join(' or ')} for ${task.name}, or leave --method out for its default (${task.defaultMethod})` });
+    throw new LlmboxError(`task ${task.name} has no method ${asked}`, {
+      field: '--method',
+      fix: `use ${task.methods.join(' or ')} for ${task.name}, or leave --method out for its default (${task.defaultMethod})`,
+    });
   }
   return asked;
 }
 
 /** Evaluates one task; with outputDir, finished chunks survive interruption and are not recomputed. */
-export async function evaluateTask(lm: LanguageModel, taskName: string, opts: EvaluateOptions = {}, info: ModelDescription = lm.describe()): Promise<TaskResult> {
+export async function evaluateTask(
+  lm: LanguageModel,
+  taskName: string,
+  opts: EvaluateOptions = {},
+  info: ModelDescription = lm.describe(),
+): Promise<TaskResult> {
   const task = TASKS[taskName];
-  if (!task) throw new LlmboxError(`unknown task ${taskName}`, { field: '--dataset', fix: 'run `llmbox tasks` for the list' });
+  if (!task)
+    throw new LlmboxError(`unknown task ${taskName}`, { field: '--dataset', fix: 'run `llmbox tasks` for the list' });
   const method = methodFor(task, opts.method);
   assertSupports(lm, task.name, method, task.methods);
   const dataDir = resolve(opts.dataDir ?? defaultDataDir(), task.dataFolder);
   const shots = opts.shots ?? task.defaultShots;
   let docs = task.loadSplit(dataDir, 'eval');
-  if (!docs.length) throw new LlmboxError(`task ${task.name} has no instances`, { file: dataDir, field: '--dataset', fix: 'check the task\'s data files' });
+  if (!docs.length)
+    throw new LlmboxError(`task ${task.name} has no instances`, {
+      file: dataDir,
+      field: '--dataset',
+      fix: "check the task's data files",
+    });
   if (opts.limit !== undefined) docs = docs.slice(0, opts.limit);
   const pool = shots > 0 ? task.loadSplit(dataDir, 'fewshot') : [];
   // An instance is never its own example: drawing from the evaluated split leaves one fewer.
   const available = pool.length - (pool.some((d) => d.id === docs[0].id) ? 1 : 0);
   if (shots > available) {
-    throw new LlmboxError(`${shots} few-shot examples asked, but ${task.name}'s few-shot pool has ${available}`, { field: '--shots', fix: `use --shots ${available} or fewer` });
+    throw new LlmboxError(`${shots} few-shot examples asked, but ${task.name}'s few-shot pool has ${available}`, {
+      field: '--shots',
+      fix: `use --shots ${available} or fewer`,
+    });
   }
-  const random = seededRandom(opts.seed ?? 1234);
+  const random = seededRandom(opts.seed ?? DEFAULTS.eval.seed);
   const preambles = docs.map((d) => preamble(task, method, d, drawShots(task, pool, shots, d.id, random)));
   const prompts = docs.map((d, i) => preambles[i].text + instanceQuery(task, method, d));
   const promptHash = sha256(prompts.map(sha256).join('')).slice(0, 16);
 
   // The same weights prompted as a chat model see other prompts: the template is part of the identity.
   const model = [info.model_hash, info.model_type, info.chat_template ?? null, info.system_prompt ?? null];
-  const settings = { model, task: task.name, version: task.version, method, shots, seed: opts.seed ?? 1234, limit: opts.limit ?? null, samples: opts.samples ?? 1, temperature: opts.temperature ?? null, maxNewTokens: opts.maxNewTokens ?? null, promptHash, ...(opts.shard ? { shard: opts.shard } : {}) };
-  const partial = opts.outputDir ? new PartialResults(join(opts.outputDir, '.llmbox-resume'), `${task.name}-${sha256(JSON.stringify(settings)).slice(0, 16)}`) : undefined;
-  const release = await partial?.lock((pid) => process.stderr.write(`llmbox: ${task.name}: another run (pid ${pid}) is writing to ${opts.outputDir}; waiting for it\n`));
+  const settings = {
+    model,
+    task: task.name,
+    version: task.version,
+    method,
+    shots,
+    seed: opts.seed ?? DEFAULTS.eval.seed,
+    limit: opts.limit ?? null,
+    samples: opts.samples ?? 1,
+    temperature: opts.temperature ?? null,
+    maxNewTokens: opts.maxNewTokens ?? null,
+    promptHash,
+    ...(opts.shard ? { shard: opts.shard } : {}),
+  };
+  const partial = opts.outputDir
+    ? new PartialResults(
+        join(opts.outputDir, '.llmbox-resume'),
+        `${task.name}-${sha256(JSON.stringify(settings)).slice(0, 16)}`,
+      )
+    : undefined;
+  const release = await partial?.lock((pid) =>
+    process.stderr.write(
+      `llmbox: ${task.name}: another run (pid ${pid}) is writing to ${opts.outputDir}; waiting for it\n`,
+    ),
+  );
   try {
     return await runTask(lm, task, opts, { method, shots, docs, preambles, promptHash, partial });
   } finally {
@@ -234,7 +290,14 @@ async function runTask(
   lm: LanguageModel,
   task: Task,
   opts: EvaluateOptions,
-  t: { method: Method; shots: number; docs: Doc[]; preambles: Preamble[]; promptHash: string; partial: PartialResults | undefined },
+  t: {
+    method: Method;
+    shots: number;
+    docs: Doc[];
+    preambles: Preamble[];
+    promptHash: string;
+    partial: PartialResults | undefined;
+  },
 ): Promise<TaskResult> {
   const { method, shots, docs, preambles, promptHash, partial } = t;
   const truncatedBefore = lm.truncated ?? 0;
@@ -244,7 +307,7 @@ async function runTask(
   // Prompts (and their few-shot draws) are built for every instance first, so a shard's are those of the whole run.
   const mine = docs.map((_, i) => i).filter((i) => !opts.shard || i % opts.shard.count === opts.shard.index);
   const todo = mine.filter((i) => !done.has(i));
-  const chunk = opts.chunkSize ?? 32;
+  const chunk = opts.chunkSize ?? DEFAULTS.eval.chunkSize;
   const started = Date.now();
   let computed = 0;
   for (let at = 0; at < todo.length; at += chunk) {
@@ -256,55 +319,95 @@ async function runTask(
       const lls = await lm.loglikelihoodRolling(chunkDocs.map((d) => d.query));
       lls.forEach((ll, j) => {
         const d = chunkDocs[j];
-        records.push(sampleRecord(ids[j], d, d.query, {
-          doc: { id: d.id, query: d.query.slice(0, 200) },
-          target: '',
-          arguments: { gen_args_0: { arg_0: d.query, arg_1: null } },
-          resps: [[ll]],
-          // log-likelihood, words and UTF-8 bytes: what word/byte perplexity and bits per byte weigh by.
-          filtered_resps: [ll, d.query.split(/\s+/).length, Buffer.byteLength(d.query)],
-          metrics: {},
-        }));
+        records.push(
+          sampleRecord(ids[j], d, d.query, {
+            doc: { id: d.id, query: d.query.slice(0, 200) },
+            target: '',
+            arguments: { gen_args_0: { arg_0: d.query, arg_1: null } },
+            resps: [[ll]],
+            // log-likelihood, words and UTF-8 bytes: what word/byte perplexity and bits per byte weigh by.
+            filtered_resps: [ll, d.query.split(/\s+/).length, Buffer.byteLength(d.query)],
+            metrics: {},
+          }),
+        );
       });
     } else if (method === 'gen') {
       const gen = await runGeneration(lm, task, chunkDocs, chunkPreambles, opts);
       gen.forEach((g, j) => {
         const d = chunkDocs[j];
-        records.push(sampleRecord(ids[j], d, g.context, {
-          doc: { id: d.id, query: d.query, references: d.references },
-          target: d.references?.[0] ?? '',
-          arguments: { gen_args_0: { arg_0: g.context, arg_1: { until: task.generation!.until, max_gen_toks: opts.maxNewTokens ?? task.generation!.maxNewTokens } } },
-          resps: [g.outputs],
-          filtered_resps: Object.values(g.answers),
-          metrics: g.metrics,
-        }));
+        records.push(
+          sampleRecord(ids[j], d, g.context, {
+            doc: { id: d.id, query: d.query, references: d.references },
+            target: d.references?.[0] ?? '',
+            arguments: {
+              gen_args_0: {
+                arg_0: g.context,
+                arg_1: {
+                  until: task.generation!.until,
+                  max_gen_toks: opts.maxNewTokens ?? task.generation!.maxNewTokens,
+                },
+              },
+            },
+            resps: [g.outputs],
+            filtered_resps: Object.values(g.answers),
+            metrics: g.metrics,
+          }),
+        );
       });
     } else {
       (await scoreChoices(lm, task, method, chunkDocs, chunkPreambles)).forEach((s, j) => {
         const d = chunkDocs[j];
-        records.push(sampleRecord(ids[j], d, s.requests[0]?.context ?? '', {
-          doc: { id: d.id, query: d.query, choices: d.choices },
-          target: String(d.gold ?? ''),
-          arguments: Object.fromEntries(s.requests.map((r, k) => [`gen_args_${k}`, { arg_0: r.context, arg_1: r.continuation }])),
-          resps: s.results.map((r) => [[r.logprob, r.isGreedy]]),
-          filtered_resps: s.results.map((r) => [r.logprob, r.isGreedy]),
-          metrics: s.metrics,
-        }));
+        records.push(
+          sampleRecord(ids[j], d, s.requests[0]?.context ?? '', {
+            doc: { id: d.id, query: d.query, choices: d.choices },
+            target: String(d.gold ?? ''),
+            arguments: Object.fromEntries(
+              s.requests.map((r, k) => [`gen_args_${k}`, { arg_0: r.context, arg_1: r.continuation }]),
+            ),
+            resps: s.results.map((r) => [[r.logprob, r.isGreedy]]),
+            filtered_resps: s.results.map((r) => [r.logprob, r.isGreedy]),
+            metrics: s.metrics,
+          }),
+        );
       });
     }
     partial?.append(records);
     for (const r of records) done.set(r.doc_id, r);
     computed += records.length;
     const rate = computed / Math.max(1e-3, (Date.now() - started) / 1000);
-    opts.onProgress?.({ task: task.name, done: done.size, total: mine.length, rate, etaSeconds: (mine.length - done.size) / rate });
+    opts.onProgress?.({
+      task: task.name,
+      done: done.size,
+      total: mine.length,
+      rate,
+      etaSeconds: (mine.length - done.size) / rate,
+    });
   }
   const samples = mine.map((i) => done.get(i)!);
   const truncated = (lm.truncated ?? 0) - truncatedBefore;
   if (truncated) {
-    const why = shots > 0 ? `with ${shots} shots; fewer --shots keep them whole` : 'the instances alone are longer than the window';
-    process.stderr.write(`llmbox: warning: ${task.name}: ${truncated} prompt(s) were longer than the model's context window and lost their oldest tokens (${why})\n`);
+    const why =
+      shots > 0
+        ? `with ${shots} shots; fewer --shots keep them whole`
+        : 'the instances alone are longer than the window';
+    process.stderr.write(
+      `llmbox: warning: ${task.name}: ${truncated} prompt(s) were longer than the model's context window and lost their oldest tokens (${why})\n`,
+    );
   }
-  return { task: task.name, version: task.version, method, shots, n: samples.length, total: docs.length, truncated, promptHash, metrics: taskMetrics(task, samples), samples, resumed, resumeFile: partial?.file };
+  return {
+    task: task.name,
+    version: task.version,
+    method,
+    shots,
+    n: samples.length,
+    total: docs.length,
+    truncated,
+    promptHash,
+    metrics: taskMetrics(task, samples),
+    samples,
+    resumed,
+    resumeFile: partial?.file,
+  };
 }
 
 export function groupResults(results: TaskResult[], names: string[]): GroupResult[] {
@@ -360,9 +463,11 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
   const fingerprint: Fingerprint = {
     model: opts.model ?? info.model,
     model_hash: info.model_hash,
-    seed: opts.seed ?? 1234,
+    seed: opts.seed ?? DEFAULTS.eval.seed,
     limit: opts.limit ?? null,
-    tasks: Object.fromEntries(results.map((r) => [r.task, { version: r.version, method: r.method, shots: r.shots, prompt_hash: r.promptHash }])),
+    tasks: Object.fromEntries(
+      results.map((r) => [r.task, { version: r.version, method: r.method, shots: r.shots, prompt_hash: r.promptHash }]),
+    ),
     lm: info,
     backend: engine?.backend ?? null,
     native_addon: engine ? engine.native.enabled : null,
@@ -371,7 +476,11 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
   if (sandbox) fingerprint.sandbox = sandbox;
   const run: EvalRun = { results, groups, fingerprint };
   if (opts.outputDir) {
-    run.files = writeRun(opts.outputDir, run, { started, limit: opts.limit ?? null, batchSize: info.batch_size ?? null });
+    run.files = writeRun(opts.outputDir, run, {
+      started,
+      limit: opts.limit ?? null,
+      batchSize: info.batch_size ?? null,
+    });
     // Only now that the results are safely on disk is the resume state no longer needed.
     for (const r of results) if (r.resumeFile) rmSync(r.resumeFile, { force: true });
   }
@@ -379,24 +488,60 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
 }
 
 /** Writes results_<time>.json (lm-eval's keys plus llmbox's fingerprint) and one samples file per task, atomically. */
-export function writeRun(dir: string, run: EvalRun, meta: { started: number; limit: number | null; batchSize: number | null }): { results: string; samples: string[] } {
+export function writeRun(
+  dir: string,
+  run: EvalRun,
+  meta: { started: number; limit: number | null; batchSize: number | null },
+): { results: string; samples: string[] } {
   const { results, groups, fingerprint } = run;
   const stamp = fileTimestamp();
   const samples = results.map((r) => writeSamples(dir, r.task, stamp, r.samples));
   const file = writeResults(dir, stamp, {
-    results: Object.fromEntries([...results.map((r) => [r.task, { alias: r.task, ...lmEvalMetrics(r.metrics) }]), ...groups.map((g) => [g.group, { alias: g.group, ...lmEvalMetrics(g.metrics) }])]),
+    results: Object.fromEntries([
+      ...results.map((r) => [r.task, { alias: r.task, ...lmEvalMetrics(r.metrics) }]),
+      ...groups.map((g) => [g.group, { alias: g.group, ...lmEvalMetrics(g.metrics) }]),
+    ]),
     groups: Object.fromEntries(groups.map((g) => [g.group, { alias: g.group, ...lmEvalMetrics(g.metrics) }])),
     group_subtasks: Object.fromEntries(groups.map((g) => [g.group, g.tasks])),
-    configs: Object.fromEntries(results.map((r) => {
-      const t = TASKS[r.task];
-      return [r.task, { task: r.task, num_fewshot: r.shots, output_type: r.method === 'gen' ? 'generate_until' : r.method === 'rolling' ? 'loglikelihood_rolling' : 'multiple_choice', target_delimiter: t.targetDelimiter, fewshot_delimiter: t.fewshotDelimiter, metadata: { version: r.version } }];
-    })),
+    configs: Object.fromEntries(
+      results.map((r) => {
+        const t = TASKS[r.task];
+        return [
+          r.task,
+          {
+            task: r.task,
+            num_fewshot: r.shots,
+            output_type:
+              r.method === 'gen'
+                ? 'generate_until'
+                : r.method === 'rolling'
+                  ? 'loglikelihood_rolling'
+                  : 'multiple_choice',
+            target_delimiter: t.targetDelimiter,
+            fewshot_delimiter: t.fewshotDelimiter,
+            metadata: { version: r.version },
+          },
+        ];
+      }),
+    ),
     versions: Object.fromEntries(results.map((r) => [r.task, r.version])),
     'n-shot': Object.fromEntries(results.map((r) => [r.task, r.shots])),
     'n-samples': Object.fromEntries(results.map((r) => [r.task, { original: r.total, effective: r.n }])),
     config: { model: fingerprint.model, batch_size: meta.batchSize, limit: meta.limit, random_seed: fingerprint.seed },
     llmbox_fingerprint: fingerprint,
-    llmbox_tasks: Object.fromEntries(results.map((r, i) => [r.task, { method: r.method, prompt_hash: r.promptHash, n: r.n, total: r.total, truncated_prompts: r.truncated, samples: basename(samples[i]) }])),
+    llmbox_tasks: Object.fromEntries(
+      results.map((r, i) => [
+        r.task,
+        {
+          method: r.method,
+          prompt_hash: r.promptHash,
+          n: r.n,
+          total: r.total,
+          truncated_prompts: r.truncated,
+          samples: basename(samples[i]),
+        },
+      ]),
+    ),
     llmbox_groups: groups.map((g) => g.group),
     date: meta.started / 1000,
     total_evaluation_time_seconds: String((Date.now() - meta.started) / 1000),

@@ -55,7 +55,9 @@ export type Support = true | string;
  * What a backend serves, per request type; `methods` overrides it for one evaluation method (a chat
  * API gives no prompt log-probabilities, yet scores option letters from its next-token top_logprobs).
  */
-export type Capabilities = Readonly<Record<RequestType, Support>> & { readonly methods?: Readonly<Partial<Record<Method, Support>>> };
+export type Capabilities = Readonly<Record<RequestType, Support>> & {
+  readonly methods?: Readonly<Partial<Record<Method, Support>>>;
+};
 
 /** Whether a model can run an evaluation method. */
 export function supportOf(c: Capabilities, method: Method): Support {
@@ -127,7 +129,11 @@ export function assertSupports(lm: LanguageModel, task: string, method: Method, 
  * context move to the continuation, the whole string is encoded once, and the continuation is what
  * follows the context's token count. Tokens that merge across the cut therefore count as continuation.
  */
-export function encodePair(encode: (s: string) => number[], context: string, continuation: string): { context: number[]; continuation: number[] } {
+export function encodePair(
+  encode: (s: string) => number[],
+  context: string,
+  continuation: string,
+): { context: number[]; continuation: number[] } {
   const [ctx, cont] = splitTrailingSpaces(context, continuation);
   const whole = encode(ctx + cont);
   const ids = encode(ctx);
@@ -137,5 +143,7 @@ export function encodePair(encode: (s: string) => number[], context: string, con
 /** Trailing spaces of the context belong to the continuation (lm-eval), so the cut falls before a word's space. */
 export function splitTrailingSpaces(context: string, continuation: string): [string, string] {
   const n = context.length - context.trimEnd().length;
-  return n > 0 ? [context.slice(0, context.length - n), context.slice(context.length - n) + continuation] : [context, continuation];
+  return n > 0
+    ? [context.slice(0, context.length - n), context.slice(context.length - n) + continuation]
+    : [context, continuation];
 }

@@ -5,12 +5,23 @@ import { leftPad } from '../models/llama.js';
 import type { PastKV } from '../models/kv-cache.js';
 import type { LoadedModel } from '../models/load.js';
 import { scoreTargets } from '../models/score.js';
-import { encodePair, type Capabilities, type ChatReply, type ChatTurnOptions, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type ModelDescription } from './lm.js';
+import {
+  encodePair,
+  type Capabilities,
+  type ChatReply,
+  type ChatTurnOptions,
+  type GenerateUntilRequest,
+  type LanguageModel,
+  type LoglikelihoodRequest,
+  type LoglikelihoodResult,
+  type ModelDescription,
+} from './lm.js';
 import { PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
 import { modelHash } from './results.js';
 import { tokenBatches } from '../util/batches.js';
 import type { Message } from '../data/records.js';
 import { ChatFormat, requestMessages, type ChatOptions } from './chat.js';
+import { DEFAULTS } from '../util/defaults.js';
 
 export interface LocalLMOptions {
   batchSize?: number;
@@ -31,7 +42,7 @@ export interface LocalLMOptions {
 
 /** A model run in this process: batched, with the radix prefix cache. */
 export class LocalLM implements LanguageModel {
-  readonly lm: LoadedModel;
+  readonly loaded: LoadedModel;
   readonly batchSize: number;
   readonly maxBatchTokens: number;
   private readonly addBos: boolean;
@@ -44,18 +55,23 @@ export class LocalLM implements LanguageModel {
   /** Requests so far whose prompt was cut (oldest tokens first) to fit the context window. */
   truncated = 0;
 
-  constructor(lm: LoadedModel, opts: LocalLMOptions = {}) {
-    if (!lm.tokenizer) throw new LlmboxError('evaluation needs the model\'s tokenizer', { file: `${lm.dir}/tokenizer.json`, fix: 'add the tokenizer.json that belongs to the model' });
-    this.lm = lm;
-    this.batchSize = opts.batchSize ?? 8;
-    this.maxBatchTokens = opts.maxBatchTokens ?? 8192;
-    const cfgBos = lm.tokenizer.config.add_bos_token;
-    const chat = opts.modelType === 'chat' || (opts.modelType === undefined && lm.tokenizer.chatTemplate !== undefined);
-    this.chatFormat = chat ? new ChatFormat(lm.tokenizer, opts.chat) : undefined;
+  constructor(loaded: LoadedModel, opts: LocalLMOptions = {}) {
+    if (!loaded.tokenizer)
+      throw new LlmboxError("evaluation needs the model's tokenizer", {
+        file: `${loaded.dir}/tokenizer.json`,
+        fix: 'add the tokenizer.json that belongs to the model',
+      });
+    this.loaded = loaded;
+    this.batchSize = opts.batchSize ?? DEFAULTS.eval.batchSize;
+    this.maxBatchTokens = opts.maxBatchTokens ?? DEFAULTS.eval.maxBatchTokens;
+    const cfgBos = loaded.tokenizer.config.add_bos_token;
+    const chat =
+      opts.modelType === 'chat' || (opts.modelType === undefined && loaded.tokenizer.chatTemplate !== undefined);
+    this.chatFormat = chat ? new ChatFormat(loaded.tokenizer, opts.chat) : undefined;
     // A template that writes BOS itself wants it whatever add_bos_token says.
     this.addBos = opts.addBos ?? ((this.chatFormat?.writesBos ?? false) || cfgBos === undefined || cfgBos === true);
     const pc = opts.prefixCache ?? true;
-    this.prefixCache = pc === false ? undefined : new PrefixCache(lm.model, pc === true ? {} : pc);
+    this.prefixCache = pc === false ? undefined : new PrefixCache(loaded.model, pc === true ? {} : pc);
   }
 
   /** Forgets what was computed from the old weights (cached prefixes, the weights hash) after training. */
@@ -65,18 +81,32 @@ export class LocalLM implements LanguageModel {
   }
 
   private get bos(): number | undefined {
-    return this.lm.tokenizer!.bosTokenId ?? this.lm.generation.bosTokenId;
+    return this.loaded.tokenizer!.bosTokenId ?? this.loaded.generation.bosTokenId;
   }
 
   get modelId(): string {
-    return this.lm.name ?? basename(this.lm.dir);
+    return this.loaded.name ?? basename(this.loaded.dir);
   }
 
   describe(): ModelDescription {
-    this.hash ??= modelHash(this.lm.model);
+    this.hash ??= modelHash(this.loaded.model);
     const f = this.chatFormat;
-    const chat = f ? { chat_template: f.templateId, ...(f.opts.systemPrompt !== undefined ? { system_prompt: f.opts.systemPrompt } : {}) } : {};
-    return { model: this.modelId, model_hash: this.hash, backend: 'local', model_type: f ? 'chat' : 'base', ...chat, batch_size: this.batchSize, prefix_cache: this.prefixCache !== undefined, add_bos: this.addBos };
+    const chat = f
+      ? {
+          chat_template: f.templateId,
+          ...(f.opts.systemPrompt !== undefined ? { system_prompt: f.opts.systemPrompt } : {}),
+        }
+      : {};
+    return {
+      model: this.modelId,
+      model_hash: this.hash,
+      backend: 'local',
+      model_type: f ? 'chat' : 'base',
+      ...chat,
+      batch_size: this.batchSize,
+      prefix_cache: this.prefixCache !== undefined,
+      add_bos: this.addBos,
+    };
   }
 
   /**
@@ -84,23 +114,37 @@ export class LocalLM implements LanguageModel {
    * models), streamed to onText; ends at EOS, the template's end marker or a stop string.
    */
   async chat(messages: Message[], opts: ChatTurnOptions = {}): Promise<ChatReply> {
-    const fmt = this.chatFormat ?? (this.plainChat ??= new ChatFormat(this.lm.tokenizer!));
+    const fmt = this.chatFormat ?? (this.plainChat ??= new ChatFormat(this.loaded.tokenizer!));
     const p = fmt.render(messages);
     const ids = [...this.prefix(), ...this.encode(p.text)];
-    const decode: GenerateOptions = { maxNewTokens: opts.maxNewTokens ?? 256, temperature: opts.temperature, topP: opts.topP, topK: opts.topK, seed: opts.seed ?? 0, stop: [...(opts.stop ?? []), ...p.stop] };
-    const r = opts.onText ? await generateStream(this.lm, ids, decode, opts.onText) : generate(this.lm, [ids], decode)[0];
+    const decode: GenerateOptions = {
+      maxNewTokens: opts.maxNewTokens ?? DEFAULTS.eval.maxNewTokens,
+      temperature: opts.temperature,
+      topP: opts.topP,
+      topK: opts.topK,
+      seed: opts.seed ?? 0,
+      stop: [...(opts.stop ?? []), ...p.stop],
+    };
+    const r = opts.onText
+      ? await generateStream(this.loaded, ids, decode, opts.onText)
+      : generate(this.loaded, [ids], decode)[0];
     return { text: r.text, finishReason: r.finishReason };
   }
 
   /** Token ids without special tokens. */
   encode(text: string): number[] {
-    return this.lm.tokenizer!.encode(text, { addSpecialTokens: false });
+    return this.loaded.tokenizer!.encode(text, { addSpecialTokens: false });
   }
 
   /** The token that sequences without context are predicted from: BOS, else EOS (as lm-eval). */
   private startToken(caller: string): number {
-    const start = this.bos ?? this.lm.generation.eosTokenIds[0];
-    if (start === undefined) throw new LlmboxError(`${caller}: the model has no BOS or EOS token to predict the first token from`, { file: `${this.lm.dir}/config.json`, field: 'bos_token_id', fix: 'set bos_token_id (or eos_token_id) in config.json or generation_config.json' });
+    const start = this.bos ?? this.loaded.generation.eosTokenIds[0];
+    if (start === undefined)
+      throw new LlmboxError(`${caller}: the model has no BOS or EOS token to predict the first token from`, {
+        file: `${this.loaded.dir}/config.json`,
+        field: 'bos_token_id',
+        fix: 'set bos_token_id (or eos_token_id) in config.json or generation_config.json',
+      });
     return start;
   }
 
@@ -117,14 +161,23 @@ export class LocalLM implements LanguageModel {
    */
   async loglikelihood(requests: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
     // Chat models read the option as the start of the assistant's reply, after the template's opening.
-    if (this.chatFormat) requests = requests.map((r) => ({ context: this.chatFormat!.render(requestMessages(r.messages, 'loglikelihood')).text, continuation: r.continuation.trimStart() }));
+    if (this.chatFormat)
+      requests = requests.map((r) => ({
+        context: this.chatFormat!.render(requestMessages(r.messages, 'loglikelihood')).text,
+        continuation: r.continuation.trimStart(),
+      }));
     const prefix = this.prefix();
-    const maxLen = this.lm.model.config.maxPositionEmbeddings;
+    const maxLen = this.loaded.model.config.maxPositionEmbeddings;
     const encoded = requests.map((r) => {
-      let { context, continuation } = encodePair((s) => this.encode(s), r.context, r.continuation);
-      context = [...prefix, ...context];
+      const pair = encodePair((s) => this.encode(s), r.context, r.continuation);
+      const continuation = pair.continuation;
+      let context = [...prefix, ...pair.context];
       if (context.length === 0) context = [this.startToken('loglikelihood')];
-      if (continuation.length === 0) throw new LlmboxError(`loglikelihood: continuation ${JSON.stringify(r.continuation)} encodes to no tokens`, { field: '--dataset', fix: 'an option must hold text' });
+      if (continuation.length === 0)
+        throw new LlmboxError(`loglikelihood: continuation ${JSON.stringify(r.continuation)} encodes to no tokens`, {
+          field: '--dataset',
+          fix: 'an option must hold text',
+        });
       return { context, continuation };
     });
     const results = new Array<LoglikelihoodResult>(requests.length);
@@ -144,13 +197,24 @@ export class LocalLM implements LanguageModel {
       const held = this.prefixCache!.acquire(context.slice(0, -1));
       try {
         const last = context[context.length - 1];
-        this.scoreRows(group, results, (i) => ({ input: [last, ...encoded[i].continuation.slice(0, -1)], targets: encoded[i].continuation }), held.past);
+        this.scoreRows(
+          group,
+          results,
+          (i) => ({ input: [last, ...encoded[i].continuation.slice(0, -1)], targets: encoded[i].continuation }),
+          held.past,
+        );
       } finally {
         held.release();
       }
     }
     this.truncated += encoded.filter((e) => e.context.length + e.continuation.length > maxLen + 1).length;
-    plain.sort((a, b) => encoded[b].context.length + encoded[b].continuation.length - encoded[a].context.length - encoded[a].continuation.length);
+    plain.sort(
+      (a, b) =>
+        encoded[b].context.length +
+        encoded[b].continuation.length -
+        encoded[a].context.length -
+        encoded[a].continuation.length,
+    );
     this.scoreRows(plain, results, (i) => {
       // Keep the most recent tokens when the pair is longer than the model's context window.
       const ids = [...encoded[i].context, ...encoded[i].continuation].slice(-(maxLen + 1));
@@ -174,12 +238,21 @@ export class LocalLM implements LanguageModel {
     for (const batch of this.batches(rows, (r) => r.input.length)) {
       const { ids, mask } = leftPad(batch.map((b) => b.input));
       const T = ids[0].length;
-      const hidden = this.lm.model.forward(ids, { attentionMask: mask, past });
+      const hidden = this.loaded.model.forward(ids, { attentionMask: mask, past });
       try {
         batch.forEach(({ i, targets }, b) => {
           const n = targets.length;
-          const scores = scoreTargets(this.lm.model, hidden, b, targets.map((target, j) => ({ row: T - n + j, target })));
-          results[i] = { logprob: scores.reduce((a, s) => a + s.logprob, 0), isGreedy: scores.every((s) => s.isArgmax), tokens: n };
+          const scores = scoreTargets(
+            this.loaded.model,
+            hidden,
+            b,
+            targets.map((target, j) => ({ row: T - n + j, target })),
+          );
+          results[i] = {
+            logprob: scores.reduce((a, s) => a + s.logprob, 0),
+            isGreedy: scores.every((s) => s.isArgmax),
+            tokens: n,
+          };
         });
       } finally {
         hidden.dispose();
@@ -189,7 +262,7 @@ export class LocalLM implements LanguageModel {
 
   /** Log-likelihood of whole texts (for perplexity), in windows of the model's context length. */
   async loglikelihoodRolling(texts: string[]): Promise<number[]> {
-    const maxLen = this.lm.model.config.maxPositionEmbeddings;
+    const maxLen = this.loaded.model.config.maxPositionEmbeddings;
     return texts.map((text) => {
       const start = this.startToken('loglikelihoodRolling');
       const tokens = this.encode(text);
@@ -201,10 +274,15 @@ export class LocalLM implements LanguageModel {
         const context = at === 0 ? [start] : tokens.slice(Math.max(0, at + n - maxLen - 1), at);
         const target = tokens.slice(at, at + n);
         const ids = [...context, ...target];
-        const hidden = this.lm.model.forward([ids.slice(0, -1)]);
+        const hidden = this.loaded.model.forward([ids.slice(0, -1)]);
         try {
           const T = hidden.shape[1];
-          total += scoreTargets(this.lm.model, hidden, 0, target.map((t, j) => ({ row: T - n + j, target: t }))).reduce((a, s) => a + s.logprob, 0);
+          total += scoreTargets(
+            this.loaded.model,
+            hidden,
+            0,
+            target.map((t, j) => ({ row: T - n + j, target: t })),
+          ).reduce((a, s) => a + s.logprob, 0);
         } finally {
           hidden.dispose();
         }
@@ -228,9 +306,9 @@ export class LocalLM implements LanguageModel {
         return { ...r, context: p.text, until: [...r.until, ...p.stop.filter((s) => !r.until.includes(s))] };
       });
     }
-    const maxLen = this.lm.model.config.maxPositionEmbeddings;
+    const maxLen = this.loaded.model.config.maxPositionEmbeddings;
     const out = new Array<string>(requests.length);
-    const lengthOf = (r: GenerateUntilRequest) => r.maxNewTokens ?? opts.maxNewTokens ?? 256;
+    const lengthOf = (r: GenerateUntilRequest) => r.maxNewTokens ?? opts.maxNewTokens ?? DEFAULTS.eval.maxNewTokens;
     const encoded = requests.map((r) => {
       const ids = [...this.prefix(), ...this.encode(r.context)];
       const keep = Math.max(1, maxLen - lengthOf(r));
@@ -248,17 +326,28 @@ export class LocalLM implements LanguageModel {
       // Similar lengths share a batch, so little of it is padding.
       const members = [...unsorted].sort((a, b) => encoded[a].length - encoded[b].length || a - b);
       // With the cache only what follows the members' common prefix is encoded per batch.
-      const shared = this.prefixCache ? commonPrefixLength(members.map((i) => encoded[i]), Math.min(...members.map((i) => encoded[i].length)) - 1) : 0;
+      const shared = this.prefixCache
+        ? commonPrefixLength(
+            members.map((i) => encoded[i]),
+            Math.min(...members.map((i) => encoded[i].length)) - 1,
+          )
+        : 0;
       groups.push(...this.batches(members, (i) => encoded[i].length - shared + lengthOf(requests[i])));
     }
     for (const group of groups) {
       const r = requests[group[0]];
       const maxNewTokens = lengthOf(r);
       const prompts = group.map((i) => encoded[i]);
-      const decode = { ...opts, maxNewTokens, stop: r.until, temperature: r.temperature ?? opts.temperature, seed: r.seed ?? opts.seed ?? 0 };
+      const decode = {
+        ...opts,
+        maxNewTokens,
+        stop: r.until,
+        temperature: r.temperature ?? opts.temperature,
+        seed: r.seed ?? opts.seed ?? 0,
+      };
       let texts: string[];
       if (!this.prefixCache) {
-        texts = generate(this.lm, prompts, decode).map((g) => g.text);
+        texts = generate(this.loaded, prompts, decode).map((g) => g.text);
       } else {
         // Every row keeps at least its last token to feed.
         const shared = commonPrefixLength(prompts, Math.min(...prompts.map((p) => p.length)) - 1);
@@ -266,7 +355,11 @@ export class LocalLM implements LanguageModel {
         const held = this.prefixCache.acquire(head);
         try {
           const kv = held.past;
-          texts = generate(this.lm, prompts.map((p) => p.slice(shared)), { ...decode, prefix: kv ? { ids: head, kv } : undefined }).map((g) => g.text);
+          texts = generate(
+            this.loaded,
+            prompts.map((p) => p.slice(shared)),
+            { ...decode, prefix: kv ? { ids: head, kv } : undefined },
+          ).map((g) => g.text);
         } finally {
           held.release();
         }

@@ -65,10 +65,12 @@ export class PrefixCache {
   /** Splits `child` after `at` tokens: the head becomes a new edge between it and its parent. */
   private split(child: Node, at: number): Node {
     const parent = child.parent!;
-    const cut = (ts: tf.Tensor4D[], from: number, size: number) => ts.map((t) => tf.keep(tf.slice(t, [0, 0, from, 0], [-1, -1, size, -1])));
+    const cut = (ts: tf.Tensor4D[], from: number, size: number) =>
+      ts.map((t) => tf.keep(tf.slice(t, [0, 0, from, 0], [-1, -1, size, -1])));
     const rest = child.tokens.length - at;
     const head = this.node(child.tokens.slice(0, at), cut(child.keys, 0, at), cut(child.values, 0, at), parent);
-    const tailKeys = cut(child.keys, at, rest), tailValues = cut(child.values, at, rest);
+    const tailKeys = cut(child.keys, at, rest),
+      tailValues = cut(child.values, at, rest);
     for (const t of [...child.keys, ...child.values]) t.dispose();
     head.refs = child.refs;
     head.lastUsed = child.lastUsed;
@@ -86,12 +88,14 @@ export class PrefixCache {
   /** The edges covering the longest cached prefix of `ids`, splitting the last one where the match ends inside it. */
   private match(ids: number[]): { path: Node[]; matched: number } {
     const path: Node[] = [];
-    let node = this.root, at = 0;
+    let node = this.root,
+      at = 0;
     while (at < ids.length) {
       const child = node.children.get(ids[at]);
       if (!child) break;
       let common = 0;
-      while (common < child.tokens.length && at + common < ids.length && child.tokens[common] === ids[at + common]) common++;
+      while (common < child.tokens.length && at + common < ids.length && child.tokens[common] === ids[at + common])
+        common++;
       node = common < child.tokens.length ? this.split(child, common) : child;
       path.push(node);
       at += common;
@@ -197,8 +201,21 @@ function concatPast(path: Node[]): PastKV | undefined {
   if (path.length === 0) return undefined;
   const layers = path[0].keys.length;
   const join = (pick: (n: Node) => tf.Tensor4D[]) =>
-    Array.from({ length: layers }, (_, l) => tf.keep(path.length === 1 ? tf.clone(pick(path[0])[l]) : tf.concat(path.map((n) => pick(n)[l]), 2)));
-  return { length: path.reduce((a, n) => a + n.tokens.length, 0), keys: join((n) => n.keys), values: join((n) => n.values) };
+    Array.from({ length: layers }, (_, l) =>
+      tf.keep(
+        path.length === 1
+          ? tf.clone(pick(path[0])[l])
+          : tf.concat(
+              path.map((n) => pick(n)[l]),
+              2,
+            ),
+      ),
+    );
+  return {
+    length: path.reduce((a, n) => a + n.tokens.length, 0),
+    keys: join((n) => n.keys),
+    values: join((n) => n.values),
+  };
 }
 
 function disposePast(p: PastKV | undefined): void {

@@ -1,5 +1,15 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { processAlive } from '../util/process.js';
 import { join } from 'node:path';
 import type { LlamaModel } from '../models/llama.js';
@@ -22,7 +32,9 @@ export function modelHash(model: LlamaModel): string {
     h.update(q.codes);
     h.update(new Uint8Array(q.absmaxCodes.buffer));
   }
-  for (const [name, t] of [...model.params.entries(), ...model.adapters.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+  for (const [name, t] of [...model.params.entries(), ...model.adapters.entries()].sort(([a], [b]) =>
+    a.localeCompare(b),
+  )) {
     h.update(`${name}:${t.shape.join('x')};`);
     const data = t.dataSync() as Float32Array;
     const stride = Math.max(1, Math.floor(data.length / 4096));
@@ -83,7 +95,7 @@ export class PartialResults {
    */
   async lock(onWait?: (holder: number) => void): Promise<() => void> {
     const lockFile = `${this.file}.lock`;
-    for (let waited = false; ; ) {
+    for (let waited = false; ;) {
       try {
         writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
         return () => {
@@ -122,7 +134,11 @@ export class PartialResults {
 
 /** File-name time stamp as lm-eval writes it (2024-05-01T12-30-00.123456). */
 export function fileTimestamp(d = new Date()): string {
-  return d.toISOString().replace(/:/g, '-').replace('Z', '').replace(/\.(\d{3})$/, '.$1000');
+  return d
+    .toISOString()
+    .replace(/:/g, '-')
+    .replace('Z', '')
+    .replace(/\.(\d{3})$/, '.$1000');
 }
 
 export function writeSamples(dir: string, task: string, stamp: string, records: SampleRecord[]): string {

@@ -6,10 +6,20 @@
  * kills the PID namespace, so nothing the program started survives the call.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, lstatSync, mkdtempSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { LlmboxError } from '../errors.js';
+import { DEFAULTS } from '../util/defaults.js';
 
 export interface SandboxResult {
   status: 'passed' | 'failed' | 'timeout';
@@ -67,7 +77,8 @@ function systemBinds(python: string): string[] {
     if (!existsSync(p)) continue;
     args.push(...(lstatSync(p).isSymbolicLink() ? ['--symlink', readlinkSync(p), p] : ['--ro-bind', p, p]));
   }
-  for (const f of ['/etc/ld.so.cache', '/etc/alternatives', '/etc/localtime']) if (existsSync(f)) args.push('--ro-bind', f, f);
+  for (const f of ['/etc/ld.so.cache', '/etc/alternatives', '/etc/localtime'])
+    if (existsSync(f)) args.push('--ro-bind', f, f);
   // An interpreter outside /usr (a virtualenv, conda) brings its own prefix, read-only.
   const real = realpathSync(python);
   if (!real.startsWith('/usr/')) args.push('--ro-bind', dirname(dirname(real)), dirname(dirname(real)));
@@ -90,23 +101,52 @@ function isolation(python: string): Isolation | null {
   // Python under /root), as the invoking user, still without capabilities and with /usr read-only.
   const users = process.getuid?.() === 0 && which('setpriv') ? [true, false] : [false];
   for (const asNobody of users) {
-    const user = asNobody ? ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all'] : [];
+    const user = asNobody
+      ? ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all']
+      : [];
     const prefix = (dir: string, py: string) => [
-      ...user, bwrap, '--die-with-parent', '--new-session', '--unshare-all', '--cap-drop', 'ALL',
-      ...systemBinds(py), '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',
-      '--bind', dir, '/sandbox', '--chdir', '/sandbox', '--hostname', 'sandbox', '--',
+      ...user,
+      bwrap,
+      '--die-with-parent',
+      '--new-session',
+      '--unshare-all',
+      '--cap-drop',
+      'ALL',
+      ...systemBinds(py),
+      '--proc',
+      '/proc',
+      '--dev',
+      '/dev',
+      '--tmpfs',
+      '/tmp',
+      '--bind',
+      dir,
+      '/sandbox',
+      '--chdir',
+      '/sandbox',
+      '--hostname',
+      'sandbox',
+      '--',
     ];
     const dir = mkdtempSync(join(tmpdir(), 'llmbox-sandbox-probe-'));
     if (asNobody) chownSync(dir, NOBODY, NOBODY);
     const argv = prefix(dir, python);
-    const probe = spawnSync(argv[0], [...argv.slice(1), python, '-c', 'pass'], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' });
+    const probe = spawnSync(argv[0], [...argv.slice(1), python, '-c', 'pass'], {
+      env: { PATH: '/usr/bin:/bin' },
+      encoding: 'utf8',
+    });
     rmSync(dir, { recursive: true, force: true });
     if (probe.status === 0) {
       const who = asNobody ? 'as the host user nobody' : 'as the invoking user without capabilities';
-      probed = { prefix, asNobody, description: `bubblewrap: new user, mount, PID, IPC, UTS, cgroup and network namespaces, /usr read-only, ${who}; rlimits` };
+      probed = {
+        prefix,
+        asNobody,
+        description: `bubblewrap: new user, mount, PID, IPC, UTS, cgroup and network namespaces, /usr read-only, ${who}; rlimits`,
+      };
       return probed;
     }
-    if (process.env.LLMBOX_DEBUG === '1') process.stderr.write(`llmbox: bubblewrap probe failed: ${probe.stderr || probe.error}\n`);
+    if (process.env.LLMBOX_DEBUG === '1')
+      process.stderr.write(`llmbox: bubblewrap probe failed: ${probe.stderr || probe.error}\n`);
   }
   return probed;
 }
@@ -121,7 +161,10 @@ export function sandboxDescription(python = defaultPython()): string {
   const iso = isolation(python);
   if (iso) return iso.description;
   if (unsafeCodeAllowed()) {
-    if (!warnedUnsafe) process.stderr.write('llmbox: warning: generated code runs WITHOUT an isolating sandbox (--allow-unsafe-code-execution)\n');
+    if (!warnedUnsafe)
+      process.stderr.write(
+        'llmbox: warning: generated code runs WITHOUT an isolating sandbox (--allow-unsafe-code-execution)\n',
+      );
     warnedUnsafe = true;
     return 'UNSAFE: no isolating sandbox (bubblewrap unavailable); generated code ran as a plain process with rlimits, by --allow-unsafe-code-execution';
   }
@@ -146,8 +189,8 @@ export function runPython(program: string, opts: SandboxOptions = {}): Promise<S
   const python = opts.python ?? defaultPython();
   sandboxDescription(python);
   const iso = isolation(python);
-  const timeoutMs = opts.timeoutMs ?? 10_000;
-  const memKb = (opts.memoryMb ?? 1024) * 1024;
+  const timeoutMs = opts.timeoutMs ?? DEFAULTS.sandbox.timeoutMs;
+  const memKb = (opts.memoryMb ?? DEFAULTS.sandbox.memoryMb) * 1024;
   const dir = mkdtempSync(join(tmpdir(), 'llmbox-sandbox-'));
   writeFileSync(join(dir, 'guard.py'), GUARD);
   writeFileSync(join(dir, 'program.py'), program);
@@ -165,7 +208,9 @@ export function runPython(program: string, opts: SandboxOptions = {}): Promise<S
       stdio: ['ignore', 'ignore', 'pipe'],
       detached: true,
     });
-    let stderr = '', timedOut = false, done = false;
+    let stderr = '',
+      timedOut = false,
+      done = false;
     child.stderr.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-2000);
     });
@@ -184,7 +229,10 @@ export function runPython(program: string, opts: SandboxOptions = {}): Promise<S
       // A process that escaped the group but holds stderr open must not hold up the call.
       child.stderr.destroy();
       rmSync(dir, { recursive: true, force: true });
-      resolve({ status: timedOut ? 'timeout' : code === 0 ? 'passed' : 'failed', detail: stderr.trim().split('\n').slice(-3).join('\n') });
+      resolve({
+        status: timedOut ? 'timeout' : code === 0 ? 'passed' : 'failed',
+        detail: stderr.trim().split('\n').slice(-3).join('\n'),
+      });
     };
     const timer = setTimeout(() => {
       timedOut = true;

@@ -25,9 +25,14 @@ interface Hypothesis {
   logprob: number;
 }
 
-export function beamSearch(lm: LoadedModel, prompt: number[], opts: BeamOptions): GenerateResult & { score: number } {
-  const { model } = lm;
-  const k = opts.numBeams, lp = opts.lengthPenalty ?? 1;
+export function beamSearch(
+  loaded: LoadedModel,
+  prompt: number[],
+  opts: BeamOptions,
+): GenerateResult & { score: number } {
+  const { model } = loaded;
+  const k = opts.numBeams,
+    lp = opts.lengthPenalty ?? 1;
   const V = model.config.vocabSize;
   const steps = Math.max(0, Math.min(opts.maxNewTokens, model.config.maxPositionEmbeddings - prompt.length));
   const norm = (h: Hypothesis) => h.logprob / Math.max(1, h.ids.length) ** lp;
@@ -41,14 +46,28 @@ export function beamSearch(lm: LoadedModel, prompt: number[], opts: BeamOptions)
       const logprobs = tf.tidy(() => {
         const h = model.forward(input, { cache });
         const T = h.shape[1];
-        return tf.logSoftmax(model.logits(LlamaModel.pickRows(h, beams.map((_, b) => b * T + T - 1))));
+        return tf.logSoftmax(
+          model.logits(
+            LlamaModel.pickRows(
+              h,
+              beams.map((_, b) => b * T + T - 1),
+            ),
+          ),
+        );
       });
       const data = logprobs.dataSync() as Float32Array;
       logprobs.dispose();
-      if (data.some(Number.isNaN)) throw new Error('the model produced non-finite logits in beam search: its weights or activations overflowed');
+      if (data.some(Number.isNaN))
+        throw new Error('the model produced non-finite logits in beam search: its weights or activations overflowed');
       // The best 2k overall are among each row's best 2k.
       const candidates = beams.flatMap((beam, row) =>
-        beam.logprob === -Infinity ? [] : topTokens(data.subarray(row * V, (row + 1) * V), 2 * k).map((token) => ({ row, token, logprob: beam.logprob + data[row * V + token] })),
+        beam.logprob === -Infinity
+          ? []
+          : topTokens(data.subarray(row * V, (row + 1) * V), 2 * k).map((token) => ({
+              row,
+              token,
+              logprob: beam.logprob + data[row * V + token],
+            })),
       );
       candidates.sort((a, b) => b.logprob - a.logprob || a.row - b.row || a.token - b.token);
       const next: (Hypothesis & { row: number })[] = [];
@@ -72,12 +91,28 @@ export function beamSearch(lm: LoadedModel, prompt: number[], opts: BeamOptions)
   for (const b of beams) if (b.logprob > -Infinity && b.ids.length) finished.push(b);
   const best = finished.reduce((a, b) => (norm(b) > norm(a) ? b : a), finished[0] ?? { ids: [], logprob: 0 });
   const stopped = best.ids.length > 0 && opts.stopIds.has(best.ids.at(-1)!);
-  const text = lm.tokenizer ? continuationText(lm, prompt.slice(-16), stopped ? best.ids.slice(0, -1) : best.ids) : '';
-  return { promptIds: prompt, ids: best.ids, text, finishReason: stopped ? 'stop' : 'length', seed: 0, score: norm(best) };
+  const text = loaded.tokenizer
+    ? continuationText(loaded, prompt.slice(-16), stopped ? best.ids.slice(0, -1) : best.ids)
+    : '';
+  return {
+    promptIds: prompt,
+    ids: best.ids,
+    text,
+    finishReason: stopped ? 'stop' : 'length',
+    seed: 0,
+    score: norm(best),
+  };
 }
 
 /** k replies finished and none of the running beams can still beat the worst of them. */
-function done(finished: Hypothesis[], running: Hypothesis[], k: number, norm: (h: Hypothesis) => number, lp: number, maxLen: number): boolean {
+function done(
+  finished: Hypothesis[],
+  running: Hypothesis[],
+  k: number,
+  norm: (h: Hypothesis) => number,
+  lp: number,
+  maxLen: number,
+): boolean {
   if (finished.length < k || !running.length) return finished.length >= k || !running.length;
   const worst = Math.min(...finished.map(norm));
   // A running beam's sum only falls; with lp > 0 a longer reply divides by more, so its best is at the longest length.

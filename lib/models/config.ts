@@ -44,7 +44,11 @@ function num(cfg: Json, key: string, file: string, fallback?: number): number {
   const v = cfg[key];
   if (v === undefined || v === null) {
     if (fallback !== undefined) return fallback;
-    throw new LlmboxError(`missing required field ${key}`, { file, field: key, fix: `add "${key}" (a number) to config.json` });
+    throw new LlmboxError(`missing required field ${key}`, {
+      file,
+      field: key,
+      fix: `add "${key}" (a number) to config.json`,
+    });
   }
   if (typeof v !== 'number' || !Number.isFinite(v)) {
     throw new LlmboxError(`field ${key} must be a number, got ${JSON.stringify(v)}`, { file, field: key });
@@ -67,7 +71,11 @@ function tokenIds(raw: Json, key: string, file: string, vocab: number): number[]
   const list = Array.isArray(v) ? v : [v];
   for (const x of list) {
     if (!Number.isInteger(x) || (x as number) < 0 || (x as number) >= vocab) {
-      throw new LlmboxError(`${key} ${JSON.stringify(v)} is not a token id in [0, ${vocab})`, { file, field: key, fix: `give ${key} as an integer below vocab_size (or a list of them)` });
+      throw new LlmboxError(`${key} ${JSON.stringify(v)} is not a token id in [0, ${vocab})`, {
+        file,
+        field: key,
+        fix: `give ${key} as an integer below vocab_size (or a list of them)`,
+      });
     }
   }
   return list as number[];
@@ -98,7 +106,10 @@ function parseRopeScaling(v: unknown, file: string): RopeScaling | null {
 
 export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new LlmboxError(`config.json must be a JSON object, got ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}`, { file, fix: 'use the config.json that came with the weights' });
+    throw new LlmboxError(
+      `config.json must be a JSON object, got ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}`,
+      { file, fix: 'use the config.json that came with the weights' },
+    );
   }
   const modelType = raw.model_type;
   const architecture = typeof modelType === 'string' ? MODEL_TYPES[modelType] : undefined;
@@ -119,10 +130,14 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
     });
   }
   const headDim = positiveInt(raw, 'head_dim', file, hiddenSize / numHeads);
-  if (headDim % 2 !== 0) throw new LlmboxError(`head_dim ${headDim} must be even for RoPE`, { file, field: 'head_dim' });
+  if (headDim % 2 !== 0)
+    throw new LlmboxError(`head_dim ${headDim} must be even for RoPE`, { file, field: 'head_dim' });
   const useSliding = architecture === 'mistral' || (architecture === 'qwen2' && raw.use_sliding_window === true);
   // A window that is used must be a positive size; null means none.
-  const slidingWindow = useSliding && raw.sliding_window !== null && raw.sliding_window !== undefined ? positiveInt(raw, 'sliding_window', file) : null;
+  const slidingWindow =
+    useSliding && raw.sliding_window !== null && raw.sliding_window !== undefined
+      ? positiveInt(raw, 'sliding_window', file)
+      : null;
   const vocabSize = positiveInt(raw, 'vocab_size', file);
   const [bos, ...moreBos] = tokenIds(raw, 'bos_token_id', file, vocabSize);
   if (moreBos.length) throw new LlmboxError('bos_token_id must be one id', { file, field: 'bos_token_id' });
@@ -155,17 +170,28 @@ export function readConfig(dir: string): ModelConfig {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const missing = code === 'ENOENT';
-    throw new LlmboxError(missing ? 'model config not found' : code === 'EISDIR' ? 'config.json is a directory, not a file' : `config.json is not valid JSON: ${(e as Error).message}`, {
-      file,
-      fix: missing ? 'point -m at a folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json)' : undefined,
-    });
+    throw new LlmboxError(
+      missing
+        ? 'model config not found'
+        : code === 'EISDIR'
+          ? 'config.json is a directory, not a file'
+          : `config.json is not valid JSON: ${(e as Error).message}`,
+      {
+        file,
+        fix: missing
+          ? 'point -m at a folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json)'
+          : undefined,
+      },
+    );
   }
   return parseConfig(raw, file);
 }
 
 /** The config.json that describes `cfg`, in Hugging Face's field names. */
 export function toHfConfig(cfg: ModelConfig): Json {
-  const archName = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' }[cfg.architecture];
+  const archName = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' }[
+    cfg.architecture
+  ];
   const rs = cfg.ropeScaling;
   return {
     architectures: [archName],

@@ -4,8 +4,8 @@ import type { LoadedModel } from './load.js';
  * Text of the generated ids as it reads after the prompt. Decoding the continuation alone would lose
  * a leading space for tokenizers that strip one at the start of a decode (SentencePiece-style).
  */
-export function continuationText(lm: LoadedModel, prompt: number[], out: number[]): string {
-  const tok = lm.tokenizer!;
+export function continuationText(loaded: LoadedModel, prompt: number[], out: number[]): string {
+  const tok = loaded.tokenizer!;
   if (!out.length) return '';
   const full = tok.decode([...prompt, ...out]);
   // The tokenizer refuses to decode nothing.

@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { KVCache, type PastKV } from './kv-cache.js';
 import { LlamaModel, leftPad } from './llama.js';
 import type { LoadedModel } from './load.js';
-import { applyRepetitionPenalty, sampleToken, seededRandom, type SamplingOptions } from './sampling.js';
+import { applyRepetitionPenalty, sampleToken, type SamplingOptions } from './sampling.js';
+import { seededRandom } from '../util/random.js';
 import { LlmboxError } from '../errors.js';
 import { beamSearch } from './beam.js';
 import { continuationText } from './continuation.js';
@@ -63,7 +64,7 @@ export interface GenerateResult {
 /** Prompt tokens decoded before the generated ones, so the first generated word keeps its leading space. */
 const CONTEXT_TOKENS = 16;
 
-interface Row {
+interface Sequence {
   prompt: number[];
   out: number[];
   done: boolean;
@@ -73,9 +74,13 @@ interface Row {
 }
 
 /** Generates continuations for a batch of prompts (text or ids), left-padding them into one batch. */
-export function generate(lm: LoadedModel, prompts: (string | number[])[], opts: GenerateOptions = {}): GenerateResult[] {
-  if ((opts.numBeams ?? 1) > 1) return prompts.map((p) => beamGenerate(lm, p, opts));
-  const steps = decoding(lm, prompts, opts);
+export function generate(
+  loaded: LoadedModel,
+  prompts: (string | number[])[],
+  opts: GenerateOptions = {},
+): GenerateResult[] {
+  if ((opts.numBeams ?? 1) > 1) return prompts.map((p) => beamGenerate(loaded, p, opts));
+  const steps = decoding(loaded, prompts, opts);
   let step = steps.next();
   while (!step.done) step = steps.next();
   return step.value;
@@ -86,9 +91,14 @@ export function generate(lm: LoadedModel, prompts: (string | number[])[], opts: 
  * between tokens (so a server can flush each piece). Text that could still turn into a stop string is
  * held back until it cannot.
  */
-export async function generateStream(lm: LoadedModel, prompt: string | number[], opts: GenerateOptions, onText: (delta: string) => void): Promise<GenerateResult> {
+export async function generateStream(
+  loaded: LoadedModel,
+  prompt: string | number[],
+  opts: GenerateOptions,
+  onText: (delta: string) => void,
+): Promise<GenerateResult> {
   const hold = Math.max(0, ...(opts.stop ?? []).map((s) => s.length - 1));
-  const steps = decoding(lm, [prompt], opts);
+  const steps = decoding(loaded, [prompt], opts);
   let sent = 0;
   for (let step = steps.next(); ; step = steps.next()) {
     if (step.done) {
@@ -108,24 +118,40 @@ export async function generateStream(lm: LoadedModel, prompt: string | number[],
 }
 
 /** The decoding loop: yields after each step (a function giving every row's text so far) and returns the results. */
-function* decoding(lm: LoadedModel, prompts: (string | number[])[], opts: GenerateOptions): Generator<() => string[], GenerateResult[]> {
-  const { model, tokenizer } = lm;
+function* decoding(
+  loaded: LoadedModel,
+  prompts: (string | number[])[],
+  opts: GenerateOptions,
+): Generator<() => string[], GenerateResult[]> {
+  const { model, tokenizer } = loaded;
   const maxNew = opts.maxNewTokens ?? 64;
   const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
   const random = seededRandom(seed);
-  const stopIds = new Set(opts.stopIds ?? lm.generation.eosTokenIds);
-  const bos = lm.generation.bosTokenId ?? model.config.bosTokenId;
+  const stopIds = new Set(opts.stopIds ?? loaded.generation.eosTokenIds);
+  const bos = loaded.generation.bosTokenId ?? model.config.bosTokenId;
   if ((opts.stopAtBos ?? true) && bos !== undefined && bos !== null) stopIds.add(bos);
   const stops = (opts.stop ?? []).filter((s) => s.length > 0);
-  if (stops.length && !tokenizer) throw new LlmboxError('stop strings need a tokenizer', { file: `${lm.dir}/tokenizer.json`, fix: 'add the tokenizer.json that belongs to the model' });
+  if (stops.length && !tokenizer)
+    throw new LlmboxError('stop strings need a tokenizer', {
+      file: `${loaded.dir}/tokenizer.json`,
+      fix: 'add the tokenizer.json that belongs to the model',
+    });
 
-  const rows: Row[] = prompts.map((p) => {
+  const rows: Sequence[] = prompts.map((p) => {
     let ids: number[];
     if (typeof p === 'string') {
-      if (!tokenizer) throw new LlmboxError('text prompts need a tokenizer', { file: `${lm.dir}/tokenizer.json`, fix: 'add the tokenizer.json that belongs to the model, or pass token ids' });
+      if (!tokenizer)
+        throw new LlmboxError('text prompts need a tokenizer', {
+          file: `${loaded.dir}/tokenizer.json`,
+          fix: 'add the tokenizer.json that belongs to the model, or pass token ids',
+        });
       ids = tokenizer.encode(p, { addSpecialTokens: opts.addSpecialTokens ?? true });
     } else ids = [...p];
-    if (ids.length === 0) throw new LlmboxError('empty prompt: with no BOS token there is nothing to condition on', { field: '--prompt', fix: 'give a non-empty prompt' });
+    if (ids.length === 0)
+      throw new LlmboxError('empty prompt: with no BOS token there is nothing to condition on', {
+        field: '--prompt',
+        fix: 'give a non-empty prompt',
+      });
     return { prompt: ids, out: [], done: false, reason: 'length', logprobs: [] };
   });
   const B = rows.length;
@@ -134,10 +160,13 @@ function* decoding(lm: LoadedModel, prompts: (string | number[])[], opts: Genera
   const promptLen = Math.max(...rows.map((r) => r.prompt.length));
   const maxPos = model.config.maxPositionEmbeddings;
   if (prefixLen + promptLen > maxPos) {
-    throw new LlmboxError(`the prompt has ${prefixLen + promptLen} tokens, more than the model's ${maxPos} positions`, { field: 'max_position_embeddings', fix: 'shorten the prompt (evaluation keeps the last tokens that fit by itself)' });
+    throw new LlmboxError(`the prompt has ${prefixLen + promptLen} tokens, more than the model's ${maxPos} positions`, {
+      field: 'max_position_embeddings',
+      fix: 'shorten the prompt (evaluation keeps the last tokens that fit by itself)',
+    });
   }
   const steps = Math.max(0, Math.min(maxNew, maxPos - prefixLen - promptLen));
-  const pad = lm.generation.padTokenId ?? 0;
+  const pad = loaded.generation.padTokenId ?? 0;
   const useCache = opts.useCache ?? true;
   if (prefix && !useCache) throw new Error('generate: a prefix needs the KV cache (useCache true)');
   const cache = useCache ? new KVCache(model.config, B, promptLen + steps) : undefined;
@@ -145,14 +174,23 @@ function* decoding(lm: LoadedModel, prompts: (string | number[])[], opts: Genera
 
   // The generated text is read after the last prompt tokens only: decoding the whole prompt at every
   // step (to find stop strings) cost more than the step itself with few-shot prompts.
-  const textOf = (r: Row) => (tokenizer ? continuationText(lm, [...before, ...r.prompt].slice(-CONTEXT_TOKENS), r.out) : '');
+  const textOf = (r: Sequence) =>
+    tokenizer ? continuationText(loaded, [...before, ...r.prompt].slice(-CONTEXT_TOKENS), r.out) : '';
   try {
-    let { ids, mask } = leftPad(rows.map((r) => r.prompt), pad);
+    let { ids, mask } = leftPad(
+      rows.map((r) => r.prompt),
+      pad,
+    );
     for (let step = 0; step < steps && rows.some((r) => !r.done); step++) {
       const logits = tf.tidy(() => {
         const h = model.forward(ids, { attentionMask: mask, cache, past: prefix?.kv });
         const T = h.shape[1];
-        return model.logits(LlamaModel.pickRows(h, rows.map((_, b) => b * T + T - 1)));
+        return model.logits(
+          LlamaModel.pickRows(
+            h,
+            rows.map((_, b) => b * T + T - 1),
+          ),
+        );
       });
       const data = logits.dataSync() as Float32Array;
       logits.dispose();
@@ -161,9 +199,13 @@ function* decoding(lm: LoadedModel, prompts: (string | number[])[], opts: Genera
       rows.forEach((r, b) => {
         if (r.done) return next.push(pad);
         const row = data.slice(b * V, (b + 1) * V);
-        if (row.some((v) => !Number.isFinite(v))) throw new Error('the model produced non-finite logits while generating: its weights or activations overflowed');
+        if (row.some((v) => !Number.isFinite(v)))
+          throw new Error(
+            'the model produced non-finite logits while generating: its weights or activations overflowed',
+          );
         const raw = opts.logprobs !== undefined ? row.slice() : undefined;
-        if (opts.repetitionPenalty && opts.repetitionPenalty !== 1) applyRepetitionPenalty(row, [...before, ...r.prompt, ...r.out], opts.repetitionPenalty);
+        if (opts.repetitionPenalty && opts.repetitionPenalty !== 1)
+          applyRepetitionPenalty(row, [...before, ...r.prompt, ...r.out], opts.repetitionPenalty);
         const tok = sampleToken(row, opts, random);
         r.out.push(tok);
         next.push(tok);
@@ -193,17 +235,36 @@ function* decoding(lm: LoadedModel, prompts: (string | number[])[], opts: Genera
   } finally {
     cache?.dispose();
   }
-  return rows.map((r) => ({ promptIds: r.prompt, ids: r.out, text: r.text ?? textOf(r), finishReason: r.reason, seed, ...(opts.logprobs !== undefined ? { logprobs: r.logprobs } : {}) }));
+  return rows.map((r) => ({
+    promptIds: r.prompt,
+    ids: r.out,
+    text: r.text ?? textOf(r),
+    finishReason: r.reason,
+    seed,
+    ...(opts.logprobs !== undefined ? { logprobs: r.logprobs } : {}),
+  }));
 }
 
 /** Beam search for one prompt, with generate's stop ids and stop strings. */
-function beamGenerate(lm: LoadedModel, prompt: string | number[], opts: GenerateOptions): GenerateResult {
-  if ((opts.temperature ?? 0) > 0) throw new LlmboxError('beam search is deterministic: it takes no temperature', { field: '--num-beams', fix: 'use --temperature 0 with --num-beams, or sample with one beam' });
-  const ids = typeof prompt === 'string' ? lm.tokenizer!.encode(prompt, { addSpecialTokens: opts.addSpecialTokens ?? true }) : prompt;
-  const stopIds = new Set(opts.stopIds ?? lm.generation.eosTokenIds);
-  const bos = lm.generation.bosTokenId ?? lm.model.config.bosTokenId;
+function beamGenerate(loaded: LoadedModel, prompt: string | number[], opts: GenerateOptions): GenerateResult {
+  if ((opts.temperature ?? 0) > 0)
+    throw new LlmboxError('beam search is deterministic: it takes no temperature', {
+      field: '--num-beams',
+      fix: 'use --temperature 0 with --num-beams, or sample with one beam',
+    });
+  const ids =
+    typeof prompt === 'string'
+      ? loaded.tokenizer!.encode(prompt, { addSpecialTokens: opts.addSpecialTokens ?? true })
+      : prompt;
+  const stopIds = new Set(opts.stopIds ?? loaded.generation.eosTokenIds);
+  const bos = loaded.generation.bosTokenId ?? loaded.model.config.bosTokenId;
   if ((opts.stopAtBos ?? true) && bos !== undefined && bos !== null) stopIds.add(bos);
-  const r = beamSearch(lm, ids, { numBeams: opts.numBeams!, lengthPenalty: opts.lengthPenalty, maxNewTokens: opts.maxNewTokens ?? 64, stopIds });
+  const r = beamSearch(loaded, ids, {
+    numBeams: opts.numBeams!,
+    lengthPenalty: opts.lengthPenalty,
+    maxNewTokens: opts.maxNewTokens ?? 64,
+    stopIds,
+  });
   const stops = (opts.stop ?? []).filter((s) => s.length > 0);
   const at = Math.min(...stops.map((s) => r.text.indexOf(s)).filter((i) => i >= 0));
   return Number.isFinite(at) ? { ...r, text: r.text.slice(0, at), finishReason: 'stop' } : r;

@@ -52,7 +52,8 @@ export class KVCache {
    * fresh copy; the native kernels and the cpu backend read memory directly.
    */
   read(layer: number): [tf.Tensor4D, tf.Tensor4D] {
-    const k = this.keys[layer], v = this.values[layer];
+    const k = this.keys[layer],
+      v = this.values[layer];
     if (tf.getBackend() !== 'wasm' || nativeAddon()) return [k, v];
     return [tf.add(k, 0), tf.add(v, 0)];
   }

@@ -5,7 +5,7 @@ import type { ModelConfig } from './config.js';
 import { KVCache, type PastKV } from './kv-cache.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
 import type { RawTensor } from './safetensors.js';
-import { dequantizedTensor, type NF4Tensor } from '../train/nf4.js';
+import { dequantizedTensor, type NF4Tensor } from './nf4.js';
 
 /** Additive mask value: large enough that exp() underflows to exactly 0, finite so padded rows stay finite. */
 const MASKED = -1e9;
@@ -32,11 +32,22 @@ export interface ForwardOptions {
 }
 
 /** Names of the linear layers (HF `*_proj`), stored transposed as [in, out] so that x @ W needs no transpose. */
-export const LINEARS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
+export const LINEARS = [
+  'self_attn.q_proj',
+  'self_attn.k_proj',
+  'self_attn.v_proj',
+  'self_attn.o_proj',
+  'mlp.gate_proj',
+  'mlp.up_proj',
+  'mlp.down_proj',
+];
 
 /** HF parameter names and their [out, in] (or vector) shapes for a config. */
 export function parameterShapes(cfg: ModelConfig): Map<string, number[]> {
-  const H = cfg.hiddenSize, F = cfg.intermediateSize, q = cfg.numHeads * cfg.headDim, kv = cfg.numKvHeads * cfg.headDim;
+  const H = cfg.hiddenSize,
+    F = cfg.intermediateSize,
+    q = cfg.numHeads * cfg.headDim,
+    kv = cfg.numKvHeads * cfg.headDim;
   const m = new Map<string, number[]>([['model.embed_tokens.weight', [cfg.vocabSize, H]]]);
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `model.layers.${i}.`;
@@ -96,15 +107,25 @@ interface QueryBlock {
  * never sees keys after its last query, so it reads only the columns up to there: the masked upper
  * triangle is skipped. One block (the usual case, and every decode step) keeps the whole mask.
  */
-function queryBlocks(maskData: Float32Array, B: number, T: number, S: number, heads: number, pastSlots: number): QueryBlock[] {
+function queryBlocks(
+  maskData: Float32Array,
+  B: number,
+  T: number,
+  S: number,
+  heads: number,
+  pastSlots: number,
+): QueryBlock[] {
   const rows = Math.max(16, Math.min(256, Math.floor(SCORE_BUDGET / (B * heads * S))));
   if (T <= rows) return [{ t0: 0, t1: T, cols: S, mask: tf.tensor4d(maskData, [B, 1, T, S]) }];
   const blocks: QueryBlock[] = [];
   for (let t0 = 0; t0 < T; t0 += rows) {
-    const t1 = Math.min(T, t0 + rows), Tc = t1 - t0, cols = pastSlots + t1;
+    const t1 = Math.min(T, t0 + rows),
+      Tc = t1 - t0,
+      cols = pastSlots + t1;
     const data = new Float32Array(B * Tc * cols);
     for (let b = 0; b < B; b++) {
-      for (let t = t0; t < t1; t++) data.set(maskData.subarray((b * T + t) * S, (b * T + t) * S + cols), (b * Tc + t - t0) * cols);
+      for (let t = t0; t < t1; t++)
+        data.set(maskData.subarray((b * T + t) * S, (b * T + t) * S + cols), (b * Tc + t - t0) * cols);
     }
     blocks.push({ t0, t1, cols, mask: tf.tensor4d(data, [B, 1, Tc, cols]) });
   }
@@ -136,7 +157,10 @@ function attention(
     const Tc = t1 - t0;
     const whole = t0 === 0 && t1 === T;
     const qt = whole ? q : q.slice([0, t0, 0, 0], [-1, Tc, -1, -1]);
-    const qb = qt.reshape([B, Tc, kvH, group, D]).transpose([0, 2, 3, 1, 4]).reshape([B, kvH, group * Tc, D]);
+    const qb = qt
+      .reshape([B, Tc, kvH, group, D])
+      .transpose([0, 2, 3, 1, 4])
+      .reshape([B, kvH, group * Tc, D]);
     const m = group > 1 ? tf.tile(mask, [1, 1, group, 1]) : mask;
     // The whole-call block keeps the full key buffer (no copy).
     const kb = whole ? k : k.slice([0, 0, 0, 0], [-1, -1, cols - P, -1]);
@@ -144,7 +168,9 @@ function attention(
     let out: tf.Tensor;
     if (shared) {
       // One softmax over [prefix | own keys]; the prefix's [1, ...] keys broadcast over the batch.
-      const probs = tf.softmax(tf.add(tf.concat([tf.matMul(qb, shared.keys, false, true), tf.matMul(qb, kb, false, true)], 3), m));
+      const probs = tf.softmax(
+        tf.add(tf.concat([tf.matMul(qb, shared.keys, false, true), tf.matMul(qb, kb, false, true)], 3), m),
+      );
       // Two slices, not tf.split: tfjs-wasm's SplitV copies the whole input per part.
       const pShared = probs.slice([0, 0, 0, 0], [-1, -1, -1, P]);
       const pOwn = probs.slice([0, 0, 0, P], [-1, -1, -1, cols - P]);
@@ -152,15 +178,25 @@ function attention(
     } else {
       out = tf.matMul(tf.softmax(tf.add(tf.matMul(qb, kb, false, true), m)), vb);
     }
-    return out.reshape([B, kvH, group, Tc, D]).transpose([0, 3, 1, 2, 4]).reshape([B, Tc, kvH * group * D]);
+    return out
+      .reshape([B, kvH, group, Tc, D])
+      .transpose([0, 3, 1, 2, 4])
+      .reshape([B, Tc, kvH * group * D]);
   }
 }
 
 /** Attention per segment bucket (see segmentPlan); q [B, T, heads, D] pre-scaled, k [B, T, kvH, D], v [B*T, kvH*D]. */
-function segmentedAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor2D, plan: SegmentPlan, d: { kvH: number; group: number; D: number }): tf.Tensor2D {
+function segmentedAttention(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor2D,
+  plan: SegmentPlan,
+  d: { kvH: number; group: number; D: number },
+): tf.Tensor2D {
   const { kvH, group, D } = d;
   const [B, T] = q.shape;
-  const qf = q.reshape([B * T, kvH * group * D]) as tf.Tensor2D, kf = k.reshape([B * T, kvH * D]) as tf.Tensor2D;
+  const qf = q.reshape([B * T, kvH * group * D]) as tf.Tensor2D,
+    kf = k.reshape([B * T, kvH * D]) as tf.Tensor2D;
   const outs = plan.buckets.map(({ n, L, idx, blocks }) => {
     const qb = embedding(qf, idx).reshape([n, L, kvH * group, D]) as tf.Tensor4D;
     const kb = embedding(kf, idx).reshape([n, L, kvH, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
@@ -175,7 +211,7 @@ function segmentedAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor2D, plan
 function segmentRuns(segments: number[][], T: number): { start: number; len: number }[] {
   const runs: { start: number; len: number }[] = [];
   segments.forEach((row, b) => {
-    for (let t = 0; t < T; ) {
+    for (let t = 0; t < T;) {
       let e = t + 1;
       while (e < T && row[e] === row[t]) e++;
       if (row[t] !== 0) runs.push({ start: b * T + t, len: e - t });
@@ -208,27 +244,56 @@ function segmentPlan(segments: number[][], T: number, heads: number, window: num
   }
   const back = new Int32Array(segments.length * T);
   let offset = 0;
-  const buckets = [...byKey.keys()].sort((a, b) => a - b).map((key) => {
-    const group = byKey.get(key)!;
-    const n = group.length, L = Math.max(...group.map((g) => g.len));
-    const idx = new Int32Array(n * L);
-    const maskData = new Float32Array(n * L * L).fill(MASKED);
-    group.forEach((g, i) => {
-      for (let t = 0; t < L; t++) {
-        // Slots past a segment's end repeat token 0: they are masked as keys and never read back.
-        idx[i * L + t] = t < g.len ? g.start + t : 0;
-        if (t < g.len) back[g.start + t] = offset + i * L + t;
-        const row = (i * L + t) * L;
-        for (let j = 0; j <= Math.min(t, g.len - 1); j++) if (window === null || t - j < window) maskData[row + j] = 0;
-      }
+  const buckets = [...byKey.keys()]
+    .sort((a, b) => a - b)
+    .map((key) => {
+      const group = byKey.get(key)!;
+      const n = group.length,
+        L = Math.max(...group.map((g) => g.len));
+      const idx = new Int32Array(n * L);
+      const maskData = new Float32Array(n * L * L).fill(MASKED);
+      group.forEach((g, i) => {
+        for (let t = 0; t < L; t++) {
+          // Slots past a segment's end repeat token 0: they are masked as keys and never read back.
+          idx[i * L + t] = t < g.len ? g.start + t : 0;
+          if (t < g.len) back[g.start + t] = offset + i * L + t;
+          const row = (i * L + t) * L;
+          for (let j = 0; j <= Math.min(t, g.len - 1); j++)
+            if (window === null || t - j < window) maskData[row + j] = 0;
+        }
+      });
+      offset += n * L;
+      return { n, L, idx: tf.tensor1d(idx, 'int32'), blocks: queryBlocks(maskData, n, L, L, heads, 0) };
     });
-    offset += n * L;
-    return { n, L, idx: tf.tensor1d(idx, 'int32'), blocks: queryBlocks(maskData, n, L, L, heads, 0) };
-  });
   return { buckets, back: tf.tensor1d(back, 'int32') };
 }
 
 /** LoRA adapters' settings: `scale` = alpha / rank; dropout on the adapter input while training. */
+/** A forward call's positions and masks, computed once for all layers (attentionInputs). */
+interface AttentionInputs {
+  B: number;
+  T: number;
+  /** Shared prefix slots, ahead of the own slots. */
+  P: number;
+  /** Key slots: P + the cache's capacity (or T without a cache). */
+  S: number;
+  /** Own slots filled by earlier calls (the cache's length). */
+  before: number;
+  /** Additive mask [B, T, S] (empty when packed segments are attended per segment: segmentPlan). */
+  mask: Float32Array;
+  gather: boolean;
+  cos: Float32Array;
+  sin: Float32Array;
+}
+
+/** The tensors every layer of one call shares: RoPE tables [B, T, 1, D], and the mask cut into query blocks or a segment plan. */
+interface LayerShared {
+  cos: tf.Tensor4D;
+  sin: tf.Tensor4D;
+  plan: SegmentPlan | null;
+  blocks: QueryBlock[];
+}
+
 export interface LoraSettings {
   rank: number;
   alpha: number;
@@ -292,12 +357,19 @@ export class LlamaModel {
         const bad = (t.data as Float32Array).findIndex((v) => !Number.isFinite(v));
         if (bad >= 0) {
           const count = (t.data as Float32Array).reduce((n, v) => n + (Number.isFinite(v) ? 0 : 1), 0);
-          throw new LlmboxError(`tensor ${name} holds ${count} NaN/Inf value(s) (first at element ${bad})`, { file, field: name, fix: 'the weights are damaged (a diverged run or a bad conversion): use another checkpoint' });
+          throw new LlmboxError(`tensor ${name} holds ${count} NaN/Inf value(s) (first at element ${bad})`, {
+            file,
+            field: name,
+            fix: 'the weights are damaged (a diverged run or a bad conversion): use another checkpoint',
+          });
         }
-        params.set(name, tf.tidy(() => {
-          const x = tf.tensor(t.data as Float32Array, t.shape, 'float32');
-          return isLinear(name) ? tf.transpose(x) : x;
-        }));
+        params.set(
+          name,
+          tf.tidy(() => {
+            const x = tf.tensor(t.data as Float32Array, t.shape, 'float32');
+            return isLinear(name) ? tf.transpose(x) : x;
+          }),
+        );
       }
     } catch (e) {
       for (const t of params.values()) t.dispose();
@@ -349,30 +421,72 @@ export class LlamaModel {
    */
   forward(ids: number[][], opts: ForwardOptions = {}): tf.Tensor3D {
     const cfg = this.config;
-    const B = ids.length, T = ids[0]?.length ?? 0;
+    const a = this.attentionInputs(ids, opts);
+    const out = tf.tidy(() => {
+      const { B, T } = a;
+      const plan = a.gather ? segmentPlan(opts.segments!, T, cfg.numHeads, cfg.slidingWindow) : null;
+      const shared: LayerShared = {
+        cos: tf.tensor4d(a.cos, [B, T, 1, cfg.headDim]),
+        sin: tf.tensor4d(a.sin, [B, T, 1, cfg.headDim]),
+        plan,
+        blocks: plan ? [] : queryBlocks(a.mask, B, T, a.S, cfg.numHeads, a.P + a.before),
+      };
+      const embed = this.p<tf.Rank.R2>('model.embed_tokens.weight');
+      let h = embedding(embed, tf.tensor2d(ids.flat(), [B * T, 1], 'int32')).reshape([
+        B * T,
+        cfg.hiddenSize,
+      ]) as tf.Tensor2D;
+      for (let l = 0; l < cfg.numLayers; l++) {
+        const input = h;
+        // Each layer's intermediates are freed when it ends (long prompts would otherwise hold all of them).
+        h = tf.tidy(() => this.decoderLayer(l, input, a, shared, opts));
+      }
+      return rmsNorm(h, this.p<tf.Rank.R1>('model.norm.weight'), cfg.rmsNormEps).reshape([
+        B,
+        T,
+        cfg.hiddenSize,
+      ]) as tf.Tensor3D;
+    });
+    if (opts.cache) opts.cache.length += a.T;
+    return out;
+  }
+
+  /**
+   * What attention needs before any tensor is made: each token's position (padding takes none, so
+   * left-padded rows match unpadded ones; packed segments restart at 0), and the additive mask over
+   * key slots [shared prefix (P, broadcast over rows) | own slots (the cache buffer, or this call's
+   * keys)], causal, within segments, within the sliding window. Packed batches attended per
+   * segment get a plan of segment buckets instead of one mask.
+   */
+  private attentionInputs(ids: number[][], opts: ForwardOptions): AttentionInputs {
+    const cfg = this.config;
+    const B = ids.length;
+    const T = ids[0]?.length ?? 0;
     if (B === 0 || T === 0 || ids.some((r) => r.length !== T)) {
       throw new Error('forward: ids must be a non-empty rectangular [batch][time] array');
     }
-    for (const row of ids) for (const id of row) {
-      if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) throw new Error(`forward: token id ${id} outside [0, ${cfg.vocabSize})`);
+    for (const row of ids)
+      for (const id of row) {
+        if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize)
+          throw new Error(`forward: token id ${id} outside [0, ${cfg.vocabSize})`);
+      }
+    const { segments, cache, past: prefix } = opts;
+    if (segments && (cache || prefix || segments.length !== B || segments.some((r) => r.length !== T))) {
+      throw new Error(
+        'forward: segments must match ids [batch][time], and cannot be combined with a cache or a shared prefix',
+      );
     }
-    const segments = opts.segments;
-    if (segments && (opts.cache || opts.past || segments.length !== B || segments.some((r) => r.length !== T))) {
-      throw new Error('forward: segments must match ids [batch][time], and cannot be combined with a cache or a shared prefix');
-    }
-    const mask = segments ?? opts.attentionMask ?? ids.map((r) => r.map(() => 1));
-    const cache = opts.cache;
+    const real = segments ?? opts.attentionMask ?? ids.map((r) => r.map(() => 1));
     if (cache && (cache.batch !== B || cache.length + T > cache.capacity)) {
-      throw new Error(`forward: cache holds batch ${cache.batch} x ${cache.capacity} slots, ${cache.length} used; cannot add [${B}, ${T}]`);
+      throw new Error(
+        `forward: cache holds batch ${cache.batch} x ${cache.capacity} slots, ${cache.length} used; cannot add [${B}, ${T}]`,
+      );
     }
-    // Key slots: [shared prefix (P, broadcast over rows) | own slots (C): the cache buffer, or this call's keys].
-    const prefix = opts.past;
     const P = prefix?.length ?? 0;
     const C = cache ? cache.capacity : T;
     const before = cache?.length ?? 0;
     const S = P + C;
 
-    // Positions and key validity: padding takes no position, so left-padded rows match unpadded ones.
     const positions = new Int32Array(B * T);
     const ownValid = cache ? cache.valid : new Uint8Array(B * C);
     // The sliding window is measured in positions, not slots: padding may sit between a prefix and new tokens.
@@ -380,92 +494,97 @@ export class LlamaModel {
     for (let b = 0; b < B; b++) {
       let pos = cache ? Math.max(cache.nextPosition[b], P) : P;
       for (let t = 0; t < T; t++) {
-        const real = mask[b][t] ? 1 : 0;
+        const isReal = real[b][t] ? 1 : 0;
         if (segments && t > 0 && segments[b][t] !== segments[b][t - 1]) pos = 0;
-        positions[b * T + t] = real ? pos : 0;
-        ownValid[b * C + before + t] = real;
+        positions[b * T + t] = isReal ? pos : 0;
+        ownValid[b * C + before + t] = isReal;
         ownPositions[b * C + before + t] = pos;
-        pos += real;
+        pos += isReal;
       }
       if (cache) cache.nextPosition[b] = pos;
     }
     const window = cfg.slidingWindow;
-    // Batches attended per segment build one mask per bucket of segments instead (segmentPlan).
     const gather = !!segments && this.useGather(segments, T);
-    const maskData = new Float32Array(gather ? 0 : B * T * S).fill(MASKED);
+    const mask = new Float32Array(gather ? 0 : B * T * S).fill(MASKED);
     for (let b = 0; b < (gather ? 0 : B); b++) {
       for (let t = 0; t < T; t++) {
         const qPos = positions[b * T + t];
         const row = (b * T + t) * S;
-        for (let j = 0; j < P; j++) if (window === null || qPos - j < window) maskData[row + j] = 0;
+        for (let j = 0; j < P; j++) if (window === null || qPos - j < window) mask[row + j] = 0;
         const seg = segments?.[b];
         for (let j = 0; j <= before + t; j++) {
           if (seg && seg[j] !== seg[t]) continue;
-          if (ownValid[b * C + j] && (window === null || qPos - ownPositions[b * C + j] < window)) maskData[row + P + j] = 0;
+          if (ownValid[b * C + j] && (window === null || qPos - ownPositions[b * C + j] < window))
+            mask[row + P + j] = 0;
         }
       }
     }
-    const { cos, sin } = ropeTables(this.invFreq, positions);
+    return { B, T, P, S, before, mask, gather, ...ropeTables(this.invFreq, positions) };
+  }
 
-    const out = tf.tidy(() => {
-      const D = cfg.headDim, nH = cfg.numHeads, kvH = cfg.numKvHeads, group = nH / kvH;
-      const cosT = tf.tensor4d(cos, [B, T, 1, D]);
-      const sinT = tf.tensor4d(sin, [B, T, 1, D]);
-      const plan = gather ? segmentPlan(segments!, T, nH, window) : null;
-      const blocks = plan ? [] : queryBlocks(maskData, B, T, S, nH, P + before);
-      const rope = (x: tf.Tensor4D) => applyRope(x, cosT, sinT);
-      const lora = this.lora;
-      const linear = (x: tf.Tensor2D, name: string) => {
-        const q = this.quantized.get(`${name}.weight`);
-        const W = q ? () => dequantizedTensor(q) : this.p<tf.Rank.R2>(`${name}.weight`);
-        const A = lora && (this.adapters.get(`${name}.lora_A`) as tf.Tensor2D | undefined);
-        let y: tf.Tensor2D;
-        if (lora && A) {
-          const drop = lora.dropout > 0 && this.dropoutSeed !== null;
-          const xd = drop ? (tf.dropout(x, lora.dropout, undefined, this.dropoutSeed!++) as tf.Tensor2D) : x;
-          y = loraLinear(x, xd, W, A, this.adapters.get(`${name}.lora_B`) as tf.Tensor2D, lora.alpha / lora.rank);
-        } else y = tf.matMul(x, typeof W === 'function' ? W() : W);
-        const bias = this.params.get(`${name}.bias`);
-        return bias ? tf.add(y, bias) : y;
-      };
-      const scale = 1 / Math.sqrt(D);
-
-      let h = embedding(this.p<tf.Rank.R2>('model.embed_tokens.weight'), tf.tensor2d(ids.flat(), [B * T, 1], 'int32'))
-        .reshape([B * T, cfg.hiddenSize]) as tf.Tensor2D;
-      for (let l = 0; l < cfg.numLayers; l++) {
-        const pre = `model.layers.${l}.`;
-        // Each layer's intermediates are freed when it ends (long prompts would otherwise hold all of them).
-        const input = h;
-        h = tf.tidy(() => {
-          const x = rmsNorm(input, this.p<tf.Rank.R1>(`${pre}input_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
-          // Queries are scaled by 1/sqrt(D) here, on [B, T, heads, D], rather than the scores.
-          const q = tf.mul(rope(linear(x, `${pre}self_attn.q_proj`).reshape([B, T, nH, D])), scale) as tf.Tensor4D;
-          const kTok = rope(linear(x, `${pre}self_attn.k_proj`).reshape([B, T, kvH, D]));
-          const vTok = linear(x, `${pre}self_attn.v_proj`) as tf.Tensor2D;
-          const attend = () => {
-            let k = kTok.transpose([0, 2, 1, 3]) as tf.Tensor4D;
-            let v = vTok.reshape([B, T, kvH, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
-            if (opts.collect) {
-              opts.collect.keys.push(tf.keep(k));
-              opts.collect.values.push(tf.keep(v));
-            }
-            if (cache) {
-              cache.write(l, k, v);
-              [k, v] = cache.read(l);
-            }
-            return attention(q, k, v, blocks, prefix && { keys: prefix.keys[l], values: prefix.values[l] }, { B, T, P, kvH, group, D });
-          };
-          const merged = plan ? segmentedAttention(q, kTok, vTok, plan, { kvH, group, D }) : attend();
-          const attended = tf.add(input, linear(merged, `${pre}self_attn.o_proj`));
-          const y = rmsNorm(attended, this.p<tf.Rank.R1>(`${pre}post_attention_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
-          const act = swiglu(linear(y, `${pre}mlp.gate_proj`), linear(y, `${pre}mlp.up_proj`)) as tf.Tensor2D;
-          return tf.add(attended, linear(act, `${pre}mlp.down_proj`)) as tf.Tensor2D;
-        });
+  /** One decoder layer on [B*T, hidden]: pre-norm attention and SwiGLU MLP, each with its residual. */
+  private decoderLayer(
+    l: number,
+    input: tf.Tensor2D,
+    a: AttentionInputs,
+    shared: LayerShared,
+    opts: ForwardOptions,
+  ): tf.Tensor2D {
+    const cfg = this.config;
+    const { B, T, P } = a;
+    const D = cfg.headDim,
+      nH = cfg.numHeads,
+      kvH = cfg.numKvHeads,
+      group = nH / kvH;
+    const pre = `model.layers.${l}.`;
+    const rotate = (x: tf.Tensor4D) => applyRope(x, shared.cos, shared.sin);
+    const x = rmsNorm(input, this.p<tf.Rank.R1>(`${pre}input_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
+    // Queries are scaled by 1/sqrt(D) here, on [B, T, heads, D], rather than the scores.
+    const q = tf.mul(
+      rotate(this.linear(x, `${pre}self_attn.q_proj`).reshape([B, T, nH, D])),
+      1 / Math.sqrt(D),
+    ) as tf.Tensor4D;
+    const kTok = rotate(this.linear(x, `${pre}self_attn.k_proj`).reshape([B, T, kvH, D]));
+    const vTok = this.linear(x, `${pre}self_attn.v_proj`);
+    const attend = () => {
+      let k = kTok.transpose([0, 2, 1, 3]) as tf.Tensor4D;
+      let v = vTok.reshape([B, T, kvH, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+      if (opts.collect) {
+        opts.collect.keys.push(tf.keep(k));
+        opts.collect.values.push(tf.keep(v));
       }
-      return rmsNorm(h, this.p<tf.Rank.R1>('model.norm.weight'), cfg.rmsNormEps).reshape([B, T, cfg.hiddenSize]) as tf.Tensor3D;
-    });
-    if (cache) cache.length += T;
-    return out;
+      if (opts.cache) {
+        opts.cache.write(l, k, v);
+        [k, v] = opts.cache.read(l);
+      }
+      const prefix = opts.past && { keys: opts.past.keys[l], values: opts.past.values[l] };
+      return attention(q, k, v, shared.blocks, prefix, { B, T, P, kvH, group, D });
+    };
+    const merged = shared.plan ? segmentedAttention(q, kTok, vTok, shared.plan, { kvH, group, D }) : attend();
+    const attended = tf.add(input, this.linear(merged, `${pre}self_attn.o_proj`));
+    const y = rmsNorm(
+      attended,
+      this.p<tf.Rank.R1>(`${pre}post_attention_layernorm.weight`),
+      cfg.rmsNormEps,
+    ) as tf.Tensor2D;
+    const act = swiglu(this.linear(y, `${pre}mlp.gate_proj`), this.linear(y, `${pre}mlp.up_proj`)) as tf.Tensor2D;
+    return tf.add(attended, this.linear(act, `${pre}mlp.down_proj`)) as tf.Tensor2D;
+  }
+
+  /** x @ W (+ bias), with the layer's LoRA adapter (dropout while training) and NF4 weights dequantized here. */
+  private linear(x: tf.Tensor2D, name: string): tf.Tensor2D {
+    const q = this.quantized.get(`${name}.weight`);
+    const W = q ? () => dequantizedTensor(q) : this.p<tf.Rank.R2>(`${name}.weight`);
+    const lora = this.lora;
+    const A = lora && (this.adapters.get(`${name}.lora_A`) as tf.Tensor2D | undefined);
+    let y: tf.Tensor2D;
+    if (lora && A) {
+      const drop = lora.dropout > 0 && this.dropoutSeed !== null;
+      const xd = drop ? (tf.dropout(x, lora.dropout, undefined, this.dropoutSeed!++) as tf.Tensor2D) : x;
+      y = loraLinear(x, xd, W, A, this.adapters.get(`${name}.lora_B`) as tf.Tensor2D, lora.alpha / lora.rank);
+    } else y = tf.matMul(x, typeof W === 'function' ? W() : W);
+    const bias = this.params.get(`${name}.bias`);
+    return bias ? tf.add(y, bias) : y;
   }
 
   /** Logits [rows, vocab] for hidden-state rows [rows, hidden]: only the rows asked for are projected. */
@@ -499,18 +618,35 @@ export class LlamaModel {
  * rotary inverse frequencies some exports keep are recomputed, and a tied head stored beside the
  * embeddings must equal them.
  */
-function checkUnaccounted(config: ModelConfig, raw: Map<string, RawTensor>, shapes: Map<string, number[]>, file: string): void {
+function checkUnaccounted(
+  config: ModelConfig,
+  raw: Map<string, RawTensor>,
+  shapes: Map<string, number[]>,
+  file: string,
+): void {
   const extra = [...raw.keys()].filter((n) => !shapes.has(n) && !n.endsWith('rotary_emb.inv_freq'));
   const head = extra.indexOf('lm_head.weight');
   if (head >= 0 && config.tieWordEmbeddings) {
-    const a = raw.get('lm_head.weight')!.data, b = raw.get('model.embed_tokens.weight')?.data;
+    const a = raw.get('lm_head.weight')!.data,
+      b = raw.get('model.embed_tokens.weight')?.data;
     if (!b || a.length !== b.length || a.some((v, i) => v !== b[i])) {
-      throw new LlmboxError('lm_head.weight differs from model.embed_tokens.weight, but config.json ties them', { file, field: 'tie_word_embeddings', fix: 'set "tie_word_embeddings": false for these weights' });
+      throw new LlmboxError('lm_head.weight differs from model.embed_tokens.weight, but config.json ties them', {
+        file,
+        field: 'tie_word_embeddings',
+        fix: 'set "tie_word_embeddings": false for these weights',
+      });
     }
     extra.splice(head, 1);
   }
   if (!extra.length) return;
-  const layers = new Set(extra.map((n) => /^model\.layers\.(\d+)\./.exec(n)?.[1]).filter((x): x is string => x !== undefined));
-  const hint = layers.size ? ` (weights for layer(s) ${[...layers].slice(0, 4).join(', ')} of a config with num_hidden_layers ${config.numLayers})` : '';
-  throw new LlmboxError(`${extra.length} tensor(s) the config does not account for, e.g. ${extra.slice(0, 3).join(', ')}${hint}`, { file, field: extra[0], fix: 'use the config.json that belongs to these weights' });
+  const layers = new Set(
+    extra.map((n) => /^model\.layers\.(\d+)\./.exec(n)?.[1]).filter((x): x is string => x !== undefined),
+  );
+  const hint = layers.size
+    ? ` (weights for layer(s) ${[...layers].slice(0, 4).join(', ')} of a config with num_hidden_layers ${config.numLayers})`
+    : '';
+  throw new LlmboxError(
+    `${extra.length} tensor(s) the config does not account for, e.g. ${extra.slice(0, 3).join(', ')}${hint}`,
+    { file, field: extra[0], fix: 'use the config.json that belongs to these weights' },
+  );
 }

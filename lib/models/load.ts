@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { copyFileSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { modelsDirs, resolveModelDir } from '../util/paths.js';
+import { isHubSpec } from '../hub/repo.js';
+import { resolveHubModel } from '../hub/pull.js';
 import { LlmboxError } from '../errors.js';
 import { initEngine, type EngineOptions } from '../engine/index.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -39,44 +41,65 @@ function readGenerationConfig(dir: string, cfg: ModelConfig): GenerationConfig {
   const eos = raw.eos_token_id;
   return {
     bosTokenId: typeof raw.bos_token_id === 'number' ? raw.bos_token_id : (cfg.bosTokenId ?? undefined),
-    eosTokenIds: typeof eos === 'number' ? [eos] : Array.isArray(eos) ? eos.filter((x) => typeof x === 'number') : cfg.eosTokenIds,
+    eosTokenIds:
+      typeof eos === 'number' ? [eos] : Array.isArray(eos) ? eos.filter((x) => typeof x === 'number') : cfg.eosTokenIds,
     padTokenId: typeof raw.pad_token_id === 'number' ? raw.pad_token_id : undefined,
   };
 }
 
-/** Loads a model folder in Hugging Face layout. Hub ids are not fetched: pass a local folder. */
+/** A model argument as a folder: a path, a shipped model's name, or `hf:org/name[@revision]` (pulled into the hub cache first). */
+async function modelFolder(model: string): Promise<string> {
+  return isHubSpec(model) ? resolveHubModel(model) : resolveModelDir(model);
+}
+
+/** Loads a model folder in Hugging Face layout (or `hf:org/name`, fetched from the hub into its cache). */
 export async function loadModel(modelDir: string, engine: EngineOptions = {}): Promise<LoadedModel> {
-  const dir = resolveModelDir(modelDir);
+  const dir = await modelFolder(modelDir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new LlmboxError('model folder not found', {
       file: dir,
-      fix: `pass a local folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json) or the name of a model in ${modelsDirs().join(' or ')}`,
+      fix: `pass a local folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json), hf:org/name from the hub, or the name of a model in ${modelsDirs().join(' or ')}`,
     });
   }
   await initEngine(engine);
   const config = readConfig(dir);
   const raw = readModelWeights(dir);
-  const weightsFile = existsSync(`${dir}/model.safetensors`) ? `${dir}/model.safetensors` : `${dir}/model.safetensors.index.json`;
+  const weightsFile = existsSync(`${dir}/model.safetensors`)
+    ? `${dir}/model.safetensors`
+    : `${dir}/model.safetensors.index.json`;
   const model = LlamaModel.fromRaw(config, raw, weightsFile);
   const tokenizer = existsSync(`${dir}/tokenizer.json`) ? TextTokenizer.fromDir(dir) : null;
   if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
     model.dispose();
-    throw new LlmboxError(`tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${config.vocabSize}`, {
-      file: `${dir}/tokenizer.json`,
-      fix: 'use the tokenizer that belongs to these weights',
-    });
+    throw new LlmboxError(
+      `tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${config.vocabSize}`,
+      {
+        file: `${dir}/tokenizer.json`,
+        fix: 'use the tokenizer that belongs to these weights',
+      },
+    );
   }
-  return { dir, model, tokenizer, generation: readGenerationConfig(dir, config) };
+  // A hub snapshot's folder is named by its commit: results name the repository instead.
+  const name = isHubSpec(modelDir) ? modelDir.slice('hf:'.length) : undefined;
+  return { dir, ...(name ? { name } : {}), model, tokenizer, generation: readGenerationConfig(dir, config) };
 }
 
 /** Writes config.json, generation_config.json and model.safetensors (each atomically), and tokenizer files. */
-export function saveModel(dir: string, model: LlamaModel, opts: { tokenizerFrom?: string; generation?: GenerationConfig } = {}): void {
+export function saveModel(
+  dir: string,
+  model: LlamaModel,
+  opts: { tokenizerFrom?: string; generation?: GenerationConfig } = {},
+): void {
   writeSafetensors(`${dir}/model.safetensors`, model.toRaw());
   writeFileAtomic(`${dir}/config.json`, JSON.stringify(toHfConfig(model.config), null, 2) + '\n');
   const gen = opts.generation;
   const genJson: Record<string, unknown> = {
     bos_token_id: gen?.bosTokenId ?? model.config.bosTokenId,
-    eos_token_id: gen ? (gen.eosTokenIds.length === 1 ? gen.eosTokenIds[0] : gen.eosTokenIds) : model.config.eosTokenIds[0],
+    eos_token_id: gen
+      ? gen.eosTokenIds.length === 1
+        ? gen.eosTokenIds[0]
+        : gen.eosTokenIds
+      : model.config.eosTokenIds[0],
   };
   if (gen?.padTokenId !== undefined) genJson.pad_token_id = gen.padTokenId;
   writeFileAtomic(`${dir}/generation_config.json`, JSON.stringify(genJson, null, 2) + '\n');
@@ -88,7 +111,10 @@ export function saveModel(dir: string, model: LlamaModel, opts: { tokenizerFrom?
 }
 
 /** A randomly initialised model, seeded: normal(0, std) matrices and biases (non-zero, so tests exercise them), unit norms. */
-export function randomModel(configJson: Record<string, unknown>, opts: { seed?: number; std?: number } = {}): LlamaModel {
+export function randomModel(
+  configJson: Record<string, unknown>,
+  opts: { seed?: number; std?: number } = {},
+): LlamaModel {
   const config = parseConfig(configJson, '<random config>');
   const std = opts.std ?? 0.02;
   let seed = opts.seed ?? 0;
@@ -111,11 +137,19 @@ export function randomModel(configJson: Record<string, unknown>, opts: { seed?: 
  * A model folder's architecture and tokenizer with fresh random weights: the untrained baseline a
  * trained model is compared against.
  */
-export async function untrainedModel(modelDir: string, opts: { seed?: number; std?: number; engine?: EngineOptions } = {}): Promise<LoadedModel> {
-  const dir = resolveModelDir(modelDir);
+export async function untrainedModel(
+  modelDir: string,
+  opts: { seed?: number; std?: number; engine?: EngineOptions } = {},
+): Promise<LoadedModel> {
+  const dir = await modelFolder(modelDir);
   await initEngine(opts.engine ?? {});
   const configJson = JSON.parse(readFileSync(`${dir}/config.json`, 'utf8')) as Record<string, unknown>;
   const model = randomModel(configJson, opts);
   const tokenizer = existsSync(`${dir}/tokenizer.json`) ? TextTokenizer.fromDir(dir) : null;
-  return { dir: `${dir} (untrained, seed ${opts.seed ?? 0})`, model, tokenizer, generation: readGenerationConfig(dir, model.config) };
+  return {
+    dir: `${dir} (untrained, seed ${opts.seed ?? 0})`,
+    model,
+    tokenizer,
+    generation: readGenerationConfig(dir, model.config),
+  };
 }

@@ -19,7 +19,8 @@ export function ropeInvFreq(cfg: ModelConfig): Float32Array {
       const wavelen = (2 * Math.PI) / inv[i];
       if (wavelen > lowWavelen) inv[i] = f(inv[i] / rs.factor);
       else if (wavelen >= highWavelen) {
-        const smooth = (rs.originalMaxPositionEmbeddings / wavelen - rs.lowFreqFactor) / (rs.highFreqFactor - rs.lowFreqFactor);
+        const smooth =
+          (rs.originalMaxPositionEmbeddings / wavelen - rs.lowFreqFactor) / (rs.highFreqFactor - rs.lowFreqFactor);
         inv[i] = f((1 - smooth) * (inv[i] / rs.factor) + smooth * inv[i]);
       }
     }
@@ -31,13 +32,20 @@ export function ropeInvFreq(cfg: ModelConfig): Float32Array {
  * cos and signed-sin tables [positions.length, headDim] for rotate_half RoPE:
  * rope(x) = x * cos + swapHalves(x) * sinSigned, where sinSigned's first half is negated.
  */
-export function ropeTables(invFreq: Float32Array, positions: ArrayLike<number>): { cos: Float32Array; sin: Float32Array } {
-  const half = invFreq.length, dim = half * 2, n = positions.length;
-  const cos = new Float32Array(n * dim), sin = new Float32Array(n * dim);
+export function ropeTables(
+  invFreq: Float32Array,
+  positions: ArrayLike<number>,
+): { cos: Float32Array; sin: Float32Array } {
+  const half = invFreq.length,
+    dim = half * 2,
+    n = positions.length;
+  const cos = new Float32Array(n * dim),
+    sin = new Float32Array(n * dim);
   for (let p = 0; p < n; p++) {
     for (let i = 0; i < half; i++) {
       const angle = Math.fround(positions[p] * invFreq[i]);
-      const c = Math.cos(angle), s = Math.sin(angle);
+      const c = Math.cos(angle),
+        s = Math.sin(angle);
       cos[p * dim + i] = c;
       cos[p * dim + half + i] = c;
       sin[p * dim + i] = -s;

@@ -103,7 +103,15 @@ export function readSafetensors(file: string): Map<string, RawTensor> {
       const dtype = e.dtype as SafetensorsDtype;
       const [begin, end] = e.data_offsets ?? [];
       const numel = (e.shape ?? []).reduce((a, b) => a * b, 1);
-      if (!Array.isArray(e.shape) || e.shape.some((d) => !Number.isInteger(d) || d < 0) || !Number.isInteger(begin) || !Number.isInteger(end) || !(begin >= 0) || !(end <= dataLen) || end - begin !== numel * BYTES[dtype]) {
+      if (
+        !Array.isArray(e.shape) ||
+        e.shape.some((d) => !Number.isInteger(d) || d < 0) ||
+        !Number.isInteger(begin) ||
+        !Number.isInteger(end) ||
+        !(begin >= 0) ||
+        !(end <= dataLen) ||
+        end - begin !== numel * BYTES[dtype]
+      ) {
         throw new LlmboxError(
           `corrupt safetensors: tensor ${name} has shape [${e.shape}] (${numel * BYTES[dtype]} bytes of ${dtype}) ` +
             `but data_offsets [${begin}, ${end}] in a ${dataLen}-byte body`,
@@ -118,7 +126,14 @@ export function readSafetensors(file: string): Map<string, RawTensor> {
     for (let i = 1; i < spans.length; i++) {
       const [a, b] = [spans[i - 1], spans[i]];
       if (b.begin < a.end) {
-        throw new LlmboxError(`corrupt safetensors: tensors ${a.name} [${a.begin}, ${a.end}] and ${b.name} [${b.begin}, ${b.end}] overlap`, { file, field: `${b.name}.data_offsets`, fix: 'the file is damaged or hand-edited: use the original weights' });
+        throw new LlmboxError(
+          `corrupt safetensors: tensors ${a.name} [${a.begin}, ${a.end}] and ${b.name} [${b.begin}, ${b.end}] overlap`,
+          {
+            file,
+            field: `${b.name}.data_offsets`,
+            fix: 'the file is damaged or hand-edited: use the original weights',
+          },
+        );
       }
     }
     return out;
@@ -135,7 +150,11 @@ export function writeSafetensors(file: string, tensors: Map<string, RawTensor>, 
   for (const name of names) {
     const t = tensors.get(name)!;
     const bytes = t.data.byteLength;
-    header[name] = { dtype: t.data instanceof Int32Array ? 'I32' : 'F32', shape: t.shape, data_offsets: [offset, offset + bytes] };
+    header[name] = {
+      dtype: t.data instanceof Int32Array ? 'I32' : 'F32',
+      shape: t.shape,
+      data_offsets: [offset, offset + bytes],
+    };
     offset += bytes;
   }
   let json = JSON.stringify(header);
@@ -188,7 +207,11 @@ export function readModelWeights(dir: string): Map<string, RawTensor> {
     // A shard path that leaves the model folder reads someone else's file.
     const path = resolve(root, String(shard));
     if (!path.startsWith(root + sep)) {
-      throw new LlmboxError(`shard path ${JSON.stringify(shard)} leaves the model folder`, { file: index, field: 'weight_map', fix: 'shards are file names inside the model folder' });
+      throw new LlmboxError(`shard path ${JSON.stringify(shard)} leaves the model folder`, {
+        file: index,
+        field: 'weight_map',
+        fix: 'shards are file names inside the model folder',
+      });
     }
     for (const [k, v] of readSafetensors(path)) out.set(k, v);
   }

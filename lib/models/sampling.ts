@@ -1,15 +1,3 @@
-/** Seeded PRNG (mulberry32): the same seed gives the same samples on every platform. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export interface SamplingOptions {
   /** 0 (the default) decodes greedily. */
   temperature?: number;
@@ -52,7 +40,8 @@ export function sampleToken(logits: Float32Array, opts: SamplingOptions, random:
   let sum = 0;
   for (let i = 0; i < keep; i++) sum += probs[i] = Math.exp((logits[order[i]] - max) / temperature);
   if (opts.topP !== undefined && opts.topP < 1) {
-    let cum = 0, cut = keep;
+    let cum = 0,
+      cut = keep;
     for (let i = 0; i < keep; i++) {
       cum += probs[i] / sum;
       if (cum >= opts.topP) {

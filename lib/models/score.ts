@@ -13,10 +13,19 @@ export function nextTokenLogprobs(model: LlamaModel, ids: number[]): number[] {
   if (ids.length < 2) return [];
   // Positions past the trained window give numbers that look like any others.
   const max = model.config.maxPositionEmbeddings;
-  if (ids.length > max) throw new LlmboxError(`${ids.length} tokens are more than the model's ${max} positions`, { field: 'max_position_embeddings', fix: `score at most ${max} tokens at a time (perplexity tasks use rolling windows)` });
+  if (ids.length > max)
+    throw new LlmboxError(`${ids.length} tokens are more than the model's ${max} positions`, {
+      field: 'max_position_embeddings',
+      fix: `score at most ${max} tokens at a time (perplexity tasks use rolling windows)`,
+    });
   const hidden = model.forward([ids]);
   try {
-    return scoreTargets(model, hidden, 0, ids.slice(1).map((target, i) => ({ row: i, target }))).map((s) => s.logprob);
+    return scoreTargets(
+      model,
+      hidden,
+      0,
+      ids.slice(1).map((target, i) => ({ row: i, target })),
+    ).map((s) => s.logprob);
   } finally {
     hidden.dispose();
   }
@@ -43,11 +52,19 @@ export function scoreTargets(
   const out: TargetScore[] = [];
   for (let start = 0; start < picks.length; start += CHUNK) {
     const chunk = picks.slice(start, start + CHUNK);
-    const logits = tf.tidy(() => model.logits(LlamaModel.pickRows(hidden, chunk.map((p) => batchIndex * T + p.row))));
+    const logits = tf.tidy(() =>
+      model.logits(
+        LlamaModel.pickRows(
+          hidden,
+          chunk.map((p) => batchIndex * T + p.row),
+        ),
+      ),
+    );
     const data = logits.dataSync();
     logits.dispose();
     chunk.forEach((p, i) => {
-      let max = -Infinity, arg = 0;
+      let max = -Infinity,
+        arg = 0;
       for (let v = 0; v < V; v++) {
         if (data[i * V + v] > max) {
           max = data[i * V + v];
@@ -58,9 +75,11 @@ export function scoreTargets(
       for (let v = 0; v < V; v++) sum += Math.exp(data[i * V + v] - max);
       const logZ = max + Math.log(sum);
       // NaN anywhere in a row makes every score NaN: a number no metric may silently average.
-      if (!Number.isFinite(logZ)) throw new Error(`the model produced non-finite logits (row ${p.row}): its weights or activations overflowed`);
+      if (!Number.isFinite(logZ))
+        throw new Error(`the model produced non-finite logits (row ${p.row}): its weights or activations overflowed`);
       const score: TargetScore = { logprob: data[i * V + p.target] - logZ, isArgmax: arg === p.target };
-      if (topK > 0) score.top = topTokens(data.subarray(i * V, (i + 1) * V), topK).map((v) => [v, data[i * V + v] - logZ]);
+      if (topK > 0)
+        score.top = topTokens(data.subarray(i * V, (i + 1) * V), topK).map((v) => [v, data[i * V + v] - logZ]);
       out.push(score);
     });
   }

@@ -14,7 +14,10 @@ type Json = Record<string, unknown>;
 function readJson(file: string, required: boolean): Json | undefined {
   if (!existsSync(file)) {
     if (!required) return undefined;
-    throw new LlmboxError('tokenizer file not found', { file, fix: 'the model folder needs tokenizer.json (Hugging Face fast tokenizer)' });
+    throw new LlmboxError('tokenizer file not found', {
+      file,
+      fix: 'the model folder needs tokenizer.json (Hugging Face fast tokenizer)',
+    });
   }
   try {
     return JSON.parse(readFileSync(file, 'utf8'));
@@ -46,7 +49,11 @@ export class TextTokenizer {
    * when first asked (serialising a large vocabulary is not work for every model load).
    */
   get fingerprint(): string {
-    this.hash ??= createHash('sha256').update(JSON.stringify(this.json)).update(JSON.stringify(this.config)).digest('hex').slice(0, 16);
+    this.hash ??= createHash('sha256')
+      .update(JSON.stringify(this.json))
+      .update(JSON.stringify(this.config))
+      .digest('hex')
+      .slice(0, 16);
     return this.hash;
   }
 
@@ -74,7 +81,10 @@ export class TextTokenizer {
       return new TextTokenizer(json, config);
     } catch (e) {
       // The library's own messages ("Tokenizer must contain a decoder") do not say which file.
-      throw new LlmboxError(`not a valid Hugging Face tokenizer: ${(e as Error).message}`, { file, fix: 'use the tokenizer.json saved with the model (a fast tokenizer: tokenizer.save_pretrained)' });
+      throw new LlmboxError(`not a valid Hugging Face tokenizer: ${(e as Error).message}`, {
+        file,
+        fix: 'use the tokenizer.json saved with the model (a fast tokenizer: tokenizer.save_pretrained)',
+      });
     }
   }
 

@@ -2,9 +2,22 @@ import { existsSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
 
 /** The flags every headless launch uses: no sandbox (containers, CI), no GPU, no network chatter. */
-export const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'];
+export const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-dev-shm-usage',
+];
 
-const CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable', '/Applications/Google Chrome.app/Contents/MacOS/Google Chrome', '/Applications/Chromium.app/Contents/MacOS/Chromium'];
+const CANDIDATES = [
+  '/usr/bin/chromium',
+  '/usr/bin/chromium-browser',
+  '/usr/bin/google-chrome',
+  '/usr/bin/google-chrome-stable',
+  '/Applications/Google Chrome.app/Contents/MacOS/Google Chrome',
+  '/Applications/Chromium.app/Contents/MacOS/Chromium',
+];
 
 /** A Chromium or Chrome executable: LLMBOX_CHROMIUM, else the usual install paths; null when none. */
 export function findChromium(): string | null {
@@ -19,7 +32,10 @@ export interface HeadlessBrowser {
   close(): Promise<void>;
 }
 export interface HeadlessPage {
-  goto(url: string, opts?: { waitUntil?: 'load' | 'domcontentloaded' | 'networkidle'; timeout?: number }): Promise<unknown>;
+  goto(
+    url: string,
+    opts?: { waitUntil?: 'load' | 'domcontentloaded' | 'networkidle'; timeout?: number },
+  ): Promise<unknown>;
   setContent(html: string, opts?: { waitUntil?: 'load' | 'domcontentloaded'; timeout?: number }): Promise<void>;
   waitForFunction(fn: string, arg?: unknown, opts?: { timeout?: number }): Promise<unknown>;
   evaluate<T>(fn: string): Promise<T>;
@@ -34,6 +50,10 @@ export async function launchChromium(): Promise<HeadlessBrowser> {
       fix: 'install one (Debian/Ubuntu: apt-get install chromium) or set LLMBOX_CHROMIUM to its executable; .html and .json need no browser',
     });
   }
-  const { chromium } = await import('playwright-core');
+  const { chromium } = await import('playwright-core').catch(() => {
+    throw new LlmboxError('playwright-core is not installed (it drives Chromium to draw SVG and PNG)', {
+      fix: 'npm install playwright-core (optional); .html and .json need no browser',
+    });
+  });
   return (await chromium.launch({ executablePath, args: CHROMIUM_FLAGS })) as unknown as HeadlessBrowser;
 }

@@ -13,7 +13,8 @@ export function scoresFigure(runs: { name: string; run: EvalRun }[], metric?: st
       ...run.results.map((r) => ({ label: r.task, metrics: r.metrics })),
       ...run.groups.map((g) => ({ label: `${g.group} (all)`, metrics: g.metrics })),
     ].filter((r) => Object.keys(r.metrics).length > 0);
-    const pick = (m: Record<string, { value: number; stderr: number }>) => m[metric ?? ''] ?? m.acc ?? Object.values(m)[0];
+    const pick = (m: Record<string, { value: number; stderr: number }>) =>
+      m[metric ?? ''] ?? m.acc ?? Object.values(m)[0];
     const chosen = rows.map((r) => pick(r.metrics));
     return {
       type: 'bar',
@@ -38,7 +39,8 @@ export function scoresFigure(runs: { name: string; run: EvalRun }[], metric?: st
  * (softmax over the options' log-likelihoods), in bins, against how often that choice is right.
  */
 export function calibrationFigure(run: EvalRun, bins = 10): Figure {
-  const conf: number[] = [], right: number[] = [];
+  const conf: number[] = [],
+    right: number[] = [];
   for (const r of run.results) {
     for (const s of r.samples) {
       if (r.method === 'gen' || r.method === 'rolling') continue;
@@ -50,9 +52,12 @@ export function calibrationFigure(run: EvalRun, bins = 10): Figure {
       right.push(pick === Number(s.target) ? 1 : 0);
     }
   }
-  const centers: number[] = [], accuracy: number[] = [], counts: number[] = [];
+  const centers: number[] = [],
+    accuracy: number[] = [],
+    counts: number[] = [];
   for (let b = 0; b < bins; b++) {
-    const lo = b / bins, hi = (b + 1) / bins;
+    const lo = b / bins,
+      hi = (b + 1) / bins;
     const idx = conf.map((c, i) => (c >= lo && (c < hi || (b === bins - 1 && c <= hi)) ? i : -1)).filter((i) => i >= 0);
     if (!idx.length) continue;
     centers.push((lo + hi) / 2);
@@ -61,20 +66,51 @@ export function calibrationFigure(run: EvalRun, bins = 10): Figure {
   }
   return new Figure(
     [
-      { type: 'bar', name: 'accuracy', x: centers, y: accuracy, width: 0.9 / bins, customdata: counts, hovertemplate: 'confidence %{x:.2f}: accuracy %{y:.3f} (n=%{customdata})<extra></extra>' },
+      {
+        type: 'bar',
+        name: 'accuracy',
+        x: centers,
+        y: accuracy,
+        width: 0.9 / bins,
+        customdata: counts,
+        hovertemplate: 'confidence %{x:.2f}: accuracy %{y:.3f} (n=%{customdata})<extra></extra>',
+      },
       { type: 'scatter', mode: 'lines', name: 'perfect calibration', x: [0, 1], y: [0, 1], line: { dash: 'dot' } },
     ],
-    { title: { text: 'calibration of multiple-choice answers' }, xaxis: { title: { text: 'probability of the chosen option' }, range: [0, 1] }, yaxis: { title: { text: 'accuracy' }, range: [0, 1] } },
+    {
+      title: { text: 'calibration of multiple-choice answers' },
+      xaxis: { title: { text: 'probability of the chosen option' }, range: [0, 1] },
+      yaxis: { title: { text: 'accuracy' }, range: [0, 1] },
+    },
   );
 }
 
 /** Training curves: loss per step and evaluation loss (left axis), learning rate (right axis). */
-export function lossFigure(steps: { step: number; loss: number; lr: number }[], evalLosses: { step: number; loss: number }[] = [], title = 'training'): Figure {
+export function lossFigure(
+  steps: { step: number; loss: number; lr: number }[],
+  evalLosses: { step: number; loss: number }[] = [],
+  title = 'training',
+): Figure {
   const data: PlotlyObject[] = [
     { type: 'scatter', mode: 'lines', name: 'train loss', x: steps.map((s) => s.step), y: steps.map((s) => s.loss) },
-    { type: 'scatter', mode: 'lines', name: 'learning rate', x: steps.map((s) => s.step), y: steps.map((s) => s.lr), yaxis: 'y2', line: { dash: 'dot', width: 1 } },
+    {
+      type: 'scatter',
+      mode: 'lines',
+      name: 'learning rate',
+      x: steps.map((s) => s.step),
+      y: steps.map((s) => s.lr),
+      yaxis: 'y2',
+      line: { dash: 'dot', width: 1 },
+    },
   ];
-  if (evalLosses.length) data.splice(1, 0, { type: 'scatter', mode: 'lines+markers', name: 'eval loss', x: evalLosses.map((e) => e.step), y: evalLosses.map((e) => e.loss) });
+  if (evalLosses.length)
+    data.splice(1, 0, {
+      type: 'scatter',
+      mode: 'lines+markers',
+      name: 'eval loss',
+      x: evalLosses.map((e) => e.step),
+      y: evalLosses.map((e) => e.loss),
+    });
   return new Figure(data, {
     title: { text: title },
     xaxis: { title: { text: 'step' } },
@@ -88,10 +124,29 @@ export function lossFigure(steps: { step: number; loss: number; lr: number }[], 
 /** A data mixture: each source's share as asked (the ratios) and as realised. */
 export function mixtureFigure(sources: { name: string; proportion: number }[], ratios?: number[]): Figure {
   const names = sources.map((s) => s.name.split('/').pop()!);
-  const data: PlotlyObject[] = [{ type: 'bar', name: 'realised', x: names, y: sources.map((s) => s.proportion), hovertemplate: '%{x}: %{y:.3f}<extra>realised</extra>' }];
+  const data: PlotlyObject[] = [
+    {
+      type: 'bar',
+      name: 'realised',
+      x: names,
+      y: sources.map((s) => s.proportion),
+      hovertemplate: '%{x}: %{y:.3f}<extra>realised</extra>',
+    },
+  ];
   if (ratios) {
     const total = ratios.reduce((a, b) => a + b, 0);
-    data.unshift({ type: 'bar', name: 'asked', x: names, y: ratios.map((r) => r / total), hovertemplate: '%{x}: %{y:.3f}<extra>asked</extra>' });
+    data.unshift({
+      type: 'bar',
+      name: 'asked',
+      x: names,
+      y: ratios.map((r) => r / total),
+      hovertemplate: '%{x}: %{y:.3f}<extra>asked</extra>',
+    });
   }
-  return new Figure(data, { title: { text: 'data mixture' }, barmode: 'group', yaxis: { title: { text: 'share of examples' }, range: [0, 1] }, margin: { t: 48 } });
+  return new Figure(data, {
+    title: { text: 'data mixture' },
+    barmode: 'group',
+    yaxis: { title: { text: 'share of examples' }, range: [0, 1] },
+    margin: { t: 48 },
+  });
 }

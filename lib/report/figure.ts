@@ -59,19 +59,32 @@ export class Figure {
     const title = String((this.layout.title as PlotlyObject | undefined)?.text ?? 'llmbox figure');
     if (ext === '.html') writeFileAtomic(path, this.toStandaloneHTML(title));
     else if (ext === '.json') writeFileAtomic(path, JSON.stringify(this.toJSON(), null, 2));
-    else if (ext === '.svg' || ext === '.png') writeFileAtomic(path, await this.render(ext.slice(1) as 'svg' | 'png', opts));
-    else throw new LlmboxError(`cannot save a figure as ${ext || '(no extension)'}`, { file: path, fix: 'use .html, .json, .svg or .png' });
+    else if (ext === '.svg' || ext === '.png')
+      writeFileAtomic(path, await this.render(ext.slice(1) as 'svg' | 'png', opts));
+    else
+      throw new LlmboxError(`cannot save a figure as ${ext || '(no extension)'}`, {
+        file: path,
+        fix: 'use .html, .json, .svg or .png',
+      });
     return path;
   }
 
   /** The figure as SVG text or PNG bytes, via Plotly.toImage in headless Chromium. */
-  async render(format: 'svg' | 'png', opts: { width?: number; height?: number; scale?: number } = {}): Promise<string | Uint8Array> {
+  async render(
+    format: 'svg' | 'png',
+    opts: { width?: number; height?: number; scale?: number } = {},
+  ): Promise<string | Uint8Array> {
     const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       await page.setContent(this.toStandaloneHTML(), { waitUntil: 'load' });
       await page.waitForFunction(`!!document.querySelector('.llmbox-plot .main-svg')`, undefined, { timeout: 30_000 });
-      const o = JSON.stringify({ format, width: opts.width ?? 800, height: opts.height ?? 450, scale: opts.scale ?? (format === 'png' ? 2 : 1) });
+      const o = JSON.stringify({
+        format,
+        width: opts.width ?? 800,
+        height: opts.height ?? 450,
+        scale: opts.scale ?? (format === 'png' ? 2 : 1),
+      });
       const url = await page.evaluate<string>(`Plotly.toImage(document.querySelector('.llmbox-plot'), ${o})`);
       const comma = url.indexOf(',');
       const head = url.slice(0, comma);

@@ -15,17 +15,29 @@ export function columns(table: Table): Record<string, unknown[]> {
  * second, which a library should not charge to users who never call this).
  */
 export function toDanfo(table: Table): DataFrame {
-  const dfd = require('danfojs') as typeof import('danfojs');
-  return new dfd.DataFrame(columns(table));
+  return new (optional<typeof import('danfojs')>('danfojs', 'toDanfo', 'toPolars() / the Arrow table').DataFrame)(
+    columns(table),
+  );
+}
+
+/** An optional package, or an error saying how to get it and what works without it. */
+function optional<T>(name: string, caller: string, instead: string): T {
+  try {
+    return require(name) as T;
+  } catch {
+    throw new LlmboxError(`${name} is not installed`, {
+      field: caller,
+      fix: `npm install ${name} (optional), or use ${instead}`,
+    });
+  }
 }
 
 /** A Polars DataFrame, where the optional nodejs-polars package is installed. */
 export function toPolars(table: Table): unknown {
-  let pl: { DataFrame: new (data: Record<string, unknown[]>) => unknown };
-  try {
-    pl = require('nodejs-polars');
-  } catch {
-    throw new LlmboxError('nodejs-polars is not installed', { field: 'toPolars', fix: 'npm install nodejs-polars (optional), or use toDanfo() / the Arrow table' });
-  }
+  const pl = optional<{ DataFrame: new (data: Record<string, unknown[]>) => unknown }>(
+    'nodejs-polars',
+    'toPolars',
+    'toDanfo() / the Arrow table',
+  );
   return new pl.DataFrame(columns(table));
 }

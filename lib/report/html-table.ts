@@ -1,20 +1,23 @@
 import { DataType, type Table } from 'apache-arrow';
 
 /** Text made safe inside HTML elements and attribute values. */
-export const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+export const escapeHtml = (s: string) =>
+  s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
-function cell(v: unknown): string {
+/** A cell as text: float columns with 4 decimals throughout (0 as 0.0000, so a column lines up), integers as they are. */
+function cell(v: unknown, float: boolean): string {
   if (v === null || v === undefined) return '';
-  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : v.toFixed(4);
+  if (typeof v === 'number') return float || !Number.isInteger(v) ? v.toFixed(4) : String(v);
   return String(v);
 }
 
 function rows(table: Table, limit: number): { names: string[]; body: string[][] } {
   const names = table.schema.fields.map((f) => f.name);
+  const floats = table.schema.fields.map((f) => DataType.isFloat(f.type));
   const body: string[][] = [];
   for (let i = 0; i < Math.min(limit, table.numRows); i++) {
     const row = table.get(i)!.toJSON() as Record<string, unknown>;
-    body.push(names.map((n) => cell(row[n])));
+    body.push(names.map((n, j) => cell(row[n], floats[j])));
   }
   return { names, body };
 }
@@ -23,9 +26,16 @@ function rows(table: Table, limit: number): { names: string[]; body: string[][] 
 export function htmlTable(table: Table, limit = 500): string {
   const { names, body } = rows(table, limit);
   // Dictionary-encoded strings have integer indices, so the type itself is asked, not its name.
-  const numeric = table.schema.fields.map((f) => DataType.isInt(f.type) || DataType.isFloat(f.type) || DataType.isDecimal(f.type));
+  const numeric = table.schema.fields.map(
+    (f) => DataType.isInt(f.type) || DataType.isFloat(f.type) || DataType.isDecimal(f.type),
+  );
   const head = names.map((n) => `<th>${escapeHtml(n)}</th>`).join('');
-  const trs = body.map((r) => `<tr>${r.map((c, j) => `<td${numeric[j] ? ' style="text-align:right"' : ''}>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n');
+  const trs = body
+    .map(
+      (r) =>
+        `<tr>${r.map((c, j) => `<td${numeric[j] ? ' style="text-align:right"' : ''}>${escapeHtml(c)}</td>`).join('')}</tr>`,
+    )
+    .join('\n');
   const more = table.numRows > limit ? `<p>${table.numRows - limit} more rows</p>` : '';
   return `<table class="llmbox-table">\n<thead><tr>${head}</tr></thead>\n<tbody>\n${trs}\n</tbody>\n</table>${more}`;
 }
@@ -34,6 +44,14 @@ export function htmlTable(table: Table, limit = 500): string {
 export function textTable(table: Table, limit = 500): string {
   const { names, body } = rows(table, limit);
   const widths = names.map((n, j) => Math.max(n.length, ...body.map((r) => r[j].length)));
-  const line = (r: string[]) => r.map((c, j) => c.padEnd(widths[j])).join('  ').trimEnd();
-  return [line(names), ...body.map(line), ...(table.numRows > limit ? [`... ${table.numRows - limit} more rows`] : [])].join('\n');
+  const line = (r: string[]) =>
+    r
+      .map((c, j) => c.padEnd(widths[j]))
+      .join('  ')
+      .trimEnd();
+  return [
+    line(names),
+    ...body.map(line),
+    ...(table.numRows > limit ? [`... ${table.numRows - limit} more rows`] : []),
+  ].join('\n');
 }

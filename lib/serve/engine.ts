@@ -11,8 +11,22 @@ import { tokenBatches } from '../util/batches.js';
 
 type Job =
   | { kind: 'score'; ids: number[]; topK: number; resolve: (s: TargetScore[]) => void; reject: (e: unknown) => void }
-  | { kind: 'generate'; ids: number[]; opts: GenerateOptions; key: string; resolve: (r: GenerateResult) => void; reject: (e: unknown) => void }
-  | { kind: 'stream'; ids: number[]; opts: GenerateOptions; onText: (t: string) => void; resolve: (r: GenerateResult) => void; reject: (e: unknown) => void };
+  | {
+      kind: 'generate';
+      ids: number[];
+      opts: GenerateOptions;
+      key: string;
+      resolve: (r: GenerateResult) => void;
+      reject: (e: unknown) => void;
+    }
+  | {
+      kind: 'stream';
+      ids: number[];
+      opts: GenerateOptions;
+      onText: (t: string) => void;
+      resolve: (r: GenerateResult) => void;
+      reject: (e: unknown) => void;
+    };
 
 export interface EngineStats {
   requests: number;
@@ -30,18 +44,18 @@ export class ServeEngine {
   private draining = false;
 
   constructor(
-    readonly lm: LoadedModel,
+    readonly loaded: LoadedModel,
     private readonly opts: { batchSize: number; maxBatchTokens: number; batchWindowMs: number },
   ) {}
 
   get maxLen(): number {
-    return this.lm.model.config.maxPositionEmbeddings;
+    return this.loaded.model.config.maxPositionEmbeddings;
   }
 
   /** Token ids of a prompt: text gets the tokenizer's special tokens (BOS), as Hugging Face servers do; ids are taken as given. */
   encode(prompt: string | number[]): number[] {
     if (typeof prompt !== 'string') return prompt;
-    return this.lm.tokenizer!.encode(prompt, { addSpecialTokens: true });
+    return this.loaded.tokenizer!.encode(prompt, { addSpecialTokens: true });
   }
 
   /**
@@ -50,12 +64,16 @@ export class ServeEngine {
    * completes it carries the whole character; special tokens read as empty.
    */
   pieces(ids: number[]): { pieces: string[]; offsets: number[] } {
-    const tok = this.lm.tokenizer!;
+    const tok = this.loaded.tokenizer!;
     const decode = (from: number, to: number) => (to > from ? tok.decode(ids.slice(from, to)) : '');
-    const pieces: string[] = [], offsets: number[] = [];
-    let prefixAt = 0, readAt = 0, at = 0;
+    const pieces: string[] = [],
+      offsets: number[] = [];
+    let prefixAt = 0,
+      readAt = 0,
+      at = 0;
     for (let i = 0; i < ids.length; i++) {
-      const head = decode(prefixAt, readAt), full = decode(prefixAt, i + 1);
+      const head = decode(prefixAt, readAt),
+        full = decode(prefixAt, i + 1);
       let piece = '';
       if (full.length > head.length && !full.endsWith('\uFFFD')) {
         piece = full.slice(head.length);
@@ -71,7 +89,7 @@ export class ServeEngine {
 
   /** The text of one token id as it reads after `before` (for top log-probability keys). */
   tokenText(before: number[], id: number): string {
-    return continuationText(this.lm, before.slice(-PIECE_CONTEXT), [id]);
+    return continuationText(this.loaded, before.slice(-PIECE_CONTEXT), [id]);
   }
 
   /** log p(ids[i] | ids[..i]) for i >= 1, with the topK alternatives at each position. */
@@ -104,14 +122,19 @@ export class ServeEngine {
     try {
       while (this.jobs.length) {
         const first = this.jobs[0];
-        const take = first.kind === 'stream' ? [first] : this.jobs.filter((j) => j.kind === first.kind && (j.kind !== 'generate' || j.key === (first as { key: string }).key));
+        const take =
+          first.kind === 'stream'
+            ? [first]
+            : this.jobs.filter(
+                (j) => j.kind === first.kind && (j.kind !== 'generate' || j.key === (first as { key: string }).key),
+              );
         for (const j of take) this.jobs.splice(this.jobs.indexOf(j), 1);
         this.stats.batches++;
         this.stats.largestBatch = Math.max(this.stats.largestBatch, take.length);
         try {
           if (first.kind === 'score') this.runScores(take as Extract<Job, { kind: 'score' }>[]);
           else if (first.kind === 'generate') this.runGenerate(take as Extract<Job, { kind: 'generate' }>[]);
-          else first.resolve(await generateStream(this.lm, first.ids, first.opts, first.onText));
+          else first.resolve(await generateStream(this.loaded, first.ids, first.opts, first.onText));
         } catch (e) {
           for (const j of take) j.reject(e);
         }
@@ -130,11 +153,19 @@ export class ServeEngine {
       if (!scorable.length) continue;
       const { ids, mask } = leftPad(scorable.map((j) => j.ids.slice(0, -1)));
       const T = ids[0].length;
-      const hidden = this.lm.model.forward(ids, { attentionMask: mask });
+      const hidden = this.loaded.model.forward(ids, { attentionMask: mask });
       try {
         scorable.forEach((j, b) => {
           const targets = j.ids.slice(1);
-          j.resolve(scoreTargets(this.lm.model, hidden, b, targets.map((target, k) => ({ row: T - targets.length + k, target })), j.topK));
+          j.resolve(
+            scoreTargets(
+              this.loaded.model,
+              hidden,
+              b,
+              targets.map((target, k) => ({ row: T - targets.length + k, target })),
+              j.topK,
+            ),
+          );
         });
       } finally {
         hidden.dispose();
@@ -145,7 +176,11 @@ export class ServeEngine {
   private runGenerate(jobs: Extract<Job, { kind: 'generate' }>[]): void {
     const sorted = [...jobs].sort((a, b) => a.ids.length - b.ids.length);
     for (const batch of this.batches(sorted, (j) => j.ids.length + (j.opts.maxNewTokens ?? 0))) {
-      const results = generate(this.lm, batch.map((j) => j.ids), batch[0].opts);
+      const results = generate(
+        this.loaded,
+        batch.map((j) => j.ids),
+        batch[0].opts,
+      );
       batch.forEach((j, i) => j.resolve(results[i]));
     }
   }

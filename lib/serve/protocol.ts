@@ -14,7 +14,15 @@ export class ApiError extends Error {
     super(message);
   }
   toJSON() {
-    return { error: { message: this.message, type: this.status === 401 ? 'authentication_error' : this.status >= 500 ? 'server_error' : 'invalid_request_error', param: this.param, code: this.code } };
+    return {
+      error: {
+        message: this.message,
+        type:
+          this.status === 401 ? 'authentication_error' : this.status >= 500 ? 'server_error' : 'invalid_request_error',
+        param: this.param,
+        code: this.code,
+      },
+    };
   }
 }
 
@@ -73,12 +81,14 @@ function stopList(body: Body): string[] {
   const v = body.stop;
   if (v === undefined || v === null) return [];
   const list = typeof v === 'string' ? [v] : v;
-  if (!Array.isArray(list) || list.some((s) => typeof s !== 'string') || list.length > 16) throw new ApiError(400, 'stop must be a string or a list of at most 16 strings', 'stop');
+  if (!Array.isArray(list) || list.some((s) => typeof s !== 'string') || list.length > 16)
+    throw new ApiError(400, 'stop must be a string or a list of at most 16 strings', 'stop');
   return (list as string[]).filter((s) => s.length > 0);
 }
 
 function modelName(body: Body): string {
-  if (typeof body.model !== 'string' || !body.model) throw new ApiError(400, 'model is required (see /v1/models)', 'model');
+  if (typeof body.model !== 'string' || !body.model)
+    throw new ApiError(400, 'model is required (see /v1/models)', 'model');
   return body.model;
 }
 
@@ -86,19 +96,44 @@ function modelName(body: Body): string {
 function refuse(body: Body, keys: string[]): void {
   for (const k of keys) {
     const v = body[k];
-    const neutral = v === undefined || v === null || v === 0 || (k === 'best_of' && v === 1) || (typeof v === 'object' && Object.keys(v).length === 0);
+    const neutral =
+      v === undefined ||
+      v === null ||
+      v === 0 ||
+      (k === 'best_of' && v === 1) ||
+      (typeof v === 'object' && Object.keys(v).length === 0);
     if (!neutral) throw new ApiError(400, `${k} is not supported by llmbox serve`, k);
   }
 }
 
-function sampling(body: Body, limits: { maxTokens: number }, defaultMaxTokens: number | undefined): Omit<SamplingParams, 'logprobs'> {
-  const maxTokens = num(body, 'max_completion_tokens', { min: 0, int: true }) ?? num(body, 'max_tokens', { min: 0, int: true }) ?? defaultMaxTokens;
-  if (maxTokens !== undefined && maxTokens > limits.maxTokens) throw new ApiError(400, `max_tokens ${maxTokens} is above this server's limit of ${limits.maxTokens}`, 'max_tokens');
+function sampling(
+  body: Body,
+  limits: { maxTokens: number },
+  defaultMaxTokens: number | undefined,
+): Omit<SamplingParams, 'logprobs'> {
+  const maxTokens =
+    num(body, 'max_completion_tokens', { min: 0, int: true }) ??
+    num(body, 'max_tokens', { min: 0, int: true }) ??
+    defaultMaxTokens;
+  if (maxTokens !== undefined && maxTokens > limits.maxTokens)
+    throw new ApiError(
+      400,
+      `max_tokens ${maxTokens} is above this server's limit of ${limits.maxTokens}`,
+      'max_tokens',
+    );
   const temperature = num(body, 'temperature', { min: 0, max: 2 }) ?? 1;
   const topP = num(body, 'top_p', { min: 0, max: 1 });
   const topK = num(body, 'top_k', { min: -1, int: true });
   const repetitionPenalty = num(body, 'repetition_penalty', { min: 0.01, max: 10 });
-  refuse(body, ['presence_penalty', 'frequency_penalty', 'logit_bias', 'suffix', 'best_of', 'tools', 'response_format']);
+  refuse(body, [
+    'presence_penalty',
+    'frequency_penalty',
+    'logit_bias',
+    'suffix',
+    'best_of',
+    'tools',
+    'response_format',
+  ]);
   return {
     maxTokens,
     temperature,
@@ -113,11 +148,17 @@ function sampling(body: Body, limits: { maxTokens: number }, defaultMaxTokens: n
 }
 
 function prompts(v: unknown): (string | number[])[] {
-  const ids = (x: unknown): x is number[] => Array.isArray(x) && x.length > 0 && x.every((t) => Number.isInteger(t) && (t as number) >= 0);
+  const ids = (x: unknown): x is number[] =>
+    Array.isArray(x) && x.length > 0 && x.every((t) => Number.isInteger(t) && (t as number) >= 0);
   if (typeof v === 'string') return [v];
   if (ids(v)) return [v];
-  if (Array.isArray(v) && v.length > 0 && v.every((p) => typeof p === 'string' || ids(p))) return v as (string | number[])[];
-  throw new ApiError(400, 'prompt must be a string, a list of strings, a list of token ids or a list of such lists', 'prompt');
+  if (Array.isArray(v) && v.length > 0 && v.every((p) => typeof p === 'string' || ids(p)))
+    return v as (string | number[])[];
+  throw new ApiError(
+    400,
+    'prompt must be a string, a list of strings, a list of token ids or a list of such lists',
+    'prompt',
+  );
 }
 
 export function parseCompletion(body: Body, limits: { maxTokens: number }): CompletionRequest {
@@ -138,7 +179,12 @@ const ROLES: Role[] = ['system', 'user', 'assistant', 'tool'];
 function messageContent(m: Body, i: number): string {
   if (typeof m.content === 'string') return m.content;
   // Content parts: text only.
-  if (Array.isArray(m.content) && m.content.every((p) => p && typeof p === 'object' && (p as Body).type === 'text' && typeof (p as Body).text === 'string')) {
+  if (
+    Array.isArray(m.content) &&
+    m.content.every(
+      (p) => p && typeof p === 'object' && (p as Body).type === 'text' && typeof (p as Body).text === 'string',
+    )
+  ) {
     return m.content.map((p) => (p as Body).text as string).join('');
   }
   throw new ApiError(400, `messages[${i}].content must be a string or a list of text parts`, `messages[${i}].content`);
@@ -151,7 +197,12 @@ export function parseChat(body: Body, limits: { maxTokens: number }): ChatReques
     if (!m || typeof m !== 'object') throw new ApiError(400, `messages[${i}] must be an object`, `messages[${i}]`);
     const role = (m as Body).role;
     const r = role === 'developer' ? 'system' : role;
-    if (typeof r !== 'string' || !ROLES.includes(r as Role)) throw new ApiError(400, `messages[${i}].role must be one of system, user, assistant, tool`, `messages[${i}].role`);
+    if (typeof r !== 'string' || !ROLES.includes(r as Role))
+      throw new ApiError(
+        400,
+        `messages[${i}].role must be one of system, user, assistant, tool`,
+        `messages[${i}].role`,
+      );
     return { role: r as Role, content: messageContent(m as Body, i) };
   });
   const wantLogprobs = bool(body, 'logprobs');

@@ -7,6 +7,8 @@ import { basename, isAbsolute, join, resolve } from 'node:path';
 import type { EngineOptions } from '../engine/index.js';
 import { LlmboxError } from '../errors.js';
 import { loadModel, type LoadedModel } from '../models/load.js';
+import { isHubSpec } from '../hub/repo.js';
+import { resolveHubModel } from '../hub/pull.js';
 import { resolveModelDir } from '../util/paths.js';
 import { loadAdapter, mergeLora } from './lora.js';
 
@@ -18,24 +20,40 @@ function adapterBase(dir: string): string {
   } catch (e) {
     throw new LlmboxError(`not valid JSON: ${(e as Error).message}`, { file });
   }
-  if (typeof base !== 'string' || !base) throw new LlmboxError('the adapter names no base model', { file, field: 'base_model_name_or_path', fix: 'pass the base with -m BASE --adapter DIR' });
-  // As written (absolute, or relative to where the adapter was trained), else beside the adapter, else a shipped name.
+  if (typeof base !== 'string' || !base)
+    throw new LlmboxError('the adapter names no base model', {
+      file,
+      field: 'base_model_name_or_path',
+      fix: 'pass the base with -m BASE --adapter DIR',
+    });
+  // As written (absolute, or relative to where the adapter was trained), else beside the adapter,
+  // else a shipped name, else (org/name, as PEFT writes a hub base) the hub.
   if (isAbsolute(base) || existsSync(base)) return base;
   const beside = resolve(dir, base);
-  return existsSync(beside) ? beside : resolveModelDir(base);
+  if (existsSync(beside)) return beside;
+  const named = resolveModelDir(base);
+  return !existsSync(named) && /^[\w.-]+\/[\w.-]+$/.test(base) ? `hf:${base}` : named;
 }
 
 /**
  * Loads the base and folds the adapter into its weights (inference only: merged, the forward pass
  * costs what the base's does). Its name names both.
  */
-export async function loadModelOrAdapter(model: string, adapter: string | undefined, engine: EngineOptions = {}): Promise<LoadedModel> {
-  const dir = resolveModelDir(model);
-  if (adapter === undefined && !existsSync(join(dir, 'adapter_config.json'))) return loadModel(model, engine);
+export async function loadModelOrAdapter(
+  model: string,
+  adapter: string | undefined,
+  engine: EngineOptions = {},
+): Promise<LoadedModel> {
+  const dir = isHubSpec(model) ? await resolveHubModel(model) : resolveModelDir(model);
+  if (adapter === undefined && !existsSync(join(dir, 'adapter_config.json'))) return loadModel(dir, engine);
   const adapterDir = adapter ?? dir;
-  if (!existsSync(join(adapterDir, 'adapter_config.json'))) throw new LlmboxError('not a PEFT adapter folder: adapter_config.json is missing', { file: adapterDir, field: '--adapter' });
-  const lm = await loadModel(adapter === undefined ? adapterBase(dir) : model, engine);
-  loadAdapter(adapterDir, lm.model);
-  mergeLora(lm.model);
-  return { ...lm, name: `${basename(lm.dir)}+${basename(resolve(adapterDir))}` };
+  if (!existsSync(join(adapterDir, 'adapter_config.json')))
+    throw new LlmboxError('not a PEFT adapter folder: adapter_config.json is missing', {
+      file: adapterDir,
+      field: '--adapter',
+    });
+  const loaded = await loadModel(adapter === undefined ? adapterBase(dir) : dir, engine);
+  loadAdapter(adapterDir, loaded.model);
+  mergeLora(loaded.model);
+  return { ...loaded, name: `${loaded.name ?? basename(loaded.dir)}+${basename(resolve(adapterDir))}` };
 }

@@ -5,7 +5,7 @@ import type { Example } from '../data/tokenize.js';
  * One row of a training batch: token ids, which tokens are targets (predicted from the tokens before
  * them), and a segment id per token (1, 2, ... for the examples packed into the row; 0 for padding).
  */
-export interface Row {
+export interface TrainingRow {
   ids: number[];
   targets: Uint8Array;
   segments: number[];
@@ -14,13 +14,13 @@ export interface Row {
 /** Training rows by index: an array in memory, or rows read from disk on demand (pre-training streams). */
 export interface RowSource {
   readonly length: number;
-  get(i: number): Row;
+  get(i: number): TrainingRow;
 }
 
-export const rowArray = (rows: Row[]): RowSource => ({ length: rows.length, get: (i) => rows[i] });
+export const rowArray = (rows: TrainingRow[]): RowSource => ({ length: rows.length, get: (i) => rows[i] });
 
 export interface RowsReport {
-  rows: Row[];
+  rows: TrainingRow[];
   /** Real tokens / (rows x max length): how much of the compute holds data. */
   utilisation: number;
   /** Examples cut to the maximum length. */
@@ -30,7 +30,9 @@ export interface RowsReport {
 }
 
 function truncate(ex: Example, maxLength: number): Example {
-  return ex.inputIds.length <= maxLength ? ex : { inputIds: ex.inputIds.slice(0, maxLength), labelMask: ex.labelMask.slice(0, maxLength) };
+  return ex.inputIds.length <= maxLength
+    ? ex
+    : { inputIds: ex.inputIds.slice(0, maxLength), labelMask: ex.labelMask.slice(0, maxLength) };
 }
 
 /** Tokens that hold data (segment id not 0) in rows of segment ids. */
@@ -38,7 +40,7 @@ export function realTokens(segments: number[][]): number {
   return segments.reduce((n, row) => n + row.filter((s) => s !== 0).length, 0);
 }
 
-function report(rows: Row[], maxLength: number, truncated: number, dropped = 0): RowsReport {
+function report(rows: TrainingRow[], maxLength: number, truncated: number, dropped = 0): RowsReport {
   const real = realTokens(rows.map((r) => r.segments));
   return { rows, utilisation: rows.length ? real / (rows.length * maxLength) : 0, truncated, dropped };
 }
@@ -49,7 +51,8 @@ function report(rows: Row[], maxLength: number, truncated: number, dropped = 0):
  * at all are dropped (position 0 is never predicted).
  */
 function fit(examples: Example[], maxLength: number): { kept: Example[]; truncated: number; dropped: number } {
-  let truncated = 0, dropped = 0;
+  let truncated = 0,
+    dropped = 0;
   const kept: Example[] = [];
   for (const e of examples) {
     if (e.inputIds.length > maxLength) truncated++;
@@ -61,7 +64,10 @@ function fit(examples: Example[], maxLength: number): { kept: Example[]; truncat
         continue;
       }
       const start = Math.max(0, first - (maxLength >> 1));
-      ex = { inputIds: e.inputIds.slice(start, start + maxLength), labelMask: e.labelMask.slice(start, start + maxLength) };
+      ex = {
+        inputIds: e.inputIds.slice(start, start + maxLength),
+        labelMask: e.labelMask.slice(start, start + maxLength),
+      };
     }
     kept.push(ex);
   }
@@ -88,7 +94,8 @@ export function packRows(examples: Example[], maxLength: number): RowsReport {
   const bins: { free: number; members: Example[] }[] = [];
   for (const { ex } of items) {
     const n = ex.inputIds.length;
-    let lo = 0, hi = bins.length;
+    let lo = 0,
+      hi = bins.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
       if (bins[mid].free >= n) hi = mid;
@@ -102,7 +109,9 @@ export function packRows(examples: Example[], maxLength: number): RowsReport {
     bins.splice(at, 0, bin);
   }
   const rows = bins.map(({ members }) => {
-    const ids: number[] = [], segments: number[] = [], targets: number[] = [];
+    const ids: number[] = [],
+      segments: number[] = [],
+      targets: number[] = [];
     members.forEach((ex, k) => {
       ids.push(...ex.inputIds);
       targets.push(...ex.labelMask);
@@ -121,12 +130,20 @@ export function packRows(examples: Example[], maxLength: number): RowsReport {
 export function chunkRows(examples: Example[], maxLength: number): RowsReport {
   const ids: number[] = [];
   for (const e of examples) for (const id of e.inputIds) ids.push(id);
-  const rows: Row[] = [];
+  const rows: TrainingRow[] = [];
   for (let at = 0; at + maxLength <= ids.length; at += maxLength) {
     const chunk = ids.slice(at, at + maxLength);
-    rows.push({ ids: chunk, targets: new Uint8Array(maxLength).fill(1), segments: new Array<number>(maxLength).fill(1) });
+    rows.push({
+      ids: chunk,
+      targets: new Uint8Array(maxLength).fill(1),
+      segments: new Array<number>(maxLength).fill(1),
+    });
   }
-  if (!rows.length) throw new LlmboxError(`the data holds ${ids.length} tokens, fewer than one row of --max-length ${maxLength}`, { field: '--max-length', fix: 'lower --max-length or add text' });
+  if (!rows.length)
+    throw new LlmboxError(`the data holds ${ids.length} tokens, fewer than one row of --max-length ${maxLength}`, {
+      field: '--max-length',
+      fix: 'lower --max-length or add text',
+    });
   return report(rows, maxLength, 0);
 }
 
@@ -144,7 +161,7 @@ export function isTarget(row: { targets: Uint8Array; segments: number[] }, t: nu
   return row.targets[t + 1] === 1 && row.segments[t + 1] !== 0 && row.segments[t + 1] === row.segments[t];
 }
 
-export function toBatch(rows: Row[], pad = 0): Batch {
+export function toBatch(rows: TrainingRow[], pad = 0): Batch {
   const T = Math.max(...rows.map((r) => r.ids.length));
   const batch: Batch = { ids: [], segments: [], targets: [], targetCount: 0 };
   for (const r of rows) {
@@ -156,7 +173,8 @@ export function toBatch(rows: Row[], pad = 0): Batch {
     batch.targets.push(targets);
   }
   for (let b = 0; b < rows.length; b++) {
-    for (let t = 0; t + 1 < T; t++) if (isTarget({ targets: batch.targets[b], segments: batch.segments[b] }, t)) batch.targetCount++;
+    for (let t = 0; t + 1 < T; t++)
+      if (isTarget({ targets: batch.targets[b], segments: batch.segments[b] }, t)) batch.targetCount++;
   }
   return batch;
 }

@@ -21,12 +21,12 @@ export interface TrainerState {
 }
 
 /** The model (or its LoRA adapter) in Hugging Face layout, with tokenizer and generation config. */
-export function saveWeights(dir: string, lm: LoadedModel): void {
-  if (lm.model.lora) {
-    saveAdapter(dir, lm.model, lm.dir);
+export function saveWeights(dir: string, loaded: LoadedModel): void {
+  if (loaded.model.lora) {
+    saveAdapter(dir, loaded.model, loaded.dir);
     return;
   }
-  saveModel(dir, lm.model, { tokenizerFrom: lm.dir, generation: lm.generation });
+  saveModel(dir, loaded.model, { tokenizerFrom: loaded.dir, generation: loaded.generation });
 }
 
 const WEIGHT_FILES = ['model.safetensors', 'adapter_model.safetensors'];
@@ -36,12 +36,12 @@ const WEIGHT_FILES = ['model.safetensors', 'adapter_model.safetensors'];
  * folder, then moved in with the weights last, so an interrupted save never leaves weights without
  * their config and tokenizer (at worst, no new weights: the folder does not load as a half model).
  */
-export function saveFinal(output: string, lm: LoadedModel): void {
+export function saveFinal(output: string, loaded: LoadedModel): void {
   cleanStaleTemps(output);
   const tmp = join(output, `.final.tmp-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  saveWeights(tmp, lm);
+  saveWeights(tmp, loaded);
   const files = readdirSync(tmp).sort((a, b) => Number(WEIGHT_FILES.includes(a)) - Number(WEIGHT_FILES.includes(b)));
   // Old weights go first: a crash mid-move must not pair old weights with the new config.
   for (const f of WEIGHT_FILES) rmSync(join(output, f), { force: true });
@@ -59,7 +59,6 @@ export function cleanStaleTemps(output: string): void {
   }
 }
 
-
 function tensorsToRaw(prefix: string, m: Map<string, tf.Tensor>, out: Map<string, RawTensor>) {
   for (const [k, t] of m) out.set(`${prefix}.${k}`, { shape: t.shape, data: t.dataSync() as Float32Array });
 }
@@ -68,13 +67,19 @@ function tensorsToRaw(prefix: string, m: Map<string, tf.Tensor>, out: Map<string
  * Writes `output/checkpoint-<step>` atomically: everything goes to a temporary folder that is renamed
  * into place, so a crash leaves the previous checkpoint intact. Keeps the newest `keep` checkpoints.
  */
-export function writeCheckpoint(output: string, lm: LoadedModel, opt: AdamW, state: TrainerState, keep = 2): string {
+export function writeCheckpoint(
+  output: string,
+  loaded: LoadedModel,
+  opt: AdamW,
+  state: TrainerState,
+  keep = 2,
+): string {
   const final = join(output, `checkpoint-${state.step}`);
   cleanStaleTemps(output);
   const tmp = `${final}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  saveWeights(tmp, lm);
+  saveWeights(tmp, loaded);
   const raw = new Map<string, RawTensor>();
   tensorsToRaw('m', opt.m, raw);
   tensorsToRaw('v', opt.v, raw);
@@ -97,7 +102,12 @@ export function listCheckpoints(output: string): { step: number; dir: string }[]
 }
 
 /** Loads the newest checkpoint's weights and optimizer state into the run; returns its state, or null when there is none. */
-export function restoreCheckpoint(output: string, lm: LoadedModel, opt: AdamW, runKey: string): TrainerState | null {
+export function restoreCheckpoint(
+  output: string,
+  loaded: LoadedModel,
+  opt: AdamW,
+  runKey: string,
+): TrainerState | null {
   cleanStaleTemps(output);
   const last = listCheckpoints(output).pop();
   if (!last) return null;
@@ -109,16 +119,20 @@ export function restoreCheckpoint(output: string, lm: LoadedModel, opt: AdamW, r
       fix: 'resume with the same arguments, or use a new --output (or drop --resume)',
     });
   }
-  if (lm.model.lora) {
-    const settings = lm.model.lora;
-    dropLora(lm.model);
-    loadAdapter(last.dir, lm.model);
-    lm.model.lora = settings; // dropout and targets as this run set them
+  if (loaded.model.lora) {
+    const settings = loaded.model.lora;
+    dropLora(loaded.model);
+    loadAdapter(last.dir, loaded.model);
+    loaded.model.lora = settings; // dropout and targets as this run set them
   } else {
-    const restored = LlamaModel.fromRaw(lm.model.config, readModelWeights(last.dir), join(last.dir, 'model.safetensors'));
+    const restored = LlamaModel.fromRaw(
+      loaded.model.config,
+      readModelWeights(last.dir),
+      join(last.dir, 'model.safetensors'),
+    );
     for (const [k, t] of restored.params) {
-      lm.model.params.get(k)?.dispose();
-      lm.model.params.set(k, t);
+      loaded.model.params.get(k)?.dispose();
+      loaded.model.params.set(k, t);
     }
   }
   opt.dispose();

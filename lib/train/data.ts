@@ -5,9 +5,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { openTokenCache, tokenCacheKey, type TokenStore } from '../data/token-cache.js';
 import { tokenizeRecord, type Example, type TokenizeOptions } from '../data/tokenize.js';
-import { seededRandom } from '../models/sampling.js';
+import { seededRandom } from '../util/random.js';
 import type { TextTokenizer } from '../models/tokenizer.js';
-import { chunkRows, packRows, rowArray, unpackedRows, type Row, type RowSource } from './batches.js';
+import { chunkRows, packRows, rowArray, unpackedRows, type TrainingRow, type RowSource } from './batches.js';
+import { DEFAULTS } from '../util/defaults.js';
 
 export type Stage = 'pt' | 'sft';
 
@@ -34,7 +35,7 @@ export interface DataOptions extends TokenizeOptions {
 
 export interface PreparedData {
   train: RowSource;
-  val: Row[];
+  val: TrainingRow[];
   sources: { name: string; file: string; examples: number; mixed: number; proportion: number }[];
   utilisation: number;
   truncated: number;
@@ -46,14 +47,17 @@ export interface PreparedData {
   close(): void;
 }
 
-
 /**
  * Reads the datasets, mixes them, holds out a validation split, tokenizes (the template, assistant-only
  * targets) and lays the examples out in rows: chunks of the concatenated text streamed from disk (pt,
  * preparePretraining), packed rows or one example per row (sft). Deterministic for a seed.
  */
 export async function prepareData(tok: TextTokenizer, o: DataOptions): Promise<PreparedData> {
-  if (!o.datasets.length) throw new LlmboxError('no training data given', { field: '--dataset', fix: 'pass one or more files (or dataset_info.json names)' });
+  if (!o.datasets.length)
+    throw new LlmboxError('no training data given', {
+      field: '--dataset',
+      fix: 'pass one or more files (or dataset_info.json names)',
+    });
   if (o.stage === 'pt') return preparePretraining(tok, o);
   // Text sources may join an instruction mixture (every token a target); preference pairs need a
   // preference trainer.
@@ -69,7 +73,11 @@ export async function prepareData(tok: TextTokenizer, o: DataOptions): Promise<P
           if (e && e.labelMask.some((m) => m === 1)) kept.push(e);
           else if (e) dropped++;
         }
-        if (!kept.length) throw new LlmboxError('no text or conversation records with something to learn (preference pairs are for DPO)', { file: opened.sources[i].file, fix: 'check the file' });
+        if (!kept.length)
+          throw new LlmboxError(
+            'no text or conversation records with something to learn (preference pairs are for DPO)',
+            { file: opened.sources[i].file, fix: 'check the file' },
+          );
         return kept;
       });
     } finally {
@@ -83,8 +91,13 @@ export async function prepareData(tok: TextTokenizer, o: DataOptions): Promise<P
   return {
     train: rowArray(train.rows),
     close: () => undefined,
-    val: budgeted(val, o.evalTokens ?? 32768),
-    sources: opened.sources.map((s, i) => ({ ...s, examples: usable[i].length, mixed: mixed.counts[i], proportion: mixed.proportions[i] })),
+    val: budgeted(val, o.evalTokens ?? DEFAULTS.train.evalTokens),
+    sources: opened.sources.map((s, i) => ({
+      ...s,
+      examples: usable[i].length,
+      mixed: mixed.counts[i],
+      proportion: mixed.proportions[i],
+    })),
     utilisation: train.utilisation,
     truncated: train.truncated,
     dropped: dropped + train.dropped,
@@ -96,7 +109,11 @@ export async function prepareData(tok: TextTokenizer, o: DataOptions): Promise<P
  * Each dataset's tokens in the on-disk cache, tokenized on a miss while its records are streamed
  * (JSON Lines and text line by line), so neither stage holds a source's raw text whole.
  */
-async function openSources(tok: TextTokenizer, o: DataOptions, trainOnPrompt: boolean): Promise<{ stores: TokenStore[]; sources: { name: string; file: string }[]; cacheHits: number; close(): void }> {
+async function openSources(
+  tok: TextTokenizer,
+  o: DataOptions,
+  trainOnPrompt: boolean,
+): Promise<{ stores: TokenStore[]; sources: { name: string; file: string }[]; cacheHits: number; close(): void }> {
   const settings = { template: o.template ?? null, trainOnPrompt };
   const stores: TokenStore[] = [];
   const sources: { name: string; file: string }[] = [];
@@ -106,9 +123,14 @@ async function openSources(tok: TextTokenizer, o: DataOptions, trainOnPrompt: bo
     for (const spec of o.datasets) {
       const file = existsSync(spec) ? spec : datasetInfo(join(o.dataDir ?? '.', 'dataset_info.json'), spec).path;
       const key = tokenCacheKey(file, tok.fingerprint, { spec, dataDir: o.dataDir ?? null, ...settings });
-      const { store, hit } = await openTokenCache(key, async function* () {
-        for await (const r of streamRecords(spec, { dataDir: o.dataDir })) yield r.kind === 'preference' ? null : tokenizeRecord(tok, r, { template: o.template, trainOnPrompt });
-      }, { reuse: o.cache });
+      const { store, hit } = await openTokenCache(
+        key,
+        async function* () {
+          for await (const r of streamRecords(spec, { dataDir: o.dataDir }))
+            yield r.kind === 'preference' ? null : tokenizeRecord(tok, r, { template: o.template, trainOnPrompt });
+        },
+        { reuse: o.cache },
+      );
       if (hit) cacheHits++;
       stores.push(store);
       sources.push({ name: spec, file });
@@ -122,20 +144,31 @@ async function openSources(tok: TextTokenizer, o: DataOptions, trainOnPrompt: bo
 
 /** The mixture, shuffled, with the held-out examples first split off. */
 function mixAndSplit<T>(usable: T[][], o: DataOptions) {
-  const mixed = mix(usable, { strategy: o.mixStrategy, ratios: o.datasetRatio, total: o.mixTotal, seed: o.seed ?? 42 });
-  const items = shuffled(mixed.items, seededRandom((o.seed ?? 42) + 1));
+  const mixed = mix(usable, {
+    strategy: o.mixStrategy,
+    ratios: o.datasetRatio,
+    total: o.mixTotal,
+    seed: o.seed ?? DEFAULTS.train.seed,
+  });
+  const items = shuffled(mixed.items, seededRandom((o.seed ?? DEFAULTS.train.seed) + 1));
   const nVal = valCount(o, items.length);
   return { mixed, val: items.slice(0, nVal), train: items.slice(nVal) };
 }
 
 /** Held-out count: a fraction (< 1) or a count; default 5%, at most 200. */
 function valCount(o: DataOptions, n: number): number {
-  const v = o.valSize === undefined ? Math.min(200, Math.floor(n * 0.05)) : o.valSize < 1 ? Math.floor(n * o.valSize) : Math.floor(o.valSize);
-  if (v >= n) throw new LlmboxError(`--val-size ${o.valSize} leaves no training examples out of ${n}`, { field: '--val-size' });
+  const v =
+    o.valSize === undefined
+      ? Math.min(200, Math.floor(n * 0.05))
+      : o.valSize < 1
+        ? Math.floor(n * o.valSize)
+        : Math.floor(o.valSize);
+  if (v >= n)
+    throw new LlmboxError(`--val-size ${o.valSize} leaves no training examples out of ${n}`, { field: '--val-size' });
   return v;
 }
 
-function budgeted(rows: Row[], budget: number): Row[] {
+function budgeted(rows: TrainingRow[], budget: number): TrainingRow[] {
   let used = 0;
   return rows.filter((r) => (used += r.ids.length) <= budget || used === r.ids.length);
 }
@@ -161,26 +194,37 @@ async function preparePretraining(tok: TextTokenizer, o: DataOptions): Promise<P
   });
   const { mixed, val: valItems, train } = mixAndSplit(usable, o);
   const valEx = valItems.map((x) => stores[x.source].example(x.item)!);
-  const val = valEx.length ? (valEx.reduce((n, e) => n + e.inputIds.length, 0) < o.maxLength ? unpackedRows(valEx, o.maxLength) : chunkRows(valEx, o.maxLength)).rows : [];
+  const val = valEx.length
+    ? (valEx.reduce((n, e) => n + e.inputIds.length, 0) < o.maxLength
+        ? unpackedRows(valEx, o.maxLength)
+        : chunkRows(valEx, o.maxLength)
+      ).rows
+    : [];
   const prefix = new Float64Array(train.length + 1);
   train.forEach((x, k) => (prefix[k + 1] = prefix[k] + stores[x.source].lengths[x.item]));
   const T = o.maxLength;
   const nRows = Math.floor(prefix[train.length] / T);
-  if (!nRows) throw new LlmboxError(`the data holds ${prefix[train.length]} tokens, fewer than one row of --max-length ${T}`, { field: '--max-length', fix: 'lower --max-length or add text' });
+  if (!nRows)
+    throw new LlmboxError(`the data holds ${prefix[train.length]} tokens, fewer than one row of --max-length ${T}`, {
+      field: '--max-length',
+      fix: 'lower --max-length or add text',
+    });
   const rows: RowSource = {
     length: nRows,
-    get(r: number): Row {
+    get(r: number): TrainingRow {
       const ids: number[] = [];
       let at = r * T;
       // The item holding token `at`: the last k with prefix[k] <= at.
-      let lo = 0, hi = train.length - 1;
+      let lo = 0,
+        hi = train.length - 1;
       while (lo < hi) {
         const mid = (lo + hi + 1) >> 1;
         if (prefix[mid] <= at) lo = mid;
         else hi = mid - 1;
       }
       for (let k = lo; ids.length < T; k++) {
-        const x = train[k], off = at - prefix[k];
+        const x = train[k],
+          off = at - prefix[k];
         const take = Math.min(T - ids.length, stores[x.source].lengths[x.item] - off);
         for (const id of stores[x.source].ids(x.item, off, take)) ids.push(id);
         at += take;
@@ -190,8 +234,13 @@ async function preparePretraining(tok: TextTokenizer, o: DataOptions): Promise<P
   };
   return {
     train: rows,
-    val: budgeted(val, o.evalTokens ?? 32768),
-    sources: sources.map((s, i) => ({ ...s, examples: usable[i].length, mixed: mixed.counts[i], proportion: mixed.proportions[i] })),
+    val: budgeted(val, o.evalTokens ?? DEFAULTS.train.evalTokens),
+    sources: sources.map((s, i) => ({
+      ...s,
+      examples: usable[i].length,
+      mixed: mixed.counts[i],
+      proportion: mixed.proportions[i],
+    })),
     utilisation: 1,
     truncated: 0,
     dropped,

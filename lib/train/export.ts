@@ -8,10 +8,11 @@ import { join, resolve } from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { stringify } from 'yaml';
 import { LlmboxError } from '../errors.js';
+import { DEFAULTS } from '../util/defaults.js';
 import type { LoadedModel } from '../models/load.js';
 import { parameterShapes } from '../models/llama.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { isTarget, type Row } from './batches.js';
+import { isTarget, type TrainingRow } from './batches.js';
 import { gpuMemory, minimumGpus } from './gpu-calc.js';
 import { hyperparameters, trainingData, type TrainOptions } from './trainer.js';
 import { LLAMAFACTORY_KEYS, TRL_KEYS } from './export-keys.js';
@@ -40,17 +41,23 @@ export interface ExportResult {
 }
 
 /** The data columns one row becomes, for each trainer: what its collator reads. */
-function columns(target: ExportTarget, row: Row, packed: boolean): Record<string, number[]> {
+function columns(target: ExportTarget, row: TrainingRow, packed: boolean): Record<string, number[]> {
   let n = row.segments.length;
   while (n > 0 && row.segments[n - 1] === 0) n--;
-  const ids = row.ids.slice(0, n), segments = row.segments.slice(0, n);
+  const ids = row.ids.slice(0, n),
+    segments = row.segments.slice(0, n);
   // A token is learned where the model predicts it from the token before it in the same example.
   const learned = ids.map((_, t) => (t > 0 && isTarget(row, t - 1) ? 1 : 0));
   const positions: number[] = [];
   segments.forEach((s, t) => positions.push(t > 0 && segments[t - 1] === s ? positions[t - 1] + 1 : 0));
   if (target === 'llamafactory') {
     // LLaMA-Factory's neat_packing: attention_mask holds 1, 2, ... per packed example (0 is padding).
-    return { input_ids: ids, attention_mask: packed ? segments : segments.map((s) => (s ? 1 : 0)), position_ids: positions, labels: ids.map((id, t) => (learned[t] ? id : -100)) };
+    return {
+      input_ids: ids,
+      attention_mask: packed ? segments : segments.map((s) => (s ? 1 : 0)),
+      position_ids: positions,
+      labels: ids.map((id, t) => (learned[t] ? id : -100)),
+    };
   }
   const lengths: number[] = [];
   segments.forEach((s, t) => (t > 0 && segments[t - 1] === s ? lengths[lengths.length - 1]++ : lengths.push(1)));
@@ -73,23 +80,43 @@ function writeParquet(file: string, rows: Record<string, number[]>[]): void {
 }
 
 /** GPUs and ZeRO stage for the run: data parallel on one GPU when the model fits, else the fewest GPUs under ZeRO-3 (the paper's Eq. 1). */
-export function planGpus(lm: LoadedModel, o: TrainOptions, maxLength: number, gpuGib: number): GpuPlan {
-  const cfg = lm.model.config;
+export function planGpus(loaded: LoadedModel, o: TrainOptions, maxLength: number, gpuGib: number): GpuPlan {
+  const cfg = loaded.model.config;
   const params = [...parameterShapes(cfg).values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
-  const base = { params, layers: cfg.numLayers, seq: maxLength, hidden: cfg.hiddenSize, vocab: cfg.vocabSize, batch: o.batchSize ?? 8 };
+  const base = {
+    params,
+    layers: cfg.numLayers,
+    seq: maxLength,
+    hidden: cfg.hiddenSize,
+    vocab: cfg.vocabSize,
+    batch: o.batchSize ?? DEFAULTS.train.batchSize,
+  };
   const setting = o.lora ? (o.qlora ? 'qlora' : 'lora') : 'ddp';
   const single = gpuMemory({ ...base, gpus: 1, setting, loraRank: o.lora?.rank });
   if (single.gib <= 0.95 * gpuGib) return { gpus: 1, zeroStage: 0, perGpuGib: single.gib };
   const sharded = minimumGpus({ ...base, setting: 'zero3' }, gpuGib);
-  if (!sharded) throw new LlmboxError(`the model does not fit ${gpuGib} GiB GPUs even with ZeRO-3 at batch ${base.batch}`, { field: '--batch-size', fix: 'lower --batch-size or --max-length, or train with LoRA' });
+  if (!sharded)
+    throw new LlmboxError(`the model does not fit ${gpuGib} GiB GPUs even with ZeRO-3 at batch ${base.batch}`, {
+      field: '--batch-size',
+      fix: 'lower --batch-size or --max-length, or train with LoRA',
+    });
   return { gpus: sharded.gpus, zeroStage: 3, perGpuGib: sharded.gib };
 }
 
 /** DeepSpeed ZeRO-3 with the Hugging Face integration's "auto" values (filled in from the trainer's arguments). */
 const ZERO3 = {
-  train_batch_size: 'auto', train_micro_batch_size_per_gpu: 'auto', gradient_accumulation_steps: 'auto', gradient_clipping: 'auto',
-  zero_allow_untested_optimizer: true, bf16: { enabled: 'auto' },
-  zero_optimization: { stage: 3, overlap_comm: true, contiguous_gradients: true, stage3_gather_16bit_weights_on_model_save: true },
+  train_batch_size: 'auto',
+  train_micro_batch_size_per_gpu: 'auto',
+  gradient_accumulation_steps: 'auto',
+  gradient_clipping: 'auto',
+  zero_allow_untested_optimizer: true,
+  bf16: { enabled: 'auto' },
+  zero_optimization: {
+    stage: 3,
+    overlap_comm: true,
+    contiguous_gradients: true,
+    stage3_gather_16bit_weights_on_model_save: true,
+  },
 };
 
 function checkKeys(config: Record<string, unknown>, allowed: ReadonlySet<string>, peer: string): void {
@@ -98,8 +125,12 @@ function checkKeys(config: Record<string, unknown>, allowed: ReadonlySet<string>
 }
 
 /** Writes DIR/data/{train,validation}.parquet, the trainer's config and launch.sh; trains nothing here. */
-export async function exportTraining(lm: LoadedModel, o: TrainOptions & { output: string }, e: ExportOptions): Promise<ExportResult> {
-  const { data, stage, seed, maxLength } = await trainingData(lm, o);
+export async function exportTraining(
+  loaded: LoadedModel,
+  o: TrainOptions & { output: string },
+  e: ExportOptions,
+): Promise<ExportResult> {
+  const { data, stage, seed, maxLength } = await trainingData(loaded, o);
   try {
     const dir = resolve(o.output);
     mkdirSync(join(dir, 'data'), { recursive: true });
@@ -110,18 +141,44 @@ export async function exportTraining(lm: LoadedModel, o: TrainOptions & { output
     writeParquet(join(dir, 'data', 'train.parquet'), train);
     if (val.length) writeParquet(join(dir, 'data', 'validation.parquet'), val);
     const h = hyperparameters(o, train.length);
-    const plan = planGpus(lm, o, maxLength, e.gpuGib ?? 80);
-    const files = [join(dir, 'data', 'train.parquet'), ...(val.length ? [join(dir, 'data', 'validation.parquet')] : [])];
+    const plan = planGpus(loaded, o, maxLength, e.gpuGib ?? DEFAULTS.train.exportGpuGib);
+    const files = [
+      join(dir, 'data', 'train.parquet'),
+      ...(val.length ? [join(dir, 'data', 'validation.parquet')] : []),
+    ];
     if (plan.zeroStage === 3) {
       writeFileSync(join(dir, 'ds_z3_config.json'), JSON.stringify(ZERO3, null, 2) + '\n');
       files.push(join(dir, 'ds_z3_config.json'));
     }
-    const lora = o.lora ? { rank: o.lora.rank, alpha: o.lora.alpha ?? 2 * o.lora.rank, dropout: o.lora.dropout ?? 0, targets: o.lora.targets ?? ['q_proj', 'v_proj'] } : undefined;
-    const common = { base: resolve(lm.dir), dir, stage, seed, maxLength, h, plan, lora, qlora: !!o.qlora, packed, hasVal: val.length > 0 };
+    const lora = o.lora
+      ? {
+          rank: o.lora.rank,
+          alpha: o.lora.alpha ?? 2 * o.lora.rank,
+          dropout: o.lora.dropout ?? DEFAULTS.lora.dropout,
+          targets: o.lora.targets ?? [...DEFAULTS.lora.targets],
+        }
+      : undefined;
+    const common = {
+      base: resolve(loaded.dir),
+      dir,
+      stage,
+      seed,
+      maxLength,
+      h,
+      plan,
+      lora,
+      qlora: !!o.qlora,
+      packed,
+      hasVal: val.length > 0,
+    };
     const { file, command } = e.target === 'llamafactory' ? writeLlamaFactory(common) : writeTrl(common);
     files.push(file);
     const launch = join(dir, 'launch.sh');
-    writeFileSync(launch, `#!/usr/bin/env bash\n# ${e.target === 'llamafactory' ? 'LLaMA-Factory' : 'TRL'} on ${plan.gpus} GPU(s)${plan.zeroStage ? ' with DeepSpeed ZeRO-3' : ''}; llmbox's estimate: ${plan.perGpuGib.toFixed(1)} GiB per GPU.\n# The trained model (or adapter) is written to ${join(dir, 'model')}; evaluate it with: llmbox eval -m ${join(dir, 'model')} ...\nset -euo pipefail\ncd "$(dirname "$0")"\n${command}\n`, { mode: 0o755 });
+    writeFileSync(
+      launch,
+      `#!/usr/bin/env bash\n# ${e.target === 'llamafactory' ? 'LLaMA-Factory' : 'TRL'} on ${plan.gpus} GPU(s)${plan.zeroStage ? ' with DeepSpeed ZeRO-3' : ''}; llmbox's estimate: ${plan.perGpuGib.toFixed(1)} GiB per GPU.\n# The trained model (or adapter) is written to ${join(dir, 'model')}; evaluate it with: llmbox eval -m ${join(dir, 'model')} ...\nset -euo pipefail\ncd "$(dirname "$0")"\n${command}\n`,
+      { mode: 0o755 },
+    );
     files.push(launch);
     return { dir, files, rows: { train: train.length, validation: val.length }, plan, command };
   } finally {
@@ -169,7 +226,14 @@ function writeLlamaFactory(c: Common): { file: string; command: string } {
     stage: c.stage,
     do_train: true,
     finetuning_type: c.lora ? 'lora' : 'full',
-    ...(c.lora ? { lora_rank: c.lora.rank, lora_alpha: c.lora.alpha, lora_dropout: c.lora.dropout, lora_target: c.lora.targets.includes('all-linear') ? 'all' : c.lora.targets.join(',') } : {}),
+    ...(c.lora
+      ? {
+          lora_rank: c.lora.rank,
+          lora_alpha: c.lora.alpha,
+          lora_dropout: c.lora.dropout,
+          lora_target: c.lora.targets.includes('all-linear') ? 'all' : c.lora.targets.join(','),
+        }
+      : {}),
     ...(c.qlora ? { quantization_bit: 4 } : {}),
     // The rows are already mixed, tokenized and packed: LLaMA-Factory loads them and skips its own preprocessing.
     tokenized_path: 'tokenized',
@@ -182,7 +246,10 @@ function writeLlamaFactory(c: Common): { file: string; command: string } {
   writeFileSync(file, stringify(config));
   const splits = `{'train': 'data/train.parquet'${c.hasVal ? ", 'validation': 'data/validation.parquet'" : ''}}`;
   const toDisk = `python -c "from datasets import load_dataset; load_dataset('parquet', data_files=${splits}).save_to_disk('tokenized')"`;
-  const run = c.plan.gpus > 1 ? `FORCE_TORCHRUN=1 NPROC_PER_NODE=${c.plan.gpus} llamafactory-cli train llamafactory.yaml` : 'llamafactory-cli train llamafactory.yaml';
+  const run =
+    c.plan.gpus > 1
+      ? `FORCE_TORCHRUN=1 NPROC_PER_NODE=${c.plan.gpus} llamafactory-cli train llamafactory.yaml`
+      : 'llamafactory-cli train llamafactory.yaml';
   return { file, command: `${toDisk}\n${run}` };
 }
 
@@ -203,12 +270,21 @@ function writeTrl(c: Common): { file: string; command: string } {
     train_file: 'data/train.parquet',
     validation_file: c.hasVal ? 'data/validation.parquet' : null,
     sft_config: args,
-    peft: c.lora ? { r: c.lora.rank, lora_alpha: c.lora.alpha, lora_dropout: c.lora.dropout, target_modules: c.lora.targets.includes('all-linear') ? 'all-linear' : c.lora.targets, task_type: 'CAUSAL_LM' } : null,
+    peft: c.lora
+      ? {
+          r: c.lora.rank,
+          lora_alpha: c.lora.alpha,
+          lora_dropout: c.lora.dropout,
+          target_modules: c.lora.targets.includes('all-linear') ? 'all-linear' : c.lora.targets,
+          task_type: 'CAUSAL_LM',
+        }
+      : null,
   };
   writeFileSync(join(c.dir, 'trl_config.json'), JSON.stringify(config, null, 2) + '\n');
   const file = join(c.dir, 'train_trl.py');
   writeFileSync(file, TRL_SCRIPT);
-  const command = c.plan.gpus > 1 ? `accelerate launch --num_processes ${c.plan.gpus} train_trl.py` : 'python train_trl.py';
+  const command =
+    c.plan.gpus > 1 ? `accelerate launch --num_processes ${c.plan.gpus} train_trl.py` : 'python train_trl.py';
   return { file, command };
 }
 

@@ -1,4 +1,5 @@
 import { LlmboxError } from '../errors.js';
+import { DEFAULTS } from '../util/defaults.js';
 
 /** Training set-ups the calculator knows, with the per-parameter byte counts they assume. */
 export type GpuSetting = 'zero3' | 'ddp' | 'lora' | 'qlora';
@@ -31,7 +32,7 @@ export interface GpuCalcResult {
 
 export const SETTING_ASSUMPTIONS: Record<GpuSetting, string> = {
   zero3:
-    "LLMBox paper Eq. 1: ZeRO-3 + gradient checkpointing + FlashAttention; 16 bytes per parameter (bf16 weights and gradients, fp32 master weights and two Adam moments) sharded over n GPUs; activations (12 + 2l)bsh + 12bsv bytes per GPU",
+    'LLMBox paper Eq. 1: ZeRO-3 + gradient checkpointing + FlashAttention; 16 bytes per parameter (bf16 weights and gradients, fp32 master weights and two Adam moments) sharded over n GPUs; activations (12 + 2l)bsh + 12bsv bytes per GPU',
   ddp: 'data parallel: every GPU holds all 16 bytes per parameter; same activations as Eq. 1',
   lora: 'frozen bf16 base (2 bytes per parameter) on every GPU; adapters 2hrl per target with 16 bytes each; same activations as Eq. 1',
   qlora: 'frozen 4-bit NF4 base (0.5 byte per parameter) on every GPU; adapters as LoRA; same activations as Eq. 1',
@@ -44,20 +45,38 @@ export const SETTING_ASSUMPTIONS: Record<GpuSetting, string> = {
  */
 export function gpuMemory(input: GpuCalcInput): GpuCalcResult {
   for (const k of ['params', 'layers', 'seq', 'hidden', 'vocab', 'gpus', 'batch'] as const) {
-    if (!(Number.isFinite(input[k]) && input[k] > 0)) throw new LlmboxError(`${k} must be a positive number, got ${input[k]}`, { field: `--${k}` });
+    if (!(Number.isFinite(input[k]) && input[k] > 0))
+      throw new LlmboxError(`${k} must be a positive number, got ${input[k]}`, { field: `--${k}` });
   }
   const { params: p, layers: l, seq: s, hidden: h, vocab: v, gpus: n, batch: b } = input;
   const setting = input.setting ?? 'zero3';
   const activations = (12 + 2 * l) * b * s * h + 12 * b * s * v;
-  const trainable = setting === 'lora' || setting === 'qlora' ? 2 * h * (input.loraRank ?? 8) * l * (input.loraTargets ?? 4) : p;
+  const trainable =
+    setting === 'lora' || setting === 'qlora'
+      ? 2 * h * (input.loraRank ?? DEFAULTS.lora.rank) * l * (input.loraTargets ?? 4)
+      : p;
   const states =
-    setting === 'zero3' ? (16 * p) / n : setting === 'ddp' ? 16 * p : (setting === 'lora' ? 2 : 0.5) * p + 16 * trainable;
+    setting === 'zero3'
+      ? (16 * p) / n
+      : setting === 'ddp'
+        ? 16 * p
+        : (setting === 'lora' ? 2 : 0.5) * p + 16 * trainable;
   const bytes = states + activations;
-  return { bytes, gib: bytes / 2 ** 30, parts: { states, activations }, trainable, assumptions: SETTING_ASSUMPTIONS[setting] };
+  return {
+    bytes,
+    gib: bytes / 2 ** 30,
+    parts: { states, activations },
+    trainable,
+    assumptions: SETTING_ASSUMPTIONS[setting],
+  };
 }
 
 /** The fewest GPUs of `gpuGib` whose per-GPU need fits `threshold` of their memory, or null when none do (up to 512). */
-export function minimumGpus(input: Omit<GpuCalcInput, 'gpus'>, gpuGib: number, threshold = 0.95): { gpus: number; gib: number } | null {
+export function minimumGpus(
+  input: Omit<GpuCalcInput, 'gpus'>,
+  gpuGib: number,
+  threshold = 0.95,
+): { gpus: number; gib: number } | null {
   for (let n = 1; n <= 512; n++) {
     const r = gpuMemory({ ...input, gpus: n });
     if (r.gib <= threshold * gpuGib) return { gpus: n, gib: r.gib };

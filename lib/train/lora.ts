@@ -5,7 +5,8 @@ import { LlmboxError } from '../errors.js';
 import { LINEARS, type LlamaModel, type LoraSettings } from '../models/llama.js';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../models/safetensors.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { dequantizedTensor, nf4Bytes, quantizeNF4 } from './nf4.js';
+import { dequantizedTensor, nf4Bytes, quantizeNF4 } from '../models/nf4.js';
+import { DEFAULTS } from '../util/defaults.js';
 
 export interface LoraOptions {
   rank: number;
@@ -23,7 +24,11 @@ const SHORT = LINEARS.map((l) => l.split('.').pop()!);
 export function loraLayers(model: LlamaModel, targets: string[]): string[] {
   const wanted = targets.includes('all-linear') ? SHORT : targets;
   const unknown = wanted.filter((t) => !SHORT.includes(t));
-  if (unknown.length) throw new LlmboxError(`unknown LoRA target ${unknown.join(', ')}`, { field: '--lora-targets', fix: `use ${SHORT.join(', ')} or all-linear` });
+  if (unknown.length)
+    throw new LlmboxError(`unknown LoRA target ${unknown.join(', ')}`, {
+      field: '--lora-targets',
+      fix: `use ${SHORT.join(', ')} or all-linear`,
+    });
   const out: string[] = [];
   for (let l = 0; l < model.config.numLayers; l++) {
     for (const full of LINEARS) if (wanted.includes(full.split('.').pop()!)) out.push(`model.layers.${l}.${full}`);
@@ -36,9 +41,18 @@ export function loraLayers(model: LlamaModel, targets: string[]): string[] {
  * uniform with a = sqrt(5)), B zero, so the model is unchanged until B learns. Returns the adapter names.
  */
 export function addLora(model: LlamaModel, o: LoraOptions): string[] {
-  if (!(Number.isInteger(o.rank) && o.rank > 0)) throw new LlmboxError(`LoRA rank must be a positive integer, got ${o.rank}`, { field: '--lora-rank' });
-  if (model.lora) throw new LlmboxError('the model already has LoRA adapters', { fix: 'merge them (mergeLora) or load the base model again' });
-  const settings: LoraSettings = { rank: o.rank, alpha: o.alpha ?? 2 * o.rank, dropout: o.dropout ?? 0, targets: o.targets ?? ['q_proj', 'v_proj'] };
+  if (!(Number.isInteger(o.rank) && o.rank > 0))
+    throw new LlmboxError(`LoRA rank must be a positive integer, got ${o.rank}`, { field: '--lora-rank' });
+  if (model.lora)
+    throw new LlmboxError('the model already has LoRA adapters', {
+      fix: 'merge them (mergeLora) or load the base model again',
+    });
+  const settings: LoraSettings = {
+    rank: o.rank,
+    alpha: o.alpha ?? 2 * o.rank,
+    dropout: o.dropout ?? DEFAULTS.lora.dropout,
+    targets: o.targets ?? [...DEFAULTS.lora.targets],
+  };
   let seed = o.seed ?? 0;
   for (const layer of loraLayers(model, settings.targets)) {
     const [inDim, outDim] = (model.params.get(`${layer}.weight`) ?? model.quantized.get(`${layer}.weight`))!.shape;
@@ -60,7 +74,12 @@ export function mergeLora(model: LlamaModel): void {
     // A QLoRA base is merged in float32: the merged weights are no longer on the NF4 grid.
     const q = model.quantized.get(name);
     const W = q ? dequantizedTensor(q) : model.params.get(name)!;
-    const merged = tf.tidy(() => tf.add(W, tf.mul(tf.matMul(model.adapters.get(`${layer}.lora_A`)!, model.adapters.get(`${layer}.lora_B`)!), scale)));
+    const merged = tf.tidy(() =>
+      tf.add(
+        W,
+        tf.mul(tf.matMul(model.adapters.get(`${layer}.lora_A`)!, model.adapters.get(`${layer}.lora_B`)!), scale),
+      ),
+    );
     W.dispose();
     model.quantized.delete(name);
     model.params.set(name, merged);
@@ -92,8 +111,17 @@ export function saveAdapter(dir: string, model: LlamaModel, base = ''): void {
   }
   writeSafetensors(join(dir, 'adapter_model.safetensors'), raw);
   const config = {
-    peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: base, r: lora.rank, lora_alpha: lora.alpha, lora_dropout: lora.dropout,
-    target_modules: lora.targets.includes('all-linear') ? SHORT : lora.targets, bias: 'none', fan_in_fan_out: false, inference_mode: true, use_rslora: false,
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    base_model_name_or_path: base,
+    r: lora.rank,
+    lora_alpha: lora.alpha,
+    lora_dropout: lora.dropout,
+    target_modules: lora.targets.includes('all-linear') ? SHORT : lora.targets,
+    bias: 'none',
+    fan_in_fan_out: false,
+    inference_mode: true,
+    use_rslora: false,
   };
   writeFileAtomic(join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');
 }
@@ -101,11 +129,23 @@ export function saveAdapter(dir: string, model: LlamaModel, base = ''): void {
 /** Loads a PEFT LoRA adapter folder onto a base model (unmerged; mergeLora folds it in). */
 export function loadAdapter(dir: string, model: LlamaModel): LoraSettings {
   const cfgFile = join(dir, 'adapter_config.json');
-  if (!existsSync(cfgFile)) throw new LlmboxError('not a PEFT adapter folder: adapter_config.json is missing', { file: cfgFile });
-  const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as { peft_type?: string; r?: number; lora_alpha?: number; lora_dropout?: number; target_modules?: string[] | string };
-  if (cfg.peft_type !== 'LORA') throw new LlmboxError(`peft_type ${cfg.peft_type} is not supported`, { file: cfgFile, field: 'peft_type', fix: 'only LORA adapters load' });
+  if (!existsSync(cfgFile))
+    throw new LlmboxError('not a PEFT adapter folder: adapter_config.json is missing', { file: cfgFile });
+  const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as {
+    peft_type?: string;
+    r?: number;
+    lora_alpha?: number;
+    lora_dropout?: number;
+    target_modules?: string[] | string;
+  };
+  if (cfg.peft_type !== 'LORA')
+    throw new LlmboxError(`peft_type ${cfg.peft_type} is not supported`, {
+      file: cfgFile,
+      field: 'peft_type',
+      fix: 'only LORA adapters load',
+    });
   const targets = typeof cfg.target_modules === 'string' ? [cfg.target_modules] : (cfg.target_modules ?? []);
-  const rank = cfg.r ?? 8;
+  const rank = cfg.r ?? DEFAULTS.lora.rank;
   addLora(model, { rank, alpha: cfg.lora_alpha ?? rank, dropout: cfg.lora_dropout ?? 0, targets });
   const file = join(dir, 'adapter_model.safetensors');
   const raw = readSafetensors(file);
@@ -116,10 +156,16 @@ export function loadAdapter(dir: string, model: LlamaModel): LoraSettings {
       const name = `${layer}.lora_${ab}`;
       const want = model.adapters.get(name)!.shape;
       if (!t || t.shape[0] !== want[1] || t.shape[1] !== want[0]) {
-        throw new LlmboxError(`adapter tensor ${key} is missing or has shape [${t?.shape}], expected [${want[1]}, ${want[0]}]`, { file, field: key });
+        throw new LlmboxError(
+          `adapter tensor ${key} is missing or has shape [${t?.shape}], expected [${want[1]}, ${want[0]}]`,
+          { file, field: key },
+        );
       }
       model.adapters.get(name)!.dispose();
-      model.adapters.set(name, tf.tidy(() => tf.transpose(tf.tensor2d(t.data as Float32Array, t.shape as [number, number]))));
+      model.adapters.set(
+        name,
+        tf.tidy(() => tf.transpose(tf.tensor2d(t.data as Float32Array, t.shape as [number, number]))),
+      );
     }
   }
   return model.lora!;
@@ -131,7 +177,8 @@ export function loadAdapter(dir: string, model: LlamaModel): LoraSettings {
  * before and take now.
  */
 export function quantizeBase(model: LlamaModel): { float32Bytes: number; nf4Bytes: number } {
-  let before = 0, after = 0;
+  let before = 0,
+    after = 0;
   for (const name of [...model.params.keys()]) {
     if (!name.startsWith('model.layers.') || !LINEARS.some((l) => name.endsWith(`${l}.weight`))) continue;
     const t = model.params.get(name)!;

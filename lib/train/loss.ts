@@ -9,7 +9,8 @@ import { isTarget, type Batch } from './batches.js';
  */
 export function batchLossSum(model: LlamaModel, batch: Batch): tf.Scalar {
   const T = batch.ids[0].length;
-  const rows: number[] = [], next: number[] = [];
+  const rows: number[] = [],
+    next: number[] = [];
   batch.ids.forEach((ids, b) => {
     const row = { targets: batch.targets[b], segments: batch.segments[b] };
     for (let t = 0; t + 1 < T; t++) {
@@ -24,7 +25,10 @@ export function batchLossSum(model: LlamaModel, batch: Batch): tf.Scalar {
     const hidden = model.forward(batch.ids, { segments: batch.segments });
     // Rows picked with `embedding` (a gather whose gradient runs on tfjs-wasm too).
     const H = model.config.hiddenSize;
-    const picked = embedding(hidden.reshape([batch.ids.length * T, H]) as tf.Tensor2D, tf.tensor1d(rows, 'int32')) as tf.Tensor2D;
+    const picked = embedding(
+      hidden.reshape([batch.ids.length * T, H]) as tf.Tensor2D,
+      tf.tensor1d(rows, 'int32'),
+    ) as tf.Tensor2D;
     const logits = model.logits(picked);
     return tf.sum(crossEntropy(logits, tf.tensor1d(next, 'int32'))) as tf.Scalar;
   });

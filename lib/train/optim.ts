@@ -23,7 +23,10 @@ export function learningRate(step: number, o: ScheduleOptions): number {
 }
 
 /** Global L2 norm of the gradients, and the gradients scaled so that it is at most maxNorm (0: no clipping). */
-export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { grads: Map<string, tf.Tensor>; norm: number } {
+export function clipByGlobalNorm(
+  grads: Map<string, tf.Tensor>,
+  maxNorm: number,
+): { grads: Map<string, tf.Tensor>; norm: number } {
   const norm = Math.sqrt(tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))).dataSync()[0]));
   if (!(maxNorm > 0) || norm <= maxNorm) return { grads, norm };
   const scale = maxNorm / (norm + 1e-6);
@@ -69,12 +72,14 @@ export class AdamW {
   apply(params: Map<string, tf.Tensor>, grads: Map<string, tf.Tensor>, lr: number): Map<string, tf.Tensor> {
     this.step++;
     const { beta1: b1, beta2: b2, eps } = this;
-    const c1 = 1 - b1 ** this.step, c2 = 1 - b2 ** this.step;
+    const c1 = 1 - b1 ** this.step,
+      c2 = 1 - b2 ** this.step;
     const out = new Map<string, tf.Tensor>();
     for (const [name, p] of params) {
       const g = grads.get(name);
       if (!g) throw new Error(`AdamW: no gradient for ${name}`);
-      const m0 = this.m.get(name), v0 = this.v.get(name);
+      const m0 = this.m.get(name),
+        v0 = this.v.get(name);
       const [m, v, next] = tf.tidy(() => {
         const m = m0 ? tf.add(tf.mul(m0, b1), tf.mul(g, 1 - b1)) : tf.mul(g, 1 - b1);
         const v = v0 ? tf.add(tf.mul(v0, b2), tf.mul(tf.square(g), 1 - b2)) : tf.mul(tf.square(g), 1 - b2);

@@ -4,14 +4,15 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { LlmboxError } from '../errors.js';
 import type { LoadedModel } from '../models/load.js';
-import { seededRandom } from '../models/sampling.js';
+import { seededRandom } from '../util/random.js';
 import { shuffled } from '../data/mixture.js';
-import { realTokens, toBatch, type Row } from './batches.js';
+import { realTokens, toBatch, type Batch, type TrainingRow } from './batches.js';
 import { restoreCheckpoint, saveFinal, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { prepareData, type DataOptions, type PreparedData, type Stage } from './data.js';
 import { batchLossSum } from './loss.js';
 import { addLora, quantizeBase, type LoraOptions } from './lora.js';
 import { AdamW, clipByGlobalNorm, learningRate, type Schedule } from './optim.js';
+import { DEFAULTS } from '../util/defaults.js';
 
 export interface TrainOptions extends Omit<DataOptions, 'stage' | 'maxLength'> {
   stage?: Stage;
@@ -74,12 +75,13 @@ export interface TrainResult {
 }
 
 /** Mean target loss over rows, in batches, without gradients. */
-export function evalLoss(lm: LoadedModel, rows: Row[], batchSize: number, pad: number): number {
-  let sum = 0, count = 0;
+export function evalLoss(loaded: LoadedModel, rows: TrainingRow[], batchSize: number, pad: number): number {
+  let sum = 0,
+    count = 0;
   for (let i = 0; i < rows.length; i += batchSize) {
     const batch = toBatch(rows.slice(i, i + batchSize), pad);
     if (!batch.targetCount) continue;
-    const s = batchLossSum(lm.model, batch);
+    const s = batchLossSum(loaded.model, batch);
     sum += s.dataSync()[0];
     s.dispose();
     count += batch.targetCount;
@@ -92,89 +94,231 @@ export function evalLoss(lm: LoadedModel, rows: Row[], batchSize: number, pad: n
  * LoRA, with AdamW, warmup and decay, gradient accumulation and clipping, evaluation loss, atomic
  * checkpoints and exact resume (the data order is a function of the seed and the step).
  */
-export async function train(lm: LoadedModel, o: TrainOptions): Promise<TrainResult> {
-  const { data, ...settings } = await trainingData(lm, o);
+export async function train(loaded: LoadedModel, o: TrainOptions): Promise<TrainResult> {
+  const { data, ...settings } = await trainingData(loaded, o);
   try {
-    return await trainOn(lm, o, data, settings);
+    return await trainOn(loaded, o, data, settings);
   } finally {
     data.close();
   }
 }
 
 /** The rows a training run reads (mixed, tokenized, packed), with the settings they were made under. */
-export async function trainingData(lm: LoadedModel, o: TrainOptions): Promise<{ data: PreparedData; stage: Stage; seed: number; maxLength: number }> {
-  const tok = lm.tokenizer;
-  if (!tok) throw new LlmboxError('the model has no tokenizer.json, so text cannot be tokenized for training', { file: lm.dir });
-  const cfg = lm.model.config;
+export async function trainingData(
+  loaded: LoadedModel,
+  o: TrainOptions,
+): Promise<{ data: PreparedData; stage: Stage; seed: number; maxLength: number }> {
+  const tok = loaded.tokenizer;
+  if (!tok)
+    throw new LlmboxError('the model has no tokenizer.json, so text cannot be tokenized for training', {
+      file: loaded.dir,
+    });
+  const cfg = loaded.model.config;
   const maxLength = o.maxLength ?? Math.min(512, cfg.maxPositionEmbeddings);
-  if (maxLength > cfg.maxPositionEmbeddings) throw new LlmboxError(`--max-length ${maxLength} exceeds the model's ${cfg.maxPositionEmbeddings} positions`, { field: '--max-length' });
-  if (o.qlora && !o.lora) throw new LlmboxError('QLoRA trains LoRA adapters over a 4-bit base', { field: '--qlora', fix: 'add --lora-rank' });
+  if (maxLength > cfg.maxPositionEmbeddings)
+    throw new LlmboxError(`--max-length ${maxLength} exceeds the model's ${cfg.maxPositionEmbeddings} positions`, {
+      field: '--max-length',
+    });
+  if (o.qlora && !o.lora)
+    throw new LlmboxError('QLoRA trains LoRA adapters over a 4-bit base', { field: '--qlora', fix: 'add --lora-rank' });
   const stage: Stage = o.stage ?? 'sft';
-  const seed = o.seed ?? 42;
-  return { data: await prepareData(tok, { ...o, stage, maxLength, packing: o.packing ?? false, seed }), stage, seed, maxLength };
+  const seed = o.seed ?? DEFAULTS.train.seed;
+  return {
+    data: await prepareData(tok, { ...o, stage, maxLength, packing: o.packing ?? false, seed }),
+    stage,
+    seed,
+    maxLength,
+  };
 }
 
 /** Every optimisation setting with its default resolved (one place for the defaults: training and export read them). */
 export function hyperparameters(o: TrainOptions, trainRows: number) {
-  const batchSize = o.batchSize ?? 8, accum = o.gradAccum ?? 1;
-  const totalSteps = o.maxSteps ?? Math.max(1, Math.ceil(((o.epochs ?? 1) * trainRows) / (batchSize * accum)));
-  const warmupSteps = o.warmup === undefined ? 0 : o.warmup < 1 ? Math.round(o.warmup * totalSteps) : Math.round(o.warmup);
+  const batchSize = o.batchSize ?? DEFAULTS.train.batchSize,
+    accum = o.gradAccum ?? DEFAULTS.train.gradAccum;
+  const totalSteps =
+    o.maxSteps ?? Math.max(1, Math.ceil(((o.epochs ?? DEFAULTS.train.epochs) * trainRows) / (batchSize * accum)));
+  const warmupSteps =
+    o.warmup === undefined ? 0 : o.warmup < 1 ? Math.round(o.warmup * totalSteps) : Math.round(o.warmup);
   return {
-    batchSize, accum, totalSteps, warmupSteps,
-    lr: o.lr ?? 1e-4, schedule: o.schedule ?? ('cosine' as Schedule), minLrRatio: o.minLrRatio ?? 0,
-    weightDecay: o.weightDecay ?? 0, maxGradNorm: o.maxGradNorm ?? 1,
+    batchSize,
+    accum,
+    totalSteps,
+    warmupSteps,
+    lr: o.lr ?? DEFAULTS.train.lr,
+    schedule: o.schedule ?? DEFAULTS.train.schedule,
+    minLrRatio: o.minLrRatio ?? 0,
+    weightDecay: o.weightDecay ?? DEFAULTS.train.weightDecay,
+    maxGradNorm: o.maxGradNorm ?? DEFAULTS.train.maxGradNorm,
   };
 }
 
-async function trainOn(lm: LoadedModel, o: TrainOptions, data: PreparedData, d: { stage: Stage; seed: number; maxLength: number }): Promise<TrainResult> {
+/** What a checkpoint must match to be resumed: the data, the shape of the run and its seeds. */
+function runFingerprint(
+  o: TrainOptions,
+  d: { stage: Stage; maxLength: number; seed: number },
+  h: { batchSize: number; accum: number; totalSteps: number },
+  schedule: unknown,
+): string {
+  const key = {
+    datasets: o.datasets,
+    ratio: o.datasetRatio,
+    mix: o.mixStrategy,
+    stage: d.stage,
+    maxLength: d.maxLength,
+    packing: o.packing ?? false,
+    batchSize: h.batchSize,
+    accum: h.accum,
+    totalSteps: h.totalSteps,
+    schedule,
+    seed: d.seed,
+    lora: o.lora ?? null,
+    qlora: !!o.qlora,
+    valSize: o.valSize,
+    template: o.template ?? null,
+    trainOnPrompt: !!o.trainOnPrompt,
+  };
+  return createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 16);
+}
+
+/** The i-th row of training in epoch order: epoch e is the rows shuffled with seed + e, so any step's rows are known (resume). */
+function epochRows(rows: PreparedData['train'], seed: number): (i: number) => TrainingRow {
+  const epochs = new Map<number, number[]>();
+  return (i) => {
+    const e = Math.floor(i / rows.length);
+    if (!epochs.has(e)) {
+      epochs.clear();
+      epochs.set(
+        e,
+        shuffled(
+          Array.from({ length: rows.length }, (_, k) => k),
+          seededRandom(seed * 1000 + e),
+        ),
+      );
+    }
+    return rows.get(epochs.get(e)![i % rows.length]);
+  };
+}
+
+/**
+ * The loss and gradients of one optimizer step, summed over its micro-batches, each normalised by the
+ * step's target-token count (so accumulation equals one large batch). Null gradients: no targets.
+ */
+function accumulatedGradients(
+  model: LoadedModel['model'],
+  target: Map<string, tf.Tensor>,
+  names: string[],
+  micro: Batch[],
+  dropoutSeed: number,
+): { loss: number; grads: Map<string, tf.Tensor> | null } {
+  const targets = micro.reduce((n, b) => n + b.targetCount, 0);
+  const originals = names.map((n) => target.get(n)!);
+  let loss = 0;
+  let acc: Map<string, tf.Tensor> | null = null;
+  try {
+    for (const [k, batch] of micro.entries()) {
+      if (!batch.targetCount) continue;
+      model.dropoutSeed = dropoutSeed + k * 131;
+      const { value, grads } = tf.valueAndGrads((...ps: tf.Tensor[]) => {
+        names.forEach((n, i) => target.set(n, ps[i]));
+        return tf.div(batchLossSum(model, batch), targets) as tf.Scalar;
+      })(originals);
+      names.forEach((n, i) => target.set(n, originals[i]));
+      loss += value.dataSync()[0];
+      value.dispose();
+      if (!acc) acc = new Map(names.map((n, i) => [n, grads[i]]));
+      else {
+        for (const [i, n] of names.entries()) {
+          const sum = tf.add(acc.get(n)!, grads[i]);
+          acc.get(n)!.dispose();
+          grads[i].dispose();
+          acc.set(n, sum);
+        }
+      }
+    }
+  } finally {
+    model.dropoutSeed = null;
+  }
+  return { loss, grads: acc };
+}
+
+/**
+ * One optimizer step, in place: gradients summed over the step's micro-batches, clipped to the
+ * global norm, then AdamW at the scheduled learning rate.
+ */
+function optimizerStep(
+  model: LoadedModel['model'],
+  t: { target: Map<string, tf.Tensor>; names: string[]; opt: AdamW },
+  micro: Batch[],
+  s: { step: number; dropoutSeed: number; maxGradNorm: number; schedule: Parameters<typeof learningRate>[1] },
+): StepMetrics {
+  const t0 = performance.now();
+  const tokens = micro.reduce((n, b) => n + realTokens(b.segments), 0);
+  const { loss, grads: summed } = accumulatedGradients(model, t.target, t.names, micro, s.dropoutSeed);
+  if (!summed)
+    throw new LlmboxError(`step ${s.step + 1} has no target tokens`, {
+      fix: 'check the data: every example needs a reply to learn',
+    });
+  const { grads, norm } = clipByGlobalNorm(summed, s.maxGradNorm);
+  const lr = learningRate(s.step, s.schedule);
+  const updated = t.opt.apply(new Map(t.names.map((n) => [n, t.target.get(n)!])), grads, lr);
+  for (const n of t.names) {
+    t.target.get(n)!.dispose();
+    t.target.set(n, updated.get(n)!);
+  }
+  tf.dispose([...grads.values()]);
+  const seconds = (performance.now() - t0) / 1000;
+  return { step: s.step + 1, loss, lr, gradNorm: norm, tokens, tokensPerSecond: tokens / seconds, seconds };
+}
+
+async function trainOn(
+  loaded: LoadedModel,
+  o: TrainOptions,
+  data: PreparedData,
+  d: { stage: Stage; seed: number; maxLength: number },
+): Promise<TrainResult> {
   const { stage, seed, maxLength } = d;
-  const tok = lm.tokenizer!;
+  const tok = loaded.tokenizer!;
   if (!data.train.length) throw new LlmboxError('no training rows after tokenization', { field: '--dataset' });
   const h = hyperparameters(o, data.train.length);
   const { batchSize, accum, totalSteps } = h;
-  const schedule = { lr: h.lr, warmupSteps: h.warmupSteps, totalSteps, schedule: h.schedule, minLrRatio: h.minLrRatio } as const;
-  const pad = tok.padTokenId ?? lm.generation.padTokenId ?? 0;
+  const schedule = {
+    lr: h.lr,
+    warmupSteps: h.warmupSteps,
+    totalSteps,
+    schedule: h.schedule,
+    minLrRatio: h.minLrRatio,
+  } as const;
+  const pad = tok.padTokenId ?? loaded.generation.padTokenId ?? 0;
 
-  const quantization = o.qlora ? quantizeBase(lm.model) : null;
-  if (o.lora) addLora(lm.model, { seed, ...o.lora });
-  const target = lm.model.lora ? lm.model.adapters : lm.model.params;
+  const quantization = o.qlora ? quantizeBase(loaded.model) : null;
+  if (o.lora) addLora(loaded.model, { seed, ...o.lora });
+  const target = loaded.model.lora ? loaded.model.adapters : loaded.model.params;
   const names = [...target.keys()];
   const trainable = names.reduce((n, k) => n + target.get(k)!.size, 0);
   const opt = new AdamW({ weightDecay: h.weightDecay });
 
-  const runKey = createHash('sha256')
-    .update(JSON.stringify({ datasets: o.datasets, ratio: o.datasetRatio, mix: o.mixStrategy, stage, maxLength, packing: o.packing ?? false, batchSize, accum, totalSteps, schedule, seed, lora: o.lora ?? null, qlora: !!o.qlora, valSize: o.valSize, template: o.template ?? null, trainOnPrompt: !!o.trainOnPrompt }))
-    .digest('hex')
-    .slice(0, 16);
+  const runKey = runFingerprint(o, { stage, maxLength, seed }, h, schedule);
   let state: TrainerState = { step: 0, losses: [], evalLosses: [], runKey, log: [] };
   let resumedFrom: number | null = null;
   if (o.output) mkdirSync(o.output, { recursive: true });
   if (o.resume && o.output) {
-    const restored = restoreCheckpoint(o.output, lm, opt, runKey);
+    const restored = restoreCheckpoint(o.output, loaded, opt, runKey);
     if (restored) {
       state = restored;
       resumedFrom = restored.step;
     }
   }
 
-  // Rows in epoch order: epoch e is the rows shuffled with seed + e, so any step's rows are known.
-  const epochs = new Map<number, number[]>();
-  const rowAt = (i: number) => {
-    const e = Math.floor(i / data.train.length);
-    if (!epochs.has(e)) {
-      epochs.clear();
-      epochs.set(e, shuffled(Array.from({ length: data.train.length }, (_, k) => k), seededRandom(seed * 1000 + e)));
-    }
-    return data.train.get(epochs.get(e)![i % data.train.length]);
-  };
+  const rowAt = epochRows(data.train, seed);
 
   const metrics: StepMetrics[] = state.log as unknown as StepMetrics[];
   let checkpoint: string | null = null;
-  const evalEvery = o.evalEvery ?? 0, saveEvery = o.saveEvery ?? 0;
+  const evalEvery = o.evalEvery ?? 0,
+    saveEvery = o.saveEvery ?? 0;
   const runEval = (step: number) => {
     if (!data.val.length) return;
-    lm.model.dropoutSeed = null;
-    const loss = evalLoss(lm, data.val, batchSize, pad);
+    loaded.model.dropoutSeed = null;
+    const loss = evalLoss(loaded, data.val, batchSize, pad);
     state.evalLosses.push({ step, loss });
     o.onEval?.({ step, loss });
   };
@@ -182,60 +326,32 @@ async function trainOn(lm: LoadedModel, o: TrainOptions, data: PreparedData, d: 
 
   try {
     for (let step = state.step; step < totalSteps; step++) {
-      const t0 = performance.now();
-      const micro = Array.from({ length: accum }, (_, k) => toBatch(Array.from({ length: batchSize }, (_, j) => rowAt((step * accum + k) * batchSize + j)), pad));
-      const targets = micro.reduce((n, b) => n + b.targetCount, 0);
-      const tokens = micro.reduce((n, b) => n + realTokens(b.segments), 0);
-      let lossSum = 0;
-      let acc: Map<string, tf.Tensor> | null = null;
-      const originals = names.map((n) => target.get(n)!);
-      for (const [k, batch] of micro.entries()) {
-        if (!batch.targetCount) continue;
-        lm.model.dropoutSeed = seed * 7919 + (step * accum + k) * 131;
-        const { value, grads } = tf.valueAndGrads((...ps: tf.Tensor[]) => {
-          names.forEach((n, i) => target.set(n, ps[i]));
-          return tf.div(batchLossSum(lm.model, batch), targets) as tf.Scalar;
-        })(originals);
-        names.forEach((n, i) => target.set(n, originals[i]));
-        lossSum += value.dataSync()[0];
-        value.dispose();
-        if (!acc) acc = new Map(names.map((n, i) => [n, grads[i]]));
-        else {
-          for (const [i, n] of names.entries()) {
-            const sum = tf.add(acc.get(n)!, grads[i]);
-            acc.get(n)!.dispose();
-            grads[i].dispose();
-            acc.set(n, sum);
-          }
-        }
-      }
-      lm.model.dropoutSeed = null;
-      if (!acc) throw new LlmboxError(`step ${step + 1} has no target tokens`, { fix: 'check the data: every example needs a reply to learn' });
-      const { grads, norm } = clipByGlobalNorm(acc, h.maxGradNorm);
-      const lr = learningRate(step, schedule);
-      const params = new Map(names.map((n) => [n, target.get(n)!]));
-      const updated = opt.apply(params, grads, lr);
-      for (const n of names) {
-        target.get(n)!.dispose();
-        target.set(n, updated.get(n)!);
-      }
-      tf.dispose([...grads.values()]);
-      const seconds = (performance.now() - t0) / 1000;
-      const m: StepMetrics = { step: step + 1, loss: lossSum, lr, gradNorm: norm, tokens, tokensPerSecond: tokens / seconds, seconds };
+      const micro = Array.from({ length: accum }, (_, k) =>
+        toBatch(
+          Array.from({ length: batchSize }, (_, j) => rowAt((step * accum + k) * batchSize + j)),
+          pad,
+        ),
+      );
+      const m = optimizerStep(loaded.model, { target, names, opt }, micro, {
+        step,
+        dropoutSeed: seed * 7919 + step * accum * 131,
+        maxGradNorm: h.maxGradNorm,
+        schedule,
+      });
       metrics.push(m);
-      state.losses.push(lossSum);
+      state.losses.push(m.loss);
       state.step = step + 1;
       o.onStep?.(m, totalSteps);
       const last = step + 1 === totalSteps;
       if ((evalEvery > 0 && (step + 1) % evalEvery === 0) || last) runEval(step + 1);
       if (o.output && ((saveEvery > 0 && (step + 1) % saveEvery === 0) || last)) {
         state.log = metrics as unknown as Record<string, number>[];
-        checkpoint = writeCheckpoint(o.output, lm, opt, state, o.saveTotalLimit ?? 2);
+        checkpoint = writeCheckpoint(o.output, loaded, opt, state, o.saveTotalLimit ?? 2);
       }
     }
-    if (o.output) saveFinal(o.output, lm);
+    if (o.output) saveFinal(o.output, loaded);
   } finally {
-    lm.model.dropoutSeed = null;
+    loaded.model.dropoutSeed = null;
     opt.dispose();
   }
   const { train: trainRows, val: valRows, close: _close, ...report } = data;
@@ -249,7 +365,7 @@ async function trainOn(lm: LoadedModel, o: TrainOptions, data: PreparedData, d: 
     checkpoint: checkpoint ?? (o.output ? join(o.output, `checkpoint-${state.step}`) : null),
     resumedFrom,
     data: { ...report, trainRows: trainRows.length, valRows: valRows.length },
-    parameters: { total: lm.model.numParameters(), trainable },
+    parameters: { total: loaded.model.numParameters(), trainable },
     quantization,
   };
 }

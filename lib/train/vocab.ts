@@ -26,7 +26,11 @@ const isByte = (t: string) => /^<0x[0-9A-F]{2}>$/.test(t);
  * at word-start markers, and the most frequent adjacent pair whose merge is not yet a token is merged,
  * repeatedly. New merges rank after the old ones, so existing tokens keep their ids and merges.
  */
-export function learnMerges(tok: TextTokenizer, texts: string[], count: number): { token: string; merge: [string, string]; count: number }[] {
+export function learnMerges(
+  tok: TextTokenizer,
+  texts: string[],
+  count: number,
+): { token: string; merge: [string, string]; count: number }[] {
   const vocab = new Set<string>();
   for (let id = 0; id < tok.vocabSize; id++) {
     const t = tok.idToToken(id);
@@ -58,24 +62,28 @@ export function learnMerges(tok: TextTokenizer, texts: string[], count: number):
         pairs.set(k, (pairs.get(k) ?? 0) + c);
       }
     }
-    let best: string | undefined, bestCount = 1;
+    let best: string | undefined,
+      bestCount = 1;
     // Pairs seen once teach nothing; ties go to the lexically first pair so runs are reproducible.
-    for (const [k, c] of pairs) if (c > bestCount || (c === bestCount && best !== undefined && k < best)) [best, bestCount] = [k, c];
+    for (const [k, c] of pairs)
+      if (c > bestCount || (c === bestCount && best !== undefined && k < best)) [best, bestCount] = [k, c];
     if (!best) break;
     const [a, b] = best.split('\u0000');
     const merged = a + b;
     vocab.add(merged);
     out.push({ token: merged, merge: [a, b], count: bestCount });
-    list = list.map(({ parts, c }) => {
-      const next: string[] = [];
-      for (let i = 0; i < parts.length; i++) {
-        if (i + 1 < parts.length && parts[i] === a && parts[i + 1] === b) {
-          next.push(merged);
-          i++;
-        } else next.push(parts[i]);
-      }
-      return { parts: next, c };
-    }).filter((w) => w.parts.length > 1);
+    list = list
+      .map(({ parts, c }) => {
+        const next: string[] = [];
+        for (let i = 0; i < parts.length; i++) {
+          if (i + 1 < parts.length && parts[i] === a && parts[i + 1] === b) {
+            next.push(merged);
+            i++;
+          } else next.push(parts[i]);
+        }
+        return { parts: next, c };
+      })
+      .filter((w) => w.parts.length > 1);
   }
   return out;
 }
@@ -85,19 +93,34 @@ export function learnMerges(tok: TextTokenizer, texts: string[], count: number):
  * unchanged), the embedding (and an untied head) gain rows initialised to the mean of the old rows.
  * Returns the expanded model and tokenizer JSON; `saveExpanded` writes them.
  */
-export function expandVocabulary(lm: LoadedModel, learned: { token: string; merge: [string, string] }[]): { model: LlamaModel; tokenizerJson: Json; firstNewId: number } {
-  const tokenizerJson = JSON.parse(readFileSync(join(lm.dir, 'tokenizer.json'), 'utf8')) as Json;
-  const bpe = tokenizerJson.model as { type?: string; vocab: Record<string, number>; merges: (string | [string, string])[] };
-  if (bpe?.type !== 'BPE') throw new LlmboxError(`vocabulary expansion needs a BPE tokenizer, this one is ${bpe?.type}`, { file: join(lm.dir, 'tokenizer.json'), field: 'model.type' });
-  const firstNewId = Math.max(...Object.values(bpe.vocab), ...((tokenizerJson.added_tokens as { id: number }[] | undefined) ?? []).map((t) => t.id)) + 1;
+export function expandVocabulary(
+  loaded: LoadedModel,
+  learned: { token: string; merge: [string, string] }[],
+): { model: LlamaModel; tokenizerJson: Json; firstNewId: number } {
+  const tokenizerJson = JSON.parse(readFileSync(join(loaded.dir, 'tokenizer.json'), 'utf8')) as Json;
+  const bpe = tokenizerJson.model as {
+    type?: string;
+    vocab: Record<string, number>;
+    merges: (string | [string, string])[];
+  };
+  if (bpe?.type !== 'BPE')
+    throw new LlmboxError(`vocabulary expansion needs a BPE tokenizer, this one is ${bpe?.type}`, {
+      file: join(loaded.dir, 'tokenizer.json'),
+      field: 'model.type',
+    });
+  const firstNewId =
+    Math.max(
+      ...Object.values(bpe.vocab),
+      ...((tokenizerJson.added_tokens as { id: number }[] | undefined) ?? []).map((t) => t.id),
+    ) + 1;
   const stringMerges = typeof bpe.merges[0] === 'string';
   learned.forEach((l, i) => {
     bpe.vocab[l.token] = firstNewId + i;
     bpe.merges.push(stringMerges ? `${l.merge[0]} ${l.merge[1]}` : l.merge);
   });
-  const cfg = lm.model.config;
+  const cfg = loaded.model.config;
   const newVocab = Math.max(cfg.vocabSize, firstNewId + learned.length);
-  const raw = lm.model.toRaw();
+  const raw = loaded.model.toRaw();
   const grow = (name: string) => {
     const t = raw.get(name);
     if (!t) return;
@@ -116,23 +139,27 @@ export function expandVocabulary(lm: LoadedModel, learned: { token: string; merg
   return { model: LlamaModel.fromRaw(config, raw, 'expanded model'), tokenizerJson, firstNewId };
 }
 
-
 /** Learns `count` tokens from the corpus files and writes the expanded model folder. */
-export function mergeTokenizer(lm: LoadedModel, corpus: string[], count: number, output: string): VocabExpansion {
-  if (!lm.tokenizer) throw new LlmboxError('the model has no tokenizer.json to expand', { file: lm.dir });
-  const texts = corpus.flatMap((f) => readFileSync(f, 'utf8').split('\n').filter((l) => l.trim()));
-  if (!texts.length) throw new LlmboxError('the corpus is empty', { file: corpus.join(', '), fix: 'pass text files with content' });
-  const learned = learnMerges(lm.tokenizer, texts, count);
-  const { model, tokenizerJson, firstNewId } = expandVocabulary(lm, learned);
-  saveModel(output, model, { tokenizerFrom: lm.dir, generation: lm.generation });
+export function mergeTokenizer(loaded: LoadedModel, corpus: string[], count: number, output: string): VocabExpansion {
+  if (!loaded.tokenizer) throw new LlmboxError('the model has no tokenizer.json to expand', { file: loaded.dir });
+  const texts = corpus.flatMap((f) =>
+    readFileSync(f, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim()),
+  );
+  if (!texts.length)
+    throw new LlmboxError('the corpus is empty', { file: corpus.join(', '), fix: 'pass text files with content' });
+  const learned = learnMerges(loaded.tokenizer, texts, count);
+  const { model, tokenizerJson, firstNewId } = expandVocabulary(loaded, learned);
+  saveModel(output, model, { tokenizerFrom: loaded.dir, generation: loaded.generation });
   writeFileAtomic(join(output, 'tokenizer.json'), JSON.stringify(tokenizerJson, null, 2) + '\n');
   const fresh = TextTokenizer.fromDir(output);
   const measure = (t: TextTokenizer) => texts.reduce((n, x) => n + t.encode(x, { addSpecialTokens: false }).length, 0);
   const out: VocabExpansion = {
     added: learned.map((l, i) => ({ id: firstNewId + i, ...l })),
-    oldVocab: lm.model.config.vocabSize,
+    oldVocab: loaded.model.config.vocabSize,
     newVocab: model.config.vocabSize,
-    tokensBefore: measure(lm.tokenizer),
+    tokensBefore: measure(loaded.tokenizer),
     tokensAfter: measure(fresh),
   };
   model.dispose();

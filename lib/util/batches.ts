@@ -5,7 +5,8 @@
  */
 export function tokenBatches<T>(items: T[], tokens: (item: T) => number, batchSize: number, maxTokens: number): T[][] {
   const out: T[][] = [];
-  let cur: T[] = [], longest = 0;
+  let cur: T[] = [],
+    longest = 0;
   for (const item of items) {
     const n = Math.max(longest, tokens(item));
     if (cur.length && (cur.length >= batchSize || (cur.length + 1) * n > maxTokens)) {

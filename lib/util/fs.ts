@@ -23,7 +23,11 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
  */
 export function prepareOutputDir(dir: string, flag: string): string {
   const abs = resolve(dir);
-  if (/^\/(proc|sys|dev)(\/|$)/.test(abs)) throw new LlmboxError(`${dir} is on a kernel pseudo-filesystem`, { field: flag, fix: 'write results to an ordinary folder' });
+  if (/^\/(proc|sys|dev)(\/|$)/.test(abs))
+    throw new LlmboxError(`${dir} is on a kernel pseudo-filesystem`, {
+      field: flag,
+      fix: 'write results to an ordinary folder',
+    });
   try {
     mkdirSync(abs, { recursive: true });
     const probe = join(abs, `.llmbox-write-test-${process.pid}`);
@@ -31,7 +35,14 @@ export function prepareOutputDir(dir: string, flag: string): string {
     rmSync(probe);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOTDIR' || code === 'EEXIST' ? 'a file stands where a folder is needed' : code === 'EACCES' || code === 'EPERM' ? 'no permission to write there' : code === 'EROFS' ? 'the filesystem is read-only' : (e as Error).message;
+    const why =
+      code === 'ENOTDIR' || code === 'EEXIST'
+        ? 'a file stands where a folder is needed'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'no permission to write there'
+          : code === 'EROFS'
+            ? 'the filesystem is read-only'
+            : (e as Error).message;
     throw new LlmboxError(`cannot write to ${dir}: ${why}`, { field: flag, fix: 'choose a folder you can write to' });
   }
   return abs;

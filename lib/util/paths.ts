@@ -14,7 +14,11 @@ export function projectRoot(): string {
 
 /** Where model names are looked up: LLMBOX_MODELS_DIR, the models shipped in the repository, ../shared/models beside the checkout. */
 export function modelsDirs(): string[] {
-  return [process.env.LLMBOX_MODELS_DIR, join(projectRoot(), 'models'), resolve(projectRoot(), '../shared/models')].filter((d): d is string => !!d);
+  return [
+    process.env.LLMBOX_MODELS_DIR,
+    join(projectRoot(), 'models'),
+    resolve(projectRoot(), '../shared/models'),
+  ].filter((d): d is string => !!d);
 }
 
 /** The first of modelsDirs() (for messages). */
@@ -25,7 +29,9 @@ export function modelsDir(): string {
 /** A model argument as a folder: a path as given, else the name of a shipped model (`stories260K`). */
 export function resolveModelDir(model: string): string {
   if (existsSync(model) || !/^[\w.-]+$/.test(model)) return model;
-  const shipped = modelsDirs().map((d) => join(d, model)).find((d) => existsSync(join(d, 'config.json')));
+  const shipped = modelsDirs()
+    .map((d) => join(d, model))
+    .find((d) => existsSync(join(d, 'config.json')));
   return shipped ?? model;
 }
 

@@ -1,4 +1,11 @@
-import type { Capabilities, GenerateUntilRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult, ModelDescription } from '../../lib/eval/lm.js';
+import type {
+  Capabilities,
+  GenerateUntilRequest,
+  LanguageModel,
+  LoglikelihoodRequest,
+  LoglikelihoodResult,
+  ModelDescription,
+} from '../../lib/eval/lm.js';
 
 /** A scripted model: answers come from functions of the request, so expected metrics are known exactly. */
 export class ScriptedLM implements LanguageModel {
@@ -9,6 +16,7 @@ export class ScriptedLM implements LanguageModel {
     private readonly gen: (r: GenerateUntilRequest, call: number) => string,
     private readonly ll: (r: LoglikelihoodRequest) => number = () => 0,
     capabilities: Partial<Capabilities> = {},
+    private readonly rolling: (text: string) => number = () => 0,
   ) {
     this.capabilities = { loglikelihood: true, loglikelihood_rolling: true, generate_until: true, ...capabilities };
   }
@@ -19,7 +27,7 @@ export class ScriptedLM implements LanguageModel {
     return reqs.map((r) => ({ logprob: this.ll(r), isGreedy: false, tokens: 1 }));
   }
   async loglikelihoodRolling(texts: string[]): Promise<number[]> {
-    return texts.map(() => 0);
+    return texts.map((t) => this.rolling(t));
   }
   async generateUntil(reqs: GenerateUntilRequest[]): Promise<string[]> {
     return reqs.map((r) => {

@@ -15,7 +15,8 @@ export function nativeBatchMatMulConfig(addon: NativeAddon, fallback: tf.KernelC
     const backend = asWasmBackend(b);
     if (!backend || a.dtype !== 'float32' || bb.dtype !== 'float32') return fallback.kernelFunc(args);
     const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
-    const ra = a.shape.length, rb = bb.shape.length;
+    const ra = a.shape.length,
+      rb = bb.shape.length;
     const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
     const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
     const kb = transposeB ? bb.shape[rb - 1] : bb.shape[rb - 2];
@@ -23,10 +24,12 @@ export function nativeBatchMatMulConfig(addon: NativeAddon, fallback: tf.KernelC
     if (k !== kb) {
       throw new Error(`BatchMatMul: inner dimensions ${k} and ${kb} of shapes [${a.shape}] and [${bb.shape}] differ`);
     }
-    const batchA = a.shape.slice(0, -2), batchB = bb.shape.slice(0, -2);
+    const batchA = a.shape.slice(0, -2),
+      batchB = bb.shape.slice(0, -2);
     const outBatch = tf.broadcast_util.assertAndGetBroadcastShape(batchA, batchB);
     const nBatch = outBatch.reduce((x, y) => x * y, 1);
-    const offA = new Int32Array(nBatch), offB = new Int32Array(nBatch);
+    const offA = new Int32Array(nBatch),
+      offB = new Int32Array(nBatch);
     fillBroadcastOffsets(offA, outBatch, batchA, heapOffset(backend, a), m * k);
     fillBroadcastOffsets(offB, outBatch, batchB, heapOffset(backend, bb), k * n);
     const out = backend.makeOutput([...outBatch, m, n], 'float32');
@@ -39,7 +42,8 @@ export function nativeBatchMatMulConfig(addon: NativeAddon, fallback: tf.KernelC
 
 /** Element offsets of each output batch's operand, following numpy broadcasting of batch dims. */
 function fillBroadcastOffsets(dst: Int32Array, outBatch: number[], inBatch: number[], base: number, matSize: number) {
-  const rank = outBatch.length, pad = rank - inBatch.length;
+  const rank = outBatch.length,
+    pad = rank - inBatch.length;
   const strides = new Array<number>(inBatch.length);
   let s = matSize;
   for (let i = inBatch.length - 1; i >= 0; i--) {

@@ -18,11 +18,20 @@ function wasmOrThrow(b: unknown) {
 export function nativeCrossEntropyConfigs(addon: NativeAddon): tf.KernelConfig[] {
   const forward: tf.KernelFunc = ({ inputs, backend: b }) => {
     const backend = wasmOrThrow(b);
-    const logits = inputs.logits as tf.TensorInfo, targets = inputs.targets as tf.TensorInfo;
+    const logits = inputs.logits as tf.TensorInfo,
+      targets = inputs.targets as tf.TensorInfo;
     const [rows, vocab] = logits.shape;
     const loss = backend.makeOutput([rows], 'float32');
     const lse = backend.makeOutput([rows], 'float32');
-    addon.softmaxXent(backend.wasm.HEAPF32, heapOffset(backend, logits), heapOffset(backend, targets), heapOffset(backend, loss), heapOffset(backend, lse), rows, vocab);
+    addon.softmaxXent(
+      backend.wasm.HEAPF32,
+      heapOffset(backend, logits),
+      heapOffset(backend, targets),
+      heapOffset(backend, loss),
+      heapOffset(backend, lse),
+      rows,
+      vocab,
+    );
     return [loss, lse];
   };
   const grad: tf.KernelFunc = ({ inputs, backend: b }) => {
@@ -30,7 +39,16 @@ export function nativeCrossEntropyConfigs(addon: NativeAddon): tf.KernelConfig[]
     const { logits, targets, lse, dy } = inputs as Record<string, tf.TensorInfo>;
     const [rows, vocab] = logits.shape;
     const out = backend.makeOutput([rows, vocab], 'float32');
-    addon.softmaxXentGrad(backend.wasm.HEAPF32, heapOffset(backend, logits), heapOffset(backend, targets), heapOffset(backend, lse), heapOffset(backend, dy), heapOffset(backend, out), rows, vocab);
+    addon.softmaxXentGrad(
+      backend.wasm.HEAPF32,
+      heapOffset(backend, logits),
+      heapOffset(backend, targets),
+      heapOffset(backend, lse),
+      heapOffset(backend, dy),
+      heapOffset(backend, out),
+      rows,
+      vocab,
+    );
     return out;
   };
   return [

@@ -12,7 +12,16 @@ export function nativeRopeConfig(addon: NativeAddon): tf.KernelConfig {
     const { x, cos, sin } = inputs as Record<string, tf.TensorInfo>;
     const [B, T, heads, D] = x.shape;
     const out = backend.makeOutput(x.shape, 'float32');
-    addon.rope(backend.wasm.HEAPF32, heapOffset(backend, x), heapOffset(backend, cos), heapOffset(backend, sin), heapOffset(backend, out), B * T, heads, D);
+    addon.rope(
+      backend.wasm.HEAPF32,
+      heapOffset(backend, x),
+      heapOffset(backend, cos),
+      heapOffset(backend, sin),
+      heapOffset(backend, out),
+      B * T,
+      heads,
+      D,
+    );
     return out;
   };
   return { kernelName: ROPE, backendName: 'wasm', kernelFunc };

@@ -11,13 +11,15 @@ export function fastSliceConfig(original: tf.KernelConfig): tf.KernelConfig {
   const kernelFunc: tf.KernelFunc = (args) => {
     const backend = asWasmBackend(args.backend);
     const x = args.inputs.x as tf.TensorInfo;
-    if (!backend || x.shape.length === 0 || x.dtype === 'string' || x.dtype === 'complex64') return original.kernelFunc(args);
+    if (!backend || x.shape.length === 0 || x.dtype === 'string' || x.dtype === 'complex64')
+      return original.kernelFunc(args);
     const { begin: b0, size: s0 } = args.attrs as unknown as { begin: number | number[]; size?: number | number[] };
     const [begin, size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, b0, s0);
     const out = backend.makeOutput(size, x.dtype);
     const total = size.reduce((a, n) => a * n, 1);
     if (total === 0) return out;
-    const src = backend.typedArrayFromHeap(x), dst = backend.typedArrayFromHeap(out);
+    const src = backend.typedArrayFromHeap(x),
+      dst = backend.typedArrayFromHeap(out);
     const rank = x.shape.length;
     const strides = new Array<number>(rank);
     for (let d = rank - 1, s = 1; d >= 0; d--) {
@@ -25,10 +27,12 @@ export function fastSliceConfig(original: tf.KernelConfig): tf.KernelConfig {
       s *= x.shape[d];
     }
     // Trailing dimensions taken whole, plus the first partial one, form contiguous runs.
-    let inner = rank - 1, run = 1;
+    let inner = rank - 1,
+      run = 1;
     while (inner > 0 && begin[inner] === 0 && size[inner] === x.shape[inner]) run *= size[inner--];
     run *= size[inner];
-    const srcBase = src.byteOffset / src.BYTES_PER_ELEMENT, dstBase = dst.byteOffset / dst.BYTES_PER_ELEMENT;
+    const srcBase = src.byteOffset / src.BYTES_PER_ELEMENT,
+      dstBase = dst.byteOffset / dst.BYTES_PER_ELEMENT;
     const heap = new (src.constructor as Float32ArrayConstructor)(src.buffer);
     const idx = new Array<number>(inner).fill(0);
     for (let o = 0; o < total; o += run) {

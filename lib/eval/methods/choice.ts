@@ -8,12 +8,17 @@ import { instanceQuery, type Preamble } from './prompt.js';
 export function choiceRequests(task: Task, method: Method, doc: Doc, pre: Preamble): LoglikelihoodRequest[] {
   const choices = doc.choices ?? [];
   // For chat models the instance is the last user turn and the option opens the assistant's reply.
-  const ask = (query: string, continuation: string, turns = pre.turns): LoglikelihoodRequest => ({ context: (turns === pre.turns ? pre.text : '') + query, continuation, messages: [...turns, { role: 'user', content: query }] });
+  const ask = (query: string, continuation: string, turns = pre.turns): LoglikelihoodRequest => ({
+    context: (turns === pre.turns ? pre.text : '') + query,
+    continuation,
+    messages: [...turns, { role: 'user', content: query }],
+  });
   if (method === 'prob') return choices.map((_, j) => ask(instanceQuery(task, method, doc), ` ${LETTERS[j]}`));
   if (doc.choiceContexts) return doc.choiceContexts.map((c) => ask(c, task.targetDelimiter + doc.query));
   const scored = choices.map((c) => ask(doc.query, task.targetDelimiter + c));
   // The same options after the content-free context, for the mutual-information score.
-  const calibration = task.calibration === undefined ? [] : choices.map((c) => ask(task.calibration!, task.targetDelimiter + c, []));
+  const calibration =
+    task.calibration === undefined ? [] : choices.map((c) => ask(task.calibration!, task.targetDelimiter + c, []));
   return [...scored, ...calibration];
 }
 
@@ -24,11 +29,21 @@ export function choiceRequests(task: Task, method: Method, doc: Doc, pre: Preamb
  * log-likelihood after that context: mutual information, LLMBox's ARC/OpenBookQA calibration);
  * tasks with their own definition (TruthfulQA MC2, CrowS-Pairs, LAMBADA) replace these.
  */
-export function choiceMetrics(task: Task, doc: Doc, requests: LoglikelihoodRequest[], results: LoglikelihoodResult[]): Record<string, number> {
+export function choiceMetrics(
+  task: Task,
+  doc: Doc,
+  requests: LoglikelihoodRequest[],
+  results: LoglikelihoodResult[],
+): Record<string, number> {
   // Requests beyond the options are their content-free calibration (see choiceRequests).
   const n = doc.choiceContexts?.length ?? doc.choices?.length ?? results.length;
-  const main = results.slice(0, n), calibration = results.slice(n);
-  const scores: ChoiceScores = { logprobs: main.map((r) => r.logprob), isGreedy: main.map((r) => r.isGreedy), tokens: main.map((r) => r.tokens) };
+  const main = results.slice(0, n),
+    calibration = results.slice(n);
+  const scores: ChoiceScores = {
+    logprobs: main.map((r) => r.logprob),
+    isGreedy: main.map((r) => r.isGreedy),
+    tokens: main.map((r) => r.tokens),
+  };
   if (task.choiceMetrics) return task.choiceMetrics(scores, doc);
   const gold = doc.gold ?? 0;
   const by = (f: (ll: number, j: number) => number) => (argmax(scores.logprobs.map(f)) === gold ? 1 : 0);

@@ -2,6 +2,7 @@ import type { LanguageModel } from '../lm.js';
 import { passAtK } from '../metrics/index.js';
 import type { Doc, Task } from '../tasks/types.js';
 import type { Preamble } from './prompt.js';
+import { DEFAULTS } from '../../util/defaults.js';
 
 export interface GenerationOptions {
   /** Samples per instance (default 1, greedy). More than one samples at `temperature`. */
@@ -22,7 +23,8 @@ export interface GenerationRecord {
 /** The most frequent answer; ties go to the one seen first (self-consistency, Wang et al. 2023). */
 export function majorityVote(answers: string[]): string {
   const counts = new Map<string, number>();
-  let best = answers[0], bestCount = 0;
+  let best = answers[0],
+    bestCount = 0;
   for (const a of answers) {
     const c = (counts.get(a) ?? 0) + 1;
     counts.set(a, c);
@@ -41,7 +43,13 @@ export const metricKey = (metric: string, filter: string) => (filter === 'none' 
  * Generates for a chunk of instances, extracts answers with each filter and scores them. Several
  * samples per instance are reduced by majority vote, or for code by pass@k over all samples.
  */
-export async function runGeneration(lm: LanguageModel, task: Task, docs: Doc[], preambles: Preamble[], opts: GenerationOptions = {}): Promise<GenerationRecord[]> {
+export async function runGeneration(
+  lm: LanguageModel,
+  task: Task,
+  docs: Doc[],
+  preambles: Preamble[],
+  opts: GenerationOptions = {},
+): Promise<GenerationRecord[]> {
   const spec = task.generation!;
   const n = opts.samples ?? 1;
   const contexts = docs.map((d, i) => preambles[i].text + d.query);
@@ -51,7 +59,12 @@ export async function runGeneration(lm: LanguageModel, task: Task, docs: Doc[], 
       messages: [...preambles[i].turns, { role: 'user' as const, content: docs[i].query }],
       until: spec.until,
       maxNewTokens: opts.maxNewTokens ?? spec.maxNewTokens,
-      ...(n > 1 ? { temperature: opts.temperature ?? 0.8, seed: (opts.seed ?? 1234) + i * 7919 + s } : {}),
+      ...(n > 1
+        ? {
+            temperature: opts.temperature ?? DEFAULTS.eval.sampleTemperature,
+            seed: (opts.seed ?? DEFAULTS.eval.seed) + i * 7919 + s,
+          }
+        : {}),
     })),
   );
   const outputs = await lm.generateUntil(requests);
@@ -66,13 +79,15 @@ export async function runGeneration(lm: LanguageModel, task: Task, docs: Doc[], 
         const passed = await Promise.all(extracted.map((a) => spec.score(a, doc)));
         for (const metric of Object.keys(passed[0])) {
           const c = passed.filter((p) => p[metric] === 1).length;
-          for (const k of [1, 5, 10, 100].filter((k) => k <= n)) metrics[metricKey(`${metric}@${k}`, filter)] = passAtK(n, c, k);
+          for (const k of [1, 5, 10, 100].filter((k) => k <= n))
+            metrics[metricKey(`${metric}@${k}`, filter)] = passAtK(n, c, k);
         }
         answers[filter] = extracted[0];
       } else {
         const answer = n > 1 ? majorityVote(extracted) : extracted[0];
         answers[filter] = answer;
-        for (const [m, v] of Object.entries(await spec.score(answer, doc))) metrics[metricKey(n === 1 && spec.samples === 'pass@k' ? `${m}@1` : m, filter)] = v;
+        for (const [m, v] of Object.entries(await spec.score(answer, doc)))
+          metrics[metricKey(n === 1 && spec.samples === 'pass@k' ? `${m}@1` : m, filter)] = v;
       }
     }
     records.push({ context: contexts[i], outputs: outs, answers, metrics });

@@ -4,7 +4,8 @@ import type { Doc, Method, Task } from '../tasks/types.js';
 
 /** The options listed under the question with letters, then "Answer:" (option probability). */
 export function listedOptions(doc: Doc): string {
-  if (doc.question === undefined || !doc.choices) throw new Error(`doc ${doc.id}: the prob method needs the bare question and the options`);
+  if (doc.question === undefined || !doc.choices)
+    throw new Error(`doc ${doc.id}: the prob method needs the bare question and the options`);
   return `${doc.question}\n${doc.choices.map((c, j) => `${LETTERS[j]}. ${c}`).join('\n')}\nAnswer:`;
 }
 
@@ -16,7 +17,8 @@ export function instanceQuery(task: Task, method: Method, doc: Doc): string {
 /** A solved example: the query followed by its answer under the method. */
 export function solvedExample(task: Task, method: Method, doc: Doc): string {
   if (method === 'gen') return doc.query + task.targetDelimiter + (doc.target ?? doc.references?.[0] ?? '');
-  if (doc.gold === undefined || !doc.choices) throw new Error(`doc ${doc.id}: a multiple-choice example needs options and a gold index`);
+  if (doc.gold === undefined || !doc.choices)
+    throw new Error(`doc ${doc.id}: a multiple-choice example needs options and a gold index`);
   if (method === 'prob') return `${listedOptions(doc)} ${LETTERS[doc.gold]}`;
   if (doc.choiceContexts) return doc.choiceContexts[doc.gold] + task.targetDelimiter + doc.query;
   return doc.query + task.targetDelimiter + doc.choices[doc.gold];
@@ -24,7 +26,10 @@ export function solvedExample(task: Task, method: Method, doc: Doc): string {
 
 /** Description, solved examples each followed by the few-shot delimiter: everything before the instance. */
 export function fewshotPrefix(task: Task, method: Method, doc: Doc, examples: Doc[]): string {
-  return (task.description?.(doc) ?? '') + examples.map((e) => solvedExample(task, method, e) + task.fewshotDelimiter).join('');
+  return (
+    (task.description?.(doc) ?? '') +
+    examples.map((e) => solvedExample(task, method, e) + task.fewshotDelimiter).join('')
+  );
 }
 
 /** A solved example as one chat exchange: what the user asks and what the assistant answers. */
@@ -32,7 +37,8 @@ export function exampleTurns(task: Task, method: Method, doc: Doc): [Message, Me
   const ask = (content: string): Message => ({ role: 'user', content });
   const answer = (content: string): Message => ({ role: 'assistant', content });
   if (method === 'gen') return [ask(doc.query), answer(doc.target ?? doc.references?.[0] ?? '')];
-  if (doc.gold === undefined || !doc.choices) throw new Error(`doc ${doc.id}: a multiple-choice example needs options and a gold index`);
+  if (doc.gold === undefined || !doc.choices)
+    throw new Error(`doc ${doc.id}: a multiple-choice example needs options and a gold index`);
   if (method === 'prob') return [ask(listedOptions(doc)), answer(LETTERS[doc.gold])];
   if (doc.choiceContexts) return [ask(doc.choiceContexts[doc.gold]), answer(doc.query.trim())];
   return [ask(doc.query), answer(doc.choices[doc.gold])];
@@ -52,6 +58,9 @@ export function preamble(task: Task, method: Method, doc: Doc, examples: Doc[]):
   const description = task.description?.(doc).trim() ?? '';
   return {
     text: fewshotPrefix(task, method, doc, examples),
-    turns: [...(description ? [{ role: 'system' as const, content: description }] : []), ...examples.flatMap((e) => exampleTurns(task, method, e))],
+    turns: [
+      ...(description ? [{ role: 'system' as const, content: description }] : []),
+      ...examples.flatMap((e) => exampleTurns(task, method, e)),
+    ],
   };
 }

@@ -14,8 +14,16 @@ export interface BleuScore {
 }
 
 function tokenize13a(line: string): string {
-  let s = line.replace(/<skipped>/g, '').replace(/-\n/g, '').replace(/\n/g, ' ');
-  if (s.includes('&')) s = s.replace(/&quot;/g, '"').replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>');
+  let s = line
+    .replace(/<skipped>/g, '')
+    .replace(/-\n/g, '')
+    .replace(/\n/g, ' ');
+  if (s.includes('&'))
+    s = s
+      .replace(/&quot;/g, '"')
+      .replace(/&amp;/g, '&')
+      .replace(/&lt;/g, '<')
+      .replace(/&gt;/g, '>');
   s = ` ${s} `
     .replace(/([{-~[-` -&(-+:-@/])/g, ' $1 ')
     .replace(/([^0-9])([.,])/g, '$1 $2 ')
@@ -30,7 +38,9 @@ function tokenizeIntl(line: string): string {
     .replace(/(\P{N})(\p{P})/gu, '$1 $2 ')
     .replace(/(\p{P})(\P{N})/gu, ' $1 $2')
     .replace(/(\p{S})/gu, ' $1 ')
-    .split(/\s+/).filter(Boolean).join(' ');
+    .split(/\s+/)
+    .filter(Boolean)
+    .join(' ');
 }
 
 /** Chinese and Japanese: every CJK character is a token, the rest as 13a (sacrebleu's "zh" idea). */
@@ -40,7 +50,14 @@ function tokenizeCjk(line: string): string {
 
 export function bleuTokenize(line: string, tokenizer: BleuTokenizer = '13a'): string[] {
   const s = line.trim();
-  const t = tokenizer === '13a' ? tokenize13a(s) : tokenizer === 'intl' ? tokenizeIntl(s) : tokenizer === 'zh' ? tokenizeCjk(s) : s;
+  const t =
+    tokenizer === '13a'
+      ? tokenize13a(s)
+      : tokenizer === 'intl'
+        ? tokenizeIntl(s)
+        : tokenizer === 'zh'
+          ? tokenizeCjk(s)
+          : s;
   return t.split(' ').filter(Boolean);
 }
 
@@ -57,17 +74,24 @@ function ngramCounts(tokens: string[], n: number): Map<string, number> {
  * BLEU of hypotheses against reference streams: `references[r][i]` is reference r of hypothesis i
  * (sacrebleu's layout).
  */
-export function corpusBleu(hypotheses: string[], references: string[][], opts: { tokenizer?: BleuTokenizer; lowercase?: boolean } = {}): BleuScore {
+export function corpusBleu(
+  hypotheses: string[],
+  references: string[][],
+  opts: { tokenizer?: BleuTokenizer; lowercase?: boolean } = {},
+): BleuScore {
   const prep = (s: string) => bleuTokenize(opts.lowercase ? s.toLowerCase() : s, opts.tokenizer);
-  const correct = [0, 0, 0, 0], total = [0, 0, 0, 0];
-  let sysLen = 0, refLen = 0;
+  const correct = [0, 0, 0, 0],
+    total = [0, 0, 0, 0];
+  let sysLen = 0,
+    refLen = 0;
   hypotheses.forEach((hyp, i) => {
     const h = prep(hyp);
     const refs = references.map((stream) => prep(stream[i]));
     sysLen += h.length;
     let closest = refs[0].length;
     for (const r of refs) {
-      const d = Math.abs(r.length - h.length), best = Math.abs(closest - h.length);
+      const d = Math.abs(r.length - h.length),
+        best = Math.abs(closest - h.length);
       if (d < best || (d === best && r.length < closest)) closest = r.length;
     }
     refLen += closest;
@@ -97,5 +121,9 @@ export function corpusBleu(hypotheses: string[], references: string[][], opts: {
 
 /** BLEU of one hypothesis against its references (lm-eval's truthfulqa uses corpus BLEU of a single pair). */
 export function sentenceBleu(hypothesis: string, references: string[], tokenizer: BleuTokenizer = '13a'): number {
-  return corpusBleu([hypothesis], references.map((r) => [r]), { tokenizer }).score;
+  return corpusBleu(
+    [hypothesis],
+    references.map((r) => [r]),
+    { tokenizer },
+  ).score;
 }

@@ -9,21 +9,28 @@ export interface RougeScore {
 }
 
 export function rougeTokenize(text: string): string[] {
-  return text.toLowerCase().replace(/[^a-z0-9]+/g, ' ').split(' ').filter(Boolean);
+  return text
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, ' ')
+    .split(' ')
+    .filter(Boolean);
 }
 
 function score(overlap: number, predLen: number, refLen: number): RougeScore {
-  const precision = predLen ? overlap / predLen : 0, recall = refLen ? overlap / refLen : 0;
+  const precision = predLen ? overlap / predLen : 0,
+    recall = refLen ? overlap / refLen : 0;
   return { precision, recall, fmeasure: precision + recall > 0 ? (2 * precision * recall) / (precision + recall) : 0 };
 }
 
 export function rougeN(reference: string, prediction: string, n: number): RougeScore {
   const grams = (t: string[]) => {
     const m = new Map<string, number>();
-    for (let i = 0; i + n <= t.length; i++) m.set(t.slice(i, i + n).join(' '), (m.get(t.slice(i, i + n).join(' ')) ?? 0) + 1);
+    for (let i = 0; i + n <= t.length; i++)
+      m.set(t.slice(i, i + n).join(' '), (m.get(t.slice(i, i + n).join(' ')) ?? 0) + 1);
     return m;
   };
-  const r = grams(rougeTokenize(reference)), p = grams(rougeTokenize(prediction));
+  const r = grams(rougeTokenize(reference)),
+    p = grams(rougeTokenize(prediction));
   let overlap = 0;
   for (const [g, c] of p) overlap += Math.min(c, r.get(g) ?? 0);
   const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
@@ -31,7 +38,8 @@ export function rougeN(reference: string, prediction: string, n: number): RougeS
 }
 
 export function rougeL(reference: string, prediction: string): RougeScore {
-  const r = rougeTokenize(reference), p = rougeTokenize(prediction);
+  const r = rougeTokenize(reference),
+    p = rougeTokenize(prediction);
   const row = new Array<number>(p.length + 1).fill(0);
   for (let i = 1; i <= r.length; i++) {
     let diag = 0;

@@ -35,7 +35,8 @@ function tokenF1(prediction: string, reference: string): number {
     }
   }
   if (same === 0) return 0;
-  const precision = same / p.length, recall = same / r.length;
+  const precision = same / p.length,
+    recall = same / r.length;
   return (2 * precision * recall) / (precision + recall);
 }
 

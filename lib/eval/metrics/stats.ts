@@ -1,4 +1,4 @@
-import { seededRandom } from '../../models/sampling.js';
+import { seededRandom } from '../../util/random.js';
 
 /** Probabilities from log-likelihoods (softmax, shifted by the maximum so nothing overflows). */
 export function softmax(logits: number[]): number[] {

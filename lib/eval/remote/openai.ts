@@ -9,10 +9,21 @@ import { LlmboxError } from '../../errors.js';
 import { sha256 } from '../results.js';
 import { envSecret } from '../../util/env.js';
 import type { Message } from '../../data/records.js';
-import { splitTrailingSpaces, type Capabilities, type ChatReply, type ChatTurnOptions, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type ModelDescription } from '../lm.js';
+import {
+  splitTrailingSpaces,
+  type Capabilities,
+  type ChatReply,
+  type ChatTurnOptions,
+  type GenerateUntilRequest,
+  type LanguageModel,
+  type LoglikelihoodRequest,
+  type LoglikelihoodResult,
+  type ModelDescription,
+} from '../lm.js';
 import { withSystemPrompt } from '../chat.js';
 import { defaultRequestCacheDir } from './request-cache.js';
 import { call, cutAtStops, Transport, type RemoteOptions, type RequestStats } from './transport.js';
+import { DEFAULTS } from '../../util/defaults.js';
 
 export type Endpoint = 'completions' | 'chat';
 
@@ -58,17 +69,24 @@ export class OpenAICompatibleLM implements LanguageModel {
     // A key is sent only where asked for: a local server never sees the user's OpenAI key by accident.
     const apiKey = opts.apiKeyEnv ? envSecret(opts.apiKeyEnv, '--api-key-env') : '';
     const servers = opts.servers.map((s) => s.replace(/\/+$/, ''));
-    let transport!: Transport<OpenAI>;
-    const clients = servers.map((baseURL) => new OpenAI({
-      baseURL,
-      // Local servers need no key; the SDK insists on a string.
-      apiKey: apiKey || 'EMPTY',
-      maxRetries: opts.maxRetries ?? 5,
-      timeout: (opts.timeoutSeconds ?? 300) * 1000,
-      fetch: (input, init) => transport.countingFetch()(input, init),
-    }));
-    transport = new Transport(clients, servers, JSON.stringify([servers, opts.model, this.endpoint]), opts.concurrency ?? 4, opts.requestCache ?? defaultRequestCacheDir());
-    this.transport = transport;
+    const clients = servers.map(
+      (baseURL) =>
+        new OpenAI({
+          baseURL,
+          // Local servers need no key; the SDK insists on a string.
+          apiKey: apiKey || 'EMPTY',
+          maxRetries: opts.maxRetries ?? DEFAULTS.remote.maxRetries,
+          timeout: (opts.timeoutSeconds ?? DEFAULTS.remote.timeoutSeconds) * 1000,
+          fetch: (input, init) => this.transport.countingFetch()(input, init),
+        }),
+    );
+    this.transport = new Transport(
+      clients,
+      servers,
+      JSON.stringify([servers, opts.model, this.endpoint]),
+      opts.concurrency ?? DEFAULTS.remote.concurrency,
+      opts.requestCache ?? defaultRequestCacheDir(),
+    );
   }
 
   get stats(): RequestStats {
@@ -91,22 +109,36 @@ export class OpenAICompatibleLM implements LanguageModel {
   /** Sends a completions request (or answers it from the cache), keeping what scoring and generation read. */
   private complete(body: Record<string, unknown>): Promise<Choice> {
     return this.transport.request(['completions', body], async (client, server) => {
-      const r = await call(server, () => client.completions.create(body as unknown as OpenAI.CompletionCreateParamsNonStreaming));
+      const r = await call(server, () =>
+        client.completions.create(body as unknown as OpenAI.CompletionCreateParamsNonStreaming),
+      );
       const c = r.choices?.[0];
       if (!c) throw new Error(`server ${server}: a completion without choices`);
       const lp = c.logprobs;
       return {
         text: c.text,
-        logprobs: lp?.token_logprobs && lp.text_offset
-          ? { token_logprobs: lp.token_logprobs, text_offset: lp.text_offset, top: (lp.top_logprobs ?? []).map((t) => (t ? Math.max(...Object.values(t)) : null)) }
-          : null,
+        logprobs:
+          lp?.token_logprobs && lp.text_offset
+            ? {
+                token_logprobs: lp.token_logprobs,
+                text_offset: lp.text_offset,
+                top: (lp.top_logprobs ?? []).map((t) => (t ? Math.max(...Object.values(t)) : null)),
+              }
+            : null,
       };
     });
   }
 
   /** The prompt echoed with its log-probabilities; the first call learns whether the server takes max_tokens 0. */
   private async echo(prompt: string): Promise<Choice> {
-    const body = (n: number) => ({ model: this.opts.model, prompt, max_tokens: n, echo: true, logprobs: 1, temperature: 0 });
+    const body = (n: number) => ({
+      model: this.opts.model,
+      prompt,
+      max_tokens: n,
+      echo: true,
+      logprobs: 1,
+      temperature: 0,
+    });
     if (this.echoKnown) return this.complete(body(this.echoTokens));
     try {
       const choice = await this.complete(body(0));
@@ -132,11 +164,20 @@ export class OpenAICompatibleLM implements LanguageModel {
   async loglikelihood(requests: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
     if (this.endpoint === 'chat') return this.optionLogprobs(requests);
     // Requests sharing a context go out together, so the server's prefix cache sees them back to back.
-    const order = requests.map((_, i) => i).sort((a, b) => (requests[a].context < requests[b].context ? -1 : requests[a].context > requests[b].context ? 1 : a - b));
+    const order = requests
+      .map((_, i) => i)
+      .sort((a, b) =>
+        requests[a].context < requests[b].context ? -1 : requests[a].context > requests[b].context ? 1 : a - b,
+      );
     const out = new Array<LoglikelihoodResult>(requests.length);
     await this.each(order, async (i) => {
       const [context, continuation] = splitTrailingSpaces(requests[i].context, requests[i].continuation);
-      out[i] = scoreSpan(await this.echo(context + continuation), context, context.length + continuation.length, this.where());
+      out[i] = scoreSpan(
+        await this.echo(context + continuation),
+        context,
+        context.length + continuation.length,
+        this.where(),
+      );
     });
     return out;
   }
@@ -153,57 +194,107 @@ export class OpenAICompatibleLM implements LanguageModel {
       groups.set(key, [...(groups.get(key) ?? []), i]);
     });
     const out = new Array<LoglikelihoodResult>(requests.length);
-    await Promise.all([...groups.values()].map(async (members) => {
-      const r = requests[members[0]];
-      const body = { model: this.opts.model, messages: withSystemPrompt(r.messages ?? [{ role: 'user', content: r.context }], this.opts.systemPrompt), max_tokens: 1, temperature: 0, logprobs: true, top_logprobs: 20 };
-      const top = await this.transport.request(['chat', body], async (client, server) => {
-        const res = await call(server, () => client.chat.completions.create(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming));
-        const first = res.choices?.[0]?.logprobs?.content?.[0]?.top_logprobs;
-        if (!first?.length) throw new LlmboxError(`server ${server} returned no top_logprobs`, { field: '--endpoint', fix: 'use a server that returns logprobs on chat completions, or --endpoint completions' });
-        return first.map((t) => ({ token: t.token, logprob: t.logprob }));
-      });
-      for (const i of members) {
-        const option = requests[i].continuation.trim();
-        const hits = top.filter((t) => t.token.trim() === option).map((t) => t.logprob);
-        if (!hits.length) {
-          throw new LlmboxError(`option ${JSON.stringify(option)} is not among the top ${top.length} first tokens of ${this.opts.model}'s reply`, { field: '--method', fix: 'score options on a completions endpoint (--endpoint completions), or use --method gen' });
+    await Promise.all(
+      [...groups.values()].map(async (members) => {
+        const r = requests[members[0]];
+        const body = {
+          model: this.opts.model,
+          messages: withSystemPrompt(r.messages ?? [{ role: 'user', content: r.context }], this.opts.systemPrompt),
+          max_tokens: 1,
+          temperature: 0,
+          logprobs: true,
+          top_logprobs: 20,
+        };
+        const top = await this.transport.request(['chat', body], async (client, server) => {
+          const res = await call(server, () =>
+            client.chat.completions.create(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming),
+          );
+          const first = res.choices?.[0]?.logprobs?.content?.[0]?.top_logprobs;
+          if (!first?.length)
+            throw new LlmboxError(`server ${server} returned no top_logprobs`, {
+              field: '--endpoint',
+              fix: 'use a server that returns logprobs on chat completions, or --endpoint completions',
+            });
+          return first.map((t) => ({ token: t.token, logprob: t.logprob }));
+        });
+        for (const i of members) {
+          const option = requests[i].continuation.trim();
+          const hits = top.filter((t) => t.token.trim() === option).map((t) => t.logprob);
+          if (!hits.length) {
+            throw new LlmboxError(
+              `option ${JSON.stringify(option)} is not among the top ${top.length} first tokens of ${this.opts.model}'s reply`,
+              {
+                field: '--method',
+                fix: 'score options on a completions endpoint (--endpoint completions), or use --method gen',
+              },
+            );
+          }
+          const max = Math.max(...hits);
+          const logprob = max + Math.log(hits.reduce((a, x) => a + Math.exp(x - max), 0));
+          out[i] = { logprob, isGreedy: top[0].token.trim() === option, tokens: 1 };
         }
-        const max = Math.max(...hits);
-        const logprob = max + Math.log(hits.reduce((a, x) => a + Math.exp(x - max), 0));
-        out[i] = { logprob, isGreedy: top[0].token.trim() === option, tokens: 1 };
-      }
-    }));
+      }),
+    );
     return out;
   }
 
   async loglikelihoodRolling(texts: string[]): Promise<number[]> {
     this.assertCompletions('loglikelihoodRolling');
     const out = new Array<number>(texts.length);
-    await this.each(texts.map((_, i) => i), async (i) => {
-      out[i] = scoreSpan(await this.echo(texts[i]), '', texts[i].length, this.where()).logprob;
-    });
+    await this.each(
+      texts.map((_, i) => i),
+      async (i) => {
+        out[i] = scoreSpan(await this.echo(texts[i]), '', texts[i].length, this.where()).logprob;
+      },
+    );
     return out;
   }
 
   async generateUntil(requests: GenerateUntilRequest[]): Promise<string[]> {
     const maxModelLen = await this.contextWindow();
-    return Promise.all(requests.map(async (r) => {
-      const maxTokens = r.maxNewTokens ?? 256;
-      // Servers that report their window (vLLM, llmbox serve) keep the prompt's last tokens, as local generation does.
-      const truncate = maxModelLen ? { truncate_prompt_tokens: Math.max(1, maxModelLen - maxTokens) } : {};
-      const sampling = { temperature: r.temperature ?? 0, ...(r.seed !== undefined ? { seed: r.seed } : {}) };
-      // OpenAI takes at most 4 stop strings; every one is applied here as well.
-      const stop = r.until.filter((s) => s.length > 0).slice(0, 4);
-      let text: string;
-      if (this.endpoint === 'chat') {
-        // Few-shot examples travel as earlier turns (lm-eval's fewshot_as_multiturn).
-        const messages = withSystemPrompt(r.messages ?? [{ role: 'user', content: r.context }], this.opts.systemPrompt);
-        text = (await this.chatReply({ model: this.opts.model, messages, max_tokens: maxTokens, ...sampling, ...(stop.length ? { stop } : {}), ...truncate }, r.until)).text;
-      } else {
-        text = (await this.complete({ model: this.opts.model, prompt: r.context, max_tokens: maxTokens, ...sampling, ...(stop.length ? { stop } : {}), ...truncate })).text;
-      }
-      return cutAtStops(text, r.until);
-    }));
+    return Promise.all(
+      requests.map(async (r) => {
+        const maxTokens = r.maxNewTokens ?? DEFAULTS.eval.maxNewTokens;
+        // Servers that report their window (vLLM, llmbox serve) keep the prompt's last tokens, as local generation does.
+        const truncate = maxModelLen ? { truncate_prompt_tokens: Math.max(1, maxModelLen - maxTokens) } : {};
+        const sampling = { temperature: r.temperature ?? 0, ...(r.seed !== undefined ? { seed: r.seed } : {}) };
+        // OpenAI takes at most 4 stop strings; every one is applied here as well.
+        const stop = r.until.filter((s) => s.length > 0).slice(0, 4);
+        let text: string;
+        if (this.endpoint === 'chat') {
+          // Few-shot examples travel as earlier turns (lm-eval's fewshot_as_multiturn).
+          const messages = withSystemPrompt(
+            r.messages ?? [{ role: 'user', content: r.context }],
+            this.opts.systemPrompt,
+          );
+          text = (
+            await this.chatReply(
+              {
+                model: this.opts.model,
+                messages,
+                max_tokens: maxTokens,
+                ...sampling,
+                ...(stop.length ? { stop } : {}),
+                ...truncate,
+              },
+              r.until,
+            )
+          ).text;
+        } else {
+          text = (
+            await this.complete({
+              model: this.opts.model,
+              prompt: r.context,
+              max_tokens: maxTokens,
+              ...sampling,
+              ...(stop.length ? { stop } : {}),
+              ...truncate,
+            })
+          ).text;
+        }
+        return cutAtStops(text, r.until);
+      }),
+    );
   }
 
   /** A conversation's next turn through /v1/chat/completions (the server's template), streamed when onText is given. */
@@ -211,7 +302,7 @@ export class OpenAICompatibleLM implements LanguageModel {
     const body = {
       model: this.opts.model,
       messages: withSystemPrompt(messages, this.opts.systemPrompt),
-      max_tokens: opts.maxNewTokens ?? 256,
+      max_tokens: opts.maxNewTokens ?? DEFAULTS.eval.maxNewTokens,
       temperature: opts.temperature ?? 0,
       ...(opts.topP !== undefined ? { top_p: opts.topP } : {}),
       ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
@@ -221,16 +312,31 @@ export class OpenAICompatibleLM implements LanguageModel {
   }
 
   /** One chat completion (or its cached reply), streamed to onText when given; the text is cut at the stop strings. */
-  private async chatReply(body: Record<string, unknown>, stops: string[], onText?: (delta: string) => void): Promise<ChatReply> {
+  private async chatReply(
+    body: Record<string, unknown>,
+    stops: string[],
+    onText?: (delta: string) => void,
+  ): Promise<ChatReply> {
     let streamed = false;
     const reply = await this.transport.request(['chat', body], async (client, server) => {
       if (!onText) {
-        const r = await call(server, () => client.chat.completions.create(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming));
-        return { text: r.choices?.[0]?.message?.content ?? '', finishReason: r.choices?.[0]?.finish_reason === 'length' ? ('length' as const) : ('stop' as const) };
+        const r = await call(server, () =>
+          client.chat.completions.create(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming),
+        );
+        return {
+          text: r.choices?.[0]?.message?.content ?? '',
+          finishReason: r.choices?.[0]?.finish_reason === 'length' ? ('length' as const) : ('stop' as const),
+        };
       }
       streamed = true;
-      const stream = await call(server, () => client.chat.completions.create({ ...body, stream: true } as unknown as OpenAI.ChatCompletionCreateParamsStreaming));
-      let text = '', finishReason: ChatReply['finishReason'] = 'stop';
+      const stream = await call(server, () =>
+        client.chat.completions.create({
+          ...body,
+          stream: true,
+        } as unknown as OpenAI.ChatCompletionCreateParamsStreaming),
+      );
+      let text = '',
+        finishReason: ChatReply['finishReason'] = 'stop';
       for await (const chunk of stream) {
         const delta = chunk.choices?.[0]?.delta?.content ?? '';
         if (delta) onText(delta);
@@ -248,8 +354,13 @@ export class OpenAICompatibleLM implements LanguageModel {
     if (this.maxModelLen !== undefined) return this.maxModelLen;
     const card = await this.transport.request(['models', this.opts.model], async (client, server) => {
       const list = await call(server, () => client.models.list());
-      const found = list.data.find((m) => m.id === this.opts.model) as (OpenAI.Model & { max_model_len?: number }) | undefined;
-      if (!found) throw new LlmboxError(`server ${server} does not serve model ${this.opts.model}`, { field: '--model', fix: `use one of: ${list.data.map((m) => m.id).join(', ')}` });
+      const found = list.data.find((m) => m.id === this.opts.model) as
+        (OpenAI.Model & { max_model_len?: number }) | undefined;
+      if (!found)
+        throw new LlmboxError(`server ${server} does not serve model ${this.opts.model}`, {
+          field: '--model',
+          fix: `use one of: ${list.data.map((m) => m.id).join(', ')}`,
+        });
       return { maxModelLen: typeof found.max_model_len === 'number' ? found.max_model_len : null };
     });
     this.maxModelLen = card.maxModelLen;
@@ -257,7 +368,11 @@ export class OpenAICompatibleLM implements LanguageModel {
   }
 
   private assertCompletions(what: string): void {
-    if (this.endpoint === 'chat') throw new LlmboxError(`${what}: ${NO_PROMPT_LOGPROBS}`, { field: '--endpoint', fix: 'use --endpoint completions, or --method gen' });
+    if (this.endpoint === 'chat')
+      throw new LlmboxError(`${what}: ${NO_PROMPT_LOGPROBS}`, {
+        field: '--endpoint',
+        fix: 'use --endpoint completions, or --method gen',
+      });
   }
 
   private where(): string {
@@ -271,24 +386,40 @@ export class OpenAICompatibleLM implements LanguageModel {
  */
 export function scoreSpan(choice: Choice, context: string, end: number, server: string): LoglikelihoodResult {
   const lp = choice.logprobs;
-  if (!lp) throw new LlmboxError(`server ${server} returned no prompt log-probabilities`, { field: '--model', fix: 'the server must support echo with logprobs on /v1/completions (vLLM, SGLang, llama.cpp server and llmbox serve do); else use --method gen' });
+  if (!lp)
+    throw new LlmboxError(`server ${server} returned no prompt log-probabilities`, {
+      field: '--model',
+      fix: 'the server must support echo with logprobs on /v1/completions (vLLM, SGLang, llama.cpp server and llmbox serve do); else use --method gen',
+    });
   if (!choice.text.startsWith(context)) {
-    throw new LlmboxError(`server ${server} echoed a prompt that differs from the one sent`, { field: '--model', fix: 'the server must echo the prompt unchanged (echo: true)' });
+    throw new LlmboxError(`server ${server} echoed a prompt that differs from the one sent`, {
+      field: '--model',
+      fix: 'the server must echo the prompt unchanged (echo: true)',
+    });
   }
-  let logprob = 0, tokens = 0, greedy = true;
+  let logprob = 0,
+    tokens = 0,
+    greedy = true;
   lp.text_offset.forEach((offset, i) => {
     if (offset < context.length || offset >= end) return;
     const x = lp.token_logprobs[i];
     // A zero-width first token (BOS) has no log-probability and is not part of the text.
     if (x === null && i === 0 && lp.text_offset[1] === offset) return;
     if (x === null) {
-      throw new LlmboxError(`server ${server} gave no log-probability for a continuation token (position ${i})`, { field: '--model', fix: 'the first prompt token has none: the server must start prompts with BOS, or the context must be non-empty' });
+      throw new LlmboxError(`server ${server} gave no log-probability for a continuation token (position ${i})`, {
+        field: '--model',
+        fix: 'the first prompt token has none: the server must start prompts with BOS, or the context must be non-empty',
+      });
     }
     logprob += x;
     tokens++;
     const top = lp.top[i];
     greedy &&= top !== null && x >= top;
   });
-  if (tokens === 0) throw new LlmboxError(`the continuation after ${JSON.stringify(context.slice(-30))} has no tokens of its own on server ${server}`, { field: '--dataset' });
+  if (tokens === 0)
+    throw new LlmboxError(
+      `the continuation after ${JSON.stringify(context.slice(-30))} has no tokens of its own on server ${server}`,
+      { field: '--dataset' },
+    );
   return { logprob, isGreedy: greedy, tokens };
 }

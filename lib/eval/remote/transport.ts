@@ -126,7 +126,12 @@ export class Transport<Client> {
 
 /** The text before the first stop string. */
 export function cutAtStops(text: string, stops: string[]): string {
-  const at = Math.min(...stops.filter((s) => s.length > 0).map((s) => text.indexOf(s)).filter((i) => i >= 0));
+  const at = Math.min(
+    ...stops
+      .filter((s) => s.length > 0)
+      .map((s) => text.indexOf(s))
+      .filter((i) => i >= 0),
+  );
   return Number.isFinite(at) ? text.slice(0, at) : text;
 }
 
@@ -142,12 +147,20 @@ export async function call<T>(server: string, f: () => Promise<T>): Promise<T> {
     // APIConnectionError (or its timeout subclass) when no answer came.
     const status = (e as { status?: unknown }).status;
     if (typeof status !== 'number' && e instanceof Error && /Connection/.test(e.constructor.name)) {
-      throw new Error(`server ${server}: ${e.constructor.name === 'APIConnectionTimeoutError' ? 'timed out' : 'cannot connect'} (${(e.cause as Error | undefined)?.message ?? e.message}); gave up after retries`);
+      throw new Error(
+        `server ${server}: ${e.constructor.name === 'APIConnectionTimeoutError' ? 'timed out' : 'cannot connect'} (${(e.cause as Error | undefined)?.message ?? e.message}); gave up after retries`,
+      );
     }
     if (typeof status === 'number') {
       const msg = `server ${server} answered ${status}: ${(e as Error).message.replace(/^\d+\s*/, '')}`;
       if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
-        throw new LlmboxError(msg, { field: status === 401 || status === 403 ? '--api-key-env' : '--model', fix: status === 401 || status === 403 ? 'set the API key in the environment variable --api-key-env names' : 'check the model id and the request the server refused' });
+        throw new LlmboxError(msg, {
+          field: status === 401 || status === 403 ? '--api-key-env' : '--model',
+          fix:
+            status === 401 || status === 403
+              ? 'set the API key in the environment variable --api-key-env names'
+              : 'check the model id and the request the server refused',
+        });
       }
       throw new Error(`${msg} (after retries)`);
     }

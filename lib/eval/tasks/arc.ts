@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { LlmboxError } from '../../errors.js';
 import { choiceTask } from './define.js';
-import { field, isArray, isString, readJsonl } from './files.js';
+import { field, isArray, isString, readJsonl } from '../../data/files.js';
 import type { Doc, Task } from './types.js';
 
 /**
@@ -24,9 +24,18 @@ function arcTask(name: string, set: 'Easy' | 'Challenge'): Task {
         const labels = choices.map((_, j) => field(row, `question.choices.${j}.label`, isString, 'a string', file, i));
         const gold = labels.indexOf(answer);
         if (gold < 0) {
-          throw new LlmboxError(`row ${i + 1}: answerKey ${answer} is not one of the labels ${labels.join(', ')}`, { file, field: 'answerKey' });
+          throw new LlmboxError(`row ${i + 1}: answerKey ${answer} is not one of the labels ${labels.join(', ')}`, {
+            file,
+            field: 'answerKey',
+          });
         }
-        return { id: typeof row.id === 'string' ? row.id : `${i}`, query: `Question: ${stem}\nAnswer:`, question: stem, choices: texts, gold };
+        return {
+          id: typeof row.id === 'string' ? row.id : `${i}`,
+          query: `Question: ${stem}\nAnswer:`,
+          question: stem,
+          choices: texts,
+          gold,
+        };
       });
     },
   });

@@ -2,17 +2,37 @@ import { join } from 'node:path';
 import { LlmboxError } from '../../errors.js';
 import { regexFilter } from '../metrics/index.js';
 import { generationTask } from './define.js';
-import { field, isArray, isString, readJson, readText } from './files.js';
+import { field, isArray, isString, readJson, readText } from '../../data/files.js';
 import type { Doc, Task, TaskGroup } from './types.js';
 
 export const BBH_TASKS = [
-  'boolean_expressions', 'causal_judgement', 'date_understanding', 'disambiguation_qa', 'dyck_languages',
-  'formal_fallacies', 'geometric_shapes', 'hyperbaton', 'logical_deduction_five_objects',
-  'logical_deduction_seven_objects', 'logical_deduction_three_objects', 'movie_recommendation',
-  'multistep_arithmetic_two', 'navigate', 'object_counting', 'penguins_in_a_table',
-  'reasoning_about_colored_objects', 'ruin_names', 'salient_translation_error_detection', 'snarks',
-  'sports_understanding', 'temporal_sequences', 'tracking_shuffled_objects_five_objects',
-  'tracking_shuffled_objects_seven_objects', 'tracking_shuffled_objects_three_objects', 'web_of_lies', 'word_sorting',
+  'boolean_expressions',
+  'causal_judgement',
+  'date_understanding',
+  'disambiguation_qa',
+  'dyck_languages',
+  'formal_fallacies',
+  'geometric_shapes',
+  'hyperbaton',
+  'logical_deduction_five_objects',
+  'logical_deduction_seven_objects',
+  'logical_deduction_three_objects',
+  'movie_recommendation',
+  'multistep_arithmetic_two',
+  'navigate',
+  'object_counting',
+  'penguins_in_a_table',
+  'reasoning_about_colored_objects',
+  'ruin_names',
+  'salient_translation_error_detection',
+  'snarks',
+  'sports_understanding',
+  'temporal_sequences',
+  'tracking_shuffled_objects_five_objects',
+  'tracking_shuffled_objects_seven_objects',
+  'tracking_shuffled_objects_three_objects',
+  'web_of_lies',
+  'word_sorting',
 ];
 
 /** The answer after "the answer is", up to the end of its sentence. */
@@ -37,7 +57,10 @@ function bbhTask(name: string): Task {
       const cotPrompt = text.slice(at + 6).trim() + '\n\n';
       const file = join(dataDir, 'bbh', `${name}.json`);
       const data = readJson(file) as Record<string, unknown>;
-      const examples = field(data, 'examples', isArray, 'a list of {input, target}', file, 0) as Record<string, unknown>[];
+      const examples = field(data, 'examples', isArray, 'a list of {input, target}', file, 0) as Record<
+        string,
+        unknown
+      >[];
       return examples.map((row, i): Doc => ({
         id: `bbh-${name}-${i}`,
         query: `Q: ${field(row, 'input', isString, 'a string', file, i)}\nA: Let's think step by step.`,

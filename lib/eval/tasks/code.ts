@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { runPython } from '../sandbox.js';
 import { generationTask } from './define.js';
-import { field, isInt, isString, isStringArray, readJsonl } from './files.js';
+import { field, isInt, isString, isStringArray, readJsonl } from '../../data/files.js';
 import type { Doc } from './types.js';
 
 /** Runs a program built from the completion; 1 when it exits cleanly. */
@@ -32,7 +32,8 @@ export const humaneval = generationTask({
     until: ['\nclass', '\ndef', '\n#', '\nif', '\nprint'],
     maxNewTokens: 512,
     filters: { none: (t) => t },
-    score: (completion, doc) => passes(`${doc.query}${completion}\n\n${doc.references![0]}\n\ncheck(${doc.extra!.entryPoint as string})\n`),
+    score: (completion, doc) =>
+      passes(`${doc.query}${completion}\n\n${doc.references![0]}\n\ncheck(${doc.extra!.entryPoint as string})\n`),
     samples: 'pass@k',
     executesCode: true,
   },
@@ -57,13 +58,15 @@ export const mbpp = generationTask({
       if (!keep(id)) return [];
       const tests = field(row, 'test_list', isStringArray, 'a list of assert statements', file, i);
       const text = field(row, 'text', isString, 'the task description', file, i);
-      return [{
-        id: `mbpp-${id}`,
-        query: `You are an expert Python programmer, and here is your task: ${text} Your code should pass these tests:\n\n${tests.join('\n')}\n[BEGIN]\n`,
-        target: `${field(row, 'code', isString, 'Python source', file, i)}\n[DONE]`,
-        references: tests,
-        extra: { setup: typeof row.test_setup_code === 'string' ? row.test_setup_code : '' },
-      }];
+      return [
+        {
+          id: `mbpp-${id}`,
+          query: `You are an expert Python programmer, and here is your task: ${text} Your code should pass these tests:\n\n${tests.join('\n')}\n[BEGIN]\n`,
+          target: `${field(row, 'code', isString, 'Python source', file, i)}\n[DONE]`,
+          references: tests,
+          extra: { setup: typeof row.test_setup_code === 'string' ? row.test_setup_code : '' },
+        },
+      ];
     });
   },
   generation: {

@@ -3,8 +3,8 @@ import { Template } from '@huggingface/jinja';
 import { LlmboxError } from '../../errors.js';
 import { exactMatch, f1Score, normalizeNumber, lastNumber } from '../metrics/index.js';
 import { choiceTask, generationTask } from './define.js';
-import { readJson } from './files.js';
-import { readRows } from '../../data/read.js';
+import { readJson } from '../../data/files.js';
+import { readRows, type DataRow } from '../../data/read.js';
 import type { Doc, GenerationSpec, Task } from './types.js';
 
 /**
@@ -45,12 +45,18 @@ export interface TaskConfig {
 
 type Check = (v: unknown) => boolean;
 const isStr: Check = (v) => typeof v === 'string';
-const oneOf = (...xs: string[]): Check => (v) => typeof v === 'string' && xs.includes(v);
+const oneOf =
+  (...xs: string[]): Check =>
+  (v) =>
+    typeof v === 'string' && xs.includes(v);
 const strOrList: Check = (v) => typeof v === 'string' || (Array.isArray(v) && v.length > 0 && v.every(isStr));
 
 /** Every field a config may have, with the type it must have: "3" is not 3, and a field llmbox does not know is an error, not ignored. */
 const FIELDS: Record<keyof TaskConfig, [Check, string]> = {
-  task: [(v) => typeof v === 'string' && /^[A-Za-z0-9][\w.-]*$/.test(v), 'a name of letters, digits, _ . - (no path separators)'],
+  task: [
+    (v) => typeof v === 'string' && /^[A-Za-z0-9][\w.-]*$/.test(v),
+    'a name of letters, digits, _ . - (no path separators)',
+  ],
   test_split: [isStr, 'a data file path'],
   fewshot_split: [isStr, 'a data file path'],
   output_type: [oneOf('multiple_choice', 'generate_until'), 'multiple_choice or generate_until'],
@@ -63,30 +69,68 @@ const FIELDS: Record<keyof TaskConfig, [Check, string]> = {
   target_delimiter: [isStr, 'a string'],
   fewshot_delimiter: [isStr, 'a string'],
   method: [oneOf('ppl', 'prob'), 'ppl or prob'],
-  generation_kwargs: [(v) => !!v && typeof v === 'object' && !Array.isArray(v), 'an object with until and max_gen_toks'],
+  generation_kwargs: [
+    (v) => !!v && typeof v === 'object' && !Array.isArray(v),
+    'an object with until and max_gen_toks',
+  ],
   metric: [oneOf('exact_match', 'f1', 'number'), 'exact_match, f1 or number'],
   version: [(v) => typeof v === 'number' && Number.isFinite(v), 'a number'],
   replace_builtin: [(v) => typeof v === 'boolean', 'true or false'],
 };
 
 function checkFields(cfg: Record<string, unknown>, path: string): void {
-  if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg)) throw new LlmboxError('a task config must be a JSON object', { file: path });
+  if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg))
+    throw new LlmboxError('a task config must be a JSON object', { file: path });
   for (const [key, value] of Object.entries(cfg)) {
     const spec = FIELDS[key as keyof TaskConfig];
-    if (!spec) throw new LlmboxError(`unknown field ${key}`, { file: path, field: key, fix: `the fields are ${Object.keys(FIELDS).join(', ')}` });
-    if (!spec[0](value)) throw new LlmboxError(`field ${key} must be ${spec[1]}, got ${JSON.stringify(value)?.slice(0, 60)}`, { file: path, field: key });
+    if (!spec)
+      throw new LlmboxError(`unknown field ${key}`, {
+        file: path,
+        field: key,
+        fix: `the fields are ${Object.keys(FIELDS).join(', ')}`,
+      });
+    if (!spec[0](value))
+      throw new LlmboxError(`field ${key} must be ${spec[1]}, got ${JSON.stringify(value)?.slice(0, 60)}`, {
+        file: path,
+        field: key,
+      });
   }
   const g = cfg.generation_kwargs as Record<string, unknown> | undefined;
   for (const [key, value] of Object.entries(g ?? {})) {
-    const ok = key === 'until' ? strOrList(value) : key === 'max_gen_toks' ? Number.isInteger(value) && (value as number) > 0 : false;
-    if (!ok) throw new LlmboxError(key === 'until' || key === 'max_gen_toks' ? `generation_kwargs.${key} must be ${key === 'until' ? 'a string or a list of strings' : 'a positive integer'}` : `unknown field generation_kwargs.${key}`, { file: path, field: `generation_kwargs.${key}` });
+    const ok =
+      key === 'until'
+        ? strOrList(value)
+        : key === 'max_gen_toks'
+          ? Number.isInteger(value) && (value as number) > 0
+          : false;
+    if (!ok)
+      throw new LlmboxError(
+        key === 'until' || key === 'max_gen_toks'
+          ? `generation_kwargs.${key} must be ${key === 'until' ? 'a string or a list of strings' : 'a positive integer'}`
+          : `unknown field generation_kwargs.${key}`,
+        { file: path, field: `generation_kwargs.${key}` },
+      );
   }
 }
 
 /** Names a Jinja template reads from the row: free identifiers, less loop/set variables and Jinja's globals. */
-const GLOBALS = new Set(['range', 'namespace', 'dict', 'loop', 'raise_exception', 'true', 'false', 'none', 'True', 'False', 'None', 'strftime_now']);
+const GLOBALS = new Set([
+  'range',
+  'namespace',
+  'dict',
+  'loop',
+  'raise_exception',
+  'true',
+  'false',
+  'none',
+  'True',
+  'False',
+  'None',
+  'strftime_now',
+]);
 export function templateVariables(t: Template): string[] {
-  const used = new Set<string>(), bound = new Set<string>();
+  const used = new Set<string>(),
+    bound = new Set<string>();
   const bind = (n: unknown) => walkNames(n, (name) => bound.add(name));
   const visit = (n: unknown): void => {
     if (Array.isArray(n)) return n.forEach(visit);
@@ -113,7 +157,8 @@ export function templateVariables(t: Template): string[] {
       case 'FilterExpression':
       case 'TestExpression':
         visit(node.operand);
-        if (node.filter && (node.filter as Record<string, unknown>).type === 'CallExpression') visit((node.filter as Record<string, unknown>).args);
+        if (node.filter && (node.filter as Record<string, unknown>).type === 'CallExpression')
+          visit((node.filter as Record<string, unknown>).args);
         return;
       case 'KeywordArgumentExpression':
         visit(node.value);
@@ -133,8 +178,6 @@ function walkNames(n: unknown, f: (name: string) => void): void {
   for (const v of Object.values(node)) walkNames(v, f);
 }
 
-type Row = Record<string, unknown>;
-
 /** Reads a task config and its data files into a Task (the rows are rendered when first read). */
 export async function loadTaskConfig(path: string): Promise<Task> {
   return taskFromConfig(readTaskConfig(path), path);
@@ -149,11 +192,19 @@ function readTaskConfig(path: string): Partial<TaskConfig> {
 
 async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<Task> {
   const need = (key: keyof TaskConfig) => {
-    if (cfg[key] === undefined) throw new LlmboxError(`missing field ${key}`, { file: path, field: key, fix: 'see TaskConfig in lib/eval/tasks/declarative.ts' });
+    if (cfg[key] === undefined)
+      throw new LlmboxError(`missing field ${key}`, {
+        file: path,
+        field: key,
+        fix: 'see TaskConfig in lib/eval/tasks/declarative.ts',
+      });
   };
   (['task', 'test_split', 'output_type', 'doc_to_text', 'doc_to_target'] as const).forEach(need);
   if (cfg.output_type !== 'multiple_choice' && cfg.output_type !== 'generate_until') {
-    throw new LlmboxError(`output_type should be multiple_choice or generate_until, got ${JSON.stringify(cfg.output_type)}`, { file: path, field: 'output_type' });
+    throw new LlmboxError(
+      `output_type should be multiple_choice or generate_until, got ${JSON.stringify(cfg.output_type)}`,
+      { file: path, field: 'output_type' },
+    );
   }
   if (cfg.output_type === 'multiple_choice') need('doc_to_choice');
   const c = cfg as TaskConfig;
@@ -164,17 +215,25 @@ async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<T
       throw new LlmboxError(`bad template: ${(e as Error).message}`, { file: path, field });
     }
   };
-  const text = template(c.doc_to_text, 'doc_to_text'), target = template(c.doc_to_target, 'doc_to_target');
-  const choiceTemplates = Array.isArray(c.doc_to_choice) ? c.doc_to_choice.map((t) => template(t, 'doc_to_choice')) : undefined;
+  const text = template(c.doc_to_text, 'doc_to_text'),
+    target = template(c.doc_to_target, 'doc_to_target');
+  const choiceTemplates = Array.isArray(c.doc_to_choice)
+    ? c.doc_to_choice.map((t) => template(t, 'doc_to_choice'))
+    : undefined;
   const base = dirname(resolve(path));
 
   // Jinja renders an unknown variable as nothing; here a template reading a field the row lacks is an error.
-  const variables = new Map<Template, string[]>([text, target, ...(choiceTemplates ?? [])].map((t) => [t, templateVariables(t)]));
-  const toDoc = (row: Row, i: number, file: string, split: string): Doc => {
+  const variables = new Map<Template, string[]>(
+    [text, target, ...(choiceTemplates ?? [])].map((t) => [t, templateVariables(t)]),
+  );
+  const toDoc = (row: DataRow, i: number, file: string, split: string): Doc => {
     const render = (t: Template, field: string) => {
       const missing = variables.get(t)!.filter((v) => !(v in row));
       if (missing.length) {
-        throw new LlmboxError(`row ${i + 1}: ${field} reads ${missing.map((m) => `{{ ${m} }}`).join(', ')}, which the row does not have`, { file, field, fix: `the row's fields are ${Object.keys(row).join(', ')}` });
+        throw new LlmboxError(
+          `row ${i + 1}: ${field} reads ${missing.map((m) => `{{ ${m} }}`).join(', ')}, which the row does not have`,
+          { file, field, fix: `the row's fields are ${Object.keys(row).join(', ')}` },
+        );
       }
       try {
         return t.render(row);
@@ -186,14 +245,23 @@ async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<T
     const tgt = render(target, 'doc_to_target').trim();
     const id = `${c.task}-${split}-${i}`;
     if (c.output_type === 'generate_until') return { id, query, target: tgt, references: [tgt] };
-    let choices: unknown = choiceTemplates ? choiceTemplates.map((t) => render(t, 'doc_to_choice')) : row[c.doc_to_choice as string];
+    let choices: unknown = choiceTemplates
+      ? choiceTemplates.map((t) => render(t, 'doc_to_choice'))
+      : row[c.doc_to_choice as string];
     if (!Array.isArray(choices) || !choices.every((x) => typeof x === 'string' || typeof x === 'number')) {
-      throw new LlmboxError(`row ${i + 1}: doc_to_choice should give a list of strings, got ${JSON.stringify(choices)?.slice(0, 80)}`, { file, field: String(c.doc_to_choice) });
+      throw new LlmboxError(
+        `row ${i + 1}: doc_to_choice should give a list of strings, got ${JSON.stringify(choices)?.slice(0, 80)}`,
+        { file, field: String(c.doc_to_choice) },
+      );
     }
     choices = (choices as (string | number)[]).map(String);
     const list = choices as string[];
     const gold = /^\d+$/.test(tgt) && Number(tgt) < list.length ? Number(tgt) : list.indexOf(tgt);
-    if (gold < 0) throw new LlmboxError(`row ${i + 1}: doc_to_target gave ${JSON.stringify(tgt)}, neither an index nor one of the choices`, { file, field: 'doc_to_target' });
+    if (gold < 0)
+      throw new LlmboxError(
+        `row ${i + 1}: doc_to_target gave ${JSON.stringify(tgt)}, neither an index nor one of the choices`,
+        { file, field: 'doc_to_target' },
+      );
     return { id, query, question: query.replace(/\s*Answer:\s*$/, ''), choices: list, gold };
   };
   // Rows are rendered when first read: `--limit 5` renders five instances, not the whole file. The
@@ -204,7 +272,8 @@ async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<T
     const docs = new Array<Doc | undefined>(rows.length);
     const at = (i: number) => (docs[i] ??= toDoc(rows[i], i, file, split));
     if (rows.length) at(0);
-    const index = (key: string | symbol) => (typeof key === 'string' && /^\d+$/.test(key) && Number(key) < rows.length ? Number(key) : -1);
+    const index = (key: string | symbol) =>
+      typeof key === 'string' && /^\d+$/.test(key) && Number(key) < rows.length ? Number(key) : -1;
     // Array methods ask `has` before `get`: unrendered rows must not look like holes.
     return new Proxy(docs as Doc[], {
       get: (target, key, receiver) => (index(key) >= 0 ? at(index(key)) : Reflect.get(target, key, receiver)),
@@ -212,7 +281,8 @@ async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<T
     });
   };
   const evalDocs = await load(c.test_split, 'eval');
-  if (!evalDocs.length) throw new LlmboxError('test_split has no rows', { file: resolve(base, c.test_split), field: 'test_split' });
+  if (!evalDocs.length)
+    throw new LlmboxError('test_split has no rows', { file: resolve(base, c.test_split), field: 'test_split' });
   const fewshotDocs = c.fewshot_split ? await load(c.fewshot_split, 'fewshot') : evalDocs;
 
   const common = {
@@ -237,7 +307,10 @@ async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<T
   return generationTask({
     ...common,
     generation: {
-      until: typeof c.generation_kwargs?.until === 'string' ? [c.generation_kwargs.until] : (c.generation_kwargs?.until ?? ['\n\n']),
+      until:
+        typeof c.generation_kwargs?.until === 'string'
+          ? [c.generation_kwargs.until]
+          : (c.generation_kwargs?.until ?? ['\n\n']),
       maxNewTokens: c.generation_kwargs?.max_gen_toks ?? 256,
       filters: metric === 'number' ? { 'flexible-extract': lastNumber } : { none: (t) => t.trim() },
       score,
@@ -251,7 +324,11 @@ export async function registerTaskConfig(path: string, registry: Record<string, 
   const task = await taskFromConfig(cfg, path);
   const earlier = fromConfig.get(task.name);
   if (registry[task.name] && earlier !== resolve(path) && !cfg.replace_builtin) {
-    throw new LlmboxError(`task ${task.name} already exists${earlier ? ` (from ${earlier})` : ' (built in)'}`, { file: path, field: 'task', fix: 'give the config another name, or add "replace_builtin": true to replace it' });
+    throw new LlmboxError(`task ${task.name} already exists${earlier ? ` (from ${earlier})` : ' (built in)'}`, {
+      file: path,
+      field: 'task',
+      fix: 'give the config another name, or add "replace_builtin": true to replace it',
+    });
   }
   registry[task.name] = task;
   fromConfig.set(task.name, resolve(path));

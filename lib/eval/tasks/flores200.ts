@@ -1,13 +1,21 @@
 import { join } from 'node:path';
 import { LlmboxError } from '../../errors.js';
 import { generationTask } from './define.js';
-import { readText } from './files.js';
+import { readText } from '../../data/files.js';
 import { corpusBleu, type BleuTokenizer } from '../metrics/index.js';
 import type { Doc, Task, TaskGroup } from './types.js';
 
 export const FLORES_LANGUAGES: Record<string, string> = {
-  eng_Latn: 'English', fra_Latn: 'French', deu_Latn: 'German', spa_Latn: 'Spanish', zho_Hans: 'Chinese',
-  jpn_Jpan: 'Japanese', rus_Cyrl: 'Russian', arb_Arab: 'Arabic', hin_Deva: 'Hindi', swh_Latn: 'Swahili',
+  eng_Latn: 'English',
+  fra_Latn: 'French',
+  deu_Latn: 'German',
+  spa_Latn: 'Spanish',
+  zho_Hans: 'Chinese',
+  jpn_Jpan: 'Japanese',
+  rus_Cyrl: 'Russian',
+  arb_Arab: 'Arabic',
+  hin_Deva: 'Hindi',
+  swh_Latn: 'Swahili',
 };
 
 /**
@@ -27,8 +35,12 @@ export function floresTask(src: string, tgt: string): Task {
     name: `flores200_${src}-${tgt}`,
     dataFolder: 'flores200',
     loadSplit(dataDir) {
-      const a = lines(dataDir, src), b = lines(dataDir, tgt);
-      if (a.ls.length !== b.ls.length) throw new LlmboxError(`has ${b.ls.length} lines but ${a.file} has ${a.ls.length}; the files must be aligned`, { file: b.file });
+      const a = lines(dataDir, src),
+        b = lines(dataDir, tgt);
+      if (a.ls.length !== b.ls.length)
+        throw new LlmboxError(`has ${b.ls.length} lines but ${a.file} has ${a.ls.length}; the files must be aligned`, {
+          file: b.file,
+        });
       return a.ls.map((s, i): Doc => ({
         id: `flores-${i}`,
         query: `${FLORES_LANGUAGES[src]}: ${s}\n${FLORES_LANGUAGES[tgt]}:`,
@@ -42,11 +54,21 @@ export function floresTask(src: string, tgt: string): Task {
       filters: { none: (t) => t.trim() },
       score: () => ({}),
     },
-    corpus: { bleu: (samples) => corpusBleu(samples.map((s) => String(s.filtered_resps[0])), [samples.map((s) => s.doc.references![0])], { tokenizer }).score },
+    corpus: {
+      bleu: (samples) =>
+        corpusBleu(
+          samples.map((s) => String(s.filtered_resps[0])),
+          [samples.map((s) => s.doc.references![0])],
+          { tokenizer },
+        ).score,
+    },
   });
 }
 
 const others = Object.keys(FLORES_LANGUAGES).filter((l) => l !== 'eng_Latn');
 /** English into and out of each other language. */
-export const floresTasks = [...others.map((l) => floresTask('eng_Latn', l)), ...others.map((l) => floresTask(l, 'eng_Latn'))];
+export const floresTasks = [
+  ...others.map((l) => floresTask('eng_Latn', l)),
+  ...others.map((l) => floresTask(l, 'eng_Latn')),
+];
 export const floresGroup: TaskGroup = { name: 'flores200', tasks: floresTasks.map((t) => t.name), aggregate: 'macro' };

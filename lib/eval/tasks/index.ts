@@ -13,15 +13,44 @@ import { truthfulqaGen, truthfulqaMc1, truthfulqaMc2 } from './truthfulqa.js';
 import type { Task, TaskGroup } from './types.js';
 
 const ALL: Task[] = [
-  arcEasy, arcChallenge, hellaswag, boolq, piqa, winogrande, openbookqa, lambada, crowsPairs, halueval,
-  truthfulqaMc1, truthfulqaMc2, truthfulqaGen, gsm8k, math, triviaqa, nqOpen, humaneval, mbpp, tinystoriesPpl, wikipediaPpl, c4Ppl,
-  ...mmluTasks, ...bbhTasks, ...mgsmTasks, ...floresTasks,
+  arcEasy,
+  arcChallenge,
+  hellaswag,
+  boolq,
+  piqa,
+  winogrande,
+  openbookqa,
+  lambada,
+  crowsPairs,
+  halueval,
+  truthfulqaMc1,
+  truthfulqaMc2,
+  truthfulqaGen,
+  gsm8k,
+  math,
+  triviaqa,
+  nqOpen,
+  humaneval,
+  mbpp,
+  tinystoriesPpl,
+  wikipediaPpl,
+  c4Ppl,
+  ...mmluTasks,
+  ...bbhTasks,
+  ...mgsmTasks,
+  ...floresTasks,
 ];
 
 export const TASKS: Record<string, Task> = Object.fromEntries(ALL.map((t) => [t.name, t]));
 
 export const GROUPS: Record<string, TaskGroup> = Object.fromEntries(
-  [mmluGroup, bbhGroup, mgsmGroup, floresGroup, { name: 'truthfulqa', tasks: ['truthfulqa_mc1', 'truthfulqa_mc2', 'truthfulqa_gen'], aggregate: 'macro' as const }].map((g) => [g.name, g]),
+  [
+    mmluGroup,
+    bbhGroup,
+    mgsmGroup,
+    floresGroup,
+    { name: 'truthfulqa', tasks: ['truthfulqa_mc1', 'truthfulqa_mc2', 'truthfulqa_gen'], aggregate: 'macro' as const },
+  ].map((g) => [g.name, g]),
 );
 
 export type { Doc, Method, Task, TaskGroup } from './types.js';

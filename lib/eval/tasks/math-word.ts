@@ -2,10 +2,12 @@ import { join } from 'node:path';
 import { LlmboxError } from '../../errors.js';
 import { lastBoxed, lastNumber, normalizeMathAnswer, normalizeNumber, regexFilter } from '../metrics/index.js';
 import { generationTask } from './define.js';
-import { field, isString, readDelimited, readJson, readJsonl } from './files.js';
+import { field, isString, readDelimited, readJson, readJsonl } from '../../data/files.js';
 import type { Doc, Task, TaskGroup } from './types.js';
 
-const numberMatch = (answer: string, doc: Doc) => ({ exact_match: normalizeNumber(answer) === normalizeNumber(doc.references![0]) ? 1 : 0 });
+const numberMatch = (answer: string, doc: Doc) => ({
+  exact_match: normalizeNumber(answer) === normalizeNumber(doc.references![0]) ? 1 : 0,
+});
 
 /**
  * GSM8K (Cobbe et al. 2021), 8-shot chain of thought: "Question: ...\nAnswer:" followed by a worked
@@ -24,8 +26,14 @@ export const gsm8k = generationTask({
       const question = field(row, 'question', isString, 'a string', file, i);
       const answer = field(row, 'answer', isString, 'a worked solution ending in "#### N"', file, i);
       const m = /####\s*(.+)$/.exec(answer.trim());
-      if (!m) throw new LlmboxError(`row ${i + 1}: field answer has no "#### N" final answer`, { file, field: 'answer' });
-      return { id: `gsm8k-${split}-${i}`, query: `Question: ${question}\nAnswer:`, target: answer, references: [m[1].trim()] };
+      if (!m)
+        throw new LlmboxError(`row ${i + 1}: field answer has no "#### N" final answer`, { file, field: 'answer' });
+      return {
+        id: `gsm8k-${split}-${i}`,
+        query: `Question: ${question}\nAnswer:`,
+        target: answer,
+        references: [m[1].trim()],
+      };
     });
   },
   generation: {
@@ -48,7 +56,9 @@ function mgsmTask(lang: string): Task {
     const all = readJson(file) as { MGSM_EXEMPLARS?: Record<string, Record<string, { q: string; a: string }>> };
     const ex = all.MGSM_EXEMPLARS?.[lang];
     if (!ex) throw new LlmboxError(`no exemplars for language ${lang}`, { file, field: `MGSM_EXEMPLARS.${lang}` });
-    return Object.keys(ex).sort((a, b) => Number(a) - Number(b)).map((k) => ex[k]);
+    return Object.keys(ex)
+      .sort((a, b) => Number(a) - Number(b))
+      .map((k) => ex[k]);
   };
   // The words before the first colon (ASCII or full-width) of exemplar 1's question and answer.
   const lead = (s: string) => /^(.*?[:：])/.exec(s)?.[1] ?? '';
@@ -60,9 +70,14 @@ function mgsmTask(lang: string): Task {
     loadSplit(dataDir, split) {
       const ex = exemplars(dataDir);
       if (split === 'fewshot') {
-        return ex.map((e, i) => ({ id: `mgsm-${lang}-ex${i}`, query: `${e.q.trim()}\n${lead(e.a)}`, target: e.a.slice(lead(e.a).length).trim() }));
+        return ex.map((e, i) => ({
+          id: `mgsm-${lang}-ex${i}`,
+          query: `${e.q.trim()}\n${lead(e.a)}`,
+          target: e.a.slice(lead(e.a).length).trim(),
+        }));
       }
-      const q = lead(ex[0].q), a = lead(ex[0].a);
+      const q = lead(ex[0].q),
+        a = lead(ex[0].a);
       const file = join(dataDir, `mgsm_${lang}.tsv`);
       return readDelimited(file, { delimiter: '\t', header: false }).map((row, i): Doc => ({
         id: `mgsm-${lang}-${i}`,
@@ -105,6 +120,8 @@ export const math = generationTask({
     until: ['Problem:', '</s>', '<|im_end|>'],
     maxNewTokens: 512,
     filters: { boxed: lastBoxed },
-    score: (answer, doc) => ({ exact_match: normalizeMathAnswer(answer) === normalizeMathAnswer(doc.references![0]) ? 1 : 0 }),
+    score: (answer, doc) => ({
+      exact_match: normalizeMathAnswer(answer) === normalizeMathAnswer(doc.references![0]) ? 1 : 0,
+    }),
   },
 });

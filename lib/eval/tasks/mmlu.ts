@@ -1,21 +1,66 @@
 import { join } from 'node:path';
 import { LlmboxError } from '../../errors.js';
 import { choiceTask } from './define.js';
-import { field, isIntString, isString, readDelimited } from './files.js';
+import { field, isIntString, isString, readDelimited } from '../../data/files.js';
 import type { Doc, Task, TaskGroup } from './types.js';
 
 export const MMLU_SUBJECTS = [
-  'abstract_algebra', 'anatomy', 'astronomy', 'business_ethics', 'clinical_knowledge', 'college_biology',
-  'college_chemistry', 'college_computer_science', 'college_mathematics', 'college_medicine', 'college_physics',
-  'computer_security', 'conceptual_physics', 'econometrics', 'electrical_engineering', 'elementary_mathematics',
-  'formal_logic', 'global_facts', 'high_school_biology', 'high_school_chemistry', 'high_school_computer_science',
-  'high_school_european_history', 'high_school_geography', 'high_school_government_and_politics',
-  'high_school_macroeconomics', 'high_school_mathematics', 'high_school_microeconomics', 'high_school_physics',
-  'high_school_psychology', 'high_school_statistics', 'high_school_us_history', 'high_school_world_history',
-  'human_aging', 'human_sexuality', 'international_law', 'jurisprudence', 'logical_fallacies', 'machine_learning',
-  'management', 'marketing', 'medical_genetics', 'miscellaneous', 'moral_disputes', 'moral_scenarios', 'nutrition',
-  'philosophy', 'prehistory', 'professional_accounting', 'professional_law', 'professional_medicine',
-  'professional_psychology', 'public_relations', 'security_studies', 'sociology', 'us_foreign_policy', 'virology',
+  'abstract_algebra',
+  'anatomy',
+  'astronomy',
+  'business_ethics',
+  'clinical_knowledge',
+  'college_biology',
+  'college_chemistry',
+  'college_computer_science',
+  'college_mathematics',
+  'college_medicine',
+  'college_physics',
+  'computer_security',
+  'conceptual_physics',
+  'econometrics',
+  'electrical_engineering',
+  'elementary_mathematics',
+  'formal_logic',
+  'global_facts',
+  'high_school_biology',
+  'high_school_chemistry',
+  'high_school_computer_science',
+  'high_school_european_history',
+  'high_school_geography',
+  'high_school_government_and_politics',
+  'high_school_macroeconomics',
+  'high_school_mathematics',
+  'high_school_microeconomics',
+  'high_school_physics',
+  'high_school_psychology',
+  'high_school_statistics',
+  'high_school_us_history',
+  'high_school_world_history',
+  'human_aging',
+  'human_sexuality',
+  'international_law',
+  'jurisprudence',
+  'logical_fallacies',
+  'machine_learning',
+  'management',
+  'marketing',
+  'medical_genetics',
+  'miscellaneous',
+  'moral_disputes',
+  'moral_scenarios',
+  'nutrition',
+  'philosophy',
+  'prehistory',
+  'professional_accounting',
+  'professional_law',
+  'professional_medicine',
+  'professional_psychology',
+  'public_relations',
+  'security_studies',
+  'sociology',
+  'us_foreign_policy',
+  'virology',
   'world_religions',
 ];
 
@@ -34,14 +79,20 @@ function mmluSubject(subject: string): Task {
     defaultShots: 5,
     fewshotOrder: 'first',
     fewshotDelimiter: '\n\n',
-    description: () => `The following are multiple choice questions (with answers) about ${subject.replace(/_/g, ' ')}.\n\n`,
+    description: () =>
+      `The following are multiple choice questions (with answers) about ${subject.replace(/_/g, ' ')}.\n\n`,
     loadSplit(dataDir, split) {
-      const file = join(dataDir, split === 'eval' ? 'test' : 'dev', `${subject}_${split === 'eval' ? 'test' : 'dev'}.csv`);
+      const file = join(
+        dataDir,
+        split === 'eval' ? 'test' : 'dev',
+        `${subject}_${split === 'eval' ? 'test' : 'dev'}.csv`,
+      );
       return readDelimited(file).map((row, i): Doc => {
         const question = field(row, 'question', isString, 'a string', file, i).trim();
         const choices = [0, 1, 2, 3].map((j) => field(row, `choice${j}`, isString, 'a string', file, i));
         const gold = Number(field(row, 'answer', isIntString, 'the index 0-3 of the correct choice', file, i));
-        if (gold < 0 || gold > 3) throw new LlmboxError(`row ${i + 1}: answer ${gold} is not 0-3`, { file, field: 'answer' });
+        if (gold < 0 || gold > 3)
+          throw new LlmboxError(`row ${i + 1}: answer ${gold} is not 0-3`, { file, field: 'answer' });
         return { id: `${subject}-${split}-${i}`, query: `${question}\nAnswer:`, question, choices, gold };
       });
     },

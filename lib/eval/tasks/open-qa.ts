@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { exactMatch } from '../metrics/index.js';
 import { generationTask } from './define.js';
-import { field, isString, isStringArray, readJsonl } from './files.js';
+import { field, isString, isStringArray, readJsonl } from '../../data/files.js';
 import type { Doc } from './types.js';
 
 /** The first line (or clause) of a short answer, as lm-eval's until [\n . ,] leaves it. */
@@ -17,7 +17,12 @@ export const triviaqa = generationTask({
     return readJsonl(file).map((row, i): Doc => {
       const answer = field(row, 'answer', isString, 'a string', file, i);
       const aliases = field(row, 'aliases', isStringArray, 'a list of strings', file, i);
-      return { id: `triviaqa-${i}`, query: field(row, 'context', isString, 'a "Question: ...\\nAnswer:" string', file, i), target: answer, references: [answer, ...aliases] };
+      return {
+        id: `triviaqa-${i}`,
+        query: field(row, 'context', isString, 'a "Question: ...\\nAnswer:" string', file, i),
+        target: answer,
+        references: [answer, ...aliases],
+      };
     });
   },
   generation: { until: QA_UNTIL, maxNewTokens: 32, filters: { none: (t) => t.trim() }, score: answerMatch },
@@ -31,7 +36,12 @@ export const nqOpen = generationTask({
     const file = join(dataDir, 'NQ-open.dev.jsonl');
     return readJsonl(file).map((row, i): Doc => {
       const answers = field(row, 'answer', isStringArray, 'a list of acceptable answers', file, i);
-      return { id: `nq-${i}`, query: `Q: ${field(row, 'question', isString, 'a string', file, i)}?\nA:`, target: answers[0], references: answers };
+      return {
+        id: `nq-${i}`,
+        query: `Q: ${field(row, 'question', isString, 'a string', file, i)}?\nA:`,
+        target: answers[0],
+        references: answers,
+      };
     });
   },
   generation: { until: QA_UNTIL, maxNewTokens: 32, filters: { none: (t) => t.trim() }, score: answerMatch },

@@ -1,10 +1,12 @@
 import { join } from 'node:path';
 import type { SampleRecord } from '../results.js';
-import { field, isString, readJsonl, readText } from './files.js';
+import { field, isString, readJsonl, readText } from '../../data/files.js';
 import type { Doc, Task } from './types.js';
 
 const sums = (samples: SampleRecord[]) => {
-  let ll = 0, words = 0, bytes = 0;
+  let ll = 0,
+    words = 0,
+    bytes = 0;
   for (const s of samples) {
     const [l, w, b] = s.filtered_resps as number[];
     ll += l;
@@ -52,8 +54,20 @@ function perplexityTask(name: string, file: string, split: (text: string, file: 
 }
 
 /** The TinyStories sample (the corpus stories260K was trained on), stories separated by <|endoftext|>. */
-export const tinystoriesPpl = perplexityTask('tinystories_ppl', 'tinystories_sample.txt', (t) => t.split('<|endoftext|>').map((s) => s.trim()).filter(Boolean));
+export const tinystoriesPpl = perplexityTask('tinystories_ppl', 'tinystories_sample.txt', (t) =>
+  t
+    .split('<|endoftext|>')
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
 /** 30 English Wikipedia articles, one per line. */
-export const wikipediaPpl = perplexityTask('wikipedia_ppl', 'wiki_demo.txt', (t) => t.split('\n').map((s) => s.trim()).filter(Boolean));
+export const wikipediaPpl = perplexityTask('wikipedia_ppl', 'wiki_demo.txt', (t) =>
+  t
+    .split('\n')
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
 /** 300 C4 (en) documents. */
-export const c4Ppl = perplexityTask('c4_ppl', 'c4_demo.jsonl', (_, file) => readJsonl(file).map((r, i) => field(r, 'text', isString, 'a string', file, i)));
+export const c4Ppl = perplexityTask('c4_ppl', 'c4_demo.jsonl', (_, file) =>
+  readJsonl(file).map((r, i) => field(r, 'text', isString, 'a string', file, i)),
+);

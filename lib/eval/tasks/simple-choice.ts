@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { LlmboxError } from '../../errors.js';
 import { bestOptionAcc, choiceTask, LETTERS } from './define.js';
-import { field, isInt, isString, isStringArray, readDelimited, readJsonl } from './files.js';
+import { field, isInt, isString, isStringArray, readDelimited, readJsonl } from '../../data/files.js';
 import type { Doc } from './types.js';
 
 /** Reads a Python list-of-strings literal (llm-foundry's PIQA `choices` column). */
@@ -31,7 +31,8 @@ export function parsePythonStringList(text: string): string[] | undefined {
 /** A gold index checked against the number of options. */
 function goldOf(row: Record<string, unknown>, n: number, file: string, i: number): number {
   const gold = field(row, 'gold', isInt, 'an option index', file, i);
-  if (gold < 0 || gold >= n) throw new LlmboxError(`row ${i + 1}: gold ${gold} is outside the ${n} options`, { file, field: 'gold' });
+  if (gold < 0 || gold >= n)
+    throw new LlmboxError(`row ${i + 1}: gold ${gold} is outside the ${n} options`, { file, field: 'gold' });
   return gold;
 }
 
@@ -43,7 +44,10 @@ export const boolq = choiceTask({
   loadSplit(dataDir) {
     const file = join(dataDir, 'boolq_dev.llmfoundry.jsonl');
     return readJsonl(file).map((row, i): Doc => {
-      const query = field(row, 'query', isString, 'a "Passage: ...\\nQuestion: ...?" string', file, i).replace(/^Passage: /, '');
+      const query = field(row, 'query', isString, 'a "Passage: ...\\nQuestion: ...?" string', file, i).replace(
+        /^Passage: /,
+        '',
+      );
       const choices = field(row, 'choices', isStringArray, 'a list of strings', file, i);
       return { id: `boolq-${i}`, query: `${query}\nAnswer:`, choices, gold: goldOf(row, choices.length, file, i) };
     });
@@ -60,9 +64,19 @@ export const piqa = choiceTask({
       const query = field(row, 'query', isString, 'a "Question: ...\\n" string', file, i);
       const raw = row.choices;
       const choices = Array.isArray(raw) ? raw : typeof raw === 'string' ? parsePythonStringList(raw) : undefined;
-      if (!choices || !isStringArray(choices)) throw new LlmboxError(`row ${i + 1}: field choices should be a list of two solutions`, { file, field: 'choices' });
+      if (!choices || !isStringArray(choices))
+        throw new LlmboxError(`row ${i + 1}: field choices should be a list of two solutions`, {
+          file,
+          field: 'choices',
+        });
       const goal = query.replace(/^Question: /, '').trimEnd();
-      return { id: `piqa-${i}`, query: `Question: ${goal}\nAnswer:`, question: goal, choices, gold: goldOf(row, choices.length, file, i) };
+      return {
+        id: `piqa-${i}`,
+        query: `Question: ${goal}\nAnswer:`,
+        question: goal,
+        choices,
+        gold: goldOf(row, choices.length, file, i),
+      };
     });
   },
 });
@@ -80,7 +94,13 @@ export const winogrande = choiceTask({
     return readJsonl(file).map((row, i): Doc => {
       const contexts = field(row, 'context_options', isStringArray, 'a list of two sentence beginnings', file, i);
       const continuation = field(row, 'continuation', isString, 'a string', file, i);
-      return { id: `winogrande-${i}`, query: continuation, choiceContexts: contexts, choices: contexts, gold: goldOf(row, contexts.length, file, i) };
+      return {
+        id: `winogrande-${i}`,
+        query: continuation,
+        choiceContexts: contexts,
+        choices: contexts,
+        gold: goldOf(row, contexts.length, file, i),
+      };
     });
   },
   // The continuation is the same for both options, so length normalisations add nothing (lm-eval reports acc only).
@@ -97,7 +117,10 @@ export const openbookqa = choiceTask({
     return readDelimited(file, { delimiter: '\t' }).map((row, i): Doc => {
       const stem = field(row, 'Question Stem', isString, 'a string', file, i);
       const raw = field(row, 'Choices', isString, 'a "(A) ... (B) ..." string', file, i);
-      const choices = raw.split(/\s*\([A-Z]\)\s*/).slice(1).map((c) => c.trim());
+      const choices = raw
+        .split(/\s*\([A-Z]\)\s*/)
+        .slice(1)
+        .map((c) => c.trim());
       const gold = LETTERS.indexOf(field(row, 'Answer Key', isString, 'a letter', file, i).trim());
       if (choices.length < 2 || gold < 0 || gold >= choices.length) {
         throw new LlmboxError(`row ${i + 1}: cannot read the options or the answer key`, { file, field: 'Choices' });
@@ -144,12 +167,18 @@ export const crowsPairs = choiceTask({
     return readDelimited(file).map((row, i): Doc => ({
       id: `crows-${row[''] ?? i}`,
       query: '',
-      choices: [field(row, 'sent_more', isString, 'a sentence', file, i), field(row, 'sent_less', isString, 'a sentence', file, i)],
+      choices: [
+        field(row, 'sent_more', isString, 'a sentence', file, i),
+        field(row, 'sent_less', isString, 'a sentence', file, i),
+      ],
       gold: 0,
       extra: { bias_type: row.bias_type },
     }));
   },
-  choiceMetrics: (s) => ({ pct_stereotype: s.logprobs[0] > s.logprobs[1] ? 1 : 0, likelihood_diff: Math.abs(s.logprobs[0] - s.logprobs[1]) }),
+  choiceMetrics: (s) => ({
+    pct_stereotype: s.logprobs[0] > s.logprobs[1] ? 1 : 0,
+    likelihood_diff: Math.abs(s.logprobs[0] - s.logprobs[1]),
+  }),
 });
 
 /**
@@ -167,10 +196,16 @@ export const halueval = choiceTask({
     const file = join(dataDir, 'general_data.json');
     return readJsonl(file).map((row, i): Doc => {
       const label = field(row, 'hallucination', isString, '"yes" or "no"', file, i).toLowerCase();
-      if (label !== 'yes' && label !== 'no') throw new LlmboxError(`row ${i + 1}: hallucination should be yes or no`, { file, field: 'hallucination' });
+      if (label !== 'yes' && label !== 'no')
+        throw new LlmboxError(`row ${i + 1}: hallucination should be yes or no`, { file, field: 'hallucination' });
       const q = field(row, 'user_query', isString, 'a string', file, i);
       const r = field(row, 'chatgpt_response', isString, 'a string', file, i);
-      return { id: `halueval-${row.ID ?? i}`, query: `#Query#: ${q}\n#Response#: ${r}\n#Hallucination#:`, choices: ['Yes', 'No'], gold: label === 'yes' ? 0 : 1 };
+      return {
+        id: `halueval-${row.ID ?? i}`,
+        query: `#Query#: ${q}\n#Response#: ${r}\n#Hallucination#:`,
+        choices: ['Yes', 'No'],
+        gold: label === 'yes' ? 0 : 1,
+      };
     });
   },
 });

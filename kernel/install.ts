@@ -1,8 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../util/fs.js';
-import { projectRoot } from '../util/paths.js';
+import { writeFileAtomic } from '../lib/util/fs.js';
+import { projectRoot } from '../lib/util/paths.js';
 
 export interface KernelInstallOptions {
   /** Install for this user (the default unless running as root). */
@@ -19,7 +19,8 @@ export interface KernelInstallOptions {
 function userDataDir(): string {
   if (process.env.JUPYTER_DATA_DIR) return process.env.JUPYTER_DATA_DIR;
   if (process.platform === 'darwin') return join(homedir(), 'Library', 'Jupyter');
-  if (process.platform === 'win32') return join(process.env.APPDATA ?? join(homedir(), 'AppData', 'Roaming'), 'jupyter');
+  if (process.platform === 'win32')
+    return join(process.env.APPDATA ?? join(homedir(), 'AppData', 'Roaming'), 'jupyter');
   return join(process.env.XDG_DATA_HOME ?? join(homedir(), '.local', 'share'), 'jupyter');
 }
 

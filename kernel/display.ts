@@ -1,29 +1,27 @@
-import { createRequire } from 'node:module';
 import { Table } from 'apache-arrow';
-import { Figure, plotlyScript } from '../report/figure.js';
-import { escapeHtml, htmlTable, textTable } from '../report/html-table.js';
+import type { DisplayHost, LiveOutput } from '../lib/report/display.js';
+import { Figure, plotlyScript } from '../lib/report/figure.js';
+import { htmlTable, textTable } from '../lib/report/html-table.js';
 
 /** A Jupyter display_data bundle: MIME type to content. */
 export type MimeBundle = Record<string, string>;
 
-type WriteDisplayData = (data: { data: MimeBundle; metadata: Record<string, unknown>; transient: { display_id?: string } }, update: boolean) => void;
+export type WriteDisplayData = (
+  data: { data: MimeBundle; metadata: Record<string, unknown>; transient: { display_id?: string } },
+  update: boolean,
+) => void;
 
-/**
- * tslab keeps the current cell's display writer in a module variable; we read it at call time so
- * output lands in whichever cell is running. Outside the kernel there is none.
- */
-function writer(): WriteDisplayData | null {
-  try {
-    const jupyter = createRequire(import.meta.url)('tslab/dist/jupyter') as { lastWriteDisplayData: WriteDisplayData | null };
-    return jupyter.lastWriteDisplayData;
-  } catch {
-    return null;
-  }
+// The running cell's display writer, set by the kernel as each cell starts: output lands in whichever
+// cell is running (also after an await). Outside the kernel there is none.
+let cellWriter: WriteDisplayData | null = null;
+
+/** Where display data goes from now on (the kernel calls this as each cell starts). */
+export function setCellWriter(write: WriteDisplayData | null): void {
+  cellWriter = write;
 }
 
-/** Whether code runs inside a Jupyter kernel that can show rich output. */
-export function inKernel(): boolean {
-  return writer() !== null;
+function writer(): WriteDisplayData | null {
+  return cellWriter;
 }
 
 // plotly.js (~4.6 MB) goes into the notebook once per kernel session; later figures wait for it.
@@ -71,39 +69,36 @@ export function isDisplayable(value: unknown): boolean {
  * Arrow tables and llmbox results as HTML tables with a plain-text fallback.
  */
 export function mimeBundle(value: unknown): MimeBundle | null {
-  if (value instanceof Figure) return { 'text/html': figureHTML(value), 'text/plain': `Figure (${value.data.length} traces)` };
+  if (value instanceof Figure)
+    return { 'text/html': figureHTML(value), 'text/plain': `Figure (${value.data.length} traces)` };
   if (value instanceof Table) return { 'text/html': htmlTable(value), 'text/plain': textTable(value) };
   if (isRich(value)) return { 'text/html': value.toHTML(), 'text/plain': String(value) };
   return null;
 }
 
-/** Shows a value in the running cell (rich where it can be); returns false outside a kernel. */
-export function show(value: unknown): boolean {
-  const write = writer();
-  if (!write) return false;
+/** Shows a value in the running cell (rich where it can be); a no-op between cells. */
+function showInCell(value: unknown): void {
   const data = mimeBundle(value) ?? { 'text/plain': String(value) };
-  write({ data, metadata: {}, transient: {} }, false);
-  return true;
+  writer()?.({ data, metadata: {}, transient: {} }, false);
 }
 
-/** One output area that is redrawn in place: progress bars, growing charts. */
-export class LiveDisplay {
+/** One output area of the running cell, redrawn in place by its display id. */
+class CellDisplay implements LiveOutput {
   private readonly id = `llmbox-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
   private shown = false;
 
-  /** Replaces the display's content; a no-op outside a kernel. */
   update(value: unknown): void {
     const write = writer();
     if (!write) return;
     if (value instanceof Figure) ensurePlotly(write);
-    const data = typeof value === 'string' ? { 'text/html': value, 'text/plain': value.replace(/<[^>]*>/g, '') } : (mimeBundle(value) ?? { 'text/plain': String(value) });
+    const data =
+      typeof value === 'string'
+        ? { 'text/html': value, 'text/plain': value.replace(/<[^>]*>/g, '') }
+        : (mimeBundle(value) ?? { 'text/plain': String(value) });
     write({ data, metadata: {}, transient: { display_id: this.id } }, this.shown);
     this.shown = true;
   }
 }
 
-/** A progress bar as HTML (the `<progress>` element, so no script is needed). */
-export function progressHTML(label: string, done: number, total: number, detail = ''): string {
-  const pct = total > 0 ? (100 * done) / total : 0;
-  return `<div class="llmbox-progress"><progress value="${done}" max="${Math.max(total, 1)}" style="width:240px;vertical-align:middle"></progress> <code>${escapeHtml(label)}</code> ${done}/${total} (${pct.toFixed(0)}%) ${escapeHtml(detail)}</div>`;
-}
+/** The display host the kernel plugs into the library at start: tslab's display_data messages. */
+export const cellDisplay: DisplayHost = { show: showInCell, live: () => new CellDisplay() };

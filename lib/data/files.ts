@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
-import { LlmboxError } from '../../errors.js';
+import { LlmboxError } from '../errors.js';
 
 /** A data file's text, without a UTF-8 byte-order mark; a missing file says which and how to point the task elsewhere. */
 export function readText(file: string): string {
@@ -27,9 +27,11 @@ export function parseJsonLine(line: string, index: number, file: string): Record
 /** A JSON Lines file; a broken line is reported with its file and row. */
 export function readJsonl(file: string): Record<string, unknown>[] {
   const rows: Record<string, unknown>[] = [];
-  readText(file).split('\n').forEach((line, i) => {
-    if (line.trim()) rows.push(parseJsonLine(line, i, file));
-  });
+  readText(file)
+    .split('\n')
+    .forEach((line, i) => {
+      if (line.trim()) rows.push(parseJsonLine(line, i, file));
+    });
   return rows;
 }
 
@@ -47,24 +49,45 @@ export function readJson(file: string): unknown {
  * CSV/TSV rows as records keyed by the header (or by column index as "0", "1", ... when
  * `header` is false); quoting follows RFC 4180 and a UTF-8 byte-order mark is dropped.
  */
-export function readDelimited(file: string, opts: { delimiter?: string; header?: boolean } = {}): Record<string, string>[] {
+export function readDelimited(
+  file: string,
+  opts: { delimiter?: string; header?: boolean } = {},
+): Record<string, string>[] {
   const text = readText(file);
   try {
-    const rows = parse(text, { bom: true, delimiter: opts.delimiter ?? ',', relax_quotes: opts.delimiter === '\t', quote: opts.delimiter === '\t' ? false : '"', skip_empty_lines: true }) as string[][];
+    const rows = parse(text, {
+      bom: true,
+      delimiter: opts.delimiter ?? ',',
+      relax_quotes: opts.delimiter === '\t',
+      quote: opts.delimiter === '\t' ? false : '"',
+      skip_empty_lines: true,
+    }) as string[][];
     if (opts.header === false) return rows.map((r) => Object.fromEntries(r.map((v, i) => [String(i), v])));
     const [head, ...body] = rows;
     return body.map((r) => Object.fromEntries(head.map((h, i) => [h, r[i]])));
   } catch (e) {
-    throw new LlmboxError(`cannot parse as ${opts.delimiter === '\t' ? 'TSV' : 'CSV'}: ${(e as Error).message}`, { file });
+    throw new LlmboxError(`cannot parse as ${opts.delimiter === '\t' ? 'TSV' : 'CSV'}: ${(e as Error).message}`, {
+      file,
+    });
   }
 }
 
 /** A field of a row, checked: the error names the file, row and field and what was expected. */
-export function field<T>(row: Record<string, unknown>, path: string, check: (v: unknown) => v is T, expected: string, file: string, rowIndex: number): T {
+export function field<T>(
+  row: Record<string, unknown>,
+  path: string,
+  check: (v: unknown) => v is T,
+  expected: string,
+  file: string,
+  rowIndex: number,
+): T {
   let v: unknown = row;
   for (const k of path.split('.')) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;
   if (!check(v)) {
-    throw new LlmboxError(`row ${rowIndex + 1}: field ${path} should be ${expected}, got ${JSON.stringify(v)?.slice(0, 80)}`, { file, field: path });
+    throw new LlmboxError(
+      `row ${rowIndex + 1}: field ${path} should be ${expected}, got ${JSON.stringify(v)?.slice(0, 80)}`,
+      { file, field: path },
+    );
   }
   return v;
 }
@@ -82,6 +105,10 @@ export const isIntString = (v: unknown): v is string => typeof v === 'string' &&
  */
 export function textLine(line: string, index: number, file: string): string {
   const bad = line.includes('\u0000') || (line.match(/\uFFFD/g)?.length ?? 0) > Math.max(1, line.length / 100);
-  if (bad) throw new LlmboxError(`line ${index + 1} is not UTF-8 text (binary data?)`, { file, fix: 'train on text files (.txt UTF-8, .jsonl, .json, .csv, .parquet)' });
+  if (bad)
+    throw new LlmboxError(`line ${index + 1} is not UTF-8 text (binary data?)`, {
+      file,
+      fix: 'train on text files (.txt UTF-8, .jsonl, .json, .csv, .parquet)',
+    });
   return line;
 }

@@ -8,8 +8,9 @@ import * as tf from '@tensorflow/tfjs';
  * 64 weights instead of 32 per block). 4.127 bits per weight in all.
  */
 export const NF4_LEVELS = Float32Array.from([
-  -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-  0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+  -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334,
+  -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+  0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
 ]);
 
 export const NF4_BLOCK = 64;
@@ -30,7 +31,8 @@ export interface NF4Tensor {
 const MIDPOINTS = NF4_LEVELS.slice(1).map((v, i) => (v + NF4_LEVELS[i]) / 2);
 
 function nearestLevel(x: number): number {
-  let lo = 0, hi = MIDPOINTS.length;
+  let lo = 0,
+    hi = MIDPOINTS.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
     if (x > MIDPOINTS[mid]) lo = mid + 1;
@@ -41,7 +43,8 @@ function nearestLevel(x: number): number {
 
 /** Quantizes float32 values (any shape; blocks run over the flat order). */
 export function quantizeNF4(data: Float32Array, shape: number[]): NF4Tensor {
-  const n = data.length, blocks = Math.ceil(n / NF4_BLOCK);
+  const n = data.length,
+    blocks = Math.ceil(n / NF4_BLOCK);
   const absmax = new Float32Array(blocks);
   for (let b = 0; b < blocks; b++) {
     let m = 0;
@@ -51,14 +54,24 @@ export function quantizeNF4(data: Float32Array, shape: number[]): NF4Tensor {
   // Double quantization of the block constants.
   const offset = absmax.reduce((a, v) => a + v, 0) / blocks;
   const groups = Math.ceil(blocks / ABSMAX_BLOCK);
-  const absmaxScale = new Float32Array(groups), absmaxCodes = new Int8Array(blocks);
+  const absmaxScale = new Float32Array(groups),
+    absmaxCodes = new Int8Array(blocks);
   for (let g = 0; g < groups; g++) {
     let s = 0;
-    for (let b = g * ABSMAX_BLOCK; b < Math.min(blocks, (g + 1) * ABSMAX_BLOCK); b++) s = Math.max(s, Math.abs(absmax[b] - offset));
+    for (let b = g * ABSMAX_BLOCK; b < Math.min(blocks, (g + 1) * ABSMAX_BLOCK); b++)
+      s = Math.max(s, Math.abs(absmax[b] - offset));
     absmaxScale[g] = s;
-    for (let b = g * ABSMAX_BLOCK; b < Math.min(blocks, (g + 1) * ABSMAX_BLOCK); b++) absmaxCodes[b] = s > 0 ? Math.round((127 * (absmax[b] - offset)) / s) : 0;
+    for (let b = g * ABSMAX_BLOCK; b < Math.min(blocks, (g + 1) * ABSMAX_BLOCK); b++)
+      absmaxCodes[b] = s > 0 ? Math.round((127 * (absmax[b] - offset)) / s) : 0;
   }
-  const q: NF4Tensor = { shape, size: n, codes: new Uint8Array(Math.ceil(n / 2)), absmaxCodes, absmaxScale, absmaxOffset: offset };
+  const q: NF4Tensor = {
+    shape,
+    size: n,
+    codes: new Uint8Array(Math.ceil(n / 2)),
+    absmaxCodes,
+    absmaxScale,
+    absmaxOffset: offset,
+  };
   // Values are normalised by the dequantized absmax, the one the reader will use.
   const scales = blockScales(q);
   for (let i = 0; i < n; i++) {
@@ -72,7 +85,8 @@ export function quantizeNF4(data: Float32Array, shape: number[]): NF4Tensor {
 /** Each block's absmax as the reader sees it (after double quantization). */
 export function blockScales(q: NF4Tensor): Float32Array {
   const out = new Float32Array(q.absmaxCodes.length);
-  for (let b = 0; b < out.length; b++) out[b] = (q.absmaxCodes[b] / 127) * q.absmaxScale[Math.floor(b / ABSMAX_BLOCK)] + q.absmaxOffset;
+  for (let b = 0; b < out.length; b++)
+    out[b] = (q.absmaxCodes[b] / 127) * q.absmaxScale[Math.floor(b / ABSMAX_BLOCK)] + q.absmaxOffset;
   return out;
 }
 

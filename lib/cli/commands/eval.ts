@@ -1,0 +1,169 @@
+import { Command, Option } from 'commander';
+import { LlmboxError } from '../../errors.js';
+import { prepareOutputDir } from '../../util/fs.js';
+import { loadModelOrAdapter } from '../../train/adapted.js';
+import { evaluate, expandTasks, registerConfigs } from '../../eval/evaluate.js';
+import { LocalLM } from '../../eval/local.js';
+import { isRemoteSpec, remoteModel } from '../../eval/remote/index.js';
+import { type Method } from '../../eval/tasks/index.js';
+import { chatTemplateOption, engineOpts, float, int, shardSpec } from '../options.js';
+import { progressPrinter } from '../progress.js';
+import { printRun } from '../summary.js';
+import { DEFAULTS } from '../../util/defaults.js';
+
+export function evalCommand(program: Command): void {
+  program
+    .command('eval')
+    .description('evaluate a model on benchmark tasks (see `llmbox tasks`)')
+    .requiredOption(
+      '-m, --model <spec>',
+      'model folder (Hugging Face layout), openai:MODEL, anthropic:MODEL or http://HOST:PORT/v1::MODEL[,URL::MODEL...]',
+    )
+    .addOption(
+      new Option('--endpoint <api>', 'remote models: completions (log-likelihoods via echo) or chat').choices([
+        'completions',
+        'chat',
+      ]),
+    )
+    .option(
+      '--adapter <dir>',
+      'a PEFT LoRA adapter folder to apply to the model (a PEFT folder given as -m finds its base itself)',
+    )
+    .option(
+      '--api-key-env <NAME>',
+      'remote models: the environment variable holding the API key (default OPENAI_API_KEY / ANTHROPIC_API_KEY for openai: / anthropic:)',
+    )
+    .option(
+      '--concurrency <n>',
+      'remote models: requests in flight',
+      int('--concurrency', 1),
+      DEFAULTS.remote.concurrency,
+    )
+    .option(
+      '--max-retries <n>',
+      'remote models: retries on 429/5xx/connection errors (exponential backoff, Retry-After honoured)',
+      int('--max-retries', 0),
+      DEFAULTS.remote.maxRetries,
+    )
+    .option(
+      '--timeout <s>',
+      'remote models: seconds per attempt',
+      float('--timeout', 1),
+      DEFAULTS.remote.timeoutSeconds,
+    )
+    .option(
+      '--no-request-cache',
+      'remote models: send every request, ignoring the response cache (LLMBOX_CACHE_DIR/requests)',
+    )
+    .addOption(
+      new Option(
+        '--model-type <type>',
+        'base: raw-text prompts; chat: few-shot examples as turns under a chat template (default: chat when the tokenizer has a template or the endpoint is chat)',
+      ).choices(['base', 'chat']),
+    )
+    .option(
+      '--chat-template <t>',
+      'local chat models: chatml, alpaca, plain or a Jinja file (default: the tokenizer chat template, else chatml)',
+    )
+    .option('--system-prompt <text>', 'chat models: a system message before each prompt')
+    .requiredOption(
+      '-d, --dataset <tasks>',
+      'comma-separated tasks, groups (mmlu, bbh, mgsm, flores200, truthfulqa) or task config files (*.json)',
+    )
+    .option('--shots <n>', "few-shot examples (default: the task's)", int('--shots'))
+    .option('--limit <n>', 'evaluate the first N instances of each task', int('--limit', 1))
+    .option('--batch-size <n>', 'sequences per forward pass', int('--batch-size', 1), DEFAULTS.eval.batchSize)
+    .addOption(
+      new Option(
+        '--method <m>',
+        "ppl (option log-likelihood), prob (option letters), gen (generation) or rolling (perplexity); default: the task's",
+      ).choices(['ppl', 'prob', 'gen', 'rolling']),
+    )
+    .option('--no-prefix-cache', 'encode every request from scratch (for comparison)')
+    .option('--samples <n>', 'generations per instance: majority vote, or pass@k for code', int('--samples', 1))
+    .option('--temperature <t>', 'sampling temperature when --samples > 1', float('--temperature', 0, 2))
+    .option('--max-new-tokens <n>', "cap on generated tokens (default: the task's)", int('--max-new-tokens', 1))
+    .option('--data-dir <dir>', 'root of the data sets (default: ../shared/data)')
+    .option('--seed <s>', 'seed for few-shot draws and sampling', int('--seed'), DEFAULTS.eval.seed)
+    .option('--output <dir>', 'write results_<time>.json and samples_<task>_<time>.jsonl here; resume from here')
+    .option('--no-resume', 'ignore resume state in --output and start over')
+    .option(
+      '--chunk-size <n>',
+      'instances per model call and per resume checkpoint',
+      int('--chunk-size', 1),
+      DEFAULTS.eval.chunkSize,
+    )
+    .option(
+      '--allow-unsafe-code-execution',
+      'run generated code (HumanEval, MBPP) even where no isolating sandbox (bubblewrap) can be made; results say so',
+    )
+    .option(
+      '--shard <i/n>',
+      'evaluate only instances i, i+n, i+2n, ... of each task (0 <= i < n); join the outputs with `llmbox merge`',
+      shardSpec,
+    )
+    .option('--json', 'print {"results": {task: {metric: value}}, "groups": {...}}')
+    .action(async (o, cmd: Command) => {
+      if (o.allowUnsafeCodeExecution) process.env.LLMBOX_ALLOW_UNSAFE_CODE = '1';
+      if (o.output) prepareOutputDir(o.output, '--output');
+      if (o.shard && !o.output)
+        throw new LlmboxError('--shard needs --output (the folder llmbox merge reads)', {
+          field: '--shard',
+          fix: 'add --output DIR',
+        });
+      // Configs are read once here (failing before the model loads); evaluate gets their task names.
+      const names = await registerConfigs(
+        (o.dataset as string)
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      );
+      if (!names.length)
+        throw new LlmboxError('no tasks given', {
+          field: '--dataset',
+          fix: 'name tasks or groups, e.g. -d arc_easy,hellaswag (see `llmbox tasks`)',
+        });
+      expandTasks(names);
+      const chat = { template: chatTemplateOption(o.chatTemplate), systemPrompt: o.systemPrompt };
+      const model = isRemoteSpec(o.model)
+        ? remoteModel(o.model, {
+            endpoint: o.endpoint,
+            modelType: o.modelType,
+            apiKeyEnv: o.apiKeyEnv,
+            concurrency: o.concurrency,
+            maxRetries: o.maxRetries,
+            timeoutSeconds: o.timeout,
+            requestCache: o.requestCache === false ? false : undefined,
+            systemPrompt: o.systemPrompt,
+          })
+        : new LocalLM(await loadModelOrAdapter(o.model, o.adapter, engineOpts(cmd)), {
+            batchSize: o.batchSize,
+            prefixCache: o.prefixCache,
+            modelType: o.modelType,
+            chat,
+          });
+      const run = await evaluate(model, names, {
+        shots: o.shots,
+        limit: o.limit,
+        dataDir: o.dataDir,
+        seed: o.seed,
+        method: o.method as Method | undefined,
+        samples: o.samples,
+        temperature: o.temperature,
+        maxNewTokens: o.maxNewTokens,
+        outputDir: o.output,
+        resume: o.resume,
+        chunkSize: o.chunkSize,
+        model: o.model,
+        shard: o.shard,
+        onProgress: progressPrinter(),
+      });
+      if (!(model instanceof LocalLM)) {
+        const st = model.stats;
+        process.stderr.write(
+          `requests: ${st.requests} (${st.cached} from the cache, ${st.attempts} HTTP attempts, ${st.retries} retries)\n`,
+        );
+      }
+      printRun(run, !!o.json, model instanceof LocalLM ? {} : { requests: model.stats });
+    });
+}

@@ -1,0 +1,204 @@
+import { Command, Option } from 'commander';
+import { join } from 'node:path';
+import { LlmboxError } from '../../errors.js';
+import { prepareOutputDir } from '../../util/fs.js';
+import { loadModelOrAdapter } from '../../train/adapted.js';
+import { exportTraining } from '../../train/export.js';
+import { train } from '../../train/trainer.js';
+import { engineOpts, float, int, print } from '../options.js';
+import { trainProgress } from '../progress.js';
+import { DEFAULTS } from '../../util/defaults.js';
+
+export function trainCommand(program: Command): void {
+  program
+    .command('train')
+    .description(
+      'pre-train (pt) or instruction-tune (sft) a model, fully or with LoRA; checkpoints in Hugging Face layout',
+    )
+    .requiredOption('-m, --model <dir>', 'model folder (or a shipped model name)')
+    .requiredOption(
+      '--dataset <files...>',
+      'data files (json, jsonl, csv, tsv, parquet, arrow, txt) or dataset_info.json names',
+    )
+    .option('--dataset-dir <dir>', 'folder with a dataset_info.json (LLaMA-Factory) for dataset names')
+    .option('--dataset_ratio <r...>', 'mix the datasets by these shares (LLMBox semantics)')
+    .addOption(new Option('--mix <strategy>', 'ratio, concat or interleave').choices(['ratio', 'concat', 'interleave']))
+    .option('--mix-total <n>', 'examples in a ratio mixture (default: all)', int('--mix-total', 1))
+    .addOption(
+      new Option('--stage <stage>', 'pt (concatenate and chunk) or sft (assistant turns are the targets)')
+        .choices(['pt', 'sft'])
+        .default(DEFAULTS.train.stage),
+    )
+    .addOption(
+      new Option(
+        '--template <name>',
+        'alpaca, chatml or plain (default: the tokenizer chat template, else alpaca)',
+      ).choices(['alpaca', 'chatml', 'plain']),
+    )
+    .option('--train-on-prompt', 'learn prompt tokens too')
+    .option(
+      '--no-cache',
+      'tokenize again instead of reusing the tokenized cache (LLMBOX_CACHE_DIR, default ~/.cache/llmbox)',
+    )
+    .option('--packing', 'bin-pack sft examples into full rows (attention stays within each example)')
+    .option('--max-length <t>', 'tokens per row', int('--max-length', 2))
+    .option('--batch-size <b>', 'rows per micro-batch', int('--batch-size', 1), DEFAULTS.train.batchSize)
+    .option('--grad-accum <k>', 'micro-batches per optimizer step', int('--grad-accum', 1), DEFAULTS.train.gradAccum)
+    .option('--max-steps <n>', 'optimizer steps (default: one epoch)', int('--max-steps', 1))
+    .option(
+      '--epochs <e>',
+      'passes over the data when --max-steps is not given',
+      float('--epochs', 0.001),
+      DEFAULTS.train.epochs,
+    )
+    .option('--lr <x>', 'peak learning rate', float('--lr', 0), DEFAULTS.train.lr)
+    .addOption(
+      new Option('--schedule <s>', 'learning-rate schedule after warmup')
+        .choices(['cosine', 'linear', 'constant'])
+        .default(DEFAULTS.train.schedule),
+    )
+    .option(
+      '--warmup <w>',
+      'warmup steps, or a fraction of the steps when < 1',
+      float('--warmup', 0),
+      DEFAULTS.train.warmup,
+    )
+    .option(
+      '--weight-decay <x>',
+      'AdamW decoupled weight decay',
+      float('--weight-decay', 0),
+      DEFAULTS.train.weightDecay,
+    )
+    .option(
+      '--max-grad-norm <x>',
+      'clip gradients to this global norm (0: off)',
+      float('--max-grad-norm', 0),
+      DEFAULTS.train.maxGradNorm,
+    )
+    .option('--lora-rank <r>', 'train LoRA adapters of this rank instead of all weights', int('--lora-rank', 1))
+    .option('--lora-alpha <a>', 'LoRA alpha (default 2 x rank)', float('--lora-alpha', 0))
+    .option('--lora-dropout <p>', 'LoRA dropout', float('--lora-dropout', 0, 0.99), DEFAULTS.lora.dropout)
+    .option(
+      '--lora-targets <names>',
+      'comma-separated: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all-linear',
+      DEFAULTS.lora.targets.join(','),
+    )
+    .option('--qlora', 'QLoRA: hold the frozen base as 4-bit NF4 (double-quantized) under the LoRA adapters')
+    .option('--val-size <n>', 'held out for evaluation loss: a fraction (< 1) or a count', float('--val-size', 0))
+    .option('--eval-every <n>', 'evaluation loss every N steps (and at the end)', int('--eval-every', 0), 0)
+    .option('--save-every <n>', 'checkpoint every N steps (and at the end)', int('--save-every', 0), 0)
+    .option('--seed <n>', 'data order, mixture and initialisation seed', int('--seed', 0), DEFAULTS.train.seed)
+    .requiredOption('--output <dir>', 'where checkpoints and the final model go')
+    .option('--resume', 'continue from the newest checkpoint in --output')
+    .addOption(
+      new Option(
+        '--export-for <trainer>',
+        'train nothing here: write the mixed, tokenized (packed) data as Parquet with a config and launch.sh for this GPU trainer into --output',
+      ).choices(['llamafactory', 'trl']),
+    )
+    .option(
+      '--export-gpu-gib <g>',
+      '--export-for: memory of one cluster GPU, GiB (sizes the GPU count and ZeRO stage)',
+      float('--export-gpu-gib', 1),
+      DEFAULTS.train.exportGpuGib,
+    )
+    .option('--json', 'print {"steps", "losses", "eval_loss", "checkpoint", ...} at the end')
+    .action(async (o, cmd: Command) => {
+      prepareOutputDir(o.output, '--output');
+      const ratio = o.dataset_ratio?.map((r: string) => Number(r));
+      if (ratio && ratio.some((r: number) => !Number.isFinite(r)))
+        throw new LlmboxError(`--dataset_ratio takes numbers, got ${o.dataset_ratio.join(' ')}`, {
+          field: '--dataset_ratio',
+        });
+      const loaded = await loadModelOrAdapter(o.model, o.adapter, engineOpts(cmd));
+      const bar = trainProgress();
+      const opts = {
+        datasets: o.dataset,
+        dataDir: o.datasetDir,
+        datasetRatio: ratio,
+        mixStrategy: o.mix,
+        mixTotal: o.mixTotal,
+        stage: o.stage,
+        template: o.template,
+        trainOnPrompt: !!o.trainOnPrompt,
+        packing: !!o.packing,
+        maxLength: o.maxLength,
+        batchSize: o.batchSize,
+        gradAccum: o.gradAccum,
+        maxSteps: o.maxSteps,
+        epochs: o.epochs,
+        lr: o.lr,
+        schedule: o.schedule,
+        warmup: o.warmup,
+        weightDecay: o.weightDecay,
+        maxGradNorm: o.maxGradNorm,
+        valSize: o.valSize,
+        evalEvery: o.evalEvery,
+        saveEvery: o.saveEvery,
+        seed: o.seed,
+        lora: o.loraRank
+          ? {
+              rank: o.loraRank,
+              alpha: o.loraAlpha,
+              dropout: o.loraDropout,
+              targets: String(o.loraTargets)
+                .split(',')
+                .map((x) => x.trim()),
+            }
+          : undefined,
+        qlora: !!o.qlora,
+        cache: o.cache,
+        output: o.output as string,
+        resume: !!o.resume,
+        onStep: bar.step,
+        onEval: bar.eval,
+      };
+      if (o.exportFor) {
+        const x = await exportTraining(loaded, opts, { target: o.exportFor, gpuGib: o.exportGpuGib });
+        const summary = {
+          export: o.exportFor,
+          dir: x.dir,
+          files: x.files,
+          rows: x.rows,
+          gpus: x.plan.gpus,
+          zero_stage: x.plan.zeroStage,
+          per_gpu_gib: x.plan.perGpuGib,
+          command: x.command,
+        };
+        return print(
+          !!o.json,
+          summary,
+          `wrote ${x.rows.train} training rows (${x.rows.validation} held out) and a ${o.exportFor} config to ${x.dir}\n${x.plan.gpus} GPU(s)${x.plan.zeroStage ? ', DeepSpeed ZeRO-3' : ''}, about ${x.plan.perGpuGib.toFixed(1)} GiB each; run: ${join(x.dir, 'launch.sh')}`,
+        );
+      }
+      const r = await train(loaded, opts);
+      const summary = {
+        steps: r.steps,
+        losses: r.losses,
+        eval_loss: r.evalLoss,
+        eval_losses: r.evalLosses,
+        checkpoint: r.checkpoint,
+        output: o.output,
+        resumed_from: r.resumedFrom,
+        stage: r.stage,
+        parameters: r.parameters,
+        data: r.data,
+        quantization: r.quantization,
+        tokens_per_second: r.metrics.length
+          ? r.metrics.reduce((a, m) => a + m.tokens, 0) / r.metrics.reduce((a, m) => a + m.seconds, 0)
+          : null,
+      };
+      const text = [
+        `trained ${r.steps} steps (${r.stage}${o.loraRank ? `, LoRA r=${o.loraRank}` : ''}; ${r.parameters.trainable.toLocaleString('en-US')} of ${r.parameters.total.toLocaleString('en-US')} parameters trainable)`,
+        `loss ${r.losses[0]?.toFixed(4)} -> ${r.losses.at(-1)?.toFixed(4)}${r.evalLoss !== null ? `, eval loss ${r.evalLosses[0]?.loss.toFixed(4)} -> ${r.evalLoss.toFixed(4)}` : ''}`,
+        `data: ${r.data.sources.map((s) => `${s.name}: ${s.mixed} (${(100 * s.proportion).toFixed(1)}%)`).join(', ')}; ${r.data.trainRows} rows, ${(100 * r.data.utilisation).toFixed(1)}% of row tokens hold data`,
+        ...(r.quantization
+          ? [
+              `QLoRA base: ${(r.quantization.float32Bytes / 2 ** 20).toFixed(2)} MiB float32 -> ${(r.quantization.nf4Bytes / 2 ** 20).toFixed(2)} MiB NF4 (${(r.quantization.float32Bytes / r.quantization.nf4Bytes).toFixed(2)}x smaller)`,
+            ]
+          : []),
+        `saved to ${o.output} (checkpoint ${r.checkpoint})`,
+      ].join('\n');
+      print(!!o.json, summary, text);
+    });
+}

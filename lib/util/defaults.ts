@@ -1,0 +1,52 @@
+/**
+ * Every default llmbox applies, in one place: the library falls back to these, and the CLI shows and
+ * passes the same values, so a run from the shell and one from a notebook mean the same thing.
+ */
+export const DEFAULTS = {
+  eval: {
+    /** Few-shot draws and sampling (lm-evaluation-harness uses 1234 too). */
+    seed: 1234,
+    batchSize: 8,
+    /** Tokens in one forward pass over a batch of requests. */
+    maxBatchTokens: 8192,
+    /** Instances per model call and per resume checkpoint. */
+    chunkSize: 32,
+    /** Generation length when neither the task nor the caller caps it. */
+    maxNewTokens: 256,
+    /** Temperature of repeated samples (self-consistency, pass@k) when none is given. */
+    sampleTemperature: 0.8,
+  },
+  remote: { concurrency: 4, maxRetries: 5, timeoutSeconds: 300 },
+  generate: { maxNewTokens: 64, temperature: 0 },
+  train: {
+    seed: 42,
+    stage: 'sft',
+    batchSize: 8,
+    gradAccum: 1,
+    epochs: 1,
+    lr: 1e-4,
+    schedule: 'cosine',
+    warmup: 0,
+    weightDecay: 0,
+    maxGradNorm: 1,
+    /** Held-out tokens for the evaluation loss. */
+    evalTokens: 32768,
+    /** Cluster GPU memory (GiB) assumed by --export-for. */
+    exportGpuGib: 80,
+  },
+  lora: {
+    targets: ['q_proj', 'v_proj'] as readonly string[],
+    dropout: 0,
+    /** Rank assumed where a config omits it (PEFT's default). */ rank: 8,
+  },
+  serve: {
+    host: '127.0.0.1',
+    port: 8000,
+    batchSize: 8,
+    maxBatchTokens: 8192,
+    batchWindowMs: 2,
+    maxBodyBytes: 4 * 2 ** 20,
+  },
+  gpuCalc: { seq: 2048, gpus: 1, batch: 1, setting: 'zero3' },
+  sandbox: { timeoutMs: 10_000, memoryMb: 1024 },
+} as const;
