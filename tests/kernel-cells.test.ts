@@ -1,12 +1,12 @@
 // Slow suite (a notebook run through Jupyter): npm run test:fast leaves it out.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CellQueue, cellError } from '../kernel/cells.js';
+import { executeNotebook, kernelPrefix } from './helpers/jupyter.js';
 import { tmp } from './helpers/models.js';
 
-const ROOT = resolve(import.meta.dirname, '..');
 const JUPYTER = spawnSync('sh', ['-c', 'command -v jupyter']).status === 0 || !!process.env.CI;
 
 /** An executor that fails the cells whose code starts with "fail", reporting as tslab does. */
@@ -88,32 +88,11 @@ describe.skipIf(!JUPYTER)('kernel cells under Jupyter', () => {
     return file;
   };
   const nbconvert = (file: string, out: string, prefix: string, extra: string[]) =>
-    spawnSync(
-      'jupyter',
-      [
-        'nbconvert',
-        '--to',
-        'notebook',
-        '--execute',
-        '--ExecutePreprocessor.kernel_name=llmbox',
-        '--ExecutePreprocessor.timeout=120',
-        ...extra,
-        '--output-dir',
-        out,
-        file,
-      ],
-      {
-        encoding: 'utf8',
-        env: { ...process.env, JUPYTER_PATH: join(prefix, 'share', 'jupyter'), PYDEVD_DISABLE_FILE_VALIDATION: '1' },
-      },
-    );
+    executeNotebook(file, { out, prefix, timeoutSeconds: 120, extra });
 
   it('errors become error outputs, the cells after them still run, and shutdown is clean', () => {
-    const prefix = tmp(),
-      out = tmp();
-    expect(
-      spawnSync(process.execPath, [join(ROOT, 'bin', 'llmbox.js'), 'kernel', 'install', '--prefix', prefix]).status,
-    ).toBe(0);
+    const prefix = kernelPrefix();
+    const out = tmp();
     const file = notebook(tmp());
     const run = nbconvert(file, out, prefix, ['--allow-errors']);
     expect(run.status, run.stderr.slice(-2000)).toBe(0);

@@ -12,6 +12,7 @@ import { prelude } from '../kernel/start.js';
 import { progressHTML } from '../lib/report/display.js';
 import { Figure } from '../lib/report/figure.js';
 import { findChromium, launchChromium } from '../lib/report/browser.js';
+import { executeNotebook, kernelPrefix } from './helpers/jupyter.js';
 import { tmp } from './helpers/models.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -186,34 +187,15 @@ describe.skipIf(!JUPYTER || !CHROMIUM)(
     it.each(NOTEBOOKS)(
       '%s runs without errors and shows tables and charts in Chromium',
       async (name) => {
-        const prefix = tmp();
+        const prefix = kernelPrefix();
         const out = tmp();
-        const env = {
-          ...process.env,
-          JUPYTER_PATH: join(prefix, 'share', 'jupyter'),
-          PYDEVD_DISABLE_FILE_VALIDATION: '1',
-        };
-        const inst = spawnSync(
-          process.execPath,
-          [join(ROOT, 'bin', 'llmbox.js'), 'kernel', 'install', '--prefix', prefix],
-          { encoding: 'utf8' },
-        );
-        expect(inst.status, inst.stderr).toBe(0);
-        const run = spawnSync(
-          'jupyter',
-          [
-            'nbconvert',
-            '--to',
-            'notebook',
-            '--execute',
-            '--ExecutePreprocessor.kernel_name=llmbox',
-            '--ExecutePreprocessor.timeout=600',
-            '--output-dir',
-            out,
-            join(ROOT, 'notebooks', name),
-          ],
-          { encoding: 'utf8', env, cwd: join(ROOT, 'notebooks') },
-        );
+        const env = { ...process.env, JUPYTER_PATH: join(prefix, 'share', 'jupyter') };
+        const run = executeNotebook(join(ROOT, 'notebooks', name), {
+          out,
+          prefix,
+          timeoutSeconds: 600,
+          cwd: join(ROOT, 'notebooks'),
+        });
         expect(run.status, run.stderr.slice(-3000)).toBe(0);
         const nb = JSON.parse(readFileSync(join(out, name), 'utf8')) as {
           cells: { cell_type: string; outputs?: Output[] }[];
