@@ -12,6 +12,7 @@ import { serveCommand } from './commands/serve.js';
 import { kernelCommand } from './commands/kernel.js';
 import { gpuCalcCommand } from './commands/gpu-calc.js';
 import { pullCommand } from './commands/pull.js';
+import { exportCommand } from './commands/export.js';
 import { int, packageVersion } from './options.js';
 
 /** The llmbox command line: one file per command in commands/, shared option parsers in options.ts. */
@@ -37,6 +38,7 @@ export function buildCli(): Command {
     kernelCommand,
     gpuCalcCommand,
     pullCommand,
+    exportCommand,
   ])
     register(program);
   return program;

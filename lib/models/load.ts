@@ -3,6 +3,8 @@ import { copyFileSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { modelsDirs, resolveModelDir } from '../util/paths.js';
 import { isHubSpec } from '../hub/repo.js';
 import { resolveHubModel } from '../hub/pull.js';
+import { isGgufPath, readGgufModel } from './gguf.js';
+import { basename } from 'node:path';
 import { LlmboxError } from '../errors.js';
 import { initEngine, type EngineOptions } from '../engine/index.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -52,8 +54,9 @@ async function modelFolder(model: string): Promise<string> {
   return isHubSpec(model) ? resolveHubModel(model) : resolveModelDir(model);
 }
 
-/** Loads a model folder in Hugging Face layout (or `hf:org/name`, fetched from the hub into its cache). */
+/** Loads a model folder in Hugging Face layout, a GGUF file, or `hf:org/name` (fetched from the hub into its cache). */
 export async function loadModel(modelDir: string, engine: EngineOptions = {}): Promise<LoadedModel> {
+  if (isGgufPath(modelDir)) return loadGguf(modelDir, engine);
   const dir = await modelFolder(modelDir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new LlmboxError('model folder not found', {
@@ -82,6 +85,24 @@ export async function loadModel(modelDir: string, engine: EngineOptions = {}): P
   // A hub snapshot's folder is named by its commit: results name the repository instead.
   const name = isHubSpec(modelDir) ? modelDir.slice('hf:'.length) : undefined;
   return { dir, ...(name ? { name } : {}), model, tokenizer, generation: readGenerationConfig(dir, config) };
+}
+
+/** A GGUF file (llama.cpp's format): weights decoded to float32, the tokenizer from its metadata or tokenizer.json beside it. */
+async function loadGguf(file: string, engine: EngineOptions): Promise<LoadedModel> {
+  if (!existsSync(file) || !statSync(file).isFile())
+    throw new LlmboxError('GGUF file not found', { file, fix: 'pass the path of a .gguf file' });
+  await initEngine(engine);
+  const g = readGgufModel(file);
+  const config = parseConfig(g.config, file);
+  const model = LlamaModel.fromRaw(config, g.raw, file);
+  const tokenizer = g.tokenizer ? new TextTokenizer(g.tokenizer.json, g.tokenizer.config) : null;
+  return {
+    dir: file,
+    name: basename(file),
+    model,
+    tokenizer,
+    generation: { bosTokenId: config.bosTokenId ?? undefined, eosTokenIds: config.eosTokenIds },
+  };
 }
 
 /** Writes config.json, generation_config.json and model.safetensors (each atomically), and tokenizer files. */

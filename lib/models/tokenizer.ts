@@ -42,6 +42,10 @@ export class TextTokenizer {
   readonly chatTemplate: string | undefined;
   readonly vocabSize: number;
   private readonly json: Json;
+  /** The tokenizer.json this tokenizer was built from. */
+  get definition(): Json {
+    return this.json;
+  }
   private hash: string | undefined;
 
   /**

@@ -4,15 +4,23 @@ import { LlmboxError } from '../errors.js';
 
 /** Writes a file so that readers see either the old or the whole new content, never a torn one. */
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+  writeFileAtomicWith(file, (fd) => writeSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data));
+}
+
+/** As writeFileAtomic, for content written in pieces (large files need not be one buffer). */
+export function writeFileAtomicWith(file: string, write: (fd: number) => void): void {
   mkdirSync(dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
   const fd = openSync(tmp, 'w');
   try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+    write(fd);
     fsyncSync(fd);
-  } finally {
+  } catch (e) {
     closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
   }
+  closeSync(fd);
   renameSync(tmp, file);
 }
 
