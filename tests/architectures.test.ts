@@ -5,6 +5,7 @@ import { LlamaModel } from '../lib/models/llama.js';
 import { generate } from '../lib/models/generate.js';
 import { loadModel, randomModel, saveModel } from '../lib/models/load.js';
 import { TINY_CONFIGS, tmp } from './helpers/models.js';
+import { referenceLogits } from './helpers/reference-forward.js';
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
@@ -27,6 +28,21 @@ function randomIds(n: number, vocab: number, seed: number): number[] {
 }
 
 describe.each(Object.entries(TINY_CONFIGS))('%s', (_name, cfgJson) => {
+  it('matches an independent float64 reference forward written from the Hugging Face modeling code', async () => {
+    await initEngine();
+    const model = randomModel(cfgJson, { seed: 7, std: 0.2 });
+    // Norm weights away from 1, so that a norm applied to the wrong axis (or not at all) shows.
+    for (const [name, t] of model.params) {
+      if (name.endsWith('norm.weight'))
+        model.params.set(name, tf.keep(tf.add(t, tf.randomUniform(t.shape, -0.5, 0.5, 'float32', 5))));
+    }
+    const ids = randomIds(model.config.slidingWindow ? 14 : 10, model.config.vocabSize, 17);
+    const ref = referenceLogits(model.config, model.toRaw(), ids);
+    const ours = logitsOf(model, ids);
+    expect(maxAbsDiff(ours, ref)).toBeLessThan(2e-4 * Math.max(1, ...Array.from(ref, Math.abs)));
+    model.dispose();
+  });
+
   it('saves and reloads to identical parameters and logits', async () => {
     await initEngine();
     const model = randomModel(cfgJson, { seed: 3, std: 0.2 });

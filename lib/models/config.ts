@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
 
-export type Architecture = 'llama' | 'mistral' | 'qwen2';
+export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
 
 export type RopeScaling =
   | { type: 'linear'; factor: number }
@@ -30,13 +30,20 @@ export interface ModelConfig {
   tieWordEmbeddings: boolean;
   /** Bias on q, k and v projections (Qwen2 always, LLaMA when attention_bias is set). */
   attentionBias: boolean;
+  /** RMSNorm over each head's queries and keys before RoPE (Qwen3's q_norm / k_norm). */
+  qkNorm: boolean;
   /** Mistral's sliding-window attention span, null for full attention. */
   slidingWindow: number | null;
   bosTokenId: number | null;
   eosTokenIds: number[];
 }
 
-const MODEL_TYPES: Record<string, Architecture> = { llama: 'llama', mistral: 'mistral', qwen2: 'qwen2' };
+const MODEL_TYPES: Record<string, Architecture> = {
+  llama: 'llama',
+  mistral: 'mistral',
+  qwen2: 'qwen2',
+  qwen3: 'qwen3',
+};
 
 type Json = Record<string, unknown>;
 
@@ -132,7 +139,7 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
   const headDim = positiveInt(raw, 'head_dim', file, hiddenSize / numHeads);
   if (headDim % 2 !== 0)
     throw new LlmboxError(`head_dim ${headDim} must be even for RoPE`, { file, field: 'head_dim' });
-  const useSliding = architecture === 'mistral' || (architecture === 'qwen2' && raw.use_sliding_window === true);
+  const useSliding = architecture === 'mistral' || (architecture.startsWith('qwen') && raw.use_sliding_window === true);
   // A window that is used must be a positive size; null means none.
   const slidingWindow =
     useSliding && raw.sliding_window !== null && raw.sliding_window !== undefined
@@ -156,6 +163,7 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
     ropeScaling: parseRopeScaling(raw.rope_scaling, file),
     tieWordEmbeddings: raw.tie_word_embeddings === true,
     attentionBias: architecture === 'qwen2' ? true : raw.attention_bias === true,
+    qkNorm: architecture === 'qwen3',
     slidingWindow,
     bosTokenId: bos ?? null,
     eosTokenIds: tokenIds(raw, 'eos_token_id', file, vocabSize),
@@ -189,9 +197,12 @@ export function readConfig(dir: string): ModelConfig {
 
 /** The config.json that describes `cfg`, in Hugging Face's field names. */
 export function toHfConfig(cfg: ModelConfig): Json {
-  const archName = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' }[
-    cfg.architecture
-  ];
+  const archName = {
+    llama: 'LlamaForCausalLM',
+    mistral: 'MistralForCausalLM',
+    qwen2: 'Qwen2ForCausalLM',
+    qwen3: 'Qwen3ForCausalLM',
+  }[cfg.architecture];
   const rs = cfg.ropeScaling;
   return {
     architectures: [archName],

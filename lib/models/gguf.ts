@@ -38,6 +38,8 @@ const NAME_MAP: [string, string][] = [
   ['blk.{i}.attn_k', 'model.layers.{i}.self_attn.k_proj'],
   ['blk.{i}.attn_v', 'model.layers.{i}.self_attn.v_proj'],
   ['blk.{i}.attn_output', 'model.layers.{i}.self_attn.o_proj'],
+  ['blk.{i}.attn_q_norm', 'model.layers.{i}.self_attn.q_norm'],
+  ['blk.{i}.attn_k_norm', 'model.layers.{i}.self_attn.k_norm'],
   ['blk.{i}.ffn_gate', 'model.layers.{i}.mlp.gate_proj'],
   ['blk.{i}.ffn_up', 'model.layers.{i}.mlp.up_proj'],
   ['blk.{i}.ffn_down', 'model.layers.{i}.mlp.down_proj'],
@@ -88,11 +90,11 @@ function meta<T extends GgufValue['value']>(file: GgufFile, key: string): T | un
 /** The GGUF's hyper-parameters as a Hugging Face config.json. */
 function configFrom(g: GgufFile, file: string): Json {
   const arch = meta<string>(g, 'general.architecture');
-  if (arch !== 'llama' && arch !== 'qwen2') {
+  if (arch !== 'llama' && arch !== 'qwen2' && arch !== 'qwen3') {
     throw new LlmboxError(`GGUF architecture ${arch ?? '(none)'} is not supported`, {
       file,
       field: 'general.architecture',
-      fix: 'llmbox reads llama (LLaMA, Mistral) and qwen2 GGUF files',
+      fix: 'llmbox reads llama (LLaMA, Mistral), qwen2 and qwen3 GGUF files',
     });
   }
   const need = (key: string) => {
@@ -148,7 +150,7 @@ export function readGgufModel(file: string): GgufModel {
       if (!name)
         throw new LlmboxError(`unexpected tensor ${t.name}`, {
           file,
-          fix: 'llmbox reads LLaMA-family GGUF files (llama, mistral, qwen2)',
+          fix: 'llmbox reads LLaMA-family GGUF files (llama, mistral, qwen2, qwen3)',
         });
       const n = t.dims.reduce((a, d) => a * d, 1);
       let data = decodeGgml(t.type, g.read(t), n);
@@ -379,8 +381,8 @@ export function writeGgufModel(
   opts: { embedTokenizerJson?: boolean } = {},
 ): GgufExport {
   const c = m.config;
-  if (c.architecture === 'qwen2')
-    throw new LlmboxError('GGUF export of qwen2 models is not supported yet (their tokenizer is byte-level BPE)', {
+  if (c.architecture === 'qwen2' || c.architecture === 'qwen3')
+    throw new LlmboxError('GGUF export of Qwen models is not supported yet (their tokenizer is byte-level BPE)', {
       fix: 'export a LLaMA or Mistral model',
     });
   if (c.ropeScaling && c.ropeScaling.type !== 'linear')

@@ -60,6 +60,10 @@ export function parameterShapes(cfg: ModelConfig): Map<string, number[]> {
       m.set(`${p}self_attn.k_proj.bias`, [kv]);
       m.set(`${p}self_attn.v_proj.bias`, [kv]);
     }
+    if (cfg.qkNorm) {
+      m.set(`${p}self_attn.q_norm.weight`, [cfg.headDim]);
+      m.set(`${p}self_attn.k_norm.weight`, [cfg.headDim]);
+    }
     m.set(`${p}self_attn.o_proj.weight`, [H, q]);
     m.set(`${p}post_attention_layernorm.weight`, [H]);
     m.set(`${p}mlp.gate_proj.weight`, [F, H]);
@@ -88,7 +92,7 @@ function isLinear(name: string): boolean {
 }
 
 /**
- * A LLaMA-family decoder (LLaMA, Mistral, Qwen2): RMSNorm, rotate_half RoPE, grouped-query
+ * A LLaMA-family decoder (LLaMA, Mistral, Qwen2, Qwen3): RMSNorm, rotate_half RoPE, grouped-query
  * attention, SwiGLU. Parameters use Hugging Face names; linear weights are held as [in, out].
  */
 /** Floats of attention scores per block of queries (64 MiB): bounds memory for long, batched prompts. */
@@ -539,12 +543,18 @@ export class LlamaModel {
     const pre = `model.layers.${l}.`;
     const rotate = (x: tf.Tensor4D) => applyRope(x, shared.cos, shared.sin);
     const x = rmsNorm(input, this.p<tf.Rank.R1>(`${pre}input_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
+    // [B, T, n, D] per head; Qwen3 normalises each head's queries and keys before RoPE.
+    const heads = (y: tf.Tensor2D, n: number, norm: 'q_norm' | 'k_norm'): tf.Tensor4D => {
+      if (!cfg.qkNorm) return y.reshape([B, T, n, D]);
+      const w = this.p<tf.Rank.R1>(`${pre}self_attn.${norm}.weight`);
+      return rmsNorm(y.reshape([B * T * n, D]), w, cfg.rmsNormEps).reshape([B, T, n, D]);
+    };
     // Queries are scaled by 1/sqrt(D) here, on [B, T, heads, D], rather than the scores.
     const q = tf.mul(
-      rotate(this.linear(x, `${pre}self_attn.q_proj`).reshape([B, T, nH, D])),
+      rotate(heads(this.linear(x, `${pre}self_attn.q_proj`), nH, 'q_norm')),
       1 / Math.sqrt(D),
     ) as tf.Tensor4D;
-    const kTok = rotate(this.linear(x, `${pre}self_attn.k_proj`).reshape([B, T, kvH, D]));
+    const kTok = rotate(heads(this.linear(x, `${pre}self_attn.k_proj`), kvH, 'k_norm'));
     const vTok = this.linear(x, `${pre}self_attn.v_proj`);
     const attend = () => {
       let k = kTok.transpose([0, 2, 1, 3]) as tf.Tensor4D;

@@ -89,6 +89,22 @@ export const TINY_CONFIGS: Record<string, Record<string, unknown>> = {
     bos_token_id: 1,
     eos_token_id: 2,
   },
+  'qwen3 q/k norm, head_dim apart from hidden/heads': {
+    model_type: 'qwen3',
+    vocab_size: 47,
+    hidden_size: 32,
+    intermediate_size: 48,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 12,
+    max_position_embeddings: 64,
+    rope_theta: 1000000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: false,
+    bos_token_id: 1,
+    eos_token_id: 2,
+  },
 };
 
 /** The LlmboxError that `fn` throws (fails the test when it throws nothing or something else). */
