@@ -4,6 +4,7 @@ import { KVCache } from '../lib/models/kv-cache.js';
 import { LlamaModel } from '../lib/models/llama.js';
 import { generate } from '../lib/models/generate.js';
 import { loadModel, randomModel, saveModel } from '../lib/models/load.js';
+import { readModelWeights } from '../lib/models/safetensors.js';
 import { TINY_CONFIGS, tmp } from './helpers/models.js';
 import { referenceLogits } from './helpers/reference-forward.js';
 
@@ -133,5 +134,20 @@ describe('sliding window', () => {
     expect(maxAbsDiff(a.slice(5 * 40), b.slice(5 * 40))).toBeGreaterThan(1e-3);
     windowed.dispose();
     full.dispose();
+  });
+});
+
+describe('checkpoint layouts', () => {
+  it('Phi-3 keeps its fused projections on disk: qkv_proj and gate_up_proj, as the Hugging Face checkpoint has them', async () => {
+    await initEngine();
+    const model = randomModel(TINY_CONFIGS['phi3 fused qkv and gate_up, sliding window 6'], { seed: 2 });
+    const dir = tmp();
+    saveModel(dir, model);
+    const names = [...readModelWeights(dir).keys()];
+    expect(names).toContain('model.layers.0.self_attn.qkv_proj.weight');
+    expect(names).toContain('model.layers.1.mlp.gate_up_proj.weight');
+    expect(names.some((n) => /\.(q|k|v)_proj\.|gate_proj|\.up_proj/.test(n))).toBe(false);
+    expect(readModelWeights(dir).get('model.layers.0.self_attn.qkv_proj.weight')!.shape).toEqual([32 + 2 * 16, 32]);
+    model.dispose();
   });
 });

@@ -53,6 +53,14 @@ export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tens
   });
 }
 
+/** gelu(gate) * up with the tanh approximation of gelu (Gemma's gelu_pytorch_tanh). */
+export function geglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(gate, tf.mul(0.044715, tf.pow(gate, 3))));
+    return tf.mul(tf.mul(tf.mul(0.5, gate), tf.add(1, tf.tanh(inner))), up);
+  });
+}
+
 /** silu(gate) * up, the SwiGLU feed-forward activation. */
 export function swiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(tf.mul(gate, tf.sigmoid(gate)), up));

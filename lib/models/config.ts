@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
 
-export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
+export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'phi3' | 'gemma';
 
 export type RopeScaling =
   | { type: 'linear'; factor: number }
@@ -32,6 +32,12 @@ export interface ModelConfig {
   attentionBias: boolean;
   /** RMSNorm over each head's queries and keys before RoPE (Qwen3's q_norm / k_norm). */
   qkNorm: boolean;
+  /** Feed-forward gate activation: SwiGLU's silu, or Gemma's tanh-approximated gelu (GeGLU). */
+  activation: 'silu' | 'gelu_tanh';
+  /** Norm weights stored as an offset from 1 (Gemma: x * (1 + w)). */
+  normWeightOffset: boolean;
+  /** Embeddings multiplied by sqrt(hidden_size) (Gemma). */
+  embedScale: boolean;
   /** Mistral's sliding-window attention span, null for full attention. */
   slidingWindow: number | null;
   bosTokenId: number | null;
@@ -43,6 +49,8 @@ const MODEL_TYPES: Record<string, Architecture> = {
   mistral: 'mistral',
   qwen2: 'qwen2',
   qwen3: 'qwen3',
+  phi3: 'phi3',
+  gemma: 'gemma',
 };
 
 type Json = Record<string, unknown>;
@@ -111,6 +119,21 @@ function parseRopeScaling(v: unknown, file: string): RopeScaling | null {
   });
 }
 
+/** hidden_act (hidden_activation in Gemma): silu, or the tanh-approximated gelu Gemma uses whatever it says. */
+function activationOf(raw: Json, architecture: Architecture, file: string): ModelConfig['activation'] {
+  // transformers runs Gemma with gelu_pytorch_tanh even where an old config says "gelu".
+  if (architecture === 'gemma') return 'gelu_tanh';
+  const act = raw.hidden_act ?? 'silu';
+  if (act !== 'silu' && act !== 'swish') {
+    throw new LlmboxError(`hidden_act ${JSON.stringify(act)} is not supported for ${architecture}`, {
+      file,
+      field: 'hidden_act',
+      fix: 'llmbox runs silu (SwiGLU) LLaMA-family models, and Gemma',
+    });
+  }
+  return 'silu';
+}
+
 export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new LlmboxError(
@@ -139,7 +162,18 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
   const headDim = positiveInt(raw, 'head_dim', file, hiddenSize / numHeads);
   if (headDim % 2 !== 0)
     throw new LlmboxError(`head_dim ${headDim} must be even for RoPE`, { file, field: 'head_dim' });
-  const useSliding = architecture === 'mistral' || (architecture.startsWith('qwen') && raw.use_sliding_window === true);
+  const useSliding =
+    architecture === 'mistral' ||
+    architecture === 'phi3' ||
+    (architecture.startsWith('qwen') && raw.use_sliding_window === true);
+  const partial = raw.partial_rotary_factor;
+  if (partial !== undefined && partial !== null && partial !== 1) {
+    throw new LlmboxError(`partial_rotary_factor ${JSON.stringify(partial)} is not supported`, {
+      file,
+      field: 'partial_rotary_factor',
+      fix: 'llmbox rotates whole heads (a factor of 1)',
+    });
+  }
   // A window that is used must be a positive size; null means none.
   const slidingWindow =
     useSliding && raw.sliding_window !== null && raw.sliding_window !== undefined
@@ -164,6 +198,9 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
     tieWordEmbeddings: raw.tie_word_embeddings === true,
     attentionBias: architecture === 'qwen2' ? true : raw.attention_bias === true,
     qkNorm: architecture === 'qwen3',
+    activation: activationOf(raw, architecture, file),
+    normWeightOffset: architecture === 'gemma',
+    embedScale: architecture === 'gemma',
     slidingWindow,
     bosTokenId: bos ?? null,
     eosTokenIds: tokenIds(raw, 'eos_token_id', file, vocabSize),
@@ -202,6 +239,8 @@ export function toHfConfig(cfg: ModelConfig): Json {
     mistral: 'MistralForCausalLM',
     qwen2: 'Qwen2ForCausalLM',
     qwen3: 'Qwen3ForCausalLM',
+    phi3: 'Phi3ForCausalLM',
+    gemma: 'GemmaForCausalLM',
   }[cfg.architecture];
   const rs = cfg.ropeScaling;
   return {
@@ -214,7 +253,7 @@ export function toHfConfig(cfg: ModelConfig): Json {
     num_attention_heads: cfg.numHeads,
     num_key_value_heads: cfg.numKvHeads,
     head_dim: cfg.headDim,
-    hidden_act: 'silu',
+    hidden_act: cfg.activation === 'gelu_tanh' ? 'gelu_pytorch_tanh' : 'silu',
     max_position_embeddings: cfg.maxPositionEmbeddings,
     rms_norm_eps: cfg.rmsNormEps,
     rope_theta: cfg.ropeTheta,

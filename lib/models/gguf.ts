@@ -381,9 +381,10 @@ export function writeGgufModel(
   opts: { embedTokenizerJson?: boolean } = {},
 ): GgufExport {
   const c = m.config;
-  if (c.architecture === 'qwen2' || c.architecture === 'qwen3')
-    throw new LlmboxError('GGUF export of Qwen models is not supported yet (their tokenizer is byte-level BPE)', {
-      fix: 'export a LLaMA or Mistral model',
+  if (c.architecture !== 'llama' && c.architecture !== 'mistral')
+    throw new LlmboxError(`GGUF export of ${c.architecture} models is not supported yet`, {
+      field: 'model_type',
+      fix: 'export a LLaMA or Mistral model (Qwen tokenizers are byte-level BPE; Phi-3 keeps fused projections), or convert with llama.cpp',
     });
   if (c.ropeScaling && c.ropeScaling.type !== 'linear')
     throw new LlmboxError(`GGUF export with ${c.ropeScaling.type} rope scaling is not supported`, {

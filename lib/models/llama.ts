@@ -1,11 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { LlmboxError } from '../errors.js';
-import { embedding, loraLinear, rmsNorm, rope as applyRope, swiglu } from '../engine/ops.js';
+import { embedding, geglu, loraLinear, rmsNorm, rope as applyRope, swiglu } from '../engine/ops.js';
 import type { ModelConfig } from './config.js';
 import { KVCache, type PastKV } from './kv-cache.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
 import type { RawTensor } from './safetensors.js';
 import { dequantizedTensor, type NF4Tensor } from './nf4.js';
+import { fuse, hasFusedLayout, unfuse } from './fused.js';
 
 /** Additive mask value: large enough that exp() underflows to exactly 0, finite so padded rows stay finite. */
 const MASKED = -1e9;
@@ -92,7 +93,7 @@ function isLinear(name: string): boolean {
 }
 
 /**
- * A LLaMA-family decoder (LLaMA, Mistral, Qwen2, Qwen3): RMSNorm, rotate_half RoPE, grouped-query
+ * A LLaMA-family decoder (LLaMA, Mistral, Qwen2, Qwen3, Phi-3, Gemma): RMSNorm, rotate_half RoPE, grouped-query
  * attention, SwiGLU. Parameters use Hugging Face names; linear weights are held as [in, out].
  */
 /** Floats of attention scores per block of queries (64 MiB): bounds memory for long, batched prompts. */
@@ -337,7 +338,8 @@ export class LlamaModel {
   }
 
   /** Builds a model from HF-layout tensors ([out, in] linears), checking every name and shape. */
-  static fromRaw(config: ModelConfig, raw: Map<string, RawTensor>, file = 'model.safetensors'): LlamaModel {
+  static fromRaw(config: ModelConfig, stored: Map<string, RawTensor>, file = 'model.safetensors'): LlamaModel {
+    const raw = hasFusedLayout(config) ? unfuse(config, stored) : stored;
     const params = new Map<string, tf.Tensor>();
     const shapes = parameterShapes(config);
     checkUnaccounted(config, raw, shapes, file);
@@ -397,7 +399,7 @@ export class LlamaModel {
     }
     // HF checkpoints of tied models usually omit lm_head; write it anyway so any loader finds it.
     if (this.config.tieWordEmbeddings) out.set('lm_head.weight', out.get('model.embed_tokens.weight')!);
-    return out;
+    return hasFusedLayout(this.config) ? fuse(this.config, out) : out;
   }
 
   numParameters(): number {
@@ -440,16 +442,14 @@ export class LlamaModel {
         B * T,
         cfg.hiddenSize,
       ]) as tf.Tensor2D;
+      // Gemma scales the embeddings by sqrt(hidden), rounded to the weights' float32 as it does.
+      if (cfg.embedScale) h = tf.mul(h, Math.fround(Math.sqrt(cfg.hiddenSize)));
       for (let l = 0; l < cfg.numLayers; l++) {
         const input = h;
         // Each layer's intermediates are freed when it ends (long prompts would otherwise hold all of them).
         h = tf.tidy(() => this.decoderLayer(l, input, a, shared, opts));
       }
-      return rmsNorm(h, this.p<tf.Rank.R1>('model.norm.weight'), cfg.rmsNormEps).reshape([
-        B,
-        T,
-        cfg.hiddenSize,
-      ]) as tf.Tensor3D;
+      return this.norm(h, 'model.norm.weight').reshape([B, T, cfg.hiddenSize]) as tf.Tensor3D;
     });
     if (opts.cache) opts.cache.length += a.T;
     return out;
@@ -542,12 +542,11 @@ export class LlamaModel {
       group = nH / kvH;
     const pre = `model.layers.${l}.`;
     const rotate = (x: tf.Tensor4D) => applyRope(x, shared.cos, shared.sin);
-    const x = rmsNorm(input, this.p<tf.Rank.R1>(`${pre}input_layernorm.weight`), cfg.rmsNormEps) as tf.Tensor2D;
+    const x = this.norm(input, `${pre}input_layernorm.weight`);
     // [B, T, n, D] per head; Qwen3 normalises each head's queries and keys before RoPE.
     const heads = (y: tf.Tensor2D, n: number, norm: 'q_norm' | 'k_norm'): tf.Tensor4D => {
       if (!cfg.qkNorm) return y.reshape([B, T, n, D]);
-      const w = this.p<tf.Rank.R1>(`${pre}self_attn.${norm}.weight`);
-      return rmsNorm(y.reshape([B * T * n, D]), w, cfg.rmsNormEps).reshape([B, T, n, D]);
+      return this.norm(y.reshape([B * T * n, D]), `${pre}self_attn.${norm}.weight`).reshape([B, T, n, D]);
     };
     // Queries are scaled by 1/sqrt(D) here, on [B, T, heads, D], rather than the scores.
     const q = tf.mul(
@@ -571,14 +570,22 @@ export class LlamaModel {
       return attention(q, k, v, shared.blocks, prefix, { B, T, P, kvH, group, D });
     };
     const merged = shared.plan ? segmentedAttention(q, kTok, vTok, shared.plan, { kvH, group, D }) : attend();
-    const attended = tf.add(input, this.linear(merged, `${pre}self_attn.o_proj`));
-    const y = rmsNorm(
-      attended,
-      this.p<tf.Rank.R1>(`${pre}post_attention_layernorm.weight`),
-      cfg.rmsNormEps,
-    ) as tf.Tensor2D;
-    const act = swiglu(this.linear(y, `${pre}mlp.gate_proj`), this.linear(y, `${pre}mlp.up_proj`)) as tf.Tensor2D;
+    const attended = tf.add(input, this.linear(merged, `${pre}self_attn.o_proj`)) as tf.Tensor2D;
+    const y = this.norm(attended, `${pre}post_attention_layernorm.weight`);
+    const gate = this.linear(y, `${pre}mlp.gate_proj`);
+    const up = this.linear(y, `${pre}mlp.up_proj`);
+    const act = (cfg.activation === 'gelu_tanh' ? geglu(gate, up) : swiglu(gate, up)) as tf.Tensor2D;
     return tf.add(attended, this.linear(act, `${pre}mlp.down_proj`)) as tf.Tensor2D;
+  }
+
+  /** RMSNorm over the last axis with a stored weight; Gemma stores it as an offset from 1. */
+  private norm(x: tf.Tensor2D, name: string): tf.Tensor2D {
+    const w = this.p<tf.Rank.R1>(name);
+    return rmsNorm(
+      x,
+      this.config.normWeightOffset ? (tf.add(w, 1) as tf.Tensor1D) : w,
+      this.config.rmsNormEps,
+    ) as tf.Tensor2D;
   }
 
   /** x @ W (+ bias), with the layer's LoRA adapter (dropout while training) and NF4 weights dequantized here. */

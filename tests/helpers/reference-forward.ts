@@ -5,9 +5,11 @@ import type { RawTensor } from '../../lib/models/safetensors.js';
  * An independent decoder forward in plain float64 loops, written from the Hugging Face modeling code
  * (LlamaForCausalLM and its relatives), not from llmbox's: Hugging Face tensor names and [out, in]
  * weights, rotate_half RoPE (default, linear and llama3 frequencies), grouped-query attention with
- * an optional sliding window, q/k RMSNorm per head (Qwen3), SwiGLU. Returns logits [T * vocab].
+ * an optional sliding window, q/k RMSNorm per head (Qwen3), fused projections (Phi-3), SwiGLU, and
+ * Gemma's scaled embeddings, 1 + w norms and GeGLU. Returns logits [T * vocab].
  */
-export function referenceLogits(c: ModelConfig, W: Map<string, RawTensor>, ids: number[]): Float64Array {
+export function referenceLogits(c: ModelConfig, stored: Map<string, RawTensor>, ids: number[]): Float64Array {
+  const W = splitFused(c, stored);
   const T = ids.length,
     H = c.hiddenSize,
     D = c.headDim,
@@ -33,14 +35,15 @@ export function referenceLogits(c: ModelConfig, W: Map<string, RawTensor>, ids: 
       }
     return y;
   };
-  /** RMSNorm over rows of length n. */
+  const gemma = c.architecture === 'gemma';
+  /** RMSNorm over rows of length n (GemmaRMSNorm multiplies by 1 + weight). */
   const rms = (x: Float64Array, n: number, weight: ArrayLike<number>): Float64Array => {
     const y = new Float64Array(x.length);
     for (let r = 0; r < x.length / n; r++) {
       let ss = 0;
       for (let i = 0; i < n; i++) ss += x[r * n + i] ** 2;
       const inv = 1 / Math.sqrt(ss / n + c.rmsNormEps);
-      for (let i = 0; i < n; i++) y[r * n + i] = x[r * n + i] * inv * weight[i];
+      for (let i = 0; i < n; i++) y[r * n + i] = x[r * n + i] * inv * (gemma ? 1 + weight[i] : weight[i]);
     }
     return y;
   };
@@ -75,7 +78,7 @@ export function referenceLogits(c: ModelConfig, W: Map<string, RawTensor>, ids: 
   const embed = w('model.embed_tokens.weight').data;
   let x = new Float64Array(T * H);
   ids.forEach((id, t) => {
-    for (let i = 0; i < H; i++) x[t * H + i] = embed[id * H + i];
+    for (let i = 0; i < H; i++) x[t * H + i] = embed[id * H + i] * (gemma ? Math.sqrt(H) : 1);
   });
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}.`;
@@ -116,7 +119,9 @@ export function referenceLogits(c: ModelConfig, W: Map<string, RawTensor>, ids: 
     const h2 = rms(x, H, w(`${p}post_attention_layernorm.weight`).data);
     const gate = linear(h2, `${p}mlp.gate_proj`);
     const up = linear(h2, `${p}mlp.up_proj`);
-    const act = gate.map((g, i) => (g / (1 + Math.exp(-g))) * up[i]);
+    // SiLU, or Gemma's gelu_pytorch_tanh.
+    const gelu = (g: number) => 0.5 * g * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (g + 0.044715 * g ** 3)));
+    const act = gate.map((g, i) => (gemma ? gelu(g) : g / (1 + Math.exp(-g))) * up[i]);
     const down = linear(act, `${p}mlp.down_proj`);
     x = x.map((a, i) => a + down[i]);
   }
@@ -132,4 +137,34 @@ export function referenceLogits(c: ModelConfig, W: Map<string, RawTensor>, ids: 
       logits[t * V + vv] = s;
     }
   return logits;
+}
+
+/** Phi-3's qkv_proj and gate_up_proj, cut into their row blocks (as Phi3Attention and Phi3MLP do with split/chunk). */
+function splitFused(c: ModelConfig, stored: Map<string, RawTensor>): Map<string, RawTensor> {
+  const W = new Map(stored);
+  const cut = (name: string, parts: [string, number][]) => {
+    const t = stored.get(name);
+    if (!t) return;
+    const cols = t.shape[1];
+    let row = 0;
+    for (const [part, n] of parts) {
+      W.set(part, { shape: [n, cols], data: t.data.slice(row * cols, (row + n) * cols) });
+      row += n;
+    }
+  };
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = `model.layers.${l}.`;
+    const q = c.numHeads * c.headDim,
+      kv = c.numKvHeads * c.headDim;
+    cut(`${p}self_attn.qkv_proj.weight`, [
+      [`${p}self_attn.q_proj.weight`, q],
+      [`${p}self_attn.k_proj.weight`, kv],
+      [`${p}self_attn.v_proj.weight`, kv],
+    ]);
+    cut(`${p}mlp.gate_up_proj.weight`, [
+      [`${p}mlp.gate_proj.weight`, c.intermediateSize],
+      [`${p}mlp.up_proj.weight`, c.intermediateSize],
+    ]);
+  }
+  return W;
 }
