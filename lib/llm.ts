@@ -1,5 +1,4 @@
 import { Float64, Int32, Table, Utf8, vectorFromArray } from 'apache-arrow';
-import type { EngineOptions } from './engine/index.js';
 import { LlmboxError } from './errors.js';
 import { resolve } from 'node:path';
 import { defaultDataDir, evaluate, type EvalRun, type EvaluateOptions, type Progress } from './eval/evaluate.js';
@@ -9,7 +8,7 @@ import type { Message } from './data/records.js';
 import { isRemoteSpec, remoteModel, type RemoteModelOptions } from './eval/remote/index.js';
 import { softmax } from './eval/metrics/index.js';
 import { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
-import { untrainedModel, type LoadedModel } from './models/load.js';
+import { untrainedModel, type LoadedModel, type LoadModelOptions } from './models/load.js';
 import { calibrationFigure, lossFigure, mixtureFigure, scoresFigure } from './report/charts.js';
 import { train, type StepMetrics, type TrainOptions, type TrainResult } from './train/trainer.js';
 import { loadModelOrAdapter } from './train/adapted.js';
@@ -21,7 +20,7 @@ import { toDanfo, toPolars } from './report/frames.js';
 import { escapeHtml, htmlTable, textTable } from './report/html-table.js';
 
 /** Local models: engine and batching options; remote ones (`openai:M`, `anthropic:M`, `URL::M`): endpoint, key variable, concurrency, cache. */
-export type LoadOptions = EngineOptions &
+export type LoadOptions = LoadModelOptions &
   LocalLMOptions &
   RemoteModelOptions & { /** A PEFT LoRA adapter folder applied to a local model. */ adapter?: string };
 

@@ -46,7 +46,7 @@ function tryBuild() {
       `-I${nodeInclude}`,
     ];
     if (b.include) args.push(`-I${b.include}`);
-    args.push(src, '-o', out, b.lib, '-lm', '-ldl');
+    args.push(src, '-o', out, b.lib, '-lm', '-ldl', '-pthread');
     const r = spawnSync(cc, args, { encoding: 'utf8' });
     if (r.status === 0) return { blas: b.name };
     errors.push(`${b.name}: ${(r.stderr || r.error?.message || '').split('\n')[0]}`);

@@ -56,6 +56,7 @@ const MODEL_SUITES = [
   'tests/architectures.test.ts',
   'tests/gradients.test.ts',
   'tests/prefix-cache.test.ts',
+  'tests/packed.test.ts',
 ];
 const dir = mkdtempSync(join(tmpdir(), 'llmbox-test-'));
 const runs = [

@@ -24,7 +24,13 @@ export function buildCli(): Command {
     .description('Train, use and evaluate large language models')
     .version(packageVersion())
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(['tensorflow', 'wasm', 'cpu']))
-    .addOption(new Option('--threads <n>', 'compute threads (BLAS)').argParser(int('--threads', 1)));
+    .addOption(new Option('--threads <n>', 'compute threads (BLAS)').argParser(int('--threads', 1)))
+    .option(
+      '--load-in-8bit',
+      'hold the linear weights as q8_0 outside the tensor heap (inference reads them in 8 bits)',
+    )
+    .option('--load-in-4bit', 'hold the linear weights in 4 bits outside the tensor heap (--quant, q4_0 unless given)')
+    .addOption(new Option('--quant <type>', 'the 4-bit type of --load-in-4bit').choices(['q4_0', 'q4_1']));
   for (const register of [
     envCommand,
     generateCommand,

@@ -46,6 +46,17 @@ export interface NativeAddon {
     heads: number,
     dim: number,
   ): void;
+  /** out[rows x n] = x[rows x k] W^T for W [n x k] held outside the heap in a ggml type (0 f32, 1 f16, 30 bf16, 8 q8_0, 2 q4_0, 3 q4_1). */
+  quantMatMul(
+    heap: Float32Array,
+    weights: Uint8Array,
+    type: number,
+    x: number,
+    out: number,
+    rows: number,
+    n: number,
+    k: number,
+  ): void;
   setThreads(n: number): void;
   getThreads(): number;
   blasInfo(): string;

@@ -3,6 +3,7 @@ import { nativeAddon } from './index.js';
 import { XENT, XENT_GRAD } from './kernels/cross-entropy.js';
 import { EMBEDDING_GRAD } from './kernels/embedding-grad.js';
 import { ROPE } from './kernels/rope.js';
+import { QUANT_MATMUL } from './kernels/quant-matmul.js';
 
 /** The gradient tfjs hands a single-output custom gradient. */
 function single(dy: tf.Tensor | tf.Tensor[]): tf.Tensor {
@@ -189,4 +190,37 @@ export function loraLinearReference(
   scale: number,
 ): tf.Tensor2D {
   return tf.add(tf.matMul(x, W), tf.mul(tf.matMul(tf.matMul(xd, A), B), scale));
+}
+
+/** A weight [n, k] (Hugging Face's [out, in]) held outside the tensor heap in a ggml storage type. */
+export interface PackedMatrix {
+  weights: Uint8Array;
+  /** ggml type: 0 f32, 1 f16, 30 bf16, 8 q8_0, 2 q4_0, 3 q4_1. */
+  type: number;
+  n: number;
+  k: number;
+  /** The weight as float32 [n, k] (for backends without the native kernel, and for gradients). */
+  decode(): Float32Array;
+}
+
+/**
+ * x [rows, k] times W^T for a packed W [n, k]: the native kernel reads W in its stored type (decoding
+ * each row once per call), elsewhere W is decoded for the call. The gradient covers x only (a packed
+ * base is frozen): dx = dy W, with W decoded for the backward pass and freed after it.
+ */
+export function packedMatMul(x: tf.Tensor2D, w: PackedMatrix): tf.Tensor2D {
+  const dense = () => tf.tensor2d(w.decode(), [w.n, w.k]);
+  const attrs = { weights: w.weights, type: w.type, n: w.n, k: w.k } as unknown as tf.NamedAttrMap;
+  const forward = (v: tf.Tensor2D): tf.Tensor2D =>
+    nativeAddon()
+      ? (tf.engine().runKernel(QUANT_MATMUL, { x: v }, attrs) as tf.Tensor2D)
+      : tf.tidy(() => tf.matMul(v, dense(), false, true));
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const v = args[0] as tf.Tensor2D;
+    return {
+      value: forward(v),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[]) => tf.tidy(() => tf.matMul(single(dy) as tf.Tensor2D, dense())),
+    };
+  });
+  return f(x) as tf.Tensor2D;
 }

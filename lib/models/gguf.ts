@@ -19,6 +19,8 @@ import {
 } from './gguf-file.js';
 import type { RawTensor } from './safetensors.js';
 import type { TextTokenizer } from './tokenizer.js';
+import type { PackedMatrix } from '../engine/ops.js';
+import { packedFromBytes } from './packed.js';
 
 type Json = Record<string, unknown>;
 
@@ -66,17 +68,17 @@ const toGgufName = renamer(1);
  * llama.cpp's LLaMA layout rotates interleaved pairs, so its converter permutes the rows of q and k
  * within each head: HF row (j * D/2 + i) goes to row (i * 2 + j). `back` undoes it.
  */
-function permuteHeads(data: Float32Array, heads: number, cols: number, back: boolean): Float32Array {
+function permuteHeads<T extends Float32Array | Uint8Array>(data: T, heads: number, cols: number, back: boolean): T {
   const rows = data.length / cols;
   const D = rows / heads;
-  const out = new Float32Array(data.length);
+  const out = (data instanceof Float32Array ? new Float32Array(data.length) : new Uint8Array(data.length)) as T;
   for (let h = 0; h < heads; h++) {
     for (let j = 0; j < 2; j++) {
       for (let i = 0; i < D / 2; i++) {
         const hf = h * D + j * (D / 2) + i;
         const gg = h * D + i * 2 + j;
         const [src, dst] = back ? [gg, hf] : [hf, gg];
-        out.set(data.subarray(src * cols, (src + 1) * cols), dst * cols);
+        (out as Float32Array).set((data as Float32Array).subarray(src * cols, (src + 1) * cols), dst * cols);
       }
     }
   }
@@ -130,6 +132,8 @@ function configFrom(g: GgufFile, file: string): Json {
 export interface GgufModel {
   config: Json;
   raw: Map<string, RawTensor>;
+  /** With `keepPacked`: the linear weights in their stored type, undecoded. */
+  packed: Map<string, PackedMatrix>;
   /** tokenizer.json and tokenizer_config.json contents, or null when the file carries no tokenizer. */
   tokenizer: { json: Json; config: Json } | null;
   /** Each tensor's stored type, for messages and reports. */
@@ -137,12 +141,13 @@ export interface GgufModel {
 }
 
 /** Reads a GGUF model into Hugging Face names and layout (weights decoded to float32). */
-export function readGgufModel(file: string): GgufModel {
+export function readGgufModel(file: string, opts: { keepPacked?: boolean } = {}): GgufModel {
   const g = openGguf(file);
   try {
     const config = configFrom(g, file);
     const permute = config.model_type === 'llama';
     const raw = new Map<string, RawTensor>();
+    const packed = new Map<string, PackedMatrix>();
     const types = new Map<string, string>();
     for (const t of g.tensors) {
       if (t.name === 'rope_freqs.weight') continue; // llama 3 frequency factors: recomputed from the config
@@ -153,18 +158,25 @@ export function readGgufModel(file: string): GgufModel {
           fix: 'llmbox reads LLaMA-family GGUF files (llama, mistral, qwen2, qwen3)',
         });
       const n = t.dims.reduce((a, d) => a * d, 1);
-      let data = decodeGgml(t.type, g.read(t), n);
       const shape = [...t.dims].reverse();
-      if (permute && /\.(q_proj|k_proj)\.weight$/.test(name)) {
-        const heads = name.includes('q_proj')
-          ? (config.num_attention_heads as number)
-          : (config.num_key_value_heads as number);
-        data = permuteHeads(data, heads, shape[1], true);
-      }
-      raw.set(name, { shape, data });
+      const heads =
+        !permute || !/\.(q_proj|k_proj)\.weight$/.test(name)
+          ? 0
+          : name.includes('q_proj')
+            ? (config.num_attention_heads as number)
+            : (config.num_key_value_heads as number);
       types.set(name, ggmlTypeName(t.type));
+      if (opts.keepPacked && shape.length === 2 && t.type !== GGML.F32 && !name.startsWith('model.embed_tokens')) {
+        // Rows are whole units in every type: un-permuting q and k moves byte rows.
+        const bytes = heads ? permuteHeads(g.read(t), heads, t.bytes / shape[0], true) : g.read(t);
+        packed.set(name, packedFromBytes(bytes, t.type, shape[0], shape[1]));
+        continue;
+      }
+      let data = decodeGgml(t.type, g.read(t), n);
+      if (heads) data = permuteHeads(data, heads, shape[1], true);
+      raw.set(name, { shape, data });
     }
-    return { config, raw, tokenizer: tokenizerFrom(g, file), types };
+    return { config, raw, packed, tokenizer: tokenizerFrom(g, file), types };
   } finally {
     g.close();
   }

@@ -1,6 +1,15 @@
 import * as tf from '@tensorflow/tfjs';
 import { LlmboxError } from '../errors.js';
-import { embedding, geglu, loraLinear, rmsNorm, rope as applyRope, swiglu } from '../engine/ops.js';
+import {
+  embedding,
+  geglu,
+  loraLinear,
+  packedMatMul,
+  rmsNorm,
+  rope as applyRope,
+  swiglu,
+  type PackedMatrix,
+} from '../engine/ops.js';
 import type { ModelConfig } from './config.js';
 import { KVCache, type PastKV } from './kv-cache.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
@@ -321,6 +330,11 @@ export class LlamaModel {
    */
   readonly quantized = new Map<string, NF4Tensor>();
   /**
+   * Linear weights held outside the tensor heap in a ggml type (q8_0, q4_0, f16, ... from a GGUF file or
+   * `--load-in-8bit`), by parameter name, [out, in]: matrix products read them in that type.
+   */
+  readonly packed = new Map<string, PackedMatrix>();
+  /**
    * How attention is kept inside segments (packed or padded rows): `mask` runs the whole rows with a
    * block-diagonal causal mask; `gather` attends per segment (segmentPlan), which skips the masked
    * blocks but pays for gathers; `auto` gathers when that skips at least three quarters of the score
@@ -338,13 +352,28 @@ export class LlamaModel {
   }
 
   /** Builds a model from HF-layout tensors ([out, in] linears), checking every name and shape. */
-  static fromRaw(config: ModelConfig, stored: Map<string, RawTensor>, file = 'model.safetensors'): LlamaModel {
+  static fromRaw(
+    config: ModelConfig,
+    stored: Map<string, RawTensor>,
+    file = 'model.safetensors',
+    packed: Map<string, PackedMatrix> = new Map(),
+  ): LlamaModel {
     const raw = hasFusedLayout(config) ? unfuse(config, stored) : stored;
     const params = new Map<string, tf.Tensor>();
     const shapes = parameterShapes(config);
     checkUnaccounted(config, raw, shapes, file);
     try {
       for (const [name, shape] of shapes) {
+        const pk = packed.get(name);
+        if (pk) {
+          if (pk.n !== shape[0] || pk.k !== shape[1]) {
+            throw new LlmboxError(`shape mismatch for ${name}: file has [${pk.n},${pk.k}], config implies [${shape}]`, {
+              file,
+              field: name,
+            });
+          }
+          continue;
+        }
         const t = raw.get(name);
         if (!t) {
           throw new LlmboxError(`missing tensor ${name}`, {
@@ -381,7 +410,9 @@ export class LlamaModel {
       for (const t of params.values()) t.dispose();
       throw e;
     }
-    return new LlamaModel(config, params);
+    const model = new LlamaModel(config, params);
+    for (const [name, pk] of packed) if (shapes.has(name)) model.packed.set(name, pk);
+    return model;
   }
 
   /** Parameters in HF layout ([out, in] linears), for saving. */
@@ -397,6 +428,7 @@ export class LlamaModel {
       out.set(name, { shape: hf.shape, data: hf.dataSync() as Float32Array });
       if (hf !== t) hf.dispose();
     }
+    for (const [name, pk] of this.packed) out.set(name, { shape: [pk.n, pk.k], data: pk.decode() });
     // HF checkpoints of tied models usually omit lm_head; write it anyway so any loader finds it.
     if (this.config.tieWordEmbeddings) out.set('lm_head.weight', out.get('model.embed_tokens.weight')!);
     return hasFusedLayout(this.config) ? fuse(this.config, out) : out;
@@ -406,6 +438,7 @@ export class LlamaModel {
     let n = 0;
     for (const t of this.params.values()) n += t.size;
     for (const q of this.quantized.values()) n += q.size;
+    for (const p of this.packed.values()) n += p.n * p.k;
     return n;
   }
 
@@ -591,11 +624,17 @@ export class LlamaModel {
   /** x @ W (+ bias), with the layer's LoRA adapter (dropout while training) and NF4 weights dequantized here. */
   private linear(x: tf.Tensor2D, name: string): tf.Tensor2D {
     const q = this.quantized.get(`${name}.weight`);
-    const W = q ? () => dequantizedTensor(q) : this.p<tf.Rank.R2>(`${name}.weight`);
+    const pk = this.packed.get(`${name}.weight`);
+    const W = q
+      ? () => dequantizedTensor(q)
+      : pk
+        ? () => tf.tidy(() => tf.transpose(tf.tensor2d(pk.decode(), [pk.n, pk.k])) as tf.Tensor2D)
+        : this.p<tf.Rank.R2>(`${name}.weight`);
     const lora = this.lora;
     const A = lora && (this.adapters.get(`${name}.lora_A`) as tf.Tensor2D | undefined);
     let y: tf.Tensor2D;
-    if (lora && A) {
+    if (pk && !(lora && A)) y = packedMatMul(x, pk);
+    else if (lora && A) {
       const drop = lora.dropout > 0 && this.dropoutSeed !== null;
       const xd = drop ? (tf.dropout(x, lora.dropout, undefined, this.dropoutSeed!++) as tf.Tensor2D) : x;
       y = loraLinear(x, xd, W, A, this.adapters.get(`${name}.lora_B`) as tf.Tensor2D, lora.alpha / lora.rank);
@@ -606,6 +645,8 @@ export class LlamaModel {
 
   /** Logits [rows, vocab] for hidden-state rows [rows, hidden]: only the rows asked for are projected. */
   logits(hidden: tf.Tensor2D): tf.Tensor2D {
+    const head = this.packed.get('lm_head.weight');
+    if (head) return packedMatMul(hidden, head);
     return tf.tidy(() =>
       this.config.tieWordEmbeddings
         ? tf.matMul(hidden, this.p<tf.Rank.R2>('model.embed_tokens.weight'), false, true)

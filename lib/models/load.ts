@@ -4,6 +4,7 @@ import { modelsDirs, resolveModelDir } from '../util/paths.js';
 import { isHubSpec } from '../hub/repo.js';
 import { resolveHubModel } from '../hub/pull.js';
 import { isGgufPath, readGgufModel } from './gguf.js';
+import { packLinears, type PackType } from './packed.js';
 import { basename } from 'node:path';
 import { LlmboxError } from '../errors.js';
 import { initEngine, type EngineOptions } from '../engine/index.js';
@@ -12,6 +13,9 @@ import { parseConfig, readConfig, toHfConfig, type ModelConfig } from './config.
 import { LlamaModel, parameterShapes } from './llama.js';
 import { readModelWeights, writeSafetensors } from './safetensors.js';
 import { TextTokenizer } from './tokenizer.js';
+
+/** Engine options, and how the weights are held: `quantize` packs the linear weights outside the tensor heap (`--load-in-8bit` q8_0, `--load-in-4bit` q4_0). */
+export type LoadModelOptions = EngineOptions & { quantize?: PackType };
 
 export interface GenerationConfig {
   bosTokenId?: number;
@@ -55,7 +59,7 @@ async function modelFolder(model: string): Promise<string> {
 }
 
 /** Loads a model folder in Hugging Face layout, a GGUF file, or `hf:org/name` (fetched from the hub into its cache). */
-export async function loadModel(modelDir: string, engine: EngineOptions = {}): Promise<LoadedModel> {
+export async function loadModel(modelDir: string, engine: LoadModelOptions = {}): Promise<LoadedModel> {
   if (isGgufPath(modelDir)) return loadGguf(modelDir, engine);
   const dir = await modelFolder(modelDir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
@@ -70,7 +74,12 @@ export async function loadModel(modelDir: string, engine: EngineOptions = {}): P
   const weightsFile = existsSync(`${dir}/model.safetensors`)
     ? `${dir}/model.safetensors`
     : `${dir}/model.safetensors.index.json`;
-  const model = LlamaModel.fromRaw(config, raw, weightsFile);
+  const model = LlamaModel.fromRaw(
+    config,
+    raw,
+    weightsFile,
+    engine.quantize ? packLinears(config, raw, engine.quantize) : undefined,
+  );
   const tokenizer = existsSync(`${dir}/tokenizer.json`) ? TextTokenizer.fromDir(dir) : null;
   if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
     model.dispose();
@@ -88,13 +97,16 @@ export async function loadModel(modelDir: string, engine: EngineOptions = {}): P
 }
 
 /** A GGUF file (llama.cpp's format): weights decoded to float32, the tokenizer from its metadata or tokenizer.json beside it. */
-async function loadGguf(file: string, engine: EngineOptions): Promise<LoadedModel> {
+async function loadGguf(file: string, engine: LoadModelOptions): Promise<LoadedModel> {
   if (!existsSync(file) || !statSync(file).isFile())
     throw new LlmboxError('GGUF file not found', { file, fix: 'pass the path of a .gguf file' });
   await initEngine(engine);
-  const g = readGgufModel(file);
+  // Matrices stay in the file's type, outside the tensor heap (a float32 copy of a quantized model is never made).
+  const g = readGgufModel(file, { keepPacked: true });
   const config = parseConfig(g.config, file);
-  const model = LlamaModel.fromRaw(config, g.raw, file);
+  const packed = engine.quantize ? packLinears(config, g.raw, engine.quantize) : new Map();
+  for (const [k, v] of g.packed) packed.set(k, v);
+  const model = LlamaModel.fromRaw(config, g.raw, file, packed);
   const tokenizer = g.tokenizer ? new TextTokenizer(g.tokenizer.json, g.tokenizer.config) : null;
   return {
     dir: file,

@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, isAbsolute, join, resolve } from 'node:path';
-import type { EngineOptions } from '../engine/index.js';
+import type { LoadModelOptions } from '../models/load.js';
 import { LlmboxError } from '../errors.js';
 import { loadModel, type LoadedModel } from '../models/load.js';
 import { isHubSpec } from '../hub/repo.js';
@@ -42,7 +42,7 @@ function adapterBase(dir: string): string {
 export async function loadModelOrAdapter(
   model: string,
   adapter: string | undefined,
-  engine: EngineOptions = {},
+  engine: LoadModelOptions = {},
 ): Promise<LoadedModel> {
   const dir = isHubSpec(model) ? await resolveHubModel(model) : resolveModelDir(model);
   if (adapter === undefined && !existsSync(join(dir, 'adapter_config.json'))) return loadModel(dir, engine);

@@ -55,7 +55,10 @@ export function addLora(model: LlamaModel, o: LoraOptions): string[] {
   };
   let seed = o.seed ?? 0;
   for (const layer of loraLayers(model, settings.targets)) {
-    const [inDim, outDim] = (model.params.get(`${layer}.weight`) ?? model.quantized.get(`${layer}.weight`))!.shape;
+    const pk = model.packed.get(`${layer}.weight`);
+    const [inDim, outDim] = pk
+      ? [pk.k, pk.n]
+      : (model.params.get(`${layer}.weight`) ?? model.quantized.get(`${layer}.weight`))!.shape;
     const bound = 1 / Math.sqrt(inDim);
     model.adapters.set(`${layer}.lora_A`, tf.randomUniform([inDim, o.rank], -bound, bound, 'float32', seed++));
     model.adapters.set(`${layer}.lora_B`, tf.zeros([o.rank, outDim]));
@@ -73,7 +76,13 @@ export function mergeLora(model: LlamaModel): void {
     const name = `${layer}.weight`;
     // A QLoRA base is merged in float32: the merged weights are no longer on the NF4 grid.
     const q = model.quantized.get(name);
-    const W = q ? dequantizedTensor(q) : model.params.get(name)!;
+    const pk = model.packed.get(name);
+    // A packed (q8_0, q4_0...) base is merged in float32 too.
+    const W = q
+      ? dequantizedTensor(q)
+      : pk
+        ? tf.tidy(() => tf.transpose(tf.tensor2d(pk.decode(), [pk.n, pk.k])) as tf.Tensor2D)
+        : model.params.get(name)!;
     const merged = tf.tidy(() =>
       tf.add(
         W,
@@ -82,6 +91,7 @@ export function mergeLora(model: LlamaModel): void {
     );
     W.dispose();
     model.quantized.delete(name);
+    model.packed.delete(name);
     model.params.set(name, merged);
   }
   dropLora(model);

@@ -1,0 +1,182 @@
+/**
+ * A real-size model on this machine: a random LLaMA with TinyLlama 1.1B's shapes (hidden 2048, 22
+ * layers, 32 heads, 4 kv heads, ffn 5632, vocab 32000), written once as GGUF in each type, then
+ * loaded by llmbox (matrices kept in their stored type outside the wasm heap) and by llama.cpp
+ * (node-llama-cpp, same file, same threads): load time, resident memory, prefill and decode tokens/s.
+ *
+ *   npm run bench:big [-- --types q8_0,q4_0,f16 --threads 2 --tokens 32]
+ *
+ * The files (about 1.2 GB for q8_0) are kept in LLMBOX_CACHE_DIR/bench (default ~/.cache/llmbox/bench).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { initEngine } from '../lib/engine/index.js';
+import { parseConfig } from '../lib/models/config.js';
+import { generate } from '../lib/models/generate.js';
+import { writeGgufModel, type GgufOutType } from '../lib/models/gguf.js';
+import { parameterShapes } from '../lib/models/llama.js';
+import { loadModel } from '../lib/models/load.js';
+import type { RawTensor } from '../lib/models/safetensors.js';
+import { TextTokenizer } from '../lib/models/tokenizer.js';
+import { resolveModelDir } from '../lib/util/paths.js';
+import { llamaCpp } from '../tests/helpers/llama-cpp.js';
+
+const arg = (name: string, fallback: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+const TYPES = arg('types', 'q8_0,q4_0,f16').split(',') as GgufOutType[];
+const THREADS = Number(arg('threads', '2'));
+const TOKENS = Number(arg('tokens', '32'));
+const PROMPT = 'Once upon a time, there was a little girl named Lily. She loved to play outside.';
+
+const CONFIG = {
+  model_type: 'llama',
+  vocab_size: 32000,
+  hidden_size: 2048,
+  intermediate_size: 5632,
+  num_hidden_layers: 22,
+  num_attention_heads: 32,
+  num_key_value_heads: 4,
+  max_position_embeddings: 2048,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
+  bos_token_id: 1,
+  eos_token_id: 2,
+};
+const dir = join(process.env.LLMBOX_CACHE_DIR ?? join(homedir(), '.cache', 'llmbox'), 'bench');
+mkdirSync(dir, { recursive: true });
+
+/** stories260K's tokenizer with its vocabulary padded to 32000 unused tokens (llama.cpp wants one token per row). */
+function paddedTokenizer(): TextTokenizer {
+  const src = TextTokenizer.fromDir(resolveModelDir('stories260K'));
+  const json = structuredClone(src.definition) as { model: { vocab: Record<string, number> } };
+  for (let id = Object.keys(json.model.vocab).length; id < CONFIG.vocab_size; id++)
+    json.model.vocab[`<unused${id}>`] = id;
+  return new TextTokenizer(json, src.config);
+}
+
+/** Random normal(0, 0.02) weights from a fast seeded generator (Box-Muller over xorshift). */
+function randomWeights(): Map<string, RawTensor> {
+  let s = 0x9e3779b9;
+  const uniform = () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return ((s >>> 0) + 0.5) / 4294967296;
+  };
+  const raw = new Map<string, RawTensor>();
+  for (const [name, shape] of parameterShapes(parseConfig(CONFIG))) {
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    if (name.endsWith('norm.weight')) data.fill(1);
+    else
+      for (let i = 0; i < data.length; i++)
+        data[i] = 0.02 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+    raw.set(name, { shape, data });
+  }
+  return raw;
+}
+
+function ensureFiles(): void {
+  const missing = TYPES.filter((t) => !existsSync(join(dir, `tinyllama-random-${t}.gguf`)));
+  if (!missing.length) return;
+  const t0 = performance.now();
+  const raw = randomWeights();
+  const tokenizer = paddedTokenizer();
+  for (const type of missing) {
+    const file = join(dir, `tinyllama-random-${type}.gguf`);
+    writeGgufModel(
+      file,
+      { config: parseConfig(CONFIG), raw, tokenizer, tokenizerJson: tokenizer.definition, name: 'tinyllama-random' },
+      type,
+    );
+    console.log(`wrote ${file} (${(statSync(file).size / 2 ** 30).toFixed(2)} GiB)`);
+  }
+  console.log(`weights made in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+const rss = () => process.memoryUsage().rss;
+
+async function llamaCppRun(file: string) {
+  const cpp = (await llamaCpp())!;
+  const t0 = performance.now();
+  const model = await cpp.loadModel({ modelPath: file });
+  const load = (performance.now() - t0) / 1000;
+  const ctx = await model.createContext({ contextSize: 256, threads: THREADS });
+  const ids = [1, ...model.tokenize(PROMPT)];
+  let first = 0,
+    n = 0;
+  const t1 = performance.now();
+  for await (const _ of ctx.getSequence().evaluate(ids, { temperature: 0 })) {
+    if (n === 0) first = performance.now();
+    if (++n >= TOKENS) break;
+  }
+  const end = performance.now();
+  await ctx.dispose();
+  await model.dispose();
+  return { load, prefill: ids.length / ((first - t1) / 1000), decode: (n - 1) / ((end - first) / 1000) };
+}
+
+/** llmbox in a child process of its own, so that its resident memory is the model's alone. */
+function llmboxChild(file: string): { load: number; prefill: number; decode: number; resident: number } {
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      fileURLToPath(import.meta.url),
+      '--child',
+      file,
+      '--threads',
+      String(THREADS),
+      '--tokens',
+      String(TOKENS),
+    ],
+    { encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+}
+
+async function llmboxRun(file: string) {
+  const t0 = performance.now();
+  const m = await loadModel(file, { threads: THREADS });
+  const load = (performance.now() - t0) / 1000;
+  const promptTokens = m.tokenizer!.encode(PROMPT).length;
+  const t1 = performance.now();
+  generate(m, [PROMPT], { maxNewTokens: 1, stopAtBos: false });
+  const prefillS = (performance.now() - t1) / 1000;
+  const t2 = performance.now();
+  generate(m, [PROMPT], { maxNewTokens: TOKENS, stopAtBos: false, stop: [] });
+  const total = (performance.now() - t2) / 1000;
+  const resident = rss();
+  m.model.dispose();
+  return { load, prefill: promptTokens / prefillS, decode: (TOKENS - 1) / (total - prefillS), resident };
+}
+
+await initEngine({ threads: THREADS });
+if (process.argv.includes('--child')) {
+  console.log(JSON.stringify(await llmboxRun(arg('child', ''))));
+  process.exit(0);
+}
+ensureFiles();
+const cppAvailable = (await llamaCpp()) !== null;
+console.log(`\nTinyLlama-shaped random LLaMA (1.1B), ${THREADS} threads, ${TOKENS} tokens generated (tokens/s)`);
+console.log(
+  'type   file GiB  llmbox load s  llmbox RSS GiB  llmbox pre  llama.cpp pre  llmbox dec  llama.cpp dec  dec ratio',
+);
+for (const type of TYPES) {
+  const file = join(dir, `tinyllama-random-${type}.gguf`);
+  const ours = llmboxChild(file);
+  const theirs = cppAvailable ? await llamaCppRun(file) : null;
+  const gib = (b: number) => (b / 2 ** 30).toFixed(2);
+  console.log(
+    `${type.padEnd(6)} ${gib(statSync(file).size).padStart(8)} ${ours.load.toFixed(1).padStart(14)} ${gib(ours.resident).padStart(15)} ${ours.prefill.toFixed(1).padStart(11)} ${(theirs?.prefill.toFixed(1) ?? '-').padStart(14)} ${ours.decode.toFixed(2).padStart(11)} ${(theirs?.decode.toFixed(2) ?? '-').padStart(14)} ${theirs ? (ours.decode / theirs.decode).toFixed(2) + 'x' : '-'}`.padEnd(
+      10,
+    ),
+  );
+}

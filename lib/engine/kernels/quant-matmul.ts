@@ -1,0 +1,38 @@
+import * as tf from '@tensorflow/tfjs';
+import type { NativeAddon } from '../native.js';
+import { asWasmBackend, heapOffset } from '../wasm-heap.js';
+
+export const QUANT_MATMUL = 'LlmboxQuantMatMul';
+
+/** Attributes of a product with a packed weight: its bytes (outside the heap), ggml type and shape [n, k]. */
+export interface PackedWeightAttrs {
+  weights: Uint8Array;
+  type: number;
+  n: number;
+  k: number;
+}
+
+/** x [rows, k] times a packed W [n, k] transposed, reading W in its stored type (native/llmbox_native.c). */
+export function nativeQuantMatMulConfig(addon: NativeAddon): tf.KernelConfig {
+  const kernelFunc: tf.KernelFunc = ({ inputs, backend: b, attrs }) => {
+    const backend = asWasmBackend(b);
+    if (!backend) throw new Error(`${QUANT_MATMUL}: needs the wasm backend`);
+    const { x } = inputs as Record<string, tf.TensorInfo>;
+    const w = attrs as unknown as PackedWeightAttrs;
+    const rows = x.shape[0];
+    const out = backend.makeOutput([rows, w.n], 'float32');
+    // makeOutput may grow wasm memory, which replaces HEAPF32: read it only now.
+    addon.quantMatMul(
+      backend.wasm.HEAPF32,
+      w.weights,
+      w.type,
+      heapOffset(backend, x),
+      heapOffset(backend, out),
+      rows,
+      w.n,
+      w.k,
+    );
+    return out;
+  };
+  return { kernelName: QUANT_MATMUL, backendName: 'wasm', kernelFunc };
+}

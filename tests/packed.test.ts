@@ -1,0 +1,147 @@
+import { spawnSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { initEngine, nativeAddon, tf } from '../lib/engine/index.js';
+import { packedMatMul } from '../lib/engine/ops.js';
+import { generate } from '../lib/models/generate.js';
+import { GGML } from '../lib/models/gguf-file.js';
+import { readGgufModel, writeGgufModel } from '../lib/models/gguf.js';
+import { LlamaModel } from '../lib/models/llama.js';
+import { loadModel, type LoadedModel } from '../lib/models/load.js';
+import { packedFromBytes, PACK_TYPES } from '../lib/models/packed.js';
+import { encodeGgml } from '../lib/models/ggml-quants.js';
+import { parseConfig } from '../lib/models/config.js';
+import { addLora } from '../lib/train/lora.js';
+import { seededRandom } from '../lib/util/random.js';
+import { STORIES, tmp } from './helpers/models.js';
+
+const BIN = resolve(import.meta.dirname, '..', 'bin', 'llmbox.js');
+const random = (n: number, seed: number) => {
+  const r = seededRandom(seed);
+  return Float32Array.from({ length: n }, () => (r() - 0.5) * 2);
+};
+const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
+  Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+
+describe('matrices held outside the heap in ggml types', () => {
+  it.each(Object.entries(PACK_TYPES))(
+    '%s: x W^T equals the product with W decoded, for decode rows and prefill blocks',
+    async (_name, type) => {
+      await initEngine();
+      for (const [rows, n, k] of [
+        [1, 5, 64],
+        [7, 96, 32],
+        [3, 130, 96],
+      ]) {
+        const w = packedFromBytes(encodeGgml(type, random(n * k, n + k)), type, n, k);
+        const x = tf.tensor2d(random(rows * k, rows), [rows, k]);
+        const ours = packedMatMul(x, w);
+        const ref = tf.matMul(x, tf.tensor2d(w.decode(), [n, k]), false, true);
+        expect(ours.shape).toEqual([rows, n]);
+        expect(maxDiff(ours.dataSync(), ref.dataSync())).toBeLessThan(1e-5 * k);
+        // The gradient is for x only: dy W.
+        const dy = tf.tensor2d(random(rows * n, 9), [rows, n]);
+        const dx = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(packedMatMul(v as tf.Tensor2D, w), dy)))(x);
+        expect(maxDiff(dx.dataSync(), tf.matMul(dy, tf.tensor2d(w.decode(), [n, k])).dataSync())).toBeLessThan(
+          1e-5 * n,
+        );
+        tf.dispose([x, ours, ref, dy, dx]);
+      }
+    },
+  );
+
+  it('the native kernel is the one that runs on wasm with the add-on, and refuses mismatched bytes', async () => {
+    const info = await initEngine();
+    if (!info.native.enabled) return; // the plain-wasm and cpu runs check the fallback above
+    const addon = nativeAddon()!;
+    const bad = new Uint8Array(10);
+    expect(() => addon.quantMatMul(new Float32Array(64), bad, GGML.Q8_0, 0, 32, 1, 1, 32)).toThrow(
+      /do not match their type and shape/,
+    );
+  });
+
+  it('--load-in-8bit keeps the linear weights out of the heap; the model still gives the float text', async () => {
+    const float = await loadModel(STORIES);
+    const before = tf.memory().numBytes;
+    const q8 = await loadModel(STORIES, { quantize: 'q8_0' });
+    const heapBytes = tf.memory().numBytes - before;
+    // stories260K: 64-wide rows pack (q, k, v, o, gate, up); the 172-wide down projections stay float32.
+    const layer0 = [
+      'self_attn.q_proj',
+      'self_attn.k_proj',
+      'self_attn.v_proj',
+      'self_attn.o_proj',
+      'mlp.gate_proj',
+      'mlp.up_proj',
+    ];
+    expect([...q8.model.packed.keys()].filter((k) => k.includes('layers.0.')).sort()).toEqual(
+      layer0.map((p) => `model.layers.0.${p}.weight`).sort(),
+    );
+    expect(q8.model.params.has('model.layers.0.self_attn.q_proj.weight')).toBe(false);
+    expect(heapBytes).toBeLessThan(0.5 * float.model.numParameters() * 4);
+    expect(q8.model.numParameters()).toBe(float.model.numParameters());
+    const opts = { maxNewTokens: 24 };
+    expect(generate(q8, ['Once upon a time'], opts)[0].text).toBe(generate(float, ['Once upon a time'], opts)[0].text);
+    float.model.dispose();
+    q8.model.dispose();
+  });
+
+  it('a GGUF model keeps its stored types: logits equal the decoded model’s', async () => {
+    const src = await loadModel(STORIES);
+    const file = join(tmp(), 'q4.gguf');
+    writeGgufModel(
+      file,
+      {
+        config: src.model.config,
+        raw: src.model.toRaw(),
+        tokenizer: src.tokenizer!,
+        tokenizerJson: src.tokenizer!.definition,
+        name: 's',
+      },
+      'q4_0',
+    );
+    const packed = await loadModel(file);
+    expect(packed.model.packed.get('model.layers.1.self_attn.k_proj.weight')?.type).toBe(GGML.Q4_0);
+    const g = readGgufModel(file);
+    const decoded = LlamaModel.fromRaw(parseConfig(g.config, file), g.raw, file);
+    const ids = [src.tokenizer!.encode('Tom and Sue went to the park. They saw a big dog')];
+    const logits = (m: LlamaModel) =>
+      tf.tidy(() => m.logits(m.forward(ids).reshape([-1, 64]) as tf.Tensor2D).dataSync());
+    expect(maxDiff(logits(packed.model), logits(decoded))).toBeLessThan(1e-4);
+    // Saved or exported, the packed weights decode back exactly.
+    expect(packed.model.toRaw().get('model.layers.1.self_attn.k_proj.weight')!.data).toEqual(
+      g.raw.get('model.layers.1.self_attn.k_proj.weight')!.data,
+    );
+    for (const m of [src.model, packed.model, decoded]) m.dispose();
+  });
+
+  it('LoRA trains on a packed base: gradients reach the first layer through the packed ones', async () => {
+    const m: LoadedModel = await loadModel(STORIES, { quantize: 'q4_0' });
+    addLora(m.model, { rank: 2, targets: ['q_proj'], seed: 1 });
+    const ids = [m.tokenizer!.encode('Once upon a time there was a cat')];
+    const names = [...m.model.adapters.keys()];
+    const originals = names.map((n) => m.model.adapters.get(n)!);
+    const { grads: g2 } = tf.valueAndGrads((...ps: tf.Tensor[]) => {
+      names.forEach((n, i) => m.model.adapters.set(n, ps[i]));
+      return tf.mean(m.model.logits(m.model.forward(ids).reshape([-1, 64]) as tf.Tensor2D)) as tf.Scalar;
+    })(originals);
+    names.forEach((n, i) => m.model.adapters.set(n, originals[i]));
+    const first = names.findIndex((n) => n === 'model.layers.0.self_attn.q_proj.lora_B');
+    const norm = tf.norm(g2[first]).dataSync()[0];
+    expect(Number.isFinite(norm) && norm > 0).toBe(true);
+    tf.dispose(g2);
+    m.model.dispose();
+  });
+
+  it('CLI: --load-in-8bit and --load-in-4bit on generate; --quant alone is refused', () => {
+    const run = (...a: string[]) => spawnSync(process.execPath, [BIN, ...a], { encoding: 'utf8' });
+    const base = ['generate', '-m', STORIES, '-p', 'Once upon a time', '--max-new-tokens', '12', '--json'];
+    const f = JSON.parse(run(...base).stdout).text;
+    expect(JSON.parse(run('--load-in-8bit', ...base).stdout).text).toBe(f);
+    const q4 = run('--load-in-4bit', '--quant', 'q4_1', ...base);
+    expect(q4.status, q4.stderr).toBe(0);
+    const bad = run('--quant', 'q4_0', ...base);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--quant says which 4-bit type --load-in-4bit uses/);
+  });
+});
