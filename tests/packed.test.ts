@@ -133,6 +133,26 @@ describe('matrices held outside the heap in ggml types', () => {
     m.model.dispose();
   });
 
+  it('llmbox quantize writes a folder that loads back with the same packed bytes as quantizing at load', async () => {
+    const out = tmp();
+    const r = spawnSync(process.execPath, [BIN, 'quantize', '-m', STORIES, '--to', 'q8_0', '--output', out, '--json'], {
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ type: 'q8_0', tensors: 47 });
+    const [folder, atLoad] = [await loadModel(out), await loadModel(STORIES, { quantize: 'q8_0' })];
+    expect(folder.name).toBe(out.split('/').at(-1));
+    for (const [name, pk] of atLoad.model.packed)
+      expect(Buffer.from(folder.model.packed.get(name)!.weights).equals(Buffer.from(pk.weights)), name).toBe(true);
+    const again = await loadModel(out);
+    for (const [name, pk] of folder.model.packed)
+      expect(Buffer.from(again.model.packed.get(name)!.weights).equals(Buffer.from(pk.weights))).toBe(true);
+    expect(generate(folder, ['Once upon a time'], { maxNewTokens: 16 })[0].text).toBe(
+      generate(atLoad, ['Once upon a time'], { maxNewTokens: 16 })[0].text,
+    );
+    for (const m of [folder, atLoad, again]) m.model.dispose();
+  });
+
   it('CLI: --load-in-8bit and --load-in-4bit on generate; --quant alone is refused', () => {
     const run = (...a: string[]) => spawnSync(process.execPath, [BIN, ...a], { encoding: 'utf8' });
     const base = ['generate', '-m', STORIES, '-p', 'Once upon a time', '--max-new-tokens', '12', '--json'];

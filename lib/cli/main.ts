@@ -13,6 +13,7 @@ import { kernelCommand } from './commands/kernel.js';
 import { gpuCalcCommand } from './commands/gpu-calc.js';
 import { pullCommand } from './commands/pull.js';
 import { exportCommand } from './commands/export.js';
+import { quantizeCommand } from './commands/quantize.js';
 import { int, packageVersion } from './options.js';
 
 /** The llmbox command line: one file per command in commands/, shared option parsers in options.ts. */
@@ -45,6 +46,7 @@ export function buildCli(): Command {
     gpuCalcCommand,
     pullCommand,
     exportCommand,
+    quantizeCommand,
   ])
     register(program);
   return program;

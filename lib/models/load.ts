@@ -5,7 +5,7 @@ import { isHubSpec } from '../hub/repo.js';
 import { resolveHubModel } from '../hub/pull.js';
 import { isGgufPath, readGgufModel } from './gguf.js';
 import { packLinears, type PackType } from './packed.js';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import { LlmboxError } from '../errors.js';
 import { initEngine, type EngineOptions } from '../engine/index.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -67,6 +67,15 @@ export async function loadModel(modelDir: string, engine: LoadModelOptions = {})
       file: dir,
       fix: `pass a local folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json), hf:org/name from the hub, or the name of a model in ${modelsDirs().join(' or ')}`,
     });
+  }
+  // A folder written by `llmbox quantize`: its weights are one GGUF file beside the tokenizer.
+  const gguf = join(dir, 'model.gguf');
+  if (
+    !existsSync(join(dir, 'model.safetensors')) &&
+    !existsSync(join(dir, 'model.safetensors.index.json')) &&
+    existsSync(gguf)
+  ) {
+    return { ...(await loadGguf(gguf, engine)), name: basename(dir) };
   }
   await initEngine(engine);
   const config = readConfig(dir);
