@@ -6,7 +6,7 @@ import { packedMatMul } from '../lib/engine/ops.js';
 import { generate } from '../lib/models/generate.js';
 import { GGML } from '../lib/models/gguf-file.js';
 import { readGgufModel, writeGgufModel } from '../lib/models/gguf.js';
-import { LlamaModel } from '../lib/models/llama.js';
+import { LINEARS, LlamaModel } from '../lib/models/llama.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
 import { packedFromBytes, PACK_TYPES } from '../lib/models/packed.js';
 import { encodeGgml } from '../lib/models/ggml-quants.js';
@@ -66,14 +66,7 @@ describe('matrices held outside the heap in ggml types', () => {
     const q8 = await loadModel(STORIES, { quantize: 'q8_0' });
     const heapBytes = tf.memory().numBytes - before;
     // stories260K: 64-wide rows pack (q, k, v, o, gate, up); the 172-wide down projections stay float32.
-    const layer0 = [
-      'self_attn.q_proj',
-      'self_attn.k_proj',
-      'self_attn.v_proj',
-      'self_attn.o_proj',
-      'mlp.gate_proj',
-      'mlp.up_proj',
-    ];
+    const layer0 = LINEARS.filter((l) => l !== 'mlp.down_proj');
     expect([...q8.model.packed.keys()].filter((k) => k.includes('layers.0.')).sort()).toEqual(
       layer0.map((p) => `model.layers.0.${p}.weight`).sort(),
     );
