@@ -56,7 +56,7 @@ describe('loading errors name the file, the field and the fix', () => {
     const e = await loadError(dir);
     expect(e.field).toBe('model_type');
     expect(e.message).toMatch(/gpt2/);
-    expect(e.fix).toMatch(/supports llama, mistral, qwen2, qwen3, phi3, gemma$/);
+    expect(e.fix).toMatch(/supports llama, mistral, qwen2, qwen3, phi3, gemma, gemma2$/);
   });
 
   it('missing and mistyped config fields', async () => {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
 
-export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'phi3' | 'gemma';
+export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'phi3' | 'gemma' | 'gemma2';
 
 export type RopeScaling =
   | { type: 'linear'; factor: number }
@@ -38,6 +38,16 @@ export interface ModelConfig {
   normWeightOffset: boolean;
   /** Embeddings multiplied by sqrt(hidden_size) (Gemma). */
   embedScale: boolean;
+  /** Queries are multiplied by its inverse square root: head_dim, or Gemma 2's query_pre_attn_scalar. */
+  queryPreAttnScalar: number;
+  /** Attention scores capped as cap * tanh(s / cap) (Gemma 2's attn_logit_softcapping). */
+  attnSoftcap: number | null;
+  /** Logits capped likewise (Gemma 2's final_logit_softcapping). */
+  finalSoftcap: number | null;
+  /** Which layers use slidingWindow: all of them, or Gemma 2's even ones (odd layers see everything). */
+  slidingLayers: 'all' | 'even';
+  /** Norms on the sub-layer outputs too (Gemma 2: post-attention, pre- and post-feed-forward). */
+  sandwichNorms: boolean;
   /** Mistral's sliding-window attention span, null for full attention. */
   slidingWindow: number | null;
   bosTokenId: number | null;
@@ -51,6 +61,7 @@ const MODEL_TYPES: Record<string, Architecture> = {
   qwen3: 'qwen3',
   phi3: 'phi3',
   gemma: 'gemma',
+  gemma2: 'gemma2',
 };
 
 type Json = Record<string, unknown>;
@@ -119,10 +130,18 @@ function parseRopeScaling(v: unknown, file: string): RopeScaling | null {
   });
 }
 
+/** A positive number, or null when the field is absent or null (an optional feature switched off). */
+function optionalPositive(raw: Json, key: string, file: string): number | null {
+  if (raw[key] === undefined || raw[key] === null) return null;
+  const v = num(raw, key, file);
+  if (v <= 0) throw new LlmboxError(`${key} must be positive, got ${v}`, { file, field: key });
+  return v;
+}
+
 /** hidden_act (hidden_activation in Gemma): silu, or the tanh-approximated gelu Gemma uses whatever it says. */
 function activationOf(raw: Json, architecture: Architecture, file: string): ModelConfig['activation'] {
   // transformers runs Gemma with gelu_pytorch_tanh even where an old config says "gelu".
-  if (architecture === 'gemma') return 'gelu_tanh';
+  if (architecture === 'gemma' || architecture === 'gemma2') return 'gelu_tanh';
   const act = raw.hidden_act ?? 'silu';
   if (act !== 'silu' && act !== 'swish') {
     throw new LlmboxError(`hidden_act ${JSON.stringify(act)} is not supported for ${architecture}`, {
@@ -162,8 +181,10 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
   const headDim = positiveInt(raw, 'head_dim', file, hiddenSize / numHeads);
   if (headDim % 2 !== 0)
     throw new LlmboxError(`head_dim ${headDim} must be even for RoPE`, { file, field: 'head_dim' });
+  const gemma = architecture === 'gemma' || architecture === 'gemma2';
   const useSliding =
     architecture === 'mistral' ||
+    architecture === 'gemma2' ||
     architecture === 'phi3' ||
     (architecture.startsWith('qwen') && raw.use_sliding_window === true);
   const partial = raw.partial_rotary_factor;
@@ -199,8 +220,13 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
     attentionBias: architecture === 'qwen2' ? true : raw.attention_bias === true,
     qkNorm: architecture === 'qwen3',
     activation: activationOf(raw, architecture, file),
-    normWeightOffset: architecture === 'gemma',
-    embedScale: architecture === 'gemma',
+    normWeightOffset: gemma,
+    embedScale: gemma,
+    queryPreAttnScalar: architecture === 'gemma2' ? num(raw, 'query_pre_attn_scalar', file, headDim) : headDim,
+    attnSoftcap: architecture === 'gemma2' ? optionalPositive(raw, 'attn_logit_softcapping', file) : null,
+    finalSoftcap: architecture === 'gemma2' ? optionalPositive(raw, 'final_logit_softcapping', file) : null,
+    slidingLayers: architecture === 'gemma2' ? 'even' : 'all',
+    sandwichNorms: architecture === 'gemma2',
     slidingWindow,
     bosTokenId: bos ?? null,
     eosTokenIds: tokenIds(raw, 'eos_token_id', file, vocabSize),
@@ -241,6 +267,7 @@ export function toHfConfig(cfg: ModelConfig): Json {
     qwen3: 'Qwen3ForCausalLM',
     phi3: 'Phi3ForCausalLM',
     gemma: 'GemmaForCausalLM',
+    gemma2: 'Gemma2ForCausalLM',
   }[cfg.architecture];
   const rs = cfg.ropeScaling;
   return {
@@ -268,6 +295,13 @@ export function toHfConfig(cfg: ModelConfig): Json {
             high_freq_factor: rs.highFreqFactor,
             original_max_position_embeddings: rs.originalMaxPositionEmbeddings,
           },
+    ...(cfg.architecture === 'gemma2'
+      ? {
+          query_pre_attn_scalar: cfg.queryPreAttnScalar,
+          attn_logit_softcapping: cfg.attnSoftcap,
+          final_logit_softcapping: cfg.finalSoftcap,
+        }
+      : {}),
     tie_word_embeddings: cfg.tieWordEmbeddings,
     attention_bias: cfg.attentionBias,
     sliding_window: cfg.slidingWindow,

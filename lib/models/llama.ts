@@ -70,6 +70,10 @@ export function parameterShapes(cfg: ModelConfig): Map<string, number[]> {
       m.set(`${p}self_attn.k_proj.bias`, [kv]);
       m.set(`${p}self_attn.v_proj.bias`, [kv]);
     }
+    if (cfg.sandwichNorms) {
+      m.set(`${p}pre_feedforward_layernorm.weight`, [H]);
+      m.set(`${p}post_feedforward_layernorm.weight`, [H]);
+    }
     if (cfg.qkNorm) {
       m.set(`${p}self_attn.q_norm.weight`, [cfg.headDim]);
       m.set(`${p}self_attn.k_norm.weight`, [cfg.headDim]);
@@ -102,7 +106,7 @@ function isLinear(name: string): boolean {
 }
 
 /**
- * A LLaMA-family decoder (LLaMA, Mistral, Qwen2, Qwen3, Phi-3, Gemma): RMSNorm, rotate_half RoPE, grouped-query
+ * A LLaMA-family decoder (LLaMA, Mistral, Qwen2, Qwen3, Phi-3, Gemma, Gemma 2): RMSNorm, rotate_half RoPE, grouped-query
  * attention, SwiGLU. Parameters use Hugging Face names; linear weights are held as [in, out].
  */
 /** Floats of attention scores per block of queries (64 MiB): bounds memory for long, batched prompts. */
@@ -158,10 +162,16 @@ function attention(
   v: tf.Tensor4D,
   blocks: QueryBlock[],
   shared: { keys: tf.Tensor4D; values: tf.Tensor4D } | undefined,
-  d: { B: number; T: number; P: number; kvH: number; group: number; D: number },
+  d: { B: number; T: number; P: number; kvH: number; group: number; D: number; softcap?: number | null },
 ): tf.Tensor2D {
   // P: shared prefix slots, ahead of the own slots held in k and v.
   const { B, T, P, kvH, group, D } = d;
+  // Gemma 2 caps the scores smoothly: cap * tanh(s / cap), before the mask.
+  const cap = d.softcap;
+  const scores = (a: tf.Tensor, b: tf.Tensor) => {
+    const s = tf.matMul(a, b, false, true);
+    return cap ? tf.mul(tf.tanh(tf.div(s, cap)), cap) : s;
+  };
   const outs = blocks.map((blk) => tf.tidy(() => attendBlock(blk)));
   // Blocks are joined along time in 3-D: tfjs-wasm slices and concatenates 5-D tensors slowly.
   const all = outs.length === 1 ? outs[0] : tf.concat(outs, 1);
@@ -182,15 +192,13 @@ function attention(
     let out: tf.Tensor;
     if (shared) {
       // One softmax over [prefix | own keys]; the prefix's [1, ...] keys broadcast over the batch.
-      const probs = tf.softmax(
-        tf.add(tf.concat([tf.matMul(qb, shared.keys, false, true), tf.matMul(qb, kb, false, true)], 3), m),
-      );
+      const probs = tf.softmax(tf.add(tf.concat([scores(qb, shared.keys), scores(qb, kb)], 3), m));
       // Two slices, not tf.split: tfjs-wasm's SplitV copies the whole input per part.
       const pShared = probs.slice([0, 0, 0, 0], [-1, -1, -1, P]);
       const pOwn = probs.slice([0, 0, 0, P], [-1, -1, -1, cols - P]);
       out = tf.add(tf.matMul(pShared, shared.values), tf.matMul(pOwn, vb));
     } else {
-      out = tf.matMul(tf.softmax(tf.add(tf.matMul(qb, kb, false, true), m)), vb);
+      out = tf.matMul(tf.softmax(tf.add(scores(qb, kb), m)), vb);
     }
     return out
       .reshape([B, kvH, group, Tc, D])
@@ -205,7 +213,7 @@ function segmentedAttention(
   k: tf.Tensor4D,
   v: tf.Tensor2D,
   plan: SegmentPlan,
-  d: { kvH: number; group: number; D: number },
+  d: { kvH: number; group: number; D: number; softcap?: number | null },
 ): tf.Tensor2D {
   const { kvH, group, D } = d;
   const [B, T] = q.shape;
@@ -215,7 +223,7 @@ function segmentedAttention(
     const qb = embedding(qf, idx).reshape([n, L, kvH * group, D]) as tf.Tensor4D;
     const kb = embedding(kf, idx).reshape([n, L, kvH, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
     const vb = embedding(v, idx).reshape([n, L, kvH, D]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
-    return attention(qb, kb, vb, blocks, undefined, { B: n, T: L, P: 0, kvH, group, D });
+    return attention(qb, kb, vb, blocks, undefined, { B: n, T: L, P: 0, kvH, group, D, softcap: d.softcap });
   });
   const all = outs.length === 1 ? outs[0] : tf.concat(outs, 0);
   return embedding(all, plan.back) as tf.Tensor2D;
@@ -295,17 +303,27 @@ interface AttentionInputs {
   before: number;
   /** Additive mask [B, T, S] (empty when packed segments are attended per segment: segmentPlan). */
   mask: Float32Array;
+  /** The same without the sliding window, for layers that see everything (Gemma 2's odd layers). */
+  fullMask: Float32Array | null;
   gather: boolean;
   cos: Float32Array;
   sin: Float32Array;
 }
 
-/** The tensors every layer of one call shares: RoPE tables [B, T, 1, D], and the mask cut into query blocks or a segment plan. */
+/** Where queries may look: the mask cut into query blocks, or a plan of segment buckets. */
+interface AttentionSpan {
+  plan: SegmentPlan | null;
+  blocks: QueryBlock[];
+}
+
+/** The tensors every layer of one call shares: RoPE tables [B, T, 1, D] and the attention spans. */
 interface LayerShared {
   cos: tf.Tensor4D;
   sin: tf.Tensor4D;
-  plan: SegmentPlan | null;
-  blocks: QueryBlock[];
+  /** With the config's sliding window (every layer, or Gemma 2's even layers). */
+  local: AttentionSpan;
+  /** Gemma 2's odd layers: no window. */
+  full: AttentionSpan | null;
 }
 
 export interface LoraSettings {
@@ -463,12 +481,15 @@ export class LlamaModel {
     const a = this.attentionInputs(ids, opts);
     const out = tf.tidy(() => {
       const { B, T } = a;
-      const plan = a.gather ? segmentPlan(opts.segments!, T, cfg.numHeads, cfg.slidingWindow) : null;
+      const span = (mask: Float32Array, window: number | null): AttentionSpan => {
+        const plan = a.gather ? segmentPlan(opts.segments!, T, cfg.numHeads, window) : null;
+        return { plan, blocks: plan ? [] : queryBlocks(mask, B, T, a.S, cfg.numHeads, a.P + a.before) };
+      };
       const shared: LayerShared = {
         cos: tf.tensor4d(a.cos, [B, T, 1, cfg.headDim]),
         sin: tf.tensor4d(a.sin, [B, T, 1, cfg.headDim]),
-        plan,
-        blocks: plan ? [] : queryBlocks(a.mask, B, T, a.S, cfg.numHeads, a.P + a.before),
+        local: span(a.mask, cfg.slidingWindow),
+        full: a.fullMask ? span(a.fullMask, null) : null,
       };
       const embed = this.p<tf.Rank.R2>('model.embed_tokens.weight');
       let h = embedding(embed, tf.tensor2d(ids.flat(), [B * T, 1], 'int32')).reshape([
@@ -540,23 +561,37 @@ export class LlamaModel {
       }
       if (cache) cache.nextPosition[b] = pos;
     }
-    const window = cfg.slidingWindow;
     const gather = !!segments && this.useGather(segments, T);
-    const mask = new Float32Array(gather ? 0 : B * T * S).fill(MASKED);
-    for (let b = 0; b < (gather ? 0 : B); b++) {
-      for (let t = 0; t < T; t++) {
-        const qPos = positions[b * T + t];
-        const row = (b * T + t) * S;
-        for (let j = 0; j < P; j++) if (window === null || qPos - j < window) mask[row + j] = 0;
-        const seg = segments?.[b];
-        for (let j = 0; j <= before + t; j++) {
-          if (seg && seg[j] !== seg[t]) continue;
-          if (ownValid[b * C + j] && (window === null || qPos - ownPositions[b * C + j] < window))
-            mask[row + P + j] = 0;
+    const maskFor = (window: number | null) => {
+      const mask = new Float32Array(gather ? 0 : B * T * S).fill(MASKED);
+      for (let b = 0; b < (gather ? 0 : B); b++) {
+        for (let t = 0; t < T; t++) {
+          const qPos = positions[b * T + t];
+          const row = (b * T + t) * S;
+          for (let j = 0; j < P; j++) if (window === null || qPos - j < window) mask[row + j] = 0;
+          const seg = segments?.[b];
+          for (let j = 0; j <= before + t; j++) {
+            if (seg && seg[j] !== seg[t]) continue;
+            if (ownValid[b * C + j] && (window === null || qPos - ownPositions[b * C + j] < window))
+              mask[row + P + j] = 0;
+          }
         }
       }
-    }
-    return { B, T, P, S, before, mask, gather, ...ropeTables(this.invFreq, positions) };
+      return mask;
+    };
+    // Gemma 2 alternates: even layers see the sliding window, odd layers everything.
+    const alternating = cfg.slidingLayers === 'even' && cfg.slidingWindow !== null;
+    return {
+      B,
+      T,
+      P,
+      S,
+      before,
+      gather,
+      mask: maskFor(cfg.slidingWindow),
+      fullMask: alternating ? maskFor(null) : null,
+      ...ropeTables(this.invFreq, positions),
+    };
   }
 
   /** One decoder layer on [B*T, hidden]: pre-norm attention and SwiGLU MLP, each with its residual. */
@@ -581,11 +616,13 @@ export class LlamaModel {
       if (!cfg.qkNorm) return y.reshape([B, T, n, D]);
       return this.norm(y.reshape([B * T * n, D]), `${pre}self_attn.${norm}.weight`).reshape([B, T, n, D]);
     };
-    // Queries are scaled by 1/sqrt(D) here, on [B, T, heads, D], rather than the scores.
+    // Queries are scaled here, on [B, T, heads, D], rather than the scores (1/sqrt(D), or Gemma 2's query_pre_attn_scalar).
     const q = tf.mul(
       rotate(heads(this.linear(x, `${pre}self_attn.q_proj`), nH, 'q_norm')),
-      1 / Math.sqrt(D),
+      1 / Math.sqrt(cfg.queryPreAttnScalar),
     ) as tf.Tensor4D;
+    const span = shared.full && l % 2 === 1 ? shared.full : shared.local;
+    const softcap = cfg.attnSoftcap;
     const kTok = rotate(heads(this.linear(x, `${pre}self_attn.k_proj`), kvH, 'k_norm'));
     const vTok = this.linear(x, `${pre}self_attn.v_proj`);
     const attend = () => {
@@ -600,15 +637,23 @@ export class LlamaModel {
         [k, v] = opts.cache.read(l);
       }
       const prefix = opts.past && { keys: opts.past.keys[l], values: opts.past.values[l] };
-      return attention(q, k, v, shared.blocks, prefix, { B, T, P, kvH, group, D });
+      return attention(q, k, v, span.blocks, prefix, { B, T, P, kvH, group, D, softcap });
     };
-    const merged = shared.plan ? segmentedAttention(q, kTok, vTok, shared.plan, { kvH, group, D }) : attend();
-    const attended = tf.add(input, this.linear(merged, `${pre}self_attn.o_proj`)) as tf.Tensor2D;
-    const y = this.norm(attended, `${pre}post_attention_layernorm.weight`);
+    const merged = span.plan ? segmentedAttention(q, kTok, vTok, span.plan, { kvH, group, D, softcap }) : attend();
+    // Gemma 2 normalises each sub-layer's output too (post_attention_layernorm there is that, and the
+    // MLP has its own pre and post norms); the others norm only the inputs.
+    const sandwich = cfg.sandwichNorms;
+    const o = this.linear(merged, `${pre}self_attn.o_proj`);
+    const attended = tf.add(input, sandwich ? this.norm(o, `${pre}post_attention_layernorm.weight`) : o) as tf.Tensor2D;
+    const y = this.norm(
+      attended,
+      sandwich ? `${pre}pre_feedforward_layernorm.weight` : `${pre}post_attention_layernorm.weight`,
+    );
     const gate = this.linear(y, `${pre}mlp.gate_proj`);
     const up = this.linear(y, `${pre}mlp.up_proj`);
     const act = (cfg.activation === 'gelu_tanh' ? geglu(gate, up) : swiglu(gate, up)) as tf.Tensor2D;
-    return tf.add(attended, this.linear(act, `${pre}mlp.down_proj`)) as tf.Tensor2D;
+    const mlp = this.linear(act, `${pre}mlp.down_proj`);
+    return tf.add(attended, sandwich ? this.norm(mlp, `${pre}post_feedforward_layernorm.weight`) : mlp) as tf.Tensor2D;
   }
 
   /** RMSNorm over the last axis with a stored weight; Gemma stores it as an offset from 1. */
@@ -645,13 +690,17 @@ export class LlamaModel {
 
   /** Logits [rows, vocab] for hidden-state rows [rows, hidden]: only the rows asked for are projected. */
   logits(hidden: tf.Tensor2D): tf.Tensor2D {
-    const head = this.packed.get('lm_head.weight');
-    if (head) return packedMatMul(hidden, head);
-    return tf.tidy(() =>
-      this.config.tieWordEmbeddings
-        ? tf.matMul(hidden, this.p<tf.Rank.R2>('model.embed_tokens.weight'), false, true)
-        : tf.matMul(hidden, this.p<tf.Rank.R2>('lm_head.weight')),
-    );
+    return tf.tidy((): tf.Tensor2D => {
+      const head = this.packed.get('lm_head.weight');
+      const logits: tf.Tensor2D = head
+        ? packedMatMul(hidden, head)
+        : this.config.tieWordEmbeddings
+          ? tf.matMul(hidden, this.p<tf.Rank.R2>('model.embed_tokens.weight'), false, true)
+          : tf.matMul(hidden, this.p<tf.Rank.R2>('lm_head.weight'));
+      // Gemma 2 caps the logits: cap * tanh(logits / cap).
+      const cap = this.config.finalSoftcap;
+      return cap ? (tf.mul(tf.tanh(tf.div(logits, cap)), cap) as tf.Tensor2D) : logits;
+    });
   }
 
   /** Hidden-state rows picked by flat index b * time + t, from [batch, time, hidden]. */

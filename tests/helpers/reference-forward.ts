@@ -6,7 +6,8 @@ import type { RawTensor } from '../../lib/models/safetensors.js';
  * (LlamaForCausalLM and its relatives), not from llmbox's: Hugging Face tensor names and [out, in]
  * weights, rotate_half RoPE (default, linear and llama3 frequencies), grouped-query attention with
  * an optional sliding window, q/k RMSNorm per head (Qwen3), fused projections (Phi-3), SwiGLU, and
- * Gemma's scaled embeddings, 1 + w norms and GeGLU. Returns logits [T * vocab].
+ * Gemma's scaled embeddings, 1 + w norms and GeGLU, and Gemma 2's soft-capping, alternating windows and
+ * sandwich norms. Returns logits [T * vocab].
  */
 export function referenceLogits(c: ModelConfig, stored: Map<string, RawTensor>, ids: number[]): Float64Array {
   const W = splitFused(c, stored);
@@ -35,7 +36,8 @@ export function referenceLogits(c: ModelConfig, stored: Map<string, RawTensor>, 
       }
     return y;
   };
-  const gemma = c.architecture === 'gemma';
+  const gemma = c.architecture === 'gemma' || c.architecture === 'gemma2';
+  const gemma2 = c.architecture === 'gemma2';
   /** RMSNorm over rows of length n (GemmaRMSNorm multiplies by 1 + weight). */
   const rms = (x: Float64Array, n: number, weight: ArrayLike<number>): Float64Array => {
     const y = new Float64Array(x.length);
@@ -94,18 +96,21 @@ export function referenceLogits(c: ModelConfig, stored: Map<string, RawTensor>, 
     rope(q, nH);
     rope(k, kvH);
     const att = new Float64Array(T * nH * D);
+    // Gemma 2: even layers slide, odd layers see everything.
+    const window = gemma2 && l % 2 === 1 ? null : c.slidingWindow;
     for (let hd = 0; hd < nH; hd++) {
       const kh = Math.floor(hd / (nH / kvH));
       for (let t = 0; t < T; t++) {
         const scores: number[] = [];
         for (let j = 0; j <= t; j++) {
-          if (c.slidingWindow !== null && t - j >= c.slidingWindow) {
+          if (window !== null && t - j >= window) {
             scores.push(-Infinity);
             continue;
           }
           let s = 0;
           for (let i = 0; i < D; i++) s += q[(t * nH + hd) * D + i] * k[(j * kvH + kh) * D + i];
-          scores.push(s / Math.sqrt(D));
+          const scaled = s / Math.sqrt(gemma2 ? c.queryPreAttnScalar : D);
+          scores.push(c.attnSoftcap ? c.attnSoftcap * Math.tanh(scaled / c.attnSoftcap) : scaled);
         }
         const m = Math.max(...scores);
         const e = scores.map((s) => Math.exp(s - m));
@@ -114,15 +119,21 @@ export function referenceLogits(c: ModelConfig, stored: Map<string, RawTensor>, 
           for (let i = 0; i < D; i++) att[(t * nH + hd) * D + i] += (e[j] / z) * v[(j * kvH + kh) * D + i];
       }
     }
-    const o = linear(att, `${p}self_attn.o_proj`);
+    let o = linear(att, `${p}self_attn.o_proj`);
+    if (gemma2) o = rms(o, H, w(`${p}post_attention_layernorm.weight`).data);
     x = x.map((a, i) => a + o[i]);
-    const h2 = rms(x, H, w(`${p}post_attention_layernorm.weight`).data);
+    const h2 = rms(
+      x,
+      H,
+      w(gemma2 ? `${p}pre_feedforward_layernorm.weight` : `${p}post_attention_layernorm.weight`).data,
+    );
     const gate = linear(h2, `${p}mlp.gate_proj`);
     const up = linear(h2, `${p}mlp.up_proj`);
     // SiLU, or Gemma's gelu_pytorch_tanh.
     const gelu = (g: number) => 0.5 * g * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (g + 0.044715 * g ** 3)));
     const act = gate.map((g, i) => (gemma ? gelu(g) : g / (1 + Math.exp(-g))) * up[i]);
-    const down = linear(act, `${p}mlp.down_proj`);
+    let down = linear(act, `${p}mlp.down_proj`);
+    if (gemma2) down = rms(down, H, w(`${p}post_feedforward_layernorm.weight`).data);
     x = x.map((a, i) => a + down[i]);
   }
   const final = rms(x, H, w('model.norm.weight').data);
@@ -134,7 +145,7 @@ export function referenceLogits(c: ModelConfig, stored: Map<string, RawTensor>, 
     for (let vv = 0; vv < V; vv++) {
       let s = 0;
       for (let i = 0; i < H; i++) s += final[t * H + i] * hw[vv * H + i];
-      logits[t * V + vv] = s;
+      logits[t * V + vv] = c.finalSoftcap ? c.finalSoftcap * Math.tanh(s / c.finalSoftcap) : s;
     }
   return logits;
 }
