@@ -573,6 +573,37 @@ static napi_value QuantMatMul(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// quantGather(heap, weights(Uint8Array), type, ids(int32 offset), out, n, k): out[i] = W[ids[i]] decoded,
+// for an embedding W [vocab x k] kept in its stored type (out-of-range ids give zero rows).
+static napi_value QuantGather(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 7) {
+    napi_throw_type_error(env, NULL, "llmbox_native.quantGather: expected 7 arguments");
+    return NULL;
+  }
+  float *heap;
+  size_t heapLen, wLen;
+  uint8_t *w;
+  if (!get_f32_view(env, argv[0], &heap, &heapLen)) return NULL;
+  if (!get_view(env, argv[1], napi_uint8_array, "a Uint8Array of weights", (void **)&w, &wLen)) return NULL;
+  int type = (int)get_i64(env, argv[2]);
+  int64_t io = get_i64(env, argv[3]), oo = get_i64(env, argv[4]), n = get_i64(env, argv[5]), k = get_i64(env, argv[6]);
+  size_t rb = row_bytes(type, k);
+  if (rb == 0 || wLen % rb || io < 0 || oo < 0 || (size_t)(io + n) > heapLen || (size_t)(oo + n * k) > heapLen) {
+    napi_throw_range_error(env, NULL, "llmbox_native.quantGather: arguments out of range");
+    return NULL;
+  }
+  const int32_t *ids = (const int32_t *)(heap + io);
+  int64_t rows = (int64_t)(wLen / rb);
+  for (int64_t i = 0; i < n; i++) {
+    if (ids[i] < 0 || ids[i] >= rows) memset(heap + oo + i * k, 0, sizeof(float) * (size_t)k);
+    else decode_row(type, w + (size_t)ids[i] * rb, heap + oo + i * k, k);
+  }
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"batchMatMul", NULL, BatchMatMul, NULL, NULL, NULL, napi_default, NULL},
@@ -581,6 +612,7 @@ NAPI_MODULE_INIT() {
       {"embeddingGrad", NULL, EmbeddingGrad, NULL, NULL, NULL, napi_default, NULL},
       {"rope", NULL, Rope, NULL, NULL, NULL, napi_default, NULL},
       {"quantMatMul", NULL, QuantMatMul, NULL, NULL, NULL, napi_default, NULL},
+      {"quantGather", NULL, QuantGather, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"blasInfo", NULL, BlasInfo, NULL, NULL, NULL, napi_default, NULL},

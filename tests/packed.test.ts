@@ -95,6 +95,9 @@ describe('matrices held outside the heap in ggml types', () => {
     );
     const packed = await loadModel(file);
     expect(packed.model.packed.get('model.layers.1.self_attn.k_proj.weight')?.type).toBe(GGML.Q4_0);
+    // The embedding too (gathered row by row, and the tied head multiplies by it): nothing of the file is decoded whole.
+    expect(packed.model.packed.get('model.embed_tokens.weight')?.type).toBe(GGML.Q4_0);
+    expect(packed.model.params.size).toBe(2 * 5 + 1); // the norms only
     const g = readGgufModel(file);
     const decoded = LlamaModel.fromRaw(parseConfig(g.config, file), g.raw, file);
     const ids = [src.tokenizer!.encode('Tom and Sue went to the park. They saw a big dog')];
@@ -144,6 +147,15 @@ describe('matrices held outside the heap in ggml types', () => {
       generate(atLoad, ['Once upon a time'], { maxNewTokens: 16 })[0].text,
     );
     for (const m of [folder, atLoad, again]) m.model.dispose();
+  });
+
+  it('full training on a packed base is refused (it would leave the packed weights untouched)', async () => {
+    const { train } = await import('../lib/train/trainer.js');
+    const m = await loadModel(STORIES, { quantize: 'q8_0' });
+    await expect(train(m, { datasets: [join(STORIES, 'PROVENANCE.md')], stage: 'pt', maxSteps: 1 })).rejects.toThrow(
+      /train only through LoRA/,
+    );
+    m.model.dispose();
   });
 
   it('CLI: --load-in-8bit and --load-in-4bit on generate; --quant alone is refused', () => {

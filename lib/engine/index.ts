@@ -5,7 +5,7 @@ import { nativeBatchMatMulConfig } from './kernels/batch-matmul.js';
 import { nativeCrossEntropyConfigs } from './kernels/cross-entropy.js';
 import { nativeEmbeddingGradConfig } from './kernels/embedding-grad.js';
 import { nativeRopeConfig } from './kernels/rope.js';
-import { nativeQuantMatMulConfig } from './kernels/quant-matmul.js';
+import { nativeQuantGatherConfig, nativeQuantMatMulConfig } from './kernels/quant-matmul.js';
 import { fastSliceConfig } from './kernels/slice.js';
 import { loadNative, type NativeAddon } from './native.js';
 
@@ -121,6 +121,7 @@ async function doInit(wanted: BackendName | undefined, threadsOpt: number | unde
       tf.registerKernel(nativeEmbeddingGradConfig(native.addon));
       tf.registerKernel(nativeRopeConfig(native.addon));
       tf.registerKernel(nativeQuantMatMulConfig(native.addon));
+      tf.registerKernel(nativeQuantGatherConfig(native.addon));
       nativeRegistered = true;
     }
   } else if (chosen === 'wasm' && !warnedNoNative && process.env.LLMBOX_QUIET !== '1') {

@@ -57,6 +57,16 @@ export interface NativeAddon {
     n: number,
     k: number,
   ): void;
+  /** out[i] = W[ids[i]] decoded, for an embedding W [vocab x k] held outside the heap (ids: int32 offset). */
+  quantGather(
+    heap: Float32Array,
+    weights: Uint8Array,
+    type: number,
+    ids: number,
+    out: number,
+    n: number,
+    k: number,
+  ): void;
   setThreads(n: number): void;
   getThreads(): number;
   blasInfo(): string;

@@ -3,7 +3,7 @@ import { nativeAddon } from './index.js';
 import { XENT, XENT_GRAD } from './kernels/cross-entropy.js';
 import { EMBEDDING_GRAD } from './kernels/embedding-grad.js';
 import { ROPE } from './kernels/rope.js';
-import { QUANT_MATMUL } from './kernels/quant-matmul.js';
+import { QUANT_GATHER, QUANT_MATMUL } from './kernels/quant-matmul.js';
 
 /** The gradient tfjs hands a single-output custom gradient. */
 function single(dy: tf.Tensor | tf.Tensor[]): tf.Tensor {
@@ -223,4 +223,12 @@ export function packedMatMul(x: tf.Tensor2D, w: PackedMatrix): tf.Tensor2D {
     };
   });
   return f(x) as tf.Tensor2D;
+}
+
+/** Rows of a packed embedding [vocab, k] for int32 ids (any shape, flattened): [N, k]. Frozen: no gradient. */
+export function packedGather(ids: tf.Tensor, w: PackedMatrix): tf.Tensor2D {
+  const flat = ids.toInt().reshape([-1]);
+  const attrs = { weights: w.weights, type: w.type, n: w.n, k: w.k } as unknown as tf.NamedAttrMap;
+  if (nativeAddon()) return tf.engine().runKernel(QUANT_GATHER, { ids: flat }, attrs) as tf.Tensor2D;
+  return tf.tidy(() => tf.gather(tf.tensor2d(w.decode(), [w.n, w.k]), flat) as tf.Tensor2D);
 }

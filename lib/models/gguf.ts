@@ -166,7 +166,7 @@ export function readGgufModel(file: string, opts: { keepPacked?: boolean } = {})
             ? (config.num_attention_heads as number)
             : (config.num_key_value_heads as number);
       types.set(name, ggmlTypeName(t.type));
-      if (opts.keepPacked && shape.length === 2 && t.type !== GGML.F32 && !name.startsWith('model.embed_tokens')) {
+      if (opts.keepPacked && shape.length === 2 && t.type !== GGML.F32) {
         // Rows are whole units in every type: un-permuting q and k moves byte rows.
         const bytes = heads ? permuteHeads(g.read(t), heads, t.bytes / shape[0], true) : g.read(t);
         packed.set(name, packedFromBytes(bytes, t.type, shape[0], shape[1]));

@@ -4,6 +4,7 @@ import {
   embedding,
   geglu,
   loraLinear,
+  packedGather,
   packedMatMul,
   rmsNorm,
   rope as applyRope,
@@ -491,11 +492,13 @@ export class LlamaModel {
         local: span(a.mask, cfg.slidingWindow),
         full: a.fullMask ? span(a.fullMask, null) : null,
       };
-      const embed = this.p<tf.Rank.R2>('model.embed_tokens.weight');
-      let h = embedding(embed, tf.tensor2d(ids.flat(), [B * T, 1], 'int32')).reshape([
-        B * T,
-        cfg.hiddenSize,
-      ]) as tf.Tensor2D;
+      const packedEmbed = this.packed.get('model.embed_tokens.weight');
+      const tokens = tf.tensor2d(ids.flat(), [B * T, 1], 'int32');
+      let h = (
+        packedEmbed
+          ? packedGather(tokens, packedEmbed)
+          : embedding(this.p<tf.Rank.R2>('model.embed_tokens.weight'), tokens)
+      ).reshape([B * T, cfg.hiddenSize]) as tf.Tensor2D;
       // Gemma scales the embeddings by sqrt(hidden), rounded to the weights' float32 as it does.
       if (cfg.embedScale) h = tf.mul(h, Math.fround(Math.sqrt(cfg.hiddenSize)));
       for (let l = 0; l < cfg.numLayers; l++) {
@@ -691,7 +694,7 @@ export class LlamaModel {
   /** Logits [rows, vocab] for hidden-state rows [rows, hidden]: only the rows asked for are projected. */
   logits(hidden: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy((): tf.Tensor2D => {
-      const head = this.packed.get('lm_head.weight');
+      const head = this.packed.get(this.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
       const logits: tf.Tensor2D = head
         ? packedMatMul(hidden, head)
         : this.config.tieWordEmbeddings

@@ -95,6 +95,16 @@ export function evalLoss(loaded: LoadedModel, rows: TrainingRow[], batchSize: nu
  * checkpoints and exact resume (the data order is a function of the seed and the step).
  */
 export async function train(loaded: LoadedModel, o: TrainOptions): Promise<TrainResult> {
+  if (!o.lora && loaded.model.packed.size) {
+    // Packed weights are not parameters: full training would silently leave them as they are.
+    throw new LlmboxError(
+      'weights held in a quantized type (a q8_0/q4_0 GGUF file, --load-in-8bit or --load-in-4bit) train only through LoRA',
+      {
+        field: '--lora-rank',
+        fix: 'add --lora-rank R to train adapters on the quantized base, or load the float model',
+      },
+    );
+  }
   const { data, ...settings } = await trainingData(loaded, o);
   try {
     return await trainOn(loaded, o, data, settings);

@@ -36,3 +36,28 @@ export function nativeQuantMatMulConfig(addon: NativeAddon): tf.KernelConfig {
   };
   return { kernelName: QUANT_MATMUL, backendName: 'wasm', kernelFunc };
 }
+
+export const QUANT_GATHER = 'LlmboxQuantGather';
+
+/** Rows of a packed embedding [vocab, k] picked by int32 ids [N]: [N, k] in float32. */
+export function nativeQuantGatherConfig(addon: NativeAddon): tf.KernelConfig {
+  const kernelFunc: tf.KernelFunc = ({ inputs, backend: b, attrs }) => {
+    const backend = asWasmBackend(b);
+    if (!backend) throw new Error(`${QUANT_GATHER}: needs the wasm backend`);
+    const { ids } = inputs as Record<string, tf.TensorInfo>;
+    const w = attrs as unknown as PackedWeightAttrs;
+    const n = ids.shape.reduce((a, d) => a * d, 1);
+    const out = backend.makeOutput([n, w.k], 'float32');
+    addon.quantGather(
+      backend.wasm.HEAPF32,
+      w.weights,
+      w.type,
+      heapOffset(backend, ids),
+      heapOffset(backend, out),
+      n,
+      w.k,
+    );
+    return out;
+  };
+  return { kernelName: QUANT_GATHER, backendName: 'wasm', kernelFunc };
+}
