@@ -573,6 +573,42 @@ static napi_value QuantMatMul(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// rmsNorm(heap, x, w, out, rows, dim, eps): out = x / sqrt(mean(x^2) + eps) * w, per row. One kernel
+// where the composed form is six (square, mean, add, rsqrt, two multiplies): on tiny models the
+// per-kernel cost, not the arithmetic, is the time.
+static napi_value RmsNorm(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 7) {
+    napi_throw_type_error(env, NULL, "llmbox_native.rmsNorm: expected 7 arguments");
+    return NULL;
+  }
+  float *heap;
+  size_t heapLen;
+  if (!get_f32_view(env, argv[0], &heap, &heapLen)) return NULL;
+  int64_t xo = get_i64(env, argv[1]), wo = get_i64(env, argv[2]), oo = get_i64(env, argv[3]), rows = get_i64(env, argv[4]),
+          dim = get_i64(env, argv[5]);
+  double eps = 0;
+  napi_get_value_double(env, argv[6], &eps);
+  if (xo < 0 || wo < 0 || oo < 0 || (size_t)(xo + rows * dim) > heapLen || (size_t)(oo + rows * dim) > heapLen || (size_t)(wo + dim) > heapLen) {
+    napi_throw_range_error(env, NULL, "llmbox_native.rmsNorm: offsets out of range");
+    return NULL;
+  }
+  const float *w = heap + wo;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *x = heap + xo + r * dim;
+    float *o = heap + oo + r * dim;
+    float ss = 0.f;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t i = 0; i < dim; i++) ss += x[i] * x[i];
+    const float inv = 1.0f / sqrtf(ss / (float)dim + (float)eps);
+#pragma omp simd
+    for (int64_t i = 0; i < dim; i++) o[i] = x[i] * inv * w[i];
+  }
+  return NULL;
+}
+
 // quantGather(heap, weights(Uint8Array), type, ids(int32 offset), out, n, k): out[i] = W[ids[i]] decoded,
 // for an embedding W [vocab x k] kept in its stored type (out-of-range ids give zero rows).
 static napi_value QuantGather(napi_env env, napi_callback_info info) {
@@ -613,6 +649,7 @@ NAPI_MODULE_INIT() {
       {"rope", NULL, Rope, NULL, NULL, NULL, napi_default, NULL},
       {"quantMatMul", NULL, QuantMatMul, NULL, NULL, NULL, napi_default, NULL},
       {"quantGather", NULL, QuantGather, NULL, NULL, NULL, napi_default, NULL},
+      {"rmsNorm", NULL, RmsNorm, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"blasInfo", NULL, BlasInfo, NULL, NULL, NULL, napi_default, NULL},

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { initEngine, tf } from '../lib/engine/index.js';
-import { crossEntropy, crossEntropyReference, embedding, rope, ropeReference } from '../lib/engine/ops.js';
+import {
+  crossEntropy,
+  crossEntropyReference,
+  embedding,
+  rmsNorm,
+  rmsNormReference,
+  rope,
+  ropeReference,
+} from '../lib/engine/ops.js';
 import { parseConfig } from '../lib/models/config.js';
 import { ropeInvFreq, ropeTables } from '../lib/models/rope.js';
 import { randomModel } from '../lib/models/load.js';
@@ -118,5 +126,27 @@ describe('RoPE op', () => {
     expect(maxDiff(tf.grad(loss(rope))(x), tf.grad(loss(ropeReference))(x))).toBeLessThan(1e-6);
     const prof = await tf.profile(() => rope(x, c, s));
     expect(prof.kernels.some((k) => k.name === 'LlmboxRope')).toBe(info.native.enabled);
+  });
+});
+
+describe('RMSNorm op', () => {
+  it('equals the composed form in value and in the gradients for x and w, as one kernel where the add-on runs', async () => {
+    const info = await initEngine();
+    const x = tf.randomNormal([3, 5, 24], 0, 2, 'float32', 8);
+    const w = tf.randomNormal([24], 1, 0.3, 'float32', 9) as tf.Tensor1D;
+    const dy = tf.randomNormal([3, 5, 24], 0, 1, 'float32', 10);
+    const maxDiff = (a: tf.Tensor, b: tf.Tensor) => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0];
+    expect(maxDiff(rmsNorm(x, w, 1e-5), rmsNormReference(x, w, 1e-5))).toBeLessThan(2e-6);
+    const loss = (f: typeof rmsNorm) => (v: tf.Tensor, u: tf.Tensor) =>
+      tf.sum(tf.mul(f(v, u as tf.Tensor1D, 1e-5), dy));
+    const [gx, gw] = tf.grads(loss(rmsNorm))([x, w]);
+    const [rx, rw] = tf.grads(loss(rmsNormReference))([x, w]);
+    expect(maxDiff(gx, rx)).toBeLessThan(1e-5);
+    expect(maxDiff(gw, rw)).toBeLessThan(1e-4);
+    const prof = await tf.profile(() => rmsNorm(x, w, 1e-5));
+    // (customGrad adds an unnamed scope entry)
+    expect(prof.kernels.map((k) => k.name).filter(Boolean)).toEqual(
+      info.native.enabled ? ['LlmboxRmsNorm'] : expect.arrayContaining(['Rsqrt']),
+    );
   });
 });

@@ -6,6 +6,7 @@ import { nativeCrossEntropyConfigs } from './kernels/cross-entropy.js';
 import { nativeEmbeddingGradConfig } from './kernels/embedding-grad.js';
 import { nativeRopeConfig } from './kernels/rope.js';
 import { nativeQuantGatherConfig, nativeQuantMatMulConfig } from './kernels/quant-matmul.js';
+import { nativeRmsNormConfig } from './kernels/rms-norm.js';
 import { fastSliceConfig } from './kernels/slice.js';
 import { loadNative, type NativeAddon } from './native.js';
 
@@ -122,6 +123,7 @@ async function doInit(wanted: BackendName | undefined, threadsOpt: number | unde
       tf.registerKernel(nativeRopeConfig(native.addon));
       tf.registerKernel(nativeQuantMatMulConfig(native.addon));
       tf.registerKernel(nativeQuantGatherConfig(native.addon));
+      tf.registerKernel(nativeRmsNormConfig(native.addon));
       nativeRegistered = true;
     }
   } else if (chosen === 'wasm' && !warnedNoNative && process.env.LLMBOX_QUIET !== '1') {

@@ -67,6 +67,8 @@ export interface NativeAddon {
     n: number,
     k: number,
   ): void;
+  /** out = x / sqrt(mean(x^2) + eps) * w per row, x and out [rows x dim], w [dim]. */
+  rmsNorm(heap: Float32Array, x: number, w: number, out: number, rows: number, dim: number, eps: number): void;
   setThreads(n: number): void;
   getThreads(): number;
   blasInfo(): string;

@@ -4,8 +4,17 @@ import { XENT, XENT_GRAD } from './kernels/cross-entropy.js';
 import { EMBEDDING_GRAD } from './kernels/embedding-grad.js';
 import { ROPE } from './kernels/rope.js';
 import { QUANT_GATHER, QUANT_MATMUL } from './kernels/quant-matmul.js';
+import { RMS_NORM } from './kernels/rms-norm.js';
 
 /** The gradient tfjs hands a single-output custom gradient. */
+/**
+ * Whether tfjs is recording operations for a gradient (inside tf.grad, valueAndGrads). Outside, the
+ * fused kernels run bare: a customGrad wrapper costs more than a tiny model's kernel does.
+ */
+function recording(): boolean {
+  return (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
+}
+
 function single(dy: tf.Tensor | tf.Tensor[]): tf.Tensor {
   return Array.isArray(dy) ? dy[0] : dy;
 }
@@ -48,6 +57,33 @@ export function embedding(table: tf.Tensor2D, ids: tf.Tensor): tf.Tensor {
 
 /** RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * weight. */
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
+  if (!nativeAddon() || x.dtype !== 'float32') return rmsNormReference(x, weight, eps);
+  if (!recording())
+    return tf.engine().runKernel(RMS_NORM, { x, w: weight }, { eps } as unknown as tf.NamedAttrMap) as tf.Tensor;
+  // The native kernel forward; the gradient composed from x and w (training is not per-kernel bound):
+  // with r = 1/rms(x) and g = dy * w, dx = r g - x r^3 mean(g x), dw = sum over rows of dy x r.
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [v, w, save] = args as [tf.Tensor, tf.Tensor1D, tf.GradSaveFunc];
+    save([v, w]);
+    return {
+      value: tf.engine().runKernel(RMS_NORM, { x: v, w }, { eps } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [xs, ws] = saved;
+          const d = single(dy);
+          const r = tf.rsqrt(tf.add(tf.mean(tf.square(xs), -1, true), eps));
+          const g = tf.mul(d, ws);
+          const dx = tf.sub(tf.mul(r, g), tf.mul(tf.mul(xs, tf.pow(r, 3)), tf.mean(tf.mul(g, xs), -1, true)));
+          const dw = tf.sum(tf.reshape(tf.mul(tf.mul(d, xs), r), [-1, ws.shape[0]]), 0);
+          return [dx, dw];
+        }),
+    };
+  });
+  return f(x, weight) as tf.Tensor;
+}
+
+/** The composed definition rmsNorm is tested against (and runs where there is no add-on). */
+export function rmsNormReference(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
   return tf.tidy(() => {
     const ms = tf.mean(tf.square(x), -1, true);
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), weight);
@@ -108,6 +144,7 @@ export function rope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Ten
   const native = nativeAddon() !== null;
   const apply = (v: tf.Tensor4D, c: tf.Tensor4D, s: tf.Tensor4D): tf.Tensor4D =>
     native ? (tf.engine().runKernel(ROPE, { x: v, cos: c, sin: s }) as tf.Tensor4D) : ropeReference(v, c, s);
+  if (!recording()) return apply(x, cos, sin);
   // The tables are inputs (with zero gradients) so that tfjs keeps them alive for the backward pass.
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [v, c, s, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.GradSaveFunc];
@@ -215,6 +252,7 @@ export function packedMatMul(x: tf.Tensor2D, w: PackedMatrix): tf.Tensor2D {
     nativeAddon()
       ? (tf.engine().runKernel(QUANT_MATMUL, { x: v }, attrs) as tf.Tensor2D)
       : tf.tidy(() => tf.matMul(v, dense(), false, true));
+  if (!recording()) return forward(x);
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const v = args[0] as tf.Tensor2D;
     return {
