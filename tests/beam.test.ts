@@ -65,7 +65,8 @@ describe('beam search', () => {
         .reduce((a, b) => a + b, 0);
     const greedy = beamSearch(lm, prompt, { numBeams: 1, lengthPenalty: 0, maxNewTokens: 12, stopIds });
     const beams = beamSearch(lm, prompt, { numBeams: 4, lengthPenalty: 0, maxNewTokens: 12, stopIds });
-    expect(beams.score).toBeGreaterThanOrEqual(greedy.score - 1e-6);
+    // Up to float32 rounding: 4 beams run as a batch of 4, greedy as a batch of 1 (different BLAS paths).
+    expect(beams.score).toBeGreaterThanOrEqual(greedy.score - 1e-5);
     expect(Math.abs(beams.score - sum(beams.ids))).toBeLessThan(1e-3);
     const long = beamSearch(lm, prompt, { numBeams: 4, lengthPenalty: 2, maxNewTokens: 12, stopIds });
     expect(Math.abs(long.score - sum(long.ids) / long.ids.length ** 2)).toBeLessThan(1e-4);
