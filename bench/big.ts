@@ -15,7 +15,6 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { initEngine } from '../lib/engine/index.js';
 import { parseConfig } from '../lib/models/config.js';
-import { generate } from '../lib/models/generate.js';
 import { writeGgufModel, type GgufOutType } from '../lib/models/gguf.js';
 import { parameterShapes } from '../lib/models/llama.js';
 import { loadModel } from '../lib/models/load.js';
@@ -23,14 +22,11 @@ import type { RawTensor } from '../lib/models/safetensors.js';
 import { TextTokenizer } from '../lib/models/tokenizer.js';
 import { resolveModelDir } from '../lib/util/paths.js';
 import { llamaCpp } from '../tests/helpers/llama-cpp.js';
+import { arg, llamaCppSpeed, llmboxSpeed } from './common.js';
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : fallback;
-};
-const TYPES = arg('types', 'q8_0,q4_0,f16').split(',') as GgufOutType[];
-const THREADS = Number(arg('threads', '2'));
-const TOKENS = Number(arg('tokens', '32'));
+const TYPES = (arg('types') ?? 'q8_0,q4_0,f16').split(',') as GgufOutType[];
+const THREADS = Number(arg('threads') ?? '2');
+const TOKENS = Number(arg('tokens') ?? '32');
 const PROMPT = 'Once upon a time, there was a little girl named Lily. She loved to play outside.';
 
 const CONFIG = {
@@ -89,37 +85,13 @@ function ensureFiles(): void {
   const tokenizer = paddedTokenizer();
   for (const type of missing) {
     const file = join(dir, `tinyllama-random-${type}.gguf`);
-    writeGgufModel(
-      file,
-      { config: parseConfig(CONFIG), raw, tokenizer, tokenizerJson: tokenizer.definition, name: 'tinyllama-random' },
-      type,
-    );
+    writeGgufModel(file, { config: parseConfig(CONFIG), raw, tokenizer, name: 'tinyllama-random' }, type);
     console.log(`wrote ${file} (${(statSync(file).size / 2 ** 30).toFixed(2)} GiB)`);
   }
   console.log(`weights made in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
 
 const rss = () => process.memoryUsage().rss;
-
-async function llamaCppRun(file: string) {
-  const cpp = (await llamaCpp())!;
-  const t0 = performance.now();
-  const model = await cpp.loadModel({ modelPath: file });
-  const load = (performance.now() - t0) / 1000;
-  const ctx = await model.createContext({ contextSize: 256, threads: THREADS });
-  const ids = [1, ...model.tokenize(PROMPT)];
-  let first = 0,
-    n = 0;
-  const t1 = performance.now();
-  for await (const _ of ctx.getSequence().evaluate(ids, { temperature: 0 })) {
-    if (n === 0) first = performance.now();
-    if (++n >= TOKENS) break;
-  }
-  const end = performance.now();
-  await ctx.dispose();
-  await model.dispose();
-  return { load, prefill: ids.length / ((first - t1) / 1000), decode: (n - 1) / ((end - first) / 1000) };
-}
 
 /** llmbox in a child process of its own, so that its resident memory is the model's alone. */
 function llmboxChild(file: string): { load: number; prefill: number; decode: number; resident: number } {
@@ -146,22 +118,15 @@ async function llmboxRun(file: string) {
   const t0 = performance.now();
   const m = await loadModel(file, { threads: THREADS });
   const load = (performance.now() - t0) / 1000;
-  const promptTokens = m.tokenizer!.encode(PROMPT).length;
-  generate(m, ['Warm up'], { maxNewTokens: 2, stopAtBos: false }); // first calls pay for kernel set-up
-  const t1 = performance.now();
-  generate(m, [PROMPT], { maxNewTokens: 1, stopAtBos: false });
-  const prefillS = (performance.now() - t1) / 1000;
-  const t2 = performance.now();
-  generate(m, [PROMPT], { maxNewTokens: TOKENS, stopAtBos: false, stop: [] });
-  const total = (performance.now() - t2) / 1000;
+  const speed = llmboxSpeed(m, PROMPT, TOKENS);
   const resident = rss();
   m.model.dispose();
-  return { load, prefill: promptTokens / prefillS, decode: (TOKENS - 1) / (total - prefillS), resident };
+  return { load, ...speed, resident };
 }
 
 await initEngine({ threads: THREADS });
 if (process.argv.includes('--child')) {
-  console.log(JSON.stringify(await llmboxRun(arg('child', ''))));
+  console.log(JSON.stringify(await llmboxRun(arg('child') ?? '')));
   process.exit(0);
 }
 ensureFiles();
@@ -173,7 +138,7 @@ console.log(
 for (const type of TYPES) {
   const file = join(dir, `tinyllama-random-${type}.gguf`);
   const ours = llmboxChild(file);
-  const theirs = cppAvailable ? await llamaCppRun(file) : null;
+  const theirs = cppAvailable ? await llamaCppSpeed(file, PROMPT, TOKENS, THREADS) : null;
   const gib = (b: number) => (b / 2 ** 30).toFixed(2);
   console.log(
     `${type.padEnd(6)} ${gib(statSync(file).size).padStart(8)} ${ours.load.toFixed(1).padStart(14)} ${gib(ours.resident).padStart(15)} ${ours.prefill.toFixed(1).padStart(11)} ${(theirs?.prefill.toFixed(1) ?? '-').padStart(14)} ${ours.decode.toFixed(2).padStart(11)} ${(theirs?.decode.toFixed(2) ?? '-').padStart(14)} ${theirs ? (ours.decode / theirs.decode).toFixed(2) + 'x' : '-'}`.padEnd(

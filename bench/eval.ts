@@ -19,6 +19,7 @@ import { evaluate, type EvalRun } from '../lib/eval/evaluate.js';
 import { LocalLM } from '../lib/eval/local.js';
 import { LlamaModel } from '../lib/models/llama.js';
 import { loadModel, randomModel, type LoadedModel } from '../lib/models/load.js';
+import { arg } from './common.js';
 
 const STORIES = fileURLToPath(new URL('../../shared/models/stories260K', import.meta.url));
 const WINDOW = 8192;
@@ -41,11 +42,6 @@ interface Workload {
   tasks: string[];
   limit: number;
   maxNewTokens?: number;
-}
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
 async function model(name: string): Promise<LoadedModel> {

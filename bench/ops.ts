@@ -8,14 +8,11 @@
 import { initEngine, tf } from '../lib/engine/index.js';
 import { KVCache } from '../lib/models/kv-cache.js';
 import { loadModel } from '../lib/models/load.js';
+import { arg } from './common.js';
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : fallback;
-};
 const info = await initEngine();
-const m = await loadModel(arg('model', 'stories260K'));
-const T = Number(arg('tokens', '64'));
+const m = await loadModel(arg('model') ?? 'stories260K');
+const T = Number(arg('tokens') ?? '64');
 const ids = Array.from({ length: T }, (_, i) => 5 + ((i * 37) % 400));
 const MATMUL = new Set(['BatchMatMul', '_FusedMatMul', 'LlmboxQuantMatMul']);
 
@@ -56,7 +53,7 @@ async function profile(label: string, f: () => tf.Tensor) {
 }
 
 console.log(
-  `${arg('model', 'stories260K')} on ${info.backend}${info.native.enabled ? ' + native' : ''}, ${m.model.config.numLayers} layers`,
+  `${arg('model') ?? 'stories260K'} on ${info.backend}${info.native.enabled ? ' + native' : ''}, ${m.model.config.numLayers} layers`,
 );
 await profile(`prefill T=${T} (logits of the last position)`, () =>
   tf.tidy(() =>

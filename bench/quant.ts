@@ -12,13 +12,10 @@ import { tf } from '../lib/engine/index.js';
 import { writeGgufModel, type GgufOutType } from '../lib/models/gguf.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
 import { defaultDataDir } from '../lib/util/paths.js';
+import { arg } from './common.js';
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : fallback;
-};
-const MODEL = arg('model', 'stories260K');
-const STORIES = Number(arg('stories', '40'));
+const MODEL = arg('model') ?? 'stories260K';
+const STORIES = Number(arg('stories') ?? '40');
 const TYPES: GgufOutType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_1', 'q4_0'];
 
 const base = await loadModel(MODEL);
@@ -52,11 +49,7 @@ const dir = mkdtempSync(join(tmpdir(), 'llmbox-quant-'));
 const rows: { type: string; mib: number; ppl: number; kl: number; top1: number }[] = [];
 for (const type of TYPES) {
   const file = join(dir, `${type}.gguf`);
-  writeGgufModel(
-    file,
-    { config: base.model.config, raw: base.model.toRaw(), tokenizer: tok, tokenizerJson: tok.definition, name: MODEL },
-    type,
-  );
+  writeGgufModel(file, { config: base.model.config, raw: base.model.toRaw(), tokenizer: tok, name: MODEL }, type);
   const m = await loadModel(file);
   const lp = logProbs(m);
   const [ppl, kl, top1] = tf.tidy(() => {

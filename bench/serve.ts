@@ -18,6 +18,7 @@ import { TASKS } from '../lib/eval/tasks/index.js';
 import { generate } from '../lib/models/generate.js';
 import { loadModel, randomModel, type LoadedModel } from '../lib/models/load.js';
 import { serve } from '../lib/serve/server.js';
+import { arg } from './common.js';
 
 const STORIES = fileURLToPath(new URL('../../shared/models/stories260K', import.meta.url));
 const DATA = fileURLToPath(new URL('../../shared/data/hellaswag', import.meta.url));
@@ -34,11 +35,6 @@ const B_CONFIG = {
   bos_token_id: 1,
   eos_token_id: 2,
 };
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 
 async function model(name: string): Promise<LoadedModel> {
   const stories = await loadModel(STORIES);

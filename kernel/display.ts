@@ -20,10 +20,6 @@ export function setCellWriter(write: WriteDisplayData | null): void {
   cellWriter = write;
 }
 
-function writer(): WriteDisplayData | null {
-  return cellWriter;
-}
-
 // plotly.js (~4.6 MB) goes into the notebook once per kernel session; later figures wait for it.
 let plotlySent = false;
 
@@ -79,7 +75,7 @@ export function mimeBundle(value: unknown): MimeBundle | null {
 /** Shows a value in the running cell (rich where it can be); a no-op between cells. */
 function showInCell(value: unknown): void {
   const data = mimeBundle(value) ?? { 'text/plain': String(value) };
-  writer()?.({ data, metadata: {}, transient: {} }, false);
+  cellWriter?.({ data, metadata: {}, transient: {} }, false);
 }
 
 /** One output area of the running cell, redrawn in place by its display id. */
@@ -88,7 +84,7 @@ class CellDisplay implements LiveOutput {
   private shown = false;
 
   update(value: unknown): void {
-    const write = writer();
+    const write = cellWriter;
     if (!write) return;
     if (value instanceof Figure) ensurePlotly(write);
     const data =

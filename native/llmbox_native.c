@@ -68,6 +68,24 @@ static int read_kernel_args(napi_env env, napi_callback_info info, const char *n
   return 1;
 }
 
+// Reads the arguments of the kernels over weights kept outside the heap: the heap view, the weights
+// (a Uint8Array), then `n` integers (the weights' type first).
+static int read_weight_args(napi_env env, napi_callback_info info, const char *name, size_t n, float **heap, size_t *heapLen,
+                            uint8_t **w, size_t *wLen, int64_t *out) {
+  napi_value argv[MAX_INT_ARGS + 2];
+  size_t argc = n + 2;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n + 2) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "llmbox_native.%s: expected %zu arguments", name, n + 2);
+    napi_throw_type_error(env, NULL, msg);
+    return 0;
+  }
+  if (!get_f32_view(env, argv[0], heap, heapLen)) return 0;
+  if (!get_view(env, argv[1], napi_uint8_array, "a Uint8Array of weights", (void **)w, wLen)) return 0;
+  for (size_t i = 0; i < n; i++) out[i] = get_i64(env, argv[i + 2]);
+  return 1;
+}
+
 typedef void (*set_threads_fn)(int);
 typedef char *(*get_config_fn)(void);
 
@@ -520,21 +538,13 @@ static void *qmm_run(void *arg) {
 // quantMatMul(heap, weights(Uint8Array), type, x, out, rows, n, k): out[rows x n] = x[rows x k] W^T
 // for W [n x k] stored in `type`. Large products split W's rows over the configured threads.
 static napi_value QuantMatMul(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 8) {
-    napi_throw_type_error(env, NULL, "llmbox_native.quantMatMul: expected 8 arguments");
-    return NULL;
-  }
   float *heap;
   size_t heapLen, wLen;
   uint8_t *w;
-  if (!get_f32_view(env, argv[0], &heap, &heapLen)) return NULL;
-  if (!get_view(env, argv[1], napi_uint8_array, "a Uint8Array of weights", (void **)&w, &wLen)) return NULL;
-  int type = (int)get_i64(env, argv[2]);
-  int64_t xo = get_i64(env, argv[3]), oo = get_i64(env, argv[4]), rows = get_i64(env, argv[5]), n = get_i64(env, argv[6]),
-          k = get_i64(env, argv[7]);
+  int64_t a[6];
+  if (!read_weight_args(env, info, "quantMatMul", 6, &heap, &heapLen, &w, &wLen, a)) return NULL;
+  int type = (int)a[0];
+  int64_t xo = a[1], oo = a[2], rows = a[3], n = a[4], k = a[5];
   size_t rb = row_bytes(type, k);
   if (rb == 0 || (type != 0 && type != 1 && type != 30 && k % 32) || rb * (size_t)n != wLen) {
     napi_throw_range_error(env, NULL, "llmbox_native.quantMatMul: weights do not match their type and shape");
@@ -612,20 +622,13 @@ static napi_value RmsNorm(napi_env env, napi_callback_info info) {
 // quantGather(heap, weights(Uint8Array), type, ids(int32 offset), out, n, k): out[i] = W[ids[i]] decoded,
 // for an embedding W [vocab x k] kept in its stored type (out-of-range ids give zero rows).
 static napi_value QuantGather(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 7) {
-    napi_throw_type_error(env, NULL, "llmbox_native.quantGather: expected 7 arguments");
-    return NULL;
-  }
   float *heap;
   size_t heapLen, wLen;
   uint8_t *w;
-  if (!get_f32_view(env, argv[0], &heap, &heapLen)) return NULL;
-  if (!get_view(env, argv[1], napi_uint8_array, "a Uint8Array of weights", (void **)&w, &wLen)) return NULL;
-  int type = (int)get_i64(env, argv[2]);
-  int64_t io = get_i64(env, argv[3]), oo = get_i64(env, argv[4]), n = get_i64(env, argv[5]), k = get_i64(env, argv[6]);
+  int64_t a[5];
+  if (!read_weight_args(env, info, "quantGather", 5, &heap, &heapLen, &w, &wLen, a)) return NULL;
+  int type = (int)a[0];
+  int64_t io = a[1], oo = a[2], n = a[3], k = a[4];
   size_t rb = row_bytes(type, k);
   if (rb == 0 || wLen % rb || io < 0 || oo < 0 || (size_t)(io + n) > heapLen || (size_t)(oo + n * k) > heapLen) {
     napi_throw_range_error(env, NULL, "llmbox_native.quantGather: arguments out of range");

@@ -163,7 +163,6 @@ describe('GGUF models', () => {
       config: local.model.config,
       raw: local.model.toRaw(),
       tokenizer: local.tokenizer!,
-      tokenizerJson: local.tokenizer!.definition,
       name: 'stories260K',
     };
     writeGgufModel(file, m, 'f32', { embedTokenizerJson: false });

@@ -88,7 +88,6 @@ describe('matrices held outside the heap in ggml types', () => {
         config: src.model.config,
         raw: src.model.toRaw(),
         tokenizer: src.tokenizer!,
-        tokenizerJson: src.tokenizer!.definition,
         name: 's',
       },
       'q4_0',

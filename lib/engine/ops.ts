@@ -240,6 +240,11 @@ export interface PackedMatrix {
   decode(): Float32Array;
 }
 
+/** The kernel attributes of a packed matrix (see kernels/quant-matmul.ts). */
+function packedAttrs(w: PackedMatrix): tf.NamedAttrMap {
+  return { weights: w.weights, type: w.type, n: w.n, k: w.k } as unknown as tf.NamedAttrMap;
+}
+
 /**
  * x [rows, k] times W^T for a packed W [n, k]: the native kernel reads W in its stored type (decoding
  * each row once per call), elsewhere W is decoded for the call. The gradient covers x only (a packed
@@ -247,10 +252,9 @@ export interface PackedMatrix {
  */
 export function packedMatMul(x: tf.Tensor2D, w: PackedMatrix): tf.Tensor2D {
   const dense = () => tf.tensor2d(w.decode(), [w.n, w.k]);
-  const attrs = { weights: w.weights, type: w.type, n: w.n, k: w.k } as unknown as tf.NamedAttrMap;
   const forward = (v: tf.Tensor2D): tf.Tensor2D =>
     nativeAddon()
-      ? (tf.engine().runKernel(QUANT_MATMUL, { x: v }, attrs) as tf.Tensor2D)
+      ? (tf.engine().runKernel(QUANT_MATMUL, { x: v }, packedAttrs(w)) as tf.Tensor2D)
       : tf.tidy(() => tf.matMul(v, dense(), false, true));
   if (!recording()) return forward(x);
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
@@ -266,7 +270,6 @@ export function packedMatMul(x: tf.Tensor2D, w: PackedMatrix): tf.Tensor2D {
 /** Rows of a packed embedding [vocab, k] for int32 ids (any shape, flattened): [N, k]. Frozen: no gradient. */
 export function packedGather(ids: tf.Tensor, w: PackedMatrix): tf.Tensor2D {
   const flat = ids.toInt().reshape([-1]);
-  const attrs = { weights: w.weights, type: w.type, n: w.n, k: w.k } as unknown as tf.NamedAttrMap;
-  if (nativeAddon()) return tf.engine().runKernel(QUANT_GATHER, { ids: flat }, attrs) as tf.Tensor2D;
+  if (nativeAddon()) return tf.engine().runKernel(QUANT_GATHER, { ids: flat }, packedAttrs(w)) as tf.Tensor2D;
   return tf.tidy(() => tf.gather(tf.tensor2d(w.decode(), [w.n, w.k]), flat) as tf.Tensor2D);
 }

@@ -198,13 +198,7 @@ function tokenizerFrom(g: GgufFile, file: string): GgufModel['tokenizer'] {
   }
   // llmbox's own exports (and some converters) embed the original tokenizer.json: exact, normalizer included.
   const embedded = meta<string>(g, 'tokenizer.huggingface.json');
-  if (embedded) {
-    const chat = meta<string>(g, 'tokenizer.chat_template');
-    return {
-      json: JSON.parse(embedded) as Json,
-      config: { ...spmConfig(g), ...(chat ? { chat_template: chat } : {}) },
-    };
-  }
+  if (embedded) return { json: JSON.parse(embedded) as Json, config: spmConfig(g) };
   const kind = meta<string>(g, 'tokenizer.ggml.model');
   if (kind === undefined) return null;
   if (kind !== 'llama') {
@@ -322,7 +316,8 @@ const OUT_TYPES: Record<GgufOutType, { type: number; fileType: number }> = {
 };
 
 /** SentencePiece-style metadata from a byte-fallback BPE tokenizer.json: scores rank the merges that make each token. */
-function tokenizerMetadata(tok: TextTokenizer, tokJson: Json, embed: boolean): [string, GgufValue][] {
+function tokenizerMetadata(tok: TextTokenizer, embed: boolean): [string, GgufValue][] {
+  const tokJson = tok.definition;
   const model = tokJson.model as {
     type?: string;
     byte_fallback?: boolean;
@@ -388,7 +383,7 @@ export interface GgufExport {
  */
 export function writeGgufModel(
   file: string,
-  m: { config: ModelConfig; raw: Map<string, RawTensor>; tokenizer: TextTokenizer; tokenizerJson: Json; name: string },
+  m: { config: ModelConfig; raw: Map<string, RawTensor>; tokenizer: TextTokenizer; name: string },
   out: GgufOutType,
   opts: { embedTokenizerJson?: boolean } = {},
 ): GgufExport {
@@ -427,7 +422,7 @@ export function writeGgufModel(
           [`${arch}.rope.scaling.factor`, { type: 'f32', value: c.ropeScaling.factor }],
         ] as [string, GgufValue][])
       : []),
-    ...tokenizerMetadata(m.tokenizer, m.tokenizerJson, opts.embedTokenizerJson ?? true),
+    ...tokenizerMetadata(m.tokenizer, opts.embedTokenizerJson ?? true),
   ];
   const kept: GgufExport['kept'] = [];
   const tensors: GgufTensorOut[] = [];

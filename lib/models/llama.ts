@@ -17,6 +17,7 @@ import { ropeInvFreq, ropeTables } from './rope.js';
 import type { RawTensor } from './safetensors.js';
 import { dequantizedTensor, type NF4Tensor } from './nf4.js';
 import { fuse, hasFusedLayout, unfuse } from './fused.js';
+import { packedAsParameter } from './packed.js';
 
 /** Additive mask value: large enough that exp() underflows to exactly 0, finite so padded rows stay finite. */
 const MASKED = -1e9;
@@ -673,11 +674,7 @@ export class LlamaModel {
   private linear(x: tf.Tensor2D, name: string): tf.Tensor2D {
     const q = this.quantized.get(`${name}.weight`);
     const pk = this.packed.get(`${name}.weight`);
-    const W = q
-      ? () => dequantizedTensor(q)
-      : pk
-        ? () => tf.tidy(() => tf.transpose(tf.tensor2d(pk.decode(), [pk.n, pk.k])) as tf.Tensor2D)
-        : this.p<tf.Rank.R2>(`${name}.weight`);
+    const W = q ? () => dequantizedTensor(q) : pk ? () => packedAsParameter(pk) : this.p<tf.Rank.R2>(`${name}.weight`);
     const lora = this.lora;
     const A = lora && (this.adapters.get(`${name}.lora_A`) as tf.Tensor2D | undefined);
     let y: tf.Tensor2D;

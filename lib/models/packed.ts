@@ -1,3 +1,4 @@
+import * as tf from '@tensorflow/tfjs';
 import type { PackedMatrix } from '../engine/ops.js';
 import { LlmboxError } from '../errors.js';
 import type { ModelConfig } from './config.js';
@@ -18,6 +19,11 @@ export const PACK_TYPES: Record<PackType, number> = {
 /** A matrix's bytes in a ggml type, as a PackedMatrix (decoded only where a backend or a gradient needs floats). */
 export function packedFromBytes(weights: Uint8Array, type: number, n: number, k: number): PackedMatrix {
   return { weights, type, n, k, decode: () => decodeGgml(type, weights, n * k) };
+}
+
+/** A packed matrix decoded to float32 in the models' parameter layout, [in, out] (for LoRA's base and merging). */
+export function packedAsParameter(pk: PackedMatrix): tf.Tensor2D {
+  return tf.tidy(() => tf.transpose(tf.tensor2d(pk.decode(), [pk.n, pk.k])) as tf.Tensor2D);
 }
 
 /**

@@ -6,6 +6,7 @@ import { LINEARS, type LlamaModel, type LoraSettings } from '../models/llama.js'
 import { readSafetensors, writeSafetensors, type RawTensor } from '../models/safetensors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { dequantizedTensor, nf4Bytes, quantizeNF4 } from '../models/nf4.js';
+import { packedAsParameter } from '../models/packed.js';
 import { DEFAULTS } from '../util/defaults.js';
 
 export interface LoraOptions {
@@ -78,11 +79,7 @@ export function mergeLora(model: LlamaModel): void {
     const q = model.quantized.get(name);
     const pk = model.packed.get(name);
     // A packed (q8_0, q4_0...) base is merged in float32 too.
-    const W = q
-      ? dequantizedTensor(q)
-      : pk
-        ? tf.tidy(() => tf.transpose(tf.tensor2d(pk.decode(), [pk.n, pk.k])) as tf.Tensor2D)
-        : model.params.get(name)!;
+    const W = q ? dequantizedTensor(q) : pk ? packedAsParameter(pk) : model.params.get(name)!;
     const merged = tf.tidy(() =>
       tf.add(
         W,

@@ -43,7 +43,6 @@ export function exportCommand(program: Command): void {
             config: loaded.model.config,
             raw: loaded.model.toRaw(),
             tokenizer: loaded.tokenizer,
-            tokenizerJson: loaded.tokenizer.definition,
             name: loaded.name ?? basename(loaded.dir),
           },
           o.gguf,

@@ -46,7 +46,6 @@ export function quantizeCommand(program: Command): void {
             config: cfg,
             raw: loaded.model.toRaw(),
             tokenizer: loaded.tokenizer,
-            tokenizerJson: loaded.tokenizer.definition,
             name: loaded.name ?? basename(loaded.dir),
           },
           o.to,

@@ -1,0 +1,57 @@
+/** What several benchmarks share: their flags, and llmbox and llama.cpp timed the same way. */
+import { generate } from '../lib/models/generate.js';
+import type { LoadedModel } from '../lib/models/load.js';
+import { llamaCpp } from '../tests/helpers/llama-cpp.js';
+
+/** The value after `--name` on the command line. */
+export function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+export interface Speed {
+  /** Prompt tokens per second. */
+  prefill: number;
+  /** Generated tokens per second after the first. */
+  decode: number;
+}
+
+/** llmbox's greedy prefill and decode speed on a prompt (after a warm-up: the first calls set kernels up). */
+export function llmboxSpeed(m: LoadedModel, prompt: string, tokens: number): Speed {
+  const promptTokens = m.tokenizer!.encode(prompt).length;
+  generate(m, [prompt], { maxNewTokens: 2, stopAtBos: false });
+  const t0 = performance.now();
+  generate(m, [prompt], { maxNewTokens: 1, stopAtBos: false });
+  const prefillS = (performance.now() - t0) / 1000;
+  const t1 = performance.now();
+  generate(m, [prompt], { maxNewTokens: tokens, stopAtBos: false, stop: [] });
+  const total = (performance.now() - t1) / 1000;
+  return { prefill: promptTokens / prefillS, decode: (tokens - 1) / (total - prefillS) };
+}
+
+/** llama.cpp (tools/llama-cpp) on the same file: load time, and prefill / decode speed of greedy generation. */
+export async function llamaCppSpeed(
+  file: string,
+  prompt: string,
+  tokens: number,
+  threads: number,
+): Promise<Speed & { load: number }> {
+  const cpp = await llamaCpp();
+  if (!cpp) throw new Error('llama.cpp is not installed: npm ci --prefix tools/llama-cpp --omit=optional');
+  const t0 = performance.now();
+  const model = await cpp.loadModel({ modelPath: file });
+  const load = (performance.now() - t0) / 1000;
+  const ctx = await model.createContext({ contextSize: 512, threads });
+  const ids = [...(model.tokens.bos !== null ? [model.tokens.bos] : []), ...model.tokenize(prompt)];
+  let first = 0,
+    n = 0;
+  const t1 = performance.now();
+  for await (const _ of ctx.getSequence().evaluate(ids, { temperature: 0 })) {
+    if (n === 0) first = performance.now();
+    if (++n >= tokens) break;
+  }
+  const end = performance.now();
+  await ctx.dispose();
+  await model.dispose();
+  return { load, prefill: ids.length / ((first - t1) / 1000), decode: (n - 1) / ((end - first) / 1000) };
+}
