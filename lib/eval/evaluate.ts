@@ -2,13 +2,13 @@ import { rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { engineInfo } from '../engine/index.js';
 import { LlmboxError } from '../errors.js';
-import { seededRandom } from '../util/random.js';
 import { defaultDataDir } from '../util/paths.js';
 import { assertSupports, type LanguageModel, type ModelDescription } from './lm.js';
 import { sandboxDescription } from './sandbox.js';
 import { scoreChoices } from './methods/choice.js';
 import { runGeneration } from './methods/generation.js';
 import { instanceQuery, preamble, type Preamble } from './methods/prompt.js';
+import { selectExamples, type IclInfo, type IclOptions } from './icl/index.js';
 import { bootstrapStderr, mean, stderrOfMean } from './metrics/index.js';
 import { fileTimestamp, PartialResults, sha256, writeResults, writeSamples, type SampleRecord } from './results.js';
 import { registerTaskConfig } from './tasks/declarative.js';
@@ -41,6 +41,8 @@ export interface EvaluateOptions {
   model?: string;
   /** Evaluate only instances i with i % count === index (after `limit`): one machine's part of a run that `llmbox merge` joins. */
   shard?: Shard;
+  /** How few-shot examples and the instruction are chosen (KATE, GlobalE, APE); the task's own draw when absent. */
+  icl?: IclOptions;
 }
 
 export interface Shard {
@@ -80,6 +82,10 @@ export interface TaskResult {
   truncated: number;
   /** Resume state of this task, removed once the run's results are written. */
   resumeFile?: string;
+  /** How the examples were chosen (strategies other than the task's own draw). */
+  icl?: IclInfo;
+  /** Prompt tokens this task's requests took from the prefix cache and computed (local models). */
+  prefix?: { reusedTokens: number; computedTokens: number };
 }
 
 export interface GroupResult {
@@ -144,22 +150,6 @@ export function expandTasks(names: string[]): string[] {
     }
   }
   return out;
-}
-
-/** Few-shot examples for one instance: the first k, or a seeded draw that never includes the instance itself. */
-function drawShots(task: Task, pool: Doc[], k: number, exclude: string, random: () => number): Doc[] {
-  const candidates = pool.filter((d) => d.id !== exclude);
-  if (task.fewshotOrder === 'first') return candidates.slice(0, k);
-  const picked: Doc[] = [];
-  const taken = new Set<number>();
-  while (picked.length < Math.min(k, candidates.length)) {
-    const j = Math.floor(random() * candidates.length);
-    if (!taken.has(j)) {
-      taken.add(j);
-      picked.push(candidates[j]);
-    }
-  }
-  return picked;
 }
 
 function aggregateMetric(task: Task, metric: string, values: number[]): MetricValue {
@@ -246,8 +236,11 @@ export async function evaluateTask(
       fix: `use --shots ${available} or fewer`,
     });
   }
-  const random = seededRandom(opts.seed ?? DEFAULTS.eval.seed);
-  const preambles = docs.map((d) => preamble(task, method, d, drawShots(task, pool, shots, d.id, random)));
+  const seed = opts.seed ?? DEFAULTS.eval.seed;
+  const selection = await selectExamples({ lm, task, method, docs, pool, shots, seed, icl: opts.icl });
+  // Reuse is counted for the evaluation's own requests (selection's cost is in icl.seconds).
+  const before = lm.prefixStats && { ...lm.prefixStats };
+  const preambles = docs.map((d, i) => preamble(task, method, d, selection.examples[i], selection.instruction));
   const prompts = docs.map((d, i) => preambles[i].text + instanceQuery(task, method, d));
   const promptHash = sha256(prompts.map(sha256).join('')).slice(0, 16);
 
@@ -259,9 +252,10 @@ export async function evaluateTask(
     version: task.version,
     method,
     shots,
-    seed: opts.seed ?? DEFAULTS.eval.seed,
+    seed,
     limit: opts.limit ?? null,
     samples: opts.samples ?? 1,
+    icl: { strategy: selection.info.strategy, ...selection.info.settings },
     temperature: opts.temperature ?? null,
     maxNewTokens: opts.maxNewTokens ?? null,
     promptHash,
@@ -279,7 +273,15 @@ export async function evaluateTask(
     ),
   );
   try {
-    return await runTask(lm, task, opts, { method, shots, docs, preambles, promptHash, partial });
+    const result = await runTask(lm, task, opts, { method, shots, docs, preambles, promptHash, partial });
+    const after = lm.prefixStats;
+    if (before && after)
+      result.prefix = {
+        reusedTokens: after.reusedTokens - before.reusedTokens,
+        computedTokens: after.computedTokens - before.computedTokens,
+      };
+    if (opts.icl?.strategy) result.icl = selection.info;
+    return result;
   } finally {
     release?.();
   }
@@ -539,6 +541,8 @@ export function writeRun(
           total: r.total,
           truncated_prompts: r.truncated,
           samples: basename(samples[i]),
+          ...(r.icl ? { icl: r.icl } : {}),
+          ...(r.prefix ? { prefix_tokens: { reused: r.prefix.reusedTokens, computed: r.prefix.computedTokens } } : {}),
         },
       ]),
     ),

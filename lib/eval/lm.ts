@@ -101,6 +101,10 @@ export interface LanguageModel {
   readonly truncated?: number;
   /** The assistant's next turn in a conversation (streamed to onText), where the backend holds conversations. */
   chat?(messages: Message[], opts?: ChatTurnOptions): Promise<ChatReply>;
+  /** One vector per text (KATE's nearest examples), where the backend has hidden states. */
+  embed?(texts: string[]): Promise<number[][]>;
+  /** Prompt tokens served from a prefix cache and computed, so far (where the backend keeps one). */
+  readonly prefixStats?: { reusedTokens: number; computedTokens: number };
 }
 
 /** The request type an evaluation method sends. */

@@ -1,4 +1,5 @@
 import { basename } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
 import { LlmboxError } from '../errors.js';
 import { generate, generateStream, type GenerateOptions } from '../models/generate.js';
 import { leftPad } from '../models/llama.js';
@@ -258,6 +259,37 @@ export class LocalLM implements LanguageModel {
         hidden.dispose();
       }
     }
+  }
+
+  /**
+   * Mean-pooled final hidden states (after the last norm) of each text, without BOS, padding left
+   * out of the mean: the model's own sentence embedding for KATE. Texts longer than the window keep
+   * their first tokens.
+   */
+  async embed(texts: string[]): Promise<number[][]> {
+    const maxLen = this.loaded.model.config.maxPositionEmbeddings;
+    const rows = texts.map((t, i) => {
+      const ids = this.encode(t).slice(0, maxLen);
+      return { i, ids: ids.length ? ids : [this.startToken('loglikelihood')] };
+    });
+    const out = new Array<number[]>(texts.length);
+    for (const batch of this.batches(rows, (r) => r.ids.length)) {
+      const { ids, mask } = leftPad(batch.map((b) => b.ids));
+      const hidden = this.loaded.model.forward(ids, { attentionMask: mask });
+      const pooled = tf.tidy(() => {
+        const m = tf.tensor3d(mask.flat(), [ids.length, ids[0].length, 1]);
+        return tf.div(tf.sum(tf.mul(hidden, m), 1), tf.sum(m, 1));
+      });
+      hidden.dispose();
+      const vectors = (await pooled.array()) as number[][];
+      pooled.dispose();
+      batch.forEach((b, j) => (out[b.i] = vectors[j]));
+    }
+    return out;
+  }
+
+  get prefixStats(): { reusedTokens: number; computedTokens: number } | undefined {
+    return this.prefixCache?.stats;
   }
 
   /** Log-likelihood of whole texts (for perplexity), in windows of the model's context length. */

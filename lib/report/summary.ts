@@ -36,6 +36,10 @@ export function runSummary(run: EvalRun): RunSummary {
           shots: r.shots,
           method: r.method,
           ...(r.truncated ? { truncated_prompts: r.truncated } : {}),
+          ...(r.icl ? { icl: r.icl.strategy, icl_seconds: r.icl.seconds, icl_cached: String(r.icl.cached) } : {}),
+          ...(r.prefix
+            ? { prefix_reused_tokens: r.prefix.reusedTokens, prefix_computed_tokens: r.prefix.computedTokens }
+            : {}),
         },
       ]),
     ),

@@ -16,6 +16,19 @@ export const DEFAULTS = {
     /** Temperature of repeated samples (self-consistency, pass@k) when none is given. */
     sampleTemperature: 0.8,
   },
+  icl: {
+    /** KATE's paper puts the nearest example last, next to the instance (LLMBox puts it first). */
+    kateOrder: 'nearest-last',
+    /** GlobalE: held-out instances whose predicted labels score an ordering; orderings tried at most (4! = 24). */
+    probes: 8,
+    orderings: 24,
+    /** APE: instructions proposed, demonstrations shown to the proposer, dev instances scoring them. */
+    candidates: 8,
+    demos: 5,
+    dev: 20,
+    instructionTokens: 48,
+    proposalTemperature: 0.9,
+  },
   remote: { concurrency: 4, maxRetries: 5, timeoutSeconds: 300 },
   generate: { maxNewTokens: 64, temperature: 0 },
   train: {

@@ -6,6 +6,9 @@ import { evaluate, expandTasks, registerConfigs } from '../../eval/evaluate.js';
 import { LocalLM } from '../../eval/local.js';
 import { isRemoteSpec, remoteModel } from '../../eval/remote/index.js';
 import { type Method } from '../../eval/tasks/index.js';
+import { ICL_STRATEGIES, type IclOptions } from '../../eval/icl/index.js';
+import type { LanguageModel } from '../../eval/lm.js';
+import type { RequestStats } from '../../eval/remote/transport.js';
 import { chatTemplateOption, engineOpts, float, int, shardSpec } from '../options.js';
 import { progressPrinter } from '../progress.js';
 import { printRun } from '../summary.js';
@@ -102,6 +105,33 @@ export function evalCommand(program: Command): void {
       'evaluate only instances i, i+n, i+2n, ... of each task (0 <= i < n); join the outputs with `llmbox merge`',
       shardSpec,
     )
+    .addOption(
+      new Option(
+        '--icl <strategy>',
+        "few-shot example selection: random, first, kate (nearest by embedding), globale (ordering by label entropy), ape (a proposed instruction); default: the task's",
+      ).choices([...ICL_STRATEGIES]),
+    )
+    .addOption(
+      new Option(
+        '--kate-order <order>',
+        `KATE: where the nearest example goes (default ${DEFAULTS.icl.kateOrder})`,
+      ).choices(['nearest-last', 'nearest-first']),
+    )
+    .option('--embed-model <dir>', 'KATE: a local model folder whose hidden states are compared (default: the model)')
+    .option('--ape-model <spec>', 'APE: the model proposing instructions, local or remote (default: the model)')
+    .option('--icl-probes <n>', `GlobalE: probe instances (default ${DEFAULTS.icl.probes})`, int('--icl-probes', 1))
+    .option(
+      '--icl-orderings <n>',
+      `GlobalE: orderings tried at most (default ${DEFAULTS.icl.orderings})`,
+      int('--icl-orderings', 1),
+    )
+    .option(
+      '--ape-candidates <n>',
+      `APE: instructions proposed (default ${DEFAULTS.icl.candidates})`,
+      int('--ape-candidates', 1),
+    )
+    .option('--ape-dev <n>', `APE: dev instances scoring them (default ${DEFAULTS.icl.dev})`, int('--ape-dev', 1))
+    .option('--no-icl-cache', 'select examples again instead of reusing the selection cache (LLMBOX_CACHE_DIR/icl)')
     .option('--json', 'print {"results": {task: {metric: value}}, "groups": {...}}')
     .action(async (o, cmd: Command) => {
       if (o.allowUnsafeCodeExecution) process.env.LLMBOX_ALLOW_UNSAFE_CODE = '1';
@@ -125,23 +155,43 @@ export function evalCommand(program: Command): void {
         });
       expandTasks(names);
       const chat = { template: chatTemplateOption(o.chatTemplate), systemPrompt: o.systemPrompt };
-      const model = isRemoteSpec(o.model)
-        ? remoteModel(o.model, {
-            endpoint: o.endpoint,
-            modelType: o.modelType,
-            apiKeyEnv: o.apiKeyEnv,
-            concurrency: o.concurrency,
-            maxRetries: o.maxRetries,
-            timeoutSeconds: o.timeout,
-            requestCache: o.requestCache === false ? false : undefined,
-            systemPrompt: o.systemPrompt,
-          })
-        : new LocalLM(await loadModelOrAdapter(o.model, o.adapter, engineOpts(cmd)), {
-            batchSize: o.batchSize,
-            prefixCache: o.prefixCache,
-            modelType: o.modelType,
-            chat,
-          });
+      const modelOf = async (spec: string, adapter?: string): Promise<LanguageModel & { stats?: RequestStats }> =>
+        isRemoteSpec(spec)
+          ? remoteModel(spec, {
+              endpoint: o.endpoint,
+              modelType: o.modelType,
+              apiKeyEnv: o.apiKeyEnv,
+              concurrency: o.concurrency,
+              maxRetries: o.maxRetries,
+              timeoutSeconds: o.timeout,
+              requestCache: o.requestCache === false ? false : undefined,
+              systemPrompt: o.systemPrompt,
+            })
+          : new LocalLM(await loadModelOrAdapter(spec, adapter, engineOpts(cmd)), {
+              batchSize: o.batchSize,
+              prefixCache: o.prefixCache,
+              modelType: o.modelType,
+              chat,
+            });
+      const model = await modelOf(o.model, o.adapter);
+      if (o.embedModel && isRemoteSpec(o.embedModel))
+        throw new LlmboxError('--embed-model must be a local model folder (its hidden states are compared)', {
+          field: '--embed-model',
+          fix: 'give a model folder, or leave the flag out to use the evaluated model',
+        });
+      const icl: IclOptions | undefined = o.icl
+        ? {
+            strategy: o.icl,
+            kateOrder: o.kateOrder,
+            embedder: o.embedModel ? await modelOf(o.embedModel) : undefined,
+            proposer: o.apeModel ? await modelOf(o.apeModel) : undefined,
+            probes: o.iclProbes,
+            orderings: o.iclOrderings,
+            candidates: o.apeCandidates,
+            dev: o.apeDev,
+            cache: o.iclCache === false ? false : undefined,
+          }
+        : undefined;
       const run = await evaluate(model, names, {
         shots: o.shots,
         limit: o.limit,
@@ -156,14 +206,15 @@ export function evalCommand(program: Command): void {
         chunkSize: o.chunkSize,
         model: o.model,
         shard: o.shard,
+        icl,
         onProgress: progressPrinter(),
       });
-      if (!(model instanceof LocalLM)) {
-        const st = model.stats;
+      const st = model.stats;
+      if (st) {
         process.stderr.write(
           `requests: ${st.requests} (${st.cached} from the cache, ${st.attempts} HTTP attempts, ${st.retries} retries)\n`,
         );
       }
-      printRun(run, !!o.json, model instanceof LocalLM ? {} : { requests: model.stats });
+      printRun(run, !!o.json, st ? { requests: st } : {});
     });
 }

@@ -24,10 +24,13 @@ export function solvedExample(task: Task, method: Method, doc: Doc): string {
   return doc.query + task.targetDelimiter + doc.choices[doc.gold];
 }
 
-/** Description, solved examples each followed by the few-shot delimiter: everything before the instance. */
-export function fewshotPrefix(task: Task, method: Method, doc: Doc, examples: Doc[]): string {
+/**
+ * Description, solved examples each followed by the few-shot delimiter: everything before the
+ * instance. An instruction (APE's) replaces the task's description.
+ */
+export function fewshotPrefix(task: Task, method: Method, doc: Doc, examples: Doc[], instruction?: string): string {
   return (
-    (task.description?.(doc) ?? '') +
+    (instruction ?? task.description?.(doc) ?? '') +
     examples.map((e) => solvedExample(task, method, e) + task.fewshotDelimiter).join('')
   );
 }
@@ -54,10 +57,10 @@ export interface Preamble {
   turns: Message[];
 }
 
-export function preamble(task: Task, method: Method, doc: Doc, examples: Doc[]): Preamble {
-  const description = task.description?.(doc).trim() ?? '';
+export function preamble(task: Task, method: Method, doc: Doc, examples: Doc[], instruction?: string): Preamble {
+  const description = (instruction ?? task.description?.(doc))?.trim() ?? '';
   return {
-    text: fewshotPrefix(task, method, doc, examples),
+    text: fewshotPrefix(task, method, doc, examples, instruction),
     turns: [
       ...(description ? [{ role: 'system' as const, content: description }] : []),
       ...examples.flatMap((e) => exampleTurns(task, method, e)),
