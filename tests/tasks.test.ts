@@ -1,7 +1,13 @@
 // Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
+import { spawnSync } from 'node:child_process';
 import { cpSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { expandTasks } from '../lib/eval/evaluate.js';
+import { evaluate, expandTasks } from '../lib/eval/evaluate.js';
+import { withCot } from '../lib/eval/cot/index.js';
+import { palProgram, sameAnswer } from '../lib/eval/cot/pal.js';
+import { LEAST_TO_MOST_EXEMPLARS, PAL_EXEMPLARS } from '../lib/eval/tasks/gsm8k-exemplars.js';
+import type { CotMode } from '../lib/eval/tasks/types.js';
+import { ScriptedLM } from './helpers/scripted.js';
 import { choiceRequests } from '../lib/eval/methods/choice.js';
 import { fewshotPrefix, instanceQuery, preamble } from '../lib/eval/methods/prompt.js';
 import { parsePythonStringList } from '../lib/eval/tasks/simple-choice.js';
@@ -149,5 +155,66 @@ describe('datasets', () => {
     expect(err.fix).toMatch(/--data-dir/);
     writeFileSync(`${dir}/test.jsonl`, '{"question": "q", "answer": "no final line"}\n');
     expect(() => TASKS.gsm8k.loadSplit(dir, 'eval')).toThrow(/row 1: field answer has no "#### N"/);
+  });
+});
+
+describe('chain-of-thought modes on the real data', () => {
+  const gsm = (mode: CotMode, split: 'eval' | 'fewshot' = 'eval') =>
+    withCot(TASKS.gsm8k, mode).loadSplit(`${DATA}/gsm8k`, split);
+
+  it("runs every PAL exemplar program to its training row's answer", async () => {
+    const train = load('gsm8k', 'fewshot');
+    for (const e of PAL_EXEMPLARS) {
+      const r = spawnSync('python3', ['-c', palProgram(e.body)], { encoding: 'utf8' });
+      expect(sameAnswer(r.stdout.trim(), train[e.row].references![0]), `row ${e.row}: ${r.stdout}${r.stderr}`).toBe(
+        true,
+      );
+    }
+    for (const e of LEAST_TO_MOST_EXEMPLARS)
+      expect(e.final.endsWith(`The answer is ${train[e.row].references![0]}.`)).toBe(true);
+  });
+
+  it('builds the prompts of each GSM8K mode', () => {
+    const pal = gsm('pal');
+    const prompt = pal[0].extra!.prompt as string;
+    expect(prompt.match(/\ndef solution\(\):\n/g)).toHaveLength(8);
+    expect(prompt.startsWith('Question: Natalia sold clips')).toBe(true);
+    expect(pal[0].query.endsWith('\n\ndef solution():\n')).toBe(true);
+    const l2m = gsm('least-to-most');
+    expect(l2m[0].extra!.prompt as string).toMatch(
+      /^Q: Natalia sold clips[^\n]*\nA: To answer the question "How many clips did Natalia sell altogether in April and May\?", we need to know: "How many clips did Natalia sell in May\?"\.\n\n/,
+    );
+    expect((l2m[0].extra!.solvePrefix as string).match(/^Problem: /gm)).toHaveLength(4);
+    expect(l2m[0].query).toMatch(/we need to know:$/);
+    const direct = gsm('none', 'fewshot');
+    expect(direct[0].target).toBe('72');
+    expect(withCot(TASKS.gsm8k, 'none').defaultShots).toBe(8);
+  });
+
+  it('scores PAL by running what the model wrote: right programs count, wrong and broken ones do not', async () => {
+    const answers = new Map(
+      load('gsm8k').map((d) => [d.query.slice('Question: '.length, -'\nAnswer:'.length), d.references![0]]),
+    );
+    let call = 0;
+    const lm = new ScriptedLM((r) => {
+      const q = /Question: ([^\n]*)\n\ndef solution\(\):\n$/.exec(r.context)![1];
+      const body = [`    return ${answers.get(q)}`, `    return ${answers.get(q)} + 1`, '    return undefined_name'];
+      return body[call++ % 3] + '\n\n\n';
+    });
+    const run = await evaluate(lm, ['gsm8k'], { limit: 6, cot: 'pal', dataDir: DATA });
+    const r = run.results[0];
+    expect(r.cot).toBe('pal');
+    expect(r.samples.map((s) => s.metrics['exact_match,pal'])).toEqual([1, 0, 0, 1, 0, 0]);
+    expect(r.samples[2].filtered_resps).toEqual(['[error]']);
+    expect(run.fingerprint.sandbox).toMatch(/bubblewrap|none/);
+    expect(run.fingerprint.tasks.gsm8k.cot).toBe('pal');
+  }, 60_000);
+
+  it('answers BBH directly under --cot none', () => {
+    const [doc] = withCot(TASKS.bbh_date_understanding, 'none').loadSplit(`${DATA}/bbh`, 'eval');
+    expect(doc.query.endsWith('\nA:')).toBe(true);
+    const prompt = doc.extra!.prompt as string;
+    expect(prompt).not.toMatch(/step by step/);
+    expect(prompt.match(/\nA: \([A-F]\)\n/g)).toHaveLength(3);
   });
 });

@@ -24,6 +24,17 @@ export function float(name: string, min: number, max = Infinity, opts: { minExcl
   };
 }
 
+/** A comma-separated list of positive integers (`--pass-k 1,2,5`). */
+export function positiveList(flag: string) {
+  return (v: string): number[] => {
+    const parts = v.split(',').map((s) => s.trim());
+    const xs = parts.map(Number);
+    if (parts.some((p) => p === '') || xs.some((x) => !Number.isInteger(x) || x < 1))
+      throw new InvalidArgumentError(`${flag} must be comma-separated positive integers, e.g. 1,2,5`);
+    return xs;
+  };
+}
+
 export function idList(v: string): number[] {
   const parts = v.split(',').map((s) => s.trim());
   const ids = parts.map(Number);

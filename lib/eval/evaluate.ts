@@ -9,10 +9,12 @@ import { scoreChoices } from './methods/choice.js';
 import { runGeneration } from './methods/generation.js';
 import { instanceQuery, preamble, type Preamble } from './methods/prompt.js';
 import { selectExamples, type IclInfo, type IclOptions } from './icl/index.js';
+import { withCot } from './cot/index.js';
 import { bootstrapStderr, mean, stderrOfMean } from './metrics/index.js';
 import { fileTimestamp, PartialResults, sha256, writeResults, writeSamples, type SampleRecord } from './results.js';
 import { registerTaskConfig } from './tasks/declarative.js';
 import { GROUPS, TASKS, type Doc, type Method, type Task } from './tasks/index.js';
+import type { CotMode } from './tasks/types.js';
 import { DEFAULTS } from '../util/defaults.js';
 
 export interface EvaluateOptions {
@@ -30,6 +32,8 @@ export interface EvaluateOptions {
   samples?: number;
   temperature?: number;
   maxNewTokens?: number;
+  /** Code tasks with several samples: the k of pass@k (each at most `samples`; default 1, 5, 10, 100). */
+  passK?: number[];
   /** Folder for results_<time>.json, samples_<task>_<time>.jsonl and resume state. */
   outputDir?: string;
   /** Continue an interrupted run from its resume state in outputDir (default true). */
@@ -43,6 +47,8 @@ export interface EvaluateOptions {
   shard?: Shard;
   /** How few-shot examples and the instruction are chosen (KATE, GlobalE, APE); the task's own draw when absent. */
   icl?: IclOptions;
+  /** Chain-of-thought mode, for tasks that offer several (`llmbox tasks` lists them); the task's own when absent. */
+  cot?: CotMode;
 }
 
 export interface Shard {
@@ -84,6 +90,8 @@ export interface TaskResult {
   resumeFile?: string;
   /** How the examples were chosen (strategies other than the task's own draw). */
   icl?: IclInfo;
+  /** The chain-of-thought mode that ran, for tasks that offer several. */
+  cot?: CotMode;
   /** Prompt tokens this task's requests took from the prefix cache and computed (local models). */
   prefix?: { reusedTokens: number; computedTokens: number };
 }
@@ -101,7 +109,7 @@ export interface Fingerprint {
   model_hash: string;
   seed: number;
   limit: number | null;
-  tasks: Record<string, { version: number; method: Method; shots: number; prompt_hash: string }>;
+  tasks: Record<string, { version: number; method: Method; shots: number; prompt_hash: string; cot?: CotMode }>;
   /** This run's slice of the instances; absent for a whole run. */
   shard?: Shard;
   /** How generated code was contained, for tasks that run it. */
@@ -212,9 +220,10 @@ export async function evaluateTask(
   opts: EvaluateOptions = {},
   info: ModelDescription = lm.describe(),
 ): Promise<TaskResult> {
-  const task = TASKS[taskName];
-  if (!task)
+  if (!TASKS[taskName])
     throw new LlmboxError(`unknown task ${taskName}`, { field: '--dataset', fix: 'run `llmbox tasks` for the list' });
+  const task = withCot(TASKS[taskName], opts.cot);
+  const cot = TASKS[taskName].cot ? (opts.cot ?? TASKS[taskName].cot!.default) : undefined;
   const method = methodFor(task, opts.method);
   assertSupports(lm, task.name, method, task.methods);
   const dataDir = resolve(opts.dataDir ?? defaultDataDir(), task.dataFolder);
@@ -255,7 +264,9 @@ export async function evaluateTask(
     seed,
     limit: opts.limit ?? null,
     samples: opts.samples ?? 1,
+    passK: opts.passK ?? null,
     icl: { strategy: selection.info.strategy, ...selection.info.settings },
+    ...(cot ? { cot } : {}),
     temperature: opts.temperature ?? null,
     maxNewTokens: opts.maxNewTokens ?? null,
     promptHash,
@@ -275,12 +286,14 @@ export async function evaluateTask(
   try {
     const result = await runTask(lm, task, opts, { method, shots, docs, preambles, promptHash, partial });
     const after = lm.prefixStats;
-    if (before && after)
+    // Only requests that went through the cache (log-likelihoods) count; generation does not use it.
+    if (before && after && after.computedTokens + after.reusedTokens > before.computedTokens + before.reusedTokens)
       result.prefix = {
         reusedTokens: after.reusedTokens - before.reusedTokens,
         computedTokens: after.computedTokens - before.computedTokens,
       };
     if (opts.icl?.strategy) result.icl = selection.info;
+    if (cot) result.cot = cot;
     return result;
   } finally {
     release?.();
@@ -454,9 +467,16 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
   const started = Date.now();
   names = await registerConfigs(names);
   const taskNames = expandTasks(names);
-  // Every task's method is checked against the model, and the code sandbox where tasks run code, before the first request.
-  for (const t of taskNames) assertSupports(lm, t, methodFor(TASKS[t], opts.method), TASKS[t].methods);
-  const sandbox = taskNames.some((t) => TASKS[t].generation?.executesCode) ? sandboxDescription() : undefined;
+  const tooLarge = opts.passK?.find((k) => k > (opts.samples ?? 1));
+  if (tooLarge !== undefined)
+    throw new LlmboxError(`pass@${tooLarge} needs at least ${tooLarge} samples, and ${opts.samples ?? 1} are drawn`, {
+      field: '--pass-k',
+      fix: `use --samples ${tooLarge} or more, or k values up to ${opts.samples ?? 1}`,
+    });
+  // Every task's CoT mode and method are checked against the model, and the code sandbox where tasks run code, before the first request.
+  const tasks = taskNames.map((t) => withCot(TASKS[t], opts.cot));
+  for (const t of tasks) assertSupports(lm, t.name, methodFor(t, opts.method), t.methods);
+  const sandbox = tasks.some((t) => t.generation?.executesCode) ? sandboxDescription() : undefined;
   const info = lm.describe();
   const results: TaskResult[] = [];
   for (const t of taskNames) results.push(await evaluateTask(lm, t, opts, info));
@@ -468,7 +488,16 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
     seed: opts.seed ?? DEFAULTS.eval.seed,
     limit: opts.limit ?? null,
     tasks: Object.fromEntries(
-      results.map((r) => [r.task, { version: r.version, method: r.method, shots: r.shots, prompt_hash: r.promptHash }]),
+      results.map((r) => [
+        r.task,
+        {
+          version: r.version,
+          method: r.method,
+          shots: r.shots,
+          prompt_hash: r.promptHash,
+          ...(r.cot ? { cot: r.cot } : {}),
+        },
+      ]),
     ),
     lm: info,
     backend: engine?.backend ?? null,
@@ -542,6 +571,7 @@ export function writeRun(
           truncated_prompts: r.truncated,
           samples: basename(samples[i]),
           ...(r.icl ? { icl: r.icl } : {}),
+          ...(r.cot ? { cot: r.cot } : {}),
           ...(r.prefix ? { prefix_tokens: { reused: r.prefix.reusedTokens, computed: r.prefix.computedTokens } } : {}),
         },
       ]),

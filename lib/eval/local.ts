@@ -349,9 +349,11 @@ export class LocalLM implements LanguageModel {
     });
     const groups: number[][] = [];
     const same = new Map<string, number[]>();
+    // Sampled requests batch with the other samples of the same prompt (self-consistency's N rows
+    // over one cached prefix), each row with its own seed; greedy ones with any of the same settings.
     requests.forEach((r, i) => {
-      if ((r.temperature ?? opts.temperature ?? 0) > 0) return groups.push([i]);
-      const key = JSON.stringify([r.until, lengthOf(r)]);
+      const temperature = r.temperature ?? opts.temperature ?? 0;
+      const key = JSON.stringify([r.until, lengthOf(r), temperature, temperature > 0 ? encoded[i] : null]);
       same.set(key, [...(same.get(key) ?? []), i]);
     });
     for (const unsorted of same.values()) {
@@ -370,12 +372,14 @@ export class LocalLM implements LanguageModel {
       const r = requests[group[0]];
       const maxNewTokens = lengthOf(r);
       const prompts = group.map((i) => encoded[i]);
+      const temperature = r.temperature ?? opts.temperature;
       const decode = {
         ...opts,
         maxNewTokens,
         stop: r.until,
-        temperature: r.temperature ?? opts.temperature,
+        temperature,
         seed: r.seed ?? opts.seed ?? 0,
+        ...((temperature ?? 0) > 0 ? { seeds: group.map((i) => requests[i].seed ?? opts.seed ?? 0) } : {}),
       };
       let texts: string[];
       if (!this.prefixCache) {

@@ -25,6 +25,8 @@ export interface SandboxResult {
   status: 'passed' | 'failed' | 'timeout';
   /** The tail of stderr, for the samples file. */
   detail: string;
+  /** What the program printed (its last 4,000 characters). */
+  output: string;
 }
 
 export interface SandboxOptions {
@@ -205,14 +207,18 @@ export function runPython(program: string, opts: SandboxOptions = {}): Promise<S
     const child = spawn(argv[0], argv.slice(1), {
       cwd: dir,
       env: { PATH: '/usr/bin:/bin', HOME: home, TMPDIR: home, PYTHONDONTWRITEBYTECODE: '1' },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
     let stderr = '',
+      stdout = '',
       timedOut = false,
       done = false;
     child.stderr.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-2000);
+    });
+    child.stdout.on('data', (d: Buffer) => {
+      stdout = (stdout + d.toString()).slice(-4000);
     });
     const killAll = () => {
       try {
@@ -228,10 +234,12 @@ export function runPython(program: string, opts: SandboxOptions = {}): Promise<S
       clearTimeout(grace);
       // A process that escaped the group but holds stderr open must not hold up the call.
       child.stderr.destroy();
+      child.stdout.destroy();
       rmSync(dir, { recursive: true, force: true });
       resolve({
         status: timedOut ? 'timeout' : code === 0 ? 'passed' : 'failed',
         detail: stderr.trim().split('\n').slice(-3).join('\n'),
+        output: stdout,
       });
     };
     const timer = setTimeout(() => {
@@ -243,10 +251,15 @@ export function runPython(program: string, opts: SandboxOptions = {}): Promise<S
       killAll();
       finish(null);
     }, timeoutMs + GRACE_MS);
+    let stdoutEnded = false;
+    child.stdout.on('end', () => (stdoutEnded = true));
     child.on('exit', (code) => {
       // The sandbox's PID namespace dies with its first process; the host fallback kills its group.
       killAll();
-      finish(code);
+      // What the program printed may still be in the pipe: read it, waiting a moment at most.
+      if (stdoutEnded) return finish(code);
+      child.stdout.once('end', () => finish(code));
+      setTimeout(() => finish(code), 200).unref();
     });
   });
 }

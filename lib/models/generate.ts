@@ -24,6 +24,11 @@ export interface GenerateOptions extends SamplingOptions {
   stopAtBos?: boolean;
   /** Seed for sampling; a random one is drawn (and reported) when absent. */
   seed?: number;
+  /**
+   * One seed per prompt: each row samples from its own generator, so a row's text does not depend
+   * on which rows share its batch (self-consistency's samples batched over one prompt).
+   */
+  seeds?: number[];
   /** Add the tokenizer's special tokens (BOS) to text prompts. Default true. */
   addSpecialTokens?: boolean;
   /** Reuse keys and values between steps (default true); off recomputes the whole sequence each step. */
@@ -126,7 +131,10 @@ function* decoding(
   const { model, tokenizer } = loaded;
   const maxNew = opts.maxNewTokens ?? 64;
   const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
-  const random = seededRandom(seed);
+  if (opts.seeds && opts.seeds.length !== prompts.length)
+    throw new Error(`generate: ${opts.seeds.length} seeds for ${prompts.length} prompts`);
+  const shared = seededRandom(seed);
+  const randoms = opts.seeds?.map((s) => seededRandom(s));
   const stopIds = new Set(opts.stopIds ?? loaded.generation.eosTokenIds);
   const bos = loaded.generation.bosTokenId ?? model.config.bosTokenId;
   if ((opts.stopAtBos ?? true) && bos !== undefined && bos !== null) stopIds.add(bos);
@@ -206,7 +214,7 @@ function* decoding(
         const raw = opts.logprobs !== undefined ? row.slice() : undefined;
         if (opts.repetitionPenalty && opts.repetitionPenalty !== 1)
           applyRepetitionPenalty(row, [...before, ...r.prompt, ...r.out], opts.repetitionPenalty);
-        const tok = sampleToken(row, opts, random);
+        const tok = sampleToken(row, opts, randoms?.[b] ?? shared);
         r.out.push(tok);
         next.push(tok);
         if (raw) r.logprobs.push(tokenLogprob(raw, tok, opts.logprobs!));
@@ -240,7 +248,7 @@ function* decoding(
     ids: r.out,
     text: r.text ?? textOf(r),
     finishReason: r.reason,
-    seed,
+    seed: opts.seeds?.[rows.indexOf(r)] ?? seed,
     ...(opts.logprobs !== undefined ? { logprobs: r.logprobs } : {}),
   }));
 }

@@ -36,6 +36,7 @@ export function runSummary(run: EvalRun): RunSummary {
           shots: r.shots,
           method: r.method,
           ...(r.truncated ? { truncated_prompts: r.truncated } : {}),
+          ...(r.cot ? { cot: r.cot } : {}),
           ...(r.icl ? { icl: r.icl.strategy, icl_seconds: r.icl.seconds, icl_cached: String(r.icl.cached) } : {}),
           ...(r.prefix
             ? { prefix_reused_tokens: r.prefix.reusedTokens, prefix_computed_tokens: r.prefix.computedTokens }

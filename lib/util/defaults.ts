@@ -29,6 +29,13 @@ export const DEFAULTS = {
     instructionTokens: 48,
     proposalTemperature: 0.9,
   },
+  cot: {
+    /** PAL programs: wall-clock limit and memory (the sandbox's). */
+    palTimeoutMs: 5_000,
+    palMemoryMb: 512,
+    /** Least-to-most: sub-questions asked at most before the problem's own. */
+    maxSubquestions: 5,
+  },
   remote: { concurrency: 4, maxRetries: 5, timeoutSeconds: 300 },
   generate: { maxNewTokens: 64, temperature: 0 },
   train: {

@@ -5,11 +5,12 @@ import { loadModelOrAdapter } from '../../train/adapted.js';
 import { evaluate, expandTasks, registerConfigs } from '../../eval/evaluate.js';
 import { LocalLM } from '../../eval/local.js';
 import { isRemoteSpec, remoteModel } from '../../eval/remote/index.js';
-import { type Method } from '../../eval/tasks/index.js';
+import { TASKS, type Method } from '../../eval/tasks/index.js';
 import { ICL_STRATEGIES, type IclOptions } from '../../eval/icl/index.js';
+import { COT_MODES, withCot } from '../../eval/cot/index.js';
 import type { LanguageModel } from '../../eval/lm.js';
 import type { RequestStats } from '../../eval/remote/transport.js';
-import { chatTemplateOption, engineOpts, float, int, shardSpec } from '../options.js';
+import { chatTemplateOption, engineOpts, float, int, positiveList, shardSpec } from '../options.js';
 import { progressPrinter } from '../progress.js';
 import { printRun } from '../summary.js';
 import { DEFAULTS } from '../../util/defaults.js';
@@ -84,6 +85,11 @@ export function evalCommand(program: Command): void {
     )
     .option('--no-prefix-cache', 'encode every request from scratch (for comparison)')
     .option('--samples <n>', 'generations per instance: majority vote, or pass@k for code', int('--samples', 1))
+    .option(
+      '--pass-k <list>',
+      'code tasks with --samples N: the k of pass@k, each at most N (default 1,5,10,100)',
+      positiveList('--pass-k'),
+    )
     .option('--temperature <t>', 'sampling temperature when --samples > 1', float('--temperature', 0, 2))
     .option('--max-new-tokens <n>', "cap on generated tokens (default: the task's)", int('--max-new-tokens', 1))
     .option('--data-dir <dir>', 'root of the data sets (default: ../shared/data)')
@@ -116,6 +122,12 @@ export function evalCommand(program: Command): void {
         '--kate-order <order>',
         `KATE: where the nearest example goes (default ${DEFAULTS.icl.kateOrder})`,
       ).choices(['nearest-last', 'nearest-first']),
+    )
+    .addOption(
+      new Option(
+        '--cot <mode>',
+        "chain of thought where the task offers it (`llmbox tasks`): none, base, least-to-most or pal; default: the task's",
+      ).choices([...COT_MODES]),
     )
     .option('--embed-model <dir>', 'KATE: a local model folder whose hidden states are compared (default: the model)')
     .option('--ape-model <spec>', 'APE: the model proposing instructions, local or remote (default: the model)')
@@ -153,7 +165,8 @@ export function evalCommand(program: Command): void {
           field: '--dataset',
           fix: 'name tasks or groups, e.g. -d arc_easy,hellaswag (see `llmbox tasks`)',
         });
-      expandTasks(names);
+      // Unknown tasks and CoT modes they lack fail here, before the model loads.
+      for (const t of expandTasks(names)) withCot(TASKS[t], o.cot);
       const chat = { template: chatTemplateOption(o.chatTemplate), systemPrompt: o.systemPrompt };
       const modelOf = async (spec: string, adapter?: string): Promise<LanguageModel & { stats?: RequestStats }> =>
         isRemoteSpec(spec)
@@ -199,6 +212,7 @@ export function evalCommand(program: Command): void {
         seed: o.seed,
         method: o.method as Method | undefined,
         samples: o.samples,
+        passK: o.passK,
         temperature: o.temperature,
         maxNewTokens: o.maxNewTokens,
         outputDir: o.output,
@@ -207,6 +221,7 @@ export function evalCommand(program: Command): void {
         model: o.model,
         shard: o.shard,
         icl,
+        cot: o.cot,
         onProgress: progressPrinter(),
       });
       const st = model.stats;

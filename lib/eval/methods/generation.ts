@@ -10,6 +10,8 @@ export interface GenerationOptions {
   temperature?: number;
   seed?: number;
   maxNewTokens?: number;
+  /** pass@k reported for these k (each at most the samples); default 1, 5, 10 and 100. */
+  passK?: number[];
 }
 
 export interface GenerationRecord {
@@ -35,6 +37,8 @@ export function majorityVote(answers: string[]): string {
   }
   return best;
 }
+
+const DEFAULT_PASS_K = [1, 5, 10, 100];
 
 /** A metric's key: plain for the default filter, "metric,filter" otherwise (lm-eval's naming). */
 export const metricKey = (metric: string, filter: string) => (filter === 'none' ? metric : `${metric},${filter}`);
@@ -67,25 +71,33 @@ export async function runGeneration(
         : {}),
     })),
   );
-  const outputs = await lm.generateUntil(requests);
+  const outputs = spec.solve
+    ? await spec.solve(
+        lm,
+        requests,
+        docs.flatMap((d) => Array(n).fill(d)),
+      )
+    : await lm.generateUntil(requests);
   const records: GenerationRecord[] = [];
   for (const [i, doc] of docs.entries()) {
     const outs = outputs.slice(i * n, (i + 1) * n);
     const answers: Record<string, string> = {};
     const metrics: Record<string, number> = {};
     for (const [filter, extract] of Object.entries(spec.filters)) {
-      const extracted = outs.map((o) => extract(o, doc));
+      const extracted = await Promise.all(outs.map((o) => extract(o, doc)));
       if (n > 1 && spec.samples === 'pass@k') {
         const passed = await Promise.all(extracted.map((a) => spec.score(a, doc)));
         for (const metric of Object.keys(passed[0])) {
           const c = passed.filter((p) => p[metric] === 1).length;
-          for (const k of [1, 5, 10, 100].filter((k) => k <= n))
+          for (const k of (opts.passK ?? DEFAULT_PASS_K).filter((k) => k <= n))
             metrics[metricKey(`${metric}@${k}`, filter)] = passAtK(n, c, k);
         }
         answers[filter] = extracted[0];
       } else {
         const answer = n > 1 ? majorityVote(extracted) : extracted[0];
         answers[filter] = answer;
+        // How many samples gave the voted answer: self-consistency's agreement.
+        if (n > 1) metrics[metricKey('agreement', filter)] = extracted.filter((a) => a === answer).length / n;
         for (const [m, v] of Object.entries(await spec.score(answer, doc)))
           metrics[metricKey(n === 1 && spec.samples === 'pass@k' ? `${m}@1` : m, filter)] = v;
       }

@@ -1,48 +1,10 @@
 import { join } from 'node:path';
 import { LlmboxError } from '../../errors.js';
-import { lastBoxed, lastNumber, normalizeMathAnswer, normalizeNumber, regexFilter } from '../metrics/index.js';
+import { lastBoxed, lastNumber, normalizeMathAnswer } from '../metrics/index.js';
+import { numberMatch } from './gsm8k.js';
 import { generationTask } from './define.js';
 import { field, isString, readDelimited, readJson, readJsonl } from '../../data/files.js';
 import type { Doc, Task, TaskGroup } from './types.js';
-
-const numberMatch = (answer: string, doc: Doc) => ({
-  exact_match: normalizeNumber(answer) === normalizeNumber(doc.references![0]) ? 1 : 0,
-});
-
-/**
- * GSM8K (Cobbe et al. 2021), 8-shot chain of thought: "Question: ...\nAnswer:" followed by a worked
- * solution ending in "#### N" (lm-eval's gsm8k format). The exemplars are fixed (the first eight
- * training problems) so every instance shares one few-shot prefix. Answers are read two ways, as in
- * lm-eval: strict (the number after "####") and flexible (the last number in the text).
- */
-export const gsm8k = generationTask({
-  name: 'gsm8k',
-  dataFolder: 'gsm8k',
-  defaultShots: 8,
-  fewshotOrder: 'first',
-  loadSplit(dataDir, split) {
-    const file = join(dataDir, split === 'eval' ? 'test.jsonl' : 'train.jsonl');
-    return readJsonl(file).map((row, i): Doc => {
-      const question = field(row, 'question', isString, 'a string', file, i);
-      const answer = field(row, 'answer', isString, 'a worked solution ending in "#### N"', file, i);
-      const m = /####\s*(.+)$/.exec(answer.trim());
-      if (!m)
-        throw new LlmboxError(`row ${i + 1}: field answer has no "#### N" final answer`, { file, field: 'answer' });
-      return {
-        id: `gsm8k-${split}-${i}`,
-        query: `Question: ${question}\nAnswer:`,
-        target: answer,
-        references: [m[1].trim()],
-      };
-    });
-  },
-  generation: {
-    until: ['Question:', '</s>', '<|im_end|>', '\n\n'],
-    maxNewTokens: 256,
-    filters: { 'strict-match': regexFilter(/#### (-?[0-9.,]+)/), 'flexible-extract': lastNumber },
-    score: numberMatch,
-  },
-});
 
 export const MGSM_LANGUAGES = ['bn', 'de', 'en', 'es', 'fr', 'ja', 'ru', 'sw', 'te', 'th', 'zh'];
 
@@ -124,4 +86,14 @@ export const math = generationTask({
       exact_match: normalizeMathAnswer(answer) === normalizeMathAnswer(doc.references![0]) ? 1 : 0,
     }),
   },
+  cot: { default: 'base', variants: { none: () => mathDirect } },
+});
+
+/** MATH answered directly: the examples show only their boxed answer. */
+const mathDirect: Task = generationTask({
+  ...math,
+  loadSplit: (dataDir, split) =>
+    math.loadSplit(dataDir, split).map((d) => ({ ...d, target: `$\\boxed{${d.references![0]}}$` })),
+  generation: { ...math.generation!, until: ['\n', ...math.generation!.until], maxNewTokens: 64 },
+  cot: undefined,
 });

@@ -1,3 +1,4 @@
+import type { GenerateUntilRequest, LanguageModel } from '../lm.js';
 import type { SampleRecord } from '../results.js';
 
 /**
@@ -44,8 +45,8 @@ export interface ChoiceScores {
 export interface GenerationSpec {
   until: string[];
   maxNewTokens: number;
-  /** The answer inside the generated text (regex, first/last number, option letter); one entry per filter. */
-  filters: Record<string, (text: string, doc: Doc) => string>;
+  /** The answer inside the generated text (regex, first/last number, option letter, a program's result); one entry per filter. */
+  filters: Record<string, (text: string, doc: Doc) => string | Promise<string>>;
   /** Metric values of one extracted answer against the doc's references. */
   score(answer: string, doc: Doc): Record<string, number> | Promise<Record<string, number>>;
   /**
@@ -55,6 +56,25 @@ export interface GenerationSpec {
   samples?: 'vote' | 'pass@k';
   /** Scoring runs the generated code (in the sandbox): evaluation checks the sandbox before the first request. */
   executesCode?: boolean;
+  /**
+   * A generation procedure of several calls (least-to-most: decompose, then answer each
+   * sub-question in turn) in place of one generateUntil per request; returns one text per request.
+   */
+  solve?: (lm: LanguageModel, requests: GenerateUntilRequest[], docs: Doc[]) => Promise<string[]>;
+}
+
+/**
+ * Chain-of-thought prompting: `none` answers directly, `base` reasons step by step before the
+ * answer (the datasets' CoT exemplars), `least-to-most` decomposes the problem and answers the
+ * sub-questions in order, `pal` writes a Python program whose result is the answer.
+ */
+export type CotMode = 'none' | 'base' | 'least-to-most' | 'pal';
+
+export interface CotSupport {
+  /** The mode the task itself runs. */
+  default: CotMode;
+  /** The task under each other mode it offers. */
+  variants: Partial<Record<CotMode, () => Task>>;
 }
 
 /** How per-instance values of a metric become the task's number. */
@@ -97,6 +117,8 @@ export interface Task {
   aggregations?: Record<string, Aggregation>;
   /** Metrics defined on the whole set rather than per instance (corpus BLEU, word perplexity); stderr by bootstrap. */
   corpus?: Record<string, (samples: SampleRecord[]) => number>;
+  /** The chain-of-thought modes the task offers (`--cot`). */
+  cot?: CotSupport;
 }
 
 /** A named set of tasks reported one by one and together (MMLU's 57 subjects, BBH's 27 tasks). */
