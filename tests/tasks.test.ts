@@ -218,3 +218,83 @@ describe('chain-of-thought modes on the real data', () => {
     expect(prompt.match(/\nA: \([A-F]\)\n/g)).toHaveLength(3);
   });
 });
+
+describe('the rest of the catalogue', () => {
+  const loaded = async (name: string) => {
+    const dir = `${DATA}/${TASKS[name].dataFolder}`;
+    await TASKS[name].prepare?.(dir);
+    return TASKS[name].loadSplit(dir, 'eval');
+  };
+
+  it('loads each new task with its published size', async () => {
+    const sizes: Record<string, number> = {
+      rte: 277,
+      qnli: 5463,
+      sst2: 872,
+      commonsense_qa: 1221,
+      webquestions: 2032,
+      wsc: 104,
+      wsc273: 273,
+      wikitext2: 62,
+      math500: 500,
+      agieval_math: 1000,
+      agieval_gaokao_mathcloze: 118,
+    };
+    for (const [name, n] of Object.entries(sizes)) expect([name, (await loaded(name)).length]).toEqual([name, n]);
+    const groupSize = async (g: string) => {
+      let n = 0;
+      for (const t of GROUPS[g].tasks) n += (await loaded(t)).length;
+      return n;
+    };
+    expect(await groupSize('xcopa')).toBe(5500);
+    expect(await groupSize('agieval_en')).toBe(1895);
+    // Gaokao: 2,072 in 9 files (8 multiple choice and the math cloze)
+    expect(await groupSize('agieval_zh')).toBe(2072);
+  });
+
+  it('formats each in its reference prompt', async () => {
+    expect((await loaded('rte'))[0]).toMatchObject({
+      query:
+        'Dana Reeve, the widow of the actor Christopher Reeve, has died of lung cancer at age 44, according to the Christopher Reeve Foundation.\nQuestion: Christopher Reeve had an accident. True or False?\nAnswer:',
+      choices: ['True', 'False'],
+      gold: 1,
+    });
+    expect((await loaded('xcopa_it'))[0]).toMatchObject({
+      query: "L'oggetto era incartato nella plastica bollata perché",
+      choices: ['era delicato.', 'era piccolo.'],
+      gold: 0,
+    });
+    // Thai premises have no final punctuation to drop.
+    expect((await loaded('xcopa_th'))[0].query).toBe('สิ่งของถูกห่อไว้ในพลาสติก ดังนั้น');
+    const cqa = (await loaded('commonsense_qa'))[1];
+    expect(cqa.choices![cqa.gold!]).toBe('complete job');
+    expect((await loaded('webquestions'))[0].references).toEqual([
+      'Jamaican Creole English Language',
+      'Jamaican English',
+    ]);
+    const wsc = (await loaded('wsc'))[0];
+    expect(wsc.query).toMatch(
+      /could take his claim away from \*him\*\.\nQuestion: In the passage above, does the pronoun "\*him\*" refer to "\*anyone\*"\?\nAnswer:$/,
+    );
+    expect(wsc.gold).toBe(0);
+    const aqua = (await loaded('agieval_aqua_rat'))[0];
+    expect(aqua.query).toMatch(
+      /^Q: A car is being driven.* Answer Choices: \(A\)5\(√3 \+ 1\) \(B\).*\nA: Among A through E, the answer is$/s,
+    );
+    expect((await loaded('agieval_gaokao_biology'))[0].query).toMatch(
+      /^问题：.* 选项：\(A\).*\n答案：从A到D, 我们应选择$/s,
+    );
+    expect(
+      (await loaded('wikitext2'))[0].query.startsWith('= Robert Boulter =\n Robert Boulter is an English film'),
+    ).toBe(true);
+  });
+
+  it('counts a Gaokao answer right when it is any of the correct options', () => {
+    const docs = load('agieval_gaokao_physics');
+    const multi = docs.find((d) => (d.extra!.golds as number[]).length > 1)!;
+    const golds = multi.extra!.golds as number[];
+    const logprobs = [0, 1, 2, 3].map((j) => (j === golds[1] ? 0 : -5));
+    const m = TASKS.agieval_gaokao_physics.choiceMetrics!({ logprobs, isGreedy: [], tokens: [1, 1, 1, 1] }, multi);
+    expect(m.acc).toBe(1);
+  });
+});

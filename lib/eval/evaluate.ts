@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { engineInfo } from '../engine/index.js';
 import { LlmboxError } from '../errors.js';
@@ -12,7 +12,7 @@ import { selectExamples, type IclInfo, type IclOptions } from './icl/index.js';
 import { withCot } from './cot/index.js';
 import { bootstrapStderr, mean, stderrOfMean } from './metrics/index.js';
 import { fileTimestamp, PartialResults, sha256, writeResults, writeSamples, type SampleRecord } from './results.js';
-import { registerTaskConfig } from './tasks/declarative.js';
+import { configFiles, registerTaskConfig } from './tasks/declarative.js';
 import { GROUPS, TASKS, type Doc, type Method, type Task } from './tasks/index.js';
 import type { CotMode } from './tasks/types.js';
 import { DEFAULTS } from '../util/defaults.js';
@@ -129,11 +129,25 @@ export interface EvalRun {
 export { defaultDataDir } from '../util/paths.js';
 
 /**
- * The names with task config files (`*.json`, see declarative.ts) loaded, registered and replaced
- * by their task names; tasks and groups pass through, so a second call does no I/O.
+ * The names with task config files (`*.yaml`, `*.json`, see declarative.ts) and folders of them
+ * loaded, registered and replaced by their task names; tasks and groups pass through.
  */
-export function registerConfigs(names: string[]): Promise<string[]> {
-  return Promise.all(names.map((n) => (n.endsWith('.json') ? registerTaskConfig(n, TASKS) : n)));
+export async function registerConfigs(names: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const n of names) {
+    if (/\.(ya?ml|json)$/i.test(n)) out.push(await registerTaskConfig(n, TASKS));
+    else if (!TASKS[n] && !GROUPS[n] && existsSync(n) && statSync(n).isDirectory()) {
+      // A folder of configs: each becomes a task, in file order.
+      const files = configFiles(n);
+      if (!files.length)
+        throw new LlmboxError('no task configs (*.yaml, *.yml, *.json) in this folder', {
+          file: n,
+          field: '--dataset',
+        });
+      for (const f of files) out.push(await registerTaskConfig(f, TASKS));
+    } else out.push(n);
+  }
+  return out;
 }
 
 /** Task names for a list of tasks, groups and task config files, groups expanded in order. */
@@ -228,6 +242,7 @@ export async function evaluateTask(
   assertSupports(lm, task.name, method, task.methods);
   const dataDir = resolve(opts.dataDir ?? defaultDataDir(), task.dataFolder);
   const shots = opts.shots ?? task.defaultShots;
+  await task.prepare?.(dataDir);
   let docs = task.loadSplit(dataDir, 'eval');
   if (!docs.length)
     throw new LlmboxError(`task ${task.name} has no instances`, {

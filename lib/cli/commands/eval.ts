@@ -72,7 +72,7 @@ export function evalCommand(program: Command): void {
     .option('--system-prompt <text>', 'chat models: a system message before each prompt')
     .requiredOption(
       '-d, --dataset <tasks>',
-      'comma-separated tasks, groups (mmlu, bbh, mgsm, flores200, truthfulqa) or task config files (*.json)',
+      'comma-separated tasks, groups (mmlu, bbh, mgsm, agieval, xcopa, ...), task config files (*.yaml, *.json) or folders of them',
     )
     .option('--shots <n>', "few-shot examples (default: the task's)", int('--shots'))
     .option('--limit <n>', 'evaluate the first N instances of each task', int('--limit', 1))

@@ -1,27 +1,37 @@
-import { dirname, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { Template } from '@huggingface/jinja';
 import { LlmboxError } from '../../errors.js';
 import { exactMatch, f1Score, normalizeNumber, lastNumber } from '../metrics/index.js';
 import { choiceTask, generationTask } from './define.js';
-import { readJson } from '../../data/files.js';
 import { readRows, type DataRow } from '../../data/read.js';
-import type { Doc, GenerationSpec, Task } from './types.js';
+import type { Doc, GenerationSpec, Task, TaskGroup } from './types.js';
 
 /**
- * A task written as data, in the shape of an lm-evaluation-harness task config (JSON instead of
- * YAML): files for the evaluation and few-shot splits, Jinja templates for the prompt, the choices
- * and the target. For datasets that need no code:
+ * A task written as data, in the shape of an lm-evaluation-harness task config (YAML or JSON): files
+ * for the evaluation and few-shot splits, Jinja templates for the prompt, the choices and the
+ * target. For datasets that need no code:
  *
- *   { "task": "my_qa", "test_split": "test.jsonl", "fewshot_split": "train.jsonl",
- *     "output_type": "multiple_choice", "doc_to_text": "Question: {{question}}\nAnswer:",
- *     "doc_to_choice": "choices", "doc_to_target": "{{label}}", "num_fewshot": 0 }
+ *   task: my_qa
+ *   dataset_path: my_qa            # a folder under the data root (else files sit beside the config)
+ *   test_split: test.jsonl
+ *   fewshot_split: train.jsonl
+ *   output_type: multiple_choice
+ *   doc_to_text: "Question: {{question}}\nAnswer:"
+ *   doc_to_choice: "{{ choices.text }}"
+ *   doc_to_target: "{{ label }}"
  *
- * `doc_to_choice` is a field holding a list, or a list of templates; `doc_to_target` renders to the
- * gold index, or to text matched against the choices (multiple choice) or used as the reference
- * (generation). Files are JSON, JSON Lines, CSV, TSV or Parquet, found relative to the config.
+ * `doc_to_choice` is a field holding a list, a Jinja expression giving a list (`{{ ... }}`), or a
+ * list of templates (literal choices are templates without variables); `doc_to_target` renders to
+ * the gold index, or to text matched against the choices (multiple choice) or used as the reference
+ * (generation). `include` names a config whose fields this one extends. Files are JSON, JSON Lines,
+ * CSV, TSV or Parquet. The configs shipped in the repository's tasks/ folder are built-in tasks.
  */
 export interface TaskConfig {
   task: string;
+  include?: string;
+  dataset_path?: string;
   test_split: string;
   fewshot_split?: string;
   output_type: 'multiple_choice' | 'generate_until';
@@ -35,9 +45,14 @@ export interface TaskConfig {
   fewshot_delimiter?: string;
   /** Multiple choice: `ppl` (default) or `prob`. */
   method?: 'ppl' | 'prob';
+  /** Multiple choice: a content-free context (e.g. "Answer:") whose option log-likelihoods calibrate (acc_mi). */
+  calibration?: string;
   generation_kwargs?: { until?: string | string[]; max_gen_toks?: number };
   /** Generation: exact_match (SQuAD normalisation, default), f1, or number (last number, numerically equal). */
   metric?: 'exact_match' | 'f1' | 'number';
+  /** A group this task belongs to (reported one by one and together, each task counting once unless group_aggregate is micro). */
+  group?: string;
+  group_aggregate?: 'micro' | 'macro';
   version?: number;
   /** Asks to replace the built-in task of the same name (otherwise an error). */
   replace_builtin?: boolean;
@@ -57,6 +72,11 @@ const FIELDS: Record<keyof TaskConfig, [Check, string]> = {
     (v) => typeof v === 'string' && /^[A-Za-z0-9][\w.-]*$/.test(v),
     'a name of letters, digits, _ . - (no path separators)',
   ],
+  include: [isStr, 'a config file path'],
+  dataset_path: [
+    (v) => typeof v === 'string' && /^[\w.-]+(\/[\w.-]+)*$/.test(v) && !v.includes('..'),
+    'a folder under the data root',
+  ],
   test_split: [isStr, 'a data file path'],
   fewshot_split: [isStr, 'a data file path'],
   output_type: [oneOf('multiple_choice', 'generate_until'), 'multiple_choice or generate_until'],
@@ -69,6 +89,9 @@ const FIELDS: Record<keyof TaskConfig, [Check, string]> = {
   target_delimiter: [isStr, 'a string'],
   fewshot_delimiter: [isStr, 'a string'],
   method: [oneOf('ppl', 'prob'), 'ppl or prob'],
+  calibration: [isStr, 'a content-free context such as "Answer:"'],
+  group: [(v) => typeof v === 'string' && /^[A-Za-z0-9][\w.-]*$/.test(v), 'a group name'],
+  group_aggregate: [oneOf('micro', 'macro'), 'micro or macro'],
   generation_kwargs: [
     (v) => !!v && typeof v === 'object' && !Array.isArray(v),
     'an object with until and max_gen_toks',
@@ -80,7 +103,7 @@ const FIELDS: Record<keyof TaskConfig, [Check, string]> = {
 
 function checkFields(cfg: Record<string, unknown>, path: string): void {
   if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg))
-    throw new LlmboxError('a task config must be a JSON object', { file: path });
+    throw new LlmboxError('a task config must be a mapping of fields', { file: path });
   for (const [key, value] of Object.entries(cfg)) {
     const spec = FIELDS[key as keyof TaskConfig];
     if (!spec)
@@ -164,7 +187,9 @@ export function templateVariables(t: Template): string[] {
         visit(node.value);
         return;
     }
-    for (const [k, v] of Object.entries(node)) if (k !== 'type' && k !== 'loopvar' && k !== 'assignee') visit(v);
+    // An operator is a token (`in`, `not`), not a name the template reads.
+    for (const [k, v] of Object.entries(node))
+      if (k !== 'type' && k !== 'loopvar' && k !== 'assignee' && k !== 'operator') visit(v);
   };
   visit(t.parsed);
   return [...used].filter((n) => !bound.has(n) && !GLOBALS.has(n));
@@ -180,17 +205,54 @@ function walkNames(n: unknown, f: (name: string) => void): void {
 
 /** Reads a task config and its data files into a Task (the rows are rendered when first read). */
 export async function loadTaskConfig(path: string): Promise<Task> {
-  return taskFromConfig(readTaskConfig(path), path);
+  const cfg = readTaskConfig(path);
+  const task = taskFromConfig(cfg, path);
+  // A config with its files beside it is checked now: its files, their first rows, its templates.
+  if (!cfg.dataset_path) await task.prepare!('.');
+  return task;
 }
 
-/** A config file's fields, each checked. */
-function readTaskConfig(path: string): Partial<TaskConfig> {
-  const cfg = readJson(path) as Partial<TaskConfig>;
-  checkFields(cfg as Record<string, unknown>, path);
-  return cfg;
+/** A config file's fields, each checked, with the fields of the configs it includes below its own. */
+export function readTaskConfig(path: string, seen: string[] = []): Partial<TaskConfig> {
+  const file = resolve(path);
+  if (seen.includes(file))
+    throw new LlmboxError(`include cycle: ${[...seen, file].join(' -> ')}`, { file, field: 'include' });
+  let cfg: Record<string, unknown>;
+  try {
+    const text = readFileSync(file, 'utf8');
+    cfg = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new LlmboxError('no such task config', {
+        file,
+        fix: 'check the path (configs end in .yaml, .yml or .json)',
+      });
+    throw new LlmboxError(`cannot parse the config: ${(e as Error).message}`, { file });
+  }
+  checkFields(cfg, file);
+  if (typeof cfg.include !== 'string') return cfg as Partial<TaskConfig>;
+  const parentFile = resolve(dirname(file), cfg.include);
+  const parent = readTaskConfig(parentFile, [...seen, file]);
+  const { include: _, ...own } = cfg as Partial<TaskConfig>;
+  const merged: Partial<TaskConfig> = { ...parent, ...own };
+  if (parent.generation_kwargs || own.generation_kwargs)
+    merged.generation_kwargs = { ...parent.generation_kwargs, ...own.generation_kwargs };
+  // Files named by the included config stay where it meant them (beside it).
+  if (!merged.dataset_path)
+    for (const k of ['test_split', 'fewshot_split'] as const)
+      if (own[k] === undefined && parent[k] !== undefined)
+        merged[k] = relative(dirname(file), resolve(dirname(parentFile), parent[k]!));
+  return merged;
 }
 
-async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<Task> {
+/** The expression of a template that is one `{{ ... }}` and nothing else. */
+function singleExpression(src: string): string | undefined {
+  const inner = /^\s*\{\{([\s\S]*)\}\}\s*$/.exec(src)?.[1];
+  return inner !== undefined && !inner.includes('{{') && !inner.includes('}}') ? inner : undefined;
+}
+
+/** A Task from checked config fields; its data is read by prepare(), relative to the config or under the data root. */
+export function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Task {
   const need = (key: keyof TaskConfig) => {
     if (cfg[key] === undefined)
       throw new LlmboxError(`missing field ${key}`, {
@@ -200,12 +262,6 @@ async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<T
       });
   };
   (['task', 'test_split', 'output_type', 'doc_to_text', 'doc_to_target'] as const).forEach(need);
-  if (cfg.output_type !== 'multiple_choice' && cfg.output_type !== 'generate_until') {
-    throw new LlmboxError(
-      `output_type should be multiple_choice or generate_until, got ${JSON.stringify(cfg.output_type)}`,
-      { file: path, field: 'output_type' },
-    );
-  }
   if (cfg.output_type === 'multiple_choice') need('doc_to_choice');
   const c = cfg as TaskConfig;
   const template = (src: string, field: string) => {
@@ -220,11 +276,18 @@ async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<T
   const choiceTemplates = Array.isArray(c.doc_to_choice)
     ? c.doc_to_choice.map((t) => template(t, 'doc_to_choice'))
     : undefined;
-  const base = dirname(resolve(path));
+  // "{{ expr }}": a Jinja expression whose value is the list, read back as JSON.
+  const expr = typeof c.doc_to_choice === 'string' ? singleExpression(c.doc_to_choice) : undefined;
+  const choiceExpr = expr !== undefined ? template(`{{ (${expr}) | tojson }}`, 'doc_to_choice') : undefined;
+  const configDir = dirname(resolve(path));
+  const targetExpr = singleExpression(c.doc_to_target);
+  const targetList = targetExpr !== undefined ? template(`{{ (${targetExpr}) | tojson }}`, 'doc_to_target') : undefined;
 
   // Jinja renders an unknown variable as nothing; here a template reading a field the row lacks is an error.
   const variables = new Map<Template, string[]>(
-    [text, target, ...(choiceTemplates ?? [])].map((t) => [t, templateVariables(t)]),
+    [text, target, ...(choiceTemplates ?? []), choiceExpr, targetList]
+      .filter((t): t is Template => t !== undefined)
+      .map((t) => [t, templateVariables(t)]),
   );
   const toDoc = (row: DataRow, i: number, file: string, split: string): Doc => {
     const render = (t: Template, field: string) => {
@@ -244,10 +307,17 @@ async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<T
     const query = render(text, 'doc_to_text');
     const tgt = render(target, 'doc_to_target').trim();
     const id = `${c.task}-${split}-${i}`;
-    if (c.output_type === 'generate_until') return { id, query, target: tgt, references: [tgt] };
+    if (c.output_type === 'generate_until') {
+      // A target expression giving a list is the set of acceptable answers (aliases); the first is shown in examples.
+      const list = targetList ? (JSON.parse(render(targetList, 'doc_to_target')) as unknown) : undefined;
+      const refs = Array.isArray(list) && list.length ? list.map(String) : [tgt];
+      return { id, query, target: refs[0], references: refs };
+    }
     let choices: unknown = choiceTemplates
       ? choiceTemplates.map((t) => render(t, 'doc_to_choice'))
-      : row[c.doc_to_choice as string];
+      : choiceExpr
+        ? JSON.parse(render(choiceExpr, 'doc_to_choice'))
+        : row[c.doc_to_choice as string];
     if (!Array.isArray(choices) || !choices.every((x) => typeof x === 'string' || typeof x === 'number')) {
       throw new LlmboxError(
         `row ${i + 1}: doc_to_choice should give a list of strings, got ${JSON.stringify(choices)?.slice(0, 80)}`,
@@ -266,7 +336,7 @@ async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<T
   };
   // Rows are rendered when first read: `--limit 5` renders five instances, not the whole file. The
   // first row is rendered at once, so a template that fails everywhere fails at load.
-  const load = async (rel: string, split: string): Promise<Doc[]> => {
+  const load = async (base: string, rel: string, split: string): Promise<Doc[]> => {
     const file = resolve(base, rel);
     const rows = await readRows(file);
     const docs = new Array<Doc | undefined>(rows.length);
@@ -280,21 +350,36 @@ async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<T
       has: (target, key) => index(key) >= 0 || Reflect.has(target, key),
     });
   };
-  const evalDocs = await load(c.test_split, 'eval');
-  if (!evalDocs.length)
-    throw new LlmboxError('test_split has no rows', { file: resolve(base, c.test_split), field: 'test_split' });
-  const fewshotDocs = c.fewshot_split ? await load(c.fewshot_split, 'fewshot') : evalDocs;
+  // Files live beside the config, or (dataset_path) in the task's folder under the data root given at evaluation.
+  const prepared = new Map<string, Record<'eval' | 'fewshot', Doc[]>>();
+  const folderOf = (dataDir: string) => (c.dataset_path ? resolve(dataDir) : configDir);
+  const prepare = async (dataDir: string) => {
+    const base = folderOf(dataDir);
+    if (prepared.has(base)) return;
+    const evalDocs = await load(base, c.test_split, 'eval');
+    if (!evalDocs.length)
+      throw new LlmboxError('test_split has no rows', { file: resolve(base, c.test_split), field: 'test_split' });
+    const fewshot = c.fewshot_split ? await load(base, c.fewshot_split, 'fewshot') : evalDocs;
+    prepared.set(base, { eval: evalDocs, fewshot });
+  };
+  const loadSplit = (dataDir: string, split: 'eval' | 'fewshot') => {
+    const docs = prepared.get(folderOf(dataDir));
+    if (!docs) throw new Error(`task ${c.task}: prepare(${dataDir}) must run before loadSplit`);
+    return docs[split];
+  };
 
   const common = {
     name: c.task,
     version: c.version ?? 1,
-    dataFolder: '.',
-    loadSplit: (_: string, split: 'eval' | 'fewshot') => (split === 'eval' ? evalDocs : fewshotDocs),
+    dataFolder: c.dataset_path ?? '.',
+    prepare,
+    loadSplit,
     defaultShots: c.num_fewshot ?? 0,
     fewshotOrder: c.fewshot_order ?? 'random',
     targetDelimiter: c.target_delimiter ?? ' ',
     fewshotDelimiter: c.fewshot_delimiter ?? '\n\n',
     ...(c.description !== undefined ? { description: () => c.description! } : {}),
+    ...(c.calibration !== undefined ? { calibration: c.calibration } : {}),
   };
   if (c.output_type === 'multiple_choice') return choiceTask({ ...common, defaultMethod: c.method ?? 'ppl' });
   const metric = c.metric ?? 'exact_match';
@@ -321,7 +406,7 @@ async function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Promise<T
 /** Registers a config-defined task under its name, so `-d path/to/task.json` works like a built-in. */
 export async function registerTaskConfig(path: string, registry: Record<string, Task>): Promise<string> {
   const cfg = readTaskConfig(path);
-  const task = await taskFromConfig(cfg, path);
+  const task = await loadTaskConfig(path);
   const earlier = fromConfig.get(task.name);
   if (registry[task.name] && earlier !== resolve(path) && !cfg.replace_builtin) {
     throw new LlmboxError(`task ${task.name} already exists${earlier ? ` (from ${earlier})` : ' (built in)'}`, {
@@ -337,3 +422,30 @@ export async function registerTaskConfig(path: string, registry: Record<string, 
 
 /** Which config file registered each config-defined task. */
 const fromConfig = new Map<string, string>();
+
+/** The config files of a folder and its subfolders, sorted; `_*` files are bases for `include`, not tasks. */
+export function configFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return (readdirSync(dir, { recursive: true }) as string[])
+    .filter((f) => /\.(ya?ml|json)$/i.test(f) && !basename(f).startsWith('_'))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
+/**
+ * The task configs in a folder and its subfolders (files named `_*.yaml` are bases for `include`,
+ * not tasks), with the groups their `group` fields form, in file order.
+ */
+export function configTasks(dir: string): { tasks: Task[]; groups: TaskGroup[] } {
+  const tasks: Task[] = [];
+  const groups = new Map<string, TaskGroup>();
+  for (const path of configFiles(dir)) {
+    const cfg = readTaskConfig(path);
+    tasks.push(taskFromConfig(cfg, path));
+    if (!cfg.group) continue;
+    const g = groups.get(cfg.group) ?? { name: cfg.group, tasks: [], aggregate: cfg.group_aggregate ?? 'macro' };
+    g.tasks.push(cfg.task!);
+    groups.set(cfg.group, g);
+  }
+  return { tasks, groups: [...groups.values()] };
+}

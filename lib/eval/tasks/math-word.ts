@@ -97,3 +97,24 @@ const mathDirect: Task = generationTask({
   generation: { ...math.generation!, until: ['\n', ...math.generation!.until], maxNewTokens: 64 },
   cot: undefined,
 });
+
+/**
+ * MATH-500 (Lightman et al. 2023): the 500 test problems of "Let's Verify Step by Step", in MATH's
+ * format and scoring; few-shot examples are other problems' solutions.
+ */
+export const math500: Task = generationTask({
+  ...math,
+  name: 'math500',
+  dataFolder: 'math500',
+  loadSplit(dataDir) {
+    const file = join(dataDir, 'test.jsonl');
+    return readJsonl(file).map((row, i): Doc => ({
+      id: `math500-${i}`,
+      query: `Problem:\n${field(row, 'problem', isString, 'the problem text', file, i)}\n\nSolution:`,
+      target: field(row, 'solution', isString, 'a worked solution', file, i),
+      references: [field(row, 'answer', isString, 'the final answer', file, i)],
+      extra: { subject: row.subject, level: row.level },
+    }));
+  },
+  cot: undefined,
+});

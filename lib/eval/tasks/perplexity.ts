@@ -21,11 +21,16 @@ const sums = (samples: SampleRecord[]) => {
  * wikitext task: word perplexity exp(-sum LL / sum words), byte perplexity exp(-sum LL / sum bytes),
  * bits per byte -sum LL / (sum bytes * ln 2). Words are whitespace-separated pieces, bytes UTF-8.
  */
-function perplexityTask(name: string, file: string, split: (text: string, file: string) => string[]): Task {
+function perplexityTask(
+  name: string,
+  file: string,
+  split: (text: string, file: string) => string[],
+  dataFolder = 'pretrain_text',
+): Task {
   return {
     name,
     version: 1,
-    dataFolder: 'pretrain_text',
+    dataFolder,
     methods: ['rolling'],
     defaultMethod: 'rolling',
     defaultShots: 0,
@@ -70,4 +75,23 @@ export const wikipediaPpl = perplexityTask('wikipedia_ppl', 'wiki_demo.txt', (t)
 /** 300 C4 (en) documents. */
 export const c4Ppl = perplexityTask('c4_ppl', 'c4_demo.jsonl', (_, file) =>
   readJsonl(file).map((r, i) => field(r, 'text', isString, 'a string', file, i)),
+);
+
+/**
+ * WikiText-2 test (Merity et al. 2016), one document per article (a " = Title = " line opens each,
+ * as lm-eval's document-level wikitext). The stored copy lacks the original's empty lines (see its
+ * PROVENANCE.md), so perplexities are close to lm-eval's, not identical.
+ */
+export const wikitext2 = perplexityTask(
+  'wikitext2',
+  'wiki.test.raw',
+  (t) => {
+    const docs: string[] = [];
+    for (const line of t.split(/\r?\n/)) {
+      if (/^ = [^=].* = $/.test(line) || !docs.length) docs.push(line.trim());
+      else docs[docs.length - 1] += `\n${line}`;
+    }
+    return docs.filter((d) => d.trim());
+  },
+  'wikitext2',
 );

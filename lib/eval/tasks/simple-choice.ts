@@ -82,30 +82,38 @@ export const piqa = choiceTask({
 });
 
 /**
- * WinoGrande (Sakaguchi et al. 2020) with partial scoring (Trinh & Le 2018, as lm-eval): each
- * option fills the blank in its own context, and both are scored on the shared rest of the sentence.
+ * Partial scoring (Trinh & Le 2018, as lm-eval): each option fills the blank in its own context, and
+ * all are scored on the shared rest of the sentence (llm-foundry's context_options / continuation).
  */
-export const winogrande = choiceTask({
-  name: 'winogrande',
-  dataFolder: 'winogrande',
-  methods: ['ppl'],
-  loadSplit(dataDir) {
-    const file = join(dataDir, 'winogrande_dev.llmfoundry.jsonl');
-    return readJsonl(file).map((row, i): Doc => {
-      const contexts = field(row, 'context_options', isStringArray, 'a list of two sentence beginnings', file, i);
-      const continuation = field(row, 'continuation', isString, 'a string', file, i);
-      return {
-        id: `winogrande-${i}`,
-        query: continuation,
-        choiceContexts: contexts,
-        choices: contexts,
-        gold: goldOf(row, contexts.length, file, i),
-      };
-    });
-  },
-  // The continuation is the same for both options, so length normalisations add nothing (lm-eval reports acc only).
-  choiceMetrics: bestOptionAcc,
-});
+function partialScoring(name: string, folder: string, fileName: string) {
+  return choiceTask({
+    name,
+    dataFolder: folder,
+    methods: ['ppl'],
+    loadSplit(dataDir) {
+      const file = join(dataDir, fileName);
+      return readJsonl(file).map((row, i): Doc => {
+        const contexts = field(row, 'context_options', isStringArray, 'a list of sentence beginnings', file, i);
+        const continuation = field(row, 'continuation', isString, 'a string', file, i);
+        return {
+          id: `${name}-${i}`,
+          query: continuation,
+          choiceContexts: contexts,
+          choices: contexts,
+          gold: goldOf(row, contexts.length, file, i),
+        };
+      });
+    },
+    // The continuation is the same for both options, so length normalisations add nothing (lm-eval reports acc only).
+    choiceMetrics: bestOptionAcc,
+  });
+}
+
+/** WinoGrande (Sakaguchi et al. 2020), dev set, partial scoring. */
+export const winogrande = partialScoring('winogrande', 'winogrande', 'winogrande_dev.llmfoundry.jsonl');
+
+/** The Winograd Schema Challenge's 273 schemas (Levesque et al. 2012; lm-eval's wsc273), partial scoring. */
+export const winogradWsc = partialScoring('wsc273', 'winograd_wsc', 'winograd_wsc273.llmfoundry.jsonl');
 
 /** OpenBookQA (Mihaylov et al. 2018): the question stem as context, each option's text as continuation (lm-eval). */
 export const openbookqa = choiceTask({

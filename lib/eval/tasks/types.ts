@@ -91,6 +91,8 @@ export interface Task {
   version: number;
   /** Folder under the data root holding the task's files. */
   dataFolder: string;
+  /** Reads what loadSplit needs asynchronously (config tasks' data files); evaluation awaits it before loadSplit. */
+  prepare?(dataDir: string): Promise<void>;
   /** Loads one split; few-shot examples come from the `fewshot` split (tasks without one draw from `eval`, never the instance itself). */
   loadSplit(dataDir: string, split: Split): Doc[];
   methods: Method[];
