@@ -298,3 +298,23 @@ describe('the rest of the catalogue', () => {
     expect(m.acc).toBe(1);
   });
 });
+
+describe('IFEval on its data', () => {
+  it('reads the 541 prompts and their 834 instructions, and scores a response written to follow the first', async () => {
+    const docs = load('ifeval');
+    expect(docs).toHaveLength(541);
+    const count = docs.reduce((a, d) => a + (d.extra!.instructions as unknown[]).length, 0);
+    expect(count).toBe(834);
+    // Prompt 1000: no commas, at least 3 highlighted sections, at least 300 words.
+    const body = Array.from(
+      { length: 3 },
+      (_, i) => `*Section ${i + 1}*\n${'Raymond ruled Tripoli well and long. '.repeat(20)}`,
+    );
+    const good = body.join('\n\n');
+    const s = await TASKS.ifeval.generation!.score(good, docs[0]);
+    expect(s).toMatchObject({ prompt_level_strict_acc: 1, inst_level_strict_acc: 1 });
+    const withComma = await TASKS.ifeval.generation!.score(good.replace('well and', 'well, and'), docs[0]);
+    expect(withComma.prompt_level_strict_acc).toBe(0);
+    expect(withComma.inst_level_strict_acc).toBeCloseTo(2 / 3, 12);
+  });
+});

@@ -8,6 +8,7 @@ import { gsm8k } from './gsm8k.js';
 import { math, math500, mgsmGroup, mgsmTasks } from './math-word.js';
 import { agievalGroups, agievalTasks } from './agieval.js';
 import { superglueWsc } from './superglue-wsc.js';
+import { ifeval } from './ifeval.js';
 import { mmluGroup, mmluTasks } from './mmlu.js';
 import { nqOpen, triviaqa } from './open-qa.js';
 import { c4Ppl, tinystoriesPpl, wikipediaPpl, wikitext2 } from './perplexity.js';
@@ -48,6 +49,7 @@ const ALL: Task[] = [
   math500,
   superglueWsc,
   winogradWsc,
+  ifeval,
   ...agievalTasks,
   ...mmluTasks,
   ...bbhTasks,
