@@ -318,3 +318,18 @@ describe('IFEval on its data', () => {
     expect(withComma.inst_level_strict_acc).toBeCloseTo(2 / 3, 12);
   });
 });
+
+describe('LLM-as-judge data', () => {
+  it("loads MT-Bench's 80 questions with FastChat's judge prompts and GPT-4's 30 references", () => {
+    const mt = load('mt_bench');
+    expect(mt).toHaveLength(80);
+    expect(load('vicuna_bench')).toHaveLength(80);
+    expect(load('mt_bench_pairwise')).toHaveLength(30);
+    const prompts = mt[0].extra!.prompts as Map<string, { prompt_template: string }>;
+    for (const name of ['single-v1', 'single-math-v1', 'single-v1-multi-turn', 'single-math-v1-multi-turn', 'pair-v2'])
+      expect(prompts.has(name), name).toBe(true);
+    expect(prompts.get('single-v1')!.prompt_template).toContain('{answer}');
+    const math = mt.filter((d) => d.extra!.category === 'math');
+    expect(math.every((d) => Array.isArray(d.extra!.reference))).toBe(true);
+  });
+});

@@ -49,6 +49,8 @@ export interface EvaluateOptions {
   icl?: IclOptions;
   /** Chain-of-thought mode, for tasks that offer several (`llmbox tasks` lists them); the task's own when absent. */
   cot?: CotMode;
+  /** The judge model of LLM-as-judge tasks (MT-Bench, Vicuna bench): any model llmbox can call. */
+  judge?: LanguageModel;
 }
 
 export interface Shard {
@@ -114,6 +116,8 @@ export interface Fingerprint {
   shard?: Shard;
   /** How generated code was contained, for tasks that run it. */
   sandbox?: string;
+  /** The judge of LLM-as-judge tasks. */
+  judge?: ModelDescription;
   lm: ModelDescription;
   backend: string | null;
   native_addon: boolean | null;
@@ -280,6 +284,7 @@ export async function evaluateTask(
     limit: opts.limit ?? null,
     samples: opts.samples ?? 1,
     passK: opts.passK ?? null,
+    judge: opts.judge ? [opts.judge.modelId, opts.judge.describe().model_hash] : null,
     icl: { strategy: selection.info.strategy, ...selection.info.settings },
     ...(cot ? { cot } : {}),
     temperature: opts.temperature ?? null,
@@ -492,6 +497,12 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
   const tasks = taskNames.map((t) => withCot(TASKS[t], opts.cot));
   for (const t of tasks) assertSupports(lm, t.name, methodFor(t, opts.method), t.methods);
   const sandbox = tasks.some((t) => t.generation?.executesCode) ? sandboxDescription() : undefined;
+  const judged = tasks.find((t) => t.generation?.judged);
+  if (judged && !opts.judge)
+    throw new LlmboxError(`${judged.name} is scored by a judge model, and none is given`, {
+      field: '--judge',
+      fix: 'pass --judge SPEC (a model folder, or a server such as http://127.0.0.1:8000/v1::MODEL from `llmbox serve`)',
+    });
   const info = lm.describe();
   const results: TaskResult[] = [];
   for (const t of taskNames) results.push(await evaluateTask(lm, t, opts, info));
@@ -520,6 +531,7 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
   };
   if (opts.shard) fingerprint.shard = opts.shard;
   if (sandbox) fingerprint.sandbox = sandbox;
+  if (judged && opts.judge) fingerprint.judge = opts.judge.describe();
   const run: EvalRun = { results, groups, fingerprint };
   if (opts.outputDir) {
     run.files = writeRun(opts.outputDir, run, {

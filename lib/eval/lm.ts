@@ -38,6 +38,8 @@ export interface ChatTurnOptions {
   seed?: number;
   stop?: string[];
   onText?: (delta: string) => void;
+  /** Keep the conversation's most recent tokens when it is longer than the context window (counted in `truncated`) instead of failing. */
+  truncate?: boolean;
 }
 
 export interface ChatReply {

@@ -117,9 +117,15 @@ export class LocalLM implements LanguageModel {
   async chat(messages: Message[], opts: ChatTurnOptions = {}): Promise<ChatReply> {
     const fmt = this.chatFormat ?? (this.plainChat ??= new ChatFormat(this.loaded.tokenizer!));
     const p = fmt.render(messages);
-    const ids = [...this.prefix(), ...this.encode(p.text)];
+    let ids = [...this.prefix(), ...this.encode(p.text)];
+    const maxNew = opts.maxNewTokens ?? DEFAULTS.eval.maxNewTokens;
+    const keep = Math.max(1, this.loaded.model.config.maxPositionEmbeddings - maxNew);
+    if (opts.truncate && ids.length > keep) {
+      ids = ids.slice(-keep);
+      this.truncated++;
+    }
     const decode: GenerateOptions = {
-      maxNewTokens: opts.maxNewTokens ?? DEFAULTS.eval.maxNewTokens,
+      maxNewTokens: maxNew,
       temperature: opts.temperature,
       topP: opts.topP,
       topK: opts.topK,

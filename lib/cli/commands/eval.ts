@@ -129,6 +129,10 @@ export function evalCommand(program: Command): void {
         "chain of thought where the task offers it (`llmbox tasks`): none, base, least-to-most or pal; default: the task's",
       ).choices([...COT_MODES]),
     )
+    .option(
+      '--judge <spec>',
+      'LLM-as-judge tasks (mt_bench, vicuna_bench, mt_bench_pairwise): the judge, a model folder or a server (http://HOST:PORT/v1::MODEL, openai:MODEL, anthropic:MODEL)',
+    )
     .option('--embed-model <dir>', 'KATE: a local model folder whose hidden states are compared (default: the model)')
     .option('--ape-model <spec>', 'APE: the model proposing instructions, local or remote (default: the model)')
     .option('--icl-probes <n>', `GlobalE: probe instances (default ${DEFAULTS.icl.probes})`, int('--icl-probes', 1))
@@ -222,6 +226,7 @@ export function evalCommand(program: Command): void {
         shard: o.shard,
         icl,
         cot: o.cot,
+        judge: o.judge ? await modelOf(o.judge) : undefined,
         onProgress: progressPrinter(),
       });
       const st = model.stats;

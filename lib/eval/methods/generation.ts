@@ -12,6 +12,8 @@ export interface GenerationOptions {
   maxNewTokens?: number;
   /** pass@k reported for these k (each at most the samples); default 1, 5, 10 and 100. */
   passK?: number[];
+  /** The judge of LLM-as-judge tasks. */
+  judge?: LanguageModel;
 }
 
 export interface GenerationRecord {
@@ -71,6 +73,7 @@ export async function runGeneration(
         : {}),
     })),
   );
+  const ctx = { judge: opts.judge };
   const outputs = spec.solve
     ? await spec.solve(
         lm,
@@ -86,7 +89,7 @@ export async function runGeneration(
     for (const [filter, extract] of Object.entries(spec.filters)) {
       const extracted = await Promise.all(outs.map((o) => extract(o, doc)));
       if (n > 1 && spec.samples === 'pass@k') {
-        const passed = await Promise.all(extracted.map((a) => spec.score(a, doc)));
+        const passed = await Promise.all(extracted.map((a) => spec.score(a, doc, ctx)));
         for (const metric of Object.keys(passed[0])) {
           const c = passed.filter((p) => p[metric] === 1).length;
           for (const k of (opts.passK ?? DEFAULT_PASS_K).filter((k) => k <= n))
@@ -98,7 +101,7 @@ export async function runGeneration(
         answers[filter] = answer;
         // How many samples gave the voted answer: self-consistency's agreement.
         if (n > 1) metrics[metricKey('agreement', filter)] = extracted.filter((a) => a === answer).length / n;
-        for (const [m, v] of Object.entries(await spec.score(answer, doc)))
+        for (const [m, v] of Object.entries(await spec.score(answer, doc, ctx)))
           metrics[metricKey(n === 1 && spec.samples === 'pass@k' ? `${m}@1` : m, filter)] = v;
       }
     }

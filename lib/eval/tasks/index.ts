@@ -9,6 +9,7 @@ import { math, math500, mgsmGroup, mgsmTasks } from './math-word.js';
 import { agievalGroups, agievalTasks } from './agieval.js';
 import { superglueWsc } from './superglue-wsc.js';
 import { ifeval } from './ifeval.js';
+import { mtBench, mtBenchPairwise, vicunaBench } from './mt-bench.js';
 import { mmluGroup, mmluTasks } from './mmlu.js';
 import { nqOpen, triviaqa } from './open-qa.js';
 import { c4Ppl, tinystoriesPpl, wikipediaPpl, wikitext2 } from './perplexity.js';
@@ -50,6 +51,9 @@ const ALL: Task[] = [
   superglueWsc,
   winogradWsc,
   ifeval,
+  mtBench,
+  vicunaBench,
+  mtBenchPairwise,
   ...agievalTasks,
   ...mmluTasks,
   ...bbhTasks,

@@ -47,8 +47,10 @@ export interface GenerationSpec {
   maxNewTokens: number;
   /** The answer inside the generated text (regex, first/last number, option letter, a program's result); one entry per filter. */
   filters: Record<string, (text: string, doc: Doc) => string | Promise<string>>;
-  /** Metric values of one extracted answer against the doc's references. */
-  score(answer: string, doc: Doc): Record<string, number> | Promise<Record<string, number>>;
+  /** Metric values of one extracted answer against the doc's references (a judge model, where the task is judged). */
+  score(answer: string, doc: Doc, ctx?: ScoreContext): Record<string, number> | Promise<Record<string, number>>;
+  /** Scoring asks a judge model (MT-Bench): evaluation refuses to start without one. */
+  judged?: boolean;
   /**
    * With several samples per instance: `vote` scores the most frequent extracted answer
    * (self-consistency); `pass@k` scores each sample and reports the unbiased pass@k.
@@ -61,6 +63,11 @@ export interface GenerationSpec {
    * sub-question in turn) in place of one generateUntil per request; returns one text per request.
    */
   solve?: (lm: LanguageModel, requests: GenerateUntilRequest[], docs: Doc[]) => Promise<string[]>;
+}
+
+/** What a task's scoring may call on besides the answer: the judge model of LLM-as-judge tasks. */
+export interface ScoreContext {
+  judge?: LanguageModel;
 }
 
 /**
