@@ -319,6 +319,17 @@ describe('IFEval on its data', () => {
   });
 });
 
+describe('MMLU categories', () => {
+  it('splits the 57 subjects into STEM, humanities, social sciences and other (19/13/12/13), covering all 14,042 questions', () => {
+    const groups = ['mmlu_stem', 'mmlu_humanities', 'mmlu_social_sciences', 'mmlu_other'];
+    expect(groups.map((g) => GROUPS[g].tasks.length)).toEqual([19, 13, 12, 13]);
+    expect(new Set(groups.flatMap((g) => GROUPS[g].tasks)).size).toBe(57);
+    expect(groups.reduce((a, g) => a + total(g), 0)).toBe(14042);
+    expect(GROUPS.mmlu_stem.tasks).toContain('mmlu_high_school_statistics');
+    expect(GROUPS.mmlu_humanities.tasks).toContain('mmlu_professional_law');
+  });
+});
+
 describe('LLM-as-judge data', () => {
   it("loads MT-Bench's 80 questions with FastChat's judge prompts and GPT-4's 30 references", () => {
     const mt = load('mt_bench');

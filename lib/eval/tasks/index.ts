@@ -10,7 +10,7 @@ import { agievalGroups, agievalTasks } from './agieval.js';
 import { superglueWsc } from './superglue-wsc.js';
 import { ifeval } from './ifeval.js';
 import { mtBench, mtBenchPairwise, vicunaBench } from './mt-bench.js';
-import { mmluGroup, mmluTasks } from './mmlu.js';
+import { mmluCategoryGroups, mmluGroup, mmluTasks } from './mmlu.js';
 import { nqOpen, triviaqa } from './open-qa.js';
 import { c4Ppl, tinystoriesPpl, wikipediaPpl, wikitext2 } from './perplexity.js';
 import { boolq, crowsPairs, halueval, lambada, openbookqa, piqa, winogradWsc, winogrande } from './simple-choice.js';
@@ -69,6 +69,7 @@ if (twice) throw new Error(`task ${twice.name} is defined twice (a tasks/ config
 export const GROUPS: Record<string, TaskGroup> = Object.fromEntries(
   [
     mmluGroup,
+    ...mmluCategoryGroups,
     bbhGroup,
     mgsmGroup,
     floresGroup,
