@@ -344,3 +344,26 @@ describe('LLM-as-judge data', () => {
     expect(math.every((d) => Array.isArray(d.extra!.reference))).toBe(true);
   });
 });
+
+describe('Winograd-style probes', () => {
+  it('reads XWinograd per language with partial scoring, and Winogender with the pronoun of each sentence', () => {
+    const sizes = { en: 2325, fr: 83, jp: 959, pt: 263, ru: 315, zh: 16 };
+    for (const [lang, n] of Object.entries(sizes)) expect(load(`xwinograd_${lang}`)).toHaveLength(n);
+    const [first] = load('xwinograd_en');
+    expect(first.query).toBe('feared violence.');
+    expect(first.choiceContexts![1]).toBe(
+      'The city councilmen refused the demonstrators a permit because the demonstrators',
+    );
+    // the tokenizer's `` '' quotes are found as the sentence's "
+    expect(load('xwinograd_en').some((d) => d.query === '"Dibs!" was quicker.')).toBe(true);
+    const wg = load('winogender');
+    expect(wg).toHaveLength(720);
+    expect(wg[3]).toMatchObject({
+      query: 'The technician told someone that he could pay with cash. ‘He’ refers to the',
+      choices: ['technician', 'someone'],
+      gold: 1,
+    });
+    const m = TASKS.winogender.choiceMetrics!({ logprobs: [-1, -2], isGreedy: [], tokens: [1, 1] }, wg[1]);
+    expect(m).toEqual({ acc: 0, acc_female: 0 });
+  });
+});

@@ -9,6 +9,7 @@ import { math, math500, mgsmGroup, mgsmTasks } from './math-word.js';
 import { agievalGroups, agievalTasks } from './agieval.js';
 import { superglueWsc } from './superglue-wsc.js';
 import { ifeval } from './ifeval.js';
+import { winogender, xwinogradGroup, xwinogradTasks } from './winograd-family.js';
 import { mtBench, mtBenchPairwise, vicunaBench } from './mt-bench.js';
 import { mmluCategoryGroups, mmluGroup, mmluTasks } from './mmlu.js';
 import { nqOpen, triviaqa } from './open-qa.js';
@@ -51,6 +52,8 @@ const ALL: Task[] = [
   superglueWsc,
   winogradWsc,
   ifeval,
+  winogender,
+  ...xwinogradTasks,
   mtBench,
   vicunaBench,
   mtBenchPairwise,
@@ -74,6 +77,7 @@ export const GROUPS: Record<string, TaskGroup> = Object.fromEntries(
     mgsmGroup,
     floresGroup,
     ...agievalGroups,
+    xwinogradGroup,
     ...shipped.groups,
     { name: 'truthfulqa', tasks: ['truthfulqa_mc1', 'truthfulqa_mc2', 'truthfulqa_gen'], aggregate: 'macro' as const },
   ].map((g) => [g.name, g]),
