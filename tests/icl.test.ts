@@ -194,6 +194,10 @@ describe('selection inside evaluation', () => {
     }).catch((e) => e);
     expect(err).toBeInstanceOf(LlmboxError);
     expect(String(err.fix)).toContain('--embed-model');
+    const none = await evaluate(new ScriptedLM(() => ''), [task], { icl: { strategy: 'kate', cache: false } }).catch(
+      (e) => e,
+    );
+    expect(none.field).toBe('--shots');
   });
 
   it('GlobalE keeps an ordering whose predictions spread over the labels', async () => {
@@ -322,49 +326,32 @@ describe('llmbox eval --icl', () => {
     const dir = tmp('llmbox-icl-cli-');
     const config = craftedTask(dir, 'icl_cli');
     const env = { ...process.env, LLMBOX_CACHE_DIR: join(dir, 'cache') };
-    const r = spawnSync(
-      process.execPath,
-      [
-        bin,
-        'eval',
-        '-m',
-        STORIES,
-        '-d',
-        config,
-        '--shots',
-        '2',
-        '--icl',
-        'kate',
-        '--kate-order',
-        'nearest-first',
-        '--json',
-      ],
-      { encoding: 'utf8', env },
-    );
+    const kate = () =>
+      spawnSync(
+        process.execPath,
+        [
+          bin,
+          'eval',
+          '-m',
+          STORIES,
+          '-d',
+          config,
+          '--shots',
+          '2',
+          '--icl',
+          'kate',
+          '--kate-order',
+          'nearest-first',
+          '--json',
+        ],
+        { encoding: 'utf8', env },
+      );
+    const r = kate();
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout).results.icl_cli;
     expect(out).toMatchObject({ icl: 'kate', icl_cached: 'false', n: 8, shots: 2 });
     expect(out.prefix_computed_tokens).toBeGreaterThan(0);
-    const again = spawnSync(
-      process.execPath,
-      [
-        bin,
-        'eval',
-        '-m',
-        STORIES,
-        '-d',
-        config,
-        '--shots',
-        '2',
-        '--icl',
-        'kate',
-        '--kate-order',
-        'nearest-first',
-        '--json',
-      ],
-      { encoding: 'utf8', env },
-    );
-    expect(JSON.parse(again.stdout).results.icl_cli).toMatchObject({ icl_cached: 'true', acc: out.acc });
+    expect(JSON.parse(kate().stdout).results.icl_cli).toMatchObject({ icl_cached: 'true', acc: out.acc });
 
     writeFileSync(
       join(dir, 'gen.json'),

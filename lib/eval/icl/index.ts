@@ -96,6 +96,11 @@ export async function selectExamples(ctx: SelectContext): Promise<Selection> {
       info: { strategy, settings: {}, seconds: 0, cached: false },
     };
   }
+  if (strategy === 'kate' && ctx.shots === 0)
+    throw new LlmboxError(`--icl kate chooses few-shot examples, and ${ctx.task.name} runs 0-shot`, {
+      field: '--shots',
+      fix: 'pass --shots k (k > 0) with --icl kate',
+    });
   const settings = settingsOf(strategy, icl);
   const file = cacheFile(ctx, strategy, settings);
   const byId = new Map(ctx.pool.map((d) => [d.id, d]));

@@ -55,17 +55,22 @@ const common = { name: 'gsm8k', dataFolder: 'gsm8k' } as const;
  * training problems) so every instance shares one few-shot prefix. Answers are read two ways, as in
  * lm-eval: strict (the number after "####") and flexible (the last number in the text).
  */
-export const gsm8k: Task = generationTask({
+/** The eight fixed exemplars' format, each example followed by its worked solution or its bare answer. */
+const eightShot = (example: (r: Row) => string) => ({
   ...common,
   defaultShots: 8,
-  fewshotOrder: 'first',
-  loadSplit: (dataDir, split) =>
+  fewshotOrder: 'first' as const,
+  loadSplit: (dataDir: string, split: 'eval' | 'fewshot') =>
     rows(dataDir, split).map((r, i) => ({
       id: id(split, i),
       query: `Question: ${r.question}\nAnswer:`,
-      target: r.solution,
+      target: example(r),
       references: [r.answer],
     })),
+});
+
+export const gsm8k: Task = generationTask({
+  ...eightShot((r) => r.solution),
   generation: {
     until: UNTIL,
     maxNewTokens: 256,
@@ -77,16 +82,7 @@ export const gsm8k: Task = generationTask({
 
 /** No chain of thought: the same eight exemplars answered with their number alone. */
 const direct: Task = generationTask({
-  ...common,
-  defaultShots: 8,
-  fewshotOrder: 'first',
-  loadSplit: (dataDir, split) =>
-    rows(dataDir, split).map((r, i) => ({
-      id: id(split, i),
-      query: `Question: ${r.question}\nAnswer:`,
-      target: r.answer,
-      references: [r.answer],
-    })),
+  ...eightShot((r) => r.answer),
   generation: {
     until: ['\n', ...UNTIL],
     maxNewTokens: 32,
