@@ -35,7 +35,14 @@ const predictions = (r: TaskResult) =>
   r.samples.map((s) =>
     r.method === 'gen'
       ? String(s.filtered_resps[s.filtered_resps.length - 1])
-      : String(argmax((s.filtered_resps as [number, boolean][]).map((x) => x[0]))),
+      : // the options' log-likelihoods (a calibrated task's content-free scores follow them)
+        String(
+          argmax(
+            (s.filtered_resps as [number, boolean][])
+              .slice(0, ((s.doc as { choices?: string[] }).choices ?? []).length || undefined)
+              .map((x) => x[0]),
+          ),
+        ),
   );
 
 async function run(lm: LocalLM, name: string, setting: string, metric: string, opts: EvaluateOptions, base?: string[]) {

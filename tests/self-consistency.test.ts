@@ -34,6 +34,17 @@ describe('self-consistency samples share their prompt', () => {
     expect(new Set(together).size).toBeGreaterThan(1);
   });
 
+  it('keeps half the window for the prompt when the generation budget is as long as the window', async () => {
+    const long = 'Once upon a time, there was a little dog. '.repeat(30);
+    expect(lm.encode(long).length).toBeGreaterThan(300);
+    const before = lm.truncated;
+    const huge = await lm.generateUntil([{ context: long, until: ['\n\n\n'], maxNewTokens: 4000 }]);
+    const half = await lm.generateUntil([{ context: long, until: ['\n\n\n'], maxNewTokens: 256 }]);
+    // both keep the prompt's last 256 tokens and generate to the end of the 512-token window
+    expect(huge).toEqual(half);
+    expect(lm.truncated - before).toBe(2);
+  });
+
   it('keeps different prompts and greedy requests apart', async () => {
     const out = await lm.generateUntil([
       sampled(1),

@@ -15,6 +15,29 @@ export type DataRow = Record<string, unknown>;
  */
 export async function readRows(file: string): Promise<DataRow[]> {
   const ext = extname(file).toLowerCase();
+  if (ext === '.parquet') {
+    emptyCheck(file);
+    try {
+      return (await parquetReadObjects({ file: await asyncBufferFromFile(file) })) as DataRow[];
+    } catch (e) {
+      throw new LlmboxError(`cannot read as Parquet: ${(e as Error).message}`, { file });
+    }
+  }
+  return readRowsSync(file);
+}
+
+function emptyCheck(file: string): void {
+  if (existsSync(file) && statSync(file).size === 0)
+    throw new LlmboxError('empty file (0 bytes)', {
+      file,
+      fix: 'the file was not written completely: export it again',
+    });
+}
+
+/** readRows for every format but Parquet (whose reader is asynchronous). */
+export function readRowsSync(file: string): DataRow[] {
+  const ext = extname(file).toLowerCase();
+  if (ext === '.parquet') throw new Error(`readRowsSync: ${file} is Parquet, read it with readRows`);
   if (ext === '.jsonl') return readJsonl(file);
   if (ext === '.csv' || ext === '.tsv') return readDelimited(file, { delimiter: ext === '.tsv' ? '\t' : ',' });
   if (ext === '.txt')
@@ -23,23 +46,7 @@ export async function readRows(file: string): Promise<DataRow[]> {
       .map((l, i) => textLine(l, i, file))
       .filter((l) => l.trim())
       .map((text) => ({ text }));
-  if (
-    (ext === '.parquet' || ext === '.arrow' || ext === '.feather' || ext === '.ipc') &&
-    existsSync(file) &&
-    statSync(file).size === 0
-  ) {
-    throw new LlmboxError('empty file (0 bytes)', {
-      file,
-      fix: 'the file was not written completely: export it again',
-    });
-  }
-  if (ext === '.parquet') {
-    try {
-      return (await parquetReadObjects({ file: await asyncBufferFromFile(file) })) as DataRow[];
-    } catch (e) {
-      throw new LlmboxError(`cannot read as Parquet: ${(e as Error).message}`, { file });
-    }
-  }
+  if (ext === '.arrow' || ext === '.feather' || ext === '.ipc') emptyCheck(file);
   if (ext === '.arrow' || ext === '.feather' || ext === '.ipc') {
     try {
       return tableFromIPC(readFileSync(file))

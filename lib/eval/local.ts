@@ -349,7 +349,10 @@ export class LocalLM implements LanguageModel {
     const lengthOf = (r: GenerateUntilRequest) => r.maxNewTokens ?? opts.maxNewTokens ?? DEFAULTS.eval.maxNewTokens;
     const encoded = requests.map((r) => {
       const ids = [...this.prefix(), ...this.encode(r.context)];
-      const keep = Math.max(1, maxLen - lengthOf(r));
+      // The prompt keeps room for the whole generation, but never less than half the window: a
+      // generation budget as long as the window (IFEval's 1280 tokens on a 512-token model) would
+      // otherwise leave a prompt of one token. Generation then stops at the window's end.
+      const keep = Math.max(1, maxLen - lengthOf(r), Math.floor(maxLen / 2));
       if (ids.length > keep) this.truncated++;
       return ids.slice(-keep);
     });

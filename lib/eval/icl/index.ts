@@ -202,10 +202,26 @@ async function kate(ctx: SelectContext, icl: IclOptions): Promise<Omit<Selection
       field: '--icl',
       fix: 'pass --embed-model DIR (a local model folder whose hidden states are compared)',
     });
-  const pv = await embedder.embed(ctx.pool.map(kateText));
-  const qv = ctx.pool === ctx.docs ? pv : await embedder.embed(ctx.docs.map(kateText));
+  const pv = await embedAll(embedder, ctx.pool.map(kateText));
+  const qv = ctx.pool === ctx.docs ? pv : await embedAll(embedder, ctx.docs.map(kateText));
   const order = icl.kateOrder ?? DEFAULTS.icl.kateOrder;
   return { examples: ctx.docs.map((d, i) => kateNeighbours(qv[i], d.id, ctx.pool, pv, ctx.shots, order)) };
+}
+
+/**
+ * Embeddings already computed in this process, per embedding model and weights (a model trained
+ * since embeds again): another KATE setting on the same pool embeds nothing again.
+ */
+const embedded = new WeakMap<LanguageModel, { hash: string; vectors: Map<string, number[]> }>();
+
+async function embedAll(lm: LanguageModel, texts: string[]): Promise<number[][]> {
+  const hash = lm.describe().model_hash;
+  let entry = embedded.get(lm);
+  if (!entry || entry.hash !== hash) embedded.set(lm, (entry = { hash, vectors: new Map() }));
+  const memo = entry.vectors;
+  const missing = [...new Set(texts.filter((t) => !memo.has(t)))];
+  if (missing.length) (await lm.embed!(missing)).forEach((v, i) => memo.set(missing[i], v));
+  return texts.map((t) => memo.get(t)!);
 }
 
 const optionCount = (d: Doc) => d.choiceContexts?.length ?? d.choices?.length ?? 0;

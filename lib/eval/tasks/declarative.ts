@@ -5,7 +5,7 @@ import { Template } from '@huggingface/jinja';
 import { LlmboxError } from '../../errors.js';
 import { exactMatch, f1Score, normalizeNumber, lastNumber } from '../metrics/index.js';
 import { choiceTask, generationTask } from './define.js';
-import { readRows, type DataRow } from '../../data/read.js';
+import { readRows, readRowsSync, type DataRow } from '../../data/read.js';
 import type { Doc, GenerationSpec, Task, TaskGroup } from './types.js';
 
 /**
@@ -336,9 +336,7 @@ export function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Task {
   };
   // Rows are rendered when first read: `--limit 5` renders five instances, not the whole file. The
   // first row is rendered at once, so a template that fails everywhere fails at load.
-  const load = async (base: string, rel: string, split: string): Promise<Doc[]> => {
-    const file = resolve(base, rel);
-    const rows = await readRows(file);
+  const docsOf = (file: string, rows: DataRow[], split: string): Doc[] => {
     const docs = new Array<Doc | undefined>(rows.length);
     const at = (i: number) => (docs[i] ??= toDoc(rows[i], i, file, split));
     if (rows.length) at(0);
@@ -353,19 +351,31 @@ export function taskFromConfig(cfg: Partial<TaskConfig>, path: string): Task {
   // Files live beside the config, or (dataset_path) in the task's folder under the data root given at evaluation.
   const prepared = new Map<string, Record<'eval' | 'fewshot', Doc[]>>();
   const folderOf = (dataDir: string) => (c.dataset_path ? resolve(dataDir) : configDir);
+  const files = (base: string) => ({
+    eval: resolve(base, c.test_split),
+    fewshot: c.fewshot_split ? resolve(base, c.fewshot_split) : undefined,
+  });
+  const keep = (base: string, rows: (file: string) => DataRow[]) => {
+    const f = files(base);
+    const evalDocs = docsOf(f.eval, rows(f.eval), 'eval');
+    if (!evalDocs.length) throw new LlmboxError('test_split has no rows', { file: f.eval, field: 'test_split' });
+    const fewshot = f.fewshot ? docsOf(f.fewshot, rows(f.fewshot), 'fewshot') : evalDocs;
+    const docs = { eval: evalDocs, fewshot };
+    prepared.set(base, docs);
+    return docs;
+  };
+  // Parquet is read asynchronously (prepare, which evaluation awaits); other formats also on first use.
   const prepare = async (dataDir: string) => {
     const base = folderOf(dataDir);
     if (prepared.has(base)) return;
-    const evalDocs = await load(base, c.test_split, 'eval');
-    if (!evalDocs.length)
-      throw new LlmboxError('test_split has no rows', { file: resolve(base, c.test_split), field: 'test_split' });
-    const fewshot = c.fewshot_split ? await load(base, c.fewshot_split, 'fewshot') : evalDocs;
-    prepared.set(base, { eval: evalDocs, fewshot });
+    const f = files(base);
+    const rows = new Map<string, DataRow[]>();
+    for (const file of [f.eval, f.fewshot]) if (file) rows.set(file, await readRows(file));
+    keep(base, (file) => rows.get(file)!);
   };
   const loadSplit = (dataDir: string, split: 'eval' | 'fewshot') => {
-    const docs = prepared.get(folderOf(dataDir));
-    if (!docs) throw new Error(`task ${c.task}: prepare(${dataDir}) must run before loadSplit`);
-    return docs[split];
+    const base = folderOf(dataDir);
+    return (prepared.get(base) ?? keep(base, readRowsSync))[split];
   };
 
   const common = {

@@ -14,7 +14,7 @@ import { mtBench, mtBenchPairwise, vicunaBench } from './mt-bench.js';
 import { mmluCategoryGroups, mmluGroup, mmluTasks } from './mmlu.js';
 import { nqOpen, triviaqa } from './open-qa.js';
 import { c4Ppl, tinystoriesPpl, wikipediaPpl, wikitext2 } from './perplexity.js';
-import { boolq, crowsPairs, halueval, lambada, openbookqa, piqa, winogradWsc, winogrande } from './simple-choice.js';
+import { crowsPairs, halueval, lambada, openbookqa, piqa, winogradWsc, winogrande } from './simple-choice.js';
 import { truthfulqaGen, truthfulqaMc1, truthfulqaMc2 } from './truthfulqa.js';
 import type { Task, TaskGroup } from './types.js';
 import { join } from 'node:path';
@@ -28,7 +28,6 @@ const ALL: Task[] = [
   arcEasy,
   arcChallenge,
   hellaswag,
-  boolq,
   piqa,
   winogrande,
   openbookqa,

@@ -36,24 +36,6 @@ function goldOf(row: Record<string, unknown>, n: number, file: string, i: number
   return gold;
 }
 
-/** BoolQ (Clark et al. 2019): lm-eval's "{passage}\nQuestion: {question}?\nAnswer:" with " no"/" yes". */
-export const boolq = choiceTask({
-  name: 'boolq',
-  dataFolder: 'boolq',
-  methods: ['ppl'],
-  loadSplit(dataDir) {
-    const file = join(dataDir, 'boolq_dev.llmfoundry.jsonl');
-    return readJsonl(file).map((row, i): Doc => {
-      const query = field(row, 'query', isString, 'a "Passage: ...\\nQuestion: ...?" string', file, i).replace(
-        /^Passage: /,
-        '',
-      );
-      const choices = field(row, 'choices', isStringArray, 'a list of strings', file, i);
-      return { id: `boolq-${i}`, query: `${query}\nAnswer:`, choices, gold: goldOf(row, choices.length, file, i) };
-    });
-  },
-});
-
 /** PIQA (Bisk et al. 2020): "Question: {goal}\nAnswer:" with the two solutions (lm-eval). */
 export const piqa = choiceTask({
   name: 'piqa',
