@@ -54,6 +54,12 @@ export const DEFAULTS = {
     /** Cluster GPU memory (GiB) assumed by --export-for. */
     exportGpuGib: 80,
   },
+  preference: {
+    loss: 'sigmoid',
+    /** DPO's beta (TRL's default); SimPO's paper uses beta 2 with gamma 1 (gamma/beta 0.5). */
+    beta: 0.1,
+    simpoGamma: 1,
+  },
   lora: {
     targets: ['q_proj', 'v_proj'] as readonly string[],
     dropout: 0,

@@ -5,6 +5,8 @@ import { prepareOutputDir } from '../../util/fs.js';
 import { loadModelOrAdapter } from '../../train/adapted.js';
 import { exportTraining } from '../../train/export.js';
 import { train } from '../../train/trainer.js';
+import { trainPreference, type PreferenceResult } from '../../train/preference.js';
+import { PREFERENCE_LOSSES } from '../../train/preference-loss.js';
 import { engineOpts, float, int, print } from '../options.js';
 import { trainProgress } from '../progress.js';
 import { DEFAULTS } from '../../util/defaults.js';
@@ -25,8 +27,11 @@ export function trainCommand(program: Command): void {
     .addOption(new Option('--mix <strategy>', 'ratio, concat or interleave').choices(['ratio', 'concat', 'interleave']))
     .option('--mix-total <n>', 'examples in a ratio mixture (default: all)', int('--mix-total', 1))
     .addOption(
-      new Option('--stage <stage>', 'pt (concatenate and chunk) or sft (assistant turns are the targets)')
-        .choices(['pt', 'sft'])
+      new Option(
+        '--stage <stage>',
+        'pt (concatenate and chunk), sft (assistant turns are the targets) or dpo (preference pairs)',
+      )
+        .choices(['pt', 'sft', 'dpo'])
         .default(DEFAULTS.train.stage),
     )
     .addOption(
@@ -102,6 +107,31 @@ export function trainCommand(program: Command): void {
       float('--export-gpu-gib', 1),
       DEFAULTS.train.exportGpuGib,
     )
+    .addOption(
+      new Option(
+        '--loss <loss>',
+        `dpo: sigmoid (DPO), hinge, ipo, robust, or the reference-free simpo and orpo (default ${DEFAULTS.preference.loss})`,
+      ).choices([...PREFERENCE_LOSSES]),
+    )
+    .option(
+      '--beta <x>',
+      `dpo: beta (SimPO's beta; ORPO's lambda) (default ${DEFAULTS.preference.beta})`,
+      float('--beta', 0, Infinity, { minExclusive: true }),
+    )
+    .option(
+      '--label-smoothing <x>',
+      'dpo: cDPO / robust label-noise probability, in [0, 0.5)',
+      float('--label-smoothing', 0, 0.5),
+    )
+    .option(
+      '--simpo-gamma <x>',
+      `simpo: the target reward margin gamma (default ${DEFAULTS.preference.simpoGamma})`,
+      float('--simpo-gamma', 0),
+    )
+    .option(
+      '--precompute-reference',
+      'dpo with LoRA: compute the reference log-probabilities once before training instead of with the adapter off at each step',
+    )
     .option('--json', 'print {"steps", "losses", "eval_loss", "checkpoint", ...} at the end')
     .action(async (o, cmd: Command) => {
       prepareOutputDir(o.output, '--output');
@@ -171,6 +201,22 @@ export function trainCommand(program: Command): void {
           `wrote ${x.rows.train} training rows (${x.rows.validation} held out) and a ${o.exportFor} config to ${x.dir}\n${x.plan.gpus} GPU(s)${x.plan.zeroStage ? ', DeepSpeed ZeRO-3' : ''}, about ${x.plan.perGpuGib.toFixed(1)} GiB each; run: ${join(x.dir, 'launch.sh')}`,
         );
       }
+      if (o.stage === 'dpo')
+        return printPreference(
+          await trainPreference(loaded, {
+            ...opts,
+            stage: undefined,
+            preference: {
+              loss: o.loss,
+              beta: o.beta,
+              labelSmoothing: o.labelSmoothing,
+              gamma: o.simpoGamma,
+              precomputeReference: !!o.precomputeReference,
+            },
+          }),
+          o.output,
+          !!o.json,
+        );
       const r = await train(loaded, opts);
       const summary = {
         steps: r.steps,
@@ -201,4 +247,35 @@ export function trainCommand(program: Command): void {
       ].join('\n');
       print(!!o.json, summary, text);
     });
+}
+
+/** The end of a preference run: JSON, or the before/after of the held-out reward accuracy and margin. */
+function printPreference(r: PreferenceResult, output: string, json: boolean): void {
+  const [first, last] = [r.evals[0], r.evals.at(-1)];
+  const summary = {
+    stage: r.stage,
+    loss_type: r.settings.loss,
+    beta: r.settings.beta,
+    reference: r.reference,
+    steps: r.steps,
+    losses: r.metrics.map((m) => m.loss),
+    margins: r.metrics.map((m) => m.margin),
+    accuracies: r.metrics.map((m) => m.accuracy),
+    evals: r.evals,
+    pairs: r.pairs,
+    parameters: r.parameters,
+    checkpoint: r.checkpoint,
+    output,
+  };
+  const text = [
+    `trained ${r.steps} steps (dpo, ${r.settings.loss} loss, beta ${r.settings.beta}, reference: ${r.reference}; ${r.parameters.trainable.toLocaleString('en-US')} of ${r.parameters.total.toLocaleString('en-US')} parameters trainable)`,
+    `pairs: ${r.pairs.train} training, ${r.pairs.val} held out, ${r.pairs.dropped} dropped (no response token within --max-length)`,
+    ...(first && last
+      ? [
+          `held-out reward accuracy ${first.accuracy.toFixed(3)} -> ${last.accuracy.toFixed(3)}, margin ${first.margin.toFixed(4)} -> ${last.margin.toFixed(4)}, loss ${first.loss.toFixed(4)} -> ${last.loss.toFixed(4)}`,
+        ]
+      : []),
+    `saved to ${output}`,
+  ].join('\n');
+  print(json, summary, text);
 }

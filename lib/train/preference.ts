@@ -1,0 +1,366 @@
+import * as tf from '@tensorflow/tfjs';
+import { mkdirSync } from 'node:fs';
+import { LlmboxError } from '../errors.js';
+import { readRecords } from '../data/read.js';
+import type { TrainingRecord } from '../data/records.js';
+import { tokenizeRecord } from '../data/tokenize.js';
+import { shuffled } from '../data/mixture.js';
+import type { LoadedModel } from '../models/load.js';
+import { seededRandom } from '../util/random.js';
+import { DEFAULTS } from '../util/defaults.js';
+import { toBatch, unpackedRows, type TrainingRow } from './batches.js';
+import { saveFinal } from './checkpoint.js';
+import { rowLogprobSums } from './loss.js';
+import { addLora, quantizeBase } from './lora.js';
+import { AdamW, clipByGlobalNorm, learningRate } from './optim.js';
+import { preferenceLoss, referenceFree, type PreferenceSettings } from './preference-loss.js';
+import { hyperparameters, type TrainOptions } from './trainer.js';
+
+/** A preference pair as two training rows whose targets are the response tokens. */
+export interface PairRows {
+  chosen: TrainingRow;
+  rejected: TrainingRow;
+}
+
+export interface PreferenceTrainOptions extends TrainOptions {
+  preference?: Partial<PreferenceSettings> & {
+    /** Reference log-probabilities computed once before training (the only choice for full fine-tuning; LoRA switches its adapter off instead, no second copy either way). */
+    precomputeReference?: boolean;
+  };
+}
+
+export interface PreferenceStep {
+  step: number;
+  loss: number;
+  chosenReward: number;
+  rejectedReward: number;
+  margin: number;
+  accuracy: number;
+  lr: number;
+  gradNorm: number;
+  seconds: number;
+}
+
+export interface PreferenceEval {
+  step: number;
+  accuracy: number;
+  margin: number;
+  loss: number;
+}
+
+export interface PreferenceResult {
+  stage: 'dpo';
+  settings: PreferenceSettings;
+  reference: 'adapter off' | 'precomputed' | 'none';
+  steps: number;
+  metrics: PreferenceStep[];
+  evals: PreferenceEval[];
+  pairs: { train: number; val: number; dropped: number };
+  parameters: { total: number; trainable: number };
+  checkpoint: string | null;
+}
+
+/** The preference records of the datasets (prompt/chosen/rejected, HH-RLHF transcripts split at their shared prompt). */
+async function preferenceRecords(o: PreferenceTrainOptions) {
+  const out: Extract<TrainingRecord, { kind: 'preference' }>[] = [];
+  for (const spec of o.datasets) {
+    const { records, file } = await readRecords(spec, { dataDir: o.dataDir });
+    const pairs = records.filter((r): r is Extract<TrainingRecord, { kind: 'preference' }> => r.kind === 'preference');
+    if (!pairs.length)
+      throw new LlmboxError('no preference pairs (prompt/chosen/rejected) in this dataset', {
+        file,
+        field: '--dataset',
+        fix: 'DPO trains on rows with chosen and rejected responses (and a prompt, or HH-RLHF transcripts)',
+      });
+    out.push(...pairs);
+  }
+  return out;
+}
+
+/**
+ * Each pair as two rows, the prompt rendered by the chat template (the tokenizer's, else the named
+ * one) and only the response tokens as targets; pairs whose sides lose every target to the length
+ * limit are dropped and counted.
+ */
+export function pairRows(
+  loaded: LoadedModel,
+  records: Extract<TrainingRecord, { kind: 'preference' }>[],
+  maxLength: number,
+  template?: PreferenceTrainOptions['template'],
+): { pairs: PairRows[]; dropped: number } {
+  const tok = loaded.tokenizer!;
+  const side = (r: (typeof records)[number], reply: string) => {
+    const ex = tokenizeRecord(
+      tok,
+      { kind: 'chat', messages: [...r.prompt, { role: 'assistant', content: reply }] },
+      { template },
+    );
+    return unpackedRows([ex], maxLength).rows[0];
+  };
+  const pairs: PairRows[] = [];
+  let dropped = 0;
+  for (const r of records) {
+    const chosen = side(r, r.chosen),
+      rejected = side(r, r.rejected);
+    if (chosen && rejected) pairs.push({ chosen, rejected });
+    else dropped++;
+  }
+  return { pairs, dropped };
+}
+
+const targetsOf = (r: TrainingRow) => {
+  let n = 0;
+  for (let t = 0; t + 1 < r.ids.length; t++) if (r.targets[t + 1] === 1) n++;
+  return n;
+};
+
+/** Summed response log-probabilities of pairs [chosen..., rejected...], without gradients, in batches. */
+function logpsOf(
+  loaded: LoadedModel,
+  pairs: PairRows[],
+  batchSize: number,
+  pad: number,
+): { chosen: number[]; rejected: number[] } {
+  const chosen: number[] = [],
+    rejected: number[] = [];
+  for (let i = 0; i < pairs.length; i += batchSize) {
+    const part = pairs.slice(i, i + batchSize);
+    const batch = toBatch([...part.map((p) => p.chosen), ...part.map((p) => p.rejected)], pad);
+    const lp = rowLogprobSums(loaded.model, batch);
+    const v = [...lp.dataSync()];
+    lp.dispose();
+    chosen.push(...v.slice(0, part.length));
+    rejected.push(...v.slice(part.length));
+  }
+  return { chosen, rejected };
+}
+
+/** The reference model's log-probabilities: the base with the LoRA adapter switched off (no copy held). */
+function withAdapterOff<T>(loaded: LoadedModel, f: () => T): T {
+  const lora = loaded.model.lora;
+  loaded.model.lora = null;
+  try {
+    return f();
+  } finally {
+    loaded.model.lora = lora;
+  }
+}
+
+/**
+ * Direct preference optimisation and its variants (preference-loss.ts) on the trainer's pieces:
+ * AdamW with warmup and decay, accumulation, clipping, LoRA / QLoRA. The reference is the model as
+ * loaded: with LoRA, the same weights with the adapter off; for full fine-tuning, its
+ * log-probabilities computed once before the first step. Logs loss, implicit rewards, margin and
+ * accuracy per step, and the held-out pairs' reward accuracy and margin before and after.
+ */
+export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOptions): Promise<PreferenceResult> {
+  if (!loaded.tokenizer) throw new LlmboxError('the model has no tokenizer.json', { file: loaded.dir });
+  if (o.resume)
+    throw new LlmboxError('--resume is not supported for --stage dpo yet', {
+      field: '--resume',
+      fix: 'start the run again without --resume (DPO runs save their final weights)',
+    });
+  const settings: PreferenceSettings = {
+    loss: o.preference?.loss ?? DEFAULTS.preference.loss,
+    beta: o.preference?.beta ?? DEFAULTS.preference.beta,
+    labelSmoothing: o.preference?.labelSmoothing ?? 0,
+    gamma: o.preference?.gamma ?? DEFAULTS.preference.simpoGamma,
+  };
+  if (settings.labelSmoothing! < 0 || settings.labelSmoothing! >= 0.5)
+    throw new LlmboxError(`--label-smoothing ${settings.labelSmoothing} must be in [0, 0.5)`, {
+      field: '--label-smoothing',
+    });
+  const maxLength = o.maxLength ?? Math.min(512, loaded.model.config.maxPositionEmbeddings);
+  const seed = o.seed ?? DEFAULTS.train.seed;
+  const records = shuffled(await preferenceRecords(o), seededRandom(seed + 1));
+  const { pairs, dropped } = pairRows(loaded, records, maxLength, o.template);
+  const nVal =
+    o.valSize === undefined
+      ? Math.min(200, Math.floor(pairs.length * 0.05))
+      : o.valSize < 1
+        ? Math.floor(pairs.length * o.valSize)
+        : Math.floor(o.valSize);
+  const val = pairs.slice(0, nVal),
+    trainPairs = pairs.slice(nVal);
+  if (!trainPairs.length)
+    throw new LlmboxError('no training pairs left after the held-out ones', { field: '--val-size' });
+  const h = hyperparameters(o, trainPairs.length);
+  const pad = loaded.tokenizer.padTokenId ?? loaded.generation.padTokenId ?? 0;
+
+  // The reference as loaded: computed now for full fine-tuning (its weights change from the first step).
+  const free = referenceFree(settings.loss);
+  const precompute = !free && (!o.lora || !!o.preference?.precomputeReference);
+  const reference = free ? 'none' : precompute ? 'precomputed' : 'adapter off';
+  const refTrain = precompute ? logpsOf(loaded, trainPairs, h.batchSize, pad) : undefined;
+  const refVal = precompute ? logpsOf(loaded, val, h.batchSize, pad) : undefined;
+
+  if (o.qlora) quantizeBase(loaded.model);
+  if (o.lora) addLora(loaded.model, { seed, ...o.lora });
+  const target = loaded.model.lora ? loaded.model.adapters : loaded.model.params;
+  const names = [...target.keys()];
+  const opt = new AdamW({ weightDecay: h.weightDecay });
+  const schedule = {
+    lr: h.lr,
+    warmupSteps: h.warmupSteps,
+    totalSteps: h.totalSteps,
+    schedule: h.schedule,
+    minLrRatio: h.minLrRatio,
+  } as const;
+
+  const refFor = (set: PairRows[], idx: number[], pre?: { chosen: number[]; rejected: number[] }) => {
+    if (free) return undefined;
+    if (pre) return { chosen: idx.map((i) => pre.chosen[i]), rejected: idx.map((i) => pre.rejected[i]) };
+    return withAdapterOff(loaded, () =>
+      logpsOf(
+        loaded,
+        idx.map((i) => set[i]),
+        idx.length,
+        pad,
+      ),
+    );
+  };
+  const lossOf = (set: PairRows[], idx: number[], ref: { chosen: number[]; rejected: number[] } | undefined) => {
+    const part = idx.map((i) => set[i]);
+    const lp = rowLogprobSums(
+      loaded.model,
+      toBatch([...part.map((p) => p.chosen), ...part.map((p) => p.rejected)], pad),
+    );
+    const n = part.length;
+    return preferenceLoss(
+      {
+        chosen: lp.slice(0, n),
+        rejected: lp.slice(n, n),
+        refChosen: ref && tf.tensor1d(ref.chosen),
+        refRejected: ref && tf.tensor1d(ref.rejected),
+        chosenTokens: tf.tensor1d(part.map((p) => targetsOf(p.chosen))),
+        rejectedTokens: tf.tensor1d(part.map((p) => targetsOf(p.rejected))),
+      },
+      settings,
+    );
+  };
+
+  const evaluateVal = (step: number): PreferenceEval | null => {
+    if (!val.length) return null;
+    let correct = 0,
+      margin = 0,
+      loss = 0;
+    for (let i = 0; i < val.length; i += h.batchSize) {
+      const idx = Array.from({ length: Math.min(h.batchSize, val.length - i) }, (_, k) => i + k);
+      const out = tf.tidy(() => {
+        const r = lossOf(val, idx, refFor(val, idx, refVal));
+        const m = tf.sub(r.chosenRewards, r.rejectedRewards);
+        return { m: m.dataSync(), loss: r.loss.dataSync()[0] };
+      });
+      for (const x of out.m) {
+        margin += x;
+        if (x > 0) correct++;
+      }
+      loss += out.loss * idx.length;
+    }
+    return { step, accuracy: correct / val.length, margin: margin / val.length, loss: loss / val.length };
+  };
+
+  const evals: PreferenceEval[] = [];
+  const first = evaluateVal(0);
+  if (first) evals.push(first);
+  const metrics: PreferenceStep[] = [];
+  const order = (i: number) => {
+    const e = Math.floor(i / trainPairs.length);
+    return shuffled(
+      trainPairs.map((_, k) => k),
+      seededRandom(seed * 1000 + e),
+    )[i % trainPairs.length];
+  };
+  let cursor = 0;
+  for (let step = 0; step < h.totalSteps; step++) {
+    const t0 = performance.now();
+    let acc: tf.Tensor[] | null = null;
+    const logged = { loss: 0, chosen: 0, rejected: 0, margin: 0, correct: 0, n: 0 };
+    for (let m = 0; m < h.accum; m++) {
+      const idx = Array.from({ length: h.batchSize }, () => order(cursor++));
+      const ref = refFor(trainPairs, idx, refTrain);
+      const originals = names.map((n) => target.get(n)!);
+      const { value, grads } = tf.valueAndGrads((...ps: tf.Tensor[]) => {
+        names.forEach((n, i) => target.set(n, ps[i]));
+        const r = lossOf(trainPairs, idx, ref);
+        const cr = r.chosenRewards.dataSync(),
+          rr = r.rejectedRewards.dataSync();
+        cr.forEach((c, k) => {
+          logged.chosen += c;
+          logged.rejected += rr[k];
+          logged.margin += c - rr[k];
+          if (c > rr[k]) logged.correct++;
+          logged.n++;
+        });
+        return tf.div(r.loss, h.accum) as tf.Scalar;
+      })(originals);
+      names.forEach((n, i) => target.set(n, originals[i]));
+      logged.loss += value.dataSync()[0];
+      value.dispose();
+      if (!acc) acc = grads;
+      else
+        acc = acc.map((g, i) => {
+          const s = tf.add(g, grads[i]);
+          g.dispose();
+          grads[i].dispose();
+          return s;
+        });
+    }
+    const { grads, norm } = clipByGlobalNorm(new Map(names.map((n, i) => [n, acc![i]])), h.maxGradNorm);
+    const lr = learningRate(step, schedule);
+    const updated = opt.apply(new Map(names.map((n) => [n, target.get(n)!])), grads, lr);
+    for (const n of names) {
+      target.get(n)!.dispose();
+      target.set(n, updated.get(n)!);
+    }
+    tf.dispose([...grads.values()]);
+    const metric: PreferenceStep = {
+      step: step + 1,
+      loss: logged.loss,
+      chosenReward: logged.chosen / logged.n,
+      rejectedReward: logged.rejected / logged.n,
+      margin: logged.margin / logged.n,
+      accuracy: logged.correct / logged.n,
+      lr,
+      gradNorm: norm,
+      seconds: (performance.now() - t0) / 1000,
+    };
+    metrics.push(metric);
+    o.onStep?.(
+      {
+        step: metric.step,
+        loss: metric.loss,
+        lr,
+        gradNorm: norm,
+        tokens: 0,
+        tokensPerSecond: 0,
+        seconds: metric.seconds,
+      },
+      h.totalSteps,
+    );
+    if (o.evalEvery && metric.step % o.evalEvery === 0 && metric.step < h.totalSteps) {
+      const e = evaluateVal(metric.step);
+      if (e) evals.push(e);
+    }
+  }
+  const last = evaluateVal(h.totalSteps);
+  if (last) evals.push(last);
+  let checkpoint: string | null = null;
+  if (o.output) {
+    mkdirSync(o.output, { recursive: true });
+    saveFinal(o.output, loaded);
+    checkpoint = o.output;
+  }
+  const total = loaded.model.numParameters();
+  return {
+    stage: 'dpo',
+    settings,
+    reference,
+    steps: h.totalSteps,
+    metrics,
+    evals,
+    pairs: { train: trainPairs.length, val: val.length, dropped },
+    parameters: { total, trainable: names.reduce((n, k) => n + target.get(k)!.size, 0) },
+    checkpoint,
+  };
+}

@@ -1,0 +1,142 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { LlmboxError } from '../lib/errors.js';
+import { loadModel } from '../lib/models/load.js';
+import { pairRows, trainPreference } from '../lib/train/preference.js';
+import { STORIES, tmp } from './helpers/models.js';
+
+/** Pairs with one obvious preference: the chosen reply is always "Once upon a time.", the rejected one "zzz qqq". */
+function preferenceFile(n = 40): string {
+  const dir = tmp('llmbox-dpo-');
+  const animals = ['cat', 'dog', 'bird', 'fish', 'frog', 'bear', 'duck', 'fox'];
+  const rows = Array.from({ length: n }, (_, i) => ({
+    prompt: `Tell me about the ${animals[i % animals.length]} number ${i}.`,
+    chosen: 'Once upon a time.',
+    rejected: 'zzz qqq xxj.',
+  }));
+  const file = join(dir, 'pairs.jsonl');
+  writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  return file;
+}
+
+describe('DPO on the shipped model', () => {
+  it('targets only the response tokens of each side', async () => {
+    const loaded = await loadModel(STORIES);
+    const { pairs } = pairRows(
+      loaded,
+      [{ kind: 'preference', prompt: [{ role: 'user', content: 'Hi' }], chosen: 'Yes.', rejected: 'No way.' }],
+      128,
+    );
+    const [p] = pairs;
+    const text = (row: typeof p.chosen) => loaded.tokenizer!.decode(row.ids.filter((_, t) => row.targets[t] === 1));
+    expect(text(p.chosen).trim()).toMatch(/^Yes\.(<\/s>)?$/);
+    expect(text(p.rejected).trim()).toMatch(/^No way\.(<\/s>)?$/);
+  });
+
+  it('starts at ln 2 with margin 0, and LoRA (reference = adapter off) raises the held-out accuracy and margin', async () => {
+    const loaded = await loadModel(STORIES);
+    const r = await trainPreference(loaded, {
+      datasets: [preferenceFile()],
+      maxLength: 96,
+      batchSize: 4,
+      maxSteps: 12,
+      lr: 1e-2,
+      valSize: 8,
+      lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj', 'up_proj', 'down_proj'] },
+      preference: { loss: 'sigmoid', beta: 0.1 },
+    });
+    expect(r.reference).toBe('adapter off');
+    expect(r.metrics[0].loss).toBeCloseTo(Math.LN2, 5);
+    expect(r.metrics[0].margin).toBeCloseTo(0, 6);
+    const [before, after] = [r.evals[0], r.evals.at(-1)!];
+    expect(before).toMatchObject({ step: 0, accuracy: 0, margin: 0 });
+    expect(after.accuracy).toBe(1);
+    expect(after.margin).toBeGreaterThan(0.5);
+    expect(after.loss).toBeLessThan(before.loss);
+    expect(r.parameters.trainable).toBeLessThan(r.parameters.total / 5);
+  }, 120_000);
+
+  it('full fine-tuning uses reference log-probabilities computed before the first step; SimPO needs none', async () => {
+    const file = preferenceFile(24);
+    const full = await trainPreference(await loadModel(STORIES), {
+      datasets: [file],
+      maxLength: 96,
+      batchSize: 4,
+      maxSteps: 6,
+      lr: 2e-3,
+      valSize: 4,
+      preference: { loss: 'ipo', beta: 0.5 },
+    });
+    expect(full.reference).toBe('precomputed');
+    expect(full.evals.at(-1)!.margin).toBeGreaterThan(full.evals[0].margin);
+    const simpo = await trainPreference(await loadModel(STORIES), {
+      datasets: [file],
+      maxLength: 96,
+      batchSize: 4,
+      maxSteps: 3,
+      lr: 1e-3,
+      valSize: 4,
+      preference: { loss: 'simpo', beta: 2, gamma: 1 },
+    });
+    expect(simpo.reference).toBe('none');
+    expect(Number.isFinite(simpo.metrics.at(-1)!.loss)).toBe(true);
+  }, 120_000);
+
+  it('refuses data without pairs, naming the file', async () => {
+    const dir = tmp('llmbox-dpo-bad-');
+    const file = join(dir, 'sft.jsonl');
+    writeFileSync(file, JSON.stringify({ prompt: 'a', response: 'b' }) + '\n');
+    const err = await trainPreference(await loadModel(STORIES), { datasets: [file] }).catch((e) => e);
+    expect(err).toBeInstanceOf(LlmboxError);
+    expect(err.file).toBe(file);
+    expect(err.message).toMatch(/no preference pairs/);
+  });
+});
+
+describe('llmbox train --stage dpo', () => {
+  const bin = fileURLToPath(new URL('../bin/llmbox.js', import.meta.url));
+  it('trains LoRA adapters and prints the held-out accuracy and margin before and after', () => {
+    const out = join(tmp('llmbox-dpo-cli-'), 'run');
+    const r = spawnSync(
+      process.execPath,
+      [
+        bin,
+        'train',
+        '-m',
+        STORIES,
+        '--stage',
+        'dpo',
+        '--dataset',
+        preferenceFile(24),
+        '--lora-rank',
+        '4',
+        '--max-steps',
+        '4',
+        '--batch-size',
+        '4',
+        '--max-length',
+        '96',
+        '--lr',
+        '0.01',
+        '--val-size',
+        '4',
+        '--beta',
+        '0.2',
+        '--loss',
+        'hinge',
+        '--output',
+        out,
+        '--json',
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({ stage: 'dpo', loss_type: 'hinge', beta: 0.2, reference: 'adapter off', steps: 4 });
+    expect(j.evals[0]).toMatchObject({ step: 0, accuracy: 0 });
+    expect(existsSync(join(out, 'adapter_config.json'))).toBe(true);
+  }, 120_000);
+});
