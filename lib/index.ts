@@ -11,6 +11,8 @@ export {
   Generation,
   Scores,
   Training,
+  Alignment,
+  type AlignOptions,
   type LoadOptions,
 } from './llm.js';
 export { LlmboxError } from './errors.js';
@@ -104,6 +106,20 @@ export * as metrics from './eval/metrics/index.js';
 
 // ── Training: pre-training, SFT, LoRA/QLoRA, packing, vocabulary, export to GPU trainers ─────────
 export { train, evalLoss, type TrainOptions, type TrainResult, type StepMetrics } from './train/trainer.js';
+export {
+  trainPreference,
+  pairRows,
+  type PreferenceTrainOptions,
+  type PreferenceResult,
+  type PreferenceStep,
+  type PreferenceEval,
+} from './train/preference.js';
+export {
+  preferenceLoss,
+  PREFERENCE_LOSSES,
+  type PreferenceLoss,
+  type PreferenceSettings,
+} from './train/preference-loss.js';
 export { prepareData, type DataOptions, type PreparedData, type Stage } from './train/data.js';
 export {
   packRows,

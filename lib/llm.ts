@@ -9,9 +9,15 @@ import { isRemoteSpec, remoteModel, type RemoteModelOptions } from './eval/remot
 import { softmax } from './eval/metrics/index.js';
 import { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
 import { untrainedModel, type LoadedModel, type LoadModelOptions } from './models/load.js';
-import { calibrationFigure, lossFigure, mixtureFigure, scoresFigure } from './report/charts.js';
+import { calibrationFigure, lossFigure, mixtureFigure, preferenceFigure, scoresFigure } from './report/charts.js';
 import { train, type StepMetrics, type TrainOptions, type TrainResult } from './train/trainer.js';
 import { loadModelOrAdapter } from './train/adapted.js';
+import {
+  trainPreference,
+  type PreferenceResult,
+  type PreferenceStep,
+  type PreferenceTrainOptions,
+} from './train/preference.js';
 import { resultsTable } from './report/eval-table.js';
 import { runSummary, type RunSummary } from './report/summary.js';
 import { Figure } from './report/figure.js';
@@ -150,6 +156,58 @@ export class Training {
     return this.summary();
   }
 }
+
+/** A preference run (DPO and variants): per-step loss, rewards, margin and accuracy; held-out before and after. */
+export class Alignment {
+  readonly result: PreferenceResult;
+  readonly table: Table;
+  constructor(result: PreferenceResult) {
+    this.result = result;
+    const m = result.metrics;
+    const col = (f: (x: PreferenceStep) => number) => vectorFromArray(m.map(f), new Float64());
+    this.table = new Table({
+      step: vectorFromArray(
+        m.map((x) => x.step),
+        new Int32(),
+      ),
+      loss: col((x) => x.loss),
+      chosen_reward: col((x) => x.chosenReward),
+      rejected_reward: col((x) => x.rejectedReward),
+      margin: col((x) => x.margin),
+      accuracy: col((x) => x.accuracy),
+      lr: col((x) => x.lr),
+      grad_norm: col((x) => x.gradNorm),
+    });
+  }
+  /** The reward margin and accuracy per step, with the held-out margin. */
+  plot(): Figure {
+    return preferenceFigure(
+      this.result.metrics,
+      this.result.evals,
+      `${this.result.settings.loss} preference optimisation`,
+    );
+  }
+  toJSON(): Record<string, unknown> {
+    const { metrics: _metrics, ...rest } = this.result;
+    return rest;
+  }
+  toString(): string {
+    const r = this.result;
+    const [a, b] = [r.evals[0], r.evals.at(-1)];
+    const ev =
+      a && b
+        ? `; held-out accuracy ${a.accuracy.toFixed(3)} -> ${b.accuracy.toFixed(3)}, margin ${a.margin.toFixed(4)} -> ${b.margin.toFixed(4)}`
+        : '';
+    return `${r.steps} steps (dpo, ${r.settings.loss}, beta ${r.settings.beta}, reference: ${r.reference})${ev}`;
+  }
+  toHTML(): string {
+    const last = this.table.numRows > 10 ? this.table.slice(this.table.numRows - 10) : this.table;
+    return `<p>${escapeHtml(this.toString())}</p>\n${htmlTable(last)}`;
+  }
+}
+
+/** Options of a preference stage in the fluent chain: `train({ stage: 'dpo', ... })`. */
+export type AlignOptions = Omit<PreferenceTrainOptions, 'stage'> & { stage: 'dpo' };
 
 /** Generated continuations, one per prompt. */
 export class Generation {
@@ -297,11 +355,15 @@ export class Chain<R> implements PromiseLike<R> {
   }
 
   /**
-   * Trains the loaded model in place (pre-training or instruction tuning, full or LoRA); later steps
-   * of the chain use the trained weights. In a notebook the loss curve grows as it trains.
+   * Trains the loaded model in place (pre-training, instruction tuning, or preference optimisation
+   * with `stage: 'dpo'`; full or LoRA); later steps of the chain use the trained weights. In a
+   * notebook the loss curve (the reward margin for DPO) grows as it trains.
    */
-  train(opts: TrainOptions): Chain<Training> {
-    return this.with({
+  train(opts: AlignOptions): Chain<Alignment>;
+  train(opts: TrainOptions): Chain<Training>;
+  train(opts: TrainOptions | AlignOptions): Chain<Training> | Chain<Alignment> {
+    if (opts.stage === 'dpo') return this.align(opts);
+    return this.with<Training>({
       name: 'train',
       run: async (model) => {
         const lm = local(model, 'train');
@@ -314,6 +376,27 @@ export class Chain<R> implements PromiseLike<R> {
           });
           live?.done(result);
           return new Training(result, opts.datasetRatio);
+        } finally {
+          lm.weightsChanged();
+        }
+      },
+    });
+  }
+
+  private align(opts: AlignOptions): Chain<Alignment> {
+    return this.with({
+      name: 'train (dpo)',
+      run: async (model) => {
+        const lm = local(model, 'train');
+        const live = kernelPreference();
+        try {
+          const { stage: _stage, ...rest } = opts;
+          const result = await trainPreference(lm.loaded, {
+            ...rest,
+            onPreferenceStep: chainCallbacks(opts.onPreferenceStep, live?.step),
+          });
+          live?.done(result);
+          return new Alignment(result);
         } finally {
           lm.weightsChanged();
         }
@@ -469,6 +552,35 @@ function kernelTraining() {
       evals.splice(0, evals.length, ...r.evalLosses);
       draw();
     },
+  };
+}
+
+/** A preference run's live progress bar and reward-margin chart in the notebook. */
+function kernelPreference() {
+  const host = displayHost();
+  if (!host) return undefined;
+  const bar = host.live(),
+    chart = host.live();
+  const steps: PreferenceStep[] = [];
+  let drawn = 0;
+  const draw = (evals: { step: number; margin: number }[] = []) => {
+    chart.update(preferenceFigure(steps, evals, 'preference optimisation (live)'));
+    drawn = Date.now();
+  };
+  return {
+    step: (m: PreferenceStep, total: number) => {
+      steps.push(m);
+      bar.update(
+        progressHTML(
+          'dpo',
+          m.step,
+          total,
+          `loss ${m.loss.toFixed(4)}, margin ${m.margin.toFixed(3)}, accuracy ${m.accuracy.toFixed(2)}`,
+        ),
+      );
+      if (Date.now() - drawn > 2000) draw();
+    },
+    done: (r: PreferenceResult) => draw(r.evals),
   };
 }
 

@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { LlmboxError } from '../lib/errors.js';
+import { Alignment, llm } from '../lib/llm.js';
 import { loadModel } from '../lib/models/load.js';
 import { pairRows, trainPreference } from '../lib/train/preference.js';
 import { STORIES, tmp } from './helpers/models.js';
@@ -85,6 +86,30 @@ describe('DPO on the shipped model', () => {
     expect(Number.isFinite(simpo.metrics.at(-1)!.loss)).toBe(true);
   }, 120_000);
 
+  it('resumes exactly from its newest checkpoint', async () => {
+    const file = preferenceFile(24);
+    const out = join(tmp('llmbox-dpo-resume-'), 'run');
+    const opts = {
+      datasets: [file],
+      maxLength: 96,
+      batchSize: 4,
+      maxSteps: 6,
+      saveEvery: 3,
+      lr: 5e-3,
+      valSize: 4,
+      output: out,
+      lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj'] },
+    };
+    const whole = await trainPreference(await loadModel(STORIES), opts);
+    // As if killed after step 3: only checkpoint-3 is left.
+    rmSync(join(out, 'checkpoint-6'), { recursive: true });
+    const resumed = await trainPreference(await loadModel(STORIES), { ...opts, resume: true });
+    expect(resumed.resumedFrom).toBe(3);
+    expect(resumed.metrics.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    for (let i = 3; i < 6; i++) expect(resumed.metrics[i].loss).toBeCloseTo(whole.metrics[i].loss, 5);
+    expect(resumed.evals.at(-1)!.margin).toBeCloseTo(whole.evals.at(-1)!.margin, 5);
+  }, 120_000);
+
   it('refuses data without pairs, naming the file', async () => {
     const dir = tmp('llmbox-dpo-bad-');
     const file = join(dir, 'sft.jsonl');
@@ -94,6 +119,36 @@ describe('DPO on the shipped model', () => {
     expect(err.file).toBe(file);
     expect(err.message).toMatch(/no preference pairs/);
   });
+});
+
+describe('the fluent chain', () => {
+  it("train({ stage: 'dpo' }) gives an Alignment: a per-step table and a margin chart", async () => {
+    const a = await llm.load(STORIES).train({
+      stage: 'dpo',
+      datasets: [preferenceFile(16)],
+      maxLength: 96,
+      batchSize: 4,
+      maxSteps: 3,
+      lr: 5e-3,
+      valSize: 4,
+      lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj'] },
+    });
+    expect(a).toBeInstanceOf(Alignment);
+    expect(a.table.numRows).toBe(3);
+    expect(a.table.schema.fields.map((f) => f.name)).toEqual([
+      'step',
+      'loss',
+      'chosen_reward',
+      'rejected_reward',
+      'margin',
+      'accuracy',
+      'lr',
+      'grad_norm',
+    ]);
+    const fig = a.plot().toJSON() as { data: { name: string }[] };
+    expect(fig.data.map((d) => d.name)).toEqual(['reward margin', 'held-out margin', 'reward accuracy']);
+    expect(String(a)).toMatch(/3 steps \(dpo, sigmoid, beta 0.1, reference: adapter off\); held-out accuracy 0.000 ->/);
+  }, 120_000);
 });
 
 describe('llmbox train --stage dpo', () => {

@@ -150,3 +150,44 @@ export function mixtureFigure(sources: { name: string; proportion: number }[], r
     margin: { t: 48 },
   });
 }
+
+/** A preference run: the reward margin and accuracy per step, and the held-out margin where measured. */
+export function preferenceFigure(
+  steps: { step: number; margin: number; accuracy: number }[],
+  evals: { step: number; margin: number }[] = [],
+  title = 'preference optimisation',
+): Figure {
+  const data: PlotlyObject[] = [
+    {
+      type: 'scatter',
+      mode: 'lines',
+      name: 'reward margin',
+      x: steps.map((s) => s.step),
+      y: steps.map((s) => s.margin),
+    },
+    {
+      type: 'scatter',
+      mode: 'lines',
+      name: 'reward accuracy',
+      x: steps.map((s) => s.step),
+      y: steps.map((s) => s.accuracy),
+      yaxis: 'y2',
+      line: { dash: 'dot', width: 1 },
+    },
+  ];
+  if (evals.length)
+    data.splice(1, 0, {
+      type: 'scatter',
+      mode: 'lines+markers',
+      name: 'held-out margin',
+      x: evals.map((e) => e.step),
+      y: evals.map((e) => e.margin),
+    });
+  return new Figure(data, {
+    title: { text: title },
+    xaxis: { title: { text: 'step' } },
+    yaxis: { title: { text: 'chosen - rejected reward' } },
+    yaxis2: { title: { text: 'accuracy' }, overlaying: 'y', side: 'right', showgrid: false, range: [0, 1] },
+    legend: { orientation: 'h', y: -0.2 },
+  });
+}

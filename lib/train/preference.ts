@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
 import { readRecords } from '../data/read.js';
@@ -9,7 +10,7 @@ import type { LoadedModel } from '../models/load.js';
 import { seededRandom } from '../util/random.js';
 import { DEFAULTS } from '../util/defaults.js';
 import { toBatch, unpackedRows, type TrainingRow } from './batches.js';
-import { saveFinal } from './checkpoint.js';
+import { restoreCheckpoint, saveFinal, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { rowLogprobSums } from './loss.js';
 import { addLora, quantizeBase } from './lora.js';
 import { AdamW, clipByGlobalNorm, learningRate } from './optim.js';
@@ -23,6 +24,8 @@ export interface PairRows {
 }
 
 export interface PreferenceTrainOptions extends TrainOptions {
+  /** Each step's loss, rewards, margin and accuracy (live charts). */
+  onPreferenceStep?: (m: PreferenceStep, total: number) => void;
   preference?: Partial<PreferenceSettings> & {
     /** Reference log-probabilities computed once before training (the only choice for full fine-tuning; LoRA switches its adapter off instead, no second copy either way). */
     precomputeReference?: boolean;
@@ -58,6 +61,8 @@ export interface PreferenceResult {
   pairs: { train: number; val: number; dropped: number };
   parameters: { total: number; trainable: number };
   checkpoint: string | null;
+  /** The step a resumed run continued from. */
+  resumedFrom: number | null;
 }
 
 /** The preference records of the datasets (prompt/chosen/rejected, HH-RLHF transcripts split at their shared prompt). */
@@ -155,11 +160,6 @@ function withAdapterOff<T>(loaded: LoadedModel, f: () => T): T {
  */
 export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOptions): Promise<PreferenceResult> {
   if (!loaded.tokenizer) throw new LlmboxError('the model has no tokenizer.json', { file: loaded.dir });
-  if (o.resume)
-    throw new LlmboxError('--resume is not supported for --stage dpo yet', {
-      field: '--resume',
-      fix: 'start the run again without --resume (DPO runs save their final weights)',
-    });
   const settings: PreferenceSettings = {
     loss: o.preference?.loss ?? DEFAULTS.preference.loss,
     beta: o.preference?.beta ?? DEFAULTS.preference.beta,
@@ -260,10 +260,38 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
     return { step, accuracy: correct / val.length, margin: margin / val.length, loss: loss / val.length };
   };
 
-  const evals: PreferenceEval[] = [];
-  const first = evaluateVal(0);
-  if (first) evals.push(first);
-  const metrics: PreferenceStep[] = [];
+  // A resumed run continues from the newest checkpoint: adapter or weights, optimizer moments, logs.
+  const runKey = createHash('sha256')
+    .update(
+      JSON.stringify({
+        datasets: o.datasets,
+        maxLength,
+        seed,
+        settings,
+        reference,
+        h,
+        lora: o.lora ?? null,
+        qlora: !!o.qlora,
+        valSize: o.valSize ?? null,
+        template: o.template ?? null,
+      }),
+    )
+    .digest('hex')
+    .slice(0, 16);
+  if (o.output) mkdirSync(o.output, { recursive: true });
+  const restored = o.resume && o.output ? restoreCheckpoint(o.output, loaded, opt, runKey) : null;
+  const metrics = (restored?.log ?? []) as unknown as PreferenceStep[];
+  const evals = (restored?.evalLosses ?? []) as unknown as PreferenceEval[];
+  const startStep = restored?.step ?? 0;
+  if (!restored) {
+    const first = evaluateVal(0);
+    if (first) evals.push(first);
+  }
+  let checkpoint: string | null = null;
+  const save = (step: number) => {
+    const state = { step, losses: metrics.map((m) => m.loss), evalLosses: evals, runKey, log: metrics };
+    checkpoint = writeCheckpoint(o.output!, loaded, opt, state as unknown as TrainerState, o.saveTotalLimit ?? 2);
+  };
   const order = (i: number) => {
     const e = Math.floor(i / trainPairs.length);
     return shuffled(
@@ -271,8 +299,8 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
       seededRandom(seed * 1000 + e),
     )[i % trainPairs.length];
   };
-  let cursor = 0;
-  for (let step = 0; step < h.totalSteps; step++) {
+  let cursor = startStep * h.accum * h.batchSize;
+  for (let step = startStep; step < h.totalSteps; step++) {
     const t0 = performance.now();
     let acc: tf.Tensor[] | null = null;
     const logged = { loss: 0, chosen: 0, rejected: 0, margin: 0, correct: 0, n: 0 };
@@ -326,6 +354,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
       seconds: (performance.now() - t0) / 1000,
     };
     metrics.push(metric);
+    o.onPreferenceStep?.(metric, h.totalSteps);
     o.onStep?.(
       {
         step: metric.step,
@@ -338,19 +367,15 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
       },
       h.totalSteps,
     );
-    if (o.evalEvery && metric.step % o.evalEvery === 0 && metric.step < h.totalSteps) {
+    const lastStep = metric.step === h.totalSteps;
+    if ((o.evalEvery && metric.step % o.evalEvery === 0) || lastStep) {
       const e = evaluateVal(metric.step);
       if (e) evals.push(e);
     }
+    if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) save(metric.step);
   }
-  const last = evaluateVal(h.totalSteps);
-  if (last) evals.push(last);
-  let checkpoint: string | null = null;
-  if (o.output) {
-    mkdirSync(o.output, { recursive: true });
-    saveFinal(o.output, loaded);
-    checkpoint = o.output;
-  }
+  opt.dispose();
+  if (o.output) saveFinal(o.output, loaded);
   const total = loaded.model.numParameters();
   return {
     stage: 'dpo',
@@ -360,6 +385,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
     metrics,
     evals,
     pairs: { train: trainPairs.length, val: val.length, dropped },
+    resumedFrom: restored ? startStep : null,
     parameters: { total, trainable: names.reduce((n, k) => n + target.get(k)!.size, 0) },
     checkpoint,
   };
