@@ -145,7 +145,7 @@ describe('the fluent chain', () => {
       'lr',
       'grad_norm',
     ]);
-    const fig = a.plot().toJSON() as { data: { name: string }[] };
+    const fig = a.plot().toJSON() as unknown as { data: { name: string }[] };
     expect(fig.data.map((d) => d.name)).toEqual(['reward margin', 'held-out margin', 'reward accuracy']);
     expect(String(a)).toMatch(/3 steps \(dpo, sigmoid, beta 0.1, reference: adapter off\); held-out accuracy 0.000 ->/);
   }, 120_000);
