@@ -3,8 +3,11 @@
  * the adapter switched off (one forward more per step, no copy, nothing precomputed), LoRA with
  * the reference precomputed once, and full fine-tuning (reference precomputed, as it must be).
  * Prints step time, the precomputation's time, resident memory, and the held-out reward accuracy
- * and margin before and after. `npm run bench:dpo [-- --steps 60 --batch 4 --val 64]`.
+ * and margin before and after. `npm run bench:dpo [-- --steps 60 --batch 4 --val 64 --pairs 400]`.
  */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadModel } from '../lib/models/load.js';
 import { trainPreference, type PreferenceResult } from '../lib/train/preference.js';
 import { defaultDataDir } from '../lib/util/paths.js';
@@ -13,7 +16,14 @@ import { arg } from './common.js';
 const steps = Number(arg('steps') ?? 60);
 const batchSize = Number(arg('batch') ?? 4);
 const valSize = Number(arg('val') ?? 64);
-const data = `${defaultDataDir()}/hh_rlhf/harmless-base_test.jsonl`;
+const pairs = Number(arg('pairs') ?? 400);
+// The first N pairs of the file (the reference is precomputed over every training pair in two of the runs).
+const data = join(mkdtempSync(join(tmpdir(), 'llmbox-bench-dpo-')), 'pairs.jsonl');
+writeFileSync(
+  data,
+  readFileSync(`${defaultDataDir()}/hh_rlhf/harmless-base_test.jsonl`, 'utf8').split('\n').slice(0, pairs).join('\n') +
+    '\n',
+);
 const lora = {
   rank: 8,
   alpha: 16,
