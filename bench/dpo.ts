@@ -54,7 +54,7 @@ const rows = [
 ];
 const pad = (s: string, n: number) => s.padEnd(n);
 console.log(
-  `stories260K, ${steps} steps of ${batchSize} HH-RLHF pairs (max 256 tokens), ${valSize} held-out pairs, sigmoid DPO beta 0.1\n`,
+  `stories260K, ${steps} steps of ${batchSize} pairs from the first ${pairs} HH-RLHF pairs (max 256 tokens), ${valSize} held-out pairs, sigmoid DPO beta 0.1\n`,
 );
 console.log(
   `${pad('setting', 32)} ${pad('step s', 7)} ${pad('wall s', 7)} ${pad('RSS MiB', 8)} ${pad('held-out acc', 16)} held-out margin`,
