@@ -348,10 +348,13 @@ describe('llmbox eval --icl', () => {
       );
     const r = kate();
     expect(r.status, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout).results.icl_cli;
-    expect(out).toMatchObject({ icl: 'kate', icl_cached: 'false', n: 8, shots: 2 });
-    expect(out.prefix_computed_tokens).toBeGreaterThan(0);
-    expect(JSON.parse(kate().stdout).results.icl_cli).toMatchObject({ icl_cached: 'true', acc: out.acc });
+    const first = JSON.parse(r.stdout);
+    expect(first.results.icl_cli).toMatchObject({ icl: 'kate', n: 8, shots: 2 });
+    expect(first.costs.icl_cli).toMatchObject({ icl_cached: false });
+    expect(first.costs.icl_cli.prefix_computed_tokens).toBeGreaterThan(0);
+    const second = JSON.parse(kate().stdout);
+    expect(second.costs.icl_cli).toMatchObject({ icl_cached: true, icl_seconds: 0 });
+    expect(second.results).toEqual(first.results);
 
     writeFileSync(
       join(dir, 'gen.json'),

@@ -13,6 +13,8 @@ export interface RunSummary {
   results: Record<string, Flat>;
   groups: Record<string, Flat>;
   fingerprint: EvalRun['fingerprint'];
+  /** What each task cost beyond its results (they differ between runs of the same settings): selection time, cached or not, prefix tokens reused. */
+  costs: Record<string, Record<string, number | boolean>>;
   files: EvalRun['files'] | null;
 }
 
@@ -37,10 +39,7 @@ export function runSummary(run: EvalRun): RunSummary {
           method: r.method,
           ...(r.truncated ? { truncated_prompts: r.truncated } : {}),
           ...(r.cot ? { cot: r.cot } : {}),
-          ...(r.icl ? { icl: r.icl.strategy, icl_seconds: r.icl.seconds, icl_cached: String(r.icl.cached) } : {}),
-          ...(r.prefix
-            ? { prefix_reused_tokens: r.prefix.reusedTokens, prefix_computed_tokens: r.prefix.computedTokens }
-            : {}),
+          ...(r.icl ? { icl: r.icl.strategy } : {}),
         },
       ]),
     ),
@@ -48,6 +47,19 @@ export function runSummary(run: EvalRun): RunSummary {
       run.groups.map((g) => [g.group, { ...flat(g.metrics), n: g.n, aggregate: g.aggregate }]),
     ),
     fingerprint: run.fingerprint,
+    costs: Object.fromEntries(
+      run.results
+        .filter((r) => r.icl || r.prefix)
+        .map((r) => [
+          r.task,
+          {
+            ...(r.icl ? { icl_seconds: r.icl.seconds, icl_cached: r.icl.cached } : {}),
+            ...(r.prefix
+              ? { prefix_reused_tokens: r.prefix.reusedTokens, prefix_computed_tokens: r.prefix.computedTokens }
+              : {}),
+          },
+        ]),
+    ),
     files: run.files ?? null,
   };
 }
