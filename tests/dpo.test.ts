@@ -110,6 +110,51 @@ describe('DPO on the shipped model', () => {
     expect(resumed.evals.at(-1)!.margin).toBeCloseTo(whole.evals.at(-1)!.margin, 5);
   }, 120_000);
 
+  it('reads pairs as message lists (UltraFeedback) and LLaMA-Factory ranking datasets', async () => {
+    const dir = tmp('llmbox-dpo-formats-');
+    const conv = (reply: string) => [
+      { role: 'user', content: 'Tell a story.' },
+      { role: 'assistant', content: reply },
+    ];
+    writeFileSync(
+      join(dir, 'uf.jsonl'),
+      JSON.stringify({
+        prompt: 'Tell a story.',
+        chosen: conv('Once upon a time.'),
+        rejected: conv('No.'),
+        messages: conv('x'),
+      }) + '\n',
+    );
+    writeFileSync(
+      join(dir, 'rank.json'),
+      JSON.stringify([{ instruction: 'Say hi.', chosen: 'Hi!', rejected: 'Bye.' }]),
+    );
+    writeFileSync(
+      join(dir, 'dataset_info.json'),
+      JSON.stringify({ ranked: { file_name: 'rank.json', ranking: true } }),
+    );
+    const loaded = await loadModel(STORIES);
+    const { readRecords } = await import('../lib/data/read.js');
+    const uf = (await readRecords(join(dir, 'uf.jsonl'))).records[0];
+    expect(uf).toEqual({
+      kind: 'preference',
+      prompt: [{ role: 'user', content: 'Tell a story.' }],
+      chosen: 'Once upon a time.',
+      rejected: 'No.',
+    });
+    const ranked = (await readRecords('ranked', { dataDir: dir })).records[0];
+    expect(ranked).toMatchObject({ kind: 'preference', chosen: 'Hi!', rejected: 'Bye.' });
+    const r = await trainPreference(loaded, {
+      datasets: ['ranked', join(dir, 'uf.jsonl')],
+      dataDir: dir,
+      maxLength: 64,
+      batchSize: 2,
+      maxSteps: 1,
+      valSize: 0,
+    });
+    expect(r.pairs).toEqual({ train: 2, val: 0, dropped: 0 });
+  });
+
   it('refuses data without pairs, naming the file', async () => {
     const dir = tmp('llmbox-dpo-bad-');
     const file = join(dir, 'sft.jsonl');

@@ -45,12 +45,51 @@ const OPENAI_ROLES: Record<string, Role> = {
 /** Which format a row is in, from its fields (LLaMA-Factory's column conventions). */
 export function detectFormat(row: Record<string, unknown>): RecordFormat | undefined {
   if (Array.isArray(row.conversations)) return 'sharegpt';
-  if (Array.isArray(row.messages)) return 'openai';
+  // UltraFeedback-binarized rows carry messages too; chosen and rejected make them pairs.
   if ('chosen' in row && 'rejected' in row) return 'preference';
+  if (Array.isArray(row.messages)) return 'openai';
   if ('instruction' in row && 'output' in row) return 'alpaca';
   if ('prompt' in row && 'response' in row) return 'prompt_response';
   if (typeof row.text === 'string') return 'text';
   return undefined;
+}
+
+/**
+ * A pair given as message lists (UltraFeedback-binarized): each list is the conversation ending in
+ * the assistant's reply; the prompt is the turns before it (the chosen list's), or the row's prompt.
+ */
+function messagePair(row: Record<string, unknown>, where: { file: string; row: number }): TrainingRecord {
+  const reply = (key: 'chosen' | 'rejected') => {
+    const list = row[key];
+    const last = Array.isArray(list) ? (list[list.length - 1] as { role?: unknown; content?: unknown }) : undefined;
+    if (!last || last.role !== 'assistant' || typeof last.content !== 'string')
+      throw new LlmboxError(
+        `row ${where.row + 1}: ${key} should be a list of messages ending with the assistant's reply`,
+        {
+          file: where.file,
+          field: key,
+          fix: 'give both chosen and rejected as [{role, content}, ...] lists, or both as strings',
+        },
+      );
+    return { list: list as { role: string; content: string }[], text: last.content };
+  };
+  const chosen = reply('chosen'),
+    rejected = reply('rejected');
+  const turns = chosen.list.slice(0, -1).map((m) => ({ role: m.role, content: m.content }) as Message);
+  const prompt = turns.length
+    ? turns
+    : typeof row.prompt === 'string'
+      ? [{ role: 'user' as const, content: row.prompt }]
+      : [];
+  if (!prompt.length)
+    throw new LlmboxError(
+      `row ${where.row + 1}: the pair has no prompt (no turns before the replies, no prompt field)`,
+      {
+        file: where.file,
+        field: 'chosen',
+      },
+    );
+  return { kind: 'preference', prompt, chosen: chosen.text, rejected: rejected.text };
 }
 
 function str(row: Record<string, unknown>, key: string, where: { file: string; row: number }): string {
@@ -172,6 +211,7 @@ export function toRecord(
         templated: true,
       };
     case 'preference': {
+      if (Array.isArray(row.chosen) || Array.isArray(row.rejected)) return messagePair(row, where);
       const chosen = str(row, 'chosen', where),
         rejected = str(row, 'rejected', where);
       if (typeof row.prompt === 'string')
