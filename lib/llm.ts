@@ -12,6 +12,7 @@ import { untrainedModel, type LoadedModel, type LoadModelOptions } from './model
 import { calibrationFigure, lossFigure, mixtureFigure, preferenceFigure, scoresFigure } from './report/charts.js';
 import { train, type StepMetrics, type TrainOptions, type TrainResult } from './train/trainer.js';
 import { loadModelOrAdapter } from './train/adapted.js';
+import { rewardsOf } from './train/reward.js';
 import {
   trainPreference,
   type PreferenceResult,
@@ -401,6 +402,15 @@ export class Chain<R> implements PromiseLike<R> {
           lm.weightsChanged();
         }
       },
+    });
+  }
+
+  /** A reward model's score of a response to a prompt (a string is one user turn), under the chat template. */
+  reward(prompt: string | Message[], response: string): Chain<number> {
+    const turns: Message[] = typeof prompt === 'string' ? [{ role: 'user', content: prompt }] : prompt;
+    return this.with({
+      name: 'reward',
+      run: async (lm) => rewardsOf(local(lm, 'reward').loaded, [{ prompt: turns, response }])[0],
     });
   }
 

@@ -14,6 +14,7 @@ import { gpuCalcCommand } from './commands/gpu-calc.js';
 import { pullCommand } from './commands/pull.js';
 import { exportCommand } from './commands/export.js';
 import { quantizeCommand } from './commands/quantize.js';
+import { scoreRmCommand } from './commands/score-rm.js';
 import { int, packageVersion } from './options.js';
 
 /** The llmbox command line: one file per command in commands/, shared option parsers in options.ts. */
@@ -47,6 +48,7 @@ export function buildCli(): Command {
     pullCommand,
     exportCommand,
     quantizeCommand,
+    scoreRmCommand,
   ])
     register(program);
   return program;

@@ -52,6 +52,11 @@ export interface ModelConfig {
   slidingWindow: number | null;
   bosTokenId: number | null;
   eosTokenIds: number[];
+  /**
+   * A sequence classifier's outputs (`*ForSequenceClassification`, `score.weight`): 1 for a reward
+   * model; 0 for a causal LM.
+   */
+  numLabels: number;
 }
 
 const MODEL_TYPES: Record<string, Architecture> = {
@@ -230,7 +235,23 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
     slidingWindow,
     bosTokenId: bos ?? null,
     eosTokenIds: tokenIds(raw, 'eos_token_id', file, vocabSize),
+    numLabels: classifierLabels(raw, file),
   };
+}
+
+/** 1 for a reward model (a sequence classifier with one output), 0 for a causal LM; other classifiers are refused. */
+function classifierLabels(raw: Json, file: string): number {
+  const archs = Array.isArray(raw.architectures) ? raw.architectures : [];
+  if (!archs.some((a: unknown) => typeof a === 'string' && a.endsWith('ForSequenceClassification'))) return 0;
+  // transformers' default is 2 labels when the config names none.
+  const n = typeof raw.num_labels === 'number' ? raw.num_labels : raw.id2label ? Object.keys(raw.id2label).length : 2;
+  if (n !== 1)
+    throw new LlmboxError(`a sequence classifier with ${n} labels: llmbox reads reward models (one output)`, {
+      file,
+      field: 'num_labels',
+      fix: 'use a reward model (num_labels 1), or a causal LM',
+    });
+  return 1;
 }
 
 export function readConfig(dir: string): ModelConfig {
@@ -271,7 +292,8 @@ export function toHfConfig(cfg: ModelConfig): Json {
   }[cfg.architecture];
   const rs = cfg.ropeScaling;
   return {
-    architectures: [archName],
+    architectures: [cfg.numLabels ? archName.replace('ForCausalLM', 'ForSequenceClassification') : archName],
+    ...(cfg.numLabels ? { num_labels: cfg.numLabels } : {}),
     model_type: cfg.architecture,
     vocab_size: cfg.vocabSize,
     hidden_size: cfg.hiddenSize,

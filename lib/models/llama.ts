@@ -88,8 +88,12 @@ export function parameterShapes(cfg: ModelConfig): Map<string, number[]> {
   }
   m.set('model.norm.weight', [H]);
   if (!cfg.tieWordEmbeddings) m.set('lm_head.weight', [cfg.vocabSize, H]);
+  if (cfg.numLabels) m.set('score.weight', [cfg.numLabels, H]);
   return m;
 }
+
+/** Tensors a model may lack: a reward model's language-model head (transformers' classifiers have none). */
+export const optionalParameter = (cfg: ModelConfig, name: string) => cfg.numLabels > 0 && name === 'lm_head.weight';
 
 /**
  * Left-pads sequences into one [batch][time] block with its attention mask, so every row's newest
@@ -104,7 +108,10 @@ export function leftPad(seqs: number[][], pad = 0): { ids: number[][]; mask: num
 }
 
 function isLinear(name: string): boolean {
-  return name.endsWith('.weight') && (LINEARS.some((l) => name.includes(l)) || name === 'lm_head.weight');
+  return (
+    name.endsWith('.weight') &&
+    (LINEARS.some((l) => name.includes(l)) || name === 'lm_head.weight' || name === 'score.weight')
+  );
 }
 
 /**
@@ -395,6 +402,7 @@ export class LlamaModel {
           continue;
         }
         const t = raw.get(name);
+        if (!t && optionalParameter(config, name)) continue;
         if (!t) {
           throw new LlmboxError(`missing tensor ${name}`, {
             file,
@@ -690,6 +698,11 @@ export class LlamaModel {
 
   /** Logits [rows, vocab] for hidden-state rows [rows, hidden]: only the rows asked for are projected. */
   logits(hidden: tf.Tensor2D): tf.Tensor2D {
+    if (!this.config.tieWordEmbeddings && !this.params.has('lm_head.weight') && !this.packed.has('lm_head.weight'))
+      throw new LlmboxError('this reward model has no language-model head: it scores responses, it does not generate', {
+        field: 'lm_head.weight',
+        fix: 'use llmbox score-rm / reward() with it, or a causal LM for generation',
+      });
     return tf.tidy((): tf.Tensor2D => {
       const head = this.packed.get(this.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
       const logits: tf.Tensor2D = head

@@ -66,7 +66,7 @@ export interface PreferenceResult {
 }
 
 /** The preference records of the datasets (prompt/chosen/rejected, HH-RLHF transcripts split at their shared prompt). */
-async function preferenceRecords(o: PreferenceTrainOptions) {
+export async function preferenceRecords(o: Pick<TrainOptions, 'datasets' | 'dataDir'>) {
   const out: Extract<TrainingRecord, { kind: 'preference' }>[] = [];
   for (const spec of o.datasets) {
     const { records, file } = await readRecords(spec, { dataDir: o.dataDir });

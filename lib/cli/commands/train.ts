@@ -7,6 +7,7 @@ import { exportTraining } from '../../train/export.js';
 import { train } from '../../train/trainer.js';
 import { trainPreference, type PreferenceResult } from '../../train/preference.js';
 import { PREFERENCE_LOSSES } from '../../train/preference-loss.js';
+import { trainReward, type RewardResult } from '../../train/reward.js';
 import { engineOpts, float, int, print } from '../options.js';
 import { trainProgress } from '../progress.js';
 import { DEFAULTS } from '../../util/defaults.js';
@@ -29,9 +30,9 @@ export function trainCommand(program: Command): void {
     .addOption(
       new Option(
         '--stage <stage>',
-        'pt (concatenate and chunk), sft (assistant turns are the targets) or dpo (preference pairs)',
+        'pt (concatenate and chunk), sft (assistant turns are the targets), dpo (preference pairs) or rm (a reward model on preference pairs)',
       )
-        .choices(['pt', 'sft', 'dpo'])
+        .choices(['pt', 'sft', 'dpo', 'rm'])
         .default(DEFAULTS.train.stage),
     )
     .addOption(
@@ -132,6 +133,11 @@ export function trainCommand(program: Command): void {
       '--precompute-reference',
       'dpo with LoRA: compute the reference log-probabilities once before training instead of with the adapter off at each step',
     )
+    .option(
+      '--rm-margin <x>',
+      'rm: a margin the chosen reward must clear in the pairwise loss (default 0)',
+      float('--rm-margin', 0),
+    )
     .option('--json', 'print {"steps", "losses", "eval_loss", "checkpoint", ...} at the end')
     .action(async (o, cmd: Command) => {
       prepareOutputDir(o.output, '--output');
@@ -201,6 +207,8 @@ export function trainCommand(program: Command): void {
           `wrote ${x.rows.train} training rows (${x.rows.validation} held out) and a ${o.exportFor} config to ${x.dir}\n${x.plan.gpus} GPU(s)${x.plan.zeroStage ? ', DeepSpeed ZeRO-3' : ''}, about ${x.plan.perGpuGib.toFixed(1)} GiB each; run: ${join(x.dir, 'launch.sh')}`,
         );
       }
+      if (o.stage === 'rm')
+        return printReward(await trainReward(loaded, { ...opts, stage: undefined, margin: o.rmMargin }), !!o.json);
       if (o.stage === 'dpo')
         return printPreference(
           await trainPreference(loaded, {
@@ -276,6 +284,31 @@ function printPreference(r: PreferenceResult, output: string, json: boolean): vo
         ]
       : []),
     `saved to ${output}`,
+  ].join('\n');
+  print(json, summary, text);
+}
+
+/** The end of a reward-model run: JSON, or the held-out pair accuracy before and after. */
+function printReward(r: RewardResult, json: boolean): void {
+  const [first, last] = [r.evals[0], r.evals.at(-1)];
+  const summary = {
+    stage: r.stage,
+    steps: r.steps,
+    losses: r.metrics.map((m) => m.loss),
+    accuracies: r.metrics.map((m) => m.accuracy),
+    evals: r.evals,
+    pairs: r.pairs,
+    parameters: r.parameters,
+    output: r.output,
+  };
+  const text = [
+    `trained a reward model for ${r.steps} steps (${r.parameters.trainable.toLocaleString('en-US')} of ${r.parameters.total.toLocaleString('en-US')} parameters trainable)`,
+    ...(first && last
+      ? [
+          `held-out pair accuracy ${first.accuracy.toFixed(3)} -> ${last.accuracy.toFixed(3)}, reward margin ${first.margin.toFixed(4)} -> ${last.margin.toFixed(4)}`,
+        ]
+      : []),
+    `saved to ${r.output} (LlamaForSequenceClassification layout, score.weight)`,
   ].join('\n');
   print(json, summary, text);
 }

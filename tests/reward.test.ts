@@ -1,0 +1,127 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { llm } from '../lib/llm.js';
+import { loadModel } from '../lib/models/load.js';
+import { parseConfig } from '../lib/models/config.js';
+import { rewardsOf, trainReward } from '../lib/train/reward.js';
+import { STORIES, llmboxErrorOf, tmp } from './helpers/models.js';
+
+function pairsFile(n: number): string {
+  const dir = tmp('llmbox-rm-');
+  const rows = Array.from({ length: n }, (_, i) => ({
+    prompt: `Tell me a story number ${i}.`,
+    chosen: 'Once upon a time, there was a little girl.',
+    rejected: 'qqq zzz xxj kkk.',
+  }));
+  const file = join(dir, 'pairs.jsonl');
+  writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  return file;
+}
+
+describe('reward model', () => {
+  const bin = fileURLToPath(new URL('../bin/llmbox.js', import.meta.url));
+
+  it('learns to score chosen above rejected, saves as LlamaForSequenceClassification and scores the same after loading', async () => {
+    const file = pairsFile(40);
+    const out = join(tmp('llmbox-rm-out-'), 'rm');
+    const loaded = await loadModel(STORIES);
+    const r = await trainReward(loaded, {
+      datasets: [file],
+      maxLength: 96,
+      batchSize: 4,
+      maxSteps: 15,
+      lr: 5e-3,
+      valSize: 8,
+      lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj'] },
+      output: out,
+    });
+    expect(r.evals.at(-1)!.accuracy).toBe(1);
+    expect(r.evals.at(-1)!.margin).toBeGreaterThan(r.evals[0].margin);
+    // LoRA adapters and the head train; the head is one column
+    expect(r.parameters.trainable).toBeLessThan(r.parameters.total / 5);
+    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ architectures: ['LlamaForSequenceClassification'], num_labels: 1 });
+    const items = [
+      { prompt: [{ role: 'user' as const, content: 'Tell me a story.' }], response: 'Once upon a time.' },
+      { prompt: [{ role: 'user' as const, content: 'Tell me a story.' }], response: 'qqq zzz.' },
+    ];
+    const before = rewardsOf(loaded, items);
+    const reloaded = await loadModel(out);
+    expect(reloaded.model.config.numLabels).toBe(1);
+    const after = rewardsOf(reloaded, items);
+    for (let i = 0; i < 2; i++) expect(Math.abs(after[i] - before[i])).toBeLessThan(1e-4);
+    expect(after[0]).toBeGreaterThan(after[1]);
+
+    const scored = spawnSync(
+      process.execPath,
+      [bin, 'score-rm', '-m', out, '--dataset', file, '--limit', '10', '--json'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(scored.status, scored.stderr).toBe(0);
+    expect(JSON.parse(scored.stdout)).toMatchObject({ accuracy: 1, pairs: 10 });
+    const one = spawnSync(
+      process.execPath,
+      [bin, 'score-rm', '-m', out, '--prompt', 'Tell me a story.', '--response', 'Once upon a time.', '--json'],
+      { encoding: 'utf8' },
+    );
+    expect(JSON.parse(one.stdout).reward).toBeCloseTo(before[0], 4);
+    expect(await llm.load(out).reward('Tell me a story.', 'Once upon a time.')).toBeCloseTo(before[0], 4);
+  }, 120_000);
+
+  it('refuses classifiers with more than one label, and score-rm on a causal LM', () => {
+    const cfg = JSON.parse(readFileSync(join(STORIES, 'config.json'), 'utf8'));
+    const e = llmboxErrorOf(() =>
+      parseConfig({ ...cfg, architectures: ['LlamaForSequenceClassification'], num_labels: 3 }),
+    );
+    expect(e.field).toBe('num_labels');
+    // transformers' default for a classifier without num_labels is 2
+    expect(() => parseConfig({ ...cfg, architectures: ['LlamaForSequenceClassification'] })).toThrow(/2 labels/);
+    const r = spawnSync(process.execPath, [bin, 'score-rm', '-m', STORIES, '--prompt', 'a', '--response', 'b'], {
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/not a reward model: no score.weight/);
+  });
+
+  it('llmbox train --stage rm trains in full with a margin and reports held-out accuracy', () => {
+    const out = join(tmp('llmbox-rm-cli-'), 'rm');
+    const r = spawnSync(
+      process.execPath,
+      [
+        bin,
+        'train',
+        '-m',
+        STORIES,
+        '--stage',
+        'rm',
+        '--dataset',
+        pairsFile(24),
+        '--max-steps',
+        '6',
+        '--batch-size',
+        '4',
+        '--max-length',
+        '96',
+        '--lr',
+        '0.002',
+        '--val-size',
+        '4',
+        '--rm-margin',
+        '0.5',
+        '--output',
+        out,
+        '--json',
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({ stage: 'rm', steps: 6, pairs: { train: 20, val: 4, dropped: 0 } });
+    expect(j.evals.at(-1).accuracy).toBeGreaterThanOrEqual(j.evals[0].accuracy);
+  }, 120_000);
+});
