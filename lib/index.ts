@@ -12,7 +12,9 @@ export {
   Scores,
   Training,
   Alignment,
+  Reinforcement,
   type AlignOptions,
+  type PpoStageOptions,
   type LoadOptions,
 } from './llm.js';
 export { LlmboxError } from './errors.js';

@@ -9,10 +9,18 @@ import { isRemoteSpec, remoteModel, type RemoteModelOptions } from './eval/remot
 import { softmax } from './eval/metrics/index.js';
 import { generate, type GenerateOptions, type GenerateResult } from './models/generate.js';
 import { untrainedModel, type LoadedModel, type LoadModelOptions } from './models/load.js';
-import { calibrationFigure, lossFigure, mixtureFigure, preferenceFigure, scoresFigure } from './report/charts.js';
+import {
+  calibrationFigure,
+  lossFigure,
+  mixtureFigure,
+  ppoFigure,
+  preferenceFigure,
+  scoresFigure,
+} from './report/charts.js';
 import { train, type StepMetrics, type TrainOptions, type TrainResult } from './train/trainer.js';
 import { loadModelOrAdapter } from './train/adapted.js';
 import { rewardsOf } from './train/reward.js';
+import { trainPpo, type PpoOptions, type PpoResult, type PpoStep } from './train/ppo.js';
 import {
   trainPreference,
   type PreferenceResult,
@@ -207,6 +215,48 @@ export class Alignment {
   }
 }
 
+/** A PPO run: per-step reward, KL, entropy, clip fraction and losses. */
+export class Reinforcement {
+  readonly result: PpoResult;
+  readonly table: Table;
+  constructor(result: PpoResult) {
+    this.result = result;
+    const m = result.metrics;
+    const col = (f: (x: PpoStep) => number) => vectorFromArray(m.map(f), new Float64());
+    this.table = new Table({
+      step: vectorFromArray(
+        m.map((x) => x.step),
+        new Int32(),
+      ),
+      reward: col((x) => x.reward),
+      kl: col((x) => x.kl),
+      kl_coef: col((x) => x.klCoef),
+      entropy: col((x) => x.entropy),
+      clip_fraction: col((x) => x.clipFraction),
+      policy_loss: col((x) => x.policyLoss),
+      value_loss: col((x) => x.valueLoss),
+    });
+  }
+  /** Mean reward and KL per step. */
+  plot(): Figure {
+    return ppoFigure(this.result.metrics);
+  }
+  toJSON(): Record<string, unknown> {
+    return { ...this.result };
+  }
+  toString(): string {
+    const m = this.result.metrics;
+    return `${this.result.steps} PPO steps; reward ${m[0]?.reward.toFixed(3)} -> ${m.at(-1)?.reward.toFixed(3)}, KL ${m.at(-1)?.kl.toFixed(3)}`;
+  }
+  toHTML(): string {
+    const last = this.table.numRows > 10 ? this.table.slice(this.table.numRows - 10) : this.table;
+    return `<p>${escapeHtml(this.toString())}</p>\n${htmlTable(last)}`;
+  }
+}
+
+/** Options of a PPO stage in the fluent chain: `train({ stage: 'ppo', prompts, reward, steps, lora })`. */
+export type PpoStageOptions = PpoOptions & { stage: 'ppo' };
+
 /** Options of a preference stage in the fluent chain: `train({ stage: 'dpo', ... })`. */
 export type AlignOptions = Omit<PreferenceTrainOptions, 'stage'> & { stage: 'dpo' };
 
@@ -361,9 +411,13 @@ export class Chain<R> implements PromiseLike<R> {
    * notebook the loss curve (the reward margin for DPO) grows as it trains.
    */
   train(opts: AlignOptions): Chain<Alignment>;
+  train(opts: PpoStageOptions): Chain<Reinforcement>;
   train(opts: TrainOptions): Chain<Training>;
-  train(opts: TrainOptions | AlignOptions): Chain<Training> | Chain<Alignment> {
+  train(
+    opts: TrainOptions | AlignOptions | PpoStageOptions,
+  ): Chain<Training> | Chain<Alignment> | Chain<Reinforcement> {
     if (opts.stage === 'dpo') return this.align(opts);
+    if (opts.stage === 'ppo') return this.reinforce(opts);
     return this.with<Training>({
       name: 'train',
       run: async (model) => {
@@ -377,6 +431,32 @@ export class Chain<R> implements PromiseLike<R> {
           });
           live?.done(result);
           return new Training(result, opts.datasetRatio);
+        } finally {
+          lm.weightsChanged();
+        }
+      },
+    });
+  }
+
+  private reinforce(opts: PpoStageOptions): Chain<Reinforcement> {
+    return this.with({
+      name: 'train (ppo)',
+      run: async (model) => {
+        const lm = local(model, 'train');
+        const host = displayHost();
+        const chart = host?.live();
+        const seen: PpoStep[] = [];
+        try {
+          const { stage: _stage, ...rest } = opts;
+          const result = await trainPpo(lm.loaded, {
+            ...rest,
+            onPpoStep: (m, total) => {
+              opts.onPpoStep?.(m, total);
+              seen.push(m);
+              chart?.update(ppoFigure(seen, 'PPO (live)'));
+            },
+          });
+          return new Reinforcement(result);
         } finally {
           lm.weightsChanged();
         }

@@ -191,3 +191,34 @@ export function preferenceFigure(
     legend: { orientation: 'h', y: -0.2 },
   });
 }
+
+/** A PPO run: the mean reward per step, and the KL to the reference on a second axis. */
+export function ppoFigure(steps: { step: number; reward: number; kl: number }[], title = 'PPO'): Figure {
+  return new Figure(
+    [
+      {
+        type: 'scatter',
+        mode: 'lines',
+        name: 'mean reward',
+        x: steps.map((s) => s.step),
+        y: steps.map((s) => s.reward),
+      },
+      {
+        type: 'scatter',
+        mode: 'lines',
+        name: 'KL to the reference',
+        x: steps.map((s) => s.step),
+        y: steps.map((s) => s.kl),
+        yaxis: 'y2',
+        line: { dash: 'dot', width: 1 },
+      },
+    ],
+    {
+      title: { text: title },
+      xaxis: { title: { text: 'step' } },
+      yaxis: { title: { text: 'reward' } },
+      yaxis2: { title: { text: 'KL (nats)' }, overlaying: 'y', side: 'right', showgrid: false },
+      legend: { orientation: 'h', y: -0.2 },
+    },
+  );
+}

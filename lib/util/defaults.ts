@@ -60,6 +60,22 @@ export const DEFAULTS = {
     beta: 0.1,
     simpoGamma: 1,
   },
+  ppo: {
+    batchSize: 8,
+    maxNewTokens: 24,
+    temperature: 1,
+    ppoEpochs: 2,
+    lr: 1e-3,
+    /** Ziegler et al. / TRL: initial KL coefficient 0.2, target 6 nats, horizon 10,000 samples. */
+    klCoef: 0.2,
+    klTarget: 6,
+    klHorizon: 10_000,
+    gamma: 1,
+    lam: 0.95,
+    clip: 0.2,
+    valueClip: 0.2,
+    valueCoef: 0.1,
+  },
   lora: {
     targets: ['q_proj', 'v_proj'] as readonly string[],
     dropout: 0,

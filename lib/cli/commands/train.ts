@@ -7,7 +7,12 @@ import { exportTraining } from '../../train/export.js';
 import { train } from '../../train/trainer.js';
 import { trainPreference, type PreferenceResult } from '../../train/preference.js';
 import { PREFERENCE_LOSSES } from '../../train/preference-loss.js';
-import { trainReward, type RewardResult } from '../../train/reward.js';
+import { rewardsOf, trainReward, type RewardResult } from '../../train/reward.js';
+import { trainPpo, type PpoResult, type RewardFunction } from '../../train/ppo.js';
+import { readRecords } from '../../data/read.js';
+import { loadModel } from '../../models/load.js';
+import { resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { engineOpts, float, int, print } from '../options.js';
 import { trainProgress } from '../progress.js';
 import { DEFAULTS } from '../../util/defaults.js';
@@ -30,9 +35,9 @@ export function trainCommand(program: Command): void {
     .addOption(
       new Option(
         '--stage <stage>',
-        'pt (concatenate and chunk), sft (assistant turns are the targets), dpo (preference pairs) or rm (a reward model on preference pairs)',
+        'pt (concatenate and chunk), sft (assistant turns are the targets), dpo (preference pairs), rm (a reward model on preference pairs) or ppo (LoRA policy against a reward)',
       )
-        .choices(['pt', 'sft', 'dpo', 'rm'])
+        .choices(['pt', 'sft', 'dpo', 'rm', 'ppo'])
         .default(DEFAULTS.train.stage),
     )
     .addOption(
@@ -138,6 +143,19 @@ export function trainCommand(program: Command): void {
       'rm: a margin the chosen reward must clear in the pairwise loss (default 0)',
       float('--rm-margin', 0),
     )
+    .option(
+      '--reward-module <file>',
+      'ppo: a .js/.mjs module whose default export is reward(prompt, response) => number',
+    )
+    .option('--reward-model <dir>', 'ppo: a reward model folder (from --stage rm) that scores each response')
+    .option('--max-new-tokens <n>', 'ppo: response length cap', int('--max-new-tokens', 1))
+    .option('--kl-coef <x>', 'ppo: initial KL coefficient (adaptive toward --kl-target)', float('--kl-coef', 0))
+    .option(
+      '--kl-target <x>',
+      'ppo: the KL (nats per response) the coefficient adapts toward',
+      float('--kl-target', 0, Infinity, { minExclusive: true }),
+    )
+    .option('--ppo-epochs <n>', 'ppo: optimisation passes over each rollout', int('--ppo-epochs', 1))
     .option('--json', 'print {"steps", "losses", "eval_loss", "checkpoint", ...} at the end')
     .action(async (o, cmd: Command) => {
       prepareOutputDir(o.output, '--output');
@@ -207,6 +225,7 @@ export function trainCommand(program: Command): void {
           `wrote ${x.rows.train} training rows (${x.rows.validation} held out) and a ${o.exportFor} config to ${x.dir}\n${x.plan.gpus} GPU(s)${x.plan.zeroStage ? ', DeepSpeed ZeRO-3' : ''}, about ${x.plan.perGpuGib.toFixed(1)} GiB each; run: ${join(x.dir, 'launch.sh')}`,
         );
       }
+      if (o.stage === 'ppo') return printPpo(await trainPpo(loaded, await ppoOptions(o, opts)), !!o.json);
       if (o.stage === 'rm')
         return printReward(await trainReward(loaded, { ...opts, stage: undefined, margin: o.rmMargin }), !!o.json);
       if (o.stage === 'dpo')
@@ -309,6 +328,105 @@ function printReward(r: RewardResult, json: boolean): void {
         ]
       : []),
     `saved to ${r.output} (LlamaForSequenceClassification layout, score.weight)`,
+  ].join('\n');
+  print(json, summary, text);
+}
+
+/** PPO's prompts (the user turn of each record, or a text row) and reward (a module, or a reward model). */
+interface PpoFlags {
+  dataset: string[];
+  datasetDir?: string;
+  rewardModule?: string;
+  rewardModel?: string;
+  maxSteps?: number;
+  batchSize?: number;
+  maxNewTokens?: number;
+  klCoef?: number;
+  klTarget?: number;
+  ppoEpochs?: number;
+}
+
+async function ppoOptions(
+  o: PpoFlags,
+  opts: {
+    lora?: { rank: number; alpha: number; dropout: number; targets: string[] };
+    lr?: number;
+    seed?: number;
+    output: string;
+    maxGradNorm?: number;
+  },
+) {
+  const prompts: string[] = [];
+  for (const spec of o.dataset as string[]) {
+    for (const r of (await readRecords(spec, { dataDir: o.datasetDir })).records) {
+      const turns = r.kind === 'chat' ? r.messages : r.kind === 'preference' ? r.prompt : [];
+      const user = [...turns].reverse().find((m) => m.role === 'user');
+      if (user) prompts.push(user.content);
+      else if (r.kind === 'text') prompts.push(r.text);
+    }
+  }
+  if (!!o.rewardModule === !!o.rewardModel)
+    throw new LlmboxError('--stage ppo needs one reward: --reward-module FILE or --reward-model DIR', {
+      field: '--reward-module',
+    });
+  let reward: RewardFunction;
+  if (o.rewardModule) {
+    if (/\.ts$/.test(o.rewardModule))
+      throw new LlmboxError('a TypeScript reward module needs a loader', {
+        file: o.rewardModule,
+        fix: 'write it as .mjs / .js, or run llmbox under tsx',
+      });
+    const mod = (await import(pathToFileURL(resolvePath(o.rewardModule)).href)) as {
+      default?: unknown;
+      reward?: unknown;
+    };
+    const f = mod.default ?? mod.reward;
+    if (typeof f !== 'function')
+      throw new LlmboxError('the reward module exports no function', {
+        file: o.rewardModule,
+        fix: 'export default (prompt, response) => number',
+      });
+    reward = f as RewardFunction;
+  } else {
+    const rm = await loadModel(o.rewardModel!);
+    reward = (prompt, response) => rewardsOf(rm, [{ prompt: [{ role: 'user', content: prompt }], response }])[0];
+  }
+  return {
+    prompts,
+    reward,
+    steps: o.maxSteps ?? 20,
+    batchSize: o.batchSize,
+    maxNewTokens: o.maxNewTokens,
+    klCoef: o.klCoef,
+    klTarget: o.klTarget,
+    ppoEpochs: o.ppoEpochs,
+    lora: opts.lora,
+    lr: opts.lr,
+    seed: opts.seed,
+    maxGradNorm: opts.maxGradNorm,
+    output: opts.output,
+  };
+}
+
+/** The end of a PPO run: JSON, or the reward and KL at the start and the end. */
+function printPpo(r: PpoResult, json: boolean): void {
+  const m = r.metrics;
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  const k = Math.max(1, Math.floor(m.length / 4));
+  const [head, tail] = [m.slice(0, k), m.slice(-k)];
+  const summary = {
+    stage: r.stage,
+    steps: r.steps,
+    rewards: m.map((x) => x.reward),
+    kls: m.map((x) => x.kl),
+    metrics: m,
+    parameters: r.parameters,
+    output: r.output,
+  };
+  const text = [
+    `PPO: ${r.steps} steps (${r.parameters.trainable.toLocaleString('en-US')} of ${r.parameters.total.toLocaleString('en-US')} parameters trainable)`,
+    `mean reward ${mean(head.map((x) => x.reward)).toFixed(3)} (first ${k} steps) -> ${mean(tail.map((x) => x.reward)).toFixed(3)} (last ${k}); KL ${mean(head.map((x) => x.kl)).toFixed(3)} -> ${mean(tail.map((x) => x.kl)).toFixed(3)} nats`,
+    `saved to ${r.output}`,
   ].join('\n');
   print(json, summary, text);
 }
