@@ -35,6 +35,32 @@ describe('DPO on the shipped model', () => {
     const text = (row: typeof p.chosen) => loaded.tokenizer!.decode(row.ids.filter((_, t) => row.targets[t] === 1));
     expect(text(p.chosen).trim()).toMatch(/^Yes\.(<\/s>)?$/);
     expect(text(p.rejected).trim()).toMatch(/^No way\.(<\/s>)?$/);
+    // A multi-turn prompt: its earlier assistant turn is context, not a target; a long prompt keeps its
+    // end and the whole reply within the row; pairs whose rows come out the same are dropped.
+    const long = 'Tell me about dogs and cats and birds. '.repeat(20);
+    const { pairs: multi, dropped } = pairRows(
+      loaded,
+      [
+        {
+          kind: 'preference',
+          prompt: [
+            { role: 'user', content: 'Hi' },
+            { role: 'assistant', content: 'Hello there.' },
+            { role: 'user', content: long },
+          ],
+          chosen: 'Dogs bark.',
+          rejected: 'Cats purr.',
+        },
+        { kind: 'preference', prompt: [{ role: 'user', content: 'Same?' }], chosen: 'Yes.', rejected: 'Yes.' },
+      ],
+      64,
+    );
+    expect(dropped).toBe(1);
+    expect(multi).toHaveLength(1);
+    expect(multi[0].chosen.ids.length).toBeLessThanOrEqual(64);
+    expect(text(multi[0].chosen).trim()).toMatch(/^Dogs bark\.(<\/s>)?$/);
+    expect(text(multi[0].rejected).trim()).toMatch(/^Cats purr\.(<\/s>)?$/);
+    expect(multi[0].chosen.ids[0]).toBe(loaded.tokenizer!.bosTokenId);
   });
 
   it('starts at ln 2 with margin 0, and LoRA (reference = adapter off) raises the held-out accuracy and margin', async () => {
@@ -66,13 +92,14 @@ describe('DPO on the shipped model', () => {
       datasets: [file],
       maxLength: 96,
       batchSize: 4,
-      maxSteps: 6,
+      maxSteps: 8,
       lr: 2e-3,
       valSize: 4,
-      preference: { loss: 'ipo', beta: 0.5 },
+      preference: { loss: 'sigmoid', beta: 0.5 },
     });
     expect(full.reference).toBe('precomputed');
     expect(full.evals.at(-1)!.margin).toBeGreaterThan(full.evals[0].margin);
+    expect(full.evals.at(-1)!.accuracy).toBe(1);
     const simpo = await trainPreference(await loadModel(STORIES), {
       datasets: [file],
       maxLength: 96,

@@ -4,12 +4,12 @@ import { mkdirSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
 import { readRecords } from '../data/read.js';
 import type { TrainingRecord } from '../data/records.js';
-import { tokenizeRecord } from '../data/tokenize.js';
+import { tokenizeRecord, type Example } from '../data/tokenize.js';
 import { shuffled } from '../data/mixture.js';
 import type { LoadedModel } from '../models/load.js';
 import { seededRandom } from '../util/random.js';
 import { DEFAULTS } from '../util/defaults.js';
-import { toBatch, unpackedRows, type TrainingRow } from './batches.js';
+import { toBatch, type TrainingRow } from './batches.js';
 import { restoreCheckpoint, saveFinal, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { rowLogprobSums } from './loss.js';
 import { addLora, quantizeBase } from './lora.js';
@@ -83,9 +83,35 @@ export async function preferenceRecords(o: Pick<TrainOptions, 'datasets' | 'data
 }
 
 /**
- * Each pair as two rows, the prompt rendered by the chat template (the tokenizer's, else the named
- * one) and only the response tokens as targets; pairs whose sides lose every target to the length
- * limit are dropped and counted.
+ * One side of a pair as a row: the conversation rendered by the chat template, only the final reply's
+ * tokens as targets (the prompt's earlier assistant turns are context, not what the pair compares).
+ * A row longer than maxLength keeps BOS, the prompt's end and the reply (the reply's beginning, with
+ * at least half the row for the prompt's end, when the reply alone is too long).
+ */
+export function replyRow(ex: Example, maxLength: number, bos?: number): TrainingRow | undefined {
+  const mask = ex.labelMask;
+  let end = mask.length - 1;
+  while (end >= 0 && mask[end] !== 1) end--;
+  if (end < 1) return undefined;
+  let start = end;
+  while (start > 0 && mask[start - 1] === 1) start--;
+  const ids = ex.inputIds;
+  const head = bos !== undefined && ids[0] === bos ? [bos] : [];
+  const prompt = ids.slice(head.length, start),
+    reply = ids.slice(start);
+  const room = maxLength - head.length;
+  const replyKept = Math.min(reply.length, Math.max(room - prompt.length, Math.ceil(room / 2)));
+  const promptKept = Math.min(prompt.length, room - replyKept);
+  const rowIds = [...head, ...prompt.slice(prompt.length - promptKept), ...reply.slice(0, replyKept)];
+  if (replyKept < 1 || rowIds.length < 2) return undefined;
+  const targets = new Uint8Array(rowIds.length);
+  targets.fill(1, rowIds.length - replyKept);
+  return { ids: rowIds, targets, segments: rowIds.map(() => 1) };
+}
+
+/**
+ * Each pair as two rows (replyRow); pairs that lose their reply, or whose two rows come out the
+ * same, are dropped and counted.
  */
 export function pairRows(
   loaded: LoadedModel,
@@ -94,20 +120,22 @@ export function pairRows(
   template?: PreferenceTrainOptions['template'],
 ): { pairs: PairRows[]; dropped: number } {
   const tok = loaded.tokenizer!;
-  const side = (r: (typeof records)[number], reply: string) => {
-    const ex = tokenizeRecord(
-      tok,
-      { kind: 'chat', messages: [...r.prompt, { role: 'assistant', content: reply }] },
-      { template },
+  const side = (r: (typeof records)[number], reply: string) =>
+    replyRow(
+      tokenizeRecord(
+        tok,
+        { kind: 'chat', messages: [...r.prompt, { role: 'assistant', content: reply }] },
+        { template },
+      ),
+      maxLength,
+      tok.bosTokenId,
     );
-    return unpackedRows([ex], maxLength).rows[0];
-  };
   const pairs: PairRows[] = [];
   let dropped = 0;
   for (const r of records) {
     const chosen = side(r, r.chosen),
       rejected = side(r, r.rejected);
-    if (chosen && rejected) pairs.push({ chosen, rejected });
+    if (chosen && rejected && chosen.ids.join() !== rejected.ids.join()) pairs.push({ chosen, rejected });
     else dropped++;
   }
   return { pairs, dropped };
