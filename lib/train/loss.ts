@@ -7,19 +7,28 @@ import { isTarget, type Batch } from './batches.js';
  * Summed next-token cross-entropy over a batch's targets (divide by the target count for the mean).
  * Only target positions are projected to the vocabulary. Segments keep packed examples apart.
  */
-export function batchLossSum(model: LlamaModel, batch: Batch): tf.Scalar {
+/** The flat positions (row * T + t) that predict a target, the tokens they predict, and their rows. */
+function targetPositions(batch: Batch): { rows: number[]; next: number[]; owner: number[] } {
   const T = batch.ids[0].length;
   const rows: number[] = [],
-    next: number[] = [];
+    next: number[] = [],
+    owner: number[] = [];
   batch.ids.forEach((ids, b) => {
     const row = { targets: batch.targets[b], segments: batch.segments[b] };
     for (let t = 0; t + 1 < T; t++) {
       if (isTarget(row, t)) {
         rows.push(b * T + t);
         next.push(ids[t + 1]);
+        owner.push(b);
       }
     }
   });
+  return { rows, next, owner };
+}
+
+export function batchLossSum(model: LlamaModel, batch: Batch): tf.Scalar {
+  const T = batch.ids[0].length;
+  const { rows, next } = targetPositions(batch);
   return tf.tidy(() => {
     if (!rows.length) return tf.scalar(0);
     const hidden = model.forward(batch.ids, { segments: batch.segments });
@@ -40,19 +49,7 @@ export function batchLossSum(model: LlamaModel, batch: Batch): tf.Scalar {
  */
 export function rowLogprobSums(model: LlamaModel, batch: Batch): tf.Tensor1D {
   const T = batch.ids[0].length;
-  const rows: number[] = [],
-    next: number[] = [],
-    owner: number[] = [];
-  batch.ids.forEach((ids, b) => {
-    const row = { targets: batch.targets[b], segments: batch.segments[b] };
-    for (let t = 0; t + 1 < T; t++) {
-      if (isTarget(row, t)) {
-        rows.push(b * T + t);
-        next.push(ids[t + 1]);
-        owner.push(b);
-      }
-    }
-  });
+  const { rows, next, owner } = targetPositions(batch);
   return tf.tidy(() => {
     const B = batch.ids.length;
     if (!rows.length) return tf.zeros([B]) as tf.Tensor1D;

@@ -10,7 +10,8 @@ import { shuffled } from '../data/mixture.js';
 import { DEFAULTS } from '../util/defaults.js';
 import { saveFinal } from './checkpoint.js';
 import { addLora } from './lora.js';
-import { AdamW, clipByGlobalNorm } from './optim.js';
+import { AdamW } from './optim.js';
+import { applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
 import { AdaptiveKl, gae, tokenRewards, whiten } from './ppo-math.js';
 import type { TrainOptions } from './trainer.js';
 
@@ -136,10 +137,7 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
   addLora(model, { seed, ...o.lora });
   const H = model.config.hiddenSize;
   model.params.set('value.weight', tf.zeros([H, 1]));
-  const slots = [
-    ...[...model.adapters.keys()].map((name) => ({ map: model.adapters, name })),
-    { map: model.params, name: 'value.weight' },
-  ];
+  const slots = [...slotsOf(model.adapters), { map: model.params, name: 'value.weight' }];
   const opt = new AdamW({ weightDecay: o.weightDecay ?? 0 });
   const pad = tok.padTokenId ?? loaded.generation.padTokenId ?? 0;
   const random = seededRandom(seed);
@@ -217,44 +215,29 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
             R = tf.tensor1d(flat.map((k) => returns[k])),
             oldLogp = tf.tensor1d(flat.map((k) => old.logp[k])),
             oldV = tf.tensor1d(flat.map((k) => old.values[k]));
-          const originals = slots.map((s) => s.map.get(s.name)!);
           let ratios: Float32Array | undefined;
-          const { value, grads } = tf.valueAndGrads((...ps: tf.Tensor[]) => {
-            slots.forEach((s, i) => s.map.set(s.name, ps[i]));
-            const s = tokenStats(model, sub.ids, sub.positions, sub.next);
-            const ratio = tf.exp(tf.sub(s.logp, oldLogp));
+          const g = slotGradients(slots, () => {
+            const st = tokenStats(model, sub.ids, sub.positions, sub.next);
+            const ratio = tf.exp(tf.sub(st.logp, oldLogp));
             ratios = ratio.dataSync() as Float32Array;
             const pg = tf.mean(
               tf.maximum(tf.mul(tf.neg(A), ratio), tf.mul(tf.neg(A), tf.clipByValue(ratio, 1 - clip, 1 + clip))),
             );
-            const vClipped = tf.add(oldV, tf.clipByValue(tf.sub(s.values, oldV), -vclip, vclip));
-            const vf = tf.mul(0.5, tf.mean(tf.maximum(tf.square(tf.sub(s.values, R)), tf.square(tf.sub(vClipped, R)))));
+            const vClipped = tf.add(oldV, tf.clipByValue(tf.sub(st.values, oldV), -vclip, vclip));
+            const vf = tf.mul(
+              0.5,
+              tf.mean(tf.maximum(tf.square(tf.sub(st.values, R)), tf.square(tf.sub(vClipped, R)))),
+            );
             pgSum += pg.dataSync()[0];
             vfSum += vf.dataSync()[0];
             return tf.add(pg, tf.mul(vcoef, vf)) as tf.Scalar;
-          })(originals);
-          slots.forEach((s, i) => s.map.set(s.name, originals[i]));
-          value.dispose();
+          });
           tf.dispose([A, R, oldLogp, oldV]);
           for (const r of ratios!) {
             counted++;
             if (Math.abs(r - 1) > clip) clipped++;
           }
-          const keys = slots.map((_, i) => `${i}`);
-          const { grads: g, norm: _n } = clipByGlobalNorm(
-            new Map(keys.map((k, i) => [k, grads[i]])),
-            o.maxGradNorm ?? 1,
-          );
-          const updated = opt.apply(
-            new Map(keys.map((k, i) => [k, slots[i].map.get(slots[i].name)!])),
-            g,
-            o.lr ?? d.lr,
-          );
-          slots.forEach((s, i) => {
-            s.map.get(s.name)!.dispose();
-            s.map.set(s.name, updated.get(keys[i])!);
-          });
-          tf.dispose([...g.values()]);
+          applyUpdate(slots, g.grads, opt, o.lr ?? d.lr, o.maxGradNorm ?? 1);
           updates++;
         }
       }
@@ -278,7 +261,7 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
   } finally {
     opt.dispose();
   }
-  const trainable = slots.reduce((n, s) => n + s.map.get(s.name)!.size, 0);
+  const trainable = slotSize(slots);
   // The value head is training scaffolding, not part of the policy that is saved.
   model.params.get('value.weight')?.dispose();
   model.params.delete('value.weight');

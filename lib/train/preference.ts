@@ -13,7 +13,8 @@ import { toBatch, type TrainingRow } from './batches.js';
 import { restoreCheckpoint, saveFinal, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { rowLogprobSums } from './loss.js';
 import { addLora, quantizeBase } from './lora.js';
-import { AdamW, clipByGlobalNorm, learningRate } from './optim.js';
+import { AdamW, learningRate } from './optim.js';
+import { addGradients, applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
 import { preferenceLoss, referenceFree, type PreferenceSettings } from './preference-loss.js';
 import { hyperparameters, type TrainOptions } from './trainer.js';
 
@@ -224,8 +225,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
 
   if (o.qlora) quantizeBase(loaded.model);
   if (o.lora) addLora(loaded.model, { seed, ...o.lora });
-  const target = loaded.model.lora ? loaded.model.adapters : loaded.model.params;
-  const names = [...target.keys()];
+  const slots = slotsOf(loaded.model.lora ? loaded.model.adapters : loaded.model.params);
   const opt = new AdamW({ weightDecay: h.weightDecay });
   const schedule = {
     lr: h.lr,
@@ -335,9 +335,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
     for (let m = 0; m < h.accum; m++) {
       const idx = Array.from({ length: h.batchSize }, () => order(cursor++));
       const ref = refFor(trainPairs, idx, refTrain);
-      const originals = names.map((n) => target.get(n)!);
-      const { value, grads } = tf.valueAndGrads((...ps: tf.Tensor[]) => {
-        names.forEach((n, i) => target.set(n, ps[i]));
+      const g = slotGradients(slots, () => {
         const r = lossOf(trainPairs, idx, ref);
         const cr = r.chosenRewards.dataSync(),
           rr = r.rejectedRewards.dataSync();
@@ -349,27 +347,12 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
           logged.n++;
         });
         return tf.div(r.loss, h.accum) as tf.Scalar;
-      })(originals);
-      names.forEach((n, i) => target.set(n, originals[i]));
-      logged.loss += value.dataSync()[0];
-      value.dispose();
-      if (!acc) acc = grads;
-      else
-        acc = acc.map((g, i) => {
-          const s = tf.add(g, grads[i]);
-          g.dispose();
-          grads[i].dispose();
-          return s;
-        });
+      });
+      logged.loss += g.value;
+      acc = addGradients(acc, g.grads);
     }
-    const { grads, norm } = clipByGlobalNorm(new Map(names.map((n, i) => [n, acc![i]])), h.maxGradNorm);
     const lr = learningRate(step, schedule);
-    const updated = opt.apply(new Map(names.map((n) => [n, target.get(n)!])), grads, lr);
-    for (const n of names) {
-      target.get(n)!.dispose();
-      target.set(n, updated.get(n)!);
-    }
-    tf.dispose([...grads.values()]);
+    const norm = applyUpdate(slots, acc!, opt, lr, h.maxGradNorm);
     const metric: PreferenceStep = {
       step: step + 1,
       loss: logged.loss,
@@ -414,7 +397,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
     evals,
     pairs: { train: trainPairs.length, val: val.length, dropped },
     resumedFrom: restored ? startStep : null,
-    parameters: { total, trainable: names.reduce((n, k) => n + target.get(k)!.size, 0) },
+    parameters: { total, trainable: slotSize(slots) },
     checkpoint,
   };
 }

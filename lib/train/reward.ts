@@ -12,7 +12,8 @@ import { DEFAULTS } from '../util/defaults.js';
 import { toBatch, type Batch, type TrainingRow } from './batches.js';
 import { saveFinal } from './checkpoint.js';
 import { addLora, mergeLora } from './lora.js';
-import { AdamW, clipByGlobalNorm, learningRate } from './optim.js';
+import { AdamW, learningRate } from './optim.js';
+import { addGradients, applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
 import { pairRows, preferenceRecords, type PairRows } from './preference.js';
 import { hyperparameters, type TrainOptions } from './trainer.js';
 
@@ -137,10 +138,8 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
   addRewardHead(loaded.model, seed);
   if (o.lora) addLora(loaded.model, { seed, ...o.lora });
   // What trains: the adapters (or every weight) and the head.
-  const slots: { map: Map<string, tf.Tensor>; name: string }[] = [
-    ...[...(loaded.model.lora ? loaded.model.adapters : loaded.model.params).keys()]
-      .filter((n) => n !== 'score.weight')
-      .map((name) => ({ map: loaded.model.lora ? loaded.model.adapters : loaded.model.params, name })),
+  const slots = [
+    ...slotsOf(loaded.model.lora ? loaded.model.adapters : loaded.model.params, ['score.weight']),
     { map: loaded.model.params, name: 'score.weight' },
   ];
   const opt = new AdamW({ weightDecay: h.weightDecay });
@@ -195,9 +194,7 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
       const logged = { loss: 0, correct: 0, margin: 0, n: 0 };
       for (let m = 0; m < h.accum; m++) {
         const part = Array.from({ length: h.batchSize }, () => train[order(cursor++)]);
-        const originals = slots.map((s) => s.map.get(s.name)!);
-        const { value, grads } = tf.valueAndGrads((...ps: tf.Tensor[]) => {
-          slots.forEach((s, i) => s.map.set(s.name, ps[i]));
+        const g = slotGradients(slots, () => {
           const x = lossOf(part);
           for (const d of x.diff.dataSync()) {
             logged.margin += d;
@@ -205,28 +202,12 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
             logged.n++;
           }
           return tf.div(x.loss, h.accum) as tf.Scalar;
-        })(originals);
-        slots.forEach((s, i) => s.map.set(s.name, originals[i]));
-        logged.loss += value.dataSync()[0];
-        value.dispose();
-        acc = acc
-          ? acc.map((g, i) => {
-              const sum = tf.add(g, grads[i]);
-              g.dispose();
-              grads[i].dispose();
-              return sum;
-            })
-          : grads;
+        });
+        logged.loss += g.value;
+        acc = addGradients(acc, g.grads);
       }
-      const keys = slots.map((s, i) => `${i}`);
-      const { grads, norm } = clipByGlobalNorm(new Map(keys.map((k, i) => [k, acc![i]])), h.maxGradNorm);
       const lr = learningRate(step, schedule);
-      const updated = opt.apply(new Map(keys.map((k, i) => [k, slots[i].map.get(slots[i].name)!])), grads, lr);
-      slots.forEach((s, i) => {
-        s.map.get(s.name)!.dispose();
-        s.map.set(s.name, updated.get(keys[i])!);
-      });
-      tf.dispose([...grads.values()]);
+      const norm = applyUpdate(slots, acc!, opt, lr, h.maxGradNorm);
       const metric: RewardStep = {
         step: step + 1,
         loss: logged.loss,
@@ -260,7 +241,7 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
   }
   const last = evaluateVal(h.totalSteps);
   if (last) evals.push(last);
-  const trainable = slots.reduce((n, s) => n + s.map.get(s.name)!.size, 0);
+  const trainable = slotSize(slots);
   // A LoRA-trained reward model is saved merged: the Hugging Face classifier layout, loadable anywhere.
   if (loaded.model.lora) mergeLora(loaded.model);
   if (o.output) {
