@@ -156,7 +156,7 @@ function mixAndSplit<T>(usable: T[][], o: DataOptions) {
 }
 
 /** Held-out count: a fraction (< 1) or a count; default 5%, at most 200. */
-function valCount(o: DataOptions, n: number): number {
+export function valCount(o: Pick<DataOptions, 'valSize'>, n: number): number {
   const v =
     o.valSize === undefined
       ? Math.min(200, Math.floor(n * 0.05))

@@ -17,6 +17,7 @@ import { AdamW, learningRate } from './optim.js';
 import { addGradients, applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
 import { preferenceLoss, referenceFree, type PreferenceSettings } from './preference-loss.js';
 import { hyperparameters, type TrainOptions } from './trainer.js';
+import { valCount } from './data.js';
 
 /** A preference pair as two training rows whose targets are the response tokens. */
 export interface PairRows {
@@ -142,6 +143,38 @@ export function pairRows(
   return { pairs, dropped };
 }
 
+/** The datasets' pairs as rows, shuffled by the seed, split into training and held-out pairs (--val-size). */
+export async function splitPairs(
+  loaded: LoadedModel,
+  o: Pick<TrainOptions, 'datasets' | 'dataDir' | 'template' | 'valSize'>,
+  maxLength: number,
+  seed: number,
+): Promise<{ train: PairRows[]; val: PairRows[]; dropped: number }> {
+  const records = shuffled(await preferenceRecords(o), seededRandom(seed + 1));
+  const { pairs, dropped } = pairRows(loaded, records, maxLength, o.template);
+  const nVal = valCount(o, pairs.length);
+  return { val: pairs.slice(0, nVal), train: pairs.slice(nVal), dropped };
+}
+
+/** The i-th training pair in epoch order: each epoch a seeded shuffle, so any step's pairs are known (resume). */
+export function pairOrder(n: number, seed: number): (i: number) => number {
+  const epochs = new Map<number, number[]>();
+  return (i) => {
+    const e = Math.floor(i / n);
+    if (!epochs.has(e)) {
+      epochs.clear();
+      epochs.set(
+        e,
+        shuffled(
+          Array.from({ length: n }, (_, k) => k),
+          seededRandom(seed * 1000 + e),
+        ),
+      );
+    }
+    return epochs.get(e)![i % n];
+  };
+}
+
 const targetsOf = (r: TrainingRow) => {
   let n = 0;
   for (let t = 0; t + 1 < r.ids.length; t++) if (r.targets[t + 1] === 1) n++;
@@ -201,18 +234,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
     });
   const maxLength = o.maxLength ?? Math.min(512, loaded.model.config.maxPositionEmbeddings);
   const seed = o.seed ?? DEFAULTS.train.seed;
-  const records = shuffled(await preferenceRecords(o), seededRandom(seed + 1));
-  const { pairs, dropped } = pairRows(loaded, records, maxLength, o.template);
-  const nVal =
-    o.valSize === undefined
-      ? Math.min(200, Math.floor(pairs.length * 0.05))
-      : o.valSize < 1
-        ? Math.floor(pairs.length * o.valSize)
-        : Math.floor(o.valSize);
-  const val = pairs.slice(0, nVal),
-    trainPairs = pairs.slice(nVal);
-  if (!trainPairs.length)
-    throw new LlmboxError('no training pairs left after the held-out ones', { field: '--val-size' });
+  const { train: trainPairs, val, dropped } = await splitPairs(loaded, o, maxLength, seed);
   const h = hyperparameters(o, trainPairs.length);
   const pad = loaded.tokenizer.padTokenId ?? loaded.generation.padTokenId ?? 0;
 
@@ -320,13 +342,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
     const state = { step, losses: metrics.map((m) => m.loss), evalLosses: evals, runKey, log: metrics };
     checkpoint = writeCheckpoint(o.output!, loaded, opt, state as unknown as TrainerState, o.saveTotalLimit ?? 2);
   };
-  const order = (i: number) => {
-    const e = Math.floor(i / trainPairs.length);
-    return shuffled(
-      trainPairs.map((_, k) => k),
-      seededRandom(seed * 1000 + e),
-    )[i % trainPairs.length];
-  };
+  const order = pairOrder(trainPairs.length, seed);
   let cursor = startStep * h.accum * h.batchSize;
   for (let step = startStep; step < h.totalSteps; step++) {
     const t0 = performance.now();

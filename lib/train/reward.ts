@@ -3,18 +3,16 @@ import { mkdirSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
 import { embedding } from '../engine/ops.js';
 import type { Message } from '../data/records.js';
-import { shuffled } from '../data/mixture.js';
 import { tokenizeRecord } from '../data/tokenize.js';
 import type { LlamaModel } from '../models/llama.js';
 import type { LoadedModel } from '../models/load.js';
-import { seededRandom } from '../util/random.js';
 import { DEFAULTS } from '../util/defaults.js';
 import { toBatch, type Batch, type TrainingRow } from './batches.js';
 import { saveFinal } from './checkpoint.js';
 import { addLora, mergeLora } from './lora.js';
 import { AdamW, learningRate } from './optim.js';
 import { addGradients, applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
-import { pairRows, preferenceRecords, type PairRows } from './preference.js';
+import { pairOrder, splitPairs, type PairRows } from './preference.js';
 import { hyperparameters, type TrainOptions } from './trainer.js';
 
 /**
@@ -120,17 +118,7 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
     });
   const seed = o.seed ?? DEFAULTS.train.seed;
   const maxLength = o.maxLength ?? Math.min(512, loaded.model.config.maxPositionEmbeddings);
-  const records = shuffled(await preferenceRecords(o), seededRandom(seed + 1));
-  const { pairs, dropped } = pairRows(loaded, records, maxLength, o.template);
-  const nVal =
-    o.valSize === undefined
-      ? Math.min(200, Math.floor(pairs.length * 0.05))
-      : o.valSize < 1
-        ? Math.floor(pairs.length * o.valSize)
-        : Math.floor(o.valSize);
-  const val = pairs.slice(0, nVal),
-    train = pairs.slice(nVal);
-  if (!train.length) throw new LlmboxError('no training pairs left after the held-out ones', { field: '--val-size' });
+  const { train, val, dropped } = await splitPairs(loaded, o, maxLength, seed);
   const h = hyperparameters(o, train.length);
   const pad = loaded.tokenizer.padTokenId ?? loaded.generation.padTokenId ?? 0;
   const margin = o.margin ?? 0;
@@ -181,11 +169,7 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
   const first = evaluateVal(0);
   if (first) evals.push(first);
   const metrics: RewardStep[] = [];
-  const order = (i: number) =>
-    shuffled(
-      train.map((_, k) => k),
-      seededRandom(seed * 1000 + Math.floor(i / train.length)),
-    )[i % train.length];
+  const order = pairOrder(train.length, seed);
   let cursor = 0;
   try {
     for (let step = 0; step < h.totalSteps; step++) {
