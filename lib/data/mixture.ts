@@ -23,7 +23,7 @@ export interface Mixture<T> {
   counts: number[];
 }
 
-export function shuffled<T>(xs: T[], random: () => number): T[] {
+export function shuffled<T>(xs: readonly T[], random: () => number): T[] {
   const a = [...xs];
   for (let i = a.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));

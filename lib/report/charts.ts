@@ -85,39 +85,65 @@ export function calibrationFigure(run: EvalRun, bins = 10): Figure {
   );
 }
 
+/** A curve over training steps: drawn as lines, or lines with markers (sparse points such as evaluations). */
+interface StepSeries {
+  name: string;
+  x: number[];
+  y: number[];
+  markers?: boolean;
+}
+
+/**
+ * Step curves on a left axis and one dotted curve on a right axis: the shape of every training chart
+ * (loss and learning rate, reward margin and accuracy, reward and KL).
+ */
+function stepFigure(o: {
+  title: string;
+  left: StepSeries[];
+  right: StepSeries;
+  leftTitle: string;
+  rightTitle: string;
+  /** More settings of the right axis (its number format, its range). */
+  rightAxis?: PlotlyObject;
+  layout?: PlotlyObject;
+}): Figure {
+  const trace = (s: StepSeries): PlotlyObject => ({
+    type: 'scatter',
+    mode: s.markers ? 'lines+markers' : 'lines',
+    name: s.name,
+    x: s.x,
+    y: s.y,
+  });
+  const data = [...o.left.map(trace), { ...trace(o.right), yaxis: 'y2', line: { dash: 'dot', width: 1 } }];
+  return new Figure(data, {
+    title: { text: o.title },
+    xaxis: { title: { text: 'step' } },
+    yaxis: { title: { text: o.leftTitle } },
+    yaxis2: { title: { text: o.rightTitle }, overlaying: 'y', side: 'right', showgrid: false, ...o.rightAxis },
+    legend: { orientation: 'h', y: -0.2 },
+    ...o.layout,
+  });
+}
+
+/** The evaluation points beside a curve, where there are any. */
+const sparse = <P extends { step: number }>(name: string, points: P[], value: (p: P) => number): StepSeries[] =>
+  points.length ? [{ name, x: points.map((p) => p.step), y: points.map(value), markers: true }] : [];
+
 /** Training curves: loss per step and evaluation loss (left axis), learning rate (right axis). */
 export function lossFigure(
   steps: { step: number; loss: number; lr: number }[],
   evalLosses: { step: number; loss: number }[] = [],
   title = 'training',
 ): Figure {
-  const data: PlotlyObject[] = [
-    { type: 'scatter', mode: 'lines', name: 'train loss', x: steps.map((s) => s.step), y: steps.map((s) => s.loss) },
-    {
-      type: 'scatter',
-      mode: 'lines',
-      name: 'learning rate',
-      x: steps.map((s) => s.step),
-      y: steps.map((s) => s.lr),
-      yaxis: 'y2',
-      line: { dash: 'dot', width: 1 },
-    },
-  ];
-  if (evalLosses.length)
-    data.splice(1, 0, {
-      type: 'scatter',
-      mode: 'lines+markers',
-      name: 'eval loss',
-      x: evalLosses.map((e) => e.step),
-      y: evalLosses.map((e) => e.loss),
-    });
-  return new Figure(data, {
-    title: { text: title },
-    xaxis: { title: { text: 'step' } },
-    yaxis: { title: { text: 'loss (nats/token)' } },
-    yaxis2: { title: { text: 'learning rate' }, overlaying: 'y', side: 'right', showgrid: false, exponentformat: 'e' },
-    legend: { orientation: 'h', y: -0.2 },
-    margin: { t: 48 },
+  const x = steps.map((s) => s.step);
+  return stepFigure({
+    title,
+    left: [{ name: 'train loss', x, y: steps.map((s) => s.loss) }, ...sparse('eval loss', evalLosses, (e) => e.loss)],
+    right: { name: 'learning rate', x, y: steps.map((s) => s.lr) },
+    leftTitle: 'loss (nats/token)',
+    rightTitle: 'learning rate',
+    rightAxis: { exponentformat: 'e' },
+    layout: { margin: { t: 48 } },
   });
 }
 
@@ -157,68 +183,28 @@ export function preferenceFigure(
   evals: { step: number; margin: number }[] = [],
   title = 'preference optimisation',
 ): Figure {
-  const data: PlotlyObject[] = [
-    {
-      type: 'scatter',
-      mode: 'lines',
-      name: 'reward margin',
-      x: steps.map((s) => s.step),
-      y: steps.map((s) => s.margin),
-    },
-    {
-      type: 'scatter',
-      mode: 'lines',
-      name: 'reward accuracy',
-      x: steps.map((s) => s.step),
-      y: steps.map((s) => s.accuracy),
-      yaxis: 'y2',
-      line: { dash: 'dot', width: 1 },
-    },
-  ];
-  if (evals.length)
-    data.splice(1, 0, {
-      type: 'scatter',
-      mode: 'lines+markers',
-      name: 'held-out margin',
-      x: evals.map((e) => e.step),
-      y: evals.map((e) => e.margin),
-    });
-  return new Figure(data, {
-    title: { text: title },
-    xaxis: { title: { text: 'step' } },
-    yaxis: { title: { text: 'chosen - rejected reward' } },
-    yaxis2: { title: { text: 'accuracy' }, overlaying: 'y', side: 'right', showgrid: false, range: [0, 1] },
-    legend: { orientation: 'h', y: -0.2 },
+  const x = steps.map((s) => s.step);
+  return stepFigure({
+    title,
+    left: [
+      { name: 'reward margin', x, y: steps.map((s) => s.margin) },
+      ...sparse('held-out margin', evals, (e) => e.margin),
+    ],
+    right: { name: 'reward accuracy', x, y: steps.map((s) => s.accuracy) },
+    leftTitle: 'chosen - rejected reward',
+    rightTitle: 'accuracy',
+    rightAxis: { range: [0, 1] },
   });
 }
 
 /** A PPO run: the mean reward per step, and the KL to the reference on a second axis. */
 export function ppoFigure(steps: { step: number; reward: number; kl: number }[], title = 'PPO'): Figure {
-  return new Figure(
-    [
-      {
-        type: 'scatter',
-        mode: 'lines',
-        name: 'mean reward',
-        x: steps.map((s) => s.step),
-        y: steps.map((s) => s.reward),
-      },
-      {
-        type: 'scatter',
-        mode: 'lines',
-        name: 'KL to the reference',
-        x: steps.map((s) => s.step),
-        y: steps.map((s) => s.kl),
-        yaxis: 'y2',
-        line: { dash: 'dot', width: 1 },
-      },
-    ],
-    {
-      title: { text: title },
-      xaxis: { title: { text: 'step' } },
-      yaxis: { title: { text: 'reward' } },
-      yaxis2: { title: { text: 'KL (nats)' }, overlaying: 'y', side: 'right', showgrid: false },
-      legend: { orientation: 'h', y: -0.2 },
-    },
-  );
+  const x = steps.map((s) => s.step);
+  return stepFigure({
+    title,
+    left: [{ name: 'mean reward', x, y: steps.map((s) => s.reward) }],
+    right: { name: 'KL to the reference', x, y: steps.map((s) => s.kl) },
+    leftTitle: 'reward',
+    rightTitle: 'KL (nats)',
+  });
 }

@@ -94,6 +94,17 @@ export function mergeLora(model: LlamaModel): void {
   dropLora(model);
 }
 
+/** f's result computed by the base alone, the LoRA adapter switched off (a reference model without a copy). */
+export function withAdapterOff<T>(model: LlamaModel, f: () => T): T {
+  const lora = model.lora;
+  model.lora = null;
+  try {
+    return f();
+  } finally {
+    model.lora = lora;
+  }
+}
+
 /** Removes the adapters (unmerged) and their settings. */
 export function dropLora(model: LlamaModel): void {
   for (const t of model.adapters.values()) t.dispose();

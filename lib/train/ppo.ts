@@ -9,7 +9,7 @@ import { seededRandom } from '../util/random.js';
 import { shuffled } from '../data/mixture.js';
 import { DEFAULTS } from '../util/defaults.js';
 import { saveFinal } from './checkpoint.js';
-import { addLora } from './lora.js';
+import { addLora, withAdapterOff } from './lora.js';
 import { AdamW } from './optim.js';
 import { applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
 import { AdaptiveKl, gae, tokenRewards, whiten } from './ppo-math.js';
@@ -165,10 +165,9 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
         const s = tokenStats(model, L.ids, L.positions, L.next);
         return { logp: [...s.logp.dataSync()], values: [...s.values.dataSync()], entropy: [...s.entropy.dataSync()] };
       });
-      const lora = model.lora;
-      model.lora = null;
-      const ref = tf.tidy(() => [...tokenStats(model, L.ids, L.positions, L.next).logp.dataSync()]);
-      model.lora = lora;
+      const ref = withAdapterOff(model, () =>
+        tf.tidy(() => [...tokenStats(model, L.ids, L.positions, L.next).logp.dataSync()]),
+      );
       // Per response: KL-penalised rewards, GAE; advantages whitened over the rollout.
       const perResponse = rollouts.map((_, b) => L.owner.map((o2, k) => (o2 === b ? k : -1)).filter((k) => k >= 0));
       const advantages = new Array<number>(L.positions.length),

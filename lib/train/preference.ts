@@ -12,7 +12,7 @@ import { DEFAULTS } from '../util/defaults.js';
 import { toBatch, type TrainingRow } from './batches.js';
 import { restoreCheckpoint, saveFinal, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { rowLogprobSums } from './loss.js';
-import { addLora, quantizeBase } from './lora.js';
+import { addLora, quantizeBase, withAdapterOff } from './lora.js';
 import { AdamW, learningRate } from './optim.js';
 import { addGradients, applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
 import { preferenceLoss, referenceFree, type PreferenceSettings } from './preference-loss.js';
@@ -202,17 +202,6 @@ function logpsOf(
   return { chosen, rejected };
 }
 
-/** The reference model's log-probabilities: the base with the LoRA adapter switched off (no copy held). */
-function withAdapterOff<T>(loaded: LoadedModel, f: () => T): T {
-  const lora = loaded.model.lora;
-  loaded.model.lora = null;
-  try {
-    return f();
-  } finally {
-    loaded.model.lora = lora;
-  }
-}
-
 /**
  * Direct preference optimisation and its variants (preference-loss.ts) on the trainer's pieces:
  * AdamW with warmup and decay, accumulation, clipping, LoRA / QLoRA. The reference is the model as
@@ -260,7 +249,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
   const refFor = (set: PairRows[], idx: number[], pre?: { chosen: number[]; rejected: number[] }) => {
     if (free) return undefined;
     if (pre) return { chosen: idx.map((i) => pre.chosen[i]), rejected: idx.map((i) => pre.rejected[i]) };
-    return withAdapterOff(loaded, () =>
+    return withAdapterOff(loaded.model, () =>
       logpsOf(
         loaded,
         idx.map((i) => set[i]),

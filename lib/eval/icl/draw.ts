@@ -15,13 +15,3 @@ export function drawShots(order: Task['fewshotOrder'], pool: Doc[], k: number, e
   }
   return picked;
 }
-
-/** A seeded Fisher-Yates shuffle (a copy). */
-export function shuffled<T>(xs: readonly T[], random: () => number): T[] {
-  const out = [...xs];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
-}

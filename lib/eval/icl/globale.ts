@@ -1,4 +1,4 @@
-import { shuffled } from './draw.js';
+import { shuffled } from '../../data/mixture.js';
 
 /** Entropy (nats) of the distribution of predicted labels: GlobalE's score of one ordering. */
 export function labelEntropy(labels: readonly number[]): number {
