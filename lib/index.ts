@@ -13,7 +13,9 @@ export {
   Training,
   Alignment,
   Reinforcement,
+  RewardTraining,
   type AlignOptions,
+  type RewardStageOptions,
   type PpoStageOptions,
   type LoadOptions,
 } from './llm.js';
@@ -108,14 +110,25 @@ export * as metrics from './eval/metrics/index.js';
 
 // ── Training: pre-training, SFT, LoRA/QLoRA, packing, vocabulary, export to GPU trainers ─────────
 export { train, evalLoss, type TrainOptions, type TrainResult, type StepMetrics } from './train/trainer.js';
+export { pairRows, pairBatch, replyRow, preferenceRecords, type PairRows } from './train/pairs.js';
 export {
   trainPreference,
-  pairRows,
   type PreferenceTrainOptions,
   type PreferenceResult,
   type PreferenceStep,
   type PreferenceEval,
 } from './train/preference.js';
+export {
+  trainReward,
+  rewardsOf,
+  segmentRewards,
+  addRewardHead,
+  type RewardTrainOptions,
+  type RewardResult,
+  type RewardStep,
+  type RewardEval,
+} from './train/reward.js';
+export { trainPpo, type PpoOptions, type PpoResult, type PpoStep, type RewardFunction } from './train/ppo.js';
 export {
   preferenceLoss,
   PREFERENCE_LOSSES,

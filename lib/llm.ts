@@ -19,7 +19,7 @@ import {
 } from './report/charts.js';
 import { train, type StepMetrics, type TrainOptions, type TrainResult } from './train/trainer.js';
 import { loadModelOrAdapter } from './train/adapted.js';
-import { rewardsOf } from './train/reward.js';
+import { rewardsOf, trainReward, type RewardResult, type RewardStep, type RewardTrainOptions } from './train/reward.js';
 import { trainPpo, type PpoOptions, type PpoResult, type PpoStep } from './train/ppo.js';
 import {
   trainPreference,
@@ -254,6 +254,52 @@ export class Reinforcement {
   }
 }
 
+/** A reward-model run: per-step loss, pair accuracy and margin, and the held-out pairs before and after. */
+export class RewardTraining {
+  readonly result: RewardResult;
+  readonly table: Table;
+  constructor(result: RewardResult) {
+    this.result = result;
+    const m = result.metrics;
+    const col = (f: (x: RewardStep) => number) => vectorFromArray(m.map(f), new Float64());
+    this.table = new Table({
+      step: vectorFromArray(
+        m.map((x) => x.step),
+        new Int32(),
+      ),
+      loss: col((x) => x.loss),
+      margin: col((x) => x.margin),
+      accuracy: col((x) => x.accuracy),
+      lr: col((x) => x.lr),
+      grad_norm: col((x) => x.gradNorm),
+    });
+  }
+  /** The reward margin and pair accuracy per step, with the held-out margin. */
+  plot(): Figure {
+    return preferenceFigure(this.result.metrics, this.result.evals, 'reward model');
+  }
+  toJSON(): Record<string, unknown> {
+    const { metrics: _metrics, ...rest } = this.result;
+    return rest;
+  }
+  toString(): string {
+    const r = this.result;
+    const [a, b] = [r.evals[0], r.evals.at(-1)];
+    const ev =
+      a && b
+        ? `; held-out pair accuracy ${a.accuracy.toFixed(3)} -> ${b.accuracy.toFixed(3)}, margin ${a.margin.toFixed(4)} -> ${b.margin.toFixed(4)}`
+        : '';
+    return `${r.steps} steps (reward model)${ev}`;
+  }
+  toHTML(): string {
+    const last = this.table.numRows > 10 ? this.table.slice(this.table.numRows - 10) : this.table;
+    return `<p>${escapeHtml(this.toString())}</p>\n${htmlTable(last)}`;
+  }
+}
+
+/** Options of a reward-model stage in the fluent chain: `train({ stage: 'rm', datasets, ... })`. */
+export type RewardStageOptions = Omit<RewardTrainOptions, 'stage'> & { stage: 'rm' };
+
 /** Options of a PPO stage in the fluent chain: `train({ stage: 'ppo', prompts, reward, steps, lora })`. */
 export type PpoStageOptions = PpoOptions & { stage: 'ppo' };
 
@@ -411,12 +457,14 @@ export class Chain<R> implements PromiseLike<R> {
    * notebook the loss curve (the reward margin for DPO) grows as it trains.
    */
   train(opts: AlignOptions): Chain<Alignment>;
+  train(opts: RewardStageOptions): Chain<RewardTraining>;
   train(opts: PpoStageOptions): Chain<Reinforcement>;
   train(opts: TrainOptions): Chain<Training>;
   train(
-    opts: TrainOptions | AlignOptions | PpoStageOptions,
-  ): Chain<Training> | Chain<Alignment> | Chain<Reinforcement> {
+    opts: TrainOptions | AlignOptions | RewardStageOptions | PpoStageOptions,
+  ): Chain<Training> | Chain<Alignment> | Chain<RewardTraining> | Chain<Reinforcement> {
     if (opts.stage === 'dpo') return this.align(opts);
+    if (opts.stage === 'rm') return this.rewardModel(opts);
     if (opts.stage === 'ppo') return this.reinforce(opts);
     return this.with<Training>({
       name: 'train',
@@ -444,7 +492,7 @@ export class Chain<R> implements PromiseLike<R> {
       run: async (model) => {
         const lm = local(model, 'train');
         const host = displayHost();
-        const chart = host?.live();
+        const [bar, chart] = [host?.live(), host?.live()];
         const seen: PpoStep[] = [];
         try {
           const { stage: _stage, ...rest } = opts;
@@ -453,6 +501,7 @@ export class Chain<R> implements PromiseLike<R> {
             onPpoStep: (m, total) => {
               opts.onPpoStep?.(m, total);
               seen.push(m);
+              bar?.update(progressHTML('ppo', m.step, total, `reward ${m.reward.toFixed(3)}, KL ${m.kl.toFixed(3)}`));
               chart?.update(ppoFigure(seen, 'PPO (live)'));
             },
           });
@@ -469,7 +518,7 @@ export class Chain<R> implements PromiseLike<R> {
       name: 'train (dpo)',
       run: async (model) => {
         const lm = local(model, 'train');
-        const live = kernelPreference();
+        const live = kernelPreference('dpo', 'preference optimisation (live)');
         try {
           const { stage: _stage, ...rest } = opts;
           const result = await trainPreference(lm.loaded, {
@@ -478,6 +527,27 @@ export class Chain<R> implements PromiseLike<R> {
           });
           live?.done(result);
           return new Alignment(result);
+        } finally {
+          lm.weightsChanged();
+        }
+      },
+    });
+  }
+
+  private rewardModel(opts: RewardStageOptions): Chain<RewardTraining> {
+    return this.with({
+      name: 'train (rm)',
+      run: async (model) => {
+        const lm = local(model, 'train');
+        const live = kernelPreference('rm', 'reward model (live)');
+        try {
+          const { stage: _stage, ...rest } = opts;
+          const result = await trainReward(lm.loaded, {
+            ...rest,
+            onRewardStep: chainCallbacks(opts.onRewardStep, live?.step),
+          });
+          live?.done(result);
+          return new RewardTraining(result);
         } finally {
           lm.weightsChanged();
         }
@@ -646,23 +716,24 @@ function kernelTraining() {
 }
 
 /** A preference run's live progress bar and reward-margin chart in the notebook. */
-function kernelPreference() {
+/** A live progress bar and margin/accuracy chart for pairwise training (DPO, a reward model). */
+function kernelPreference(label: string, title: string) {
   const host = displayHost();
   if (!host) return undefined;
   const bar = host.live(),
     chart = host.live();
-  const steps: PreferenceStep[] = [];
+  const steps: { step: number; loss: number; margin: number; accuracy: number }[] = [];
   let drawn = 0;
   const draw = (evals: { step: number; margin: number }[] = []) => {
-    chart.update(preferenceFigure(steps, evals, 'preference optimisation (live)'));
+    chart.update(preferenceFigure(steps, evals, title));
     drawn = Date.now();
   };
   return {
-    step: (m: PreferenceStep, total: number) => {
+    step: (m: (typeof steps)[number], total: number) => {
       steps.push(m);
       bar.update(
         progressHTML(
-          'dpo',
+          label,
           m.step,
           total,
           `loss ${m.loss.toFixed(4)}, margin ${m.margin.toFixed(3)}, accuracy ${m.accuracy.toFixed(2)}`,
@@ -670,7 +741,7 @@ function kernelPreference() {
       );
       if (Date.now() - drawn > 2000) draw();
     },
-    done: (r: PreferenceResult) => draw(r.evals),
+    done: (r: { evals: { step: number; margin: number }[] }) => draw(r.evals),
   };
 }
 

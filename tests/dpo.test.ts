@@ -6,7 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { LlmboxError } from '../lib/errors.js';
 import { Alignment, llm } from '../lib/llm.js';
 import { loadModel } from '../lib/models/load.js';
-import { pairRows, trainPreference } from '../lib/train/preference.js';
+import { segmentsOf } from '../lib/train/batches.js';
+import { segmentLogprobSums } from '../lib/train/loss.js';
+import { pairBatch, pairRows } from '../lib/train/pairs.js';
+import { trainPreference } from '../lib/train/preference.js';
 import { STORIES, tmp } from './helpers/models.js';
 
 /** Pairs with one obvious preference: the chosen reply is always "Once upon a time.", the rejected one "zzz qqq". */
@@ -135,6 +138,62 @@ describe('DPO on the shipped model', () => {
     expect(resumed.metrics.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
     for (let i = 3; i < 6; i++) expect(resumed.metrics[i].loss).toBeCloseTo(whole.metrics[i].loss, 5);
     expect(resumed.evals.at(-1)!.margin).toBeCloseTo(whole.evals.at(-1)!.margin, 5);
+  }, 120_000);
+
+  it('packs pairs: both sides of a pair in one row (or adjacent rows), the same log-probabilities as unpacked rows', async () => {
+    const loaded = await loadModel(STORIES);
+    const records = ['A dog.', 'A cat sat on the mat all day long.', 'Hi.'].map((chosen, i) => ({
+      kind: 'preference' as const,
+      prompt: [{ role: 'user' as const, content: `Story ${i}, please.` }],
+      chosen,
+      rejected: `No ${'no '.repeat(i * 3)}thanks.`,
+    }));
+    const { pairs } = pairRows(loaded, records, 96);
+    const lens = pairs.map((p) => p.chosen.ids.length + p.rejected.ids.length);
+    // a row a little longer than the longest pair: not every pair fits beside another
+    const packTo = Math.max(...lens) + 2;
+    const packed = pairBatch(pairs, 0, packTo);
+    const plain = pairBatch(pairs, 0);
+    expect(packed.batch.ids.length).toBeLessThan(plain.batch.ids.length);
+    const segs = segmentsOf(packed.batch.segments);
+    pairs.forEach((_, i) => {
+      // the two sides of a pair are neighbours in one row
+      expect(packed.rejected[i]).toBe(packed.chosen[i] + 1);
+      expect(segs[packed.chosen[i]].row).toBe(segs[packed.rejected[i]].row);
+    });
+    const a = segmentLogprobSums(loaded.model, packed.batch).dataSync();
+    const b = segmentLogprobSums(loaded.model, plain.batch).dataSync();
+    for (let i = 0; i < pairs.length; i++) {
+      expect(a[packed.chosen[i]]).toBeCloseTo(b[plain.chosen[i]], 3);
+      expect(a[packed.rejected[i]]).toBeCloseTo(b[plain.rejected[i]], 3);
+    }
+    // a pair too long for one row takes two adjacent rows of its own
+    const split = pairBatch(
+      pairs,
+      0,
+      Math.max(...pairs.map((p) => Math.max(p.chosen.ids.length, p.rejected.ids.length))),
+    );
+    const last = pairs.length - 1;
+    const ss = segmentsOf(split.batch.segments);
+    expect(ss[split.rejected[last]].row).toBe(ss[split.chosen[last]].row + 1);
+  });
+
+  it('trains on packed pairs with the same losses as unpacked ones', async () => {
+    const file = preferenceFile(12);
+    const opts = {
+      datasets: [file],
+      maxLength: 96,
+      batchSize: 4,
+      maxSteps: 3,
+      lr: 5e-3,
+      valSize: 4,
+      lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj'] },
+    };
+    const plain = await trainPreference(await loadModel(STORIES), opts);
+    const packed = await trainPreference(await loadModel(STORIES), { ...opts, packing: true });
+    expect(packed.metrics[0].loss).toBeCloseTo(Math.LN2, 5);
+    for (let i = 0; i < 3; i++) expect(packed.metrics[i].loss).toBeCloseTo(plain.metrics[i].loss, 4);
+    expect(packed.evals.at(-1)!.margin).toBeCloseTo(plain.evals.at(-1)!.margin, 3);
   }, 120_000);
 
   it('reads pairs as message lists (UltraFeedback) and LLaMA-Factory ranking datasets', async () => {

@@ -181,7 +181,12 @@ describe.skipIf(!JUPYTER || !CHROMIUM)(
       .sort();
 
     it('lists the example notebooks', () => {
-      expect(NOTEBOOKS).toEqual(['01-quick-start.ipynb', '02-compare-models.ipynb', '03-data-mixture.ipynb']);
+      expect(NOTEBOOKS).toEqual([
+        '01-quick-start.ipynb',
+        '02-compare-models.ipynb',
+        '03-data-mixture.ipynb',
+        '04-alignment.ipynb',
+      ]);
     });
 
     it.each(NOTEBOOKS)(

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -63,6 +63,35 @@ describe('PPO on the shipped model', () => {
     for (const [k, v] of base) expect(loaded.model.params.get(k)!.dataSync()).toEqual(v);
     expect(loaded.model.adapters.size).toBeGreaterThan(0);
   }, 60_000);
+
+  it('resumes exactly from its newest checkpoint: adapter, value head, optimizer and KL coefficient', async () => {
+    const out = join(tmp('llmbox-ppo-resume-'), 'run');
+    const opts = {
+      prompts: ['Once upon a time', 'The little dog', 'A cat'],
+      reward: (_p: string, resp: string) => resp.match(/\bthe\b/gi)?.length ?? 0,
+      steps: 4,
+      saveEvery: 2,
+      batchSize: 3,
+      maxNewTokens: 8,
+      lr: 3e-3,
+      klTarget: 0.5,
+      output: out,
+      lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj'] },
+    };
+    const whole = await trainPpo(await loadModel(STORIES), opts);
+    rmSync(join(out, 'checkpoint-4'), { recursive: true });
+    const resumed = await trainPpo(await loadModel(STORIES), { ...opts, resume: true });
+    expect(resumed.resumedFrom).toBe(2);
+    expect(resumed.metrics.map((m) => m.step)).toEqual([1, 2, 3, 4]);
+    for (let i = 2; i < 4; i++) {
+      expect(resumed.metrics[i].reward).toBeCloseTo(whole.metrics[i].reward, 6);
+      expect(resumed.metrics[i].klCoef).toBeCloseTo(whole.metrics[i].klCoef, 9);
+      expect(resumed.metrics[i].policyLoss).toBeCloseTo(whole.metrics[i].policyLoss, 4);
+      expect(resumed.metrics[i].valueLoss).toBeCloseTo(whole.metrics[i].valueLoss, 4);
+    }
+    // the adaptive coefficient moved (so restoring it mattered)
+    expect(whole.metrics[2].klCoef).not.toBe(whole.metrics[0].klCoef);
+  }, 180_000);
 
   it('needs LoRA and finite rewards', async () => {
     const loaded = await loadModel(STORIES);

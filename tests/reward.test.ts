@@ -1,12 +1,14 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { llm } from '../lib/llm.js';
 import { loadModel } from '../lib/models/load.js';
 import { parseConfig } from '../lib/models/config.js';
-import { rewardsOf, trainReward } from '../lib/train/reward.js';
+import { toBatch } from '../lib/train/batches.js';
+import { pairRows } from '../lib/train/pairs.js';
+import { addRewardHead, rewardsOf, segmentRewards, trainReward } from '../lib/train/reward.js';
 import { STORIES, llmboxErrorOf, tmp } from './helpers/models.js';
 
 function pairsFile(n: number): string {
@@ -72,6 +74,53 @@ describe('reward model', () => {
     expect(JSON.parse(one.stdout).reward).toBeCloseTo(before[0], 4);
     expect(await llm.load(out).reward('Tell me a story.', 'Once upon a time.')).toBeCloseTo(before[0], 4);
   }, 120_000);
+
+  it('resumes exactly from its newest checkpoint (LoRA adapter and head), and packs pairs without changing the loss', async () => {
+    const file = pairsFile(24);
+    const out = join(tmp('llmbox-rm-resume-'), 'run');
+    const opts = {
+      datasets: [file],
+      maxLength: 96,
+      batchSize: 4,
+      maxSteps: 6,
+      saveEvery: 3,
+      lr: 5e-3,
+      valSize: 4,
+      output: out,
+      lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj'] },
+    };
+    const whole = await trainReward(await loadModel(STORIES), opts);
+    rmSync(join(out, 'checkpoint-6'), { recursive: true });
+    const resumed = await trainReward(await loadModel(STORIES), { ...opts, resume: true });
+    expect(resumed.resumedFrom).toBe(3);
+    expect(resumed.metrics.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    for (let i = 3; i < 6; i++) expect(resumed.metrics[i].loss).toBeCloseTo(whole.metrics[i].loss, 5);
+    expect(resumed.evals.at(-1)!.margin).toBeCloseTo(whole.evals.at(-1)!.margin, 5);
+    const packed = await trainReward(await loadModel(STORIES), {
+      ...opts,
+      maxSteps: 2,
+      output: undefined,
+      packing: true,
+    });
+    for (let i = 0; i < 2; i++) expect(packed.metrics[i].loss).toBeCloseTo(whole.metrics[i].loss, 4);
+  }, 180_000);
+
+  it('scores an over-long conversation as training cuts it: BOS, the prompt end and the reply', async () => {
+    const loaded = await loadModel(STORIES);
+    addRewardHead(loaded.model, 1);
+    const long = 'The dog ran to the park and played. '.repeat(40);
+    const item = { prompt: [{ role: 'user' as const, content: long }], response: 'Once upon a time.' };
+    const [cut] = rewardsOf(loaded, [item], { maxLength: 64 });
+    const { pairs } = pairRows(
+      loaded,
+      [{ kind: 'preference', prompt: item.prompt, chosen: item.response, rejected: 'No.' }],
+      64,
+    );
+    const [row] = segmentRewards(loaded.model, toBatch([pairs[0].chosen])).dataSync();
+    expect(cut).toBeCloseTo(row, 5);
+    expect(pairs[0].chosen.ids[0]).toBe(loaded.tokenizer!.bosTokenId);
+    expect(rewardsOf(loaded, [item], { maxLength: 128 })[0]).not.toBeCloseTo(cut, 3);
+  });
 
   it('refuses classifiers with more than one label, and score-rm on a causal LM', () => {
     const cfg = JSON.parse(readFileSync(join(STORIES, 'config.json'), 'utf8'));

@@ -55,6 +55,13 @@ export function embedding(table: tf.Tensor2D, ids: tf.Tensor): tf.Tensor {
   return f(table, ids);
 }
 
+/** Entries of a vector by index, differentiably on every backend (embedding's gather). */
+export function pickEntries(v: tf.Tensor1D, at: number[]): tf.Tensor1D {
+  return embedding(v.reshape([v.shape[0], 1]) as tf.Tensor2D, tf.tensor1d(at, 'int32')).reshape([
+    at.length,
+  ]) as tf.Tensor1D;
+}
+
 /** RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * weight. */
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
   if (!nativeAddon() || x.dtype !== 'float32') return rmsNormReference(x, weight, eps);

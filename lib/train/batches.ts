@@ -161,6 +161,20 @@ export function isTarget(row: { targets: Uint8Array; segments: number[] }, t: nu
   return row.targets[t + 1] === 1 && row.segments[t + 1] !== 0 && row.segments[t + 1] === row.segments[t];
 }
 
+/** A batch's segments in reading order (row by row, left to right): the row, and the flat positions (b * T + t) of its first and last tokens. */
+export function segmentsOf(segments: number[][]): { row: number; first: number; last: number }[] {
+  const out: { row: number; first: number; last: number }[] = [];
+  const T = segments[0]?.length ?? 0;
+  segments.forEach((seg, b) => {
+    for (let t = 0; t < T; t++) {
+      if (seg[t] === 0) continue;
+      if (t === 0 || seg[t - 1] !== seg[t]) out.push({ row: b, first: b * T + t, last: b * T + t });
+      else out[out.length - 1].last = b * T + t;
+    }
+  });
+  return out;
+}
+
 export function toBatch(rows: TrainingRow[], pad = 0): Batch {
   const T = Math.max(...rows.map((r) => r.ids.length));
   const batch: Batch = { ids: [], segments: [], targets: [], targetCount: 0 };

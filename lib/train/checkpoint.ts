@@ -18,6 +18,8 @@ export interface TrainerState {
   /** Hash of the options that must not change across a resume (data, schedule, batch layout). */
   runKey: string;
   log: Record<string, number>[];
+  /** Whatever else the stage must carry across a resume (PPO's KL coefficient). */
+  extra?: Record<string, number>;
 }
 
 /** The model (or its LoRA adapter) in Hugging Face layout, with tokenizer and generation config. */
@@ -73,6 +75,7 @@ export function writeCheckpoint(
   opt: AdamW,
   state: TrainerState,
   keep = 2,
+  heads: string[] = [],
 ): string {
   const final = join(output, `checkpoint-${state.step}`);
   cleanStaleTemps(output);
@@ -84,6 +87,13 @@ export function writeCheckpoint(
   tensorsToRaw('m', opt.m, raw);
   tensorsToRaw('v', opt.v, raw);
   writeSafetensors(join(tmp, 'optimizer.safetensors'), raw, { step: String(opt.step) });
+  // Heads that train beside the decoder (a reward or value head): an adapter folder does not hold them.
+  if (heads.length) {
+    const own = new Map(heads.map((h) => [h, loaded.model.params.get(h)!]));
+    const headRaw = new Map<string, RawTensor>();
+    tensorsToRaw('head', own, headRaw);
+    writeSafetensors(join(tmp, 'heads.safetensors'), headRaw);
+  }
   writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(state) + '\n');
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
@@ -107,6 +117,7 @@ export function restoreCheckpoint(
   loaded: LoadedModel,
   opt: AdamW,
   runKey: string,
+  heads: string[] = [],
 ): TrainerState | null {
   cleanStaleTemps(output);
   const last = listCheckpoints(output).pop();
@@ -133,6 +144,13 @@ export function restoreCheckpoint(
     for (const [k, t] of restored.params) {
       loaded.model.params.get(k)?.dispose();
       loaded.model.params.set(k, t);
+    }
+  }
+  if (heads.length) {
+    for (const [k, t] of readSafetensors(join(last.dir, 'heads.safetensors'))) {
+      const name = k.slice('head.'.length);
+      loaded.model.params.get(name)?.dispose();
+      loaded.model.params.set(name, tf.tensor(t.data as Float32Array, t.shape));
     }
   }
   opt.dispose();

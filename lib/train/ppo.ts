@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
 import { embedding } from '../engine/ops.js';
@@ -8,7 +9,7 @@ import type { LoadedModel } from '../models/load.js';
 import { seededRandom } from '../util/random.js';
 import { shuffled } from '../data/mixture.js';
 import { DEFAULTS } from '../util/defaults.js';
-import { saveFinal } from './checkpoint.js';
+import { restoreCheckpoint, saveFinal, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { addLora, withAdapterOff } from './lora.js';
 import { AdamW } from './optim.js';
 import { applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
@@ -19,7 +20,7 @@ export type RewardFunction = (prompt: string, response: string) => number | Prom
 
 export interface PpoOptions extends Pick<
   TrainOptions,
-  'lora' | 'lr' | 'maxGradNorm' | 'seed' | 'output' | 'weightDecay'
+  'lora' | 'lr' | 'maxGradNorm' | 'seed' | 'output' | 'weightDecay' | 'resume' | 'saveEvery' | 'saveTotalLimit'
 > {
   prompts: string[];
   reward: RewardFunction;
@@ -64,6 +65,9 @@ export interface PpoResult {
   metrics: PpoStep[];
   parameters: { total: number; trainable: number };
   output: string | null;
+  checkpoint: string | null;
+  /** The step a resumed run continued from. */
+  resumedFrom: number | null;
 }
 
 /** Log-probabilities of the next tokens, the value head's estimates and the entropies at flat positions (row * T + t). */
@@ -140,11 +144,34 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
   const slots = [...slotsOf(model.adapters), { map: model.params, name: 'value.weight' }];
   const opt = new AdamW({ weightDecay: o.weightDecay ?? 0 });
   const pad = tok.padTokenId ?? loaded.generation.padTokenId ?? 0;
-  const random = seededRandom(seed);
-  const metrics: PpoStep[] = [];
+  // A resumed run continues from the newest checkpoint: adapter, value head, optimizer, KL coefficient, logs.
+  const { reward: _r, onPpoStep: _s, output: _o, resume: _re, saveEvery: _se, saveTotalLimit: _st, ...settings } = o;
+  const runKey = createHash('sha256')
+    .update(JSON.stringify({ stage: 'ppo', ...settings, seed }))
+    .digest('hex')
+    .slice(0, 16);
+  if (o.output) mkdirSync(o.output, { recursive: true });
+  const heads = ['value.weight'];
+  const restored = o.resume && o.output ? restoreCheckpoint(o.output, loaded, opt, runKey, heads) : null;
+  if (restored?.extra?.klCoef !== undefined) kl.value = restored.extra.klCoef;
+  const metrics = (restored?.log ?? []) as unknown as PpoStep[];
+  let checkpoint: string | null = null;
+  const save = (step: number) => {
+    const state = { step, losses: [], evalLosses: [], runKey, log: metrics, extra: { klCoef: kl.value } };
+    checkpoint = writeCheckpoint(
+      o.output!,
+      loaded,
+      opt,
+      state as unknown as TrainerState,
+      o.saveTotalLimit ?? 2,
+      heads,
+    );
+  };
   try {
-    for (let step = 0; step < o.steps; step++) {
+    for (let step = restored?.step ?? 0; step < o.steps; step++) {
       const t0 = performance.now();
+      // Each step draws from its own seeded stream, so a resumed run samples what the whole run would have.
+      const random = seededRandom(seed * 7919 + step);
       // Rollouts: the current policy samples one response per prompt.
       const prompts = Array.from({ length: batchSize }, () => o.prompts[Math.floor(random() * o.prompts.length)]);
       const encoded = prompts.map((p) => tok.encode(p));
@@ -156,7 +183,11 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
       const rollouts: Rollout[] = gens
         .map((g, i) => ({ prompt: prompts[i], ids: [...encoded[i], ...g.ids], start: encoded[i].length, text: g.text }))
         .filter((r) => r.ids.length > r.start);
-      if (!rollouts.length) continue;
+      if (!rollouts.length)
+        throw new LlmboxError(`PPO step ${step + 1}: every response was empty`, {
+          field: '--max-new-tokens',
+          fix: 'allow longer responses, or prompts the model does not end at once',
+        });
       const scores = await Promise.all(rollouts.map((r) => o.reward(r.prompt, r.text)));
       if (scores.some((s) => !Number.isFinite(s)))
         throw new LlmboxError('the reward function returned a value that is not a finite number', { field: 'reward' });
@@ -256,6 +287,7 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
       if (adaptive) kl.update(meanKl, rollouts.length);
       metrics.push(metric);
       o.onPpoStep?.(metric, o.steps);
+      if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || metric.step === o.steps)) save(metric.step);
     }
   } finally {
     opt.dispose();
@@ -264,14 +296,13 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
   // The value head is training scaffolding, not part of the policy that is saved.
   model.params.get('value.weight')?.dispose();
   model.params.delete('value.weight');
-  if (o.output) {
-    mkdirSync(o.output, { recursive: true });
-    saveFinal(o.output, loaded);
-  }
+  if (o.output) saveFinal(o.output, loaded);
   return {
     stage: 'ppo',
     steps: o.steps,
     metrics,
+    checkpoint,
+    resumedFrom: restored ? restored.step : null,
     parameters: { total: model.numParameters(), trainable },
     output: o.output ?? null,
   };

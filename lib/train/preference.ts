@@ -2,28 +2,18 @@ import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
-import { readRecords } from '../data/read.js';
-import type { TrainingRecord } from '../data/records.js';
-import { tokenizeRecord, type Example } from '../data/tokenize.js';
-import { shuffled } from '../data/mixture.js';
+import { pickEntries } from '../engine/ops.js';
 import type { LoadedModel } from '../models/load.js';
-import { seededRandom } from '../util/random.js';
 import { DEFAULTS } from '../util/defaults.js';
-import { toBatch, type TrainingRow } from './batches.js';
+import type { TrainingRow } from './batches.js';
 import { restoreCheckpoint, saveFinal, writeCheckpoint, type TrainerState } from './checkpoint.js';
-import { rowLogprobSums } from './loss.js';
+import { segmentLogprobSums } from './loss.js';
+import { pairBatch, pairOrder, pairTokens, splitPairs, type PairRows } from './pairs.js';
 import { addLora, quantizeBase, withAdapterOff } from './lora.js';
 import { AdamW, learningRate } from './optim.js';
 import { addGradients, applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
 import { preferenceLoss, referenceFree, type PreferenceSettings } from './preference-loss.js';
 import { hyperparameters, type TrainOptions } from './trainer.js';
-import { valCount } from './data.js';
-
-/** A preference pair as two training rows whose targets are the response tokens. */
-export interface PairRows {
-  chosen: TrainingRow;
-  rejected: TrainingRow;
-}
 
 export interface PreferenceTrainOptions extends TrainOptions {
   /** Each step's loss, rewards, margin and accuracy (live charts). */
@@ -43,6 +33,8 @@ export interface PreferenceStep {
   accuracy: number;
   lr: number;
   gradNorm: number;
+  /** Tokens of the step's pairs (both sides, every micro-batch). */
+  tokens: number;
   seconds: number;
 }
 
@@ -67,137 +59,34 @@ export interface PreferenceResult {
   resumedFrom: number | null;
 }
 
-/** The preference records of the datasets (prompt/chosen/rejected, HH-RLHF transcripts split at their shared prompt). */
-export async function preferenceRecords(o: Pick<TrainOptions, 'datasets' | 'dataDir'>) {
-  const out: Extract<TrainingRecord, { kind: 'preference' }>[] = [];
-  for (const spec of o.datasets) {
-    const { records, file } = await readRecords(spec, { dataDir: o.dataDir });
-    const pairs = records.filter((r): r is Extract<TrainingRecord, { kind: 'preference' }> => r.kind === 'preference');
-    if (!pairs.length)
-      throw new LlmboxError('no preference pairs (prompt/chosen/rejected) in this dataset', {
-        file,
-        field: '--dataset',
-        fix: 'DPO trains on rows with chosen and rejected responses (and a prompt, or HH-RLHF transcripts)',
-      });
-    out.push(...pairs);
-  }
-  return out;
-}
-
-/**
- * One side of a pair as a row: the conversation rendered by the chat template, only the final reply's
- * tokens as targets (the prompt's earlier assistant turns are context, not what the pair compares).
- * A row longer than maxLength keeps BOS, the prompt's end and the reply (the reply's beginning, with
- * at least half the row for the prompt's end, when the reply alone is too long).
- */
-export function replyRow(ex: Example, maxLength: number, bos?: number): TrainingRow | undefined {
-  const mask = ex.labelMask;
-  let end = mask.length - 1;
-  while (end >= 0 && mask[end] !== 1) end--;
-  if (end < 1) return undefined;
-  let start = end;
-  while (start > 0 && mask[start - 1] === 1) start--;
-  const ids = ex.inputIds;
-  const head = bos !== undefined && ids[0] === bos ? [bos] : [];
-  const prompt = ids.slice(head.length, start),
-    reply = ids.slice(start);
-  const room = maxLength - head.length;
-  const replyKept = Math.min(reply.length, Math.max(room - prompt.length, Math.ceil(room / 2)));
-  const promptKept = Math.min(prompt.length, room - replyKept);
-  const rowIds = [...head, ...prompt.slice(prompt.length - promptKept), ...reply.slice(0, replyKept)];
-  if (replyKept < 1 || rowIds.length < 2) return undefined;
-  const targets = new Uint8Array(rowIds.length);
-  targets.fill(1, rowIds.length - replyKept);
-  return { ids: rowIds, targets, segments: rowIds.map(() => 1) };
-}
-
-/**
- * Each pair as two rows (replyRow); pairs that lose their reply, or whose two rows come out the
- * same, are dropped and counted.
- */
-export function pairRows(
-  loaded: LoadedModel,
-  records: Extract<TrainingRecord, { kind: 'preference' }>[],
-  maxLength: number,
-  template?: PreferenceTrainOptions['template'],
-): { pairs: PairRows[]; dropped: number } {
-  const tok = loaded.tokenizer!;
-  const side = (r: (typeof records)[number], reply: string) =>
-    replyRow(
-      tokenizeRecord(
-        tok,
-        { kind: 'chat', messages: [...r.prompt, { role: 'assistant', content: reply }] },
-        { template },
-      ),
-      maxLength,
-      tok.bosTokenId,
-    );
-  const pairs: PairRows[] = [];
-  let dropped = 0;
-  for (const r of records) {
-    const chosen = side(r, r.chosen),
-      rejected = side(r, r.rejected);
-    if (chosen && rejected && chosen.ids.join() !== rejected.ids.join()) pairs.push({ chosen, rejected });
-    else dropped++;
-  }
-  return { pairs, dropped };
-}
-
-/** The datasets' pairs as rows, shuffled by the seed, split into training and held-out pairs (--val-size). */
-export async function splitPairs(
-  loaded: LoadedModel,
-  o: Pick<TrainOptions, 'datasets' | 'dataDir' | 'template' | 'valSize'>,
-  maxLength: number,
-  seed: number,
-): Promise<{ train: PairRows[]; val: PairRows[]; dropped: number }> {
-  const records = shuffled(await preferenceRecords(o), seededRandom(seed + 1));
-  const { pairs, dropped } = pairRows(loaded, records, maxLength, o.template);
-  const nVal = valCount(o, pairs.length);
-  return { val: pairs.slice(0, nVal), train: pairs.slice(nVal), dropped };
-}
-
-/** The i-th training pair in epoch order: each epoch a seeded shuffle, so any step's pairs are known (resume). */
-export function pairOrder(n: number, seed: number): (i: number) => number {
-  const epochs = new Map<number, number[]>();
-  return (i) => {
-    const e = Math.floor(i / n);
-    if (!epochs.has(e)) {
-      epochs.clear();
-      epochs.set(
-        e,
-        shuffled(
-          Array.from({ length: n }, (_, k) => k),
-          seededRandom(seed * 1000 + e),
-        ),
-      );
-    }
-    return epochs.get(e)![i % n];
-  };
-}
-
 const targetsOf = (r: TrainingRow) => {
   let n = 0;
   for (let t = 0; t + 1 < r.ids.length; t++) if (r.targets[t + 1] === 1) n++;
   return n;
 };
 
-/** Summed response log-probabilities of pairs [chosen..., rejected...], without gradients, in batches. */
+/** Pairs' summed response log-probabilities (chosen, rejected): a tensor of the batch's segments and each side's index in it. */
+function pairLogps(loaded: LoadedModel, part: PairRows[], pad: number, packTo?: number) {
+  const { batch, chosen, rejected } = pairBatch(part, pad, packTo);
+  return { lp: segmentLogprobSums(loaded.model, batch), chosen, rejected };
+}
+
+/** Summed response log-probabilities of pairs, without gradients, in batches laid out as training lays them out. */
 function logpsOf(
   loaded: LoadedModel,
   pairs: PairRows[],
   batchSize: number,
   pad: number,
+  packTo?: number,
 ): { chosen: number[]; rejected: number[] } {
   const chosen: number[] = [],
     rejected: number[] = [];
   for (let i = 0; i < pairs.length; i += batchSize) {
-    const part = pairs.slice(i, i + batchSize);
-    const batch = toBatch([...part.map((p) => p.chosen), ...part.map((p) => p.rejected)], pad);
-    const lp = rowLogprobSums(loaded.model, batch);
-    const v = [...lp.dataSync()];
-    lp.dispose();
-    chosen.push(...v.slice(0, part.length));
-    rejected.push(...v.slice(part.length));
+    const r = pairLogps(loaded, pairs.slice(i, i + batchSize), pad, packTo);
+    const v = r.lp.dataSync();
+    r.lp.dispose();
+    chosen.push(...r.chosen.map((k) => v[k]));
+    rejected.push(...r.rejected.map((k) => v[k]));
   }
   return { chosen, rejected };
 }
@@ -231,8 +120,10 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
   const free = referenceFree(settings.loss);
   const precompute = !free && (!o.lora || !!o.preference?.precomputeReference);
   const reference = free ? 'none' : precompute ? 'precomputed' : 'adapter off';
-  const refTrain = precompute ? logpsOf(loaded, trainPairs, h.batchSize, pad) : undefined;
-  const refVal = precompute ? logpsOf(loaded, val, h.batchSize, pad) : undefined;
+  // Packed rows hold the batch's pairs in rows of --max-length tokens (the reference laid out alike).
+  const packTo = o.packing ? maxLength : undefined;
+  const refTrain = precompute ? logpsOf(loaded, trainPairs, h.batchSize, pad, packTo) : undefined;
+  const refVal = precompute ? logpsOf(loaded, val, h.batchSize, pad, packTo) : undefined;
 
   if (o.qlora) quantizeBase(loaded.model);
   if (o.lora) addLora(loaded.model, { seed, ...o.lora });
@@ -255,20 +146,17 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
         idx.map((i) => set[i]),
         idx.length,
         pad,
+        packTo,
       ),
     );
   };
   const lossOf = (set: PairRows[], idx: number[], ref: { chosen: number[]; rejected: number[] } | undefined) => {
     const part = idx.map((i) => set[i]);
-    const lp = rowLogprobSums(
-      loaded.model,
-      toBatch([...part.map((p) => p.chosen), ...part.map((p) => p.rejected)], pad),
-    );
-    const n = part.length;
+    const r = pairLogps(loaded, part, pad, packTo);
     return preferenceLoss(
       {
-        chosen: lp.slice(0, n),
-        rejected: lp.slice(n, n),
+        chosen: pickEntries(r.lp, r.chosen),
+        rejected: pickEntries(r.lp, r.rejected),
         refChosen: ref && tf.tensor1d(ref.chosen),
         refRejected: ref && tf.tensor1d(ref.rejected),
         chosenTokens: tf.tensor1d(part.map((p) => targetsOf(p.chosen))),
@@ -312,6 +200,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
         lora: o.lora ?? null,
         qlora: !!o.qlora,
         valSize: o.valSize ?? null,
+        packing: !!o.packing,
         template: o.template ?? null,
       }),
     )
@@ -335,10 +224,12 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
   let cursor = startStep * h.accum * h.batchSize;
   for (let step = startStep; step < h.totalSteps; step++) {
     const t0 = performance.now();
+    let tokens = 0;
     let acc: tf.Tensor[] | null = null;
     const logged = { loss: 0, chosen: 0, rejected: 0, margin: 0, correct: 0, n: 0 };
     for (let m = 0; m < h.accum; m++) {
       const idx = Array.from({ length: h.batchSize }, () => order(cursor++));
+      tokens += pairTokens(idx.map((i) => trainPairs[i]));
       const ref = refFor(trainPairs, idx, refTrain);
       const g = slotGradients(slots, () => {
         const r = lossOf(trainPairs, idx, ref);
@@ -367,6 +258,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
       accuracy: logged.correct / logged.n,
       lr,
       gradNorm: norm,
+      tokens,
       seconds: (performance.now() - t0) / 1000,
     };
     metrics.push(metric);
@@ -377,8 +269,8 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
         loss: metric.loss,
         lr,
         gradNorm: norm,
-        tokens: 0,
-        tokensPerSecond: 0,
+        tokens,
+        tokensPerSecond: tokens / metric.seconds,
         seconds: metric.seconds,
       },
       h.totalSteps,

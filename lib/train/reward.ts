@@ -1,18 +1,19 @@
 import * as tf from '@tensorflow/tfjs';
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
-import { embedding } from '../engine/ops.js';
+import { embedding, pickEntries } from '../engine/ops.js';
 import type { Message } from '../data/records.js';
 import { tokenizeRecord } from '../data/tokenize.js';
 import type { LlamaModel } from '../models/llama.js';
 import type { LoadedModel } from '../models/load.js';
 import { DEFAULTS } from '../util/defaults.js';
-import { toBatch, type Batch, type TrainingRow } from './batches.js';
-import { saveFinal } from './checkpoint.js';
+import { segmentsOf, toBatch, type Batch } from './batches.js';
+import { restoreCheckpoint, saveFinal, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { addLora, mergeLora } from './lora.js';
 import { AdamW, learningRate } from './optim.js';
 import { addGradients, applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
-import { pairOrder, splitPairs, type PairRows } from './preference.js';
+import { pairBatch, pairOrder, pairTokens, replyRow, splitPairs, type PairRows } from './pairs.js';
 import { hyperparameters, type TrainOptions } from './trainer.js';
 
 /**
@@ -27,8 +28,8 @@ export function addRewardHead(model: LlamaModel, seed: number): void {
   (model.config as { numLabels: number }).numLabels = 1;
 }
 
-/** Each row's reward (right-padded rows; segment 0 is padding). */
-export function rowRewards(model: LlamaModel, batch: Batch): tf.Tensor1D {
+/** Each segment's reward, read at its last token; segments in reading order (segmentsOf: rows, or the sequences packed in them). */
+export function segmentRewards(model: LlamaModel, batch: Batch): tf.Tensor1D {
   const W = model.params.get('score.weight');
   if (!W)
     throw new LlmboxError('this model has no reward head (score.weight)', {
@@ -37,34 +38,53 @@ export function rowRewards(model: LlamaModel, batch: Batch): tf.Tensor1D {
     });
   const T = batch.ids[0].length,
     B = batch.ids.length;
-  const last = batch.segments.map((seg, b) => b * T + Math.max(0, seg.filter((x) => x !== 0).length - 1));
+  const last = segmentsOf(batch.segments).map((s) => s.last);
   return tf.tidy(() => {
     const hidden = model.forward(batch.ids, { segments: batch.segments });
     const picked = embedding(
       hidden.reshape([B * T, model.config.hiddenSize]) as tf.Tensor2D,
       tf.tensor1d(last, 'int32'),
     );
-    return tf.matMul(picked as tf.Tensor2D, W as tf.Tensor2D).reshape([B]) as tf.Tensor1D;
+    return tf.matMul(picked as tf.Tensor2D, W as tf.Tensor2D).reshape([last.length]) as tf.Tensor1D;
   });
 }
 
-/** Rewards of (prompt, response) pairs under the chat template, without gradients. */
+/** The row length reward models train and score at unless told: 512 tokens, or the model's context if shorter. */
+export const rewardLength = (loaded: LoadedModel, maxLength?: number) =>
+  maxLength ?? Math.min(512, loaded.model.config.maxPositionEmbeddings);
+
+/**
+ * Rewards of (prompt, response) pairs under the chat template, without gradients. Each sequence is
+ * laid out as training lays out a side of a pair (replyRow: BOS, the prompt's end, the reply), so an
+ * over-long conversation is scored as the model saw such rows in training.
+ */
 export function rewardsOf(
   loaded: LoadedModel,
   items: { prompt: Message[]; response: string }[],
-  batchSize = 8,
+  o: { batchSize?: number; maxLength?: number; template?: TrainOptions['template'] } = {},
 ): number[] {
   const tok = loaded.tokenizer;
   if (!tok) throw new LlmboxError('the reward model has no tokenizer.json', { file: loaded.dir });
-  const rows: TrainingRow[] = items.map(({ prompt, response }) => {
-    const ex = tokenizeRecord(tok, { kind: 'chat', messages: [...prompt, { role: 'assistant', content: response }] });
-    const ids = ex.inputIds.slice(-loaded.model.config.maxPositionEmbeddings);
-    return { ids, targets: new Uint8Array(ids.length), segments: ids.map(() => 1) };
+  const maxLength = rewardLength(loaded, o.maxLength),
+    batchSize = o.batchSize ?? 8;
+  const rows = items.map(({ prompt, response }, i) => {
+    const ex = tokenizeRecord(
+      tok,
+      { kind: 'chat', messages: [...prompt, { role: 'assistant', content: response }] },
+      { template: o.template },
+    );
+    const row = replyRow(ex, maxLength, tok.bosTokenId);
+    if (!row)
+      throw new LlmboxError(`item ${i}: the chat template leaves no reply token to score`, {
+        field: 'response',
+        fix: 'give a non-empty response, or a template that renders the assistant turn',
+      });
+    return row;
   });
   const pad = tok.padTokenId ?? loaded.generation.padTokenId ?? 0;
   const out: number[] = [];
   for (let i = 0; i < rows.length; i += batchSize) {
-    const r = rowRewards(loaded.model, toBatch(rows.slice(i, i + batchSize), pad));
+    const r = segmentRewards(loaded.model, toBatch(rows.slice(i, i + batchSize), pad));
     out.push(...r.dataSync());
     r.dispose();
   }
@@ -84,6 +104,8 @@ export interface RewardStep {
   margin: number;
   lr: number;
   gradNorm: number;
+  /** Tokens of the step's pairs (both sides, every micro-batch). */
+  tokens: number;
   seconds: number;
 }
 
@@ -102,6 +124,9 @@ export interface RewardResult {
   pairs: { train: number; val: number; dropped: number };
   parameters: { total: number; trainable: number };
   output: string | null;
+  checkpoint: string | null;
+  /** The step a resumed run continued from. */
+  resumedFrom: number | null;
 }
 
 /**
@@ -117,7 +142,7 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
       fix: 'drop --qlora (LoRA alone works)',
     });
   const seed = o.seed ?? DEFAULTS.train.seed;
-  const maxLength = o.maxLength ?? Math.min(512, loaded.model.config.maxPositionEmbeddings);
+  const maxLength = rewardLength(loaded, o.maxLength);
   const { train, val, dropped } = await splitPairs(loaded, o, maxLength, seed);
   const h = hyperparameters(o, train.length);
   const pad = loaded.tokenizer.padTokenId ?? loaded.generation.padTokenId ?? 0;
@@ -138,11 +163,11 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
     schedule: h.schedule,
     minLrRatio: h.minLrRatio,
   } as const;
-  const pairBatch = (part: PairRows[]) => toBatch([...part.map((p) => p.chosen), ...part.map((p) => p.rejected)], pad);
+  const packTo = o.packing ? maxLength : undefined;
   const lossOf = (part: PairRows[]) => {
-    const r = rowRewards(loaded.model, pairBatch(part));
-    const n = part.length;
-    const diff = tf.sub(r.slice(0, n), r.slice(n, n));
+    const b = pairBatch(part, pad, packTo);
+    const r = segmentRewards(loaded.model, b.batch);
+    const diff = tf.sub(pickEntries(r, b.chosen), pickEntries(r, b.rejected));
     return { loss: tf.mean(tf.softplus(tf.neg(tf.sub(diff, margin)))) as tf.Scalar, diff };
   };
   const evaluateVal = (step: number): RewardEval | null => {
@@ -165,19 +190,51 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
     return { step, accuracy: correct / val.length, margin: sum / val.length, loss: loss / val.length };
   };
 
-  const evals: RewardEval[] = [];
-  const first = evaluateVal(0);
-  if (first) evals.push(first);
-  const metrics: RewardStep[] = [];
+  // A resumed run continues from the newest checkpoint: decoder (or adapter), head, optimizer, logs.
+  const runKey = createHash('sha256')
+    .update(
+      JSON.stringify({
+        stage: 'rm',
+        datasets: o.datasets,
+        maxLength,
+        seed,
+        h,
+        margin,
+        lora: o.lora ?? null,
+        valSize: o.valSize ?? null,
+        template: o.template ?? null,
+        packing: !!o.packing,
+      }),
+    )
+    .digest('hex')
+    .slice(0, 16);
+  if (o.output) mkdirSync(o.output, { recursive: true });
+  const restored = o.resume && o.output ? restoreCheckpoint(o.output, loaded, opt, runKey, ['score.weight']) : null;
+  const evals = (restored?.evalLosses ?? []) as unknown as RewardEval[];
+  const metrics = (restored?.log ?? []) as unknown as RewardStep[];
+  const startStep = restored?.step ?? 0;
+  if (!restored) {
+    const first = evaluateVal(0);
+    if (first) evals.push(first);
+  }
+  let checkpoint: string | null = null;
+  const save = (step: number) => {
+    const state = { step, losses: metrics.map((m) => m.loss), evalLosses: evals, runKey, log: metrics };
+    checkpoint = writeCheckpoint(o.output!, loaded, opt, state as unknown as TrainerState, o.saveTotalLimit ?? 2, [
+      'score.weight',
+    ]);
+  };
   const order = pairOrder(train.length, seed);
-  let cursor = 0;
+  let cursor = startStep * h.accum * h.batchSize;
   try {
-    for (let step = 0; step < h.totalSteps; step++) {
+    for (let step = startStep; step < h.totalSteps; step++) {
       const t0 = performance.now();
+      let tokens = 0;
       let acc: tf.Tensor[] | null = null;
       const logged = { loss: 0, correct: 0, margin: 0, n: 0 };
       for (let m = 0; m < h.accum; m++) {
         const part = Array.from({ length: h.batchSize }, () => train[order(cursor++)]);
+        tokens += pairTokens(part);
         const g = slotGradients(slots, () => {
           const x = lossOf(part);
           for (const d of x.diff.dataSync()) {
@@ -199,6 +256,7 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
         margin: logged.margin / logged.n,
         lr,
         gradNorm: norm,
+        tokens,
         seconds: (performance.now() - t0) / 1000,
       };
       metrics.push(metric);
@@ -209,32 +267,31 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
           loss: metric.loss,
           lr,
           gradNorm: norm,
-          tokens: 0,
-          tokensPerSecond: 0,
+          tokens,
+          tokensPerSecond: tokens / metric.seconds,
           seconds: metric.seconds,
         },
         h.totalSteps,
       );
-      if (o.evalEvery && metric.step % o.evalEvery === 0 && metric.step < h.totalSteps) {
+      const lastStep = metric.step === h.totalSteps;
+      if ((o.evalEvery && metric.step % o.evalEvery === 0) || lastStep) {
         const e = evaluateVal(metric.step);
         if (e) evals.push(e);
       }
+      if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) save(metric.step);
     }
   } finally {
     opt.dispose();
   }
-  const last = evaluateVal(h.totalSteps);
-  if (last) evals.push(last);
   const trainable = slotSize(slots);
   // A LoRA-trained reward model is saved merged: the Hugging Face classifier layout, loadable anywhere.
   if (loaded.model.lora) mergeLora(loaded.model);
-  if (o.output) {
-    mkdirSync(o.output, { recursive: true });
-    saveFinal(o.output, loaded);
-  }
+  if (o.output) saveFinal(o.output, loaded);
   return {
     stage: 'rm',
     steps: h.totalSteps,
+    checkpoint,
+    resumedFrom: restored ? startStep : null,
     metrics,
     evals,
     pairs: { train: train.length, val: val.length, dropped },

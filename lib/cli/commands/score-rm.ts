@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { LlmboxError } from '../../errors.js';
 import { loadModel } from '../../models/load.js';
-import { preferenceRecords } from '../../train/preference.js';
+import { preferenceRecords } from '../../train/pairs.js';
 import { rewardsOf } from '../../train/reward.js';
 import { engineOpts, int, print } from '../options.js';
 
@@ -19,6 +19,11 @@ export function scoreRmCommand(program: Command): void {
     .option('--dataset-dir <dir>', 'folder with a dataset_info.json for dataset names')
     .option('--limit <n>', 'score the first N pairs', int('--limit', 1))
     .option('--batch-size <n>', 'sequences per forward pass', int('--batch-size', 1), 8)
+    .option(
+      '--max-length <n>',
+      'tokens per sequence, cut as training cuts them (default 512 or the context)',
+      int('--max-length', 2),
+    )
     .option('--json', 'print {"reward"} or {"accuracy", "margin", "pairs"}')
     .action(async (o, cmd: Command) => {
       if (!o.dataset && (o.prompt === undefined || o.response === undefined))
@@ -33,7 +38,9 @@ export function scoreRmCommand(program: Command): void {
           fix: 'train one with llmbox train --stage rm',
         });
       if (!o.dataset) {
-        const [reward] = rewardsOf(loaded, [{ prompt: [{ role: 'user', content: o.prompt }], response: o.response }]);
+        const [reward] = rewardsOf(loaded, [{ prompt: [{ role: 'user', content: o.prompt }], response: o.response }], {
+          maxLength: o.maxLength as number | undefined,
+        });
         return print(!!o.json, { reward }, `reward ${reward.toFixed(4)}`);
       }
       let pairs = await preferenceRecords({ datasets: o.dataset, dataDir: o.datasetDir });
@@ -41,12 +48,12 @@ export function scoreRmCommand(program: Command): void {
       const chosen = rewardsOf(
         loaded,
         pairs.map((p) => ({ prompt: p.prompt, response: p.chosen })),
-        o.batchSize,
+        { batchSize: o.batchSize as number, maxLength: o.maxLength as number | undefined },
       );
       const rejected = rewardsOf(
         loaded,
         pairs.map((p) => ({ prompt: p.prompt, response: p.rejected })),
-        o.batchSize,
+        { batchSize: o.batchSize as number, maxLength: o.maxLength as number | undefined },
       );
       const diffs = chosen.map((c, i) => c - rejected[i]);
       const accuracy = diffs.filter((d) => d > 0).length / diffs.length;

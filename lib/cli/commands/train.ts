@@ -292,6 +292,7 @@ function printPreference(r: PreferenceResult, output: string, json: boolean): vo
     pairs: r.pairs,
     parameters: r.parameters,
     checkpoint: r.checkpoint,
+    resumed_from: r.resumedFrom,
     output,
   };
   const text = [
@@ -319,6 +320,8 @@ function printReward(r: RewardResult, json: boolean): void {
     pairs: r.pairs,
     parameters: r.parameters,
     output: r.output,
+    checkpoint: r.checkpoint,
+    resumed_from: r.resumedFrom,
   };
   const text = [
     `trained a reward model for ${r.steps} steps (${r.parameters.trainable.toLocaleString('en-US')} of ${r.parameters.total.toLocaleString('en-US')} parameters trainable)`,
@@ -354,6 +357,8 @@ async function ppoOptions(
     seed?: number;
     output: string;
     maxGradNorm?: number;
+    resume?: boolean;
+    saveEvery?: number;
   },
 ) {
   const prompts: string[] = [];
@@ -405,6 +410,8 @@ async function ppoOptions(
     seed: opts.seed,
     maxGradNorm: opts.maxGradNorm,
     output: opts.output,
+    resume: opts.resume,
+    saveEvery: opts.saveEvery,
   };
 }
 
@@ -422,6 +429,8 @@ function printPpo(r: PpoResult, json: boolean): void {
     metrics: m,
     parameters: r.parameters,
     output: r.output,
+    checkpoint: r.checkpoint,
+    resumed_from: r.resumedFrom,
   };
   const text = [
     `PPO: ${r.steps} steps (${r.parameters.trainable.toLocaleString('en-US')} of ${r.parameters.total.toLocaleString('en-US')} parameters trainable)`,
