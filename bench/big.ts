@@ -118,7 +118,7 @@ async function llmboxRun(file: string) {
   const t0 = performance.now();
   const m = await loadModel(file, { threads: THREADS });
   const load = (performance.now() - t0) / 1000;
-  const speed = llmboxSpeed(m, PROMPT, TOKENS);
+  const speed = await llmboxSpeed(m, PROMPT, TOKENS);
   const resident = rss();
   m.model.dispose();
   return { load, ...speed, resident };

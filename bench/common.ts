@@ -17,14 +17,14 @@ export interface Speed {
 }
 
 /** llmbox's greedy prefill and decode speed on a prompt (after a warm-up: the first calls set kernels up). */
-export function llmboxSpeed(m: LoadedModel, prompt: string, tokens: number): Speed {
+export async function llmboxSpeed(m: LoadedModel, prompt: string, tokens: number): Promise<Speed> {
   const promptTokens = m.tokenizer!.encode(prompt).length;
-  generate(m, [prompt], { maxNewTokens: 2, stopAtBos: false });
+  await generate(m, [prompt], { maxNewTokens: 2, stopAtBos: false });
   const t0 = performance.now();
-  generate(m, [prompt], { maxNewTokens: 1, stopAtBos: false });
+  await generate(m, [prompt], { maxNewTokens: 1, stopAtBos: false });
   const prefillS = (performance.now() - t0) / 1000;
   const t1 = performance.now();
-  generate(m, [prompt], { maxNewTokens: tokens, stopAtBos: false, stop: [] });
+  await generate(m, [prompt], { maxNewTokens: tokens, stopAtBos: false, stop: [] });
   const total = (performance.now() - t1) / 1000;
   return { prefill: promptTokens / prefillS, decode: (tokens - 1) / (total - prefillS) };
 }

@@ -46,7 +46,11 @@ for (const type of ['f32', 'f16', 'q8_0', 'q4_0'] as GgufOutType[]) {
     await llamaCppSpeed(file, PROMPT, TOKENS, THREADS),
   ]);
   const m = await loadModel(file);
-  const ours = best([llmboxSpeed(m, PROMPT, TOKENS), llmboxSpeed(m, PROMPT, TOKENS), llmboxSpeed(m, PROMPT, TOKENS)]);
+  const ours = best([
+    await llmboxSpeed(m, PROMPT, TOKENS),
+    await llmboxSpeed(m, PROMPT, TOKENS),
+    await llmboxSpeed(m, PROMPT, TOKENS),
+  ]);
   m.model.dispose();
   rows.push(
     `${type.padEnd(6)} ${ours.prefill.toFixed(0).padStart(10)} ${theirs.prefill.toFixed(0).padStart(12)} ${(ours.prefill / theirs.prefill).toFixed(2).padStart(6)}x ${ours.decode.toFixed(0).padStart(10)} ${theirs.decode.toFixed(0).padStart(12)} ${(ours.decode / theirs.decode).toFixed(2).padStart(6)}x`,

@@ -141,7 +141,10 @@ async function main() {
     const t0 = performance.now();
     let generated = 0;
     for (let i = 0; i < prompts.length; i += 8)
-      generated += generate(lm, prompts.slice(i, i + 8), { maxNewTokens: 32 }).reduce((a, r) => a + r.ids.length, 0);
+      generated += (await generate(lm, prompts.slice(i, i + 8), { maxNewTokens: 32 })).reduce(
+        (a, r) => a + r.ids.length,
+        0,
+      );
     rows.push({
       model: name,
       workload: 'generation',

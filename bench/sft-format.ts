@@ -52,7 +52,7 @@ console.log('|---|---|---|---|---|');
 const samples: string[] = [];
 for (const [name, load] of variants) {
   const lm = await load();
-  const out = generate(lm, prompts, { maxNewTokens: MAX, temperature: 0, stopAtBos: true });
+  const out = await generate(lm, prompts, { maxNewTokens: MAX, temperature: 0, stopAtBos: true });
   const eos = out.filter((o) => o.finishReason === 'stop').length;
   const story = out.filter((o) => /^\s*"/.test(o.text)).length;
   const runOn = out.filter((o) => o.text.includes('### Instruction')).length;

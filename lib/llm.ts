@@ -569,7 +569,7 @@ export class Chain<R> implements PromiseLike<R> {
     const prompts = Array.isArray(prompt) ? prompt : [prompt];
     return this.with({
       name: 'generate',
-      run: async (lm) => new Generation(prompts, generate(local(lm, 'generate').loaded, prompts, opts)),
+      run: async (lm) => new Generation(prompts, await generate(local(lm, 'generate').loaded, prompts, opts)),
     });
   }
 

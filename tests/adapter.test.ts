@@ -23,7 +23,7 @@ describe('LoRA adapters wherever a model is', () => {
   let base: number[];
   beforeAll(async () => {
     const lm = await loadModel(STORIES);
-    base = nextTokenLogprobs(lm.model, IDS);
+    base = await nextTokenLogprobs(lm.model, IDS);
     out = tmp();
     process.env.LLMBOX_CACHE_DIR = tmp();
     await train(lm, {
@@ -37,16 +37,16 @@ describe('LoRA adapters wherever a model is', () => {
       lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj'] },
       output: out,
     });
-    trained = nextTokenLogprobs(lm.model, IDS);
+    trained = await nextTokenLogprobs(lm.model, IDS);
   });
 
   it('loads as the trained (unmerged) model scores, given with its base or finding the base itself', async () => {
     expect(maxDiff(trained, base)).toBeGreaterThan(1e-3);
     const withBase = await loadModelOrAdapter(STORIES, out);
-    expect(maxDiff(nextTokenLogprobs(withBase.model, IDS), trained)).toBeLessThan(1e-4);
+    expect(maxDiff(await nextTokenLogprobs(withBase.model, IDS), trained)).toBeLessThan(1e-4);
     expect(withBase.name).toMatch(/^stories260K\+/);
     const alone = await loadModelOrAdapter(out, undefined);
-    expect(maxDiff(nextTokenLogprobs(alone.model, IDS), trained)).toBeLessThan(1e-4);
+    expect(maxDiff(await nextTokenLogprobs(alone.model, IDS), trained)).toBeLessThan(1e-4);
     await expect(loadModelOrAdapter(STORIES, STORIES)).rejects.toThrow(/adapter_config.json is missing/);
   });
 

@@ -111,11 +111,11 @@ describe.each(Object.entries(TINY_CONFIGS))('%s', (_name, cfgJson) => {
     const lm = { dir: '', model, tokenizer: null, generation: { eosTokenIds: [] } };
     const prompts = [randomIds(6, model.config.vocabSize, 4), randomIds(2, model.config.vocabSize, 8)];
     const opts = { maxNewTokens: 12, stopAtBos: false };
-    const batched = generate(lm, prompts, opts);
-    prompts.forEach((p, i) => {
-      expect(generate(lm, [p], opts)[0].ids).toEqual(batched[i].ids);
-      expect(generate(lm, [p], { ...opts, useCache: false })[0].ids).toEqual(batched[i].ids);
-    });
+    const batched = await generate(lm, prompts, opts);
+    for (const [i, p] of prompts.entries()) {
+      expect((await generate(lm, [p], opts))[0].ids).toEqual(batched[i].ids);
+      expect((await generate(lm, [p], { ...opts, useCache: false }))[0].ids).toEqual(batched[i].ids);
+    }
     expect(batched[0].ids).toHaveLength(12);
     model.dispose();
   });

@@ -14,16 +14,16 @@ describe('beam search', () => {
     lm = await loadModel(STORIES);
   });
 
-  it('one beam is greedy decoding', () => {
-    const greedy = generate(lm, [prompt], { maxNewTokens: 20 })[0];
-    const beam = beamSearch(lm, prompt, { numBeams: 1, maxNewTokens: 20, stopIds: new Set([2, 1]) });
+  it('one beam is greedy decoding', async () => {
+    const greedy = (await generate(lm, [prompt], { maxNewTokens: 20 }))[0];
+    const beam = await beamSearch(lm, prompt, { numBeams: 1, maxNewTokens: 20, stopIds: new Set([2, 1]) });
     expect(beam.ids).toEqual(greedy.ids);
     expect(beam.text).toBe(greedy.text);
   });
 
-  it('with as many beams as tokens, two steps find the most likely pair found by exhaustive search', () => {
+  it('with as many beams as tokens, two steps find the most likely pair found by exhaustive search', async () => {
     const V = lm.model.config.vocabSize;
-    const beam = beamSearch(lm, prompt, { numBeams: V, lengthPenalty: 0, maxNewTokens: 2, stopIds: new Set() });
+    const beam = await beamSearch(lm, prompt, { numBeams: V, lengthPenalty: 0, maxNewTokens: 2, stopIds: new Set() });
     // Exhaustive: log p(a) + max_b log p(b | a) over every first token a, by plain forward passes.
     const first = tf.tidy(() =>
       tf
@@ -53,24 +53,24 @@ describe('beam search', () => {
     }
     expect(beam.ids).toEqual(pair);
     expect(Math.abs(beam.score - best)).toBeLessThan(1e-4);
-    const check = nextTokenLogprobs(lm.model, [...prompt, ...pair]).slice(-2);
+    const check = (await nextTokenLogprobs(lm.model, [...prompt, ...pair])).slice(-2);
     expect(Math.abs(check[0] + check[1] - best)).toBeLessThan(1e-4);
   });
 
-  it('scores at least as high as greedy on sequence log-likelihood, and length_penalty follows its definition', () => {
+  it('scores at least as high as greedy on sequence log-likelihood, and length_penalty follows its definition', async () => {
     const stopIds = new Set([2, 1]);
-    const sum = (ids: number[]) =>
-      nextTokenLogprobs(lm.model, [...prompt, ...ids])
-        .slice(-ids.length)
-        .reduce((a, b) => a + b, 0);
-    const greedy = beamSearch(lm, prompt, { numBeams: 1, lengthPenalty: 0, maxNewTokens: 12, stopIds });
-    const beams = beamSearch(lm, prompt, { numBeams: 4, lengthPenalty: 0, maxNewTokens: 12, stopIds });
+    const sum = async (ids: number[]) =>
+      (await nextTokenLogprobs(lm.model, [...prompt, ...ids])).slice(-ids.length).reduce((a, b) => a + b, 0);
+    const greedy = await beamSearch(lm, prompt, { numBeams: 1, lengthPenalty: 0, maxNewTokens: 12, stopIds });
+    const beams = await beamSearch(lm, prompt, { numBeams: 4, lengthPenalty: 0, maxNewTokens: 12, stopIds });
     // Up to float32 rounding: 4 beams run as a batch of 4, greedy as a batch of 1 (different BLAS paths).
     expect(beams.score).toBeGreaterThanOrEqual(greedy.score - 1e-5);
-    expect(Math.abs(beams.score - sum(beams.ids))).toBeLessThan(1e-3);
-    const long = beamSearch(lm, prompt, { numBeams: 4, lengthPenalty: 2, maxNewTokens: 12, stopIds });
-    expect(Math.abs(long.score - sum(long.ids) / long.ids.length ** 2)).toBeLessThan(1e-4);
-    expect(() => generate(lm, [prompt], { numBeams: 2, temperature: 0.7 })).toThrow(/takes no temperature/);
-    expect(generate(lm, [prompt], { numBeams: 4, lengthPenalty: 0, maxNewTokens: 12 })[0].ids).toEqual(beams.ids);
+    expect(Math.abs(beams.score - (await sum(beams.ids)))).toBeLessThan(1e-3);
+    const long = await beamSearch(lm, prompt, { numBeams: 4, lengthPenalty: 2, maxNewTokens: 12, stopIds });
+    expect(Math.abs(long.score - (await sum(long.ids)) / long.ids.length ** 2)).toBeLessThan(1e-4);
+    await expect(generate(lm, [prompt], { numBeams: 2, temperature: 0.7 })).rejects.toThrow(/takes no temperature/);
+    expect((await generate(lm, [prompt], { numBeams: 4, lengthPenalty: 0, maxNewTokens: 12 }))[0].ids).toEqual(
+      beams.ids,
+    );
   });
 });

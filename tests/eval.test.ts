@@ -47,14 +47,14 @@ describe('evaluation on stories260K', () => {
     ];
     const got = await local.loglikelihood(reqs);
     const single = await new LocalLM(lm, { batchSize: 1 }).loglikelihood(reqs);
-    reqs.forEach((r, i) => {
+    for (const [i, r] of reqs.entries()) {
       const { context, continuation } = encodePair((s) => local.encode(s), r.context, r.continuation);
       const ids = [1, ...context, ...continuation];
-      const lp = nextTokenLogprobs(lm.model, ids).slice(-continuation.length);
+      const lp = (await nextTokenLogprobs(lm.model, ids)).slice(-continuation.length);
       expect(got[i].tokens).toBe(continuation.length);
       expect(Math.abs(got[i].logprob - lp.reduce((a, b) => a + b, 0))).toBeLessThan(1e-4);
       expect(Math.abs(single[i].logprob - got[i].logprob)).toBeLessThan(1e-4);
-    });
+    }
   });
 
   it('marks the reference greedy continuation as greedy, and a changed one as not', async () => {
@@ -74,7 +74,7 @@ describe('evaluation on stories260K', () => {
   it('rolling log-likelihood of a short text equals teacher forcing from BOS', async () => {
     const text = 'Lily and Ben played in the park. They were happy.';
     const [rolling] = await local.loglikelihoodRolling([text]);
-    const lp = nextTokenLogprobs(lm.model, [1, ...local.encode(text)]);
+    const lp = await nextTokenLogprobs(lm.model, [1, ...local.encode(text)]);
     expect(Math.abs(rolling - lp.reduce((a, b) => a + b, 0))).toBeLessThan(1e-4);
   });
 

@@ -44,7 +44,7 @@ describe('fluent llm API', () => {
     const lm = await loadModel(STORIES);
     const gen = await llm.load(lm).generate('Once upon a time', { maxNewTokens: 12 });
     expect(gen).toBeInstanceOf(Generation);
-    expect(gen.texts[0]).toBe(generate(lm, ['Once upon a time'], { maxNewTokens: 12 })[0].text);
+    expect(gen.texts[0]).toBe((await generate(lm, ['Once upon a time'], { maxNewTokens: 12 }))[0].text);
     const sc = await llm.load(lm).score('Tom had a red', [' ball', ' sky', ' dog']);
     expect(sc).toBeInstanceOf(Scores);
     const direct = await new LocalLM(lm).loglikelihood(

@@ -230,7 +230,7 @@ describe.skipIf(!LLAMA_CPP && !REQUIRED)('llama.cpp reads what llmbox writes', (
       try {
         for (const prompt of PROMPTS) {
           const theirs = await llamaCppGreedy(cpp, prompt, 24);
-          const [r] = generate(ours, [prompt], { maxNewTokens: 24, stopAtBos: false, stop: [] });
+          const [r] = await generate(ours, [prompt], { maxNewTokens: 24, stopAtBos: false, stop: [] });
           expect(r.promptIds, prompt).toEqual(theirs.prompt);
           expect(r.ids.slice(0, agree), prompt).toEqual(theirs.ids.slice(0, agree));
           if (agree === 24) expect(ours.tokenizer!.decode(r.ids), prompt).toBe(ours.tokenizer!.decode(theirs.ids));

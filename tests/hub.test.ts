@@ -132,8 +132,8 @@ describe('llmbox pull against a mock hub on loopback', () => {
     });
     expect(fromHub.name).toBe('llmbox/stories260K');
     const opts = { maxNewTokens: 12 };
-    expect(generate(fromHub, ['Once upon a time'], opts)[0].text).toBe(
-      generate(local, ['Once upon a time'], opts)[0].text,
+    expect((await generate(fromHub, ['Once upon a time'], opts))[0].text).toBe(
+      (await generate(local, ['Once upon a time'], opts))[0].text,
     );
     fromHub.model.dispose();
     local.model.dispose();

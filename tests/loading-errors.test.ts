@@ -225,18 +225,18 @@ describe('weights and configs that would load as believable wrong models are ref
     await initEngine();
     // Finite weights whose products overflow float32.
     const model = randomModel(TINY_CONFIGS['qwen2 attention bias, tied'], { seed: 1, std: 1e30 });
-    expect(() => nextTokenLogprobs(model, [1, 2, 3])).toThrow(/non-finite logits/);
+    await expect(nextTokenLogprobs(model, [1, 2, 3])).rejects.toThrow(/non-finite logits/);
     const lm = { dir: 'overflow', model, tokenizer: null, generation: { eosTokenIds: [] } };
-    expect(() => generate(lm, [[1, 2, 3]], { maxNewTokens: 2 })).toThrow(/non-finite logits while generating/);
+    await expect(generate(lm, [[1, 2, 3]], { maxNewTokens: 2 })).rejects.toThrow(/non-finite logits while generating/);
   });
 
   it('a prompt longer than max_position_embeddings is an error, not an empty generation', async () => {
     const dir = copyStories();
     writeFileSync(`${dir}/config.json`, JSON.stringify({ ...config(dir), max_position_embeddings: 8 }));
     const lm = await loadModel(dir);
-    const err = (() => {
+    const err = await (async () => {
       try {
-        generate(lm, ['Once upon a time there was a little girl named Lily'], { maxNewTokens: 4 });
+        await generate(lm, ['Once upon a time there was a little girl named Lily'], { maxNewTokens: 4 });
       } catch (e) {
         return e as LlmboxError;
       }
@@ -244,12 +244,12 @@ describe('weights and configs that would load as believable wrong models are ref
     expect(err).toBeInstanceOf(LlmboxError);
     expect(err!.message).toMatch(/more than the model's 8 positions/);
     expect(err!.field).toBe('max_position_embeddings');
-    expect(() =>
+    await expect(
       nextTokenLogprobs(
         lm.model,
         Array.from({ length: 9 }, () => 403),
       ),
-    ).toThrow(/9 tokens are more than the model's 8 positions/);
+    ).rejects.toThrow(/9 tokens are more than the model's 8 positions/);
   });
 });
 

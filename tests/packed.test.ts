@@ -74,7 +74,9 @@ describe('matrices held outside the heap in ggml types', () => {
     expect(heapBytes).toBeLessThan(0.5 * float.model.numParameters() * 4);
     expect(q8.model.numParameters()).toBe(float.model.numParameters());
     const opts = { maxNewTokens: 24 };
-    expect(generate(q8, ['Once upon a time'], opts)[0].text).toBe(generate(float, ['Once upon a time'], opts)[0].text);
+    expect((await generate(q8, ['Once upon a time'], opts))[0].text).toBe(
+      (await generate(float, ['Once upon a time'], opts))[0].text,
+    );
     float.model.dispose();
     q8.model.dispose();
   });
@@ -142,8 +144,8 @@ describe('matrices held outside the heap in ggml types', () => {
     const again = await loadModel(out);
     for (const [name, pk] of folder.model.packed)
       expect(Buffer.from(again.model.packed.get(name)!.weights).equals(Buffer.from(pk.weights))).toBe(true);
-    expect(generate(folder, ['Once upon a time'], { maxNewTokens: 16 })[0].text).toBe(
-      generate(atLoad, ['Once upon a time'], { maxNewTokens: 16 })[0].text,
+    expect((await generate(folder, ['Once upon a time'], { maxNewTokens: 16 }))[0].text).toBe(
+      (await generate(atLoad, ['Once upon a time'], { maxNewTokens: 16 }))[0].text,
     );
     for (const m of [folder, atLoad, again]) m.model.dispose();
   });

@@ -48,18 +48,18 @@ describe('stories260K against llama2.c', () => {
     expect(arg).toBe(tfc.last_position_argmax);
   });
 
-  it('reproduces every teacher-forced next-token log-probability within 1e-4', () => {
+  it('reproduces every teacher-forced next-token log-probability within 1e-4', async () => {
     const tfc = ref.teacher_forcing[0];
-    const lp = nextTokenLogprobs(lm.model, tfc.ids);
+    const lp = await nextTokenLogprobs(lm.model, tfc.ids);
     expect(lp).toHaveLength(tfc.next_token_logprobs.length);
     lp.forEach((x, i) => expect(Math.abs(x - tfc.next_token_logprobs[i])).toBeLessThan(1e-4));
     expect(Math.abs(lp.reduce((a, b) => a + b, 0) - tfc.sum_next_token_logprob)).toBeLessThan(1e-3);
   });
 
-  it('produces identical greedy continuations, with and without the KV cache', () => {
+  it('produces identical greedy continuations, with and without the KV cache', async () => {
     for (const g of ref.greedy) {
       for (const useCache of [true, false]) {
-        const [r] = generate(lm, [g.prompt], {
+        const [r] = await generate(lm, [g.prompt], {
           maxNewTokens: g.continuation_ids.length,
           stopIds: [],
           stopAtBos: false,
@@ -72,8 +72,8 @@ describe('stories260K against llama2.c', () => {
     }
   });
 
-  it('generates the same greedy ids for a batch of prompts of different lengths', () => {
-    const rs = generate(
+  it('generates the same greedy ids for a batch of prompts of different lengths', async () => {
+    const rs = await generate(
       lm,
       ref.greedy.map((g) => g.prompt),
       { maxNewTokens: 64, stopIds: [], stopAtBos: false },
@@ -81,21 +81,21 @@ describe('stories260K against llama2.c', () => {
     rs.forEach((r, i) => expect(r.ids).toEqual(ref.greedy[i].continuation_ids));
   });
 
-  it('stops at BOS (the end of a story) by default and on stop strings', () => {
-    const [r] = generate(lm, ['Once upon a time'], { maxNewTokens: 400 });
+  it('stops at BOS (the end of a story) by default and on stop strings', async () => {
+    const [r] = await generate(lm, ['Once upon a time'], { maxNewTokens: 400 });
     expect(r.finishReason).toBe('stop');
     expect(r.ids[r.ids.length - 1]).toBe(1);
     expect(r.ids.slice(0, -1)).not.toContain(1);
-    const [s] = generate(lm, ['Once upon a time'], { maxNewTokens: 64, stop: ['Lily'] });
+    const [s] = await generate(lm, ['Once upon a time'], { maxNewTokens: 64, stop: ['Lily'] });
     expect(s.text).toBe(', there was a little girl named ');
     expect(s.finishReason).toBe('stop');
   });
 
-  it('samples reproducibly from a seed', () => {
+  it('samples reproducibly from a seed', async () => {
     const opts = { maxNewTokens: 24, temperature: 1, topP: 0.9, topK: 40, seed: 7 };
-    const a = generate(lm, ['Once upon a time'], opts)[0];
-    const b = generate(lm, ['Once upon a time'], opts)[0];
-    const c = generate(lm, ['Once upon a time'], { ...opts, seed: 8 })[0];
+    const a = (await generate(lm, ['Once upon a time'], opts))[0];
+    const b = (await generate(lm, ['Once upon a time'], opts))[0];
+    const c = (await generate(lm, ['Once upon a time'], { ...opts, seed: 8 }))[0];
     expect(a.ids).toEqual(b.ids);
     expect(a.ids).not.toEqual(c.ids);
   });

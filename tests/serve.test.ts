@@ -38,7 +38,7 @@ describe('llmbox serve', () => {
     const c = r.choices[0];
     expect(c.text).toBe(prompt);
     const ids = lm.tokenizer!.encode(prompt);
-    const want = nextTokenLogprobs(lm.model, ids);
+    const want = await nextTokenLogprobs(lm.model, ids);
     const lp = c.logprobs!;
     expect(lp.token_logprobs![0]).toBeNull();
     lp.token_logprobs!.slice(1).forEach((x, i) => expect(Math.abs(x! - want[i])).toBeLessThan(1e-5));
@@ -54,7 +54,7 @@ describe('llmbox serve', () => {
 
   it('generates what in-process greedy decoding generates, batching requests that arrive together', async () => {
     const prompts = ['Once upon a time', 'Tom had a red ball.', 'The sun was', 'Lily and Ben'];
-    const want = generate(lm, prompts, { maxNewTokens: 16, stop: ['.'] }).map((g) => g.text);
+    const want = (await generate(lm, prompts, { maxNewTokens: 16, stop: ['.'] })).map((g) => g.text);
     // Concurrent requests (how many share a batch depends on when they arrive; the texts may not).
     const got = await Promise.all(
       prompts.map((prompt) =>
@@ -82,7 +82,7 @@ describe('llmbox serve', () => {
       logprobs: 2,
     });
     expect(many.choices.map((c) => c.index)).toEqual([0, 1]);
-    const g = generate(lm, [prompts[0]], { maxNewTokens: 8, logprobs: 2 })[0];
+    const g = (await generate(lm, [prompts[0]], { maxNewTokens: 8, logprobs: 2 }))[0];
     many.choices[0].logprobs!.token_logprobs!.forEach((x, i) =>
       expect(Math.abs(x! - g.logprobs![i].logprob)).toBeLessThan(1e-6),
     );

@@ -25,7 +25,7 @@ export function buildCli(): Command {
     .configureOutput({ outputError: (text, write) => write(`llmbox: ${text.replace(/^error: /, '')}`) })
     .description('Train, use and evaluate large language models')
     .version(packageVersion())
-    .addOption(new Option('--backend <name>', 'tfjs backend').choices(['tensorflow', 'wasm', 'cpu']))
+    .addOption(new Option('--backend <name>', 'tfjs backend').choices(['tensorflow', 'webgpu', 'wasm', 'cpu']))
     .addOption(new Option('--threads <n>', 'compute threads (BLAS)').argParser(int('--threads', 1)))
     .option(
       '--load-in-8bit',

@@ -13,14 +13,9 @@ import {
   statSync,
   writeSync,
 } from 'node:fs';
-import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { cacheDir } from '../util/paths.js';
 import type { Example } from './tokenize.js';
-
-/** LLMBOX_CACHE_DIR, else ~/.cache/llmbox: where tokenized datasets are kept between runs. */
-export function cacheDir(): string {
-  return process.env.LLMBOX_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'llmbox');
-}
 
 /** The cache key of a data file under a tokenizer and the settings that change its tokens. */
 export function tokenCacheKey(file: string, tokenizer: string, settings: unknown): string {

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { LlmboxError } from '../errors.js';
 import '@tensorflow/tfjs-backend-wasm';
 import { availableParallelism } from 'node:os';
 import { nativeBatchMatMulConfig } from './kernels/batch-matmul.js';
@@ -9,8 +10,10 @@ import { nativeQuantGatherConfig, nativeQuantMatMulConfig } from './kernels/quan
 import { nativeRmsNormConfig } from './kernels/rms-norm.js';
 import { fastSliceConfig } from './kernels/slice.js';
 import { loadNative, type NativeAddon } from './native.js';
+import { registerWebGpuKernels } from './kernels/webgpu/index.js';
+import { hardwareWebGpu, registerWebGpu, webgpuAdapter, webgpuInstalled, type WebGpuAdapter } from './webgpu.js';
 
-export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
 export interface EngineOptions {
   /** Force a backend; defaults to LLMBOX_BACKEND, else the best one available. */
@@ -23,10 +26,12 @@ export interface EngineInfo {
   backend: BackendName;
   threads: number;
   native: { enabled: boolean; blas?: string; path: string; reason?: string };
+  /** The WebGPU adapter, on the webgpu backend. */
+  adapter?: WebGpuAdapter;
   versions: { tfjs: string; node: string };
 }
 
-const BACKENDS: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
+export const BACKENDS: readonly BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 let current: EngineInfo | undefined;
 let pending: Promise<EngineInfo> | undefined;
 let nativeRegistered = false;
@@ -85,12 +90,44 @@ async function tryTensorflow(): Promise<boolean> {
   return false;
 }
 
+/**
+ * WebGPU when asked for, or (automatically) when the machine has a hardware adapter: a software one
+ * (SwiftShader) is only ever used when asked for.
+ */
+async function tryWebGpu(asked: boolean): Promise<boolean> {
+  if (!webgpuInstalled()) {
+    if (asked)
+      throw webgpuUnavailable('the optional packages webgpu and @tensorflow/tfjs-backend-webgpu are not installed');
+    return false;
+  }
+  if (!asked && !hardwareWebGpu()) return false;
+  const adapter = await registerWebGpu();
+  if (!adapter) {
+    if (asked) throw webgpuUnavailable('Dawn found no WebGPU adapter');
+    return false;
+  }
+  return tf.setBackend('webgpu').catch(() => false);
+}
+
+/** The webgpu backend was asked for and cannot run here: what to install or set. */
+function webgpuUnavailable(why: string): LlmboxError {
+  return new LlmboxError(`the webgpu backend cannot start: ${why}`, {
+    field: '--backend webgpu (LLMBOX_BACKEND)',
+    fix: 'WebGPU needs a Vulkan, Metal or D3D12 driver (Linux: the Vulkan loader libvulkan1 and the GPU driver); without a GPU, SwiftShader runs it slowly: VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json (Debian chromium) with XDG_RUNTIME_DIR set; or pick another --backend',
+  });
+}
+
 async function doInit(wanted: BackendName | undefined, threadsOpt: number | undefined): Promise<EngineInfo> {
   const threads = threadsOpt ?? defaultThreads();
   const order: BackendName[] = wanted ? [wanted] : [...BACKENDS];
   let chosen: BackendName | undefined;
   for (const name of order) {
-    const ok = name === 'tensorflow' ? await tryTensorflow() : await tf.setBackend(name).catch(() => false);
+    const ok =
+      name === 'tensorflow'
+        ? await tryTensorflow()
+        : name === 'webgpu'
+          ? await tryWebGpu(wanted === 'webgpu')
+          : await tf.setBackend(name).catch(() => false);
     if (ok) {
       chosen = name;
       break;
@@ -98,6 +135,7 @@ async function doInit(wanted: BackendName | undefined, threadsOpt: number | unde
   }
   if (!chosen) throw new Error(`llmbox: backend ${order.join('/')} could not be initialised`);
   await tf.ready();
+  if (chosen === 'webgpu') registerWebGpuKernels();
 
   if (chosen === 'wasm' && !sliceRegistered) {
     const original = tf.getKernel(tf.Slice, 'wasm');
@@ -134,6 +172,7 @@ async function doInit(wanted: BackendName | undefined, threadsOpt: number | unde
     backend: chosen,
     threads,
     native: { enabled: chosen === 'wasm' && !!native.addon, blas, path: native.path, reason: native.reason },
+    ...(chosen === 'webgpu' ? { adapter: webgpuAdapter()! } : {}),
     versions: { tfjs: tf.version.tfjs, node: process.versions.node },
   };
 }

@@ -5,12 +5,18 @@ import { EMBEDDING_GRAD } from './kernels/embedding-grad.js';
 import { ROPE } from './kernels/rope.js';
 import { QUANT_GATHER, QUANT_MATMUL } from './kernels/quant-matmul.js';
 import { RMS_NORM } from './kernels/rms-norm.js';
+import { LORA_LINEAR } from './kernels/webgpu/lora-linear.js';
 
 /** The gradient tfjs hands a single-output custom gradient. */
 /**
  * Whether tfjs is recording operations for a gradient (inside tf.grad, valueAndGrads). Outside, the
  * fused kernels run bare: a customGrad wrapper costs more than a tiny model's kernel does.
  */
+/** Whether the active backend has a kernel llmbox registered (native on wasm, WGSL on webgpu). */
+export function hasKernel(name: string): boolean {
+  return tf.getKernel(name, tf.getBackend()) !== undefined;
+}
+
 function recording(): boolean {
   return (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
 }
@@ -64,16 +70,21 @@ export function pickEntries(v: tf.Tensor1D, at: number[]): tf.Tensor1D {
 
 /** RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * weight. */
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
-  if (!nativeAddon() || x.dtype !== 'float32') return rmsNormReference(x, weight, eps);
-  if (!recording())
-    return tf.engine().runKernel(RMS_NORM, { x, w: weight }, { eps } as unknown as tf.NamedAttrMap) as tf.Tensor;
+  if (!hasKernel(RMS_NORM) || x.dtype !== 'float32') return rmsNormReference(x, weight, eps);
+  // The kernels may answer [rows, dim] (webgpu's): x's shape is given back.
+  const kernel = (v: tf.Tensor, w: tf.Tensor1D) =>
+    tf.reshape(
+      tf.engine().runKernel(RMS_NORM, { x: v, w }, { eps } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      v.shape,
+    );
+  if (!recording()) return kernel(x, weight);
   // The native kernel forward; the gradient composed from x and w (training is not per-kernel bound):
   // with r = 1/rms(x) and g = dy * w, dx = r g - x r^3 mean(g x), dw = sum over rows of dy x r.
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [v, w, save] = args as [tf.Tensor, tf.Tensor1D, tf.GradSaveFunc];
     save([v, w]);
     return {
-      value: tf.engine().runKernel(RMS_NORM, { x: v, w }, { eps } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      value: kernel(v, w),
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) =>
         tf.tidy(() => {
           const [xs, ws] = saved;
@@ -203,11 +214,19 @@ export function loraLinear(
     const [xi, xdi, a, b, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
     const xa = tf.matMul(xdi, a);
     save([xdi, a, b, xa]);
+    const fused = hasKernel(LORA_LINEAR);
     return {
-      value: tf.add(
-        weight((w) => tf.matMul(xi, w)),
-        tf.mul(tf.matMul(xa, b), scale),
-      ),
+      value: fused
+        ? weight(
+            (w) =>
+              tf
+                .engine()
+                .runKernel(LORA_LINEAR, { x: xi, w, xa, b }, { scale } as unknown as tf.NamedAttrMap) as tf.Tensor,
+          )
+        : tf.add(
+            weight((w) => tf.matMul(xi, w)),
+            tf.mul(tf.matMul(xa, b), scale),
+          ),
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const g = single(dy) as tf.Tensor2D;
         const [xds, as, bs, xas] = saved as tf.Tensor2D[];
@@ -279,4 +298,22 @@ export function packedGather(ids: tf.Tensor, w: PackedMatrix): tf.Tensor2D {
   const flat = ids.toInt().reshape([-1]);
   if (nativeAddon()) return tf.engine().runKernel(QUANT_GATHER, { ids: flat }, packedAttrs(w)) as tf.Tensor2D;
   return tf.tidy(() => tf.gather(tf.tensor2d(w.decode(), [w.n, w.k]), flat) as tf.Tensor2D);
+}
+
+/**
+ * A 2-D tensor's transpose as host data, for saving: by the backend, or on webgpu from the tensor's
+ * host copy (readableOnHost first), since a new GPU tensor cannot be read synchronously there.
+ */
+export function transposedData(t: tf.Tensor): { shape: number[]; data: Float32Array } {
+  const [r, c] = t.shape;
+  if (tf.getBackend() !== 'webgpu') {
+    const x = tf.transpose(t);
+    const data = x.dataSync() as Float32Array;
+    x.dispose();
+    return { shape: [c, r], data };
+  }
+  const src = t.dataSync() as Float32Array;
+  const out = new Float32Array(r * c);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j];
+  return { shape: [c, r], data: out };
 }

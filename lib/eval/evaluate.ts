@@ -503,6 +503,8 @@ export async function evaluate(lm: LanguageModel, names: string[], opts: Evaluat
       field: '--judge',
       fix: 'pass --judge SPEC (a model folder, or a server such as http://127.0.0.1:8000/v1::MODEL from `llmbox serve`)',
     });
+  await lm.ready?.();
+  await opts.judge?.ready?.();
   const info = lm.describe();
   const results: TaskResult[] = [];
   for (const t of taskNames) results.push(await evaluateTask(lm, t, opts, info));

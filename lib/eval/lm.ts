@@ -96,6 +96,8 @@ export interface LanguageModel {
   readonly modelId: string;
   readonly capabilities: Capabilities;
   describe(): ModelDescription;
+  /** Work describe() needs done first where it cannot be done synchronously (a GPU model's weight hash). */
+  ready?(): Promise<void>;
   loglikelihood(requests: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]>;
   loglikelihoodRolling(texts: string[]): Promise<number[]>;
   generateUntil(requests: GenerateUntilRequest[]): Promise<string[]>;

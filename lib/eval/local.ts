@@ -18,7 +18,7 @@ import {
   type ModelDescription,
 } from './lm.js';
 import { PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
-import { modelHash } from './results.js';
+import { modelHash, modelHashAsync } from './results.js';
 import { tokenBatches } from '../util/batches.js';
 import type { Message } from '../data/records.js';
 import { ChatFormat, requestMessages, type ChatOptions } from './chat.js';
@@ -81,12 +81,27 @@ export class LocalLM implements LanguageModel {
     this.hash = undefined;
   }
 
+  private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * One model call at a time, in the order they came: calls read results back asynchronously (a GPU
+   * backend cannot read synchronously), and interleaved calls would share the prefix cache mid-use.
+   */
+  private serial<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(f, f);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   private get bos(): number | undefined {
     return this.loaded.tokenizer!.bosTokenId ?? this.loaded.generation.bosTokenId;
   }
 
   get modelId(): string {
     return this.loaded.name ?? basename(this.loaded.dir);
+  }
+
+  async ready(): Promise<void> {
+    this.hash ??= await modelHashAsync(this.loaded.model);
   }
 
   describe(): ModelDescription {
@@ -114,28 +129,30 @@ export class LocalLM implements LanguageModel {
    * The assistant's next turn under the chat template (the model's, else ChatML, also for base
    * models), streamed to onText; ends at EOS, the template's end marker or a stop string.
    */
-  async chat(messages: Message[], opts: ChatTurnOptions = {}): Promise<ChatReply> {
-    const fmt = this.chatFormat ?? (this.plainChat ??= new ChatFormat(this.loaded.tokenizer!));
-    const p = fmt.render(messages);
-    let ids = [...this.prefix(), ...this.encode(p.text)];
-    const maxNew = opts.maxNewTokens ?? DEFAULTS.eval.maxNewTokens;
-    const keep = Math.max(1, this.loaded.model.config.maxPositionEmbeddings - maxNew);
-    if (opts.truncate && ids.length > keep) {
-      ids = ids.slice(-keep);
-      this.truncated++;
-    }
-    const decode: GenerateOptions = {
-      maxNewTokens: maxNew,
-      temperature: opts.temperature,
-      topP: opts.topP,
-      topK: opts.topK,
-      seed: opts.seed ?? 0,
-      stop: [...(opts.stop ?? []), ...p.stop],
-    };
-    const r = opts.onText
-      ? await generateStream(this.loaded, ids, decode, opts.onText)
-      : generate(this.loaded, [ids], decode)[0];
-    return { text: r.text, finishReason: r.finishReason };
+  chat(messages: Message[], opts: ChatTurnOptions = {}): Promise<ChatReply> {
+    return this.serial(async () => {
+      const fmt = this.chatFormat ?? (this.plainChat ??= new ChatFormat(this.loaded.tokenizer!));
+      const p = fmt.render(messages);
+      let ids = [...this.prefix(), ...this.encode(p.text)];
+      const maxNew = opts.maxNewTokens ?? DEFAULTS.eval.maxNewTokens;
+      const keep = Math.max(1, this.loaded.model.config.maxPositionEmbeddings - maxNew);
+      if (opts.truncate && ids.length > keep) {
+        ids = ids.slice(-keep);
+        this.truncated++;
+      }
+      const decode: GenerateOptions = {
+        maxNewTokens: maxNew,
+        temperature: opts.temperature,
+        topP: opts.topP,
+        topK: opts.topK,
+        seed: opts.seed ?? 0,
+        stop: [...(opts.stop ?? []), ...p.stop],
+      };
+      const r = opts.onText
+        ? await generateStream(this.loaded, ids, decode, opts.onText)
+        : (await generate(this.loaded, [ids], decode))[0];
+      return { text: r.text, finishReason: r.finishReason };
+    });
   }
 
   /** Token ids without special tokens. */
@@ -166,68 +183,70 @@ export class LocalLM implements LanguageModel {
    * is fed with the continuation so its prediction is scored) and its options are scored on top of
    * it in one batch. Without it, whole sequences are batched with left padding, longest first.
    */
-  async loglikelihood(requests: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
-    // Chat models read the option as the start of the assistant's reply, after the template's opening.
-    if (this.chatFormat)
-      requests = requests.map((r) => ({
-        context: this.chatFormat!.render(requestMessages(r.messages, 'loglikelihood')).text,
-        continuation: r.continuation.trimStart(),
-      }));
-    const prefix = this.prefix();
-    const maxLen = this.loaded.model.config.maxPositionEmbeddings;
-    const encoded = requests.map((r) => {
-      const pair = encodePair((s) => this.encode(s), r.context, r.continuation);
-      const continuation = pair.continuation;
-      let context = [...prefix, ...pair.context];
-      if (context.length === 0) context = [this.startToken('loglikelihood')];
-      if (continuation.length === 0)
-        throw new LlmboxError(`loglikelihood: continuation ${JSON.stringify(r.continuation)} encodes to no tokens`, {
-          field: '--dataset',
-          fix: 'an option must hold text',
-        });
-      return { context, continuation };
-    });
-    const results = new Array<LoglikelihoodResult>(requests.length);
-    const plain: number[] = [];
-    const groups = new Map<string, number[]>();
-    encoded.forEach((e, i) => {
-      // Pairs longer than the window lose their oldest tokens, so their prefixes are not shared.
-      if (!this.prefixCache || e.context.length + e.continuation.length > maxLen + 1) return plain.push(i);
-      const key = e.context.join(',');
-      const g = groups.get(key);
-      if (g) g.push(i);
-      else groups.set(key, [i]);
-    });
-    const ordered = [...groups.values()].sort((a, b) => compareIds(encoded[a[0]].context, encoded[b[0]].context));
-    for (const group of ordered) {
-      const context = encoded[group[0]].context;
-      const held = this.prefixCache!.acquire(context.slice(0, -1));
-      try {
-        const last = context[context.length - 1];
-        this.scoreRows(
-          group,
-          results,
-          (i) => ({ input: [last, ...encoded[i].continuation.slice(0, -1)], targets: encoded[i].continuation }),
-          held.past,
-        );
-      } finally {
-        held.release();
+  loglikelihood(requests: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
+    return this.serial(async () => {
+      // Chat models read the option as the start of the assistant's reply, after the template's opening.
+      if (this.chatFormat)
+        requests = requests.map((r) => ({
+          context: this.chatFormat!.render(requestMessages(r.messages, 'loglikelihood')).text,
+          continuation: r.continuation.trimStart(),
+        }));
+      const prefix = this.prefix();
+      const maxLen = this.loaded.model.config.maxPositionEmbeddings;
+      const encoded = requests.map((r) => {
+        const pair = encodePair((s) => this.encode(s), r.context, r.continuation);
+        const continuation = pair.continuation;
+        let context = [...prefix, ...pair.context];
+        if (context.length === 0) context = [this.startToken('loglikelihood')];
+        if (continuation.length === 0)
+          throw new LlmboxError(`loglikelihood: continuation ${JSON.stringify(r.continuation)} encodes to no tokens`, {
+            field: '--dataset',
+            fix: 'an option must hold text',
+          });
+        return { context, continuation };
+      });
+      const results = new Array<LoglikelihoodResult>(requests.length);
+      const plain: number[] = [];
+      const groups = new Map<string, number[]>();
+      encoded.forEach((e, i) => {
+        // Pairs longer than the window lose their oldest tokens, so their prefixes are not shared.
+        if (!this.prefixCache || e.context.length + e.continuation.length > maxLen + 1) return plain.push(i);
+        const key = e.context.join(',');
+        const g = groups.get(key);
+        if (g) g.push(i);
+        else groups.set(key, [i]);
+      });
+      const ordered = [...groups.values()].sort((a, b) => compareIds(encoded[a[0]].context, encoded[b[0]].context));
+      for (const group of ordered) {
+        const context = encoded[group[0]].context;
+        const held = this.prefixCache!.acquire(context.slice(0, -1));
+        try {
+          const last = context[context.length - 1];
+          await this.scoreRows(
+            group,
+            results,
+            (i) => ({ input: [last, ...encoded[i].continuation.slice(0, -1)], targets: encoded[i].continuation }),
+            held.past,
+          );
+        } finally {
+          held.release();
+        }
       }
-    }
-    this.truncated += encoded.filter((e) => e.context.length + e.continuation.length > maxLen + 1).length;
-    plain.sort(
-      (a, b) =>
-        encoded[b].context.length +
-        encoded[b].continuation.length -
-        encoded[a].context.length -
-        encoded[a].continuation.length,
-    );
-    this.scoreRows(plain, results, (i) => {
-      // Keep the most recent tokens when the pair is longer than the model's context window.
-      const ids = [...encoded[i].context, ...encoded[i].continuation].slice(-(maxLen + 1));
-      return { input: ids.slice(0, -1), targets: encoded[i].continuation };
+      this.truncated += encoded.filter((e) => e.context.length + e.continuation.length > maxLen + 1).length;
+      plain.sort(
+        (a, b) =>
+          encoded[b].context.length +
+          encoded[b].continuation.length -
+          encoded[a].context.length -
+          encoded[a].continuation.length,
+      );
+      await this.scoreRows(plain, results, (i) => {
+        // Keep the most recent tokens when the pair is longer than the model's context window.
+        const ids = [...encoded[i].context, ...encoded[i].continuation].slice(-(maxLen + 1));
+        return { input: ids.slice(0, -1), targets: encoded[i].continuation };
+      });
+      return results;
     });
-    return results;
   }
 
   private batches<T>(items: T[], tokens: (item: T) => number): T[][] {
@@ -235,21 +254,21 @@ export class LocalLM implements LanguageModel {
   }
 
   /** Scores requests in batches: each row's targets are the last predictions of its input. */
-  private scoreRows(
+  private async scoreRows(
     indices: number[],
     results: LoglikelihoodResult[],
     row: (i: number) => { input: number[]; targets: number[] },
     past?: PastKV,
-  ): void {
+  ): Promise<void> {
     const rows = indices.map((i) => ({ i, ...row(i) }));
     for (const batch of this.batches(rows, (r) => r.input.length)) {
       const { ids, mask } = leftPad(batch.map((b) => b.input));
       const T = ids[0].length;
       const hidden = this.loaded.model.forward(ids, { attentionMask: mask, past });
       try {
-        batch.forEach(({ i, targets }, b) => {
+        for (const [b, { i, targets }] of batch.entries()) {
           const n = targets.length;
-          const scores = scoreTargets(
+          const scores = await scoreTargets(
             this.loaded.model,
             hidden,
             b,
@@ -260,7 +279,7 @@ export class LocalLM implements LanguageModel {
             isGreedy: scores.every((s) => s.isArgmax),
             tokens: n,
           };
-        });
+        }
       } finally {
         hidden.dispose();
       }
@@ -272,26 +291,28 @@ export class LocalLM implements LanguageModel {
    * out of the mean: the model's own sentence embedding for KATE. Texts longer than the window keep
    * their first tokens.
    */
-  async embed(texts: string[]): Promise<number[][]> {
-    const maxLen = this.loaded.model.config.maxPositionEmbeddings;
-    const rows = texts.map((t, i) => {
-      const ids = this.encode(t).slice(0, maxLen);
-      return { i, ids: ids.length ? ids : [this.startToken('loglikelihood')] };
-    });
-    const out = new Array<number[]>(texts.length);
-    for (const batch of this.batches(rows, (r) => r.ids.length)) {
-      const { ids, mask } = leftPad(batch.map((b) => b.ids));
-      const hidden = this.loaded.model.forward(ids, { attentionMask: mask });
-      const pooled = tf.tidy(() => {
-        const m = tf.tensor3d(mask.flat(), [ids.length, ids[0].length, 1]);
-        return tf.div(tf.sum(tf.mul(hidden, m), 1), tf.sum(m, 1));
+  embed(texts: string[]): Promise<number[][]> {
+    return this.serial(async () => {
+      const maxLen = this.loaded.model.config.maxPositionEmbeddings;
+      const rows = texts.map((t, i) => {
+        const ids = this.encode(t).slice(0, maxLen);
+        return { i, ids: ids.length ? ids : [this.startToken('loglikelihood')] };
       });
-      hidden.dispose();
-      const vectors = (await pooled.array()) as number[][];
-      pooled.dispose();
-      batch.forEach((b, j) => (out[b.i] = vectors[j]));
-    }
-    return out;
+      const out = new Array<number[]>(texts.length);
+      for (const batch of this.batches(rows, (r) => r.ids.length)) {
+        const { ids, mask } = leftPad(batch.map((b) => b.ids));
+        const hidden = this.loaded.model.forward(ids, { attentionMask: mask });
+        const pooled = tf.tidy(() => {
+          const m = tf.tensor3d(mask.flat(), [ids.length, ids[0].length, 1]);
+          return tf.div(tf.sum(tf.mul(hidden, m), 1), tf.sum(m, 1));
+        });
+        hidden.dispose();
+        const vectors = (await pooled.array()) as number[][];
+        pooled.dispose();
+        batch.forEach((b, j) => (out[b.i] = vectors[j]));
+      }
+      return out;
+    });
   }
 
   get prefixStats(): { reusedTokens: number; computedTokens: number } | undefined {
@@ -299,33 +320,38 @@ export class LocalLM implements LanguageModel {
   }
 
   /** Log-likelihood of whole texts (for perplexity), in windows of the model's context length. */
-  async loglikelihoodRolling(texts: string[]): Promise<number[]> {
-    const maxLen = this.loaded.model.config.maxPositionEmbeddings;
-    return texts.map((text) => {
-      const start = this.startToken('loglikelihoodRolling');
-      const tokens = this.encode(text);
-      // lm-evaluation-harness's rolling windows: the first predicts from the start token; each later
-      // window predicts up to maxLen new tokens, with as much preceding text as fits as context.
-      let total = 0;
-      for (let at = 0; at < tokens.length; at += maxLen) {
-        const n = Math.min(maxLen, tokens.length - at);
-        const context = at === 0 ? [start] : tokens.slice(Math.max(0, at + n - maxLen - 1), at);
-        const target = tokens.slice(at, at + n);
-        const ids = [...context, ...target];
-        const hidden = this.loaded.model.forward([ids.slice(0, -1)]);
-        try {
-          const T = hidden.shape[1];
-          total += scoreTargets(
-            this.loaded.model,
-            hidden,
-            0,
-            target.map((t, j) => ({ row: T - n + j, target: t })),
-          ).reduce((a, s) => a + s.logprob, 0);
-        } finally {
-          hidden.dispose();
+  loglikelihoodRolling(texts: string[]): Promise<number[]> {
+    return this.serial(async () => {
+      const maxLen = this.loaded.model.config.maxPositionEmbeddings;
+      const out: number[] = [];
+      for (const text of texts) {
+        const start = this.startToken('loglikelihoodRolling');
+        const tokens = this.encode(text);
+        // lm-evaluation-harness's rolling windows: the first predicts from the start token; each later
+        // window predicts up to maxLen new tokens, with as much preceding text as fits as context.
+        let total = 0;
+        for (let at = 0; at < tokens.length; at += maxLen) {
+          const n = Math.min(maxLen, tokens.length - at);
+          const context = at === 0 ? [start] : tokens.slice(Math.max(0, at + n - maxLen - 1), at);
+          const target = tokens.slice(at, at + n);
+          const ids = [...context, ...target];
+          const hidden = this.loaded.model.forward([ids.slice(0, -1)]);
+          try {
+            const T = hidden.shape[1];
+            const scores = await scoreTargets(
+              this.loaded.model,
+              hidden,
+              0,
+              target.map((t, j) => ({ row: T - n + j, target: t })),
+            );
+            total += scores.reduce((a, s) => a + s.logprob, 0);
+          } finally {
+            hidden.dispose();
+          }
         }
+        out.push(total);
       }
-      return total;
+      return out;
     });
   }
 
@@ -337,81 +363,84 @@ export class LocalLM implements LanguageModel {
    * prompts' longest common prefix comes from the tree (a few-shot prefix is encoded once per task)
    * and only the rest is encoded.
    */
-  async generateUntil(requests: GenerateUntilRequest[], opts: GenerateOptions = {}): Promise<string[]> {
-    if (this.chatFormat) {
-      requests = requests.map((r) => {
-        const p = this.chatFormat!.render(requestMessages(r.messages, 'generateUntil'));
-        return { ...r, context: p.text, until: [...r.until, ...p.stop.filter((s) => !r.until.includes(s))] };
-      });
-    }
-    const maxLen = this.loaded.model.config.maxPositionEmbeddings;
-    const out = new Array<string>(requests.length);
-    const lengthOf = (r: GenerateUntilRequest) => r.maxNewTokens ?? opts.maxNewTokens ?? DEFAULTS.eval.maxNewTokens;
-    const encoded = requests.map((r) => {
-      const ids = [...this.prefix(), ...this.encode(r.context)];
-      // The prompt keeps room for the whole generation, but never less than half the window: a
-      // generation budget as long as the window (IFEval's 1280 tokens on a 512-token model) would
-      // otherwise leave a prompt of one token. Generation then stops at the window's end.
-      const keep = Math.max(1, maxLen - lengthOf(r), Math.floor(maxLen / 2));
-      if (ids.length > keep) this.truncated++;
-      return ids.slice(-keep);
-    });
-    const groups: number[][] = [];
-    const same = new Map<string, number[]>();
-    // Sampled requests batch with the other samples of the same prompt (self-consistency's N rows
-    // over one cached prefix), each row with its own seed; greedy ones with any of the same settings.
-    requests.forEach((r, i) => {
-      const temperature = r.temperature ?? opts.temperature ?? 0;
-      const key = JSON.stringify([r.until, lengthOf(r), temperature, temperature > 0 ? encoded[i] : null]);
-      same.set(key, [...(same.get(key) ?? []), i]);
-    });
-    for (const unsorted of same.values()) {
-      // Similar lengths share a batch, so little of it is padding.
-      const members = [...unsorted].sort((a, b) => encoded[a].length - encoded[b].length || a - b);
-      // With the cache only what follows the members' common prefix is encoded per batch.
-      const shared = this.prefixCache
-        ? commonPrefixLength(
-            members.map((i) => encoded[i]),
-            Math.min(...members.map((i) => encoded[i].length)) - 1,
-          )
-        : 0;
-      groups.push(...this.batches(members, (i) => encoded[i].length - shared + lengthOf(requests[i])));
-    }
-    for (const group of groups) {
-      const r = requests[group[0]];
-      const maxNewTokens = lengthOf(r);
-      const prompts = group.map((i) => encoded[i]);
-      const temperature = r.temperature ?? opts.temperature;
-      const decode = {
-        ...opts,
-        maxNewTokens,
-        stop: r.until,
-        temperature,
-        seed: r.seed ?? opts.seed ?? 0,
-        ...((temperature ?? 0) > 0 ? { seeds: group.map((i) => requests[i].seed ?? opts.seed ?? 0) } : {}),
-      };
-      let texts: string[];
-      if (!this.prefixCache) {
-        texts = generate(this.loaded, prompts, decode).map((g) => g.text);
-      } else {
-        // Every row keeps at least its last token to feed.
-        const shared = commonPrefixLength(prompts, Math.min(...prompts.map((p) => p.length)) - 1);
-        const head = prompts[0].slice(0, shared);
-        const held = this.prefixCache.acquire(head);
-        try {
-          const kv = held.past;
-          texts = generate(
-            this.loaded,
-            prompts.map((p) => p.slice(shared)),
-            { ...decode, prefix: kv ? { ids: head, kv } : undefined },
-          ).map((g) => g.text);
-        } finally {
-          held.release();
-        }
+  generateUntil(requests: GenerateUntilRequest[], opts: GenerateOptions = {}): Promise<string[]> {
+    return this.serial(async () => {
+      if (this.chatFormat) {
+        requests = requests.map((r) => {
+          const p = this.chatFormat!.render(requestMessages(r.messages, 'generateUntil'));
+          return { ...r, context: p.text, until: [...r.until, ...p.stop.filter((s) => !r.until.includes(s))] };
+        });
       }
-      group.forEach((i, j) => (out[i] = texts[j]));
-    }
-    return out;
+      const maxLen = this.loaded.model.config.maxPositionEmbeddings;
+      const out = new Array<string>(requests.length);
+      const lengthOf = (r: GenerateUntilRequest) => r.maxNewTokens ?? opts.maxNewTokens ?? DEFAULTS.eval.maxNewTokens;
+      const encoded = requests.map((r) => {
+        const ids = [...this.prefix(), ...this.encode(r.context)];
+        // The prompt keeps room for the whole generation, but never less than half the window: a
+        // generation budget as long as the window (IFEval's 1280 tokens on a 512-token model) would
+        // otherwise leave a prompt of one token. Generation then stops at the window's end.
+        const keep = Math.max(1, maxLen - lengthOf(r), Math.floor(maxLen / 2));
+        if (ids.length > keep) this.truncated++;
+        return ids.slice(-keep);
+      });
+      const groups: number[][] = [];
+      const same = new Map<string, number[]>();
+      // Sampled requests batch with the other samples of the same prompt (self-consistency's N rows
+      // over one cached prefix), each row with its own seed; greedy ones with any of the same settings.
+      requests.forEach((r, i) => {
+        const temperature = r.temperature ?? opts.temperature ?? 0;
+        const key = JSON.stringify([r.until, lengthOf(r), temperature, temperature > 0 ? encoded[i] : null]);
+        same.set(key, [...(same.get(key) ?? []), i]);
+      });
+      for (const unsorted of same.values()) {
+        // Similar lengths share a batch, so little of it is padding.
+        const members = [...unsorted].sort((a, b) => encoded[a].length - encoded[b].length || a - b);
+        // With the cache only what follows the members' common prefix is encoded per batch.
+        const shared = this.prefixCache
+          ? commonPrefixLength(
+              members.map((i) => encoded[i]),
+              Math.min(...members.map((i) => encoded[i].length)) - 1,
+            )
+          : 0;
+        groups.push(...this.batches(members, (i) => encoded[i].length - shared + lengthOf(requests[i])));
+      }
+      for (const group of groups) {
+        const r = requests[group[0]];
+        const maxNewTokens = lengthOf(r);
+        const prompts = group.map((i) => encoded[i]);
+        const temperature = r.temperature ?? opts.temperature;
+        const decode = {
+          ...opts,
+          maxNewTokens,
+          stop: r.until,
+          temperature,
+          seed: r.seed ?? opts.seed ?? 0,
+          ...((temperature ?? 0) > 0 ? { seeds: group.map((i) => requests[i].seed ?? opts.seed ?? 0) } : {}),
+        };
+        let texts: string[];
+        if (!this.prefixCache) {
+          texts = (await generate(this.loaded, prompts, decode)).map((g) => g.text);
+        } else {
+          // Every row keeps at least its last token to feed.
+          const shared = commonPrefixLength(prompts, Math.min(...prompts.map((p) => p.length)) - 1);
+          const head = prompts[0].slice(0, shared);
+          const held = this.prefixCache.acquire(head);
+          try {
+            const kv = held.past;
+            const gens = await generate(
+              this.loaded,
+              prompts.map((p) => p.slice(shared)),
+              { ...decode, prefix: kv ? { ids: head, kv } : undefined },
+            );
+            texts = gens.map((g) => g.text);
+          } finally {
+            held.release();
+          }
+        }
+        group.forEach((i, j) => (out[i] = texts[j]));
+      }
+      return out;
+    });
   }
 }
 

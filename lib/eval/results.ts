@@ -1,3 +1,4 @@
+import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
 import {
   appendFileSync,
@@ -19,10 +20,46 @@ export const sha256 = (s: string) => createHash('sha256').update(s).digest('hex'
 
 /**
  * A fingerprint of a model's weights: config, every tensor's name and shape, and a strided sample of
- * up to 4096 values per tensor. Hashing every byte of a 7B model would take longer than many
- * evaluations; the sample still changes with any training step or different checkpoint.
+ * up to 4096 values per tensor (gathered where the tensor lives, so a GPU reads back only the sample).
+ * Hashing every byte of a 7B model would take longer than many evaluations; the sample still changes
+ * with any training step or different checkpoint.
  */
 export function modelHash(model: LlamaModel): string {
+  return hashSamples(
+    model,
+    weightSamples(model).map((t) => {
+      const v = t.dataSync() as Float32Array;
+      t.dispose();
+      return v;
+    }),
+  );
+}
+
+/** modelHash, reading the samples asynchronously (the webgpu backend cannot read synchronously). */
+export async function modelHashAsync(model: LlamaModel): Promise<string> {
+  const samples: Float32Array[] = [];
+  for (const t of weightSamples(model)) {
+    samples.push((await t.data()) as Float32Array);
+    t.dispose();
+  }
+  return hashSamples(model, samples);
+}
+
+const hashedTensors = (model: LlamaModel) =>
+  [...model.params.entries(), ...model.adapters.entries()].sort(([a], [b]) => a.localeCompare(b));
+
+/** Every 1/4096th value of each tensor (in hashedTensors order), as tensors to read. */
+function weightSamples(model: LlamaModel): tf.Tensor[] {
+  return hashedTensors(model).map(([, t]) =>
+    tf.tidy(() => {
+      const stride = Math.max(1, Math.floor(t.size / 4096));
+      const idx = Array.from({ length: Math.ceil(t.size / stride) }, (_, j) => j * stride);
+      return tf.gather(t.reshape([-1]), tf.tensor1d(idx, 'int32'));
+    }),
+  );
+}
+
+function hashSamples(model: LlamaModel, samples: Float32Array[]): string {
   const h = createHash('sha256');
   h.update(JSON.stringify(model.config));
   // Unmerged LoRA adapters change the outputs, so they are part of the identity.
@@ -32,16 +69,10 @@ export function modelHash(model: LlamaModel): string {
     h.update(q.codes);
     h.update(new Uint8Array(q.absmaxCodes.buffer));
   }
-  for (const [name, t] of [...model.params.entries(), ...model.adapters.entries()].sort(([a], [b]) =>
-    a.localeCompare(b),
-  )) {
+  hashedTensors(model).forEach(([name, t], i) => {
     h.update(`${name}:${t.shape.join('x')};`);
-    const data = t.dataSync() as Float32Array;
-    const stride = Math.max(1, Math.floor(data.length / 4096));
-    const sample = new Float32Array(Math.ceil(data.length / stride));
-    for (let i = 0, j = 0; i < data.length; i += stride, j++) sample[j] = data[i];
-    h.update(new Uint8Array(sample.buffer));
-  }
+    h.update(new Uint8Array(samples[i].buffer, samples[i].byteOffset, samples[i].byteLength));
+  });
   return h.digest('hex').slice(0, 16);
 }
 

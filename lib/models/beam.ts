@@ -25,11 +25,11 @@ interface Hypothesis {
   logprob: number;
 }
 
-export function beamSearch(
+export async function beamSearch(
   loaded: LoadedModel,
   prompt: number[],
   opts: BeamOptions,
-): GenerateResult & { score: number } {
+): Promise<GenerateResult & { score: number }> {
   const { model } = loaded;
   const k = opts.numBeams,
     lp = opts.lengthPenalty ?? 1;
@@ -55,7 +55,7 @@ export function beamSearch(
           ),
         );
       });
-      const data = logprobs.dataSync() as Float32Array;
+      const data = (await logprobs.data()) as Float32Array;
       logprobs.dispose();
       if (data.some(Number.isNaN))
         throw new Error('the model produced non-finite logits in beam search: its weights or activations overflowed');

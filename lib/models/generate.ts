@@ -79,15 +79,19 @@ interface Sequence {
 }
 
 /** Generates continuations for a batch of prompts (text or ids), left-padding them into one batch. */
-export function generate(
+export async function generate(
   loaded: LoadedModel,
   prompts: (string | number[])[],
   opts: GenerateOptions = {},
-): GenerateResult[] {
-  if ((opts.numBeams ?? 1) > 1) return prompts.map((p) => beamGenerate(loaded, p, opts));
+): Promise<GenerateResult[]> {
+  if ((opts.numBeams ?? 1) > 1) {
+    const out: GenerateResult[] = [];
+    for (const p of prompts) out.push(await beamGenerate(loaded, p, opts));
+    return out;
+  }
   const steps = decoding(loaded, prompts, opts);
-  let step = steps.next();
-  while (!step.done) step = steps.next();
+  let step = await steps.next();
+  while (!step.done) step = await steps.next();
   return step.value;
 }
 
@@ -105,7 +109,7 @@ export async function generateStream(
   const hold = Math.max(0, ...(opts.stop ?? []).map((s) => s.length - 1));
   const steps = decoding(loaded, [prompt], opts);
   let sent = 0;
-  for (let step = steps.next(); ; step = steps.next()) {
+  for (let step = await steps.next(); ; step = await steps.next()) {
     if (step.done) {
       const text = step.value[0].text;
       if (text.length > sent) onText(text.slice(sent));
@@ -123,11 +127,11 @@ export async function generateStream(
 }
 
 /** The decoding loop: yields after each step (a function giving every row's text so far) and returns the results. */
-function* decoding(
+async function* decoding(
   loaded: LoadedModel,
   prompts: (string | number[])[],
   opts: GenerateOptions,
-): Generator<() => string[], GenerateResult[]> {
+): AsyncGenerator<() => string[], GenerateResult[]> {
   const { model, tokenizer } = loaded;
   const maxNew = opts.maxNewTokens ?? 64;
   const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
@@ -200,7 +204,8 @@ function* decoding(
           ),
         );
       });
-      const data = logits.dataSync() as Float32Array;
+      // Read asynchronously: a GPU backend (webgpu) cannot read back synchronously in Node.
+      const data = (await logits.data()) as Float32Array;
       logits.dispose();
       const V = model.config.vocabSize;
       const next: number[] = [];
@@ -254,7 +259,11 @@ function* decoding(
 }
 
 /** Beam search for one prompt, with generate's stop ids and stop strings. */
-function beamGenerate(loaded: LoadedModel, prompt: string | number[], opts: GenerateOptions): GenerateResult {
+async function beamGenerate(
+  loaded: LoadedModel,
+  prompt: string | number[],
+  opts: GenerateOptions,
+): Promise<GenerateResult> {
   if ((opts.temperature ?? 0) > 0)
     throw new LlmboxError('beam search is deterministic: it takes no temperature', {
       field: '--num-beams',
@@ -267,7 +276,7 @@ function beamGenerate(loaded: LoadedModel, prompt: string | number[], opts: Gene
   const stopIds = new Set(opts.stopIds ?? loaded.generation.eosTokenIds);
   const bos = loaded.generation.bosTokenId ?? loaded.model.config.bosTokenId;
   if ((opts.stopAtBos ?? true) && bos !== undefined && bos !== null) stopIds.add(bos);
-  const r = beamSearch(loaded, ids, {
+  const r = await beamSearch(loaded, ids, {
     numBeams: opts.numBeams!,
     lengthPenalty: opts.lengthPenalty,
     maxNewTokens: opts.maxNewTokens ?? 64,

@@ -9,6 +9,7 @@ import {
   rmsNorm,
   rope as applyRope,
   swiglu,
+  transposedData,
   type PackedMatrix,
 } from '../engine/ops.js';
 import type { ModelConfig } from './config.js';
@@ -451,11 +452,8 @@ export class LlamaModel {
       out.set(name, { shape: t.shape, data: t.dataSync() as Float32Array });
       t.dispose();
     }
-    for (const [name, t] of this.params) {
-      const hf = isLinear(name) ? tf.transpose(t) : t;
-      out.set(name, { shape: hf.shape, data: hf.dataSync() as Float32Array });
-      if (hf !== t) hf.dispose();
-    }
+    for (const [name, t] of this.params)
+      out.set(name, isLinear(name) ? transposedData(t) : { shape: t.shape, data: t.dataSync() as Float32Array });
     for (const [name, pk] of this.packed) out.set(name, { shape: [pk.n, pk.k], data: pk.decode() });
     // HF checkpoints of tied models usually omit lm_head; write it anyway so any loader finds it.
     if (this.config.tieWordEmbeddings) out.set('lm_head.weight', out.get('model.embed_tokens.weight')!);

@@ -9,7 +9,7 @@ const CHUNK = 128;
  * log p(ids[i+1] | ids[..i]) for every i, under teacher forcing. Log-softmax runs in float64 on
  * float32 logits, a chunk of positions at a time, so [T, vocab] is never held at once.
  */
-export function nextTokenLogprobs(model: LlamaModel, ids: number[]): number[] {
+export async function nextTokenLogprobs(model: LlamaModel, ids: number[]): Promise<number[]> {
   if (ids.length < 2) return [];
   // Positions past the trained window give numbers that look like any others.
   const max = model.config.maxPositionEmbeddings;
@@ -20,12 +20,13 @@ export function nextTokenLogprobs(model: LlamaModel, ids: number[]): number[] {
     });
   const hidden = model.forward([ids]);
   try {
-    return scoreTargets(
+    const scores = await scoreTargets(
       model,
       hidden,
       0,
       ids.slice(1).map((target, i) => ({ row: i, target })),
-    ).map((s) => s.logprob);
+    );
+    return scores.map((s) => s.logprob);
   } finally {
     hidden.dispose();
   }
@@ -40,13 +41,13 @@ export interface TargetScore {
 }
 
 /** Log-probability of each chosen target at a chosen position of one batch row of hidden states, and whether greedy decoding would have picked it. */
-export function scoreTargets(
+export async function scoreTargets(
   model: LlamaModel,
   hidden: tf.Tensor3D,
   batchIndex: number,
   picks: { row: number; target: number }[],
   topK = 0,
-): TargetScore[] {
+): Promise<TargetScore[]> {
   const T = hidden.shape[1];
   const V = model.config.vocabSize;
   const out: TargetScore[] = [];
@@ -60,7 +61,8 @@ export function scoreTargets(
         ),
       ),
     );
-    const data = logits.dataSync();
+    // Read asynchronously: a GPU backend (webgpu) cannot read back synchronously in Node.
+    const data = await logits.data();
     logits.dispose();
     chunk.forEach((p, i) => {
       let max = -Infinity,

@@ -132,8 +132,8 @@ export class ServeEngine {
         this.stats.batches++;
         this.stats.largestBatch = Math.max(this.stats.largestBatch, take.length);
         try {
-          if (first.kind === 'score') this.runScores(take as Extract<Job, { kind: 'score' }>[]);
-          else if (first.kind === 'generate') this.runGenerate(take as Extract<Job, { kind: 'generate' }>[]);
+          if (first.kind === 'score') await this.runScores(take as Extract<Job, { kind: 'score' }>[]);
+          else if (first.kind === 'generate') await this.runGenerate(take as Extract<Job, { kind: 'generate' }>[]);
           else first.resolve(await generateStream(this.loaded, first.ids, first.opts, first.onText));
         } catch (e) {
           for (const j of take) j.reject(e);
@@ -145,7 +145,7 @@ export class ServeEngine {
     }
   }
 
-  private runScores(jobs: Extract<Job, { kind: 'score' }>[]): void {
+  private async runScores(jobs: Extract<Job, { kind: 'score' }>[]): Promise<void> {
     const sorted = [...jobs].sort((a, b) => b.ids.length - a.ids.length);
     for (const batch of this.batches(sorted, (j) => j.ids.length)) {
       const scorable = batch.filter((j) => j.ids.length > 1);
@@ -155,10 +155,10 @@ export class ServeEngine {
       const T = ids[0].length;
       const hidden = this.loaded.model.forward(ids, { attentionMask: mask });
       try {
-        scorable.forEach((j, b) => {
+        for (const [b, j] of scorable.entries()) {
           const targets = j.ids.slice(1);
           j.resolve(
-            scoreTargets(
+            await scoreTargets(
               this.loaded.model,
               hidden,
               b,
@@ -166,17 +166,17 @@ export class ServeEngine {
               j.topK,
             ),
           );
-        });
+        }
       } finally {
         hidden.dispose();
       }
     }
   }
 
-  private runGenerate(jobs: Extract<Job, { kind: 'generate' }>[]): void {
+  private async runGenerate(jobs: Extract<Job, { kind: 'generate' }>[]): Promise<void> {
     const sorted = [...jobs].sort((a, b) => a.ids.length - b.ids.length);
     for (const batch of this.batches(sorted, (j) => j.ids.length + (j.opts.maxNewTokens ?? 0))) {
-      const results = generate(
+      const results = await generate(
         this.loaded,
         batch.map((j) => j.ids),
         batch[0].opts,

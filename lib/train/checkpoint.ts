@@ -7,6 +7,7 @@ import { readModelWeights, readSafetensors, writeSafetensors, type RawTensor } f
 import { saveModel, type LoadedModel } from '../models/load.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { processAlive } from '../util/process.js';
+import { readableOnHost } from '../engine/webgpu.js';
 import { dropLora, loadAdapter, saveAdapter } from './lora.js';
 import type { AdamW } from './optim.js';
 
@@ -38,7 +39,8 @@ const WEIGHT_FILES = ['model.safetensors', 'adapter_model.safetensors'];
  * folder, then moved in with the weights last, so an interrupted save never leaves weights without
  * their config and tokenizer (at worst, no new weights: the folder does not load as a half model).
  */
-export function saveFinal(output: string, loaded: LoadedModel): void {
+export async function saveFinal(output: string, loaded: LoadedModel): Promise<void> {
+  await readableOnHost([...loaded.model.params.values(), ...loaded.model.adapters.values()]);
   cleanStaleTemps(output);
   const tmp = join(output, `.final.tmp-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
@@ -69,14 +71,20 @@ function tensorsToRaw(prefix: string, m: Map<string, tf.Tensor>, out: Map<string
  * Writes `output/checkpoint-<step>` atomically: everything goes to a temporary folder that is renamed
  * into place, so a crash leaves the previous checkpoint intact. Keeps the newest `keep` checkpoints.
  */
-export function writeCheckpoint(
+export async function writeCheckpoint(
   output: string,
   loaded: LoadedModel,
   opt: AdamW,
   state: TrainerState,
   keep = 2,
   heads: string[] = [],
-): string {
+): Promise<string> {
+  await readableOnHost([
+    ...loaded.model.params.values(),
+    ...loaded.model.adapters.values(),
+    ...opt.m.values(),
+    ...opt.v.values(),
+  ]);
   const final = join(output, `checkpoint-${state.step}`);
   cleanStaleTemps(output);
   const tmp = `${final}.tmp-${process.pid}`;

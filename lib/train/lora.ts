@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LlmboxError } from '../errors.js';
+import { transposedData } from '../engine/ops.js';
 import { LINEARS, type LlamaModel, type LoraSettings } from '../models/llama.js';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../models/safetensors.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -122,9 +123,7 @@ export function saveAdapter(dir: string, model: LlamaModel, base = ''): void {
   const raw = new Map<string, RawTensor>();
   for (const layer of loraLayers(model, lora.targets)) {
     for (const ab of ['A', 'B'] as const) {
-      const t = tf.tidy(() => tf.transpose(model.adapters.get(`${layer}.lora_${ab}`)!));
-      raw.set(peftKey(layer, ab), { shape: t.shape, data: t.dataSync() as Float32Array });
-      t.dispose();
+      raw.set(peftKey(layer, ab), transposedData(model.adapters.get(`${layer}.lora_${ab}`)!));
     }
   }
   writeSafetensors(join(dir, 'adapter_model.safetensors'), raw);

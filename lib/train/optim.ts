@@ -23,11 +23,14 @@ export function learningRate(step: number, o: ScheduleOptions): number {
 }
 
 /** Global L2 norm of the gradients, and the gradients scaled so that it is at most maxNorm (0: no clipping). */
-export function clipByGlobalNorm(
+export async function clipByGlobalNorm(
   grads: Map<string, tf.Tensor>,
   maxNorm: number,
-): { grads: Map<string, tf.Tensor>; norm: number } {
-  const norm = Math.sqrt(tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))).dataSync()[0]));
+): Promise<{ grads: Map<string, tf.Tensor>; norm: number }> {
+  // Summed pairwise, not by one addN: webgpu binds every addN input at once, past its buffer limit.
+  const squares = tf.tidy(() => [...grads.values()].map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b)));
+  const norm = Math.sqrt((await squares.data())[0]);
+  squares.dispose();
   if (!(maxNorm > 0) || norm <= maxNorm) return { grads, norm };
   const scale = maxNorm / (norm + 1e-6);
   const out = new Map<string, tf.Tensor>();

@@ -156,9 +156,9 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
   if (restored?.extra?.klCoef !== undefined) kl.value = restored.extra.klCoef;
   const metrics = (restored?.log ?? []) as unknown as PpoStep[];
   let checkpoint: string | null = null;
-  const save = (step: number) => {
+  const save = async (step: number) => {
     const state = { step, losses: [], evalLosses: [], runKey, log: metrics, extra: { klCoef: kl.value } };
-    checkpoint = writeCheckpoint(
+    checkpoint = await writeCheckpoint(
       o.output!,
       loaded,
       opt,
@@ -175,7 +175,7 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
       // Rollouts: the current policy samples one response per prompt.
       const prompts = Array.from({ length: batchSize }, () => o.prompts[Math.floor(random() * o.prompts.length)]);
       const encoded = prompts.map((p) => tok.encode(p));
-      const gens = generate(loaded, encoded, {
+      const gens = await generate(loaded, encoded, {
         maxNewTokens: o.maxNewTokens ?? d.maxNewTokens,
         temperature: o.temperature ?? d.temperature,
         seeds: prompts.map((_, i) => seed * 100_003 + step * 1009 + i),
@@ -246,7 +246,7 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
             oldLogp = tf.tensor1d(flat.map((k) => old.logp[k])),
             oldV = tf.tensor1d(flat.map((k) => old.values[k]));
           let ratios: Float32Array | undefined;
-          const g = slotGradients(slots, () => {
+          const g = await slotGradients(slots, () => {
             const st = tokenStats(model, sub.ids, sub.positions, sub.next);
             const ratio = tf.exp(tf.sub(st.logp, oldLogp));
             ratios = ratio.dataSync() as Float32Array;
@@ -267,7 +267,7 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
             counted++;
             if (Math.abs(r - 1) > clip) clipped++;
           }
-          applyUpdate(slots, g.grads, opt, o.lr ?? d.lr, o.maxGradNorm ?? 1);
+          await applyUpdate(slots, g.grads, opt, o.lr ?? d.lr, o.maxGradNorm ?? 1);
           updates++;
         }
       }
@@ -287,7 +287,8 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
       if (adaptive) kl.update(meanKl, rollouts.length);
       metrics.push(metric);
       o.onPpoStep?.(metric, o.steps);
-      if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || metric.step === o.steps)) save(metric.step);
+      if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || metric.step === o.steps))
+        await save(metric.step);
     }
   } finally {
     opt.dispose();
@@ -296,7 +297,7 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
   // The value head is training scaffolding, not part of the policy that is saved.
   model.params.get('value.weight')?.dispose();
   model.params.delete('value.weight');
-  if (o.output) saveFinal(o.output, loaded);
+  if (o.output) await saveFinal(o.output, loaded);
   return {
     stage: 'ppo',
     steps: o.steps,

@@ -216,9 +216,9 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
     if (first) evals.push(first);
   }
   let checkpoint: string | null = null;
-  const save = (step: number) => {
+  const save = async (step: number) => {
     const state = { step, losses: metrics.map((m) => m.loss), evalLosses: evals, runKey, log: metrics };
-    checkpoint = writeCheckpoint(o.output!, loaded, opt, state as unknown as TrainerState, o.saveTotalLimit ?? 2);
+    checkpoint = await writeCheckpoint(o.output!, loaded, opt, state as unknown as TrainerState, o.saveTotalLimit ?? 2);
   };
   const order = pairOrder(trainPairs.length, seed);
   let cursor = startStep * h.accum * h.batchSize;
@@ -231,7 +231,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
       const idx = Array.from({ length: h.batchSize }, () => order(cursor++));
       tokens += pairTokens(idx.map((i) => trainPairs[i]));
       const ref = refFor(trainPairs, idx, refTrain);
-      const g = slotGradients(slots, () => {
+      const g = await slotGradients(slots, () => {
         const r = lossOf(trainPairs, idx, ref);
         const cr = r.chosenRewards.dataSync(),
           rr = r.rejectedRewards.dataSync();
@@ -248,7 +248,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
       acc = addGradients(acc, g.grads);
     }
     const lr = learningRate(step, schedule);
-    const norm = applyUpdate(slots, acc!, opt, lr, h.maxGradNorm);
+    const norm = await applyUpdate(slots, acc!, opt, lr, h.maxGradNorm);
     const metric: PreferenceStep = {
       step: step + 1,
       loss: logged.loss,
@@ -280,10 +280,10 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
       const e = evaluateVal(metric.step);
       if (e) evals.push(e);
     }
-    if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) save(metric.step);
+    if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) await save(metric.step);
   }
   opt.dispose();
-  if (o.output) saveFinal(o.output, loaded);
+  if (o.output) await saveFinal(o.output, loaded);
   const total = loaded.model.numParameters();
   return {
     stage: 'dpo',

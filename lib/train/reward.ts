@@ -218,11 +218,16 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
     if (first) evals.push(first);
   }
   let checkpoint: string | null = null;
-  const save = (step: number) => {
+  const save = async (step: number) => {
     const state = { step, losses: metrics.map((m) => m.loss), evalLosses: evals, runKey, log: metrics };
-    checkpoint = writeCheckpoint(o.output!, loaded, opt, state as unknown as TrainerState, o.saveTotalLimit ?? 2, [
-      'score.weight',
-    ]);
+    checkpoint = await writeCheckpoint(
+      o.output!,
+      loaded,
+      opt,
+      state as unknown as TrainerState,
+      o.saveTotalLimit ?? 2,
+      ['score.weight'],
+    );
   };
   const order = pairOrder(train.length, seed);
   let cursor = startStep * h.accum * h.batchSize;
@@ -235,7 +240,7 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
       for (let m = 0; m < h.accum; m++) {
         const part = Array.from({ length: h.batchSize }, () => train[order(cursor++)]);
         tokens += pairTokens(part);
-        const g = slotGradients(slots, () => {
+        const g = await slotGradients(slots, () => {
           const x = lossOf(part);
           for (const d of x.diff.dataSync()) {
             logged.margin += d;
@@ -248,7 +253,7 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
         acc = addGradients(acc, g.grads);
       }
       const lr = learningRate(step, schedule);
-      const norm = applyUpdate(slots, acc!, opt, lr, h.maxGradNorm);
+      const norm = await applyUpdate(slots, acc!, opt, lr, h.maxGradNorm);
       const metric: RewardStep = {
         step: step + 1,
         loss: logged.loss,
@@ -278,7 +283,7 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
         const e = evaluateVal(metric.step);
         if (e) evals.push(e);
       }
-      if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) save(metric.step);
+      if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) await save(metric.step);
     }
   } finally {
     opt.dispose();
@@ -286,7 +291,7 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
   const trainable = slotSize(slots);
   // A LoRA-trained reward model is saved merged: the Hugging Face classifier layout, loadable anywhere.
   if (loaded.model.lora) mergeLora(loaded.model);
-  if (o.output) saveFinal(o.output, loaded);
+  if (o.output) await saveFinal(o.output, loaded);
   return {
     stage: 'rm',
     steps: h.totalSteps,

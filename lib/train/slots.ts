@@ -16,19 +16,20 @@ export function slotsOf(map: Map<string, tf.Tensor>, skip: string[] = []): Slot[
  * The value of f and its gradients with respect to the slots' tensors (f reads them through the
  * model's maps); the maps hold the original tensors again afterwards.
  */
-export function slotGradients(slots: Slot[], f: () => tf.Scalar): { value: number; grads: tf.Tensor[] } {
+export async function slotGradients(slots: Slot[], f: () => tf.Scalar): Promise<{ value: number; grads: tf.Tensor[] }> {
   const originals = slots.map((s) => s.map.get(s.name)!);
+  let result: { value: tf.Scalar; grads: tf.Tensor[] };
   try {
-    const { value, grads } = tf.valueAndGrads((...ps: tf.Tensor[]) => {
+    result = tf.valueAndGrads((...ps: tf.Tensor[]) => {
       slots.forEach((s, i) => s.map.set(s.name, ps[i]));
       return f();
     })(originals);
-    const v = value.dataSync()[0];
-    value.dispose();
-    return { value: v, grads };
   } finally {
     slots.forEach((s, i) => s.map.set(s.name, originals[i]));
   }
+  const v = (await result.value.data())[0];
+  result.value.dispose();
+  return { value: v, grads: result.grads };
 }
 
 /** Gradient lists summed (micro-batches of one step); the inputs are disposed. */
@@ -43,9 +44,15 @@ export function addGradients(acc: tf.Tensor[] | null, grads: tf.Tensor[]): tf.Te
 }
 
 /** One AdamW update of the slots from their summed gradients, clipped to the global norm; returns the norm before clipping. */
-export function applyUpdate(slots: Slot[], grads: tf.Tensor[], opt: AdamW, lr: number, maxGradNorm: number): number {
+export async function applyUpdate(
+  slots: Slot[],
+  grads: tf.Tensor[],
+  opt: AdamW,
+  lr: number,
+  maxGradNorm: number,
+): Promise<number> {
   const keys = slots.map((_, i) => String(i));
-  const clipped = clipByGlobalNorm(new Map(keys.map((k, i) => [k, grads[i]])), maxGradNorm);
+  const clipped = await clipByGlobalNorm(new Map(keys.map((k, i) => [k, grads[i]])), maxGradNorm);
   const updated = opt.apply(new Map(keys.map((k, i) => [k, slots[i].map.get(slots[i].name)!])), clipped.grads, lr);
   slots.forEach((s, i) => {
     s.map.get(s.name)!.dispose();

@@ -75,14 +75,19 @@ export interface TrainResult {
 }
 
 /** Mean target loss over rows, in batches, without gradients. */
-export function evalLoss(loaded: LoadedModel, rows: TrainingRow[], batchSize: number, pad: number): number {
+export async function evalLoss(
+  loaded: LoadedModel,
+  rows: TrainingRow[],
+  batchSize: number,
+  pad: number,
+): Promise<number> {
   let sum = 0,
     count = 0;
   for (let i = 0; i < rows.length; i += batchSize) {
     const batch = toBatch(rows.slice(i, i + batchSize), pad);
     if (!batch.targetCount) continue;
     const s = batchLossSum(loaded.model, batch);
-    sum += s.dataSync()[0];
+    sum += (await s.data())[0];
     s.dispose();
     count += batch.targetCount;
   }
@@ -213,13 +218,13 @@ function epochRows(rows: PreparedData['train'], seed: number): (i: number) => Tr
  * The loss and gradients of one optimizer step, summed over its micro-batches, each normalised by the
  * step's target-token count (so accumulation equals one large batch). Null gradients: no targets.
  */
-function accumulatedGradients(
+async function accumulatedGradients(
   model: LoadedModel['model'],
   target: Map<string, tf.Tensor>,
   names: string[],
   micro: Batch[],
   dropoutSeed: number,
-): { loss: number; grads: Map<string, tf.Tensor> | null } {
+): Promise<{ loss: number; grads: Map<string, tf.Tensor> | null }> {
   const targets = micro.reduce((n, b) => n + b.targetCount, 0);
   const originals = names.map((n) => target.get(n)!);
   let loss = 0;
@@ -233,7 +238,7 @@ function accumulatedGradients(
         return tf.div(batchLossSum(model, batch), targets) as tf.Scalar;
       })(originals);
       names.forEach((n, i) => target.set(n, originals[i]));
-      loss += value.dataSync()[0];
+      loss += (await value.data())[0];
       value.dispose();
       if (!acc) acc = new Map(names.map((n, i) => [n, grads[i]]));
       else {
@@ -255,20 +260,20 @@ function accumulatedGradients(
  * One optimizer step, in place: gradients summed over the step's micro-batches, clipped to the
  * global norm, then AdamW at the scheduled learning rate.
  */
-function optimizerStep(
+async function optimizerStep(
   model: LoadedModel['model'],
   t: { target: Map<string, tf.Tensor>; names: string[]; opt: AdamW },
   micro: Batch[],
   s: { step: number; dropoutSeed: number; maxGradNorm: number; schedule: Parameters<typeof learningRate>[1] },
-): StepMetrics {
+): Promise<StepMetrics> {
   const t0 = performance.now();
   const tokens = micro.reduce((n, b) => n + realTokens(b.segments), 0);
-  const { loss, grads: summed } = accumulatedGradients(model, t.target, t.names, micro, s.dropoutSeed);
+  const { loss, grads: summed } = await accumulatedGradients(model, t.target, t.names, micro, s.dropoutSeed);
   if (!summed)
     throw new LlmboxError(`step ${s.step + 1} has no target tokens`, {
       fix: 'check the data: every example needs a reply to learn',
     });
-  const { grads, norm } = clipByGlobalNorm(summed, s.maxGradNorm);
+  const { grads, norm } = await clipByGlobalNorm(summed, s.maxGradNorm);
   const lr = learningRate(s.step, s.schedule);
   const updated = t.opt.apply(new Map(t.names.map((n) => [n, t.target.get(n)!])), grads, lr);
   for (const n of t.names) {
@@ -325,14 +330,14 @@ async function trainOn(
   let checkpoint: string | null = null;
   const evalEvery = o.evalEvery ?? 0,
     saveEvery = o.saveEvery ?? 0;
-  const runEval = (step: number) => {
+  const runEval = async (step: number) => {
     if (!data.val.length) return;
     loaded.model.dropoutSeed = null;
-    const loss = evalLoss(loaded, data.val, batchSize, pad);
+    const loss = await evalLoss(loaded, data.val, batchSize, pad);
     state.evalLosses.push({ step, loss });
     o.onEval?.({ step, loss });
   };
-  if (state.step === 0 && data.val.length && evalEvery > 0) runEval(0);
+  if (state.step === 0 && data.val.length && evalEvery > 0) await runEval(0);
 
   try {
     for (let step = state.step; step < totalSteps; step++) {
@@ -342,7 +347,7 @@ async function trainOn(
           pad,
         ),
       );
-      const m = optimizerStep(loaded.model, { target, names, opt }, micro, {
+      const m = await optimizerStep(loaded.model, { target, names, opt }, micro, {
         step,
         dropoutSeed: seed * 7919 + step * accum * 131,
         maxGradNorm: h.maxGradNorm,
@@ -353,13 +358,13 @@ async function trainOn(
       state.step = step + 1;
       o.onStep?.(m, totalSteps);
       const last = step + 1 === totalSteps;
-      if ((evalEvery > 0 && (step + 1) % evalEvery === 0) || last) runEval(step + 1);
+      if ((evalEvery > 0 && (step + 1) % evalEvery === 0) || last) await runEval(step + 1);
       if (o.output && ((saveEvery > 0 && (step + 1) % saveEvery === 0) || last)) {
         state.log = metrics as unknown as Record<string, number>[];
-        checkpoint = writeCheckpoint(o.output, loaded, opt, state, o.saveTotalLimit ?? 2);
+        checkpoint = await writeCheckpoint(o.output, loaded, opt, state, o.saveTotalLimit ?? 2);
       }
     }
-    if (o.output) saveFinal(o.output, loaded);
+    if (o.output) await saveFinal(o.output, loaded);
   } finally {
     loaded.model.dropoutSeed = null;
     opt.dispose();

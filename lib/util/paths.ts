@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -43,4 +44,9 @@ export function defaultDataDir(): string {
   if (process.env.LLMBOX_DATA_DIR) return process.env.LLMBOX_DATA_DIR;
   const shared = resolve(projectRoot(), '../shared/data');
   return existsSync(shared) ? shared : join(projectRoot(), 'data', 'demo');
+}
+
+/** LLMBOX_CACHE_DIR, else ~/.cache/llmbox: tokenized datasets, selections, judgements and probes kept between runs. */
+export function cacheDir(): string {
+  return process.env.LLMBOX_CACHE_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'llmbox');
 }

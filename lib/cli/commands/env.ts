@@ -21,6 +21,12 @@ export function envCommand(program: Command): void {
           `backend  ${info.backend}`,
           `threads  ${info.threads}`,
           `native   ${native}`,
+          ...(info.adapter
+            ? [
+                `adapter  ${info.adapter.description || info.adapter.device} (${info.adapter.vendor}, ${info.adapter.architecture}${info.adapter.software ? ', software' : ''}${info.adapter.f16 ? ', shader-f16' : ''})`,
+                `limits   storage buffer ${(info.adapter.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB, workgroup memory ${info.adapter.limits.maxComputeWorkgroupStorageSize} B, ${info.adapter.limits.maxComputeInvocationsPerWorkgroup} invocations`,
+              ]
+            : []),
           `tfjs     ${info.versions.tfjs}`,
           `node     ${info.versions.node}`,
         ].join('\n'),

@@ -102,7 +102,7 @@ export function generateCommand(program: Command): void {
         });
       const r = onText
         ? await generateStream(loaded, o.prompt, decode, onText)
-        : generate(loaded, [o.prompt], decode)[0];
+        : (await generate(loaded, [o.prompt], decode))[0];
       print(
         !!o.json,
         { prompt_ids: r.promptIds, ids: r.ids, text: r.text, finish_reason: r.finishReason, seed: r.seed },

@@ -28,7 +28,7 @@ export function logprobsCommand(program: Command): void {
             throw new LlmboxError('--text needs a tokenizer', { file: `${o.model}/tokenizer.json`, fix: 'use --ids' });
           ids = loaded.tokenizer.encode(o.text!);
         }
-        const lp = nextTokenLogprobs(loaded.model, ids);
+        const lp = await nextTokenLogprobs(loaded.model, ids);
         const lines = lp.map((x, i) => {
           const tok = loaded.tokenizer?.idToToken(ids![i + 1]) ?? '';
           return `${String(ids![i + 1]).padStart(7)}  ${x.toFixed(6).padStart(11)}  ${JSON.stringify(tok)}`;

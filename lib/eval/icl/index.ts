@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cacheDir } from '../../data/token-cache.js';
+import { cacheDir } from '../../util/paths.js';
 import { LlmboxError } from '../../errors.js';
 import { argmax } from '../../models/sampling.js';
 import { writeFileAtomic } from '../../util/fs.js';

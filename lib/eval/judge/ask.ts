@@ -1,6 +1,6 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { cacheDir } from '../../data/token-cache.js';
+import { cacheDir } from '../../util/paths.js';
 import type { Message } from '../../data/records.js';
 import type { LanguageModel } from '../lm.js';
 import { sha256 } from '../results.js';

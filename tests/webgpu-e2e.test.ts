@@ -1,0 +1,58 @@
+// Needs ../shared/data (the eval and training sets): scripts/test.mjs skips this file without it.
+// The webgpu backend on SwiftShader, end to end: CI installs webgpu, libvulkan1 and chromium.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { webgpuInstalled } from '../lib/engine/webgpu.js';
+import { SHARED_DATA, tmp } from './helpers/models.js';
+
+const ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+const AVAILABLE = webgpuInstalled() && existsSync(ICD);
+
+// End to end in child processes (one engine per process): the same command on webgpu and on wasm.
+describe.skipIf(!AVAILABLE && !process.env.CI)('webgpu end to end against wasm', () => {
+  const bin = join(import.meta.dirname, '..', 'bin', 'llmbox.js');
+  const xdg = tmp('llmbox-xdg-');
+  const run = (backend: string, args: string[]) => {
+    const r = spawnSync(process.execPath, [bin, ...args, '--backend', backend, '--json'], {
+      encoding: 'utf8',
+      env: { ...process.env, VK_ICD_FILENAMES: ICD, XDG_RUNTIME_DIR: xdg, LLMBOX_QUIET: '1' },
+      timeout: 600_000,
+    });
+    expect(r.status, r.stderr.slice(-2000)).toBe(0);
+    return JSON.parse(r.stdout);
+  };
+
+  it('env reports the adapter; eval gives the same scores as wasm', () => {
+    expect(run('webgpu', ['env']).adapter).toMatchObject({ vendor: 'google', software: true });
+    const args = ['eval', '-m', 'stories260K', '-d', 'arc_easy', '--limit', '6'];
+    const [gpu, cpu] = [run('webgpu', args), run('wasm', args)];
+    expect(gpu.fingerprint.backend).toBe('webgpu');
+    expect(gpu.fingerprint.model_hash).toBe(cpu.fingerprint.model_hash);
+    for (const k of ['acc', 'acc_norm']) expect(gpu.results.arc_easy[k]).toBe(cpu.results.arc_easy[k]);
+  }, 600_000);
+
+  it('generates the same greedy text and trains to the same losses as wasm', () => {
+    const gen = ['generate', '-m', 'stories260K', '--prompt', 'Once upon a time', '--max-new-tokens', '12'];
+    expect(run('webgpu', gen).text).toBe(run('wasm', gen).text);
+    const train = (backend: string) =>
+      run(backend, [
+        'train',
+        '-m',
+        'stories260K',
+        '--dataset',
+        join(SHARED_DATA, 'sft_samples', 'dolly_hhrlhf_train_small.jsonl'),
+        '--max-steps',
+        '2',
+        '--batch-size',
+        '1',
+        '--max-length',
+        '64',
+        '--output',
+        join(tmp('llmbox-wgpu-train-'), backend),
+      ]);
+    const [gpu, cpu] = [train('webgpu'), train('wasm')];
+    gpu.losses.forEach((l: number, i: number) => expect(Math.abs(l - cpu.losses[i])).toBeLessThan(1e-4));
+  }, 600_000);
+});
