@@ -560,7 +560,7 @@ export class Chain<R> implements PromiseLike<R> {
     const turns: Message[] = typeof prompt === 'string' ? [{ role: 'user', content: prompt }] : prompt;
     return this.with({
       name: 'reward',
-      run: async (lm) => rewardsOf(local(lm, 'reward').loaded, [{ prompt: turns, response }])[0],
+      run: async (lm) => (await rewardsOf(local(lm, 'reward').loaded, [{ prompt: turns, response }]))[0],
     });
   }
 

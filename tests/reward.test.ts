@@ -50,10 +50,10 @@ describe('reward model', () => {
       { prompt: [{ role: 'user' as const, content: 'Tell me a story.' }], response: 'Once upon a time.' },
       { prompt: [{ role: 'user' as const, content: 'Tell me a story.' }], response: 'qqq zzz.' },
     ];
-    const before = rewardsOf(loaded, items);
+    const before = await rewardsOf(loaded, items);
     const reloaded = await loadModel(out);
     expect(reloaded.model.config.numLabels).toBe(1);
-    const after = rewardsOf(reloaded, items);
+    const after = await rewardsOf(reloaded, items);
     for (let i = 0; i < 2; i++) expect(Math.abs(after[i] - before[i])).toBeLessThan(1e-4);
     expect(after[0]).toBeGreaterThan(after[1]);
 
@@ -110,7 +110,7 @@ describe('reward model', () => {
     addRewardHead(loaded.model, 1);
     const long = 'The dog ran to the park and played. '.repeat(40);
     const item = { prompt: [{ role: 'user' as const, content: long }], response: 'Once upon a time.' };
-    const [cut] = rewardsOf(loaded, [item], { maxLength: 64 });
+    const [cut] = await rewardsOf(loaded, [item], { maxLength: 64 });
     const { pairs } = pairRows(
       loaded,
       [{ kind: 'preference', prompt: item.prompt, chosen: item.response, rejected: 'No.' }],
@@ -119,7 +119,7 @@ describe('reward model', () => {
     const [row] = segmentRewards(loaded.model, toBatch([pairs[0].chosen])).dataSync();
     expect(cut).toBeCloseTo(row, 5);
     expect(pairs[0].chosen.ids[0]).toBe(loaded.tokenizer!.bosTokenId);
-    expect(rewardsOf(loaded, [item], { maxLength: 128 })[0]).not.toBeCloseTo(cut, 3);
+    expect((await rewardsOf(loaded, [item], { maxLength: 128 }))[0]).not.toBeCloseTo(cut, 3);
   });
 
   it('refuses classifiers with more than one label, and score-rm on a causal LM', () => {

@@ -1,7 +1,7 @@
 // Needs ../shared/data (the eval and training sets): scripts/test.mjs skips this file without it.
 // The webgpu backend on SwiftShader, end to end: CI installs webgpu, libvulkan1 and chromium.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { webgpuInstalled } from '../lib/engine/webgpu.js';
@@ -55,4 +55,71 @@ describe.skipIf(!AVAILABLE && !process.env.CI)('webgpu end to end against wasm',
     const [gpu, cpu] = [train('webgpu'), train('wasm')];
     gpu.losses.forEach((l: number, i: number) => expect(Math.abs(l - cpu.losses[i])).toBeLessThan(1e-4));
   }, 600_000);
+
+  it('DPO and PPO (LoRA) give the same losses and rewards as wasm', () => {
+    const dir = tmp('llmbox-wgpu-align-');
+    const pairs = join(dir, 'pairs.jsonl');
+    writeFileSync(
+      pairs,
+      ['cat', 'dog', 'bird', 'fish']
+        .map((a) =>
+          JSON.stringify({ prompt: `Tell me about the ${a}.`, chosen: 'Once upon a time.', rejected: 'zzz qqq.' }),
+        )
+        .join('\n') + '\n',
+    );
+    const lora = ['--lora-rank', '4', '--lora-targets', 'q_proj,v_proj'];
+    const dpo = (backend: string) =>
+      run(backend, [
+        'train',
+        '-m',
+        'stories260K',
+        '--stage',
+        'dpo',
+        '--dataset',
+        pairs,
+        '--max-steps',
+        '2',
+        '--batch-size',
+        '2',
+        '--max-length',
+        '48',
+        '--val-size',
+        '2',
+        '--lr',
+        '5e-3',
+        ...lora,
+        '--output',
+        join(dir, `dpo-${backend}`),
+      ]);
+    const [gd, cd] = [dpo('webgpu'), dpo('wasm')];
+    expect(gd.losses[0]).toBeCloseTo(Math.LN2, 5);
+    gd.losses.forEach((l: number, i: number) => expect(Math.abs(l - cd.losses[i])).toBeLessThan(1e-4));
+    expect(Math.abs(gd.evals.at(-1).margin - cd.evals.at(-1).margin)).toBeLessThan(1e-4);
+    const reward = join(dir, 'reward.mjs');
+    writeFileSync(reward, 'export default (_p, r) => (r.match(/\\bthe\\b/gi) ?? []).length;\n');
+    const ppo = (backend: string) =>
+      run(backend, [
+        'train',
+        '-m',
+        'stories260K',
+        '--stage',
+        'ppo',
+        '--dataset',
+        pairs,
+        '--reward-module',
+        reward,
+        '--max-steps',
+        '2',
+        '--batch-size',
+        '2',
+        '--max-new-tokens',
+        '6',
+        ...lora,
+        '--output',
+        join(dir, `ppo-${backend}`),
+      ]);
+    const [gp, cp] = [ppo('webgpu'), ppo('wasm')];
+    expect(gp.rewards).toEqual(cp.rewards);
+    gp.kls.forEach((k: number, i: number) => expect(Math.abs(k - cp.kls[i])).toBeLessThan(1e-3));
+  }, 900_000);
 });

@@ -5,10 +5,19 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it, beforeAll } from 'vitest';
 import { initEngine, tf } from '../lib/engine/index.js';
-import { hasKernel, loraLinear, loraLinearReference, rmsNorm, rmsNormReference } from '../lib/engine/ops.js';
+import {
+  hasKernel,
+  loraLinear,
+  loraLinearReference,
+  prefixAttention,
+  prefixAttentionReference,
+  rmsNorm,
+  rmsNormReference,
+} from '../lib/engine/ops.js';
 import { webgpuInstalled } from '../lib/engine/webgpu.js';
 import { RMS_NORM } from '../lib/engine/kernels/rms-norm.js';
 import { LORA_LINEAR } from '../lib/engine/kernels/webgpu/lora-linear.js';
+import { PREFIX_ATTENTION } from '../lib/engine/kernels/webgpu/prefix-attention.js';
 import { LlamaModel } from '../lib/models/llama.js';
 import { loadModel } from '../lib/models/load.js';
 import { STORIES, tmp } from './helpers/models.js';
@@ -37,6 +46,7 @@ describe.skipIf(!AVAILABLE && !process.env.CI)('webgpu backend on SwiftShader', 
     expect(tf.getBackend()).toBe('webgpu');
     expect(hasKernel(RMS_NORM)).toBe(true);
     expect(hasKernel(LORA_LINEAR)).toBe(true);
+    expect(hasKernel(PREFIX_ATTENTION)).toBe(true);
   });
 
   it('RMSNorm kernel equals the composed definition, forward and gradient', async () => {
@@ -68,6 +78,32 @@ describe.skipIf(!AVAILABLE && !process.env.CI)('webgpu backend on SwiftShader', 
     const fused = g(loraLinear);
     const ref = g(loraLinearReference);
     for (let i = 0; i < 3; i++) expect(await maxDiff(fused[i], ref[i])).toBeLessThan(1e-3);
+  });
+
+  it('prefix attention reads one shared prefix for every row and equals the composed definition', async () => {
+    // batch 3, 2 kv heads, 2 query heads per kv head, 5 queries, 7 prefix slots, 9 own slots, head dim 16
+    const [B, H, G, Tc, P, C, D] = [3, 2, 2, 5, 7, 9, 16];
+    const q = tf.randomNormal([B, H, G * Tc, D], 0, 0.5, 'float32', 9) as tf.Tensor4D;
+    const prefix = {
+      keys: tf.randomNormal([1, H, P, D], 0, 0.5, 'float32', 10) as tf.Tensor4D,
+      values: tf.randomNormal([1, H, P, D], 0, 1, 'float32', 11) as tf.Tensor4D,
+    };
+    const k = tf.randomNormal([B, H, C, D], 0, 0.5, 'float32', 12) as tf.Tensor4D;
+    const v = tf.randomNormal([B, H, C, D], 0, 1, 'float32', 13) as tf.Tensor4D;
+    // causal over the own slots, and row 1 cannot see the prefix's first 3 slots
+    const m = new Float32Array(B * Tc * (P + C));
+    for (let b = 0; b < B; b++)
+      for (let t = 0; t < Tc; t++)
+        for (let j = 0; j < P + C; j++) {
+          const hidden = (j >= P && j - P > t + C - Tc) || (b === 1 && j < 3);
+          m[(b * Tc + t) * (P + C) + j] = hidden ? -1e9 : 0;
+        }
+    const mask = tf.tensor4d(m, [B, 1, Tc, P + C]);
+    for (const cap of [null, 2]) {
+      const got = prefixAttention(q, prefix, k, v, mask, cap);
+      expect(got.shape).toEqual([B, H, G * Tc, D]);
+      expect(await maxDiff(got, prefixAttentionReference(q, prefix, k, v, mask, cap))).toBeLessThan(1e-5);
+    }
   });
 
   it('stories260K logits agree with llama2.c within 1e-3', async () => {

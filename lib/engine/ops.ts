@@ -6,6 +6,7 @@ import { ROPE } from './kernels/rope.js';
 import { QUANT_GATHER, QUANT_MATMUL } from './kernels/quant-matmul.js';
 import { RMS_NORM } from './kernels/rms-norm.js';
 import { LORA_LINEAR } from './kernels/webgpu/lora-linear.js';
+import { PREFIX_ATTENTION, PREFIX_ATTENTION_MAX_SLOTS } from './kernels/webgpu/prefix-attention.js';
 
 /** The gradient tfjs hands a single-output custom gradient. */
 /**
@@ -72,11 +73,10 @@ export function pickEntries(v: tf.Tensor1D, at: number[]): tf.Tensor1D {
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
   if (!hasKernel(RMS_NORM) || x.dtype !== 'float32') return rmsNormReference(x, weight, eps);
   // The kernels may answer [rows, dim] (webgpu's): x's shape is given back.
-  const kernel = (v: tf.Tensor, w: tf.Tensor1D) =>
-    tf.reshape(
-      tf.engine().runKernel(RMS_NORM, { x: v, w }, { eps } as unknown as tf.NamedAttrMap) as tf.Tensor,
-      v.shape,
-    );
+  const kernel = (v: tf.Tensor, w: tf.Tensor1D) => {
+    const y = tf.engine().runKernel(RMS_NORM, { x: v, w }, { eps } as unknown as tf.NamedAttrMap) as tf.Tensor;
+    return y.rank === v.rank ? y : tf.reshape(y, v.shape);
+  };
   if (!recording()) return kernel(x, weight);
   // The native kernel forward; the gradient composed from x and w (training is not per-kernel bound):
   // with r = 1/rms(x) and g = dy * w, dx = r g - x r^3 mean(g x), dw = sum over rows of dy x r.
@@ -316,4 +316,63 @@ export function transposedData(t: tf.Tensor): { shape: number[]; data: Float32Ar
   const out = new Float32Array(r * c);
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j];
   return { shape: [c, r], data: out };
+}
+
+/**
+ * Attention of a batch's queries over one shared prefix's keys and values ([1, kvH, P, D], read as is
+ * by every row) and their own keys [B, kvH, C, D], in one softmax: option scoring and generation over
+ * a cached prefix. q [B, kvH, group x Tc, D] (group-major rows, pre-scaled), mask [B, 1, Tc, P + C]
+ * additive; optional soft-capping of the scores. Forward only (nothing trains through a cached prefix).
+ */
+export function prefixAttention(
+  q: tf.Tensor4D,
+  prefix: { keys: tf.Tensor4D; values: tf.Tensor4D },
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  mask: tf.Tensor4D,
+  softcap: number | null = null,
+): tf.Tensor4D {
+  const slots = prefix.keys.shape[2] + k.shape[2];
+  if (hasKernel(PREFIX_ATTENTION) && !recording() && slots <= PREFIX_ATTENTION_MAX_SLOTS) {
+    const out = tf.engine().runKernel(PREFIX_ATTENTION, { q, pk: prefix.keys, pv: prefix.values, k, v, mask }, {
+      softcap: softcap ?? 0,
+    } as unknown as tf.NamedAttrMap) as tf.Tensor;
+    return tf.reshape(out, q.shape) as tf.Tensor4D;
+  }
+  return prefixAttentionReference(q, prefix, k, v, mask, softcap);
+}
+
+/** prefixAttention from composed ops: the prefix's keys broadcast over the batch in the matmuls. */
+export function prefixAttentionReference(
+  q: tf.Tensor4D,
+  prefix: { keys: tf.Tensor4D; values: tf.Tensor4D },
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  mask: tf.Tensor4D,
+  softcap: number | null = null,
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const P = prefix.keys.shape[2],
+      C = k.shape[2];
+    const group = q.shape[2] / mask.shape[2];
+    const scores = (a: tf.Tensor, b: tf.Tensor) => {
+      const s = tf.matMul(a, b, false, true);
+      return softcap ? tf.mul(tf.tanh(tf.div(s, softcap)), softcap) : s;
+    };
+    const m = group > 1 ? tf.tile(mask, [1, 1, group, 1]) : mask;
+    const probs = tf.softmax(tf.add(tf.concat([scores(q, prefix.keys), scores(q, k)], 3), m));
+    // Two slices, not tf.split: tfjs-wasm's SplitV copies the whole input per part.
+    const pShared = probs.slice([0, 0, 0, 0], [-1, -1, -1, P]);
+    const pOwn = probs.slice([0, 0, 0, P], [-1, -1, -1, C]);
+    return tf.add(tf.matMul(pShared, prefix.values), tf.matMul(pOwn, v)) as tf.Tensor4D;
+  });
+}
+
+/** The tensors' values, read asynchronously (every backend, webgpu included), then the tensors disposed. */
+export async function takeData(tensors: tf.Tensor[]): Promise<Float32Array[]> {
+  try {
+    return (await Promise.all(tensors.map((t) => t.data()))) as Float32Array[];
+  } finally {
+    tf.dispose(tensors);
+  }
 }

@@ -9,6 +9,7 @@ import {
   rmsNorm,
   rope as applyRope,
   swiglu,
+  prefixAttention,
   transposedData,
   type PackedMatrix,
 } from '../engine/ops.js';
@@ -195,19 +196,14 @@ function attention(
       .reshape([B, Tc, kvH, group, D])
       .transpose([0, 2, 3, 1, 4])
       .reshape([B, kvH, group * Tc, D]);
-    const m = group > 1 ? tf.tile(mask, [1, 1, group, 1]) : mask;
     // The whole-call block keeps the full key buffer (no copy).
     const kb = whole ? k : k.slice([0, 0, 0, 0], [-1, -1, cols - P, -1]);
     const vb = whole ? v : v.slice([0, 0, 0, 0], [-1, -1, cols - P, -1]);
     let out: tf.Tensor;
     if (shared) {
-      // One softmax over [prefix | own keys]; the prefix's [1, ...] keys broadcast over the batch.
-      const probs = tf.softmax(tf.add(tf.concat([scores(qb, shared.keys), scores(qb, kb)], 3), m));
-      // Two slices, not tf.split: tfjs-wasm's SplitV copies the whole input per part.
-      const pShared = probs.slice([0, 0, 0, 0], [-1, -1, -1, P]);
-      const pOwn = probs.slice([0, 0, 0, P], [-1, -1, -1, cols - P]);
-      out = tf.add(tf.matMul(pShared, shared.values), tf.matMul(pOwn, vb));
+      out = prefixAttention(qb as tf.Tensor4D, shared, kb, vb, mask, cap ?? null);
     } else {
+      const m = group > 1 ? tf.tile(mask, [1, 1, group, 1]) : mask;
       out = tf.matMul(tf.softmax(tf.add(scores(qb, kb), m)), vb);
     }
     return out

@@ -96,11 +96,11 @@ export function mergeLora(model: LlamaModel): void {
 }
 
 /** f's result computed by the base alone, the LoRA adapter switched off (a reference model without a copy). */
-export function withAdapterOff<T>(model: LlamaModel, f: () => T): T {
+export async function withAdapterOff<T>(model: LlamaModel, f: () => T | Promise<T>): Promise<T> {
   const lora = model.lora;
   model.lora = null;
   try {
-    return f();
+    return await f();
   } finally {
     model.lora = lora;
   }

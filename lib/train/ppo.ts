@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
-import { embedding } from '../engine/ops.js';
+import { embedding, takeData } from '../engine/ops.js';
 import { generate } from '../models/generate.js';
 import type { LlamaModel } from '../models/llama.js';
 import type { LoadedModel } from '../models/load.js';
@@ -192,13 +192,16 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
       if (scores.some((s) => !Number.isFinite(s)))
         throw new LlmboxError('the reward function returned a value that is not a finite number', { field: 'reward' });
       const L = layout(rollouts, pad);
-      const old = tf.tidy(() => {
-        const s = tokenStats(model, L.ids, L.positions, L.next);
-        return { logp: [...s.logp.dataSync()], values: [...s.values.dataSync()], entropy: [...s.entropy.dataSync()] };
-      });
-      const ref = withAdapterOff(model, () =>
-        tf.tidy(() => [...tokenStats(model, L.ids, L.positions, L.next).logp.dataSync()]),
+      const [logp, values, entropy] = await takeData(
+        tf.tidy(() => {
+          const s = tokenStats(model, L.ids, L.positions, L.next);
+          return [s.logp, s.values, s.entropy];
+        }),
       );
+      const old = { logp: [...logp], values: [...values], entropy: [...entropy] };
+      const ref = await withAdapterOff(model, async () => [
+        ...(await takeData([tf.tidy(() => tokenStats(model, L.ids, L.positions, L.next).logp)]))[0],
+      ]);
       // Per response: KL-penalised rewards, GAE; advantages whitened over the rollout.
       const perResponse = rollouts.map((_, b) => L.owner.map((o2, k) => (o2 === b ? k : -1)).filter((k) => k >= 0));
       const advantages = new Array<number>(L.positions.length),
@@ -245,11 +248,10 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
             R = tf.tensor1d(flat.map((k) => returns[k])),
             oldLogp = tf.tensor1d(flat.map((k) => old.logp[k])),
             oldV = tf.tensor1d(flat.map((k) => old.values[k]));
-          let ratios: Float32Array | undefined;
+          let logged: tf.Tensor[] = [];
           const g = await slotGradients(slots, () => {
             const st = tokenStats(model, sub.ids, sub.positions, sub.next);
             const ratio = tf.exp(tf.sub(st.logp, oldLogp));
-            ratios = ratio.dataSync() as Float32Array;
             const pg = tf.mean(
               tf.maximum(tf.mul(tf.neg(A), ratio), tf.mul(tf.neg(A), tf.clipByValue(ratio, 1 - clip, 1 + clip))),
             );
@@ -258,12 +260,14 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
               0.5,
               tf.mean(tf.maximum(tf.square(tf.sub(st.values, R)), tf.square(tf.sub(vClipped, R)))),
             );
-            pgSum += pg.dataSync()[0];
-            vfSum += vf.dataSync()[0];
+            logged = [tf.keep(ratio), tf.keep(pg), tf.keep(vf)];
             return tf.add(pg, tf.mul(vcoef, vf)) as tf.Scalar;
           });
           tf.dispose([A, R, oldLogp, oldV]);
-          for (const r of ratios!) {
+          const [ratios, pgv, vfv] = await takeData(logged);
+          pgSum += pgv[0];
+          vfSum += vfv[0];
+          for (const r of ratios) {
             counted++;
             if (Math.abs(r - 1) > clip) clipped++;
           }

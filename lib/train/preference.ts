@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
-import { pickEntries } from '../engine/ops.js';
+import { pickEntries, takeData } from '../engine/ops.js';
+import { readableOnHost } from '../engine/webgpu.js';
 import type { LoadedModel } from '../models/load.js';
 import { DEFAULTS } from '../util/defaults.js';
 import type { TrainingRow } from './batches.js';
@@ -72,19 +73,18 @@ function pairLogps(loaded: LoadedModel, part: PairRows[], pad: number, packTo?: 
 }
 
 /** Summed response log-probabilities of pairs, without gradients, in batches laid out as training lays them out. */
-function logpsOf(
+async function logpsOf(
   loaded: LoadedModel,
   pairs: PairRows[],
   batchSize: number,
   pad: number,
   packTo?: number,
-): { chosen: number[]; rejected: number[] } {
+): Promise<{ chosen: number[]; rejected: number[] }> {
   const chosen: number[] = [],
     rejected: number[] = [];
   for (let i = 0; i < pairs.length; i += batchSize) {
     const r = pairLogps(loaded, pairs.slice(i, i + batchSize), pad, packTo);
-    const v = r.lp.dataSync();
-    r.lp.dispose();
+    const [v] = await takeData([r.lp]);
     chosen.push(...r.chosen.map((k) => v[k]));
     rejected.push(...r.rejected.map((k) => v[k]));
   }
@@ -122,10 +122,13 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
   const reference = free ? 'none' : precompute ? 'precomputed' : 'adapter off';
   // Packed rows hold the batch's pairs in rows of --max-length tokens (the reference laid out alike).
   const packTo = o.packing ? maxLength : undefined;
-  const refTrain = precompute ? logpsOf(loaded, trainPairs, h.batchSize, pad, packTo) : undefined;
-  const refVal = precompute ? logpsOf(loaded, val, h.batchSize, pad, packTo) : undefined;
+  const refTrain = precompute ? await logpsOf(loaded, trainPairs, h.batchSize, pad, packTo) : undefined;
+  const refVal = precompute ? await logpsOf(loaded, val, h.batchSize, pad, packTo) : undefined;
 
-  if (o.qlora) quantizeBase(loaded.model);
+  if (o.qlora) {
+    await readableOnHost(loaded.model.params.values());
+    quantizeBase(loaded.model);
+  }
   if (o.lora) addLora(loaded.model, { seed, ...o.lora });
   const slots = slotsOf(loaded.model.lora ? loaded.model.adapters : loaded.model.params);
   const opt = new AdamW({ weightDecay: h.weightDecay });
@@ -137,7 +140,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
     minLrRatio: h.minLrRatio,
   } as const;
 
-  const refFor = (set: PairRows[], idx: number[], pre?: { chosen: number[]; rejected: number[] }) => {
+  const refFor = async (set: PairRows[], idx: number[], pre?: { chosen: number[]; rejected: number[] }) => {
     if (free) return undefined;
     if (pre) return { chosen: idx.map((i) => pre.chosen[i]), rejected: idx.map((i) => pre.rejected[i]) };
     return withAdapterOff(loaded.model, () =>
@@ -166,23 +169,25 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
     );
   };
 
-  const evaluateVal = (step: number): PreferenceEval | null => {
+  const evaluateVal = async (step: number): Promise<PreferenceEval | null> => {
     if (!val.length) return null;
     let correct = 0,
       margin = 0,
       loss = 0;
     for (let i = 0; i < val.length; i += h.batchSize) {
       const idx = Array.from({ length: Math.min(h.batchSize, val.length - i) }, (_, k) => i + k);
-      const out = tf.tidy(() => {
-        const r = lossOf(val, idx, refFor(val, idx, refVal));
-        const m = tf.sub(r.chosenRewards, r.rejectedRewards);
-        return { m: m.dataSync(), loss: r.loss.dataSync()[0] };
-      });
-      for (const x of out.m) {
+      const ref = await refFor(val, idx, refVal);
+      const [m, l] = await takeData(
+        tf.tidy(() => {
+          const r = lossOf(val, idx, ref);
+          return [tf.sub(r.chosenRewards, r.rejectedRewards), r.loss];
+        }),
+      );
+      for (const x of m) {
         margin += x;
         if (x > 0) correct++;
       }
-      loss += out.loss * idx.length;
+      loss += l[0] * idx.length;
     }
     return { step, accuracy: correct / val.length, margin: margin / val.length, loss: loss / val.length };
   };
@@ -212,7 +217,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
   const evals = (restored?.evalLosses ?? []) as unknown as PreferenceEval[];
   const startStep = restored?.step ?? 0;
   if (!restored) {
-    const first = evaluateVal(0);
+    const first = await evaluateVal(0);
     if (first) evals.push(first);
   }
   let checkpoint: string | null = null;
@@ -230,19 +235,20 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
     for (let m = 0; m < h.accum; m++) {
       const idx = Array.from({ length: h.batchSize }, () => order(cursor++));
       tokens += pairTokens(idx.map((i) => trainPairs[i]));
-      const ref = refFor(trainPairs, idx, refTrain);
+      const ref = await refFor(trainPairs, idx, refTrain);
+      let rewards: tf.Tensor[] = [];
       const g = await slotGradients(slots, () => {
         const r = lossOf(trainPairs, idx, ref);
-        const cr = r.chosenRewards.dataSync(),
-          rr = r.rejectedRewards.dataSync();
-        cr.forEach((c, k) => {
-          logged.chosen += c;
-          logged.rejected += rr[k];
-          logged.margin += c - rr[k];
-          if (c > rr[k]) logged.correct++;
-          logged.n++;
-        });
+        rewards = [tf.keep(r.chosenRewards), tf.keep(r.rejectedRewards)];
         return tf.div(r.loss, h.accum) as tf.Scalar;
+      });
+      const [cr, rr] = await takeData(rewards);
+      cr.forEach((c, k) => {
+        logged.chosen += c;
+        logged.rejected += rr[k];
+        logged.margin += c - rr[k];
+        if (c > rr[k]) logged.correct++;
+        logged.n++;
       });
       logged.loss += g.value;
       acc = addGradients(acc, g.grads);
@@ -277,7 +283,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
     );
     const lastStep = metric.step === h.totalSteps;
     if ((o.evalEvery && metric.step % o.evalEvery === 0) || lastStep) {
-      const e = evaluateVal(metric.step);
+      const e = await evaluateVal(metric.step);
       if (e) evals.push(e);
     }
     if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) await save(metric.step);

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
-import { embedding, pickEntries } from '../engine/ops.js';
+import { embedding, pickEntries, takeData } from '../engine/ops.js';
 import type { Message } from '../data/records.js';
 import { tokenizeRecord } from '../data/tokenize.js';
 import type { LlamaModel } from '../models/llama.js';
@@ -58,11 +58,11 @@ export const rewardLength = (loaded: LoadedModel, maxLength?: number) =>
  * laid out as training lays out a side of a pair (replyRow: BOS, the prompt's end, the reply), so an
  * over-long conversation is scored as the model saw such rows in training.
  */
-export function rewardsOf(
+export async function rewardsOf(
   loaded: LoadedModel,
   items: { prompt: Message[]; response: string }[],
   o: { batchSize?: number; maxLength?: number; template?: TrainOptions['template'] } = {},
-): number[] {
+): Promise<number[]> {
   const tok = loaded.tokenizer;
   if (!tok) throw new LlmboxError('the reward model has no tokenizer.json', { file: loaded.dir });
   const maxLength = rewardLength(loaded, o.maxLength),
@@ -84,9 +84,8 @@ export function rewardsOf(
   const pad = tok.padTokenId ?? loaded.generation.padTokenId ?? 0;
   const out: number[] = [];
   for (let i = 0; i < rows.length; i += batchSize) {
-    const r = segmentRewards(loaded.model, toBatch(rows.slice(i, i + batchSize), pad));
-    out.push(...r.dataSync());
-    r.dispose();
+    const [r] = await takeData([segmentRewards(loaded.model, toBatch(rows.slice(i, i + batchSize), pad))]);
+    out.push(...r);
   }
   return out;
 }
@@ -170,22 +169,24 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
     const diff = tf.sub(pickEntries(r, b.chosen), pickEntries(r, b.rejected));
     return { loss: tf.mean(tf.softplus(tf.neg(tf.sub(diff, margin)))) as tf.Scalar, diff };
   };
-  const evaluateVal = (step: number): RewardEval | null => {
+  const evaluateVal = async (step: number): Promise<RewardEval | null> => {
     if (!val.length) return null;
     let correct = 0,
       sum = 0,
       loss = 0;
     for (let i = 0; i < val.length; i += h.batchSize) {
       const part = val.slice(i, i + h.batchSize);
-      const { d, l } = tf.tidy(() => {
-        const x = lossOf(part);
-        return { d: x.diff.dataSync(), l: x.loss.dataSync()[0] };
-      });
+      const [d, l] = await takeData(
+        tf.tidy(() => {
+          const x = lossOf(part);
+          return [x.diff, x.loss];
+        }),
+      );
       for (const v of d) {
         sum += v;
         if (v > 0) correct++;
       }
-      loss += l * part.length;
+      loss += l[0] * part.length;
     }
     return { step, accuracy: correct / val.length, margin: sum / val.length, loss: loss / val.length };
   };
@@ -214,7 +215,7 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
   const metrics = (restored?.log ?? []) as unknown as RewardStep[];
   const startStep = restored?.step ?? 0;
   if (!restored) {
-    const first = evaluateVal(0);
+    const first = await evaluateVal(0);
     if (first) evals.push(first);
   }
   let checkpoint: string | null = null;
@@ -240,15 +241,17 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
       for (let m = 0; m < h.accum; m++) {
         const part = Array.from({ length: h.batchSize }, () => train[order(cursor++)]);
         tokens += pairTokens(part);
+        let diff: tf.Tensor[] = [];
         const g = await slotGradients(slots, () => {
           const x = lossOf(part);
-          for (const d of x.diff.dataSync()) {
-            logged.margin += d;
-            if (d > 0) logged.correct++;
-            logged.n++;
-          }
+          diff = [tf.keep(x.diff)];
           return tf.div(x.loss, h.accum) as tf.Scalar;
         });
+        for (const d of (await takeData(diff))[0]) {
+          logged.margin += d;
+          if (d > 0) logged.correct++;
+          logged.n++;
+        }
         logged.loss += g.value;
         acc = addGradients(acc, g.grads);
       }
@@ -280,7 +283,7 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
       );
       const lastStep = metric.step === h.totalSteps;
       if ((o.evalEvery && metric.step % o.evalEvery === 0) || lastStep) {
-        const e = evaluateVal(metric.step);
+        const e = await evaluateVal(metric.step);
         if (e) evals.push(e);
       }
       if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) await save(metric.step);

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { LlmboxError } from '../errors.js';
+import { readableOnHost } from '../engine/webgpu.js';
 import type { LoadedModel } from '../models/load.js';
 import { seededRandom } from '../util/random.js';
 import { shuffled } from '../data/mixture.js';
@@ -305,6 +306,7 @@ async function trainOn(
   } as const;
   const pad = tok.padTokenId ?? loaded.generation.padTokenId ?? 0;
 
+  if (o.qlora) await readableOnHost(loaded.model.params.values());
   const quantization = o.qlora ? quantizeBase(loaded.model) : null;
   if (o.lora) addLora(loaded.model, { seed, ...o.lora });
   const target = loaded.model.lora ? loaded.model.adapters : loaded.model.params;

@@ -38,19 +38,23 @@ export function scoreRmCommand(program: Command): void {
           fix: 'train one with llmbox train --stage rm',
         });
       if (!o.dataset) {
-        const [reward] = rewardsOf(loaded, [{ prompt: [{ role: 'user', content: o.prompt }], response: o.response }], {
-          maxLength: o.maxLength as number | undefined,
-        });
+        const [reward] = await rewardsOf(
+          loaded,
+          [{ prompt: [{ role: 'user', content: o.prompt }], response: o.response }],
+          {
+            maxLength: o.maxLength as number | undefined,
+          },
+        );
         return print(!!o.json, { reward }, `reward ${reward.toFixed(4)}`);
       }
       let pairs = await preferenceRecords({ datasets: o.dataset, dataDir: o.datasetDir });
       if (o.limit) pairs = pairs.slice(0, o.limit);
-      const chosen = rewardsOf(
+      const chosen = await rewardsOf(
         loaded,
         pairs.map((p) => ({ prompt: p.prompt, response: p.chosen })),
         { batchSize: o.batchSize as number, maxLength: o.maxLength as number | undefined },
       );
-      const rejected = rewardsOf(
+      const rejected = await rewardsOf(
         loaded,
         pairs.map((p) => ({ prompt: p.prompt, response: p.rejected })),
         { batchSize: o.batchSize as number, maxLength: o.maxLength as number | undefined },

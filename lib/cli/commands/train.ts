@@ -394,7 +394,8 @@ async function ppoOptions(
     reward = f as RewardFunction;
   } else {
     const rm = await loadModel(o.rewardModel!);
-    reward = (prompt, response) => rewardsOf(rm, [{ prompt: [{ role: 'user', content: prompt }], response }])[0];
+    reward = async (prompt, response) =>
+      (await rewardsOf(rm, [{ prompt: [{ role: 'user', content: prompt }], response }]))[0];
   }
   return {
     prompts,
