@@ -36,7 +36,7 @@ describe.skipIf(!AVAILABLE && !process.env.CI)('webgpu end to end against wasm',
   it('generates the same greedy text and trains to the same losses as wasm', () => {
     const gen = ['generate', '-m', 'stories260K', '--prompt', 'Once upon a time', '--max-new-tokens', '12'];
     expect(run('webgpu', gen).text).toBe(run('wasm', gen).text);
-    const train = (backend: string) =>
+    const train = (backend: string, extra: string[] = []) =>
       run(backend, [
         'train',
         '-m',
@@ -51,9 +51,13 @@ describe.skipIf(!AVAILABLE && !process.env.CI)('webgpu end to end against wasm',
         '64',
         '--output',
         join(tmp('llmbox-wgpu-train-'), backend),
+        ...extra,
       ]);
     const [gpu, cpu] = [train('webgpu'), train('wasm')];
     gpu.losses.forEach((l: number, i: number) => expect(Math.abs(l - cpu.losses[i])).toBeLessThan(1e-4));
+    // packed rows: the fused packed-attention kernel on webgpu, segment buckets on wasm
+    const [gp, cp] = [train('webgpu', ['--packing']), train('wasm', ['--packing'])];
+    gp.losses.forEach((l: number, i: number) => expect(Math.abs(l - cp.losses[i])).toBeLessThan(1e-4));
   }, 600_000);
 
   it('DPO and PPO (LoRA) give the same losses and rewards as wasm', () => {

@@ -9,10 +9,14 @@ import {
   hasKernel,
   loraLinear,
   loraLinearReference,
+  packedAttention,
+  packedAttentionFused,
+  packedAttentionReference,
   prefixAttention,
   prefixAttentionReference,
   rmsNorm,
   rmsNormReference,
+  segmentBounds,
 } from '../lib/engine/ops.js';
 import { webgpuInstalled } from '../lib/engine/webgpu.js';
 import { RMS_NORM } from '../lib/engine/kernels/rms-norm.js';
@@ -106,6 +110,30 @@ describe.skipIf(!AVAILABLE && !process.env.CI)('webgpu backend on SwiftShader', 
     }
   });
 
+  it('packed-segment attention and its gradients equal the masked definition', async () => {
+    // two rows: segments of 3 and 2 then padding; one segment of 6. 4 query heads on 2 key heads.
+    const bounds = segmentBounds([
+      [1, 1, 1, 2, 2, 0],
+      [1, 1, 1, 1, 1, 1],
+    ]);
+    expect(bounds.longest).toBe(6);
+    const [N, H, kvH, D] = [12, 4, 2, 8];
+    const q = tf.randomNormal([N, H, D], 0, 0.5, 'float32', 14) as tf.Tensor3D;
+    const k = tf.randomNormal([N, kvH, D], 0, 0.5, 'float32', 15) as tf.Tensor3D;
+    const v = tf.randomNormal([N, kvH, D], 0, 1, 'float32', 16) as tf.Tensor3D;
+    expect(packedAttentionFused(bounds.longest, H / kvH)).toBe(true);
+    const ref = packedAttentionReference(q, k, v, bounds.starts);
+    expect(await maxDiff(packedAttention(q, k, v, bounds), ref)).toBeLessThan(1e-5);
+    const dy = tf.randomNormal([N, H, D], 0, 1, 'float32', 17);
+    const grads = (f: (a: tf.Tensor3D, b: tf.Tensor3D, c: tf.Tensor3D) => tf.Tensor) =>
+      tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+        tf.sum(tf.mul(f(a as tf.Tensor3D, b as tf.Tensor3D, c as tf.Tensor3D), dy)),
+      )([q, k, v]);
+    const fused = grads((a, b, c) => packedAttention(a, b, c, bounds));
+    const want = grads((a, b, c) => packedAttentionReference(a, b, c, bounds.starts));
+    for (let i = 0; i < 3; i++) expect(await maxDiff(fused[i], want[i])).toBeLessThan(1e-4);
+  });
+
   it('stories260K logits agree with llama2.c within 1e-3', async () => {
     const ref = JSON.parse(readFileSync(`${STORIES}/REFERENCE.json`, 'utf8')) as {
       teacher_forcing: { ids: number[]; last_position_logits: number[] }[];
@@ -121,6 +149,17 @@ describe.skipIf(!AVAILABLE && !process.env.CI)('webgpu backend on SwiftShader', 
     got.forEach((v, i) => (d = Math.max(d, Math.abs(v - tfc.last_position_logits[i]))));
     expect(d).toBeLessThan(1e-3);
   }, 120_000);
+
+  it('a packed row (fused kernel) gives each segment the hidden states it has alone', async () => {
+    const lm = await loadModel(STORIES, { backend: 'webgpu' });
+    const [x, y] = [lm.tokenizer!.encode('Once upon a time'), lm.tokenizer!.encode('The dog ran')];
+    const run = () => lm.model.forward([[...x, ...y]], { segments: [[...x.map(() => 1), ...y.map(() => 2)]] });
+    const prof = await tf.profile(run);
+    expect(prof.kernels.map((k) => k.name)).toContain('LlmboxPackedAttention');
+    const packed = run();
+    const alone = tf.concat([lm.model.forward([x]), lm.model.forward([y])], 1);
+    expect(await maxDiff(packed, alone)).toBeLessThan(1e-4);
+  });
 
   // Last: the error it provokes is sticky for the process, by design.
   it('fails reads after the GPU rejects a computation, instead of returning what the buffer held', async () => {

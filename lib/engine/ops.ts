@@ -7,6 +7,12 @@ import { QUANT_GATHER, QUANT_MATMUL } from './kernels/quant-matmul.js';
 import { RMS_NORM } from './kernels/rms-norm.js';
 import { LORA_LINEAR } from './kernels/webgpu/lora-linear.js';
 import { PREFIX_ATTENTION, PREFIX_ATTENTION_MAX_SLOTS } from './kernels/webgpu/prefix-attention.js';
+import {
+  PACKED_ATTENTION,
+  PACKED_ATTENTION_DKV,
+  PACKED_ATTENTION_DQ,
+  PACKED_ATTENTION_MAX_SLOTS,
+} from './kernels/webgpu/packed-attention.js';
 
 /** The gradient tfjs hands a single-output custom gradient. */
 /**
@@ -375,4 +381,103 @@ export async function takeData(tensors: tf.Tensor[]): Promise<Float32Array[]> {
   } finally {
     tf.dispose(tensors);
   }
+}
+
+/** Each token's segment as flat [start, end) (row * T + t; -1 for padding), from a batch's segment ids. */
+export function segmentBounds(segments: number[][]): { starts: Int32Array; ends: Int32Array; longest: number } {
+  const T = segments[0]?.length ?? 0;
+  const starts = new Int32Array(segments.length * T).fill(-1),
+    ends = new Int32Array(segments.length * T);
+  let longest = 0;
+  segments.forEach((row, b) => {
+    for (let t = 0; t < T;) {
+      let e = t + 1;
+      while (e < T && row[e] === row[t]) e++;
+      if (row[t] !== 0) {
+        starts.fill(b * T + t, b * T + t, b * T + e);
+        ends.fill(b * T + e, b * T + t, b * T + e);
+        longest = Math.max(longest, e - t);
+      }
+      t = e;
+    }
+  });
+  return { starts, ends, longest };
+}
+
+/** Whether packedAttention runs as the fused kernel for segments this long with this many query heads per key head. */
+export function packedAttentionFused(longest: number, group: number): boolean {
+  return hasKernel(PACKED_ATTENTION) && longest * group <= PACKED_ATTENTION_MAX_SLOTS / 2;
+}
+
+/**
+ * Causal attention within packed segments with no T x T mask: q [N, heads, D] (pre-scaled), k and v
+ * [N, kvHeads, D] over the N = rows x T tokens of a batch; token i sees the tokens of its segment up
+ * to itself. The webgpu kernels compute it and its gradients for q, k and v (the probabilities are
+ * recomputed from the saved log-sum-exp); elsewhere, and for longer segments, packedAttentionReference.
+ */
+export function packedAttention(
+  q: tf.Tensor3D,
+  k: tf.Tensor3D,
+  v: tf.Tensor3D,
+  bounds: { starts: Int32Array; ends: Int32Array; longest: number },
+): tf.Tensor3D {
+  const group = q.shape[1] / k.shape[1];
+  if (!packedAttentionFused(bounds.longest, group)) return packedAttentionReference(q, k, v, bounds.starts);
+  const [N, H, D] = q.shape;
+  const starts = tf.tensor1d(bounds.starts, 'int32'),
+    ends = tf.tensor1d(bounds.ends, 'int32');
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [qi, ki, vi, save] = args as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.GradSaveFunc];
+    const both = tf.engine().runKernel(PACKED_ATTENTION, { q: qi, k: ki, v: vi, starts }) as tf.Tensor2D;
+    const o = tf.reshape(tf.slice(both, [0, 0], [-1, D]), [N, H, D]);
+    const lse = tf.reshape(tf.slice(both, [0, D], [-1, 1]), [N * H]);
+    // The segment bounds too: tensors the gradient needs must be saved, or the forward's scope frees them.
+    save([qi, ki, vi, o, lse, starts, ends]);
+    return {
+      value: o,
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [qs, ks, vs, os, ls, st, en] = saved;
+          const g = single(dy);
+          const delta = tf.reshape(tf.sum(tf.mul(g, os), -1), [N * H]);
+          const ins = { q: qs, k: ks, v: vs, dy: g, lse: ls, delta, starts: st };
+          const dq = tf.engine().runKernel(PACKED_ATTENTION_DQ, ins) as tf.Tensor;
+          const dkv = tf.engine().runKernel(PACKED_ATTENTION_DKV, { ...ins, ends: en }) as tf.Tensor2D;
+          const kv = ks.shape as [number, number, number];
+          return [
+            tf.reshape(dq, qs.shape),
+            tf.reshape(tf.slice(dkv, [0, 0], [-1, D]), kv),
+            tf.reshape(tf.slice(dkv, [0, D], [-1, D]), kv),
+          ];
+        }),
+    };
+  });
+  return f(q, k, v) as tf.Tensor3D;
+}
+
+/** packedAttention from composed ops over one N x N mask (the definition the kernels are tested against). */
+export function packedAttentionReference(
+  q: tf.Tensor3D,
+  k: tf.Tensor3D,
+  v: tf.Tensor3D,
+  starts: Int32Array,
+): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [N, H, D] = q.shape;
+    const kvH = k.shape[1],
+      group = H / kvH;
+    const mask = new Float32Array(N * N).fill(-1e9);
+    for (let i = 0; i < N; i++) for (let j = starts[i]; j >= 0 && j <= i; j++) mask[i * N + j] = 0;
+    const qh = tf.transpose(tf.reshape(q, [N, kvH, group, D]), [1, 2, 0, 3]); // [kvH, group, N, D]
+    const kh = tf.expandDims(tf.transpose(k, [1, 0, 2]), 1); // [kvH, 1, N, D]
+    const vh = tf.expandDims(tf.transpose(v, [1, 0, 2]), 1);
+    const s = tf.add(tf.matMul(qh, tf.tile(kh, [1, group, 1, 1]), false, true), tf.tensor2d(mask, [N, N]));
+    const o = tf.matMul(tf.softmax(s), tf.tile(vh, [1, group, 1, 1])); // [kvH, group, N, D]
+    // Padding tokens (start -1) see nothing: zeros, as the kernel gives.
+    const real = tf.tensor3d(
+      Array.from(starts, (x) => (x >= 0 ? 1 : 0)),
+      [N, 1, 1],
+    );
+    return tf.mul(tf.reshape(tf.transpose(o, [2, 0, 1, 3]), [N, H, D]), real) as tf.Tensor3D;
+  });
 }

@@ -9,7 +9,10 @@ import {
   rmsNorm,
   rope as applyRope,
   swiglu,
+  packedAttention,
+  packedAttentionFused,
   prefixAttention,
+  segmentBounds,
   transposedData,
   type PackedMatrix,
 } from '../engine/ops.js';
@@ -312,6 +315,8 @@ interface AttentionInputs {
   /** The same without the sliding window, for layers that see everything (Gemma 2's odd layers). */
   fullMask: Float32Array | null;
   gather: boolean;
+  /** Packed segments as flat [start, end) per token, where the fused packed-attention kernel can take them. */
+  bounds: ReturnType<typeof segmentBounds> | null;
   cos: Float32Array;
   sin: Float32Array;
 }
@@ -486,6 +491,8 @@ export class LlamaModel {
     const out = tf.tidy(() => {
       const { B, T } = a;
       const span = (mask: Float32Array, window: number | null): AttentionSpan => {
+        // The fused packed kernel (a.bounds) needs neither.
+        if (a.bounds) return { plan: null, blocks: [] };
         const plan = a.gather ? segmentPlan(opts.segments!, T, cfg.numHeads, window) : null;
         return { plan, blocks: plan ? [] : queryBlocks(mask, B, T, a.S, cfg.numHeads, a.P + a.before) };
       };
@@ -567,7 +574,14 @@ export class LlamaModel {
       }
       if (cache) cache.nextPosition[b] = pos;
     }
-    const gather = !!segments && this.useGather(segments, T);
+    // Packed rows on a backend with the fused kernel need neither a mask nor a segment plan.
+    const bounds = segments ? segmentBounds(segments) : null;
+    const fused =
+      !!bounds &&
+      cfg.slidingWindow === null &&
+      !cfg.attnSoftcap &&
+      packedAttentionFused(bounds.longest, cfg.numHeads / cfg.numKvHeads);
+    const gather = !fused && !!segments && this.useGather(segments, T);
     const maskFor = (window: number | null) => {
       const mask = new Float32Array(gather ? 0 : B * T * S).fill(MASKED);
       for (let b = 0; b < (gather ? 0 : B); b++) {
@@ -594,8 +608,9 @@ export class LlamaModel {
       S,
       before,
       gather,
-      mask: maskFor(cfg.slidingWindow),
+      mask: fused ? new Float32Array(0) : maskFor(cfg.slidingWindow),
       fullMask: alternating ? maskFor(null) : null,
+      bounds: fused ? bounds : null,
       ...ropeTables(this.invFreq, positions),
     };
   }
@@ -645,7 +660,16 @@ export class LlamaModel {
       const prefix = opts.past && { keys: opts.past.keys[l], values: opts.past.values[l] };
       return attention(q, k, v, span.blocks, prefix, { B, T, P, kvH, group, D, softcap });
     };
-    const merged = span.plan ? segmentedAttention(q, kTok, vTok, span.plan, { kvH, group, D, softcap }) : attend();
+    const merged = a.bounds
+      ? (packedAttention(
+          q.reshape([B * T, nH, D]) as tf.Tensor3D,
+          kTok.reshape([B * T, kvH, D]) as tf.Tensor3D,
+          vTok.reshape([B * T, kvH, D]) as tf.Tensor3D,
+          a.bounds,
+        ).reshape([B * T, nH * D]) as tf.Tensor2D)
+      : span.plan
+        ? segmentedAttention(q, kTok, vTok, span.plan, { kvH, group, D, softcap })
+        : attend();
     // Gemma 2 normalises each sub-layer's output too (post_attention_layernorm there is that, and the
     // MLP has its own pre and post norms); the others norm only the inputs.
     const sandwich = cfg.sandwichNorms;
