@@ -166,26 +166,45 @@ export class Training {
   }
 }
 
-/** A preference run (DPO and variants): per-step loss, rewards, margin and accuracy; held-out before and after. */
-export class Alignment {
-  readonly result: PreferenceResult;
+/** A run logged per step: its records as an Arrow table (step, then the named columns), shown in a notebook as a summary line over the last 10 rows. */
+abstract class StepRun<S extends { step: number }> {
   readonly table: Table;
-  constructor(result: PreferenceResult) {
-    this.result = result;
-    const m = result.metrics;
-    const col = (f: (x: PreferenceStep) => number) => vectorFromArray(m.map(f), new Float64());
+  protected constructor(metrics: S[], columns: Record<string, (x: S) => number>) {
+    const cols = Object.entries(columns).map(([k, f]) => [k, vectorFromArray(metrics.map(f), new Float64())]);
     this.table = new Table({
       step: vectorFromArray(
-        m.map((x) => x.step),
+        metrics.map((x) => x.step),
         new Int32(),
       ),
-      loss: col((x) => x.loss),
-      chosen_reward: col((x) => x.chosenReward),
-      rejected_reward: col((x) => x.rejectedReward),
-      margin: col((x) => x.margin),
-      accuracy: col((x) => x.accuracy),
-      lr: col((x) => x.lr),
-      grad_norm: col((x) => x.gradNorm),
+      ...Object.fromEntries(cols),
+    });
+  }
+  abstract toString(): string;
+  toHTML(): string {
+    const last = this.table.numRows > 10 ? this.table.slice(this.table.numRows - 10) : this.table;
+    return `<p>${escapeHtml(this.toString())}</p>\n${htmlTable(last)}`;
+  }
+}
+
+/** "; held-out <what> accuracy a -> b, margin a -> b" from the first and last held-out evaluations. */
+function heldOut(evals: { accuracy: number; margin: number }[], what: string): string {
+  const [a, b] = [evals[0], evals.at(-1)];
+  return a && b
+    ? `; held-out ${what}accuracy ${a.accuracy.toFixed(3)} -> ${b.accuracy.toFixed(3)}, margin ${a.margin.toFixed(4)} -> ${b.margin.toFixed(4)}`
+    : '';
+}
+
+/** A preference run (DPO and variants): per-step loss, rewards, margin and accuracy; held-out before and after. */
+export class Alignment extends StepRun<PreferenceStep> {
+  constructor(readonly result: PreferenceResult) {
+    super(result.metrics, {
+      loss: (x) => x.loss,
+      chosen_reward: (x) => x.chosenReward,
+      rejected_reward: (x) => x.rejectedReward,
+      margin: (x) => x.margin,
+      accuracy: (x) => x.accuracy,
+      lr: (x) => x.lr,
+      grad_norm: (x) => x.gradNorm,
     });
   }
   /** The reward margin and accuracy per step, with the held-out margin. */
@@ -202,39 +221,21 @@ export class Alignment {
   }
   toString(): string {
     const r = this.result;
-    const [a, b] = [r.evals[0], r.evals.at(-1)];
-    const ev =
-      a && b
-        ? `; held-out accuracy ${a.accuracy.toFixed(3)} -> ${b.accuracy.toFixed(3)}, margin ${a.margin.toFixed(4)} -> ${b.margin.toFixed(4)}`
-        : '';
-    return `${r.steps} steps (dpo, ${r.settings.loss}, beta ${r.settings.beta}, reference: ${r.reference})${ev}`;
-  }
-  toHTML(): string {
-    const last = this.table.numRows > 10 ? this.table.slice(this.table.numRows - 10) : this.table;
-    return `<p>${escapeHtml(this.toString())}</p>\n${htmlTable(last)}`;
+    return `${r.steps} steps (dpo, ${r.settings.loss}, beta ${r.settings.beta}, reference: ${r.reference})${heldOut(r.evals, '')}`;
   }
 }
 
 /** A PPO run: per-step reward, KL, entropy, clip fraction and losses. */
-export class Reinforcement {
-  readonly result: PpoResult;
-  readonly table: Table;
-  constructor(result: PpoResult) {
-    this.result = result;
-    const m = result.metrics;
-    const col = (f: (x: PpoStep) => number) => vectorFromArray(m.map(f), new Float64());
-    this.table = new Table({
-      step: vectorFromArray(
-        m.map((x) => x.step),
-        new Int32(),
-      ),
-      reward: col((x) => x.reward),
-      kl: col((x) => x.kl),
-      kl_coef: col((x) => x.klCoef),
-      entropy: col((x) => x.entropy),
-      clip_fraction: col((x) => x.clipFraction),
-      policy_loss: col((x) => x.policyLoss),
-      value_loss: col((x) => x.valueLoss),
+export class Reinforcement extends StepRun<PpoStep> {
+  constructor(readonly result: PpoResult) {
+    super(result.metrics, {
+      reward: (x) => x.reward,
+      kl: (x) => x.kl,
+      kl_coef: (x) => x.klCoef,
+      entropy: (x) => x.entropy,
+      clip_fraction: (x) => x.clipFraction,
+      policy_loss: (x) => x.policyLoss,
+      value_loss: (x) => x.valueLoss,
     });
   }
   /** Mean reward and KL per step. */
@@ -248,30 +249,17 @@ export class Reinforcement {
     const m = this.result.metrics;
     return `${this.result.steps} PPO steps; reward ${m[0]?.reward.toFixed(3)} -> ${m.at(-1)?.reward.toFixed(3)}, KL ${m.at(-1)?.kl.toFixed(3)}`;
   }
-  toHTML(): string {
-    const last = this.table.numRows > 10 ? this.table.slice(this.table.numRows - 10) : this.table;
-    return `<p>${escapeHtml(this.toString())}</p>\n${htmlTable(last)}`;
-  }
 }
 
 /** A reward-model run: per-step loss, pair accuracy and margin, and the held-out pairs before and after. */
-export class RewardTraining {
-  readonly result: RewardResult;
-  readonly table: Table;
-  constructor(result: RewardResult) {
-    this.result = result;
-    const m = result.metrics;
-    const col = (f: (x: RewardStep) => number) => vectorFromArray(m.map(f), new Float64());
-    this.table = new Table({
-      step: vectorFromArray(
-        m.map((x) => x.step),
-        new Int32(),
-      ),
-      loss: col((x) => x.loss),
-      margin: col((x) => x.margin),
-      accuracy: col((x) => x.accuracy),
-      lr: col((x) => x.lr),
-      grad_norm: col((x) => x.gradNorm),
+export class RewardTraining extends StepRun<RewardStep> {
+  constructor(readonly result: RewardResult) {
+    super(result.metrics, {
+      loss: (x) => x.loss,
+      margin: (x) => x.margin,
+      accuracy: (x) => x.accuracy,
+      lr: (x) => x.lr,
+      grad_norm: (x) => x.gradNorm,
     });
   }
   /** The reward margin and pair accuracy per step, with the held-out margin. */
@@ -283,17 +271,7 @@ export class RewardTraining {
     return rest;
   }
   toString(): string {
-    const r = this.result;
-    const [a, b] = [r.evals[0], r.evals.at(-1)];
-    const ev =
-      a && b
-        ? `; held-out pair accuracy ${a.accuracy.toFixed(3)} -> ${b.accuracy.toFixed(3)}, margin ${a.margin.toFixed(4)} -> ${b.margin.toFixed(4)}`
-        : '';
-    return `${r.steps} steps (reward model)${ev}`;
-  }
-  toHTML(): string {
-    const last = this.table.numRows > 10 ? this.table.slice(this.table.numRows - 10) : this.table;
-    return `<p>${escapeHtml(this.toString())}</p>\n${htmlTable(last)}`;
+    return `${this.result.steps} steps (reward model)${heldOut(this.result.evals, 'pair ')}`;
   }
 }
 

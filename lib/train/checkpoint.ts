@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LlmboxError } from '../errors.js';
@@ -169,4 +170,56 @@ export function restoreCheckpoint(
   }
   opt.step = state.step;
   return state;
+}
+
+/**
+ * The checkpoints of a stage that logs a record per step (and held-out evaluations): on --resume the
+ * newest checkpoint's weights (or adapter), heads, optimizer state and logs, refused when the run's
+ * settings differ; save() writes the next atomically.
+ */
+export class StageCheckpoints<Step, Eval> {
+  readonly metrics: Step[];
+  readonly evals: Eval[];
+  readonly startStep: number;
+  readonly resumed: boolean;
+  readonly extra: Record<string, number> | undefined;
+  checkpoint: string | null = null;
+  private readonly runKey: string;
+
+  constructor(
+    private readonly o: { output?: string; resume?: boolean; saveTotalLimit?: number },
+    private readonly loaded: LoadedModel,
+    private readonly opt: AdamW,
+    settings: unknown,
+    private readonly heads: string[] = [],
+  ) {
+    this.runKey = createHash('sha256').update(JSON.stringify(settings)).digest('hex').slice(0, 16);
+    if (o.output) mkdirSync(o.output, { recursive: true });
+    const restored = o.resume && o.output ? restoreCheckpoint(o.output, loaded, opt, this.runKey, heads) : null;
+    this.metrics = (restored?.log ?? []) as unknown as Step[];
+    this.evals = (restored?.evalLosses ?? []) as unknown as Eval[];
+    this.startStep = restored?.step ?? 0;
+    this.resumed = !!restored;
+    this.extra = restored?.extra;
+  }
+
+  async save(step: number, extra?: Record<string, number>): Promise<void> {
+    const log = this.metrics as unknown as Record<string, number>[];
+    const state: TrainerState = {
+      step,
+      losses: log.map((m) => m.loss).filter((x) => x !== undefined),
+      evalLosses: this.evals as unknown as TrainerState['evalLosses'],
+      runKey: this.runKey,
+      log,
+      ...(extra ? { extra } : {}),
+    };
+    this.checkpoint = await writeCheckpoint(
+      this.o.output!,
+      this.loaded,
+      this.opt,
+      state,
+      this.o.saveTotalLimit ?? 2,
+      this.heads,
+    );
+  }
 }

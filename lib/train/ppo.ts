@@ -1,6 +1,4 @@
 import * as tf from '@tensorflow/tfjs';
-import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
 import { embedding, takeData } from '../engine/ops.js';
 import { generate } from '../models/generate.js';
@@ -9,7 +7,7 @@ import type { LoadedModel } from '../models/load.js';
 import { seededRandom } from '../util/random.js';
 import { shuffled } from '../data/mixture.js';
 import { DEFAULTS } from '../util/defaults.js';
-import { restoreCheckpoint, saveFinal, writeCheckpoint, type TrainerState } from './checkpoint.js';
+import { saveFinal, StageCheckpoints } from './checkpoint.js';
 import { addLora, withAdapterOff } from './lora.js';
 import { AdamW } from './optim.js';
 import { applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
@@ -146,29 +144,13 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
   const pad = tok.padTokenId ?? loaded.generation.padTokenId ?? 0;
   // A resumed run continues from the newest checkpoint: adapter, value head, optimizer, KL coefficient, logs.
   const { reward: _r, onPpoStep: _s, output: _o, resume: _re, saveEvery: _se, saveTotalLimit: _st, ...settings } = o;
-  const runKey = createHash('sha256')
-    .update(JSON.stringify({ stage: 'ppo', ...settings, seed }))
-    .digest('hex')
-    .slice(0, 16);
-  if (o.output) mkdirSync(o.output, { recursive: true });
-  const heads = ['value.weight'];
-  const restored = o.resume && o.output ? restoreCheckpoint(o.output, loaded, opt, runKey, heads) : null;
-  if (restored?.extra?.klCoef !== undefined) kl.value = restored.extra.klCoef;
-  const metrics = (restored?.log ?? []) as unknown as PpoStep[];
-  let checkpoint: string | null = null;
-  const save = async (step: number) => {
-    const state = { step, losses: [], evalLosses: [], runKey, log: metrics, extra: { klCoef: kl.value } };
-    checkpoint = await writeCheckpoint(
-      o.output!,
-      loaded,
-      opt,
-      state as unknown as TrainerState,
-      o.saveTotalLimit ?? 2,
-      heads,
-    );
-  };
+  const run = new StageCheckpoints<PpoStep, never>(o, loaded, opt, { stage: 'ppo', ...settings, seed }, [
+    'value.weight',
+  ]);
+  if (run.extra?.klCoef !== undefined) kl.value = run.extra.klCoef;
+  const metrics = run.metrics;
   try {
-    for (let step = restored?.step ?? 0; step < o.steps; step++) {
+    for (let step = run.startStep; step < o.steps; step++) {
       const t0 = performance.now();
       // Each step draws from its own seeded stream, so a resumed run samples what the whole run would have.
       const random = seededRandom(seed * 7919 + step);
@@ -292,7 +274,7 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
       metrics.push(metric);
       o.onPpoStep?.(metric, o.steps);
       if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || metric.step === o.steps))
-        await save(metric.step);
+        await run.save(metric.step, { klCoef: kl.value });
     }
   } finally {
     opt.dispose();
@@ -306,8 +288,8 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
     stage: 'ppo',
     steps: o.steps,
     metrics,
-    checkpoint,
-    resumedFrom: restored ? restored.step : null,
+    checkpoint: run.checkpoint,
+    resumedFrom: run.resumed ? run.startStep : null,
     parameters: { total: model.numParameters(), trainable },
     output: o.output ?? null,
   };

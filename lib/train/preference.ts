@@ -1,13 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
-import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
 import { pickEntries, takeData } from '../engine/ops.js';
 import { readableOnHost } from '../engine/webgpu.js';
 import type { LoadedModel } from '../models/load.js';
 import { DEFAULTS } from '../util/defaults.js';
 import type { TrainingRow } from './batches.js';
-import { restoreCheckpoint, saveFinal, writeCheckpoint, type TrainerState } from './checkpoint.js';
+import { saveFinal, StageCheckpoints } from './checkpoint.js';
 import { segmentLogprobSums } from './loss.js';
 import { pairBatch, pairOrder, pairTokens, splitPairs, type PairRows } from './pairs.js';
 import { addLora, quantizeBase, withAdapterOff } from './lora.js';
@@ -193,38 +191,24 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
   };
 
   // A resumed run continues from the newest checkpoint: adapter or weights, optimizer moments, logs.
-  const runKey = createHash('sha256')
-    .update(
-      JSON.stringify({
-        datasets: o.datasets,
-        maxLength,
-        seed,
-        settings,
-        reference,
-        h,
-        lora: o.lora ?? null,
-        qlora: !!o.qlora,
-        valSize: o.valSize ?? null,
-        packing: !!o.packing,
-        template: o.template ?? null,
-      }),
-    )
-    .digest('hex')
-    .slice(0, 16);
-  if (o.output) mkdirSync(o.output, { recursive: true });
-  const restored = o.resume && o.output ? restoreCheckpoint(o.output, loaded, opt, runKey) : null;
-  const metrics = (restored?.log ?? []) as unknown as PreferenceStep[];
-  const evals = (restored?.evalLosses ?? []) as unknown as PreferenceEval[];
-  const startStep = restored?.step ?? 0;
-  if (!restored) {
+  const run = new StageCheckpoints<PreferenceStep, PreferenceEval>(o, loaded, opt, {
+    datasets: o.datasets,
+    maxLength,
+    seed,
+    settings,
+    reference,
+    h,
+    lora: o.lora ?? null,
+    qlora: !!o.qlora,
+    valSize: o.valSize ?? null,
+    packing: !!o.packing,
+    template: o.template ?? null,
+  });
+  const { metrics, evals, startStep } = run;
+  if (!run.resumed) {
     const first = await evaluateVal(0);
     if (first) evals.push(first);
   }
-  let checkpoint: string | null = null;
-  const save = async (step: number) => {
-    const state = { step, losses: metrics.map((m) => m.loss), evalLosses: evals, runKey, log: metrics };
-    checkpoint = await writeCheckpoint(o.output!, loaded, opt, state as unknown as TrainerState, o.saveTotalLimit ?? 2);
-  };
   const order = pairOrder(trainPairs.length, seed);
   let cursor = startStep * h.accum * h.batchSize;
   for (let step = startStep; step < h.totalSteps; step++) {
@@ -286,7 +270,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
       const e = await evaluateVal(metric.step);
       if (e) evals.push(e);
     }
-    if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) await save(metric.step);
+    if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) await run.save(metric.step);
   }
   opt.dispose();
   if (o.output) await saveFinal(o.output, loaded);
@@ -299,8 +283,8 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
     metrics,
     evals,
     pairs: { train: trainPairs.length, val: val.length, dropped },
-    resumedFrom: restored ? startStep : null,
+    resumedFrom: run.resumed ? startStep : null,
     parameters: { total, trainable: slotSize(slots) },
-    checkpoint,
+    checkpoint: run.checkpoint,
   };
 }

@@ -1,6 +1,4 @@
 import * as tf from '@tensorflow/tfjs';
-import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
 import { embedding, pickEntries, takeData } from '../engine/ops.js';
 import type { Message } from '../data/records.js';
@@ -9,7 +7,7 @@ import type { LlamaModel } from '../models/llama.js';
 import type { LoadedModel } from '../models/load.js';
 import { DEFAULTS } from '../util/defaults.js';
 import { segmentsOf, toBatch, type Batch } from './batches.js';
-import { restoreCheckpoint, saveFinal, writeCheckpoint, type TrainerState } from './checkpoint.js';
+import { saveFinal, StageCheckpoints } from './checkpoint.js';
 import { addLora, mergeLora } from './lora.js';
 import { AdamW, learningRate } from './optim.js';
 import { addGradients, applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
@@ -192,44 +190,29 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
   };
 
   // A resumed run continues from the newest checkpoint: decoder (or adapter), head, optimizer, logs.
-  const runKey = createHash('sha256')
-    .update(
-      JSON.stringify({
-        stage: 'rm',
-        datasets: o.datasets,
-        maxLength,
-        seed,
-        h,
-        margin,
-        lora: o.lora ?? null,
-        valSize: o.valSize ?? null,
-        template: o.template ?? null,
-        packing: !!o.packing,
-      }),
-    )
-    .digest('hex')
-    .slice(0, 16);
-  if (o.output) mkdirSync(o.output, { recursive: true });
-  const restored = o.resume && o.output ? restoreCheckpoint(o.output, loaded, opt, runKey, ['score.weight']) : null;
-  const evals = (restored?.evalLosses ?? []) as unknown as RewardEval[];
-  const metrics = (restored?.log ?? []) as unknown as RewardStep[];
-  const startStep = restored?.step ?? 0;
-  if (!restored) {
+  const run = new StageCheckpoints<RewardStep, RewardEval>(
+    o,
+    loaded,
+    opt,
+    {
+      stage: 'rm',
+      datasets: o.datasets,
+      maxLength,
+      seed,
+      h,
+      margin,
+      lora: o.lora ?? null,
+      valSize: o.valSize ?? null,
+      template: o.template ?? null,
+      packing: !!o.packing,
+    },
+    ['score.weight'],
+  );
+  const { metrics, evals, startStep } = run;
+  if (!run.resumed) {
     const first = await evaluateVal(0);
     if (first) evals.push(first);
   }
-  let checkpoint: string | null = null;
-  const save = async (step: number) => {
-    const state = { step, losses: metrics.map((m) => m.loss), evalLosses: evals, runKey, log: metrics };
-    checkpoint = await writeCheckpoint(
-      o.output!,
-      loaded,
-      opt,
-      state as unknown as TrainerState,
-      o.saveTotalLimit ?? 2,
-      ['score.weight'],
-    );
-  };
   const order = pairOrder(train.length, seed);
   let cursor = startStep * h.accum * h.batchSize;
   try {
@@ -286,7 +269,7 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
         const e = await evaluateVal(metric.step);
         if (e) evals.push(e);
       }
-      if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) await save(metric.step);
+      if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) await run.save(metric.step);
     }
   } finally {
     opt.dispose();
@@ -298,8 +281,8 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
   return {
     stage: 'rm',
     steps: h.totalSteps,
-    checkpoint,
-    resumedFrom: restored ? startStep : null,
+    checkpoint: run.checkpoint,
+    resumedFrom: run.resumed ? startStep : null,
     metrics,
     evals,
     pairs: { train: train.length, val: val.length, dropped },

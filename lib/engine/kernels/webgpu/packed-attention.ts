@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
-import { GROUP_INDEX, runProgram, spread, type WgslProgram } from './program.js';
+import { GROUP_INDEX, runProgram, spread, workgroupReduce, type WgslProgram } from './program.js';
 
 /**
  * Causal attention within packed segments, without a T x T mask: each token attends to the tokens
@@ -21,13 +21,15 @@ const HELPERS = `
     for (var e = 0; e < uniforms.d; e++) { s += q[qb + e] * k[kb + e]; }
     return s;
   }`;
-const reduce = (op: string) => `
-        red[localId.x] = acc;
-        workgroupBarrier();
-        for (var stride = ${THREADS / 2}u; stride > 0u; stride = stride / 2u) {
-          if (localId.x < stride) { red[localId.x] = ${op}(red[localId.x], red[localId.x + stride]); }
-          workgroupBarrier();
-        }`;
+const reduce = (op: string) => workgroupReduce(op, THREADS);
+/** WGSL: a query row's token i, its key head kh and its segment's start st (-1: padding or past the end). */
+const QUERY_ROW = `
+        let row = ${GROUP_INDEX};
+        let D = uniforms.d;
+        let i = row / uniforms.heads;
+        let kh = (row % uniforms.heads) / (uniforms.heads / uniforms.kvHeads);
+        var st = -1;
+        if (row < uniforms.rows) { st = starts[i]; }`;
 
 function base(name: string, vars: string[], rows: number, cols: number, body: string): WgslProgram {
   return {
@@ -55,12 +57,7 @@ const forward = (rows: number, d: number) =>
       fn add(a : f32, b : f32) -> f32 { return a + b; }
       ${HELPERS}
       fn main() {
-        let row = ${GROUP_INDEX};
-        let D = uniforms.d;
-        let i = row / uniforms.heads;
-        let kh = (row % uniforms.heads) / (uniforms.heads / uniforms.kvHeads);
-        var st = -1;
-        if (row < uniforms.rows) { st = starts[i]; }
+        ${QUERY_ROW}
         let live = st >= 0;
         let L = select(0, i - st + 1, live);
         var acc = -3.0e38;
@@ -102,12 +99,7 @@ const backwardQ = (rows: number, d: number) =>
       var<workgroup> sc : array<f32, ${PACKED_ATTENTION_MAX_SLOTS}>;
       ${HELPERS}
       fn main() {
-        let row = ${GROUP_INDEX};
-        let D = uniforms.d;
-        let i = row / uniforms.heads;
-        let kh = (row % uniforms.heads) / (uniforms.heads / uniforms.kvHeads);
-        var st = -1;
-        if (row < uniforms.rows) { st = starts[i]; }
+        ${QUERY_ROW}
         let L = select(0, i - st + 1, st >= 0);
         for (var jj = i32(localId.x); jj < L; jj += ${THREADS}) {
           let kb = ((st + jj) * uniforms.kvHeads + kh) * D;

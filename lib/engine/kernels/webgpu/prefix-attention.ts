@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
-import { GROUP_INDEX, runProgram, spread, type WgslProgram } from './program.js';
+import { GROUP_INDEX, runProgram, spread, workgroupReduce, type WgslProgram } from './program.js';
 
 /** Queries over one shared prefix's keys and values (read in place for every row of the batch) plus their own. */
 export const PREFIX_ATTENTION = 'LlmboxPrefixAttention';
@@ -14,13 +14,7 @@ export const PREFIX_ATTENTION_MAX_SLOTS = 3072;
  * The prefix is [1, kvH, P, D]: every batch row reads the same buffer, no copy per row.
  */
 function program(rows: number, d: number): WgslProgram {
-  const reduce = (op: string) => `
-        red[localId.x] = acc;
-        workgroupBarrier();
-        for (var stride = ${THREADS / 2}u; stride > 0u; stride = stride / 2u) {
-          if (localId.x < stride) { red[localId.x] = ${op}(red[localId.x], red[localId.x + stride]); }
-          workgroupBarrier();
-        }`;
+  const reduce = (op: string) => workgroupReduce(op, THREADS);
   return {
     variableNames: ['q', 'pk', 'pv', 'k', 'v', 'mask'],
     outputShape: [rows, d],

@@ -42,3 +42,18 @@ export function spread(n: number): [number, number, number] {
 
 /** The linear workgroup number in a spread dispatch (WGSL). */
 export const GROUP_INDEX = 'i32(workgroupId.y * numWorkgroups.x + workgroupId.x)';
+
+/**
+ * WGSL: a tree reduction of each thread's `acc` over a workgroup of `threads` (a power of two) into
+ * red[0], with `op` a two-argument function (max, or an add defined by the kernel); needs
+ * `var<workgroup> red : array<f32, threads>`.
+ */
+export function workgroupReduce(op: string, threads: number): string {
+  return `
+        red[localId.x] = acc;
+        workgroupBarrier();
+        for (var stride = ${threads / 2}u; stride > 0u; stride = stride / 2u) {
+          if (localId.x < stride) { red[localId.x] = ${op}(red[localId.x], red[localId.x + stride]); }
+          workgroupBarrier();
+        }`;
+}
