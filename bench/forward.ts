@@ -1,10 +1,11 @@
 /**
- * Forward, decode and training throughput for stories260K and two random LLaMA configs, with and
- * without the native add-on, side by side. Each variant runs in its own process (the kernel registry
- * is per process); the parent prints one table with ratios.
+ * Forward, decode and training throughput for stories260K and random LLaMA configs, with and
+ * without the native add-on, and on webgpu where asked, side by side. Each variant runs in its own
+ * process (the kernel registry is per process); the parent prints one table with ratios.
  *
- *   npm run bench                  # everything
- *   npm run bench -- --models A    # a subset: stories260K, A, B
+ *   npm run bench                              # everything on wasm (plain and native)
+ *   npm run bench -- --models A                # a subset: stories260K, A, B, 1.1B (webgpu only)
+ *   npm run bench -- --webgpu --peak-tflops 67 # add a webgpu column, and matmul TFLOP/s against the GPU's peak
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -41,7 +42,20 @@ const RANDOM_CONFIGS: Record<string, Record<string, unknown>> = {
     max_position_embeddings: 1024,
     tie_word_embeddings: false,
   },
+  // TinyLlama's shape: 4.4 GB in float32, past the wasm heap; measured on webgpu only.
+  '1.1B': {
+    model_type: 'llama',
+    vocab_size: 32000,
+    hidden_size: 2048,
+    intermediate_size: 5632,
+    num_hidden_layers: 22,
+    num_attention_heads: 32,
+    num_key_value_heads: 4,
+    max_position_embeddings: 2048,
+    tie_word_embeddings: false,
+  },
 };
+const WASM_TOO_BIG = new Set(['1.1B']);
 
 /** Reference points measured on this machine class (2 cores, AVX2); see the Foundation issue. */
 const TARGETS: Record<string, Partial<Record<Metric, { value: number; what: string }>>> = {
@@ -56,13 +70,15 @@ const TARGETS: Record<string, Partial<Record<Metric, { value: number; what: stri
   },
 };
 
-type Metric = 'prefill_all' | 'prefill_last' | 'decode' | 'train';
-const METRICS: Metric[] = ['prefill_all', 'prefill_last', 'decode', 'train'];
+type Metric = 'prefill_all' | 'prefill_last' | 'decode' | 'train' | 'matmul';
+const METRICS: Metric[] = ['prefill_all', 'prefill_last', 'decode', 'train', 'matmul'];
+const MATMUL = 1024;
 const LABEL: Record<Metric, string> = {
   prefill_all: `prefill T=${T}, all logits`,
   prefill_last: `prefill T=${T}, last logits`,
   decode: `decode ${DECODE_TOKENS} tok`,
   train: `forward+backward T=${T}`,
+  matmul: `matmul ${MATMUL}^3 GFLOP/s`,
 };
 
 function median(xs: number[]): number {
@@ -70,20 +86,8 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/** Median tokens/s over `reps` timed runs after one warm-up. */
-function throughput(tokens: number, reps: number, fn: () => void): number {
-  fn();
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    fn();
-    times.push(performance.now() - t0);
-  }
-  return tokens / (median(times) / 1000);
-}
-
-/** throughput for work that completes asynchronously (generation reads each step's logits back so). */
-async function throughputAsync(tokens: number, reps: number, fn: () => Promise<unknown>): Promise<number> {
+/** Median tokens/s over `reps` timed runs after one warm-up (awaited: a GPU backend reads back asynchronously). */
+async function throughput(tokens: number, reps: number, fn: () => Promise<unknown>): Promise<number> {
   await fn();
   const times: number[] = [];
   for (let i = 0; i < reps; i++) {
@@ -95,8 +99,8 @@ async function throughputAsync(tokens: number, reps: number, fn: () => Promise<u
 }
 
 /** Reads a result to the host. (Returning a large TypedArray from tf.tidy is slow: tidy walks it looking for tensors.) */
-function readAndDispose(t: tf.Tensor): void {
-  t.dataSync();
+async function readAndDispose(t: tf.Tensor): Promise<void> {
+  await t.data();
   t.dispose();
 }
 
@@ -119,20 +123,20 @@ async function measure(name: string): Promise<Record<Metric, number>> {
   const V = model.config.vocabSize,
     H = model.config.hiddenSize;
   const seq = ids(T, V);
-  const reps = name === 'B' ? 3 : 5;
-  const prefillAll = throughput(T, reps, () =>
+  const reps = name === 'B' || name === '1.1B' ? 3 : 5;
+  const prefillAll = await throughput(T, reps, () =>
     readAndDispose(tf.tidy(() => model.logits(model.forward([seq]).reshape([T, H]) as tf.Tensor2D))),
   );
-  const prefillLast = throughput(T, reps, () =>
+  const prefillLast = await throughput(T, reps, () =>
     readAndDispose(tf.tidy(() => model.logits(LlamaModel.pickRows(model.forward([seq]), [T - 1])))),
   );
-  const decode = await throughputAsync(DECODE_TOKENS, reps, () =>
+  const decode = await throughput(DECODE_TOKENS, reps, () =>
     generate(lm, [seq.slice(0, DECODE_PROMPT)], { maxNewTokens: DECODE_TOKENS, stopIds: [], stopAtBos: false }),
   );
   const targets = tf.tensor1d(seq.slice(1).concat([seq[0]]), 'int32');
   const names = [...model.params.keys()];
   const originals = names.map((n) => model.params.get(n)!);
-  const train = throughput(T, reps, () => {
+  const train = await throughput(T, reps, async () => {
     const grads = tf.grads((...ps: tf.Tensor[]) => {
       names.forEach((n, i) => model.params.set(n, ps[i]));
       const logits = model.logits(model.forward([seq]).reshape([T, H]) as tf.Tensor2D);
@@ -140,20 +144,32 @@ async function measure(name: string): Promise<Record<Metric, number>> {
     })(originals);
     names.forEach((n, i) => model.params.set(n, originals[i]));
     // tfjs-wasm and cpu run eagerly; reading the smallest gradient also covers an async backend.
-    grads[names.indexOf('model.norm.weight')].dataSync();
+    await grads[names.indexOf('model.norm.weight')].data();
     tf.dispose(grads);
   });
-  return { prefill_all: prefillAll, prefill_last: prefillLast, decode, train };
+  const a = tf.randomNormal([MATMUL, MATMUL], 0, 1, 'float32', 1),
+    b = tf.randomNormal([MATMUL, MATMUL], 0, 1, 'float32', 2);
+  // "tokens" here are GFLOPs: 2 n^3 per product.
+  const matmul = await throughput((2 * MATMUL ** 3) / 1e9, reps, () => readAndDispose(tf.matMul(a, b)));
+  return { prefill_all: prefillAll, prefill_last: prefillLast, decode, train, matmul };
 }
 
-function child(model: string, native: boolean): Record<Metric, number> {
+type Variant = 'plain' | 'native' | 'webgpu';
+
+function child(model: string, variant: Variant): Record<Metric, number> | null {
+  if (variant !== 'webgpu' && WASM_TOO_BIG.has(model)) return null;
   const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', model], {
     encoding: 'utf8',
-    env: { ...process.env, LLMBOX_NATIVE: native ? '1' : '0', LLMBOX_QUIET: '1' },
+    env: {
+      ...process.env,
+      LLMBOX_NATIVE: variant === 'plain' ? '0' : '1',
+      LLMBOX_BACKEND: variant === 'webgpu' ? 'webgpu' : 'wasm',
+      LLMBOX_QUIET: '1',
+    },
     maxBuffer: 1 << 24,
   });
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
-  if (r.status !== 0 || !line) throw new Error(`bench child ${model} (native ${native}) failed:\n${r.stderr}`);
+  if (r.status !== 0 || !line) throw new Error(`bench child ${model} (${variant}) failed:\n${r.stderr}`);
   return JSON.parse(line.slice(7));
 }
 
@@ -165,25 +181,32 @@ async function main() {
   }
   const at = args.indexOf('--models');
   const models = at >= 0 ? args[at + 1].split(',') : ['stories260K', 'A', 'B'];
-  const info = await initEngine();
+  const webgpu = args.includes('--webgpu');
+  const peak = Number(args[args.indexOf('--peak-tflops') + 1]) || null;
+  const info = await initEngine({ backend: 'wasm' });
   console.log(
-    `llmbox bench: backend ${info.backend}, ${info.threads} threads, BLAS ${info.native.blas ?? 'n/a'}; medians, tokens/s, batch 1`,
+    `llmbox bench: ${info.threads} threads, BLAS ${info.native.blas ?? 'n/a'}; medians, tokens/s (matmul: GFLOP/s), batch 1`,
   );
-  const rows: string[][] = [['model', 'measure', 'plain wasm', 'native', 'native/plain', 'target', 'native/target']];
+  const head = ['model', 'measure', 'plain wasm', 'native', 'native/plain', 'target', 'native/target'];
+  const rows: string[][] = [webgpu ? [...head, 'webgpu', 'webgpu/native'] : head];
+  const num = (x: number | undefined) => (x === undefined ? 'n/a' : x.toFixed(1));
+  const ratio = (a: number | undefined, b: number | undefined) => (a && b ? `${(a / b).toFixed(2)}x` : '');
   for (const m of models) {
-    const plain = child(m, false);
-    const nat = child(m, true);
+    const plain = child(m, 'plain');
+    const nat = child(m, 'native');
+    const gpu = webgpu ? child(m, 'webgpu') : null;
     for (const k of METRICS) {
       const t = TARGETS[m]?.[k];
-      rows.push([
+      const row = [
         m,
         LABEL[k],
-        plain[k].toFixed(1),
-        nat[k].toFixed(1),
-        `${(nat[k] / plain[k]).toFixed(2)}x`,
+        num(plain?.[k]),
+        num(nat?.[k]),
+        ratio(nat?.[k], plain?.[k]),
         t ? `${t.value.toFixed(0)} (${t.what})` : '',
-        t ? `${(nat[k] / t.value).toFixed(2)}x` : '',
-      ]);
+        t ? ratio(nat?.[k], t.value) : '',
+      ];
+      rows.push(webgpu ? [...row, num(gpu?.[k]), ratio(gpu?.[k], nat?.[k])] : row);
     }
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
@@ -191,6 +214,17 @@ async function main() {
   console.log(fmt(rows[0]));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const r of rows.slice(1)) console.log(fmt(r));
+  if (webgpu && peak) {
+    const best = Math.max(
+      ...rows
+        .slice(1)
+        .filter((r) => r[1] === LABEL.matmul)
+        .map((r) => Number(r[7]) || 0),
+    );
+    console.log(
+      `webgpu matmul: ${(best / 1000).toFixed(2)} TFLOP/s of a ${peak} TFLOP/s peak (${((100 * best) / 1000 / peak).toFixed(1)}%)`,
+    );
+  }
 }
 
 await main();

@@ -176,30 +176,37 @@ describe.skipIf(!CHROMIUM)('figures rendered by headless Chromium', () => {
 describe.skipIf(!JUPYTER || !CHROMIUM)(
   'notebooks: executed headless with the llmbox kernel, then seen in a browser',
   () => {
-    const NOTEBOOKS = readdirSync(join(ROOT, 'notebooks'))
-      .filter((f) => f.endsWith('.ipynb'))
-      .sort();
+    // Example notebooks, and the tutorials in their fast mode (fewer steps; each says which mode it ran in).
+    const NOTEBOOKS = ['notebooks', 'tutorials'].flatMap((dir) =>
+      readdirSync(join(ROOT, dir))
+        .filter((f) => f.endsWith('.ipynb'))
+        .sort()
+        .map((f) => `${dir}/${f}`),
+    );
 
-    it('lists the example notebooks', () => {
+    it('lists the example notebooks and the tutorials', () => {
       expect(NOTEBOOKS).toEqual([
-        '01-quick-start.ipynb',
-        '02-compare-models.ipynb',
-        '03-data-mixture.ipynb',
-        '04-alignment.ipynb',
+        'notebooks/01-quick-start.ipynb',
+        'notebooks/02-compare-models.ipynb',
+        'notebooks/03-data-mixture.ipynb',
+        'notebooks/04-alignment.ipynb',
+        'tutorials/01-pretraining.ipynb',
       ]);
     });
 
     it.each(NOTEBOOKS)(
       '%s runs without errors and shows tables and charts in Chromium',
-      async (name) => {
+      async (path) => {
+        const [dir, name] = path.split('/');
         const prefix = kernelPrefix();
         const out = tmp();
         const env = { ...process.env, JUPYTER_PATH: join(prefix, 'share', 'jupyter') };
-        const run = executeNotebook(join(ROOT, 'notebooks', name), {
+        const run = executeNotebook(join(ROOT, path), {
           out,
           prefix,
           timeoutSeconds: 600,
-          cwd: join(ROOT, 'notebooks'),
+          cwd: join(ROOT, dir),
+          env: { LLMBOX_TUTORIAL_FAST: '1' },
         });
         expect(run.status, run.stderr.slice(-3000)).toBe(0);
         const nb = JSON.parse(readFileSync(join(out, name), 'utf8')) as {
@@ -260,7 +267,7 @@ describe.skipIf(!JUPYTER || !CHROMIUM)(
           expect(seen.tables).toBe(html.filter((h) => h.includes('<table class="llmbox-table">')).length);
           expect(seen.rows).toBeGreaterThan(2);
           mkdirSync(ARTIFACTS, { recursive: true });
-          await tab.screenshot({ path: join(ARTIFACTS, name.replace(/\.ipynb$/, '.png')), fullPage: true });
+          await tab.screenshot({ path: join(ARTIFACTS, `${dir}-${name.replace(/\.ipynb$/, '.png')}`), fullPage: true });
         } finally {
           await browser.close();
         }

@@ -98,54 +98,57 @@ export async function registerWebGpu(): Promise<WebGpuAdapter | null> {
     requiredLimits,
     requiredFeatures: info.f16 ? ['shader-f16'] : [],
   });
-  // A shader the device rejects leaves its output unwritten: any result read afterwards would be a
-  // believable wrong number. The first such error fails every later read instead.
-  let invalid: string | null = null;
-  device.addEventListener('uncapturederror', (e) => {
-    invalid ??= (e as GPUUncapturedErrorEvent).error.message.split('\n')[0];
-  });
-  const check = () => {
-    if (invalid) throw new Error(`the GPU rejected a computation, so results are invalid: ${invalid}`);
-  };
   const { WebGPUBackend } = (await import(BACKEND)) as {
     WebGPUBackend: new (device: GPUDevice, info?: GPUAdapterInfo) => tf.KernelBackend;
   };
   const nav = ((globalThis as { navigator?: object }).navigator ??= {});
   Object.defineProperty(nav, 'gpu', { value: gpu, configurable: true });
-  tf.registerBackend(
-    'webgpu',
-    () => {
-      const backend = new WebGPUBackend(device, adapter.info) as tf.KernelBackend & {
-        readSync(dataId: object): unknown;
-      };
-      // Node has no synchronous GPU readback (tfjs reads through a canvas): say so instead of
-      // failing on a missing OffscreenCanvas.
-      // tfjs warns once that reading synchronously is slow; llmbox reads synchronously only host copies.
-      (backend as unknown as { hasReadSyncWarned: boolean }).hasReadSyncWarned = true;
-      const readSync = backend.readSync.bind(backend);
-      const read = (backend as unknown as { read(d: object): Promise<unknown> }).read.bind(backend);
-      (backend as unknown as { read(d: object): Promise<unknown> }).read = async (dataId: object) => {
-        const out = await read(dataId);
-        check();
-        return out;
-      };
-      backend.readSync = (dataId: object) => {
-        check();
-        try {
-          return readSync(dataId);
-        } catch (e) {
-          if (!/OffscreenCanvas/.test(String(e))) throw e;
-          throw new Error(
-            'this step reads a GPU tensor synchronously, which the webgpu backend cannot do in Node; it does not run on webgpu yet (generation, scoring and evaluation do): use --backend wasm for it',
-          );
-        }
-      };
-      return backend;
-    },
-    0,
-  );
+  const rejected = rejectedWork(device);
+  tf.registerBackend('webgpu', () => guarded(new WebGPUBackend(device, adapter.info), rejected), 0);
   registered = info;
   return info;
+}
+
+/**
+ * A shader the device rejects leaves its output unwritten: any result read afterwards would be a
+ * believable wrong number. Returns a check that throws once the device has reported such an error.
+ */
+function rejectedWork(device: GPUDevice): () => void {
+  let invalid: string | null = null;
+  device.addEventListener('uncapturederror', (e) => {
+    invalid ??= (e as GPUUncapturedErrorEvent).error.message.split('\n')[0];
+  });
+  return () => {
+    if (invalid) throw new Error(`the GPU rejected a computation, so results are invalid: ${invalid}`);
+  };
+}
+
+type Reads = { read(d: object): Promise<unknown>; readSync(d: object): unknown; hasReadSyncWarned: boolean };
+
+/** The backend with every read checked for rejected work, and a plain error for a synchronous GPU read. */
+function guarded(backend: tf.KernelBackend, check: () => void): tf.KernelBackend {
+  const b = backend as unknown as Reads;
+  // tfjs warns once that synchronous reads are slow; llmbox reads synchronously only host copies.
+  b.hasReadSyncWarned = true;
+  const [read, readSync] = [b.read.bind(b), b.readSync.bind(b)];
+  b.read = async (dataId) => {
+    const out = await read(dataId);
+    check();
+    return out;
+  };
+  // Node has no synchronous GPU readback (tfjs reads through an OffscreenCanvas): say so plainly.
+  b.readSync = (dataId) => {
+    check();
+    try {
+      return readSync(dataId);
+    } catch (e) {
+      if (!/OffscreenCanvas/.test(String(e))) throw e;
+      throw new Error(
+        'a step read a GPU tensor synchronously, which the webgpu backend cannot do in Node (llmbox reads asynchronously everywhere it knows of): run it with --backend wasm, and report the step',
+      );
+    }
+  };
+  return backend;
 }
 
 /** The adapter registerWebGpu found, once it has run. */

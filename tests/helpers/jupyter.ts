@@ -17,10 +17,22 @@ export function kernelPrefix(): string {
 /** `jupyter nbconvert --execute` of a notebook with the llmbox kernel installed under `prefix`, into `out`. */
 export function executeNotebook(
   file: string,
-  o: { out: string; prefix: string; timeoutSeconds: number; extra?: string[]; cwd?: string },
+  o: {
+    out: string;
+    prefix: string;
+    timeoutSeconds: number;
+    extra?: string[];
+    cwd?: string;
+    env?: Record<string, string>;
+  },
 ): SpawnSyncReturns<string> {
   const args = ['nbconvert', '--to', 'notebook', '--execute', '--ExecutePreprocessor.kernel_name=llmbox'];
   args.push(`--ExecutePreprocessor.timeout=${o.timeoutSeconds}`, ...(o.extra ?? []), '--output-dir', o.out, file);
-  const env = { ...process.env, JUPYTER_PATH: join(o.prefix, 'share', 'jupyter'), PYDEVD_DISABLE_FILE_VALIDATION: '1' };
+  const env = {
+    ...process.env,
+    ...o.env,
+    JUPYTER_PATH: join(o.prefix, 'share', 'jupyter'),
+    PYDEVD_DISABLE_FILE_VALIDATION: '1',
+  };
   return spawnSync('jupyter', args, { encoding: 'utf8', env, cwd: o.cwd });
 }
