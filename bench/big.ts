@@ -22,28 +22,13 @@ import type { RawTensor } from '../lib/models/safetensors.js';
 import { TextTokenizer } from '../lib/models/tokenizer.js';
 import { resolveModelDir } from '../lib/util/paths.js';
 import { llamaCpp } from '../tests/helpers/llama-cpp.js';
-import { arg, llamaCppSpeed, llmboxSpeed } from './common.js';
+import { arg, llamaCppSpeed, llmboxSpeed, TINYLLAMA_CONFIG } from './common.js';
 
 const TYPES = (arg('types') ?? 'q8_0,q4_0,f16').split(',') as GgufOutType[];
 const THREADS = Number(arg('threads') ?? '2');
 const TOKENS = Number(arg('tokens') ?? '32');
 const PROMPT = 'Once upon a time, there was a little girl named Lily. She loved to play outside.';
 
-const CONFIG = {
-  model_type: 'llama',
-  vocab_size: 32000,
-  hidden_size: 2048,
-  intermediate_size: 5632,
-  num_hidden_layers: 22,
-  num_attention_heads: 32,
-  num_key_value_heads: 4,
-  max_position_embeddings: 2048,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  tie_word_embeddings: false,
-  bos_token_id: 1,
-  eos_token_id: 2,
-};
 const dir = join(process.env.LLMBOX_CACHE_DIR ?? join(homedir(), '.cache', 'llmbox'), 'bench');
 mkdirSync(dir, { recursive: true });
 
@@ -51,7 +36,7 @@ mkdirSync(dir, { recursive: true });
 function paddedTokenizer(): TextTokenizer {
   const src = TextTokenizer.fromDir(resolveModelDir('stories260K'));
   const json = structuredClone(src.definition) as { model: { vocab: Record<string, number> } };
-  for (let id = Object.keys(json.model.vocab).length; id < CONFIG.vocab_size; id++)
+  for (let id = Object.keys(json.model.vocab).length; id < TINYLLAMA_CONFIG.vocab_size; id++)
     json.model.vocab[`<unused${id}>`] = id;
   return new TextTokenizer(json, src.config);
 }
@@ -66,7 +51,7 @@ function randomWeights(): Map<string, RawTensor> {
     return ((s >>> 0) + 0.5) / 4294967296;
   };
   const raw = new Map<string, RawTensor>();
-  for (const [name, shape] of parameterShapes(parseConfig(CONFIG))) {
+  for (const [name, shape] of parameterShapes(parseConfig(TINYLLAMA_CONFIG))) {
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
     if (name.endsWith('norm.weight')) data.fill(1);
     else
@@ -85,7 +70,7 @@ function ensureFiles(): void {
   const tokenizer = paddedTokenizer();
   for (const type of missing) {
     const file = join(dir, `tinyllama-random-${type}.gguf`);
-    writeGgufModel(file, { config: parseConfig(CONFIG), raw, tokenizer, name: 'tinyllama-random' }, type);
+    writeGgufModel(file, { config: parseConfig(TINYLLAMA_CONFIG), raw, tokenizer, name: 'tinyllama-random' }, type);
     console.log(`wrote ${file} (${(statSync(file).size / 2 ** 30).toFixed(2)} GiB)`);
   }
   console.log(`weights made in ${((performance.now() - t0) / 1000).toFixed(0)} s`);

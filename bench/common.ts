@@ -55,3 +55,20 @@ export async function llamaCppSpeed(
   await model.dispose();
   return { load, prefill: ids.length / ((first - t1) / 1000), decode: (n - 1) / ((end - first) / 1000) };
 }
+
+/** TinyLlama 1.1B's shape (random weights: the benchmarks measure speed and memory, not quality). */
+export const TINYLLAMA_CONFIG = {
+  model_type: 'llama',
+  vocab_size: 32000,
+  hidden_size: 2048,
+  intermediate_size: 5632,
+  num_hidden_layers: 22,
+  num_attention_heads: 32,
+  num_key_value_heads: 4,
+  max_position_embeddings: 2048,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
+  bos_token_id: 1,
+  eos_token_id: 2,
+};

@@ -13,6 +13,7 @@ import { initEngine, tf } from '../lib/engine/index.js';
 import { crossEntropy } from '../lib/engine/ops.js';
 import { generate } from '../lib/models/generate.js';
 import { LlamaModel } from '../lib/models/llama.js';
+import { TINYLLAMA_CONFIG } from './common.js';
 import { loadModel, randomModel, type LoadedModel } from '../lib/models/load.js';
 
 const T = 256;
@@ -43,17 +44,7 @@ const RANDOM_CONFIGS: Record<string, Record<string, unknown>> = {
     tie_word_embeddings: false,
   },
   // TinyLlama's shape: 4.4 GB in float32, past the wasm heap; measured on webgpu only.
-  '1.1B': {
-    model_type: 'llama',
-    vocab_size: 32000,
-    hidden_size: 2048,
-    intermediate_size: 5632,
-    num_hidden_layers: 22,
-    num_attention_heads: 32,
-    num_key_value_heads: 4,
-    max_position_embeddings: 2048,
-    tie_word_embeddings: false,
-  },
+  '1.1B': TINYLLAMA_CONFIG,
 };
 const WASM_TOO_BIG = new Set(['1.1B']);
 

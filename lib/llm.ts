@@ -444,19 +444,26 @@ export class Chain<R> implements PromiseLike<R> {
     if (opts.stage === 'dpo') return this.align(opts);
     if (opts.stage === 'rm') return this.rewardModel(opts);
     if (opts.stage === 'ppo') return this.reinforce(opts);
-    return this.with<Training>({
-      name: 'train',
+    return this.trains('train', async (lm) => {
+      const live = kernelTraining();
+      const result = await train(lm.loaded, {
+        ...opts,
+        onStep: chainCallbacks(opts.onStep, live?.step),
+        onEval: chainCallbacks(opts.onEval, live?.eval),
+      });
+      live?.done(result);
+      return new Training(result, opts.datasetRatio);
+    });
+  }
+
+  /** A step that trains the chain's in-process model in place; later steps see the new weights, even after a failure midway. */
+  private trains<T>(name: string, f: (lm: LocalLM) => Promise<T>): Chain<T> {
+    return this.with({
+      name,
       run: async (model) => {
         const lm = local(model, 'train');
-        const live = kernelTraining();
         try {
-          const result = await train(lm.loaded, {
-            ...opts,
-            onStep: chainCallbacks(opts.onStep, live?.step),
-            onEval: chainCallbacks(opts.onEval, live?.eval),
-          });
-          live?.done(result);
-          return new Training(result, opts.datasetRatio);
+          return await f(lm);
         } finally {
           lm.weightsChanged();
         }
@@ -465,71 +472,47 @@ export class Chain<R> implements PromiseLike<R> {
   }
 
   private reinforce(opts: PpoStageOptions): Chain<Reinforcement> {
-    return this.with({
-      name: 'train (ppo)',
-      run: async (model) => {
-        const lm = local(model, 'train');
-        const host = displayHost();
-        const [bar, chart] = [host?.live(), host?.live()];
-        const seen: PpoStep[] = [];
-        try {
-          const { stage: _stage, ...rest } = opts;
-          const result = await trainPpo(lm.loaded, {
-            ...rest,
-            onPpoStep: (m, total) => {
-              opts.onPpoStep?.(m, total);
-              seen.push(m);
-              bar?.update(progressHTML('ppo', m.step, total, `reward ${m.reward.toFixed(3)}, KL ${m.kl.toFixed(3)}`));
-              chart?.update(ppoFigure(seen, 'PPO (live)'));
-            },
-          });
-          return new Reinforcement(result);
-        } finally {
-          lm.weightsChanged();
-        }
-      },
+    return this.trains('train (ppo)', async (lm) => {
+      const host = displayHost();
+      const [bar, chart] = [host?.live(), host?.live()];
+      const seen: PpoStep[] = [];
+      const { stage: _stage, ...rest } = opts;
+      const result = await trainPpo(lm.loaded, {
+        ...rest,
+        onPpoStep: (m, total) => {
+          opts.onPpoStep?.(m, total);
+          seen.push(m);
+          bar?.update(progressHTML('ppo', m.step, total, `reward ${m.reward.toFixed(3)}, KL ${m.kl.toFixed(3)}`));
+          chart?.update(ppoFigure(seen, 'PPO (live)'));
+        },
+      });
+      return new Reinforcement(result);
     });
   }
 
   private align(opts: AlignOptions): Chain<Alignment> {
-    return this.with({
-      name: 'train (dpo)',
-      run: async (model) => {
-        const lm = local(model, 'train');
-        const live = kernelPreference('dpo', 'preference optimisation (live)');
-        try {
-          const { stage: _stage, ...rest } = opts;
-          const result = await trainPreference(lm.loaded, {
-            ...rest,
-            onPreferenceStep: chainCallbacks(opts.onPreferenceStep, live?.step),
-          });
-          live?.done(result);
-          return new Alignment(result);
-        } finally {
-          lm.weightsChanged();
-        }
-      },
+    return this.trains('train (dpo)', async (lm) => {
+      const live = kernelPreference('dpo', 'preference optimisation (live)');
+      const { stage: _stage, ...rest } = opts;
+      const result = await trainPreference(lm.loaded, {
+        ...rest,
+        onPreferenceStep: chainCallbacks(opts.onPreferenceStep, live?.step),
+      });
+      live?.done(result);
+      return new Alignment(result);
     });
   }
 
   private rewardModel(opts: RewardStageOptions): Chain<RewardTraining> {
-    return this.with({
-      name: 'train (rm)',
-      run: async (model) => {
-        const lm = local(model, 'train');
-        const live = kernelPreference('rm', 'reward model (live)');
-        try {
-          const { stage: _stage, ...rest } = opts;
-          const result = await trainReward(lm.loaded, {
-            ...rest,
-            onRewardStep: chainCallbacks(opts.onRewardStep, live?.step),
-          });
-          live?.done(result);
-          return new RewardTraining(result);
-        } finally {
-          lm.weightsChanged();
-        }
-      },
+    return this.trains('train (rm)', async (lm) => {
+      const live = kernelPreference('rm', 'reward model (live)');
+      const { stage: _stage, ...rest } = opts;
+      const result = await trainReward(lm.loaded, {
+        ...rest,
+        onRewardStep: chainCallbacks(opts.onRewardStep, live?.step),
+      });
+      live?.done(result);
+      return new RewardTraining(result);
     });
   }
 

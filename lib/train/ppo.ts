@@ -12,7 +12,7 @@ import { addLora, withAdapterOff } from './lora.js';
 import { AdamW } from './optim.js';
 import { applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
 import { AdaptiveKl, gae, tokenRewards, whiten } from './ppo-math.js';
-import type { TrainOptions } from './trainer.js';
+import { due, type TrainOptions } from './trainer.js';
 
 export type RewardFunction = (prompt: string, response: string) => number | Promise<number>;
 
@@ -273,8 +273,7 @@ export async function trainPpo(loaded: LoadedModel, o: PpoOptions): Promise<PpoR
       if (adaptive) kl.update(meanKl, rollouts.length);
       metrics.push(metric);
       o.onPpoStep?.(metric, o.steps);
-      if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || metric.step === o.steps))
-        await run.save(metric.step, { klCoef: kl.value });
+      if (o.output && due(metric.step, o.saveEvery, o.steps)) await run.save(metric.step, { klCoef: kl.value });
     }
   } finally {
     opt.dispose();

@@ -12,7 +12,7 @@ import { addLora, quantizeBase, withAdapterOff } from './lora.js';
 import { AdamW, learningRate } from './optim.js';
 import { addGradients, applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
 import { preferenceLoss, referenceFree, type PreferenceSettings } from './preference-loss.js';
-import { hyperparameters, type TrainOptions } from './trainer.js';
+import { due, hyperparameters, stepMetrics, type TrainOptions } from './trainer.js';
 
 export interface PreferenceTrainOptions extends TrainOptions {
   /** Each step's loss, rewards, margin and accuracy (live charts). */
@@ -253,24 +253,12 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
     };
     metrics.push(metric);
     o.onPreferenceStep?.(metric, h.totalSteps);
-    o.onStep?.(
-      {
-        step: metric.step,
-        loss: metric.loss,
-        lr,
-        gradNorm: norm,
-        tokens,
-        tokensPerSecond: tokens / metric.seconds,
-        seconds: metric.seconds,
-      },
-      h.totalSteps,
-    );
-    const lastStep = metric.step === h.totalSteps;
-    if ((o.evalEvery && metric.step % o.evalEvery === 0) || lastStep) {
+    o.onStep?.(stepMetrics(metric), h.totalSteps);
+    if (due(metric.step, o.evalEvery, h.totalSteps)) {
       const e = await evaluateVal(metric.step);
       if (e) evals.push(e);
     }
-    if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) await run.save(metric.step);
+    if (o.output && due(metric.step, o.saveEvery, h.totalSteps)) await run.save(metric.step);
   }
   opt.dispose();
   if (o.output) await saveFinal(o.output, loaded);

@@ -12,7 +12,7 @@ import { addLora, mergeLora } from './lora.js';
 import { AdamW, learningRate } from './optim.js';
 import { addGradients, applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
 import { pairBatch, pairOrder, pairTokens, replyRow, splitPairs, type PairRows } from './pairs.js';
-import { hyperparameters, type TrainOptions } from './trainer.js';
+import { due, hyperparameters, stepMetrics, type TrainOptions } from './trainer.js';
 
 /**
  * A reward model: the decoder with a scalar head on the final hidden state of each sequence's last
@@ -252,24 +252,12 @@ export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): P
       };
       metrics.push(metric);
       o.onRewardStep?.(metric, h.totalSteps);
-      o.onStep?.(
-        {
-          step: metric.step,
-          loss: metric.loss,
-          lr,
-          gradNorm: norm,
-          tokens,
-          tokensPerSecond: tokens / metric.seconds,
-          seconds: metric.seconds,
-        },
-        h.totalSteps,
-      );
-      const lastStep = metric.step === h.totalSteps;
-      if ((o.evalEvery && metric.step % o.evalEvery === 0) || lastStep) {
+      o.onStep?.(stepMetrics(metric), h.totalSteps);
+      if (due(metric.step, o.evalEvery, h.totalSteps)) {
         const e = await evaluateVal(metric.step);
         if (e) evals.push(e);
       }
-      if (o.output && ((o.saveEvery && metric.step % o.saveEvery === 0) || lastStep)) await run.save(metric.step);
+      if (o.output && due(metric.step, o.saveEvery, h.totalSteps)) await run.save(metric.step);
     }
   } finally {
     opt.dispose();

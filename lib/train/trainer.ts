@@ -60,6 +60,21 @@ export interface StepMetrics {
   seconds: number;
 }
 
+/** Whether a step (1-based) is on an every-N schedule (0: never) or is the run's last: when to evaluate and save. */
+export const due = (step: number, every: number | undefined, total: number): boolean =>
+  ((every ?? 0) > 0 && step % every! === 0) || step === total;
+
+/** A stage's step record as the trainer's StepMetrics (what progress bars and loss charts read). */
+export const stepMetrics = (m: Omit<StepMetrics, 'tokensPerSecond'>): StepMetrics => ({
+  step: m.step,
+  loss: m.loss,
+  lr: m.lr,
+  gradNorm: m.gradNorm,
+  tokens: m.tokens,
+  tokensPerSecond: m.tokens / m.seconds,
+  seconds: m.seconds,
+});
+
 export interface TrainResult {
   stage: Stage;
   steps: number;
@@ -359,9 +374,8 @@ async function trainOn(
       state.losses.push(m.loss);
       state.step = step + 1;
       o.onStep?.(m, totalSteps);
-      const last = step + 1 === totalSteps;
-      if ((evalEvery > 0 && (step + 1) % evalEvery === 0) || last) await runEval(step + 1);
-      if (o.output && ((saveEvery > 0 && (step + 1) % saveEvery === 0) || last)) {
+      if (due(step + 1, evalEvery, totalSteps)) await runEval(step + 1);
+      if (o.output && due(step + 1, saveEvery, totalSteps)) {
         state.log = metrics as unknown as Record<string, number>[];
         checkpoint = await writeCheckpoint(o.output, loaded, opt, state, o.saveTotalLimit ?? 2);
       }
