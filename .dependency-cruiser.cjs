@@ -1,7 +1,7 @@
 // Imports point one way: util <- engine, hub <- models <- data <- eval / train <- report <- serve <- llm
 // <- cli and kernel (the apps). `npm run lint` checks it; CI runs it.
 const layers = ['util', 'engine|hub', 'models', 'data', 'eval|train', 'report', 'serve', 'llm'];
-const path = (name) => (name === 'llm' ? '^lib/llm\\.ts$' : `^lib/(${name})/`);
+const path = (name) => (name === 'llm' ? '^lib/llm(\\.ts$|/)' : `^lib/(${name})/`);
 
 const upward = layers.map((layer, i) => ({
   name: `${layer.replace('|', '-')}-imports-upward`,

@@ -6,6 +6,8 @@ export {
   llm,
   Chain,
   Comparison,
+  TrainingComparison,
+  Formatted,
   Conversation,
   Evaluation,
   Generation,
@@ -57,7 +59,14 @@ export {
   type RecordFormat,
 } from './data/records.js';
 export { readRows, readRecords, datasetInfo, type DataRow, type DatasetInfo } from './data/read.js';
-export { tokenizeRecord, type Example, type TemplateName, type TokenizeOptions } from './data/tokenize.js';
+export {
+  tokenizeRecord,
+  exampleSpans,
+  type Span,
+  type Example,
+  type TemplateName,
+  type TokenizeOptions,
+} from './data/tokenize.js';
 export { mix, type Mixture, type MixtureOptions } from './data/mixture.js';
 
 // ── Evaluation: the model seam, backends, tasks, metrics ────────────────────────────────────────
@@ -149,6 +158,18 @@ export { addLora, mergeLora, dropLora, saveAdapter, loadAdapter, type LoraOption
 export { loadModelOrAdapter } from './train/adapted.js';
 export { AdamW, learningRate, clipByGlobalNorm, type Schedule } from './train/optim.js';
 export { learnMerges, expandVocabulary, mergeTokenizer, type VocabExpansion } from './train/vocab.js';
+export {
+  gpuMemory,
+  gpuTable,
+  minimumGpus,
+  LLAMA2,
+  GPUS,
+  SETTING_ASSUMPTIONS,
+  type GpuCalcInput,
+  type GpuCalcResult,
+  type GpuSetting,
+  type GpuTableRow,
+} from './train/gpu-calc.js';
 export { exportTraining, planGpus, type ExportTarget, type ExportResult, type GpuPlan } from './train/export.js';
 
 // ── Reports: tables, charts, the display a notebook front end plugs in ──────────────────────────
@@ -157,6 +178,7 @@ export { runSummary, runText, type RunSummary } from './report/summary.js';
 export { Figure, plotlyScript, type PlotlyObject } from './report/figure.js';
 export { scoresFigure, calibrationFigure, lossFigure, mixtureFigure } from './report/charts.js';
 export { htmlTable, textTable } from './report/html-table.js';
+export { trainingRunsTable, trainingRunsFigure, trainingMethod, type NamedRun } from './report/training-runs.js';
 export {
   show,
   setDisplayHost,

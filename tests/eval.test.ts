@@ -1,4 +1,5 @@
 // Needs ../shared/data (the benchmark and training data sets): scripts/test.mjs skips this file without it.
+import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -76,6 +77,33 @@ describe('evaluation on stories260K', () => {
     const [rolling] = await local.loglikelihoodRolling([text]);
     const lp = await nextTokenLogprobs(lm.model, [1, ...local.encode(text)]);
     expect(Math.abs(rolling - lp.reduce((a, b) => a + b, 0))).toBeLessThan(1e-4);
+  });
+
+  it('an option longer than the context window is read in rolling windows, with or without the prefix cache', async () => {
+    const text = readFileSync(`${DATA}/pretrain_text/tinyshakespeare.txt`, 'utf8').slice(0, 2400);
+    const req = { context: 'ROMEO:', continuation: ` ${text}` };
+    const { context, continuation } = encodePair((s) => local.encode(s), req.context, req.continuation);
+    const maxLen = lm.model.config.maxPositionEmbeddings;
+    expect(continuation.length).toBeGreaterThan(maxLen); // no single window holds every target
+    // Each window predicts up to maxLen new tokens from as much of the sequence before them as fits.
+    const ids = [1, ...context, ...continuation];
+    let want = 0;
+    for (let at = ids.length - continuation.length; at < ids.length; at += maxLen) {
+      const n = Math.min(maxLen, ids.length - at);
+      const input = ids.slice(Math.max(0, at + n - 1 - maxLen), at + n - 1);
+      const hidden = lm.model.forward([input]);
+      const logp = tf.tidy(() => tf.logSoftmax(lm.model.logits(hidden.reshape([input.length, -1]) as tf.Tensor2D)));
+      const rows = (await logp.array()) as number[][];
+      tf.dispose([hidden, logp]);
+      for (let j = 0; j < n; j++) want += rows[input.length - n + j][ids[at + j]];
+    }
+    const [cached] = await local.loglikelihood([req]);
+    const [plain] = await new LocalLM(lm, { prefixCache: false }).loglikelihood([req]);
+    for (const r of [cached, plain]) {
+      expect(r.tokens).toBe(continuation.length);
+      expect(Math.abs(r.logprob - want)).toBeLessThan(1e-3);
+      expect(r.isGreedy).toBe(false);
+    }
   });
 
   it('formats ARC as lm-eval does, with few-shot examples from train', () => {

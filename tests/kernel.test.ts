@@ -191,6 +191,11 @@ describe.skipIf(!JUPYTER || !CHROMIUM)(
         'notebooks/03-data-mixture.ipynb',
         'notebooks/04-alignment.ipynb',
         'tutorials/01-pretraining.ipynb',
+        'tutorials/02-adaptation.ipynb',
+        'tutorials/03-alignment.ipynb',
+        'tutorials/04-utilization.ipynb',
+        'tutorials/05-evaluation.ipynb',
+        'tutorials/06-efficiency.ipynb',
       ]);
     });
 

@@ -73,6 +73,10 @@ describe('matrices held outside the heap in ggml types', () => {
     expect(q8.model.params.has('model.layers.0.self_attn.q_proj.weight')).toBe(false);
     expect(heapBytes).toBeLessThan(0.5 * float.model.numParameters() * 4);
     expect(q8.model.numParameters()).toBe(float.model.numParameters());
+    // Bytes as held: q8_0 stores 34 bytes per 32 weights (int8 codes and an f16 scale), the rest stays float32.
+    const packedWeights = [...q8.model.packed.values()].reduce((n, p) => n + p.n * p.k, 0);
+    expect(float.model.weightBytes()).toBe(4 * float.model.numParameters());
+    expect(q8.model.weightBytes()).toBe(4 * (q8.model.numParameters() - packedWeights) + (packedWeights / 32) * 34);
     const opts = { maxNewTokens: 24 };
     expect((await generate(q8, ['Once upon a time'], opts))[0].text).toBe(
       (await generate(float, ['Once upon a time'], opts))[0].text,

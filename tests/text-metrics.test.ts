@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { majorityVote } from '../lib/eval/methods/generation.js';
 import {
+  distinctN,
+  repetitionRate,
   bleuTokenize,
   corpusBleu,
   INVALID,
@@ -94,5 +96,21 @@ describe('answer extraction', () => {
   it('votes for the most frequent answer, first seen on ties', () => {
     expect(majorityVote(['3', '5', '5', '3', '7', '5'])).toBe('5');
     expect(majorityVote(['a', 'b'])).toBe('a');
+  });
+});
+
+describe('diversity of generated text', () => {
+  it('distinct-n pools n-grams over texts; seq-rep-n counts repeats within one', () => {
+    // "a b a b": bigrams ab, ba, ab -> 2 distinct of 3.
+    expect(distinctN(['a b a b'], 2)).toBeCloseTo(2 / 3, 12);
+    // Pooled: ab, bc (first) and ab, bd (second) -> 3 distinct of 4.
+    expect(distinctN(['a b c', 'a b d'], 2)).toBeCloseTo(3 / 4, 12);
+    expect(distinctN(['one two three'], 1)).toBe(1);
+    expect(distinctN(['single'], 2)).toBeNaN();
+    // "the cat the cat the cat": trigrams tct, cth, tct, cth -> 2 distinct of 4 -> rep 0.5.
+    expect(repetitionRate('the cat the cat the cat', 3)).toBeCloseTo(0.5, 12);
+    expect(repetitionRate('no words repeat in this line', 2)).toBe(0);
+    expect(repetitionRate('  spaced\n\tout   words  ', 1)).toBe(0);
+    expect(repetitionRate('x', 2)).toBeNaN();
   });
 });

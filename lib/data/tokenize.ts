@@ -148,6 +148,31 @@ export function tokenizeRecord(tok: TextTokenizer, record: TrainingRecord, opts:
   return { inputIds: ids, labelMask: Uint8Array.from(mask) };
 }
 
+/** A run of tokens that are all learned or all context, as the text it decodes to. */
+export interface Span {
+  text: string;
+  learned: boolean;
+  tokens: number;
+}
+
+/**
+ * An example as runs of learned and context tokens. Each run's text is what it adds to the decoded
+ * text before it, so word-start markers and special tokens read as the model sees them.
+ */
+export function exampleSpans(tok: TextTokenizer, example: Example): Span[] {
+  const spans: Span[] = [];
+  const decoded = (end: number) => tok.decode(example.inputIds.slice(0, end), { skipSpecialTokens: false });
+  let start = 0,
+    before = '';
+  for (let i = 1; i <= example.inputIds.length; i++) {
+    if (i < example.inputIds.length && example.labelMask[i] === example.labelMask[start]) continue;
+    const upTo = decoded(i);
+    spans.push({ text: upTo.slice(before.length), learned: example.labelMask[start] === 1, tokens: i - start });
+    [start, before] = [i, upTo];
+  }
+  return spans;
+}
+
 /** What a chat template adds to open the assistant's turn, and the text that ends a reply under it. */
 const GENERATION_PROMPT: Record<TemplateName, { open: string; stop: string[] }> = {
   chatml: { open: '<|im_start|>assistant\n', stop: ['<|im_end|>'] },

@@ -206,7 +206,7 @@ export class LocalLM implements LanguageModel {
         return { context, continuation };
       });
       const results = new Array<LoglikelihoodResult>(requests.length);
-      const plain: number[] = [];
+      let plain: number[] = [];
       const groups = new Map<string, number[]>();
       encoded.forEach((e, i) => {
         // Pairs longer than the window lose their oldest tokens, so their prefixes are not shared.
@@ -240,6 +240,13 @@ export class LocalLM implements LanguageModel {
           encoded[a].context.length -
           encoded[a].continuation.length,
       );
+      // An option longer than the window has targets no single window can predict: it is read in windows.
+      const long = plain.filter((i) => encoded[i].continuation.length > maxLen);
+      for (const i of long) {
+        const { context, continuation } = encoded[i];
+        results[i] = await this.scoreWindows([...context, ...continuation], context.length);
+      }
+      plain = plain.filter((i) => encoded[i].continuation.length <= maxLen);
       await this.scoreRows(plain, results, (i) => {
         // Keep the most recent tokens when the pair is longer than the model's context window.
         const ids = [...encoded[i].context, ...encoded[i].continuation].slice(-(maxLen + 1));
@@ -322,37 +329,38 @@ export class LocalLM implements LanguageModel {
   /** Log-likelihood of whole texts (for perplexity), in windows of the model's context length. */
   loglikelihoodRolling(texts: string[]): Promise<number[]> {
     return this.serial(async () => {
-      const maxLen = this.loaded.model.config.maxPositionEmbeddings;
       const out: number[] = [];
       for (const text of texts) {
-        const start = this.startToken('loglikelihoodRolling');
-        const tokens = this.encode(text);
-        // lm-evaluation-harness's rolling windows: the first predicts from the start token; each later
-        // window predicts up to maxLen new tokens, with as much preceding text as fits as context.
-        let total = 0;
-        for (let at = 0; at < tokens.length; at += maxLen) {
-          const n = Math.min(maxLen, tokens.length - at);
-          const context = at === 0 ? [start] : tokens.slice(Math.max(0, at + n - maxLen - 1), at);
-          const target = tokens.slice(at, at + n);
-          const ids = [...context, ...target];
-          const hidden = this.loaded.model.forward([ids.slice(0, -1)]);
-          try {
-            const T = hidden.shape[1];
-            const scores = await scoreTargets(
-              this.loaded.model,
-              hidden,
-              0,
-              target.map((t, j) => ({ row: T - n + j, target: t })),
-            );
-            total += scores.reduce((a, s) => a + s.logprob, 0);
-          } finally {
-            hidden.dispose();
-          }
-        }
-        out.push(total);
+        const ids = [this.startToken('loglikelihoodRolling'), ...this.encode(text)];
+        out.push((await this.scoreWindows(ids, 1)).logprob);
       }
       return out;
     });
+  }
+
+  /**
+   * The log-likelihood of ids[from..] given what precedes it, in lm-evaluation-harness's rolling
+   * windows: each window predicts up to the model's context length of new tokens, with as much of the
+   * preceding sequence as fits as context.
+   */
+  private async scoreWindows(ids: number[], from: number): Promise<LoglikelihoodResult> {
+    const maxLen = this.loaded.model.config.maxPositionEmbeddings;
+    let logprob = 0,
+      isGreedy = true;
+    for (let at = from; at < ids.length; at += maxLen) {
+      const n = Math.min(maxLen, ids.length - at);
+      const hidden = this.loaded.model.forward([ids.slice(Math.max(0, at + n - 1 - maxLen), at + n - 1)]);
+      try {
+        const T = hidden.shape[1];
+        const picks = ids.slice(at, at + n).map((target, j) => ({ row: T - n + j, target }));
+        const scores = await scoreTargets(this.loaded.model, hidden, 0, picks);
+        logprob += scores.reduce((a, s) => a + s.logprob, 0);
+        isGreedy &&= scores.every((s) => s.isArgmax);
+      } finally {
+        hidden.dispose();
+      }
+    }
+    return { logprob, isGreedy, tokens: ids.length - from };
   }
 
   /**

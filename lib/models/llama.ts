@@ -20,7 +20,7 @@ import type { ModelConfig } from './config.js';
 import { KVCache, type PastKV } from './kv-cache.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
 import type { RawTensor } from './safetensors.js';
-import { dequantizedTensor, type NF4Tensor } from './nf4.js';
+import { dequantizedTensor, nf4Bytes, type NF4Tensor } from './nf4.js';
 import { fuse, hasFusedLayout, unfuse } from './fused.js';
 import { packedAsParameter } from './packed.js';
 
@@ -466,6 +466,15 @@ export class LlamaModel {
     for (const t of this.params.values()) n += t.size;
     for (const q of this.quantized.values()) n += q.size;
     for (const p of this.packed.values()) n += p.n * p.k;
+    return n;
+  }
+
+  /** Bytes the base weights occupy as held (float tensors, NF4 codes with their scales, packed ggml blocks); adapters excluded. */
+  weightBytes(): number {
+    let n = 0;
+    for (const t of this.params.values()) n += t.size * 4; // tfjs holds weights as float32
+    for (const q of this.quantized.values()) n += nf4Bytes(q);
+    for (const p of this.packed.values()) n += p.weights.byteLength;
     return n;
   }
 

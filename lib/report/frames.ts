@@ -1,9 +1,31 @@
 import { createRequire } from 'node:module';
-import type { Table } from 'apache-arrow';
+import { Bool, Float64, Int32, Table, Utf8, vectorFromArray } from 'apache-arrow';
 import type { DataFrame } from 'danfojs';
 import { LlmboxError } from '../errors.js';
 
 const require = createRequire(import.meta.url);
+
+export type Cell = string | number | boolean | null;
+
+/** The Arrow column for plain values: integers as Int32 where they fit, other numbers float64, booleans, else text; nulls kept. */
+function column(values: Cell[]) {
+  const present = values.filter((v) => v !== null);
+  if (present.every((v) => typeof v === 'boolean')) return vectorFromArray(values as (boolean | null)[], new Bool());
+  if (present.every((v) => typeof v === 'number')) {
+    const ints = present.every((v) => Number.isInteger(v) && Math.abs(v as number) < 2 ** 31);
+    return vectorFromArray(values as (number | null)[], ints ? new Int32() : new Float64());
+  }
+  return vectorFromArray(
+    values.map((v) => (v === null ? null : String(v))),
+    new Utf8(),
+  );
+}
+
+/** Plain rows as an Arrow table, columns in first-seen order (a row without a column holds null there). */
+export function rowsTable(rows: Record<string, Cell>[]): Table {
+  const names = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  return new Table(Object.fromEntries(names.map((n) => [n, column(rows.map((r) => r[n] ?? null))])));
+}
 
 /** Column name -> plain JS values (nulls kept), from an Arrow table. */
 export function columns(table: Table): Record<string, unknown[]> {

@@ -94,3 +94,31 @@ export const LLAMA2: Record<string, { params: number; layers: number; hidden: nu
 };
 
 export const GPUS: Record<string, number> = { 'A100 80G': 80, 'A6000 48G': 48 };
+
+/** One row of the minimum-GPU table. */
+export interface GpuTableRow {
+  model: string;
+  setting: GpuSetting;
+  gpu: string;
+  /** Null where no number of these GPUs holds it. */
+  gpus: number | null;
+  per_gpu_gib: number | null;
+}
+
+/** The fewest GPUs for LLaMA-2 7B/13B/70B in every setting on each of GPUS (the LLMBox paper's table, extended to LoRA and QLoRA). */
+export function gpuTable(o: { seq: number; batch: number }): GpuTableRow[] {
+  const rows: GpuTableRow[] = [];
+  for (const [model, m] of Object.entries(LLAMA2))
+    for (const setting of ['ddp', 'zero3', 'lora', 'qlora'] as GpuSetting[])
+      for (const [gpu, gib] of Object.entries(GPUS)) {
+        const r = minimumGpus({ ...m, seq: o.seq, batch: o.batch, setting }, gib);
+        rows.push({
+          model: `LLaMA-2 ${model}`,
+          setting,
+          gpu,
+          gpus: r?.gpus ?? null,
+          per_gpu_gib: r ? Number(r.gib.toFixed(2)) : null,
+        });
+      }
+  return rows;
+}

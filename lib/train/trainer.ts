@@ -88,6 +88,8 @@ export interface TrainResult {
   parameters: { total: number; trainable: number };
   /** QLoRA: bytes of the base linear weights in float32 and as NF4. */
   quantization: { float32Bytes: number; nf4Bytes: number } | null;
+  /** Bytes of the model state while training (the model-state term of the LLMBox paper's Eq. 1; activations are not counted): the base weights as held, the adapters, the float32 gradients and AdamW's two moments. */
+  memory: { weights: number; adapters: number; gradients: number; optimizer: number };
 }
 
 /** Mean target loss over rows, in batches, without gradients. */
@@ -398,5 +400,11 @@ async function trainOn(
     data: { ...report, trainRows: trainRows.length, valRows: valRows.length },
     parameters: { total: loaded.model.numParameters(), trainable },
     quantization,
+    memory: {
+      weights: loaded.model.weightBytes(),
+      adapters: loaded.model.lora ? trainable * 4 : 0,
+      gradients: trainable * 4,
+      optimizer: trainable * 8,
+    },
   };
 }

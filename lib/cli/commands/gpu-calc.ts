@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { readConfig } from '../../models/config.js';
 import { parameterShapes } from '../../models/llama.js';
-import { GPUS, gpuMemory, LLAMA2, minimumGpus, SETTING_ASSUMPTIONS, type GpuSetting } from '../../train/gpu-calc.js';
+import { gpuMemory, gpuTable, SETTING_ASSUMPTIONS } from '../../train/gpu-calc.js';
 import { float, int, print } from '../options.js';
 import { DEFAULTS } from '../../util/defaults.js';
 
@@ -28,22 +28,7 @@ export function gpuCalcCommand(program: Command): void {
       const note =
         'llmbox itself trains in float32 (tfjs): its weights take 4 bytes and activations twice the bf16 terms, so these figures are for bf16 trainers on GPUs.';
       if (o.table) {
-        const rows: { model: string; setting: string; gpu: string; gpus: number | null; per_gpu_gib: number | null }[] =
-          [];
-        for (const [model, m] of Object.entries(LLAMA2)) {
-          for (const setting of ['ddp', 'zero3', 'lora', 'qlora'] as GpuSetting[]) {
-            for (const [gpu, gib] of Object.entries(GPUS)) {
-              const r = minimumGpus({ ...m, seq: o.seq, batch: o.batch, setting }, gib);
-              rows.push({
-                model: `LLaMA-2 ${model}`,
-                setting,
-                gpu,
-                gpus: r?.gpus ?? null,
-                per_gpu_gib: r ? Number(r.gib.toFixed(2)) : null,
-              });
-            }
-          }
-        }
+        const rows = gpuTable({ seq: o.seq, batch: o.batch });
         const text = [
           `minimum GPUs (sequence ${o.seq}, batch ${o.batch} per GPU, fits in 95% of memory, GiB)`,
           'model          setting  gpu         gpus  per-GPU GiB',

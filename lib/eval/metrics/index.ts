@@ -14,4 +14,5 @@ export { passAtK } from './pass-at-k.js';
 export { mean, sampleStd, stderrOfMean, bootstrapStderr, softmax } from './stats.js';
 export { corpusBleu, sentenceBleu, bleuTokenize, type BleuTokenizer } from './bleu.js';
 export { rougeN, rougeL, rougeTokenize } from './rouge.js';
+export { distinctN, repetitionRate } from './diversity.js';
 export { INVALID, regexFilter, lastNumber, normalizeNumber, lastBoxed, normalizeMathAnswer } from './extract.js';
