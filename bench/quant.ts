@@ -1,7 +1,9 @@
 /**
  * Quality of GGUF weight types, as llama.cpp's perplexity tool reports it: each type written by
  * `llmbox export --gguf`, loaded back, and scored on real text (TinyStories, the shipped slice)
- * against the float model: perplexity, mean KL divergence per token, top-1 agreement, file size.
+ * against the float model: perplexity, mean KL divergence per token, top-1 agreement, file size and
+ * the bytes the loaded weights take as held. NF4 (QLoRA's type, `--load-in-4bit --quant nf4`) has no
+ * GGUF form: it is made at load from the float model.
  *
  *   npm run bench:quant [-- --model DIR --stories 40]
  */
@@ -46,11 +48,12 @@ const targets = tf.tensor1d(
 );
 const ref = logProbs(base);
 const dir = mkdtempSync(join(tmpdir(), 'llmbox-quant-'));
-const rows: { type: string; mib: number; ppl: number; kl: number; top1: number }[] = [];
-for (const type of TYPES) {
+const rows: { type: string; mib: number | null; heldMib: number; ppl: number; kl: number; top1: number }[] = [];
+for (const type of [...TYPES, 'nf4' as const]) {
   const file = join(dir, `${type}.gguf`);
-  writeGgufModel(file, { config: base.model.config, raw: base.model.toRaw(), tokenizer: tok, name: MODEL }, type);
-  const m = await loadModel(file);
+  if (type !== 'nf4')
+    writeGgufModel(file, { config: base.model.config, raw: base.model.toRaw(), tokenizer: tok, name: MODEL }, type);
+  const m = type === 'nf4' ? await loadModel(MODEL, { quantize: 'nf4' }) : await loadModel(file);
   const lp = logProbs(m);
   const [ppl, kl, top1] = tf.tidy(() => {
     const picked = tf.sum(tf.mul(lp, tf.oneHot(targets, lp.shape[1])), 1);
@@ -62,15 +65,17 @@ for (const type of TYPES) {
       tf.mean(tf.cast(agree, 'float32')).dataSync()[0],
     ];
   });
-  rows.push({ type, mib: statSync(file).size / 2 ** 20, ppl, kl, top1 });
+  const mib = type === 'nf4' ? null : statSync(file).size / 2 ** 20;
+  rows.push({ type, mib, heldMib: m.model.weightBytes() / 2 ** 20, ppl, kl, top1 });
   lp.dispose();
   m.model.dispose();
 }
 const f32 = rows[0];
 console.log(`${MODEL}: ${docs.length} stories, ${targets.size} scored tokens (windows of ${window})`);
-console.log('type    file MiB  size vs f32  perplexity  ppl vs f32  mean KL     top-1 agree');
+console.log('type    file MiB  size vs f32  held MiB  perplexity  ppl vs f32  mean KL     top-1 agree');
 for (const r of rows) {
+  const file = r.mib === null ? ['-', '-'] : [r.mib.toFixed(3), (r.mib / f32.mib!).toFixed(3)];
   console.log(
-    `${r.type.padEnd(7)} ${r.mib.toFixed(3).padStart(8)}  ${(r.mib / f32.mib).toFixed(3).padStart(11)}  ${r.ppl.toFixed(4).padStart(10)}  ${(r.ppl / f32.ppl).toFixed(4).padStart(10)}  ${r.kl.toExponential(3).padStart(10)}  ${(100 * r.top1).toFixed(2).padStart(10)}%`,
+    `${r.type.padEnd(7)} ${file[0].padStart(8)}  ${file[1].padStart(11)}  ${r.heldMib.toFixed(3).padStart(8)}  ${r.ppl.toFixed(4).padStart(10)}  ${(r.ppl / f32.ppl).toFixed(4).padStart(10)}  ${r.kl.toExponential(3).padStart(10)}  ${(100 * r.top1).toFixed(2).padStart(10)}%`,
   );
 }

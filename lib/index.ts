@@ -20,6 +20,7 @@ export {
   type RewardStageOptions,
   type PpoStageOptions,
   type LoadOptions,
+  type Llm,
 } from './llm.js';
 export { LlmboxError } from './errors.js';
 
@@ -173,6 +174,11 @@ export {
 export { exportTraining, planGpus, type ExportTarget, type ExportResult, type GpuPlan } from './train/export.js';
 
 // ── Reports: tables, charts, the display a notebook front end plugs in ──────────────────────────
+// The libraries whose types results hold (Arrow tables and vectors, tfjs tensors), reachable through
+// llmbox: code that names llmbox by path (a notebook cell, whose declarations tslab emits, in a folder
+// that does not depend on them) can then name those types too.
+export type { Table, Vector, Schema, Field, DataType, RecordBatch } from 'apache-arrow';
+export { tf } from './engine/index.js';
 export { resultsTable, samplesTable } from './report/eval-table.js';
 export { runSummary, runText, type RunSummary } from './report/summary.js';
 export { Figure, plotlyScript, type PlotlyObject } from './report/figure.js';

@@ -37,10 +37,24 @@ function compare(runs: Record<string, Evaluation> | Record<string, Training>): C
 }
 
 /**
+ * The fluent entry point's shape. It is named so that code holding `llm` (a notebook cell's
+ * `const llm = llmbox.llm`, whose declaration tslab emits) never has to spell a dependency's types,
+ * such as apache-arrow's Table, by a path of its own.
+ */
+export interface Llm {
+  untrained: typeof untrainedModel;
+  compare: typeof compare;
+  table(rows: Record<string, Cell>[]): Table;
+  dataFile(relative: string): string;
+  show: typeof show;
+  load(model: string | LoadedModel | Promise<LoadedModel>, opts?: LoadOptions): Chain<LanguageModel>;
+}
+
+/**
  * The fluent entry point: `await llm.load('path/to/model').evaluate(['arc_easy'], { limit: 100 })`.
  * A model is loaded once per `load()`, when a chain from it is first awaited.
  */
-export const llm = {
+export const llm: Llm = {
   /** The same architecture and tokenizer with random weights (a baseline): `llm.load(llm.untrained('stories260K'))`. */
   untrained: untrainedModel,
   compare,

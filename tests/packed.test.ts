@@ -154,6 +154,23 @@ describe('matrices held outside the heap in ggml types', () => {
     for (const m of [folder, atLoad, again]) m.model.dispose();
   });
 
+  it('the model hash tells the same model at each precision apart (results and resume state are never shared)', async () => {
+    const { modelHashAsync } = await import('../lib/eval/results.js');
+    const models = [
+      await loadModel(STORIES),
+      await loadModel(STORIES, { quantize: 'q8_0' }),
+      await loadModel(STORIES, { quantize: 'q4_0' }),
+      await loadModel(STORIES, { quantize: 'q4_1' }),
+      await loadModel(STORIES, { quantize: 'nf4' }),
+    ];
+    const hashes = await Promise.all(models.map((m) => modelHashAsync(m.model)));
+    expect(new Set(hashes).size).toBe(models.length);
+    // ... and is a function of the weights: the same load gives the same hash.
+    const again = await loadModel(STORIES, { quantize: 'q4_0' });
+    expect(await modelHashAsync(again.model)).toBe(hashes[2]);
+    for (const m of [...models, again]) m.model.dispose();
+  });
+
   it('full training on a packed base is refused (it would leave the packed weights untouched)', async () => {
     const { train } = await import('../lib/train/trainer.js');
     const m = await loadModel(STORIES, { quantize: 'q8_0' });
@@ -173,5 +190,10 @@ describe('matrices held outside the heap in ggml types', () => {
     const bad = run('--quant', 'q4_0', ...base);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--quant says which 4-bit type --load-in-4bit uses/);
+    const eight = run('--load-in-8bit', '--quant', 'q4_0', ...base);
+    expect(eight.status).toBe(2); // --quant with 8 bits would be ignored
+    const nf4 = run('--load-in-4bit', '--quant', 'nf4', ...base);
+    expect(nf4.status, nf4.stderr).toBe(0);
+    expect(JSON.parse(nf4.stdout).text.length).toBeGreaterThan(0);
   });
 });

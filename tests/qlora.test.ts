@@ -4,8 +4,10 @@ import { initEngine, tf } from '../lib/engine/index.js';
 import { loadModel } from '../lib/models/load.js';
 import { seededRandom } from '../lib/util/random.js';
 import { blockScales, dequantizeNF4, NF4_LEVELS, nf4Bytes, quantizeNF4 } from '../lib/models/nf4.js';
-import { addLora, dropLora, mergeLora, quantizeBase } from '../lib/train/lora.js';
+import { addLora, dropLora, mergeLora } from '../lib/train/lora.js';
 import { train } from '../lib/train/trainer.js';
+import { trainPreference } from '../lib/train/preference.js';
+import { trainReward } from '../lib/train/reward.js';
 import { SHARED_DATA, STORIES } from './helpers/models.js';
 
 function normal(n: number, seed: number): Float32Array {
@@ -65,7 +67,7 @@ describe('QLoRA', () => {
     await initEngine();
     const lm = await loadModel(STORIES);
     const full = await logits(lm);
-    const mem = quantizeBase(lm.model);
+    const mem = lm.model.holdLinearsAsNF4();
     expect(lm.model.quantized.size).toBe(5 * 7);
     expect(mem.float32Bytes / mem.nf4Bytes).toBeGreaterThan(7.5);
     const quant = await logits(lm);
@@ -115,5 +117,37 @@ describe('QLoRA', () => {
     await expect(train(await loadModel(STORIES), { datasets: [data], maxSteps: 1, qlora: true })).rejects.toThrow(
       /QLoRA trains LoRA adapters/,
     );
+  });
+
+  it("loads a model with NF4 linears for inference: QLoRA's base exactly, close to float; full training refused", async () => {
+    const [float, nf4, qloraBase] = [
+      await loadModel(STORIES),
+      await loadModel(STORIES, { quantize: 'nf4' }),
+      await loadModel(STORIES),
+    ];
+    qloraBase.model.holdLinearsAsNF4();
+    const linears = [...nf4.model.quantized.keys()];
+    expect(linears).toHaveLength(5 * 7); // every projection of the 5 blocks; embeddings, norms and head stay float
+    expect(linears.every((k) => !nf4.model.params.has(k) && float.model.params.has(k))).toBe(true);
+    expect(nf4.model.numParameters()).toBe(float.model.numParameters());
+    expect(nf4.model.weightBytes()).toBe(qloraBase.model.weightBytes());
+    expect(nf4.model.weightBytes()).toBeLessThan(0.45 * float.model.weightBytes());
+    const [f, q, b] = [await logits(float), await logits(nf4), await logits(qloraBase)];
+    expect(q).toEqual(b);
+    expect(q).not.toEqual(f); // it is not the float model
+    // NF4 rounding moves this tiny model's logits (up to a few nats), but at each of the 5 positions the most likely token is the float model's.
+    const V = float.model.config.vocabSize;
+    const argmaxes = (x: number[]) =>
+      Array.from({ length: x.length / V }, (_, t) => {
+        const row = x.slice(t * V, (t + 1) * V);
+        return row.indexOf(Math.max(...row));
+      });
+    expect(argmaxes(q)).toEqual(argmaxes(f));
+    const data = `${SHARED_DATA}/sft_samples/dolly_hhrlhf_train_small.jsonl`;
+    await expect(train(nf4, { datasets: [data], maxSteps: 1 })).rejects.toThrow(/train only through LoRA/);
+    const pairs = { datasets: [`${SHARED_DATA}/hh_rlhf/harmless-base_test.jsonl`], maxSteps: 1 };
+    await expect(trainPreference(nf4, pairs)).rejects.toThrow(/train only through LoRA/);
+    await expect(trainReward(nf4, pairs)).rejects.toThrow(/train only through LoRA/);
+    for (const m of [float, nf4, qloraBase]) m.model.dispose();
   });
 });

@@ -31,8 +31,13 @@ export function buildCli(): Command {
       '--load-in-8bit',
       'hold the linear weights as q8_0 outside the tensor heap (inference reads them in 8 bits)',
     )
-    .option('--load-in-4bit', 'hold the linear weights in 4 bits outside the tensor heap (--quant, q4_0 unless given)')
-    .addOption(new Option('--quant <type>', 'the 4-bit type of --load-in-4bit').choices(['q4_0', 'q4_1']));
+    .option('--load-in-4bit', 'hold the linear weights in 4 bits (--quant, q4_0 unless given)')
+    .addOption(
+      new Option(
+        '--quant <type>',
+        'the 4-bit type of --load-in-4bit: q4_0, q4_1 (packed) or nf4 (NormalFloat)',
+      ).choices(['q4_0', 'q4_1', 'nf4']),
+    );
   for (const register of [
     envCommand,
     generateCommand,

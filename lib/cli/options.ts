@@ -2,8 +2,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
 import type { BackendName } from '../engine/index.js';
-import type { LoadModelOptions } from '../models/load.js';
-import type { PackType } from '../models/packed.js';
+import type { LoadModelOptions, WeightType } from '../models/load.js';
 import type { ChatTemplate } from '../eval/chat.js';
 
 export function int(name: string, min = 0) {
@@ -50,7 +49,7 @@ export interface GlobalOpts {
   threads?: number;
   loadIn8bit?: boolean;
   loadIn4bit?: boolean;
-  quant?: PackType;
+  quant?: WeightType;
 }
 
 /** Engine options and how the weights are held (--load-in-8bit: q8_0; --load-in-4bit: --quant, q4_0 unless said). */
@@ -58,12 +57,12 @@ export function engineOpts(cmd: Command): LoadModelOptions {
   const g = cmd.optsWithGlobals<GlobalOpts>();
   if (g.loadIn8bit && g.loadIn4bit)
     throw new LlmboxError('give one of --load-in-8bit and --load-in-4bit', { field: '--load-in-8bit/--load-in-4bit' });
-  if (g.quant && !g.loadIn4bit && !g.loadIn8bit)
+  if (g.quant && !g.loadIn4bit)
     throw new LlmboxError('--quant says which 4-bit type --load-in-4bit uses', {
       field: '--quant',
       fix: 'add --load-in-4bit',
     });
-  const quantize: PackType | undefined = g.loadIn8bit ? 'q8_0' : g.loadIn4bit ? (g.quant ?? 'q4_0') : undefined;
+  const quantize: WeightType | undefined = g.loadIn8bit ? 'q8_0' : g.loadIn4bit ? (g.quant ?? 'q4_0') : undefined;
   return { backend: g.backend, threads: g.threads, ...(quantize ? { quantize } : {}) };
 }
 

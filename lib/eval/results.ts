@@ -69,6 +69,13 @@ function hashSamples(model: LlamaModel, samples: Float32Array[]): string {
     h.update(q.codes);
     h.update(new Uint8Array(q.absmaxCodes.buffer));
   }
+  // Packed matrices (q8_0, q4_0, ... outside the heap): their type and a strided sample of their bytes, so
+  // the same model at two precisions never shares results or resume state.
+  for (const [name, p] of [...model.packed.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    h.update(`${name}:ggml${p.type}:${p.n}x${p.k};`);
+    const stride = Math.max(1, Math.floor(p.weights.length / 65536));
+    h.update(Uint8Array.from({ length: Math.ceil(p.weights.length / stride) }, (_, j) => p.weights[j * stride]));
+  }
   hashedTensors(model).forEach(([name, t], i) => {
     h.update(`${name}:${t.shape.join('x')};`);
     h.update(new Uint8Array(samples[i].buffer, samples[i].byteOffset, samples[i].byteLength));

@@ -7,12 +7,10 @@ import { toRecord, type Message, type TrainingRecord } from '../data/records.js'
 import { exampleSpans, tokenizeRecord, type TokenizeOptions } from '../data/tokenize.js';
 import { softmax } from '../eval/metrics/index.js';
 import { generate, type GenerateOptions } from '../models/generate.js';
-import { ppoFigure } from '../report/charts.js';
 import { train, type TrainOptions } from '../train/trainer.js';
 import { rewardsOf, trainReward, type RewardTrainOptions } from '../train/reward.js';
-import { trainPpo, type PpoOptions, type PpoStep } from '../train/ppo.js';
+import { trainPpo, type PpoOptions } from '../train/ppo.js';
 import { trainPreference, type PreferenceTrainOptions } from '../train/preference.js';
-import { displayHost, progressHTML } from '../report/display.js';
 import {
   Alignment,
   Conversation,
@@ -24,7 +22,7 @@ import {
   Scores,
   Training,
 } from './results.js';
-import { kernelPreference, kernelProgress, kernelText, kernelTraining } from './live.js';
+import { kernelPpo, kernelPreference, kernelProgress, kernelText, kernelTraining } from './live.js';
 
 /** Options of a reward-model stage in the fluent chain: `train({ stage: 'rm', datasets, ... })`. */
 export type RewardStageOptions = Omit<RewardTrainOptions, 'stage'> & { stage: 'rm' };
@@ -112,19 +110,8 @@ export class Chain<R> implements PromiseLike<R> {
 
   private reinforce(opts: PpoStageOptions): Chain<Reinforcement> {
     return this.trains('train (ppo)', async (lm) => {
-      const host = displayHost();
-      const [bar, chart] = [host?.live(), host?.live()];
-      const seen: PpoStep[] = [];
       const { stage: _stage, ...rest } = opts;
-      const result = await trainPpo(lm.loaded, {
-        ...rest,
-        onPpoStep: (m, total) => {
-          opts.onPpoStep?.(m, total);
-          seen.push(m);
-          bar?.update(progressHTML('ppo', m.step, total, `reward ${m.reward.toFixed(3)}, KL ${m.kl.toFixed(3)}`));
-          chart?.update(ppoFigure(seen, 'PPO (live)'));
-        },
-      });
+      const result = await trainPpo(lm.loaded, { ...rest, onPpoStep: chainCallbacks(opts.onPpoStep, kernelPpo()) });
       return new Reinforcement(result);
     });
   }

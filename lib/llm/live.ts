@@ -1,6 +1,7 @@
 // Live notebook displays (progress bars, growing charts, streamed text) the chain draws while it works.
 import { type Progress } from '../eval/evaluate.js';
-import { lossFigure, preferenceFigure } from '../report/charts.js';
+import { lossFigure, ppoFigure, preferenceFigure } from '../report/charts.js';
+import type { PpoStep } from '../train/ppo.js';
 import { type StepMetrics, type TrainResult } from '../train/trainer.js';
 import { displayHost, progressHTML } from '../report/display.js';
 import { escapeHtml } from '../report/html-table.js';
@@ -66,6 +67,20 @@ export function kernelTraining() {
       evals.splice(0, evals.length, ...r.evalLosses);
       draw();
     },
+  };
+}
+
+/** A PPO run's live progress bar and reward/KL chart. */
+export function kernelPpo(): ((m: PpoStep, total: number) => void) | undefined {
+  const host = displayHost();
+  if (!host) return undefined;
+  const bar = host.live(),
+    chart = host.live();
+  const seen: PpoStep[] = [];
+  return (m, total) => {
+    seen.push(m);
+    bar.update(progressHTML('ppo', m.step, total, `reward ${m.reward.toFixed(3)}, KL ${m.kl.toFixed(3)}`));
+    chart.update(ppoFigure(seen, 'PPO (live)'));
   };
 }
 

@@ -20,7 +20,7 @@ import type { ModelConfig } from './config.js';
 import { KVCache, type PastKV } from './kv-cache.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
 import type { RawTensor } from './safetensors.js';
-import { dequantizedTensor, nf4Bytes, type NF4Tensor } from './nf4.js';
+import { dequantizedTensor, nf4Bytes, quantizeNF4, type NF4Tensor } from './nf4.js';
 import { fuse, hasFusedLayout, unfuse } from './fused.js';
 import { packedAsParameter } from './packed.js';
 
@@ -467,6 +467,27 @@ export class LlamaModel {
     for (const q of this.quantized.values()) n += q.size;
     for (const p of this.packed.values()) n += p.n * p.k;
     return n;
+  }
+
+  /**
+   * Holds every linear layer of the decoder blocks as NF4 with double quantization (QLoRA's base;
+   * embeddings, norms and the head stay float32). The weights must be readable on the host. Returns
+   * the bytes those weights took before and take now.
+   */
+  holdLinearsAsNF4(): { float32Bytes: number; nf4Bytes: number } {
+    let before = 0,
+      after = 0;
+    for (const name of [...this.params.keys()]) {
+      if (!name.startsWith('model.layers.') || !LINEARS.some((l) => name.endsWith(`${l}.weight`))) continue;
+      const t = this.params.get(name)!;
+      const q = quantizeNF4(t.dataSync() as Float32Array, t.shape);
+      before += t.size * 4;
+      after += nf4Bytes(q);
+      t.dispose();
+      this.params.delete(name);
+      this.quantized.set(name, q);
+    }
+    return { float32Bytes: before, nf4Bytes: after };
   }
 
   /** Bytes the base weights occupy as held (float tensors, NF4 codes with their scales, packed ggml blocks); adapters excluded. */

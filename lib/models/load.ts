@@ -8,14 +8,18 @@ import { packLinears, type PackType } from './packed.js';
 import { basename, join } from 'node:path';
 import { LlmboxError } from '../errors.js';
 import { initEngine, type EngineOptions } from '../engine/index.js';
+import { readableOnHost } from '../engine/webgpu.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { parseConfig, readConfig, toHfConfig, type ModelConfig } from './config.js';
 import { LlamaModel, parameterShapes } from './llama.js';
 import { readModelWeights, writeSafetensors } from './safetensors.js';
 import { TextTokenizer } from './tokenizer.js';
 
-/** Engine options, and how the weights are held: `quantize` packs the linear weights outside the tensor heap (`--load-in-8bit` q8_0, `--load-in-4bit` q4_0). */
-export type LoadModelOptions = EngineOptions & { quantize?: PackType };
+/** How the linear weights are held: a ggml type packed outside the tensor heap, or NF4 (QLoRA's 4-bit NormalFloat, dequantized where a layer runs). */
+export type WeightType = PackType | 'nf4';
+
+/** Engine options, and how the weights are held (`--load-in-8bit` q8_0, `--load-in-4bit` q4_0 unless `--quant` says q4_1 or nf4). */
+export type LoadModelOptions = EngineOptions & { quantize?: WeightType };
 
 export interface GenerationConfig {
   bosTokenId?: number;
@@ -60,6 +64,25 @@ async function modelFolder(model: string): Promise<string> {
 
 /** Loads a model folder in Hugging Face layout, a GGUF file, or `hf:org/name` (fetched from the hub into its cache). */
 export async function loadModel(modelDir: string, engine: LoadModelOptions = {}): Promise<LoadedModel> {
+  if (engine.quantize !== 'nf4') return loadHeld(modelDir, { ...engine, quantize: engine.quantize });
+  const loaded = await loadHeld(modelDir, { ...engine, quantize: undefined });
+  if (loaded.model.packed.size) {
+    loaded.model.dispose();
+    throw new LlmboxError('NF4 is made from float weights; this model is stored in a quantized ggml type', {
+      file: loaded.dir,
+      field: '--quant',
+      fix: 'load the float model with --quant nf4, or this one without --load-in-4bit',
+    });
+  }
+  await readableOnHost(loaded.model.params.values());
+  loaded.model.holdLinearsAsNF4();
+  return loaded;
+}
+
+type PackedOptions = EngineOptions & { quantize?: PackType };
+
+/** loadModel with the linear weights float or packed in a ggml type. */
+async function loadHeld(modelDir: string, engine: PackedOptions): Promise<LoadedModel> {
   if (isGgufPath(modelDir)) return loadGguf(modelDir, engine);
   const dir = await modelFolder(modelDir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
@@ -106,7 +129,7 @@ export async function loadModel(modelDir: string, engine: LoadModelOptions = {})
 }
 
 /** A GGUF file (llama.cpp's format): weights decoded to float32, the tokenizer from its metadata or tokenizer.json beside it. */
-async function loadGguf(file: string, engine: LoadModelOptions): Promise<LoadedModel> {
+async function loadGguf(file: string, engine: PackedOptions): Promise<LoadedModel> {
   if (!existsSync(file) || !statSync(file).isFile())
     throw new LlmboxError('GGUF file not found', { file, fix: 'pass the path of a .gguf file' });
   await initEngine(engine);

@@ -6,7 +6,7 @@ import { transposedData } from '../engine/ops.js';
 import { LINEARS, type LlamaModel, type LoraSettings } from '../models/llama.js';
 import { readSafetensors, writeSafetensors, type RawTensor } from '../models/safetensors.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { dequantizedTensor, nf4Bytes, quantizeNF4 } from '../models/nf4.js';
+import { dequantizedTensor } from '../models/nf4.js';
 import { packedAsParameter } from '../models/packed.js';
 import { DEFAULTS } from '../util/defaults.js';
 
@@ -186,25 +186,4 @@ export function loadAdapter(dir: string, model: LlamaModel): LoraSettings {
     }
   }
   return model.lora!;
-}
-
-/**
- * QLoRA's frozen base: every linear layer of the decoder blocks becomes NF4 with double quantization
- * (embeddings, norms and the head stay float32, as in QLoRA). Returns the bytes those weights took
- * before and take now.
- */
-export function quantizeBase(model: LlamaModel): { float32Bytes: number; nf4Bytes: number } {
-  let before = 0,
-    after = 0;
-  for (const name of [...model.params.keys()]) {
-    if (!name.startsWith('model.layers.') || !LINEARS.some((l) => name.endsWith(`${l}.weight`))) continue;
-    const t = model.params.get(name)!;
-    const q = quantizeNF4(t.dataSync() as Float32Array, t.shape);
-    before += t.size * 4;
-    after += nf4Bytes(q);
-    t.dispose();
-    model.params.delete(name);
-    model.quantized.set(name, q);
-  }
-  return { float32Bytes: before, nf4Bytes: after };
 }

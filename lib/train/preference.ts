@@ -8,11 +8,11 @@ import type { TrainingRow } from './batches.js';
 import { saveFinal, StageCheckpoints } from './checkpoint.js';
 import { segmentLogprobSums } from './loss.js';
 import { pairBatch, pairOrder, pairTokens, splitPairs, type PairRows } from './pairs.js';
-import { addLora, quantizeBase, withAdapterOff } from './lora.js';
+import { addLora, withAdapterOff } from './lora.js';
 import { AdamW, learningRate } from './optim.js';
 import { addGradients, applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
 import { preferenceLoss, referenceFree, type PreferenceSettings } from './preference-loss.js';
-import { due, hyperparameters, stepMetrics, type TrainOptions } from './trainer.js';
+import { due, hyperparameters, refuseQuantizedFullTraining, stepMetrics, type TrainOptions } from './trainer.js';
 
 export interface PreferenceTrainOptions extends TrainOptions {
   /** Each step's loss, rewards, margin and accuracy (live charts). */
@@ -97,6 +97,7 @@ async function logpsOf(
  * accuracy per step, and the held-out pairs' reward accuracy and margin before and after.
  */
 export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOptions): Promise<PreferenceResult> {
+  refuseQuantizedFullTraining(loaded, o.lora);
   if (!loaded.tokenizer) throw new LlmboxError('the model has no tokenizer.json', { file: loaded.dir });
   const settings: PreferenceSettings = {
     loss: o.preference?.loss ?? DEFAULTS.preference.loss,
@@ -125,7 +126,7 @@ export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOpt
 
   if (o.qlora) {
     await readableOnHost(loaded.model.params.values());
-    quantizeBase(loaded.model);
+    loaded.model.holdLinearsAsNF4();
   }
   if (o.lora) addLora(loaded.model, { seed, ...o.lora });
   const slots = slotsOf(loaded.model.lora ? loaded.model.adapters : loaded.model.params);

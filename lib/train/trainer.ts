@@ -11,7 +11,7 @@ import { realTokens, toBatch, type Batch, type TrainingRow } from './batches.js'
 import { restoreCheckpoint, saveFinal, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { prepareData, type DataOptions, type PreparedData, type Stage } from './data.js';
 import { batchLossSum } from './loss.js';
-import { addLora, quantizeBase, type LoraOptions } from './lora.js';
+import { addLora, type LoraOptions } from './lora.js';
 import { AdamW, clipByGlobalNorm, learningRate, type Schedule } from './optim.js';
 import { DEFAULTS } from '../util/defaults.js';
 
@@ -118,22 +118,25 @@ export async function evalLoss(
  * checkpoints and exact resume (the data order is a function of the seed and the step).
  */
 export async function train(loaded: LoadedModel, o: TrainOptions): Promise<TrainResult> {
-  if (!o.lora && loaded.model.packed.size) {
-    // Packed weights are not parameters: full training would silently leave them as they are.
-    throw new LlmboxError(
-      'weights held in a quantized type (a q8_0/q4_0 GGUF file, --load-in-8bit or --load-in-4bit) train only through LoRA',
-      {
-        field: '--lora-rank',
-        fix: 'add --lora-rank R to train adapters on the quantized base, or load the float model',
-      },
-    );
-  }
+  refuseQuantizedFullTraining(loaded, o.lora);
   const { data, ...settings } = await trainingData(loaded, o);
   try {
     return await trainOn(loaded, o, data, settings);
   } finally {
     data.close();
   }
+}
+
+/** Quantized weights are not parameters: full training would silently leave them as they are. */
+export function refuseQuantizedFullTraining(loaded: LoadedModel, lora: LoraOptions | undefined): void {
+  if (lora || (!loaded.model.packed.size && !loaded.model.quantized.size)) return;
+  throw new LlmboxError(
+    'weights held in a quantized type (a q8_0/q4_0 GGUF file, --load-in-8bit or --load-in-4bit) train only through LoRA',
+    {
+      field: '--lora-rank',
+      fix: 'add --lora-rank R to train adapters on the quantized base, or load the float model',
+    },
+  );
 }
 
 /** The rows a training run reads (mixed, tokenized, packed), with the settings they were made under. */
@@ -324,7 +327,7 @@ async function trainOn(
   const pad = tok.padTokenId ?? loaded.generation.padTokenId ?? 0;
 
   if (o.qlora) await readableOnHost(loaded.model.params.values());
-  const quantization = o.qlora ? quantizeBase(loaded.model) : null;
+  const quantization = o.qlora ? loaded.model.holdLinearsAsNF4() : null;
   if (o.lora) addLora(loaded.model, { seed, ...o.lora });
   const target = loaded.model.lora ? loaded.model.adapters : loaded.model.params;
   const names = [...target.keys()];
