@@ -5,6 +5,8 @@ export class LlmboxError extends Error {
   readonly file?: string;
   readonly field?: string;
   readonly fix?: string;
+  /** The message without the file, field and fix lines (what a wrapper prefixes). */
+  readonly reason: string;
 
   constructor(message: string, where: { file?: string; field?: string; fix?: string } = {}) {
     const parts = [message];
@@ -13,6 +15,7 @@ export class LlmboxError extends Error {
     if (where.fix) parts.push(`fix: ${where.fix}`);
     super(parts.join('\n  '));
     this.name = 'LlmboxError';
+    this.reason = message;
     this.file = where.file;
     this.field = where.field;
     this.fix = where.fix;

@@ -67,6 +67,10 @@ describe('fluent llm API', () => {
     expect(err.message).toMatch(/^evaluate\(no_such_task\): unknown task no_such_task/);
     const missing = await Promise.resolve(llm.load('/nope/model').generate('x')).catch((e) => e);
     expect(missing.message).toMatch(/^load: model folder not found/);
+    // The step's name is prefixed once; the file, field and fix lines appear once.
+    expect(missing.message.match(/file: /g)).toHaveLength(1);
+    expect(missing.message.match(/fix: /g)).toHaveLength(1);
+    expect(missing.reason).toBe('load: model folder not found');
   });
 
   it('saves a figure as a standalone page with plotly.js inlined (no CDN), or as JSON', async () => {

@@ -272,7 +272,7 @@ export function local(lm: LanguageModel, step: string): LocalLM {
 
 function failed(step: string, e: unknown): Error {
   if (e instanceof LlmboxError)
-    return new LlmboxError(`${step}: ${e.message}`, { file: e.file, field: e.field, fix: e.fix });
+    return new LlmboxError(`${step}: ${e.reason}`, { file: e.file, field: e.field, fix: e.fix });
   const err = new Error(`${step}: ${(e as Error).message ?? e}`);
   err.stack = (e as Error).stack;
   return err;
