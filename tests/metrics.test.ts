@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   bootstrapStderr,
+  median,
   exactMatch,
   f1Score,
   mean,
@@ -49,6 +50,15 @@ describe('pass@k (Chen et al. 2021 unbiased estimator)', () => {
   it('rejects impossible counts', () => {
     expect(() => passAtK(5, 6, 1)).toThrow(/0 <= c <= n/);
     expect(() => passAtK(5, 1, 6)).toThrow();
+  });
+});
+
+describe('median', () => {
+  it('is the middle value, or the mean of the two middle ones; NaN for none', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([7])).toBe(7);
+    expect(median([])).toBeNaN();
   });
 });
 

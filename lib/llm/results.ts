@@ -1,5 +1,5 @@
 // What the fluent chain's steps return: Arrow tables, charts and HTML/text views for notebooks.
-import { Float64, Int32, Table, Utf8, vectorFromArray } from 'apache-arrow';
+import { Table, Utf8, vectorFromArray } from 'apache-arrow';
 import type { Span } from '../data/tokenize.js';
 import { trainingRunsFigure, trainingRunsTable, type NamedRun } from '../report/training-runs.js';
 import { LlmboxError } from '../errors.js';
@@ -22,7 +22,7 @@ import { type PreferenceResult, type PreferenceStep } from '../train/preference.
 import { resultsTable } from '../report/eval-table.js';
 import { runSummary, type RunSummary } from '../report/summary.js';
 import { Figure } from '../report/figure.js';
-import { rowsTable, toDanfo, toPolars } from '../report/frames.js';
+import { itemsTable, rowsTable, toDanfo, toPolars, type ColumnKind } from '../report/frames.js';
 import { escapeHtml, htmlTable, textTable } from '../report/html-table.js';
 
 /** An evaluation's results: an Arrow table, charts, JSON, and HTML/text views for notebooks. */
@@ -97,32 +97,13 @@ export class Training {
   constructor(result: TrainResult, ratios?: number[]) {
     this.result = result;
     this.ratios = ratios;
-    const m = result.metrics;
-    this.table = new Table({
-      step: vectorFromArray(
-        m.map((x) => x.step),
-        new Int32(),
-      ),
-      loss: vectorFromArray(
-        m.map((x) => x.loss),
-        new Float64(),
-      ),
-      lr: vectorFromArray(
-        m.map((x) => x.lr),
-        new Float64(),
-      ),
-      grad_norm: vectorFromArray(
-        m.map((x) => x.gradNorm),
-        new Float64(),
-      ),
-      tokens: vectorFromArray(
-        m.map((x) => x.tokens),
-        new Int32(),
-      ),
-      tokens_per_second: vectorFromArray(
-        m.map((x) => x.tokensPerSecond),
-        new Float64(),
-      ),
+    this.table = itemsTable(result.metrics, {
+      step: ['int', (x) => x.step],
+      loss: ['float', (x) => x.loss],
+      lr: ['float', (x) => x.lr],
+      grad_norm: ['float', (x) => x.gradNorm],
+      tokens: ['int', (x) => x.tokens],
+      tokens_per_second: ['float', (x) => x.tokensPerSecond],
     });
   }
   /** `loss` (train and eval loss with the learning rate) or `mixture` (asked vs realised shares). */
@@ -211,14 +192,8 @@ export class Formatted {
 abstract class StepRun<S extends { step: number }> {
   readonly table: Table;
   protected constructor(metrics: S[], columns: Record<string, (x: S) => number>) {
-    const cols = Object.entries(columns).map(([k, f]) => [k, vectorFromArray(metrics.map(f), new Float64())]);
-    this.table = new Table({
-      step: vectorFromArray(
-        metrics.map((x) => x.step),
-        new Int32(),
-      ),
-      ...Object.fromEntries(cols),
-    });
+    const floats = Object.entries(columns).map(([k, f]) => [k, ['float', f] as [ColumnKind, (x: S) => number]]);
+    this.table = itemsTable(metrics, { step: ['int', (x) => x.step], ...Object.fromEntries(floats) });
   }
   abstract toString(): string;
   toHTML(): string {
@@ -326,18 +301,15 @@ export class Generation {
     this.prompts = prompts;
     this.results = results;
     this.texts = results.map((r) => r.text);
-    this.table = new Table({
-      prompt: vectorFromArray(prompts, new Utf8()),
-      text: vectorFromArray(this.texts, new Utf8()),
-      tokens: vectorFromArray(
-        results.map((r) => r.ids.length),
-        new Int32(),
-      ),
-      finish: vectorFromArray(
-        results.map((r) => r.finishReason),
-        new Utf8(),
-      ),
-    });
+    this.table = itemsTable(
+      results.map((r, i) => ({ prompt: prompts[i], r })),
+      {
+        prompt: ['text', (x) => x.prompt],
+        text: ['text', (x) => x.r.text],
+        tokens: ['int', (x) => x.r.ids.length],
+        finish: ['text', (x) => x.r.finishReason],
+      },
+    );
   }
   toHTML(): string {
     return htmlTable(this.table);
@@ -357,16 +329,7 @@ export class Conversation {
     this.messages = [...history, { role: 'assistant', content: reply.text }];
     this.reply = reply.text;
     this.finishReason = reply.finishReason;
-    this.table = new Table({
-      role: vectorFromArray(
-        this.messages.map((m) => m.role),
-        new Utf8(),
-      ),
-      content: vectorFromArray(
-        this.messages.map((m) => m.content),
-        new Utf8(),
-      ),
-    });
+    this.table = itemsTable(this.messages, { role: ['text', (m) => m.role], content: ['text', (m) => m.content] });
   }
   toHTML(): string {
     return this.messages
@@ -388,23 +351,11 @@ export class Scores {
     this.context = context;
     this.options = options;
     this.best = options.reduce((a, b) => (b.logprob > a.logprob ? b : a)).text;
-    this.table = new Table({
-      option: vectorFromArray(
-        options.map((o) => o.text),
-        new Utf8(),
-      ),
-      logprob: vectorFromArray(
-        options.map((o) => o.logprob),
-        new Float64(),
-      ),
-      probability: vectorFromArray(
-        options.map((o) => o.probability),
-        new Float64(),
-      ),
-      tokens: vectorFromArray(
-        options.map((o) => o.tokens),
-        new Int32(),
-      ),
+    this.table = itemsTable(options, {
+      option: ['text', (o) => o.text],
+      logprob: ['float', (o) => o.logprob],
+      probability: ['float', (o) => o.probability],
+      tokens: ['int', (o) => o.tokens],
     });
   }
   toDanfo(): ReturnType<typeof toDanfo> {

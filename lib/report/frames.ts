@@ -7,24 +7,43 @@ const require = createRequire(import.meta.url);
 
 export type Cell = string | number | boolean | null;
 
-/** The Arrow column for plain values: integers as Int32 where they fit, other numbers float64, booleans, else text; nulls kept. */
-function column(values: Cell[]) {
-  const present = values.filter((v) => v !== null);
-  if (present.every((v) => typeof v === 'boolean')) return vectorFromArray(values as (boolean | null)[], new Bool());
-  if (present.every((v) => typeof v === 'number')) {
-    const ints = present.every((v) => Number.isInteger(v) && Math.abs(v as number) < 2 ** 31);
-    return vectorFromArray(values as (number | null)[], ints ? new Int32() : new Float64());
-  }
-  return vectorFromArray(
-    values.map((v) => (v === null ? null : String(v))),
-    new Utf8(),
+/**
+ * A column's Arrow type: `count` is Int32 where every value fits and float64 where one does not (a 7B
+ * model's parameter count); `int` is always Int32; `text` writes other values as strings.
+ */
+export type ColumnKind = 'int' | 'count' | 'float' | 'text' | 'bool';
+
+function vector(kind: ColumnKind, values: Cell[]) {
+  if (kind === 'text')
+    return vectorFromArray(
+      values.map((v) => (v === null ? null : String(v))),
+      new Utf8(),
+    );
+  if (kind === 'bool') return vectorFromArray(values as (boolean | null)[], new Bool());
+  const ints = kind === 'int' || (kind === 'count' && values.every((v) => v === null || (v as number) < 2 ** 31));
+  return vectorFromArray(values as (number | null)[], ints ? new Int32() : new Float64());
+}
+
+/** One row per item: each column is its kind and the item's value there (null for none). */
+export function itemsTable<T>(items: readonly T[], columns: Record<string, [ColumnKind, (x: T) => Cell]>): Table {
+  return new Table(
+    Object.fromEntries(Object.entries(columns).map(([name, [kind, f]]) => [name, vector(kind, items.map(f))])),
   );
+}
+
+/** The kind plain values call for: integers as Int32 where they fit, other numbers float64, booleans, else text. */
+function kindOf(values: Cell[]): ColumnKind {
+  const present = values.filter((v) => v !== null);
+  if (present.every((v) => typeof v === 'boolean')) return 'bool';
+  if (!present.every((v) => typeof v === 'number')) return 'text';
+  return present.every((v) => Number.isInteger(v) && Math.abs(v as number) < 2 ** 31) ? 'int' : 'float';
 }
 
 /** Plain rows as an Arrow table, columns in first-seen order (a row without a column holds null there). */
 export function rowsTable(rows: Record<string, Cell>[]): Table {
   const names = [...new Set(rows.flatMap((r) => Object.keys(r)))];
-  return new Table(Object.fromEntries(names.map((n) => [n, column(rows.map((r) => r[n] ?? null))])));
+  const cell = (n: string) => (r: Record<string, Cell>) => r[n] ?? null;
+  return itemsTable(rows, Object.fromEntries(names.map((n) => [n, [kindOf(rows.map(cell(n))), cell(n)]])));
 }
 
 /** Column name -> plain JS values (nulls kept), from an Arrow table. */

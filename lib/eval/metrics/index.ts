@@ -11,7 +11,7 @@ export const INSTANCE_METRICS: Record<string, InstanceMetric> = {
 
 export { normalizeAnswer, exactMatch, f1Score } from './squad.js';
 export { passAtK } from './pass-at-k.js';
-export { mean, sampleStd, stderrOfMean, bootstrapStderr, softmax } from './stats.js';
+export { mean, median, sampleStd, stderrOfMean, bootstrapStderr, softmax } from './stats.js';
 export { corpusBleu, sentenceBleu, bleuTokenize, type BleuTokenizer } from './bleu.js';
 export { rougeN, rougeL, rougeTokenize } from './rouge.js';
 export { distinctN, repetitionRate } from './diversity.js';

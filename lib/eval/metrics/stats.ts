@@ -8,6 +8,13 @@ export function softmax(logits: number[]): number[] {
   return p.map((x) => x / z);
 }
 
+/** The middle value (the mean of the two middle ones for an even count); NaN for none. */
+export function median(xs: number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
 export function mean(xs: number[]): number {
   if (xs.length === 0) return NaN;
   let s = 0;
