@@ -28,18 +28,42 @@ describe('gradients', () => {
     expect((g.arraySync() as number[][])[4][0]).not.toBe(0);
   });
 
-  it('model loss gradients match central finite differences', async () => {
+  it.each([
+    [
+      'qwen2 attention bias, tied',
+      [
+        'model.embed_tokens.weight',
+        'model.layers.0.self_attn.q_proj.weight',
+        'model.layers.1.self_attn.k_proj.bias',
+        'model.layers.1.mlp.down_proj.weight',
+        'model.norm.weight',
+      ],
+    ],
+    [
+      'gpt_neox partial rotary, parallel residual, exact gelu, LayerNorm',
+      [
+        'model.layers.0.self_attn.q_proj.weight',
+        'model.layers.1.input_layernorm.bias',
+        'model.layers.1.mlp.up_proj.bias',
+        'model.layers.0.self_attn.o_proj.bias',
+        'lm_head.weight',
+      ],
+    ],
+    [
+      'gpt2 learned positions, Conv1D, fused c_attn, tied',
+      [
+        'model.embed_positions.weight',
+        'model.layers.0.self_attn.v_proj.bias',
+        'model.layers.1.post_attention_layernorm.weight',
+        'model.layers.0.mlp.down_proj.weight',
+        'model.norm.bias',
+      ],
+    ],
+  ])('%s: model loss gradients match central finite differences', async (config, names) => {
     await initEngine();
-    const model = randomModel(TINY_CONFIGS['qwen2 attention bias, tied'], { seed: 4, std: 0.3 });
+    const model = randomModel(TINY_CONFIGS[config], { seed: 4, std: 0.3 });
     const ids = [[1, 7, 3, 9, 12, 5]];
     const targets = tf.tensor1d([7, 3, 9, 12, 5, 8], 'int32');
-    const names = [
-      'model.embed_tokens.weight',
-      'model.layers.0.self_attn.q_proj.weight',
-      'model.layers.1.self_attn.k_proj.bias',
-      'model.layers.1.mlp.down_proj.weight',
-      'model.norm.weight',
-    ];
     const loss = () => {
       const h = model.forward(ids).reshape([6, model.config.hiddenSize]) as tf.Tensor2D;
       return tf.losses.softmaxCrossEntropy(tf.oneHot(targets, model.config.vocabSize), model.logits(h)) as tf.Scalar;

@@ -52,11 +52,14 @@ describe('loading errors name the file, the field and the fix', () => {
   it('unknown architecture', async () => {
     const dir = copyStories();
     const cfg = JSON.parse(readFileSync(`${dir}/config.json`, 'utf8'));
-    writeFileSync(`${dir}/config.json`, JSON.stringify({ ...cfg, model_type: 'gpt2' }));
+    writeFileSync(`${dir}/config.json`, JSON.stringify({ ...cfg, model_type: 'falcon' }));
     const e = await loadError(dir);
     expect(e.field).toBe('model_type');
-    expect(e.message).toMatch(/gpt2/);
-    expect(e.fix).toMatch(/supports llama, mistral, qwen2, qwen3, phi3, gemma, gemma2$/);
+    expect(e.message).toMatch(/falcon/);
+    expect(e.fix).toMatch(/supports llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gpt_neox, gpt2$/);
+    // A LLaMA config relabelled gpt2 is read with GPT-2's field names, and the first one missing is named.
+    writeFileSync(`${dir}/config.json`, JSON.stringify({ ...cfg, model_type: 'gpt2' }));
+    expect((await loadError(dir)).field).toBe('n_head');
   });
 
   it('missing and mistyped config fields', async () => {

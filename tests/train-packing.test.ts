@@ -72,6 +72,8 @@ describe('packing', () => {
     ['mistral sliding window 5', 'mask'],
     ['qwen2 attention bias, tied', 'gather'],
     ['qwen2 attention bias, tied', 'mask'],
+    ['gpt_neox partial rotary, parallel residual, exact gelu, LayerNorm', 'gather'],
+    ['gpt2 learned positions, Conv1D, fused c_attn, tied', 'mask'],
   ] as const) {
     it(`${name}, ${mode} attention: packed and padded batches have the loss and gradients of each example run alone (1e-5)`, async () => {
       await initEngine();
@@ -117,9 +119,14 @@ describe('packing', () => {
       })(originals);
       names.forEach((n, i) => model.params.set(n, originals[i]));
       const ref = { loss: refValue.dataSync()[0], grads: refGrads.map((g) => g.dataSync() as Float32Array) };
+      // Without RoPE (GPT-2) a key bias shifts every score of a query equally, which softmax ignores: its
+      // exact gradient is 0, and what the three runs give for it is rounding noise, checked in absolute terms.
+      const zero = names.map((n) => model.config.positions === 'learned' && n.endsWith('k_proj.bias'));
+      const pick = (g: Float32Array[], isZero: boolean) => g.filter((_, i) => zero[i] === isZero);
       for (const got of [a, b]) {
         expect(Math.abs(got.loss - ref.loss) / Math.abs(ref.loss)).toBeLessThan(1e-5);
-        expect(worstRelativeDiff(got.grads, ref.grads)).toBeLessThan(1e-5);
+        expect(worstRelativeDiff(pick(got.grads, false), pick(ref.grads, false))).toBeLessThan(1e-5);
+        for (const g of pick(got.grads, true)) expect(Math.max(...Array.from(g, Math.abs))).toBeLessThan(1e-6);
       }
       // Without segments the packed rows would attend across examples: the loss differs.
       const crossed = { ...packed, segments: packed.segments.map((r) => r.map((s) => (s ? 1 : 0))) };

@@ -114,12 +114,30 @@ export function rmsNormReference(x: tf.Tensor, weight: tf.Tensor1D, eps: number)
   });
 }
 
+/** LayerNorm over the last axis: (x - mean) / sqrt(var + eps) * weight + bias (biased variance, as torch). */
+export function layerNorm(x: tf.Tensor, weight: tf.Tensor1D, bias: tf.Tensor1D, eps: number): tf.Tensor {
+  return tf.tidy(() => {
+    const { mean, variance } = tf.moments(x, -1, true);
+    return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), weight), bias);
+  });
+}
+
+/** gelu with the tanh approximation (gelu_pytorch_tanh, GPT-2's gelu_new). */
+export function geluTanh(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.pow(x, 3))));
+    return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
+  });
+}
+
+/** Exact gelu, x * Phi(x) = x/2 (1 + erf(x / sqrt 2)) (GPT-NeoX's "gelu"). */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mul(tf.mul(0.5, x), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))));
+}
+
 /** gelu(gate) * up with the tanh approximation of gelu (Gemma's gelu_pytorch_tanh). */
 export function geglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => {
-    const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(gate, tf.mul(0.044715, tf.pow(gate, 3))));
-    return tf.mul(tf.mul(tf.mul(0.5, gate), tf.add(1, tf.tanh(inner))), up);
-  });
+  return tf.tidy(() => tf.mul(geluTanh(gate), up));
 }
 
 /** silu(gate) * up, the SwiGLU feed-forward activation. */

@@ -1,7 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { LlmboxError } from '../errors.js';
+import {
+  classifierLabels,
+  hfArchitectures,
+  num,
+  optionalPositive,
+  parseRopeScaling,
+  positiveInt,
+  ropeScalingJson,
+  tokenIds,
+  type Json,
+} from './config-fields.js';
+import { gpt2Config, gpt2HfConfig, gptNeoxConfig, gptNeoxHfConfig } from './config-gpt.js';
 
-export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'phi3' | 'gemma' | 'gemma2';
+export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'phi3' | 'gemma' | 'gemma2' | 'gpt_neox' | 'gpt2';
 
 export type RopeScaling =
   | { type: 'linear'; factor: number }
@@ -13,7 +25,7 @@ export type RopeScaling =
       originalMaxPositionEmbeddings: number;
     };
 
-/** The LLaMA-family hyper-parameters llmbox needs, normalised from a Hugging Face config.json. */
+/** The decoder hyper-parameters llmbox needs, normalised from a Hugging Face config.json. */
 export interface ModelConfig {
   architecture: Architecture;
   vocabSize: number;
@@ -24,16 +36,31 @@ export interface ModelConfig {
   numKvHeads: number;
   headDim: number;
   maxPositionEmbeddings: number;
-  rmsNormEps: number;
+  /** The norms' epsilon (RMSNorm's, or LayerNorm's). */
+  normEps: number;
+  /** RMSNorm, or LayerNorm with a bias (GPT-NeoX, GPT-2). */
+  normType: 'rms' | 'layer';
   ropeTheta: number;
   ropeScaling: RopeScaling | null;
   tieWordEmbeddings: boolean;
   /** Bias on q, k and v projections (Qwen2 always, LLaMA when attention_bias is set). */
   attentionBias: boolean;
+  /** Bias on o_proj (LLaMA's attention_bias covers it; Qwen2's biases stop at v). */
+  outputBias: boolean;
+  /** Biases on the feed-forward projections (LLaMA's mlp_bias; GPT-NeoX and GPT-2 always). */
+  mlpBias: boolean;
+  /** act(gate) * up (SwiGLU, GeGLU), or act(up) alone (GPT-NeoX's and GPT-2's plain MLP). */
+  gatedMlp: boolean;
+  /** How positions enter: rotary embeddings on each head, or GPT-2's learned table added to the token embeddings. */
+  positions: 'rope' | 'learned';
+  /** Leading dimensions of each head that RoPE rotates: head_dim, or GPT-NeoX's rotary_pct of it. */
+  rotaryDim: number;
+  /** Attention and feed-forward both read the layer's input: x + attn(ln1 x) + mlp(ln2 x) (GPT-NeoX). */
+  parallelResidual: boolean;
   /** RMSNorm over each head's queries and keys before RoPE (Qwen3's q_norm / k_norm). */
   qkNorm: boolean;
-  /** Feed-forward gate activation: SwiGLU's silu, or Gemma's tanh-approximated gelu (GeGLU). */
-  activation: 'silu' | 'gelu_tanh';
+  /** Feed-forward activation: SwiGLU's silu, the tanh-approximated gelu (Gemma, GPT-2), or exact erf gelu (GPT-NeoX). */
+  activation: 'silu' | 'gelu_tanh' | 'gelu';
   /** Norm weights stored as an offset from 1 (Gemma: x * (1 + w)). */
   normWeightOffset: boolean;
   /** Embeddings multiplied by sqrt(hidden_size) (Gemma). */
@@ -67,81 +94,9 @@ const MODEL_TYPES: Record<string, Architecture> = {
   phi3: 'phi3',
   gemma: 'gemma',
   gemma2: 'gemma2',
+  gpt_neox: 'gpt_neox',
+  gpt2: 'gpt2',
 };
-
-type Json = Record<string, unknown>;
-
-function num(cfg: Json, key: string, file: string, fallback?: number): number {
-  const v = cfg[key];
-  if (v === undefined || v === null) {
-    if (fallback !== undefined) return fallback;
-    throw new LlmboxError(`missing required field ${key}`, {
-      file,
-      field: key,
-      fix: `add "${key}" (a number) to config.json`,
-    });
-  }
-  if (typeof v !== 'number' || !Number.isFinite(v)) {
-    throw new LlmboxError(`field ${key} must be a number, got ${JSON.stringify(v)}`, { file, field: key });
-  }
-  return v;
-}
-
-function positiveInt(cfg: Json, key: string, file: string, fallback?: number): number {
-  const v = num(cfg, key, file, fallback);
-  if (!Number.isInteger(v) || v <= 0) {
-    throw new LlmboxError(`field ${key} must be a positive integer, got ${v}`, { file, field: key });
-  }
-  return v;
-}
-
-/** A special token id (or list of them) inside the vocabulary; absent is allowed, a wrong type or range is not. */
-function tokenIds(raw: Json, key: string, file: string, vocab: number): number[] {
-  const v = raw[key];
-  if (v === undefined || v === null) return [];
-  const list = Array.isArray(v) ? v : [v];
-  for (const x of list) {
-    if (!Number.isInteger(x) || (x as number) < 0 || (x as number) >= vocab) {
-      throw new LlmboxError(`${key} ${JSON.stringify(v)} is not a token id in [0, ${vocab})`, {
-        file,
-        field: key,
-        fix: `give ${key} as an integer below vocab_size (or a list of them)`,
-      });
-    }
-  }
-  return list as number[];
-}
-
-function parseRopeScaling(v: unknown, file: string): RopeScaling | null {
-  if (v === undefined || v === null) return null;
-  const r = v as Json;
-  const type = (r.rope_type ?? r.type) as string | undefined;
-  const field = 'rope_scaling';
-  if (type === 'default') return null;
-  if (type === 'linear') return { type: 'linear', factor: num(r, 'factor', file) };
-  if (type === 'llama3') {
-    return {
-      type: 'llama3',
-      factor: num(r, 'factor', file),
-      lowFreqFactor: num(r, 'low_freq_factor', file),
-      highFreqFactor: num(r, 'high_freq_factor', file),
-      originalMaxPositionEmbeddings: num(r, 'original_max_position_embeddings', file),
-    };
-  }
-  throw new LlmboxError(`unsupported rope_scaling type ${JSON.stringify(type)}`, {
-    file,
-    field,
-    fix: 'llmbox supports rope_scaling types "linear" and "llama3"',
-  });
-}
-
-/** A positive number, or null when the field is absent or null (an optional feature switched off). */
-function optionalPositive(raw: Json, key: string, file: string): number | null {
-  if (raw[key] === undefined || raw[key] === null) return null;
-  const v = num(raw, key, file);
-  if (v <= 0) throw new LlmboxError(`${key} must be positive, got ${v}`, { file, field: key });
-  return v;
-}
 
 /** hidden_act (hidden_activation in Gemma): silu, or the tanh-approximated gelu Gemma uses whatever it says. */
 function activationOf(raw: Json, architecture: Architecture, file: string): ModelConfig['activation'] {
@@ -174,6 +129,13 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
       fix: `llmbox supports ${Object.keys(MODEL_TYPES).join(', ')}`,
     });
   }
+  if (architecture === 'gpt_neox') return gptNeoxConfig(raw, file);
+  if (architecture === 'gpt2') return gpt2Config(raw, file);
+  return llamaFamilyConfig(raw, architecture, file);
+}
+
+/** LLaMA and its relatives: RMSNorm, full rotary heads, gated feed-forward, sequential residuals. */
+function llamaFamilyConfig(raw: Json, architecture: Architecture, file: string): ModelConfig {
   const hiddenSize = positiveInt(raw, 'hidden_size', file);
   const numHeads = positiveInt(raw, 'num_attention_heads', file);
   const numKvHeads = positiveInt(raw, 'num_key_value_heads', file, numHeads);
@@ -197,7 +159,7 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
     throw new LlmboxError(`partial_rotary_factor ${JSON.stringify(partial)} is not supported`, {
       file,
       field: 'partial_rotary_factor',
-      fix: 'llmbox rotates whole heads (a factor of 1)',
+      fix: `llmbox rotates whole heads (a factor of 1) for ${architecture}; partial rotary is GPT-NeoX's (model_type gpt_neox)`,
     });
   }
   // A window that is used must be a positive size; null means none.
@@ -218,11 +180,18 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
     numKvHeads,
     headDim,
     maxPositionEmbeddings: positiveInt(raw, 'max_position_embeddings', file, 2048),
-    rmsNormEps: num(raw, 'rms_norm_eps', file, 1e-6),
+    normEps: num(raw, 'rms_norm_eps', file, 1e-6),
+    normType: 'rms',
     ropeTheta: num(raw, 'rope_theta', file, 10000),
     ropeScaling: parseRopeScaling(raw.rope_scaling, file),
     tieWordEmbeddings: raw.tie_word_embeddings === true,
     attentionBias: architecture === 'qwen2' ? true : raw.attention_bias === true,
+    outputBias: architecture !== 'qwen2' && raw.attention_bias === true,
+    mlpBias: architecture === 'llama' && raw.mlp_bias === true,
+    gatedMlp: true,
+    positions: 'rope',
+    rotaryDim: headDim,
+    parallelResidual: false,
     qkNorm: architecture === 'qwen3',
     activation: activationOf(raw, architecture, file),
     normWeightOffset: gemma,
@@ -237,21 +206,6 @@ export function parseConfig(raw: Json, file = 'config.json'): ModelConfig {
     eosTokenIds: tokenIds(raw, 'eos_token_id', file, vocabSize),
     numLabels: classifierLabels(raw, file),
   };
-}
-
-/** 1 for a reward model (a sequence classifier with one output), 0 for a causal LM; other classifiers are refused. */
-function classifierLabels(raw: Json, file: string): number {
-  const archs = Array.isArray(raw.architectures) ? raw.architectures : [];
-  if (!archs.some((a: unknown) => typeof a === 'string' && a.endsWith('ForSequenceClassification'))) return 0;
-  // transformers' default is 2 labels when the config names none.
-  const n = typeof raw.num_labels === 'number' ? raw.num_labels : raw.id2label ? Object.keys(raw.id2label).length : 2;
-  if (n !== 1)
-    throw new LlmboxError(`a sequence classifier with ${n} labels: llmbox reads reward models (one output)`, {
-      file,
-      field: 'num_labels',
-      fix: 'use a reward model (num_labels 1), or a causal LM',
-    });
-  return 1;
 }
 
 export function readConfig(dir: string): ModelConfig {
@@ -281,6 +235,8 @@ export function readConfig(dir: string): ModelConfig {
 
 /** The config.json that describes `cfg`, in Hugging Face's field names. */
 export function toHfConfig(cfg: ModelConfig): Json {
+  if (cfg.architecture === 'gpt_neox') return gptNeoxHfConfig(cfg);
+  if (cfg.architecture === 'gpt2') return gpt2HfConfig(cfg);
   const archName = {
     llama: 'LlamaForCausalLM',
     mistral: 'MistralForCausalLM',
@@ -289,10 +245,9 @@ export function toHfConfig(cfg: ModelConfig): Json {
     phi3: 'Phi3ForCausalLM',
     gemma: 'GemmaForCausalLM',
     gemma2: 'Gemma2ForCausalLM',
-  }[cfg.architecture];
-  const rs = cfg.ropeScaling;
+  }[cfg.architecture as Exclude<Architecture, 'gpt_neox' | 'gpt2'>];
   return {
-    architectures: [cfg.numLabels ? archName.replace('ForCausalLM', 'ForSequenceClassification') : archName],
+    ...hfArchitectures(cfg.numLabels, archName, archName.replace('ForCausalLM', 'ForSequenceClassification')),
     ...(cfg.numLabels ? { num_labels: cfg.numLabels } : {}),
     model_type: cfg.architecture,
     vocab_size: cfg.vocabSize,
@@ -304,19 +259,9 @@ export function toHfConfig(cfg: ModelConfig): Json {
     head_dim: cfg.headDim,
     hidden_act: cfg.activation === 'gelu_tanh' ? 'gelu_pytorch_tanh' : 'silu',
     max_position_embeddings: cfg.maxPositionEmbeddings,
-    rms_norm_eps: cfg.rmsNormEps,
+    rms_norm_eps: cfg.normEps,
     rope_theta: cfg.ropeTheta,
-    rope_scaling: !rs
-      ? null
-      : rs.type === 'linear'
-        ? { rope_type: 'linear', factor: rs.factor }
-        : {
-            rope_type: 'llama3',
-            factor: rs.factor,
-            low_freq_factor: rs.lowFreqFactor,
-            high_freq_factor: rs.highFreqFactor,
-            original_max_position_embeddings: rs.originalMaxPositionEmbeddings,
-          },
+    rope_scaling: ropeScalingJson(cfg.ropeScaling),
     ...(cfg.architecture === 'gemma2'
       ? {
           query_pre_attn_scalar: cfg.queryPreAttnScalar,
@@ -326,6 +271,7 @@ export function toHfConfig(cfg: ModelConfig): Json {
       : {}),
     tie_word_embeddings: cfg.tieWordEmbeddings,
     attention_bias: cfg.attentionBias,
+    ...(cfg.mlpBias ? { mlp_bias: true } : {}),
     sliding_window: cfg.slidingWindow,
     use_sliding_window: cfg.slidingWindow !== null,
     bos_token_id: cfg.bosTokenId,

@@ -16,10 +16,6 @@ function rowsOf(c: ModelConfig, part: string): number {
   return c.intermediateSize;
 }
 
-export function hasFusedLayout(c: ModelConfig): boolean {
-  return c.architecture === 'phi3';
-}
-
 /** Splits fused [rows, in] weights into their parts (a copy of the map; other tensors shared). */
 export function unfuse(c: ModelConfig, raw: Map<string, RawTensor>): Map<string, RawTensor> {
   const out = new Map(raw);

@@ -413,7 +413,7 @@ export function writeGgufModel(
     [`${arch}.attention.head_count_kv`, u32(c.numKvHeads)],
     [`${arch}.attention.key_length`, u32(c.headDim)],
     [`${arch}.attention.value_length`, u32(c.headDim)],
-    [`${arch}.attention.layer_norm_rms_epsilon`, { type: 'f32', value: c.rmsNormEps }],
+    [`${arch}.attention.layer_norm_rms_epsilon`, { type: 'f32', value: c.normEps }],
     [`${arch}.rope.freq_base`, { type: 'f32', value: c.ropeTheta }],
     [`${arch}.vocab_size`, u32(c.vocabSize)],
     ...(c.ropeScaling

@@ -2,7 +2,10 @@ import * as tf from '@tensorflow/tfjs';
 import { LlmboxError } from '../errors.js';
 import {
   embedding,
+  gelu,
+  geluTanh,
   geglu,
+  layerNorm,
   loraLinear,
   packedGather,
   packedMatMul,
@@ -21,7 +24,7 @@ import { KVCache, type PastKV } from './kv-cache.js';
 import { ropeInvFreq, ropeTables } from './rope.js';
 import type { RawTensor } from './safetensors.js';
 import { dequantizedTensor, nf4Bytes, quantizeNF4, type NF4Tensor } from './nf4.js';
-import { fuse, hasFusedLayout, unfuse } from './fused.js';
+import { fromCheckpoint, toCheckpoint } from './layout.js';
 import { packedAsParameter } from './packed.js';
 
 /** Additive mask value: large enough that exp() underflows to exactly 0, finite so padded rows stay finite. */
@@ -59,39 +62,46 @@ export const LINEARS = [
   'mlp.down_proj',
 ];
 
-/** HF parameter names and their [out, in] (or vector) shapes for a config. */
+/**
+ * The model's parameter names (LLaMA's, whatever the checkpoint calls them: see layout.ts) and their
+ * [out, in] (or vector) shapes for a config.
+ */
 export function parameterShapes(cfg: ModelConfig): Map<string, number[]> {
   const H = cfg.hiddenSize,
     F = cfg.intermediateSize,
     q = cfg.numHeads * cfg.headDim,
     kv = cfg.numKvHeads * cfg.headDim;
   const m = new Map<string, number[]>([['model.embed_tokens.weight', [cfg.vocabSize, H]]]);
+  if (cfg.positions === 'learned') m.set('model.embed_positions.weight', [cfg.maxPositionEmbeddings, H]);
+  const norm = (name: string, n = H) => {
+    m.set(`${name}.weight`, [n]);
+    if (cfg.normType === 'layer') m.set(`${name}.bias`, [n]);
+  };
+  const linear = (name: string, out: number, inp: number, bias: boolean) => {
+    m.set(`${name}.weight`, [out, inp]);
+    if (bias) m.set(`${name}.bias`, [out]);
+  };
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `model.layers.${i}.`;
-    m.set(`${p}input_layernorm.weight`, [H]);
-    m.set(`${p}self_attn.q_proj.weight`, [q, H]);
-    m.set(`${p}self_attn.k_proj.weight`, [kv, H]);
-    m.set(`${p}self_attn.v_proj.weight`, [kv, H]);
-    if (cfg.attentionBias) {
-      m.set(`${p}self_attn.q_proj.bias`, [q]);
-      m.set(`${p}self_attn.k_proj.bias`, [kv]);
-      m.set(`${p}self_attn.v_proj.bias`, [kv]);
-    }
+    norm(`${p}input_layernorm`);
+    linear(`${p}self_attn.q_proj`, q, H, cfg.attentionBias);
+    linear(`${p}self_attn.k_proj`, kv, H, cfg.attentionBias);
+    linear(`${p}self_attn.v_proj`, kv, H, cfg.attentionBias);
     if (cfg.sandwichNorms) {
-      m.set(`${p}pre_feedforward_layernorm.weight`, [H]);
-      m.set(`${p}post_feedforward_layernorm.weight`, [H]);
+      norm(`${p}pre_feedforward_layernorm`);
+      norm(`${p}post_feedforward_layernorm`);
     }
     if (cfg.qkNorm) {
-      m.set(`${p}self_attn.q_norm.weight`, [cfg.headDim]);
-      m.set(`${p}self_attn.k_norm.weight`, [cfg.headDim]);
+      norm(`${p}self_attn.q_norm`, cfg.headDim);
+      norm(`${p}self_attn.k_norm`, cfg.headDim);
     }
-    m.set(`${p}self_attn.o_proj.weight`, [H, q]);
-    m.set(`${p}post_attention_layernorm.weight`, [H]);
-    m.set(`${p}mlp.gate_proj.weight`, [F, H]);
-    m.set(`${p}mlp.up_proj.weight`, [F, H]);
-    m.set(`${p}mlp.down_proj.weight`, [H, F]);
+    linear(`${p}self_attn.o_proj`, H, q, cfg.outputBias);
+    norm(`${p}post_attention_layernorm`);
+    if (cfg.gatedMlp) linear(`${p}mlp.gate_proj`, F, H, cfg.mlpBias);
+    linear(`${p}mlp.up_proj`, F, H, cfg.mlpBias);
+    linear(`${p}mlp.down_proj`, H, F, cfg.mlpBias);
   }
-  m.set('model.norm.weight', [H]);
+  norm('model.norm');
   if (!cfg.tieWordEmbeddings) m.set('lm_head.weight', [cfg.vocabSize, H]);
   if (cfg.numLabels) m.set('score.weight', [cfg.numLabels, H]);
   return m;
@@ -119,10 +129,6 @@ function isLinear(name: string): boolean {
   );
 }
 
-/**
- * A LLaMA-family decoder (LLaMA, Mistral, Qwen2, Qwen3, Phi-3, Gemma, Gemma 2): RMSNorm, rotate_half RoPE, grouped-query
- * attention, SwiGLU. Parameters use Hugging Face names; linear weights are held as [in, out].
- */
 /** Floats of attention scores per block of queries (64 MiB): bounds memory for long, batched prompts. */
 const SCORE_BUDGET = 1 << 24;
 
@@ -317,6 +323,8 @@ interface AttentionInputs {
   gather: boolean;
   /** Packed segments as flat [start, end) per token, where the fused packed-attention kernel can take them. */
   bounds: ReturnType<typeof segmentBounds> | null;
+  /** Each token's position (padding 0), for learned position embeddings. */
+  positions: Int32Array;
   cos: Float32Array;
   sin: Float32Array;
 }
@@ -327,10 +335,9 @@ interface AttentionSpan {
   blocks: QueryBlock[];
 }
 
-/** The tensors every layer of one call shares: RoPE tables [B, T, 1, D] and the attention spans. */
+/** The tensors every layer of one call shares: RoPE tables [B, T, 1, rotaryDim] (none for learned positions) and the attention spans. */
 interface LayerShared {
-  cos: tf.Tensor4D;
-  sin: tf.Tensor4D;
+  rope: { cos: tf.Tensor4D; sin: tf.Tensor4D } | null;
   /** With the config's sliding window (every layer, or Gemma 2's even layers). */
   local: AttentionSpan;
   /** Gemma 2's odd layers: no window. */
@@ -344,6 +351,12 @@ export interface LoraSettings {
   targets: string[];
 }
 
+/**
+ * A decoder-only transformer: the LLaMA family (LLaMA, Mistral, Qwen2, Qwen3, Phi-3, Gemma, Gemma 2:
+ * RMSNorm, rotate_half RoPE, grouped-query attention, gated feed-forward) and GPT-NeoX and GPT-2
+ * (LayerNorm, partial rotary or learned positions, plain feed-forward, parallel residuals), each a
+ * set of switches in ModelConfig. Parameters use LLaMA's Hugging Face names; linear weights are held as [in, out].
+ */
 export class LlamaModel {
   readonly config: ModelConfig;
   readonly params: Map<string, tf.Tensor>;
@@ -387,7 +400,7 @@ export class LlamaModel {
     file = 'model.safetensors',
     packed: Map<string, PackedMatrix> = new Map(),
   ): LlamaModel {
-    const raw = hasFusedLayout(config) ? unfuse(config, stored) : stored;
+    const raw = fromCheckpoint(config, stored);
     const params = new Map<string, tf.Tensor>();
     const shapes = parameterShapes(config);
     checkUnaccounted(config, raw, shapes, file);
@@ -458,7 +471,7 @@ export class LlamaModel {
     for (const [name, pk] of this.packed) out.set(name, { shape: [pk.n, pk.k], data: pk.decode() });
     // HF checkpoints of tied models usually omit lm_head; write it anyway so any loader finds it.
     if (this.config.tieWordEmbeddings) out.set('lm_head.weight', out.get('model.embed_tokens.weight')!);
-    return hasFusedLayout(this.config) ? fuse(this.config, out) : out;
+    return toCheckpoint(this.config, out);
   }
 
   numParameters(): number {
@@ -499,6 +512,11 @@ export class LlamaModel {
     return n;
   }
 
+  /** Whether the model has this weight, however it is held (float, NF4 or packed). */
+  hasParameter(name: string): boolean {
+    return this.params.has(name) || this.quantized.has(name) || this.packed.has(name);
+  }
+
   private p<R extends tf.Rank>(name: string): tf.Tensor<R> {
     const t = this.params.get(name);
     if (!t) throw new Error(`llmbox: model has no parameter ${name}`);
@@ -526,9 +544,9 @@ export class LlamaModel {
         const plan = a.gather ? segmentPlan(opts.segments!, T, cfg.numHeads, window) : null;
         return { plan, blocks: plan ? [] : queryBlocks(mask, B, T, a.S, cfg.numHeads, a.P + a.before) };
       };
+      const R = cfg.rotaryDim;
       const shared: LayerShared = {
-        cos: tf.tensor4d(a.cos, [B, T, 1, cfg.headDim]),
-        sin: tf.tensor4d(a.sin, [B, T, 1, cfg.headDim]),
+        rope: R ? { cos: tf.tensor4d(a.cos, [B, T, 1, R]), sin: tf.tensor4d(a.sin, [B, T, 1, R]) } : null,
         local: span(a.mask, cfg.slidingWindow),
         full: a.fullMask ? span(a.fullMask, null) : null,
       };
@@ -541,6 +559,7 @@ export class LlamaModel {
       ).reshape([B * T, cfg.hiddenSize]) as tf.Tensor2D;
       // Gemma scales the embeddings by sqrt(hidden), rounded to the weights' float32 as it does.
       if (cfg.embedScale) h = tf.mul(h, Math.fround(Math.sqrt(cfg.hiddenSize)));
+      if (cfg.positions === 'learned') h = tf.add(h, this.positionEmbeddings(a.positions));
       for (let l = 0; l < cfg.numLayers; l++) {
         const input = h;
         // Each layer's intermediates are freed when it ends (long prompts would otherwise hold all of them).
@@ -641,6 +660,7 @@ export class LlamaModel {
       mask: fused ? new Float32Array(0) : maskFor(cfg.slidingWindow),
       fullMask: alternating ? maskFor(null) : null,
       bounds: fused ? bounds : null,
+      positions,
       ...ropeTables(this.invFreq, positions),
     };
   }
@@ -660,7 +680,7 @@ export class LlamaModel {
       kvH = cfg.numKvHeads,
       group = nH / kvH;
     const pre = `model.layers.${l}.`;
-    const rotate = (x: tf.Tensor4D) => applyRope(x, shared.cos, shared.sin);
+    const rotate = (x: tf.Tensor4D) => this.rotate(x, shared.rope);
     const x = this.norm(input, `${pre}input_layernorm.weight`);
     // [B, T, n, D] per head; Qwen3 normalises each head's queries and keys before RoPE.
     const heads = (y: tf.Tensor2D, n: number, norm: 'q_norm' | 'k_norm'): tf.Tensor4D => {
@@ -704,25 +724,63 @@ export class LlamaModel {
     // MLP has its own pre and post norms); the others norm only the inputs.
     const sandwich = cfg.sandwichNorms;
     const o = this.linear(merged, `${pre}self_attn.o_proj`);
-    const attended = tf.add(input, sandwich ? this.norm(o, `${pre}post_attention_layernorm.weight`) : o) as tf.Tensor2D;
+    const attn = sandwich ? this.norm(o, `${pre}post_attention_layernorm.weight`) : o;
+    // GPT-NeoX's parallel residual: the feed-forward reads the layer's input, not the attended stream.
+    const attended = tf.add(input, attn) as tf.Tensor2D;
     const y = this.norm(
-      attended,
+      cfg.parallelResidual ? input : attended,
       sandwich ? `${pre}pre_feedforward_layernorm.weight` : `${pre}post_attention_layernorm.weight`,
     );
-    const gate = this.linear(y, `${pre}mlp.gate_proj`);
-    const up = this.linear(y, `${pre}mlp.up_proj`);
-    const act = (cfg.activation === 'gelu_tanh' ? geglu(gate, up) : swiglu(gate, up)) as tf.Tensor2D;
-    const mlp = this.linear(act, `${pre}mlp.down_proj`);
+    const mlp = this.mlp(y, pre);
     return tf.add(attended, sandwich ? this.norm(mlp, `${pre}post_feedforward_layernorm.weight`) : mlp) as tf.Tensor2D;
   }
 
-  /** RMSNorm over the last axis with a stored weight; Gemma stores it as an offset from 1. */
+  /** The feed-forward block: down(act(gate) * up), or down(act(up)) without a gate. */
+  private mlp(y: tf.Tensor2D, pre: string): tf.Tensor2D {
+    const cfg = this.config;
+    const up = this.linear(y, `${pre}mlp.up_proj`);
+    let act: tf.Tensor;
+    if (cfg.gatedMlp) {
+      const gate = this.linear(y, `${pre}mlp.gate_proj`);
+      act = cfg.activation === 'gelu_tanh' ? geglu(gate, up) : swiglu(gate, up);
+    } else act = cfg.activation === 'gelu' ? gelu(up) : geluTanh(up);
+    return this.linear(act as tf.Tensor2D, `${pre}mlp.down_proj`);
+  }
+
+  /** RoPE on [B, T, heads, D]: on the first rotaryDim dimensions of each head (GPT-NeoX), the rest passed through. */
+  private rotate(x: tf.Tensor4D, rope: LayerShared['rope']): tf.Tensor4D {
+    if (!rope) return x;
+    const R = this.config.rotaryDim,
+      D = x.shape[3];
+    if (R === D) return applyRope(x, rope.cos, rope.sin);
+    const [rot, pass] = tf.split(x, [R, D - R], 3) as [tf.Tensor4D, tf.Tensor4D];
+    return tf.concat([applyRope(rot, rope.cos, rope.sin), pass], 3) as tf.Tensor4D;
+  }
+
+  /** GPT-2's learned position table, rows picked by each token's position; positions past the table are refused. */
+  private positionEmbeddings(positions: Int32Array): tf.Tensor2D {
+    const table = this.p<tf.Rank.R2>('model.embed_positions.weight');
+    const last = positions.reduce((m, p) => Math.max(m, p), 0);
+    if (last >= table.shape[0])
+      throw new LlmboxError(`position ${last} is past the model's ${table.shape[0]} learned positions`, {
+        field: 'n_positions',
+        fix: `keep each prompt with its continuation within ${table.shape[0]} tokens`,
+      });
+    return embedding(table, tf.tensor2d(positions, [positions.length, 1], 'int32')).reshape([
+      positions.length,
+      this.config.hiddenSize,
+    ]) as tf.Tensor2D;
+  }
+
+  /** The model's norm over the last axis: RMSNorm (Gemma stores its weight as an offset from 1), or LayerNorm with its bias. */
   private norm(x: tf.Tensor2D, name: string): tf.Tensor2D {
     const w = this.p<tf.Rank.R1>(name);
+    if (this.config.normType === 'layer')
+      return layerNorm(x, w, this.p<tf.Rank.R1>(name.replace(/weight$/, 'bias')), this.config.normEps) as tf.Tensor2D;
     return rmsNorm(
       x,
       this.config.normWeightOffset ? (tf.add(w, 1) as tf.Tensor1D) : w,
-      this.config.rmsNormEps,
+      this.config.normEps,
     ) as tf.Tensor2D;
   }
 

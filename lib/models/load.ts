@@ -12,6 +12,7 @@ import { readableOnHost } from '../engine/webgpu.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { parseConfig, readConfig, toHfConfig, type ModelConfig } from './config.js';
 import { LlamaModel, parameterShapes } from './llama.js';
+import { fromCheckpoint } from './layout.js';
 import { readModelWeights, writeSafetensors } from './safetensors.js';
 import { TextTokenizer } from './tokenizer.js';
 
@@ -102,7 +103,8 @@ async function loadHeld(modelDir: string, engine: PackedOptions): Promise<Loaded
   }
   await initEngine(engine);
   const config = readConfig(dir);
-  const raw = readModelWeights(dir);
+  // In the model's names before packing: a checkpoint's own (GPT-2's c_attn, Phi-3's qkv_proj) are not the model's linears.
+  const raw = fromCheckpoint(config, readModelWeights(dir));
   const weightsFile = existsSync(`${dir}/model.safetensors`)
     ? `${dir}/model.safetensors`
     : `${dir}/model.safetensors.index.json`;

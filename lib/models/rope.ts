@@ -1,14 +1,15 @@
 import type { ModelConfig } from './config.js';
 
 /**
- * Inverse RoPE frequencies, in float32 as Hugging Face and llama2.c compute them, with linear and
- * llama3 scaling applied.
+ * Inverse RoPE frequencies over the rotated dimensions (a whole head, or GPT-NeoX's part of one), in
+ * float32 as Hugging Face and llama2.c compute them, with linear and llama3 scaling applied.
  */
 export function ropeInvFreq(cfg: ModelConfig): Float32Array {
-  const half = cfg.headDim / 2;
+  const dim = cfg.rotaryDim,
+    half = dim / 2;
   const f = Math.fround;
   const inv = new Float32Array(half);
-  for (let i = 0; i < half; i++) inv[i] = f(1 / f(Math.pow(cfg.ropeTheta, f((2 * i) / cfg.headDim))));
+  for (let i = 0; i < half; i++) inv[i] = f(1 / f(Math.pow(cfg.ropeTheta, f((2 * i) / dim))));
   const rs = cfg.ropeScaling;
   if (rs?.type === 'linear') {
     for (let i = 0; i < half; i++) inv[i] = f(inv[i] / rs.factor);

@@ -31,9 +31,17 @@ export function loraLayers(model: LlamaModel, targets: string[]): string[] {
       field: '--lora-targets',
       fix: `use ${SHORT.join(', ')} or all-linear`,
     });
+  // GPT-NeoX and GPT-2 have no gate_proj: all-linear means the linears the model has.
+  const present = LINEARS.filter((full) => model.hasParameter(`model.layers.0.${full}.weight`));
+  const absent = wanted.filter((t) => !present.some((full) => full.endsWith(`.${t}`)));
+  if (absent.length && !targets.includes('all-linear'))
+    throw new LlmboxError(`this ${model.config.architecture} model has no ${absent.join(', ')} layers`, {
+      field: '--lora-targets',
+      fix: `use ${present.map((f) => f.split('.').pop()).join(', ')} or all-linear`,
+    });
   const out: string[] = [];
   for (let l = 0; l < model.config.numLayers; l++) {
-    for (const full of LINEARS) if (wanted.includes(full.split('.').pop()!)) out.push(`model.layers.${l}.${full}`);
+    for (const full of present) if (wanted.includes(full.split('.').pop()!)) out.push(`model.layers.${l}.${full}`);
   }
   return out;
 }

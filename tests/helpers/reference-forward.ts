@@ -1,5 +1,6 @@
 import type { ModelConfig } from '../../lib/models/config.js';
 import type { RawTensor } from '../../lib/models/safetensors.js';
+import { referenceGptLogits } from './reference-gpt.js';
 
 /**
  * An independent decoder forward in plain float64 loops, written from the Hugging Face modeling code
@@ -10,6 +11,7 @@ import type { RawTensor } from '../../lib/models/safetensors.js';
  * sandwich norms. Returns logits [T * vocab].
  */
 export function referenceLogits(c: ModelConfig, stored: Map<string, RawTensor>, ids: number[]): Float64Array {
+  if (c.architecture === 'gpt_neox' || c.architecture === 'gpt2') return referenceGptLogits(c, stored, ids);
   const W = splitFused(c, stored);
   const T = ids.length,
     H = c.hiddenSize,
@@ -44,7 +46,7 @@ export function referenceLogits(c: ModelConfig, stored: Map<string, RawTensor>, 
     for (let r = 0; r < x.length / n; r++) {
       let ss = 0;
       for (let i = 0; i < n; i++) ss += x[r * n + i] ** 2;
-      const inv = 1 / Math.sqrt(ss / n + c.rmsNormEps);
+      const inv = 1 / Math.sqrt(ss / n + c.normEps);
       for (let i = 0; i < n; i++) y[r * n + i] = x[r * n + i] * inv * (gemma ? 1 + weight[i] : weight[i]);
     }
     return y;

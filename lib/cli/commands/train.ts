@@ -17,6 +17,14 @@ import { engineOpts, float, int, print } from '../options.js';
 import { trainProgress } from '../progress.js';
 import { DEFAULTS } from '../../util/defaults.js';
 
+/** The held-out losses in the summary: first -> last, or the one there was (one evaluation is not a trend). */
+function evalLine(evals: { step: number; loss: number }[]): string {
+  if (!evals.length) return '';
+  const last = evals.at(-1)!;
+  if (evals.length === 1) return `, eval loss ${last.loss.toFixed(4)} (step ${last.step})`;
+  return `, eval loss ${evals[0].loss.toFixed(4)} (step ${evals[0].step}) -> ${last.loss.toFixed(4)} (step ${last.step})`;
+}
+
 export function trainCommand(program: Command): void {
   program
     .command('train')
@@ -263,7 +271,7 @@ export function trainCommand(program: Command): void {
       };
       const text = [
         `trained ${r.steps} steps (${r.stage}${o.loraRank ? `, LoRA r=${o.loraRank}` : ''}; ${r.parameters.trainable.toLocaleString('en-US')} of ${r.parameters.total.toLocaleString('en-US')} parameters trainable)`,
-        `loss ${r.losses[0]?.toFixed(4)} -> ${r.losses.at(-1)?.toFixed(4)}${r.evalLoss !== null ? `, eval loss ${r.evalLosses[0]?.loss.toFixed(4)} -> ${r.evalLoss.toFixed(4)}` : ''}`,
+        `loss ${r.losses[0]?.toFixed(4)} -> ${r.losses.at(-1)?.toFixed(4)}${evalLine(r.evalLosses)}`,
         `data: ${r.data.sources.map((s) => `${s.name}: ${s.mixed} (${(100 * s.proportion).toFixed(1)}%)`).join(', ')}; ${r.data.trainRows} rows, ${(100 * r.data.utilisation).toFixed(1)}% of row tokens hold data`,
         ...(r.quantization
           ? [
