@@ -136,7 +136,9 @@ describe('cross-entropy', () => {
 describe('RoPE op', () => {
   it('equals the composed rotate_half form, in value and gradient, on real tables', async () => {
     const info = await initEngine();
-    const inv = ropeInvFreq(parseConfig({ ...TINY_CONFIGS['llama linear rope, tied, MHA'], hidden_size: 48 }));
+    const inv = ropeInvFreq(
+      parseConfig({ ...TINY_CONFIGS['llama linear rope, tied, MHA, attention and mlp biases'], hidden_size: 48 }),
+    );
     const positions = Array.from({ length: 2 * 7 }, (_, i) => (i * 5) % 23);
     const { cos, sin } = ropeTables(inv, positions);
     const D = inv.length * 2;

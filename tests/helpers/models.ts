@@ -46,8 +46,10 @@ export const TINY_CONFIGS: Record<string, Record<string, unknown>> = {
       original_max_position_embeddings: 16,
     },
   },
-  'llama linear rope, tied, MHA': {
+  'llama linear rope, tied, MHA, attention and mlp biases': {
     model_type: 'llama',
+    attention_bias: true,
+    mlp_bias: true,
     vocab_size: 50,
     hidden_size: 24,
     intermediate_size: 40,
