@@ -399,8 +399,39 @@ static void decode_row(int type, const uint8_t *src, float *dst, int64_t k) {
 #define PANEL_MIN_ROWS 8
 #define PANEL_ROWS 256
 
+// Products with q8_0, q4_0 and q4_1 weights take their input rounded to 8 bits per block of 32 (one
+// float scale a block), as llama.cpp's quantized dot products do: the weights' integers then multiply
+// the input's in integer arithmetic, several times fewer instructions than converting every weight to
+// float (which left decoding compute-bound at about half of llama.cpp's speed). Every path rounds the
+// input the same way (ops.ts roundActivations is the composed definition), so results do not depend on
+// how many rows a call has or on the add-on.
+static inline int rounds_input(int type) { return type == 8 || type == 2 || type == 3; }
+
+typedef struct {
+  float d;
+  int32_t sum; // sum of q (q4_1's minimum multiplies it)
+  int8_t q[32];
+} act_block;
+
+static void round_input_row(const float *x, act_block *out, int64_t k) {
+  for (int64_t b = 0; b < k / 32; b++) {
+    const float *xb = x + b * 32;
+    float amax = 0.f;
+    for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
+    const float d = amax / 127.f, id = d != 0.f ? 1.f / d : 0.f;
+    int32_t sum = 0;
+    for (int j = 0; j < 32; j++) {
+      out[b].q[j] = (int8_t)nearbyintf(xb[j] * id);
+      sum += out[b].q[j];
+    }
+    out[b].d = d;
+    out[b].sum = sum;
+  }
+}
+
 typedef struct {
   const float *x;
+  const act_block *xq; // the rows rounded (rounds_input types), else NULL
   float *out;
   const uint8_t *w;
   int type;
@@ -437,48 +468,114 @@ static float dot_f32(const float *a, const float *b, int64_t k) {
   return s;
 }
 
-static inline __m256 i8x8_to_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+// Eight int32 sums of products of signed bytes, as floats (maddubs takes unsigned x signed: the sign
+// moves onto y). Pairs stay within int16: |x| <= 128, |y| <= 127.
+static inline __m256 dot_i8_pairs(__m256i x, __m256i y) {
+  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
 
-static float dot_q8_0(const uint8_t *w, const float *x, int64_t k) {
+static inline __m256 dot_u8_i8(__m256i x, __m256i y) {
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1)));
+}
+
+// A 4-bit block's 16 bytes as 32 values: low nibbles are elements 0-15, high nibbles 16-31.
+static inline __m256i nibbles(const uint8_t *p) {
+  const __m128i t = _mm_loadu_si128((const __m128i *)p);
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0f));
+}
+
+// One block's contribution to an accumulator: the integer dot, scaled by both blocks' scales.
+static inline __m256 q8_0_block(const uint8_t *blk, const act_block *x, __m256 acc) {
+  const __m256 s = dot_i8_pairs(_mm256_loadu_si256((const __m256i *)(blk + 2)), _mm256_loadu_si256((const __m256i *)x->q));
+  return _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(rd16(blk)) * x->d), s, acc);
+}
+
+// q4_0's values are nibble - 8: the nibbles multiply as unsigned bytes, and 8 sum(qx) comes off after
+// (fewer instructions than moving the sign onto the input).
+static inline __m256 q4_0_block(const uint8_t *blk, const act_block *x, __m256 acc, float *offset) {
+  const float d = half_to_float(rd16(blk)) * x->d;
+  *offset += d * (float)(8 * x->sum);
+  return _mm256_fmadd_ps(_mm256_set1_ps(d), dot_u8_i8(nibbles(blk + 2), _mm256_loadu_si256((const __m256i *)x->q)), acc);
+}
+
+// Two blocks a step into two accumulators, so that neither multiply-add waits on the other.
+static float idot_q8_0(const uint8_t *w, const act_block *x, int64_t nb) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  for (int64_t b = 0; b < k / 32; b++) {
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
     const uint8_t *blk = w + b * 34;
-    const float *xb = x + b * 32;
-    // The hardware prefetcher alone left a stream of weights at 4.8 GB/s per core; 17 KB ahead, 10.
     _mm_prefetch((const char *)(blk + 34 * 512), _MM_HINT_T0);
-    __m128i qa = _mm_loadu_si128((const __m128i *)(blk + 2)), qb = _mm_loadu_si128((const __m128i *)(blk + 18));
-    __m256 p = _mm256_mul_ps(i8x8_to_ps(qa), _mm256_loadu_ps(xb));
-    __m256 r = _mm256_mul_ps(i8x8_to_ps(qb), _mm256_loadu_ps(xb + 16));
-    p = _mm256_fmadd_ps(i8x8_to_ps(_mm_srli_si128(qa, 8)), _mm256_loadu_ps(xb + 8), p);
-    r = _mm256_fmadd_ps(i8x8_to_ps(_mm_srli_si128(qb, 8)), _mm256_loadu_ps(xb + 24), r);
-    __m256 d = _mm256_set1_ps(half_to_float(rd16(blk)));
-    if (b & 1) acc1 = _mm256_fmadd_ps(d, _mm256_add_ps(p, r), acc1);
-    else acc0 = _mm256_fmadd_ps(d, _mm256_add_ps(p, r), acc0);
+    acc0 = q8_0_block(blk, x + b, acc0);
+    acc1 = q8_0_block(blk + 34, x + b + 1, acc1);
   }
+  if (b < nb) acc0 = q8_0_block(w + b * 34, x + b, acc0);
   return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-static float dot_q4_0(const uint8_t *w, const float *x, int64_t k) {
+static float idot_q4_0(const uint8_t *w, const act_block *x, int64_t nb) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  const __m128i mask = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
-  for (int64_t b = 0; b < k / 32; b++) {
+  float offset = 0.f;
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
     const uint8_t *blk = w + b * 18;
-    const float *xb = x + b * 32;
     _mm_prefetch((const char *)(blk + 18 * 1024), _MM_HINT_T0);
-    __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
-    __m128i lo = _mm_sub_epi8(_mm_and_si128(q, mask), eight);
-    __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), mask), eight);
-    __m256 p = _mm256_mul_ps(i8x8_to_ps(lo), _mm256_loadu_ps(xb));
-    __m256 r = _mm256_mul_ps(i8x8_to_ps(hi), _mm256_loadu_ps(xb + 16));
-    p = _mm256_fmadd_ps(i8x8_to_ps(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(xb + 8), p);
-    r = _mm256_fmadd_ps(i8x8_to_ps(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(xb + 24), r);
-    __m256 d = _mm256_set1_ps(half_to_float(rd16(blk)));
-    if (b & 1) acc1 = _mm256_fmadd_ps(d, _mm256_add_ps(p, r), acc1);
-    else acc0 = _mm256_fmadd_ps(d, _mm256_add_ps(p, r), acc0);
+    acc0 = q4_0_block(blk, x + b, acc0, &offset);
+    acc1 = q4_0_block(blk + 18, x + b + 1, acc1, &offset);
   }
-  return hsum256(_mm256_add_ps(acc0, acc1));
+  if (b < nb) acc0 = q4_0_block(w + b * 18, x + b, acc0, &offset);
+  return hsum256(_mm256_add_ps(acc0, acc1)) - offset;
+}
+
+// q4_1: w = d q + m, so a block's dot is d dx sum(q qx) + m dx sum(qx).
+static float idot_q4_1(const uint8_t *w, const act_block *x, int64_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0.f;
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = w + b * 20;
+    _mm_prefetch((const char *)(blk + 20 * 1024), _MM_HINT_T0);
+    const __m256 s = dot_u8_i8(nibbles(blk + 4), _mm256_loadu_si256((const __m256i *)x[b].q));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(rd16(blk)) * x[b].d), s, acc);
+    mins += half_to_float(rd16(blk + 2)) * x[b].d * (float)x[b].sum;
+  }
+  return hsum256(acc) + mins;
 }
 #else
+static float idot_q8_0(const uint8_t *w, const act_block *x, int64_t nb) {
+  float s = 0.f;
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = w + b * 34;
+    const int8_t *q = (const int8_t *)(blk + 2);
+    int32_t acc = 0;
+    for (int j = 0; j < 32; j++) acc += q[j] * x[b].q[j];
+    s += half_to_float(rd16(blk)) * x[b].d * (float)acc;
+  }
+  return s;
+}
+
+static float idot_q4_0(const uint8_t *w, const act_block *x, int64_t nb) {
+  float s = 0.f;
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = w + b * 18;
+    int32_t acc = 0;
+    for (int j = 0; j < 16; j++)
+      acc += ((blk[2 + j] & 0x0f) - 8) * x[b].q[j] + ((blk[2 + j] >> 4) - 8) * x[b].q[16 + j];
+    s += half_to_float(rd16(blk)) * x[b].d * (float)acc;
+  }
+  return s;
+}
+
+static float idot_q4_1(const uint8_t *w, const act_block *x, int64_t nb) {
+  float s = 0.f;
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = w + b * 20;
+    int32_t acc = 0;
+    for (int j = 0; j < 16; j++) acc += (blk[4 + j] & 0x0f) * x[b].q[j] + (blk[4 + j] >> 4) * x[b].q[16 + j];
+    s += half_to_float(rd16(blk)) * x[b].d * (float)acc + half_to_float(rd16(blk + 2)) * x[b].d * (float)x[b].sum;
+  }
+  return s;
+}
+
 static float dot_f32(const float *a, const float *b, int64_t k) {
   float s = 0.f;
 #pragma omp simd reduction(+ : s)
@@ -486,42 +583,22 @@ static float dot_f32(const float *a, const float *b, int64_t k) {
   return s;
 }
 
-static float dot_q8_0(const uint8_t *w, const float *x, int64_t k) {
-  float s = 0.f;
-  for (int64_t b = 0; b < k / 32; b++) {
-    const uint8_t *blk = w + b * 34;
-    const int8_t *q = (const int8_t *)(blk + 2);
-    float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-    for (int j = 0; j < 32; j++) acc += x[b * 32 + j] * (float)q[j];
-    s += half_to_float(rd16(blk)) * acc;
-  }
-  return s;
-}
-
-static float dot_q4_0(const uint8_t *w, const float *x, int64_t k) {
-  float s = 0.f;
-  for (int64_t b = 0; b < k / 32; b++) {
-    const uint8_t *blk = w + b * 18;
-    float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-    for (int j = 0; j < 16; j++)
-      acc += x[b * 32 + j] * (float)((blk[2 + j] & 0x0f) - 8) + x[b * 32 + 16 + j] * (float)((blk[2 + j] >> 4) - 8);
-    s += half_to_float(rd16(blk)) * acc;
-  }
-  return s;
-}
 #endif
 
-// Each weight row is decoded once into a buffer that stays in L1, then dotted with every input row:
-// the weights are read once per call (decoding is memory-bound), whatever the number of rows. A single
-// row with q8_0 / q4_0 weights (decoding) dots the blocks directly.
+// The weights are read once per call (decoding is memory-bound), whatever the number of rows: each
+// weight row is dotted with every input row while it is in L1. Quantized rows dot their blocks with
+// the rounded input in integers; the float types decode each row once into a buffer.
 static void *qmm_run(void *arg) {
   qmm_job *t = (qmm_job *)arg;
-  if (t->rows == 1 && (t->type == 8 || t->type == 2)) {
+  if (t->xq) {
+    const int64_t nb = t->k / 32;
     for (int64_t j = t->j0; j < t->j1; j++) {
       const uint8_t *wr = t->w + (size_t)j * t->rb;
-      t->out[j] = t->type == 8 ? dot_q8_0(wr, t->x, t->k) : dot_q4_0(wr, t->x, t->k);
+      for (int64_t r = 0; r < t->rows; r++) {
+        const act_block *xr = t->xq + r * nb;
+        t->out[r * t->n + j] =
+            t->type == 8 ? idot_q8_0(wr, xr, nb) : t->type == 2 ? idot_q4_0(wr, xr, nb) : idot_q4_1(wr, xr, nb);
+      }
     }
     return NULL;
   }
@@ -554,32 +631,52 @@ static napi_value QuantMatMul(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "llmbox_native.quantMatMul: offsets out of range");
     return NULL;
   }
+  const int64_t nb = k / 32;
+  act_block *xq = NULL;
+  if (rounds_input(type)) {
+    xq = (act_block *)malloc(sizeof(act_block) * (size_t)(rows * nb));
+    if (!xq) {
+      napi_throw_error(env, NULL, "llmbox_native.quantMatMul: out of memory");
+      return NULL;
+    }
+    for (int64_t r = 0; r < rows; r++) round_input_row(heap + xo + r * k, xq + r * nb, k);
+  }
   // Many rows (prefill, scoring): decode panels of weight rows to float32 and let BLAS multiply,
-  // which reuses each decoded weight across the rows far better than one dot product per pair.
+  // which reuses each decoded weight across the rows far better than one dot product per pair. The
+  // rounded input goes in as floats (q d), the values the integer path multiplies.
   if (rows >= PANEL_MIN_ROWS) {
     float *panel = (float *)malloc(sizeof(float) * (size_t)PANEL_ROWS * (size_t)k);
-    if (panel) {
+    float *xr = xq ? (float *)malloc(sizeof(float) * (size_t)(rows * k)) : NULL;
+    if (panel && (!xq || xr)) {
+      if (xq)
+        for (int64_t i = 0; i < rows * nb; i++)
+          for (int j = 0; j < 32; j++) xr[i * 32 + j] = (float)xq[i].q[j] * xq[i].d;
       use_threads(configured_threads);
       for (int64_t j = 0; j < n; j += PANEL_ROWS) {
         int64_t jn = n - j < PANEL_ROWS ? n - j : PANEL_ROWS;
         for (int64_t r = 0; r < jn; r++) decode_row(type, w + (size_t)(j + r) * rb, panel + r * k, k);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)jn, (int)k, 1.0f, heap + xo, (int)k, panel, (int)k, 0.0f,
-                    heap + oo + j, (int)n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)jn, (int)k, 1.0f, xr ? xr : heap + xo, (int)k, panel, (int)k,
+                    0.0f, heap + oo + j, (int)n);
       }
       free(panel);
+      free(xr);
+      free(xq);
       return NULL;
     }
+    free(panel);
+    free(xr);
   }
   int threads = (double)rows * n * k < 4.0 * SMALL_WORK || n < 64 ? 1 : configured_threads;
   qmm_job jobs[16];
   pthread_t tid[16];
   if (threads > 16) threads = 16;
   for (int t = 0; t < threads; t++) {
-    jobs[t] = (qmm_job){heap + xo, heap + oo, w, type, rows, n, k, n * t / threads, n * (t + 1) / threads, rb};
+    jobs[t] = (qmm_job){heap + xo, xq, heap + oo, w, type, rows, n, k, n * t / threads, n * (t + 1) / threads, rb};
   }
   for (int t = 1; t < threads; t++) pthread_create(&tid[t], NULL, qmm_run, &jobs[t]);
   qmm_run(&jobs[0]);
   for (int t = 1; t < threads; t++) pthread_join(tid[t], NULL);
+  free(xq);
   return NULL;
 }
 

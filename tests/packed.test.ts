@@ -23,29 +23,55 @@ const random = (n: number, seed: number) => {
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
   Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 
+/** llama.cpp's rounding of a quantized product's input, in scalar float32: per 32 values d = amax / 127, q = round half even (x / d). */
+function roundedRows(x: Float32Array, k: number): Float32Array {
+  const f = Math.fround;
+  const out = new Float32Array(x.length);
+  for (let b = 0; b < x.length / 32; b++) {
+    const block = x.subarray(b * 32, b * 32 + 32);
+    const d = f(Math.max(...Array.from(block, Math.abs)) / 127);
+    const inv = d > 0 ? f(1 / d) : 0;
+    block.forEach((v, j) => {
+      const t = f(v * inv);
+      const r = Math.round(t);
+      const q = Math.abs(t % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r; // half to even
+      out[b * 32 + j] = f(q * d);
+    });
+  }
+  expect(k % 32).toBe(0);
+  return out;
+}
+
 describe('matrices held outside the heap in ggml types', () => {
   it.each(Object.entries(PACK_TYPES))(
-    '%s: x W^T equals the product with W decoded, for decode rows and prefill blocks',
+    '%s: x W^T equals the product with W decoded (x rounded for the block types), for decode rows and prefill blocks',
     async (_name, type) => {
       await initEngine();
+      const rounds = type === GGML.Q8_0 || type === GGML.Q4_0 || type === GGML.Q4_1;
       for (const [rows, n, k] of [
         [1, 5, 64],
         [7, 96, 32],
         [3, 130, 96],
+        [9, 40, 64],
       ]) {
         const w = packedFromBytes(encodeGgml(type, random(n * k, n + k)), type, n, k);
         const x = tf.tensor2d(random(rows * k, rows), [rows, k]);
         const ours = packedMatMul(x, w);
-        const ref = tf.matMul(x, tf.tensor2d(w.decode(), [n, k]), false, true);
+        const input = rounds ? tf.tensor2d(roundedRows(x.dataSync() as Float32Array, k), [rows, k]) : x;
+        const ref = tf.matMul(input, tf.tensor2d(w.decode(), [n, k]), false, true);
         expect(ours.shape).toEqual([rows, n]);
         expect(maxDiff(ours.dataSync(), ref.dataSync())).toBeLessThan(1e-5 * k);
+        // What the rounding costs against the float input: about 0.3% of a product's scale.
+        const exact = tf.matMul(x, tf.tensor2d(w.decode(), [n, k]), false, true);
+        const scale = Math.max(...Array.from(exact.dataSync(), Math.abs));
+        if (rounds) expect(maxDiff(ours.dataSync(), exact.dataSync())).toBeLessThan(0.01 * scale);
         // The gradient is for x only: dy W.
         const dy = tf.tensor2d(random(rows * n, 9), [rows, n]);
         const dx = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(packedMatMul(v as tf.Tensor2D, w), dy)))(x);
         expect(maxDiff(dx.dataSync(), tf.matMul(dy, tf.tensor2d(w.decode(), [n, k])).dataSync())).toBeLessThan(
           1e-5 * n,
         );
-        tf.dispose([x, ours, ref, dy, dx]);
+        tf.dispose([x, ours, input, ref, exact, dy, dx]);
       }
     },
   );
@@ -85,7 +111,7 @@ describe('matrices held outside the heap in ggml types', () => {
     q8.model.dispose();
   });
 
-  it('a GGUF model keeps its stored types: logits equal the decoded model’s', async () => {
+  it('a GGUF model keeps its stored types: logits those of the decoded model, up to the input rounding', async () => {
     const src = await loadModel(STORIES);
     const file = join(tmp(), 'q4.gguf');
     writeGgufModel(
@@ -108,7 +134,11 @@ describe('matrices held outside the heap in ggml types', () => {
     const ids = [src.tokenizer!.encode('Tom and Sue went to the park. They saw a big dog')];
     const logits = (m: LlamaModel) =>
       tf.tidy(() => m.logits(m.forward(ids).reshape([-1, 64]) as tf.Tensor2D).dataSync());
-    expect(maxDiff(logits(packed.model), logits(decoded))).toBeLessThan(1e-4);
+    // The packed products round their input to 8 bits a block (as llama.cpp does; the op tests above hold
+    // them to that exactly): measured, that moves logits by 0.24 where q4_0 itself moves them by 4.2.
+    const [lp, ld, lf] = [packed.model, decoded, src.model].map(logits);
+    expect(maxDiff(lp, ld)).toBeLessThan(0.1 * maxDiff(ld, lf));
+    expect(maxDiff(lp, ld)).toBeLessThan(0.03 * Math.max(...Array.from(lf, Math.abs)));
     // Saved or exported, the packed weights decode back exactly.
     expect(packed.model.toRaw().get('model.layers.1.self_attn.k_proj.weight')!.data).toEqual(
       g.raw.get('model.layers.1.self_attn.k_proj.weight')!.data,

@@ -295,17 +295,36 @@ function packedAttrs(w: PackedMatrix): tf.NamedAttrMap {
   return { weights: w.weights, type: w.type, n: w.n, k: w.k } as unknown as tf.NamedAttrMap;
 }
 
+/** ggml types whose products take their input rounded by roundActivations: q8_0, q4_0, q4_1. */
+const ROUNDS_INPUT = new Set([8, 2, 3]);
+
+/**
+ * x [rows, k] rounded to 8 bits per block of 32 along k, as llama.cpp rounds the input of its quantized
+ * dot products: d = max|x| / 127 per block, x' = round(x / d) d (round half to even). The native
+ * kernel does the same in integers (native/llmbox_native.c, round_input_row).
+ */
+export function roundActivations(x: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [rows, k] = x.shape;
+    const blocks = x.reshape([rows, k / 32, 32]);
+    const d = tf.div(tf.max(tf.abs(blocks), -1, true), 127);
+    const inv = tf.where(tf.greater(d, 0), tf.div(1, d), tf.zerosLike(d));
+    return tf.mul(tf.round(tf.mul(blocks, inv)), d).reshape([rows, k]) as tf.Tensor2D;
+  });
+}
+
 /**
  * x [rows, k] times W^T for a packed W [n, k]: the native kernel reads W in its stored type (decoding
- * each row once per call), elsewhere W is decoded for the call. The gradient covers x only (a packed
- * base is frozen): dx = dy W, with W decoded for the backward pass and freed after it.
+ * each row once per call), elsewhere W is decoded for the call; q8_0/q4_x products take x rounded
+ * (roundActivations) on every path. The gradient covers x only (a packed base is frozen): dx = dy W
+ * (straight through the rounding), with W decoded for the backward pass and freed after it.
  */
 export function packedMatMul(x: tf.Tensor2D, w: PackedMatrix): tf.Tensor2D {
   const dense = () => tf.tensor2d(w.decode(), [w.n, w.k]);
   const forward = (v: tf.Tensor2D): tf.Tensor2D =>
     nativeAddon()
       ? (tf.engine().runKernel(QUANT_MATMUL, { x: v }, packedAttrs(w)) as tf.Tensor2D)
-      : tf.tidy(() => tf.matMul(v, dense(), false, true));
+      : tf.tidy(() => tf.matMul(ROUNDS_INPUT.has(w.type) ? roundActivations(v) : v, dense(), false, true));
   if (!recording()) return forward(x);
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const v = args[0] as tf.Tensor2D;

@@ -11,15 +11,15 @@ import type { RawTensor } from './safetensors.js';
  */
 export function fromCheckpoint(c: ModelConfig, stored: Map<string, RawTensor>): Map<string, RawTensor> {
   if (c.architecture === 'phi3') return unfuse(c, stored);
-  if (c.architecture === 'gpt_neox') return renamed(stored, (n, t) => neoxIn(c, n, t));
-  if (c.architecture === 'gpt2') return renamed(stored, (n, t) => gpt2In(c, n, t));
+  if (c.architecture === 'gpt_neox') return renamed(stored, (n, t) => layoutIn(c, NEOX, n, t));
+  if (c.architecture === 'gpt2') return renamed(stored, (n, t) => layoutIn(c, GPT2, n, t));
   return stored;
 }
 
 export function toCheckpoint(c: ModelConfig, raw: Map<string, RawTensor>): Map<string, RawTensor> {
   if (c.architecture === 'phi3') return fuse(c, raw);
-  if (c.architecture === 'gpt_neox') return neoxOut(c, raw);
-  if (c.architecture === 'gpt2') return gpt2Out(c, raw);
+  if (c.architecture === 'gpt_neox') return layoutOut(c, NEOX, raw);
+  if (c.architecture === 'gpt2') return layoutOut(c, GPT2, raw);
   return raw;
 }
 
@@ -73,123 +73,112 @@ function joinRows(parts: RawTensor[], heads: number, D: number, row: (part: numb
 
 const QKV = ['q_proj', 'k_proj', 'v_proj'];
 
-// GPT-NeoX: query_key_value holds each head's q, k and v rows together ([heads, 3, D] along the rows).
-const neoxRow = (D: number) => (part: number, h: number, d: number) => (h * 3 + part) * D + d;
-const NEOX_GLOBAL: Record<string, string> = {
-  'gpt_neox.embed_in': 'model.embed_tokens',
-  'gpt_neox.final_layer_norm': 'model.norm',
-  embed_out: 'lm_head',
-};
-const NEOX_LAYER: Record<string, string> = {
-  input_layernorm: 'input_layernorm',
-  post_attention_layernorm: 'post_attention_layernorm',
-  'attention.dense': 'self_attn.o_proj',
-  'mlp.dense_h_to_4h': 'mlp.up_proj',
-  'mlp.dense_4h_to_h': 'mlp.down_proj',
-};
-// Causal-mask and rotary buffers older exports saved with the weights.
-const NEOX_BUFFERS = /^gpt_neox\.layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)$/;
-
-function neoxIn(c: ModelConfig, name: string, t: RawTensor): [string, RawTensor][] | null {
-  if (NEOX_BUFFERS.test(name)) return [];
-  const [, mod, kind] = /^(.*)\.(weight|bias)$/.exec(name) ?? [];
-  if (!mod) return null;
-  if (NEOX_GLOBAL[mod]) return [[`${NEOX_GLOBAL[mod]}.${kind}`, t]];
-  const m = /^gpt_neox\.layers\.(\d+)\.(.*)$/.exec(mod);
-  if (!m) return null;
-  const [, l, part] = m;
-  if (NEOX_LAYER[part]) return [[`model.layers.${l}.${NEOX_LAYER[part]}.${kind}`, t]];
-  if (part !== 'attention.query_key_value') return null;
-  const parts = splitRows(t, c.numHeads, c.headDim, neoxRow(c.headDim));
-  return parts.map((p, i) => [`model.layers.${l}.self_attn.${QKV[i]}.${kind}`, p]);
+/** A checkpoint layout with q, k and v fused into one matrix: its names, and where the fused matrix keeps each row. */
+interface FusedLayout {
+  /** Whole-model modules: checkpoint name -> model name. */
+  global: Record<string, string>;
+  /** Layer `l`'s modules are named `${layers}${l}.${part}`. */
+  layers: string;
+  part: Record<string, string>;
+  qkv: string;
+  /** Fused row of part (0 q, 1 k, 2 v) row h * D + d. */
+  row: (c: ModelConfig) => (part: number, h: number, d: number) => number;
+  /** Parts whose weights are stored [in, out] (GPT-2's Conv1D). */
+  conv1d: Set<string>;
+  /** Buffers older exports saved beside the weights (causal masks, rotary tables). */
+  buffers: RegExp;
+  /** A prefix the body's names may lack (GPT2Model's own files have no `transformer.`). */
+  optionalPrefix?: string;
 }
+
+// GPT-NeoX: query_key_value holds each head's q, k and v rows together ([heads, 3, D] along the rows).
+const NEOX: FusedLayout = {
+  global: {
+    'gpt_neox.embed_in': 'model.embed_tokens',
+    'gpt_neox.final_layer_norm': 'model.norm',
+    embed_out: 'lm_head',
+  },
+  layers: 'gpt_neox.layers.',
+  part: {
+    input_layernorm: 'input_layernorm',
+    post_attention_layernorm: 'post_attention_layernorm',
+    'attention.dense': 'self_attn.o_proj',
+    'mlp.dense_h_to_4h': 'mlp.up_proj',
+    'mlp.dense_4h_to_h': 'mlp.down_proj',
+  },
+  qkv: 'attention.query_key_value',
+  row: (c) => (part, h, d) => (h * 3 + part) * c.headDim + d,
+  conv1d: new Set(),
+  buffers: /^gpt_neox\.layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)$/,
+};
+
+// GPT-2: c_attn's output columns are q, then k, then v, each heads * D wide; Conv1D weights are [in, out].
+const GPT2: FusedLayout = {
+  global: {
+    'transformer.wte': 'model.embed_tokens',
+    'transformer.wpe': 'model.embed_positions',
+    'transformer.ln_f': 'model.norm',
+  },
+  layers: 'transformer.h.',
+  part: {
+    ln_1: 'input_layernorm',
+    ln_2: 'post_attention_layernorm',
+    'attn.c_proj': 'self_attn.o_proj',
+    'mlp.c_fc': 'mlp.up_proj',
+    'mlp.c_proj': 'mlp.down_proj',
+  },
+  qkv: 'attn.c_attn',
+  row: (c) => (part, h, d) => (part * c.numHeads + h) * c.headDim + d,
+  conv1d: new Set(['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj']),
+  buffers: /^transformer\.h\.\d+\.attn\.(bias|masked_bias)$/,
+  optionalPrefix: 'transformer.',
+};
 
 /** The checkpoint's name for a model name in a rename table. */
 const back = (table: Record<string, string>, internal: string) =>
   Object.entries(table).find(([, v]) => v === internal)?.[0];
 
-function neoxOut(c: ModelConfig, raw: Map<string, RawTensor>): Map<string, RawTensor> {
-  const out = new Map<string, RawTensor>();
-  for (const [name, t] of raw) {
-    const [, mod, kind] = /^(.*)\.(weight|bias)$/.exec(name)!;
-    const m = /^model\.layers\.(\d+)\.(.*)$/.exec(mod);
-    if (!m) {
-      out.set(`${back(NEOX_GLOBAL, mod) ?? mod}.${kind}`, t);
-      continue;
-    }
-    const [, l, part] = m;
-    if (part === 'self_attn.q_proj') {
-      const parts = QKV.map((p) => raw.get(`model.layers.${l}.self_attn.${p}.${kind}`)!);
-      out.set(
-        `gpt_neox.layers.${l}.attention.query_key_value.${kind}`,
-        joinRows(parts, c.numHeads, c.headDim, neoxRow(c.headDim)),
-      );
-    } else if (part !== 'self_attn.k_proj' && part !== 'self_attn.v_proj') {
-      out.set(`gpt_neox.layers.${l}.${back(NEOX_LAYER, part)}.${kind}`, t);
-    }
-  }
-  return out;
-}
+const HEADS = new Set(['lm_head.weight', 'score.weight']);
 
-// GPT-2: c_attn's output columns are q, then k, then v, each heads * D wide.
-const gpt2Row = (heads: number, D: number) => (part: number, h: number, d: number) => part * heads * D + h * D + d;
-const GPT2_GLOBAL: Record<string, string> = {
-  wte: 'model.embed_tokens',
-  wpe: 'model.embed_positions',
-  ln_f: 'model.norm',
-};
-const GPT2_LAYER: Record<string, string> = {
-  ln_1: 'input_layernorm',
-  ln_2: 'post_attention_layernorm',
-  'attn.c_proj': 'self_attn.o_proj',
-  'mlp.c_fc': 'mlp.up_proj',
-  'mlp.c_proj': 'mlp.down_proj',
-};
-const CONV1D = /^(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)$/;
-// The causal-mask buffers older exports saved with the weights.
-const GPT2_BUFFERS = /^h\.\d+\.attn\.(bias|masked_bias)$/;
-
-function gpt2In(c: ModelConfig, name: string, t: RawTensor): [string, RawTensor][] | null {
-  // GPT2LMHeadModel saves the body under transformer., GPT2Model (the original hub files) without it.
-  const bare = name.replace(/^transformer\./, '');
-  if (GPT2_BUFFERS.test(bare)) return [];
-  const m = /^(.*)\.(weight|bias)$/.exec(bare);
-  if (!m) return null;
-  const [, mod, kind] = m;
-  if (GPT2_GLOBAL[mod]) return [[`${GPT2_GLOBAL[mod]}.${kind}`, t]];
-  const layer = /^h\.(\d+)\.(.*)$/.exec(mod);
-  if (!layer) return null;
-  const [, l, part] = layer;
-  const v = CONV1D.test(part) && kind === 'weight' ? transposed(t) : t;
-  if (GPT2_LAYER[part]) return [[`model.layers.${l}.${GPT2_LAYER[part]}.${kind}`, v]];
-  if (part !== 'attn.c_attn') return null;
-  const parts = splitRows(v, c.numHeads, c.headDim, gpt2Row(c.numHeads, c.headDim));
+function layoutIn(c: ModelConfig, L: FusedLayout, stored: string, t: RawTensor): [string, RawTensor][] | null {
+  const name =
+    L.optionalPrefix && !stored.startsWith(L.optionalPrefix) && !HEADS.has(stored) ? L.optionalPrefix + stored : stored;
+  if (L.buffers.test(name)) return [];
+  const [, mod, kind] = /^(.*)\.(weight|bias)$/.exec(name) ?? [];
+  if (!mod) return null;
+  if (L.global[mod]) return [[`${L.global[mod]}.${kind}`, t]];
+  const m = new RegExp(`^${L.layers.replace(/\./g, '\\.')}(\\d+)\\.(.*)$`).exec(mod);
+  if (!m) return HEADS.has(name) ? [[name, t]] : null;
+  const [, l, part] = m;
+  const v = L.conv1d.has(part) && kind === 'weight' ? transposed(t) : t;
+  if (L.part[part]) return [[`model.layers.${l}.${L.part[part]}.${kind}`, v]];
+  if (part !== L.qkv) return null;
+  const parts = splitRows(v, c.numHeads, c.headDim, L.row(c));
   return parts.map((p, i) => [`model.layers.${l}.self_attn.${QKV[i]}.${kind}`, p]);
 }
 
-function gpt2Out(c: ModelConfig, raw: Map<string, RawTensor>): Map<string, RawTensor> {
+function layoutOut(c: ModelConfig, L: FusedLayout, raw: Map<string, RawTensor>): Map<string, RawTensor> {
   const out = new Map<string, RawTensor>();
   for (const [name, t] of raw) {
-    if (name === 'lm_head.weight' || name === 'score.weight') {
-      out.set(name, t);
-      continue;
-    }
     const [, mod, kind] = /^(.*)\.(weight|bias)$/.exec(name)!;
     const m = /^model\.layers\.(\d+)\.(.*)$/.exec(mod);
     if (!m) {
-      out.set(`transformer.${back(GPT2_GLOBAL, mod)}.${kind}`, t);
+      out.set(`${back(L.global, mod) ?? mod}.${kind}`, t);
       continue;
     }
     const [, l, part] = m;
-    const conv = (p: string, v: RawTensor) => (CONV1D.test(p) && kind === 'weight' ? transposed(v) : v);
-    if (part === 'self_attn.q_proj') {
-      const parts = QKV.map((p) => raw.get(`model.layers.${l}.self_attn.${p}.${kind}`)!);
-      const fused = joinRows(parts, c.numHeads, c.headDim, gpt2Row(c.numHeads, c.headDim));
-      out.set(`transformer.h.${l}.attn.c_attn.${kind}`, conv('attn.c_attn', fused));
-    } else if (part !== 'self_attn.k_proj' && part !== 'self_attn.v_proj') {
-      const p = back(GPT2_LAYER, part)!;
-      out.set(`transformer.h.${l}.${p}.${kind}`, conv(p, t));
-    }
+    if (part === 'self_attn.k_proj' || part === 'self_attn.v_proj') continue; // fused with q_proj
+    const fused = part === 'self_attn.q_proj';
+    const p = fused ? L.qkv : back(L.part, part)!;
+    const v = fused
+      ? joinRows(
+          QKV.map((q) => raw.get(`model.layers.${l}.self_attn.${q}.${kind}`)!),
+          c.numHeads,
+          c.headDim,
+          L.row(c),
+        )
+      : t;
+    out.set(`${L.layers}${l}.${p}.${kind}`, L.conv1d.has(p) && kind === 'weight' ? transposed(v) : v);
   }
   return out;
 }
