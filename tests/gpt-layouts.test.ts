@@ -5,7 +5,7 @@ import { parseConfig, toHfConfig } from '../lib/models/config.js';
 import { loadModel, randomModel, saveModel } from '../lib/models/load.js';
 import type { LlamaModel } from '../lib/models/llama.js';
 import { readModelWeights, writeSafetensors, type RawTensor } from '../lib/models/safetensors.js';
-import { addLora, loraLayers } from '../lib/train/lora.js';
+import { addLora, dropLora, loadAdapter, loraLayers, saveAdapter } from '../lib/train/lora.js';
 import { llmboxErrorOf, TINY_CONFIGS, tmp } from './helpers/models.js';
 
 const NEOX = TINY_CONFIGS['gpt_neox partial rotary, parallel residual, exact gelu, LayerNorm'];
@@ -166,6 +166,17 @@ describe('GPT-2 checkpoints', () => {
     await initEngine();
     const model = randomModel(GPT2, { seed: 7 });
     expect(loraLayers(model, ['all-linear'])).toHaveLength(2 * 6);
+    // Saved and loaded back: the adapter names the layers the model has.
+    addLora(model, { rank: 2, targets: ['all-linear'], seed: 1 });
+    const dir = tmp();
+    saveAdapter(dir, model);
+    const fresh = randomModel(GPT2, { seed: 7 });
+    loadAdapter(dir, fresh);
+    expect([...fresh.adapters.keys()].sort()).toEqual([...model.adapters.keys()].sort());
+    for (const [name, t] of model.adapters)
+      expect(Array.from(fresh.adapters.get(name)!.dataSync())).toEqual(Array.from(t.dataSync()));
+    fresh.dispose();
+    dropLora(model);
     expect(llmboxErrorOf(() => addLora(model, { rank: 2, targets: ['gate_proj'] })).message).toMatch(
       /no gate_proj layers/,
     );

@@ -22,6 +22,11 @@ export interface LoraOptions {
 
 const SHORT = LINEARS.map((l) => l.split('.').pop()!);
 
+/** The LINEARS a model's layers have: GPT-NeoX and GPT-2 have no gate_proj, so all-linear means these. */
+function presentLinears(model: LlamaModel): string[] {
+  return LINEARS.filter((full) => model.hasParameter(`model.layers.0.${full}.weight`));
+}
+
 /** The linear layers (e.g. `model.layers.3.self_attn.q_proj`) that the targets name. */
 export function loraLayers(model: LlamaModel, targets: string[]): string[] {
   const wanted = targets.includes('all-linear') ? SHORT : targets;
@@ -31,8 +36,7 @@ export function loraLayers(model: LlamaModel, targets: string[]): string[] {
       field: '--lora-targets',
       fix: `use ${SHORT.join(', ')} or all-linear`,
     });
-  // GPT-NeoX and GPT-2 have no gate_proj: all-linear means the linears the model has.
-  const present = LINEARS.filter((full) => model.hasParameter(`model.layers.0.${full}.weight`));
+  const present = presentLinears(model);
   const absent = wanted.filter((t) => !present.some((full) => full.endsWith(`.${t}`)));
   if (absent.length && !targets.includes('all-linear'))
     throw new LlmboxError(`this ${model.config.architecture} model has no ${absent.join(', ')} layers`, {
@@ -142,7 +146,9 @@ export function saveAdapter(dir: string, model: LlamaModel, base = ''): void {
     r: lora.rank,
     lora_alpha: lora.alpha,
     lora_dropout: lora.dropout,
-    target_modules: lora.targets.includes('all-linear') ? SHORT : lora.targets,
+    target_modules: lora.targets.includes('all-linear')
+      ? presentLinears(model).map((full) => full.split('.').pop()!)
+      : lora.targets,
     bias: 'none',
     fan_in_fan_out: false,
     inference_mode: true,

@@ -19,8 +19,8 @@ export function referenceGptLogits(c: ModelConfig, W: Map<string, RawTensor>, id
     if (!t) throw new Error(`reference: no tensor ${name}`);
     return t.data;
   };
-  /** nn.Linear: y = x W^T + b with W [out, in]. */
-  const linear = (x: Float64Array, name: string, out: number): Float64Array => {
+  /** y = x W^T + b: nn.Linear stores W [out, in], GPT-2's Conv1D [in, out] (`conv`). */
+  const affine = (x: Float64Array, name: string, out: number, conv: boolean): Float64Array => {
     const Wd = w(`${name}.weight`),
       b = w(`${name}.bias`),
       inp = Wd.length / out;
@@ -28,25 +28,13 @@ export function referenceGptLogits(c: ModelConfig, W: Map<string, RawTensor>, id
     for (let t = 0; t < T; t++)
       for (let o = 0; o < out; o++) {
         let s = b[o];
-        for (let i = 0; i < inp; i++) s += x[t * inp + i] * Wd[o * inp + i];
+        for (let i = 0; i < inp; i++) s += x[t * inp + i] * Wd[conv ? i * out + o : o * inp + i];
         y[t * out + o] = s;
       }
     return y;
   };
-  /** GPT-2's Conv1D: y = x W + b with W [in, out]. */
-  const conv1d = (x: Float64Array, name: string, out: number): Float64Array => {
-    const Wd = w(`${name}.weight`),
-      b = w(`${name}.bias`),
-      inp = Wd.length / out;
-    const y = new Float64Array(T * out);
-    for (let t = 0; t < T; t++)
-      for (let o = 0; o < out; o++) {
-        let s = b[o];
-        for (let i = 0; i < inp; i++) s += x[t * inp + i] * Wd[i * out + o];
-        y[t * out + o] = s;
-      }
-    return y;
-  };
+  const linear = (x: Float64Array, name: string, out: number) => affine(x, name, out, false);
+  const conv1d = (x: Float64Array, name: string, out: number) => affine(x, name, out, true);
   const layerNorm = (x: Float64Array, name: string): Float64Array => {
     const g = w(`${name}.weight`),
       b = w(`${name}.bias`);
