@@ -553,14 +553,19 @@ static float idot_q8_0(const uint8_t *w, const act_block *x, int64_t nb) {
   return s;
 }
 
+// Sum of a 4-bit block's unsigned nibbles (low: elements 0-15, high: 16-31) times the rounded input.
+static int32_t nibble_dot(const uint8_t *qs, const int8_t *q) {
+  int32_t acc = 0;
+  for (int j = 0; j < 16; j++) acc += (qs[j] & 0x0f) * q[j] + (qs[j] >> 4) * q[16 + j];
+  return acc;
+}
+
+// As the AVX2 versions: q4_0 is nibble - 8 (8 sum(qx) off), q4_1 is d nibble + m (m dx sum(qx) on).
 static float idot_q4_0(const uint8_t *w, const act_block *x, int64_t nb) {
   float s = 0.f;
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t *blk = w + b * 18;
-    int32_t acc = 0;
-    for (int j = 0; j < 16; j++)
-      acc += ((blk[2 + j] & 0x0f) - 8) * x[b].q[j] + ((blk[2 + j] >> 4) - 8) * x[b].q[16 + j];
-    s += half_to_float(rd16(blk)) * x[b].d * (float)acc;
+    s += half_to_float(rd16(blk)) * x[b].d * (float)(nibble_dot(blk + 2, x[b].q) - 8 * x[b].sum);
   }
   return s;
 }
@@ -569,9 +574,8 @@ static float idot_q4_1(const uint8_t *w, const act_block *x, int64_t nb) {
   float s = 0.f;
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t *blk = w + b * 20;
-    int32_t acc = 0;
-    for (int j = 0; j < 16; j++) acc += (blk[4 + j] & 0x0f) * x[b].q[j] + (blk[4 + j] >> 4) * x[b].q[16 + j];
-    s += half_to_float(rd16(blk)) * x[b].d * (float)acc + half_to_float(rd16(blk + 2)) * x[b].d * (float)x[b].sum;
+    s += half_to_float(rd16(blk)) * x[b].d * (float)nibble_dot(blk + 4, x[b].q) +
+         half_to_float(rd16(blk + 2)) * x[b].d * (float)x[b].sum;
   }
   return s;
 }

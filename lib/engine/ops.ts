@@ -355,10 +355,14 @@ export function transposedData(t: tf.Tensor): { shape: number[]; data: Float32Ar
     x.dispose();
     return { shape: [c, r], data };
   }
-  const src = t.dataSync() as Float32Array;
+  return { shape: [c, r], data: transposeHost(t.dataSync(), r, c) };
+}
+
+/** A row-major [r, c] matrix's values as [c, r], on the host. */
+export function transposeHost(src: ArrayLike<number>, r: number, c: number): Float32Array {
   const out = new Float32Array(r * c);
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j];
-  return { shape: [c, r], data: out };
+  return out;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { LlmboxError } from '../errors.js';
-import type { RopeScaling } from './config.js';
+import type { ModelConfig, RopeScaling } from './config.js';
 
 /** Field readers shared by every architecture's config parser: each names the file and field it refuses. */
 
@@ -107,5 +107,20 @@ export function ropeScalingJson(rs: RopeScaling | null): Json | null {
     low_freq_factor: rs.lowFreqFactor,
     high_freq_factor: rs.highFreqFactor,
     original_max_position_embeddings: rs.originalMaxPositionEmbeddings,
+  };
+}
+
+/** bos_token_id (one id at most) and eos_token_id (one or a list), each inside the vocabulary. */
+export function specialIds(raw: Json, file: string, vocab: number): Pick<ModelConfig, 'bosTokenId' | 'eosTokenIds'> {
+  const [bos, ...more] = tokenIds(raw, 'bos_token_id', file, vocab);
+  if (more.length) throw new LlmboxError('bos_token_id must be one id', { file, field: 'bos_token_id' });
+  return { bosTokenId: bos ?? null, eosTokenIds: tokenIds(raw, 'eos_token_id', file, vocab) };
+}
+
+/** The special ids as config.json writes them. */
+export function specialIdsJson(cfg: ModelConfig): Json {
+  return {
+    bos_token_id: cfg.bosTokenId,
+    eos_token_id: cfg.eosTokenIds.length === 1 ? cfg.eosTokenIds[0] : cfg.eosTokenIds,
   };
 }

@@ -7,7 +7,8 @@ import {
   parseRopeScaling,
   positiveInt,
   ropeScalingJson,
-  tokenIds,
+  specialIds,
+  specialIdsJson,
   type Json,
 } from './config-fields.js';
 
@@ -75,12 +76,6 @@ function heads(raw: Json, hiddenKey: string, headsKey: string, file: string) {
     });
   }
   return { hiddenSize, numHeads, numKvHeads: numHeads, headDim: hiddenSize / numHeads };
-}
-
-function specialIds(raw: Json, file: string, vocab: number) {
-  const [bos, ...more] = tokenIds(raw, 'bos_token_id', file, vocab);
-  if (more.length) throw new LlmboxError('bos_token_id must be one id', { file, field: 'bos_token_id' });
-  return { bosTokenId: bos ?? null, eosTokenIds: tokenIds(raw, 'eos_token_id', file, vocab) };
 }
 
 export function gptNeoxConfig(raw: Json, file: string): ModelConfig {
@@ -168,8 +163,7 @@ const common = (cfg: ModelConfig) => ({
   vocab_size: cfg.vocabSize,
   ...(cfg.numLabels ? { num_labels: cfg.numLabels } : {}),
   tie_word_embeddings: cfg.tieWordEmbeddings,
-  bos_token_id: cfg.bosTokenId,
-  eos_token_id: cfg.eosTokenIds.length === 1 ? cfg.eosTokenIds[0] : cfg.eosTokenIds,
+  ...specialIdsJson(cfg),
   torch_dtype: 'float32',
 });
 

@@ -8,7 +8,8 @@ import {
   parseRopeScaling,
   positiveInt,
   ropeScalingJson,
-  tokenIds,
+  specialIds,
+  specialIdsJson,
   type Json,
 } from './config-fields.js';
 import { gpt2Config, gpt2HfConfig, gptNeoxConfig, gptNeoxHfConfig } from './config-gpt.js';
@@ -168,8 +169,6 @@ function llamaFamilyConfig(raw: Json, architecture: Architecture, file: string):
       ? positiveInt(raw, 'sliding_window', file)
       : null;
   const vocabSize = positiveInt(raw, 'vocab_size', file);
-  const [bos, ...moreBos] = tokenIds(raw, 'bos_token_id', file, vocabSize);
-  if (moreBos.length) throw new LlmboxError('bos_token_id must be one id', { file, field: 'bos_token_id' });
   return {
     architecture,
     vocabSize,
@@ -202,8 +201,7 @@ function llamaFamilyConfig(raw: Json, architecture: Architecture, file: string):
     slidingLayers: architecture === 'gemma2' ? 'even' : 'all',
     sandwichNorms: architecture === 'gemma2',
     slidingWindow,
-    bosTokenId: bos ?? null,
-    eosTokenIds: tokenIds(raw, 'eos_token_id', file, vocabSize),
+    ...specialIds(raw, file, vocabSize),
     numLabels: classifierLabels(raw, file),
   };
 }
@@ -274,8 +272,7 @@ export function toHfConfig(cfg: ModelConfig): Json {
     ...(cfg.mlpBias ? { mlp_bias: true } : {}),
     sliding_window: cfg.slidingWindow,
     use_sliding_window: cfg.slidingWindow !== null,
-    bos_token_id: cfg.bosTokenId,
-    eos_token_id: cfg.eosTokenIds.length === 1 ? cfg.eosTokenIds[0] : cfg.eosTokenIds,
+    ...specialIdsJson(cfg),
     torch_dtype: 'float32',
   };
 }

@@ -1,3 +1,4 @@
+import { transposeHost } from '../engine/ops.js';
 import type { ModelConfig } from './config.js';
 import { fuse, unfuse } from './fused.js';
 import type { RawTensor } from './safetensors.js';
@@ -11,8 +12,8 @@ import type { RawTensor } from './safetensors.js';
  */
 export function fromCheckpoint(c: ModelConfig, stored: Map<string, RawTensor>): Map<string, RawTensor> {
   if (c.architecture === 'phi3') return unfuse(c, stored);
-  if (c.architecture === 'gpt_neox') return renamed(stored, (n, t) => layoutIn(c, NEOX, n, t));
-  if (c.architecture === 'gpt2') return renamed(stored, (n, t) => layoutIn(c, GPT2, n, t));
+  if (c.architecture === 'gpt_neox') return renamed(stored, layoutIn(c, NEOX));
+  if (c.architecture === 'gpt2') return renamed(stored, layoutIn(c, GPT2));
   return stored;
 }
 
@@ -35,9 +36,7 @@ function renamed(stored: Map<string, RawTensor>, map: Mapping): Map<string, RawT
 /** [rows, cols] <-> [cols, rows]: GPT-2's Conv1D keeps its weights [in, out]. */
 function transposed(t: RawTensor): RawTensor {
   const [r, c] = t.shape;
-  const data = new Float32Array(r * c);
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) data[j * r + i] = t.data[i * c + j];
-  return { shape: [c, r], data };
+  return { shape: [c, r], data: transposeHost(t.data, r, c) };
 }
 
 /**
@@ -140,21 +139,26 @@ const back = (table: Record<string, string>, internal: string) =>
 
 const HEADS = new Set(['lm_head.weight', 'score.weight']);
 
-function layoutIn(c: ModelConfig, L: FusedLayout, stored: string, t: RawTensor): [string, RawTensor][] | null {
-  const name =
-    L.optionalPrefix && !stored.startsWith(L.optionalPrefix) && !HEADS.has(stored) ? L.optionalPrefix + stored : stored;
-  if (L.buffers.test(name)) return [];
-  const [, mod, kind] = /^(.*)\.(weight|bias)$/.exec(name) ?? [];
-  if (!mod) return null;
-  if (L.global[mod]) return [[`${L.global[mod]}.${kind}`, t]];
-  const m = new RegExp(`^${L.layers.replace(/\./g, '\\.')}(\\d+)\\.(.*)$`).exec(mod);
-  if (!m) return HEADS.has(name) ? [[name, t]] : null;
-  const [, l, part] = m;
-  const v = L.conv1d.has(part) && kind === 'weight' ? transposed(t) : t;
-  if (L.part[part]) return [[`model.layers.${l}.${L.part[part]}.${kind}`, v]];
-  if (part !== L.qkv) return null;
-  const parts = splitRows(v, c.numHeads, c.headDim, L.row(c));
-  return parts.map((p, i) => [`model.layers.${l}.self_attn.${QKV[i]}.${kind}`, p]);
+function layoutIn(c: ModelConfig, L: FusedLayout): Mapping {
+  const layer = new RegExp(`^${L.layers.replace(/\./g, '\\.')}(\\d+)\\.(.*)$`);
+  return (stored, t) => {
+    const name =
+      L.optionalPrefix && !stored.startsWith(L.optionalPrefix) && !HEADS.has(stored)
+        ? L.optionalPrefix + stored
+        : stored;
+    if (L.buffers.test(name)) return [];
+    const [, mod, kind] = /^(.*)\.(weight|bias)$/.exec(name) ?? [];
+    if (!mod) return null;
+    if (L.global[mod]) return [[`${L.global[mod]}.${kind}`, t]];
+    const m = layer.exec(mod);
+    if (!m) return null;
+    const [, l, part] = m;
+    const v = L.conv1d.has(part) && kind === 'weight' ? transposed(t) : t;
+    if (L.part[part]) return [[`model.layers.${l}.${L.part[part]}.${kind}`, v]];
+    if (part !== L.qkv) return null;
+    const parts = splitRows(v, c.numHeads, c.headDim, L.row(c));
+    return parts.map((p, i) => [`model.layers.${l}.self_attn.${QKV[i]}.${kind}`, p]);
+  };
 }
 
 function layoutOut(c: ModelConfig, L: FusedLayout, raw: Map<string, RawTensor>): Map<string, RawTensor> {
