@@ -312,7 +312,8 @@ static napi_value Rope(napi_env env, napi_callback_info info) {
 // A weight [n rows x k] (Hugging Face's [out, in]) is kept in a Node buffer in its stored type, so the
 // wasm heap holds activations only. Types (ggml's numbering): 0 f32, 1 f16, 30 bf16, 8 q8_0
 // (blocks of 32: f16 scale, 32 int8), 2 q4_0 (f16 scale, 16 bytes of 4-bit values offset by 8),
-// 3 q4_1 (f16 scale, f16 minimum, 16 bytes).
+// 3 q4_1 (f16 scale, f16 minimum, 16 bytes); and one of llmbox's own, 256 q4_z (f16 scale, a byte
+// zero point z, a zero byte, 16 bytes: w = d (q - z)), the layout GPTQ checkpoints' groups load into.
 
 #if defined(__F16C__)
 #include <immintrin.h>
@@ -345,7 +346,7 @@ static size_t row_bytes(int type, int64_t k) {
     case 1: case 30: return (size_t)k * 2;
     case 8: return (size_t)(k / 32) * 34;
     case 2: return (size_t)(k / 32) * 18;
-    case 3: return (size_t)(k / 32) * 20;
+    case 3: case 256: return (size_t)(k / 32) * 20;
     default: return 0;
   }
 }
@@ -392,6 +393,18 @@ static void decode_row(int type, const uint8_t *src, float *dst, int64_t k) {
         }
       }
       return;
+    case 256:
+      for (int64_t b = 0; b < k / 32; b++) {
+        const uint8_t *blk = src + b * 20;
+        const float d = half_to_float(rd16(blk));
+        const int z = blk[2];
+#pragma omp simd
+        for (int j = 0; j < 16; j++) {
+          dst[b * 32 + j] = (float)((blk[4 + j] & 0x0f) - z) * d;
+          dst[b * 32 + 16 + j] = (float)((blk[4 + j] >> 4) - z) * d;
+        }
+      }
+      return;
   }
 }
 
@@ -405,7 +418,7 @@ static void decode_row(int type, const uint8_t *src, float *dst, int64_t k) {
 // float (which left decoding compute-bound at about half of llama.cpp's speed). Every path rounds the
 // input the same way (ops.ts roundActivations is the composed definition), so results do not depend on
 // how many rows a call has or on the add-on.
-static inline int rounds_input(int type) { return type == 8 || type == 2 || type == 3; }
+static inline int rounds_input(int type) { return type == 8 || type == 2 || type == 3 || type == 256; }
 
 typedef struct {
   float d;
@@ -499,6 +512,13 @@ static inline __m256 q4_0_block(const uint8_t *blk, const act_block *x, __m256 a
   return _mm256_fmadd_ps(_mm256_set1_ps(d), dot_u8_i8(nibbles(blk + 2), _mm256_loadu_si256((const __m256i *)x->q)), acc);
 }
 
+// q4_z is q4_0 with the block's own zero point: z sum(qx) comes off.
+static inline __m256 q4_z_block(const uint8_t *blk, const act_block *x, __m256 acc, float *offset) {
+  const float d = half_to_float(rd16(blk)) * x->d;
+  *offset += d * (float)(blk[2] * x->sum);
+  return _mm256_fmadd_ps(_mm256_set1_ps(d), dot_u8_i8(nibbles(blk + 4), _mm256_loadu_si256((const __m256i *)x->q)), acc);
+}
+
 // Two blocks a step into two accumulators, so that neither multiply-add waits on the other.
 static float idot_q8_0(const uint8_t *w, const act_block *x, int64_t nb) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -524,6 +544,20 @@ static float idot_q4_0(const uint8_t *w, const act_block *x, int64_t nb) {
     acc1 = q4_0_block(blk + 18, x + b + 1, acc1, &offset);
   }
   if (b < nb) acc0 = q4_0_block(w + b * 18, x + b, acc0, &offset);
+  return hsum256(_mm256_add_ps(acc0, acc1)) - offset;
+}
+
+static float idot_q4_z(const uint8_t *w, const act_block *x, int64_t nb) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  float offset = 0.f;
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const uint8_t *blk = w + b * 20;
+    _mm_prefetch((const char *)(blk + 20 * 1024), _MM_HINT_T0);
+    acc0 = q4_z_block(blk, x + b, acc0, &offset);
+    acc1 = q4_z_block(blk + 20, x + b + 1, acc1, &offset);
+  }
+  if (b < nb) acc0 = q4_z_block(w + b * 20, x + b, acc0, &offset);
   return hsum256(_mm256_add_ps(acc0, acc1)) - offset;
 }
 
@@ -560,7 +594,8 @@ static int32_t nibble_dot(const uint8_t *qs, const int8_t *q) {
   return acc;
 }
 
-// As the AVX2 versions: q4_0 is nibble - 8 (8 sum(qx) off), q4_1 is d nibble + m (m dx sum(qx) on).
+// As the AVX2 versions: q4_0 is nibble - 8 (8 sum(qx) off), q4_1 is d nibble + m (m dx sum(qx) on),
+// q4_z is nibble - z.
 static float idot_q4_0(const uint8_t *w, const act_block *x, int64_t nb) {
   float s = 0.f;
   for (int64_t b = 0; b < nb; b++) {
@@ -576,6 +611,15 @@ static float idot_q4_1(const uint8_t *w, const act_block *x, int64_t nb) {
     const uint8_t *blk = w + b * 20;
     s += half_to_float(rd16(blk)) * x[b].d * (float)nibble_dot(blk + 4, x[b].q) +
          half_to_float(rd16(blk + 2)) * x[b].d * (float)x[b].sum;
+  }
+  return s;
+}
+
+static float idot_q4_z(const uint8_t *w, const act_block *x, int64_t nb) {
+  float s = 0.f;
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = w + b * 20;
+    s += half_to_float(rd16(blk)) * x[b].d * (float)(nibble_dot(blk + 4, x[b].q) - blk[2] * x[b].sum);
   }
   return s;
 }
@@ -600,8 +644,10 @@ static void *qmm_run(void *arg) {
       const uint8_t *wr = t->w + (size_t)j * t->rb;
       for (int64_t r = 0; r < t->rows; r++) {
         const act_block *xr = t->xq + r * nb;
-        t->out[r * t->n + j] =
-            t->type == 8 ? idot_q8_0(wr, xr, nb) : t->type == 2 ? idot_q4_0(wr, xr, nb) : idot_q4_1(wr, xr, nb);
+        t->out[r * t->n + j] = t->type == 8   ? idot_q8_0(wr, xr, nb)
+                               : t->type == 2 ? idot_q4_0(wr, xr, nb)
+                               : t->type == 3 ? idot_q4_1(wr, xr, nb)
+                                              : idot_q4_z(wr, xr, nb);
       }
     }
     return NULL;
@@ -616,7 +662,25 @@ static void *qmm_run(void *arg) {
   return NULL;
 }
 
-// quantMatMul(heap, weights(Uint8Array), type, x, out, rows, n, k): out[rows x n] = x[rows x k] W^T
+// The optional input order of a quantMatMul call (its 9th argument, an Int32Array or null/undefined):
+// W's column c multiplies x's column order[c] (GPTQ's act-order, stored sorted by group). Returns 0
+// with an exception pending when the argument is bad; *order stays NULL when there is none.
+static int read_input_order(napi_env env, napi_callback_info info, int type, int64_t k, int32_t **order) {
+  size_t argc = 9;
+  napi_value argv[9];
+  *order = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 9) return 1;
+  napi_valuetype t;
+  if (napi_typeof(env, argv[8], &t) != napi_ok || t == napi_undefined || t == napi_null) return 1;
+  size_t len;
+  if (!get_view(env, argv[8], napi_int32_array, "an Int32Array input order", (void **)order, &len)) return 0;
+  int ok = (int64_t)len == k && rounds_input(type);
+  for (int64_t c = 0; ok && c < k; c++) ok = (*order)[c] >= 0 && (*order)[c] < k;
+  if (!ok) napi_throw_range_error(env, NULL, "llmbox_native.quantMatMul: the input order is not k column numbers of a rounding type");
+  return ok;
+}
+
+// quantMatMul(heap, weights(Uint8Array), type, x, out, rows, n, k[, order]): out[rows x n] = x[rows x k] W^T
 // for W [n x k] stored in `type`. Large products split W's rows over the configured threads.
 static napi_value QuantMatMul(napi_env env, napi_callback_info info) {
   float *heap;
@@ -635,15 +699,27 @@ static napi_value QuantMatMul(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "llmbox_native.quantMatMul: offsets out of range");
     return NULL;
   }
+  int32_t *order;
+  if (!read_input_order(env, info, type, k, &order)) return NULL;
   const int64_t nb = k / 32;
   act_block *xq = NULL;
   if (rounds_input(type)) {
     xq = (act_block *)malloc(sizeof(act_block) * (size_t)(rows * nb));
-    if (!xq) {
+    float *gathered = order ? (float *)malloc(sizeof(float) * (size_t)k) : NULL;
+    if (!xq || (order && !gathered)) {
+      free(xq);
       napi_throw_error(env, NULL, "llmbox_native.quantMatMul: out of memory");
       return NULL;
     }
-    for (int64_t r = 0; r < rows; r++) round_input_row(heap + xo + r * k, xq + r * nb, k);
+    for (int64_t r = 0; r < rows; r++) {
+      const float *x = heap + xo + r * k;
+      if (order) {
+        for (int64_t c = 0; c < k; c++) gathered[c] = x[order[c]];
+        x = gathered;
+      }
+      round_input_row(x, xq + r * nb, k);
+    }
+    free(gathered);
   }
   // Many rows (prefill, scoring): decode panels of weight rows to float32 and let BLAS multiply,
   // which reuses each decoded weight across the rows far better than one dot product per pair. The

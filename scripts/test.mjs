@@ -57,6 +57,7 @@ const MODEL_SUITES = [
   'tests/gradients.test.ts',
   'tests/prefix-cache.test.ts',
   'tests/packed.test.ts',
+  'tests/gptq.test.ts',
 ];
 const dir = mkdtempSync(join(tmpdir(), 'llmbox-test-'));
 const runs = [

@@ -14,6 +14,7 @@ import { parseConfig } from '../lib/models/config.js';
 import { addLora } from '../lib/train/lora.js';
 import { seededRandom } from '../lib/util/random.js';
 import { STORIES, tmp } from './helpers/models.js';
+import { roundedRows } from './helpers/rounding.js';
 
 const BIN = resolve(import.meta.dirname, '..', 'bin', 'llmbox.js');
 const random = (n: number, seed: number) => {
@@ -22,25 +23,6 @@ const random = (n: number, seed: number) => {
 };
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
   Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
-
-/** llama.cpp's rounding of a quantized product's input, in scalar float32: per 32 values d = amax / 127, q = round half even (x / d). */
-function roundedRows(x: Float32Array, k: number): Float32Array {
-  const f = Math.fround;
-  const out = new Float32Array(x.length);
-  for (let b = 0; b < x.length / 32; b++) {
-    const block = x.subarray(b * 32, b * 32 + 32);
-    const d = f(Math.max(...Array.from(block, Math.abs)) / 127);
-    const inv = d > 0 ? f(1 / d) : 0;
-    block.forEach((v, j) => {
-      const t = f(v * inv);
-      const r = Math.round(t);
-      const q = Math.abs(t % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r; // half to even
-      out[b * 32 + j] = f(q * d);
-    });
-  }
-  expect(k % 32).toBe(0);
-  return out;
-}
 
 describe('matrices held outside the heap in ggml types', () => {
   it.each(Object.entries(PACK_TYPES))(

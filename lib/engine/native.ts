@@ -56,6 +56,8 @@ export interface NativeAddon {
     rows: number,
     n: number,
     k: number,
+    /** W's column c multiplies x's column order[c] (q8_0/q4_x/q4_z only). */
+    order?: Int32Array | null,
   ): void;
   /** out[i] = W[ids[i]] decoded, for an embedding W [vocab x k] held outside the heap (ids: int32 offset). */
   quantGather(

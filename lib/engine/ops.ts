@@ -282,21 +282,26 @@ export function loraLinearReference(
 /** A weight [n, k] (Hugging Face's [out, in]) held outside the tensor heap in a ggml storage type. */
 export interface PackedMatrix {
   weights: Uint8Array;
-  /** ggml type: 0 f32, 1 f16, 30 bf16, 8 q8_0, 2 q4_0, 3 q4_1. */
+  /** ggml type: 0 f32, 1 f16, 30 bf16, 8 q8_0, 2 q4_0, 3 q4_1; or llmbox's 256 q4_z. */
   type: number;
   n: number;
   k: number;
-  /** The weight as float32 [n, k] (for backends without the native kernel, and for gradients). */
+  /**
+   * Where the stored columns come from: column c holds input inputOrder[c] (GPTQ's act-order, its
+   * groups made whole blocks); products gather x to match. Absent: the inputs' own order.
+   */
+  inputOrder?: Int32Array;
+  /** The weight as float32 [n, k] in its stored column order (for backends without the native kernel, and for gradients). */
   decode(): Float32Array;
 }
 
 /** The kernel attributes of a packed matrix (see kernels/quant-matmul.ts). */
 function packedAttrs(w: PackedMatrix): tf.NamedAttrMap {
-  return { weights: w.weights, type: w.type, n: w.n, k: w.k } as unknown as tf.NamedAttrMap;
+  return { weights: w.weights, type: w.type, n: w.n, k: w.k, inputOrder: w.inputOrder } as unknown as tf.NamedAttrMap;
 }
 
-/** ggml types whose products take their input rounded by roundActivations: q8_0, q4_0, q4_1. */
-const ROUNDS_INPUT = new Set([8, 2, 3]);
+/** Types whose products take their input rounded by roundActivations: q8_0, q4_0, q4_1, q4_z. */
+const ROUNDS_INPUT = new Set([8, 2, 3, 256]);
 
 /**
  * x [rows, k] rounded to 8 bits per block of 32 along k, as llama.cpp rounds the input of its quantized
@@ -317,22 +322,31 @@ export function roundActivations(x: tf.Tensor2D): tf.Tensor2D {
  * x [rows, k] times W^T for a packed W [n, k]: the native kernel reads W in its stored type (decoding
  * each row once per call), elsewhere W is decoded for the call; q8_0/q4_x products take x rounded
  * (roundActivations) on every path. The gradient covers x only (a packed base is frozen): dx = dy W
- * (straight through the rounding), with W decoded for the backward pass and freed after it.
+ * (straight through the rounding), with W decoded for the backward pass and freed after it. A matrix
+ * with an input order multiplies x's columns in that order: the kernel gathers them as it rounds them.
  */
 export function packedMatMul(x: tf.Tensor2D, w: PackedMatrix): tf.Tensor2D {
+  const order = w.inputOrder;
   const dense = () => tf.tensor2d(w.decode(), [w.n, w.k]);
-  const forward = (v: tf.Tensor2D): tf.Tensor2D =>
-    nativeAddon()
-      ? (tf.engine().runKernel(QUANT_MATMUL, { x: v }, packedAttrs(w)) as tf.Tensor2D)
-      : tf.tidy(() => tf.matMul(ROUNDS_INPUT.has(w.type) ? roundActivations(v) : v, dense(), false, true));
+  const forward = (v: tf.Tensor2D): tf.Tensor2D => {
+    if (nativeAddon()) return tf.engine().runKernel(QUANT_MATMUL, { x: v }, packedAttrs(w)) as tf.Tensor2D;
+    return tf.tidy(() => {
+      const xs = order ? tf.gather(v, tf.tensor1d(order, 'int32'), 1) : v;
+      return tf.matMul(ROUNDS_INPUT.has(w.type) ? roundActivations(xs) : xs, dense(), false, true);
+    });
+  };
   if (!recording()) return forward(x);
-  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const v = args[0] as tf.Tensor2D;
-    return {
-      value: forward(v),
-      gradFunc: (dy: tf.Tensor | tf.Tensor[]) => tf.tidy(() => tf.matMul(single(dy) as tf.Tensor2D, dense())),
-    };
-  });
+  // dx = dy W, its columns put back in the inputs' order.
+  const inverse = order && new Int32Array(order.length);
+  order?.forEach((from, c) => (inverse![from] = c));
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
+    value: forward(args[0] as tf.Tensor2D),
+    gradFunc: (dy: tf.Tensor | tf.Tensor[]) =>
+      tf.tidy(() => {
+        const dx = tf.matMul(single(dy) as tf.Tensor2D, dense());
+        return inverse ? tf.gather(dx, tf.tensor1d(inverse, 'int32'), 1) : dx;
+      }),
+  }));
   return f(x) as tf.Tensor2D;
 }
 

@@ -75,6 +75,7 @@ function hashSamples(model: LlamaModel, samples: Float32Array[]): string {
     h.update(`${name}:ggml${p.type}:${p.n}x${p.k};`);
     const stride = Math.max(1, Math.floor(p.weights.length / 65536));
     h.update(Uint8Array.from({ length: Math.ceil(p.weights.length / stride) }, (_, j) => p.weights[j * stride]));
+    if (p.inputOrder) h.update(new Uint8Array(p.inputOrder.buffer, p.inputOrder.byteOffset, p.inputOrder.byteLength));
   }
   hashedTensors(model).forEach(([name, t], i) => {
     h.update(`${name}:${t.shape.join('x')};`);

@@ -2,10 +2,17 @@
  * ggml's storage types, encoded and decoded as llama.cpp's reference (non-SIMD) code does, so files
  * written here load in llama.cpp and files from llama.cpp decode to the same floats: f16 and bf16,
  * q8_0 (blocks of 32: an f16 scale, 32 int8), q4_0 (an f16 scale, 32 4-bit values offset by 8) and
- * q4_1 (an f16 scale and minimum, 32 4-bit values).
+ * q4_1 (an f16 scale and minimum, 32 4-bit values); and q4_z, llmbox's own (not a GGUF type).
  */
 import { LlmboxError } from '../errors.js';
 import { GGML, ggmlTypeName } from './gguf-file.js';
+
+/**
+ * Blocks of 32: an f16 scale d, a byte zero point z, a zero byte, 16 bytes of 4-bit values q (low
+ * nibbles elements 0-15, as ggml's): w = d (q - z). GPTQ's groups (a scale and an integer zero per
+ * output and group of inputs) are exactly this, a group being whole blocks.
+ */
+export const Q4_Z = 256;
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -183,6 +190,17 @@ export function decodeGgml(type: number, bytes: Uint8Array, n: number): Float32A
           const q = bytes[b * 20 + 4 + j];
           out[b * 32 + j] = (q & 0x0f) * d + m;
           out[b * 32 + 16 + j] = (q >> 4) * d + m;
+        }
+      }
+      return out;
+    case Q4_Z:
+      for (let b = 0; b < n / 32; b++) {
+        const d = fromHalf(view.getUint16(b * 20, true));
+        const z = bytes[b * 20 + 2];
+        for (let j = 0; j < 16; j++) {
+          const q = bytes[b * 20 + 4 + j];
+          out[b * 32 + j] = ((q & 0x0f) - z) * d;
+          out[b * 32 + 16 + j] = ((q >> 4) - z) * d;
         }
       }
       return out;

@@ -10,7 +10,16 @@ import { writeFileAtomicWith } from '../util/fs.js';
 /** ggml tensor types llmbox reads or writes. */
 export const GGML = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 8, BF16: 30 } as const;
 export type GgmlType = (typeof GGML)[keyof typeof GGML];
-const TYPE_NAMES: Record<number, string> = { 0: 'f32', 1: 'f16', 2: 'q4_0', 3: 'q4_1', 8: 'q8_0', 30: 'bf16' };
+// 256 is llmbox's q4_z (ggml-quants.ts), held in memory only: no GGUF file has it.
+const TYPE_NAMES: Record<number, string> = {
+  0: 'f32',
+  1: 'f16',
+  2: 'q4_0',
+  3: 'q4_1',
+  8: 'q8_0',
+  30: 'bf16',
+  256: 'q4_z',
+};
 
 /** Elements per block and bytes per block of each type. */
 const BLOCK: Record<number, { n: number; bytes: number }> = {

@@ -25,7 +25,7 @@ import { ropeInvFreq, ropeTables } from './rope.js';
 import type { RawTensor } from './safetensors.js';
 import { dequantizedTensor, nf4Bytes, quantizeNF4, type NF4Tensor } from './nf4.js';
 import { fromCheckpoint, toCheckpoint } from './layout.js';
-import { packedAsParameter } from './packed.js';
+import { decodedInInputOrder, packedAsParameter } from './packed.js';
 
 /** Additive mask value: large enough that exp() underflows to exactly 0, finite so padded rows stay finite. */
 const MASKED = -1e9;
@@ -468,7 +468,7 @@ export class LlamaModel {
     }
     for (const [name, t] of this.params)
       out.set(name, isLinear(name) ? transposedData(t) : { shape: t.shape, data: t.dataSync() as Float32Array });
-    for (const [name, pk] of this.packed) out.set(name, { shape: [pk.n, pk.k], data: pk.decode() });
+    for (const [name, pk] of this.packed) out.set(name, { shape: [pk.n, pk.k], data: decodedInInputOrder(pk) });
     // HF checkpoints of tied models usually omit lm_head; write it anyway so any loader finds it.
     if (this.config.tieWordEmbeddings) out.set('lm_head.weight', out.get('model.embed_tokens.weight')!);
     return toCheckpoint(this.config, out);

@@ -13,6 +13,8 @@ import { writeFileAtomic } from '../util/fs.js';
 import { parseConfig, readConfig, toHfConfig, type ModelConfig } from './config.js';
 import { LlamaModel, parameterShapes } from './llama.js';
 import { fromCheckpoint } from './layout.js';
+import { packGptq, readQuantization } from './gptq.js';
+import type { PackedMatrix } from '../engine/ops.js';
 import { readModelWeights, writeSafetensors } from './safetensors.js';
 import { TextTokenizer } from './tokenizer.js';
 
@@ -103,17 +105,26 @@ async function loadHeld(modelDir: string, engine: PackedOptions): Promise<Loaded
   }
   await initEngine(engine);
   const config = readConfig(dir);
+  const gptq = readQuantization(dir, config);
+  const base = gptq?.baseName ?? 'model';
+  const weightsFile = existsSync(`${dir}/${base}.safetensors`)
+    ? `${dir}/${base}.safetensors`
+    : `${dir}/${base}.safetensors.index.json`;
+  const stored = readModelWeights(dir, base);
+  // GPTQ's matrices are packed as stored; --load-in-8bit/4bit packs the float ones that remain.
+  const packed = gptq ? packGptq(stored, gptq, weightsFile) : new Map<string, PackedMatrix>();
+  const shapes = parameterShapes(config);
+  for (const name of packed.keys())
+    if (!shapes.has(name))
+      throw new LlmboxError(`unexpected GPTQ tensor ${name.replace(/weight$/, 'qweight')}`, {
+        file: weightsFile,
+        field: name.replace(/weight$/, 'qweight'),
+        fix: `a ${config.architecture} model with this config.json has no such linear: check num_hidden_layers and that the weights belong to it`,
+      });
   // In the model's names before packing: a checkpoint's own (GPT-2's c_attn, Phi-3's qkv_proj) are not the model's linears.
-  const raw = fromCheckpoint(config, readModelWeights(dir));
-  const weightsFile = existsSync(`${dir}/model.safetensors`)
-    ? `${dir}/model.safetensors`
-    : `${dir}/model.safetensors.index.json`;
-  const model = LlamaModel.fromRaw(
-    config,
-    raw,
-    weightsFile,
-    engine.quantize ? packLinears(config, raw, engine.quantize) : undefined,
-  );
+  const raw = fromCheckpoint(config, stored);
+  if (engine.quantize) for (const [name, pk] of packLinears(config, raw, engine.quantize)) packed.set(name, pk);
+  const model = LlamaModel.fromRaw(config, raw, weightsFile, packed);
   const tokenizer = existsSync(`${dir}/tokenizer.json`) ? TextTokenizer.fromDir(dir) : null;
   if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
     model.dispose();

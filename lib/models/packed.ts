@@ -21,9 +21,19 @@ export function packedFromBytes(weights: Uint8Array, type: number, n: number, k:
   return { weights, type, n, k, decode: () => decodeGgml(type, weights, n * k) };
 }
 
+/** A packed matrix decoded to float32 [n, k] with its columns in the inputs' order (whatever order it stores them in). */
+export function decodedInInputOrder(pk: PackedMatrix): Float32Array {
+  const stored = pk.decode();
+  const order = pk.inputOrder;
+  if (!order) return stored;
+  const out = new Float32Array(stored.length);
+  for (let r = 0; r < pk.n; r++) for (let c = 0; c < pk.k; c++) out[r * pk.k + order[c]] = stored[r * pk.k + c];
+  return out;
+}
+
 /** A packed matrix decoded to float32 in the models' parameter layout, [in, out] (for LoRA's base and merging). */
 export function packedAsParameter(pk: PackedMatrix): tf.Tensor2D {
-  return tf.tidy(() => tf.transpose(tf.tensor2d(pk.decode(), [pk.n, pk.k])) as tf.Tensor2D);
+  return tf.tidy(() => tf.transpose(tf.tensor2d(decodedInInputOrder(pk), [pk.n, pk.k])) as tf.Tensor2D);
 }
 
 /**

@@ -173,10 +173,10 @@ export function writeSafetensors(file: string, tensors: Map<string, RawTensor>, 
   writeFileAtomic(file, buf);
 }
 
-/** Reads a model's weights: model.safetensors, or the shards listed by model.safetensors.index.json. */
-export function readModelWeights(dir: string): Map<string, RawTensor> {
-  const single = `${dir}/model.safetensors`;
-  const index = `${dir}/model.safetensors.index.json`;
+/** Reads a model's weights: model.safetensors, or the shards listed by model.safetensors.index.json (`base` for another name than model). */
+export function readModelWeights(dir: string, base = 'model'): Map<string, RawTensor> {
+  const single = `${dir}/${base}.safetensors`;
+  const index = `${dir}/${base}.safetensors.index.json`;
   let indexJson: { weight_map?: Record<string, string> } | undefined;
   try {
     indexJson = JSON.parse(readFileSync(index, 'utf8'));

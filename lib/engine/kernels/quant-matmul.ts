@@ -4,12 +4,13 @@ import { asWasmBackend, heapOffset } from '../wasm-heap.js';
 
 export const QUANT_MATMUL = 'LlmboxQuantMatMul';
 
-/** Attributes of a product with a packed weight: its bytes (outside the heap), ggml type and shape [n, k]. */
+/** Attributes of a product with a packed weight: its bytes (outside the heap), ggml type, shape [n, k] and input order. */
 export interface PackedWeightAttrs {
   weights: Uint8Array;
   type: number;
   n: number;
   k: number;
+  inputOrder?: Int32Array;
 }
 
 /** x [rows, k] times a packed W [n, k] transposed, reading W in its stored type (native/llmbox_native.c). */
@@ -31,6 +32,7 @@ export function nativeQuantMatMulConfig(addon: NativeAddon): tf.KernelConfig {
       rows,
       w.n,
       w.k,
+      w.inputOrder ?? null,
     );
     return out;
   };
