@@ -504,19 +504,14 @@ static inline __m256 q8_0_block(const uint8_t *blk, const act_block *x, __m256 a
   return _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(rd16(blk)) * x->d), s, acc);
 }
 
-// q4_0's values are nibble - 8: the nibbles multiply as unsigned bytes, and 8 sum(qx) comes off after
-// (fewer instructions than moving the sign onto the input).
-static inline __m256 q4_0_block(const uint8_t *blk, const act_block *x, __m256 acc, float *offset) {
+// A 4-bit block whose values are nibble - zero (q4_0: 8; q4_z: the block's own byte at `zero_at`):
+// the nibbles multiply as unsigned bytes, and zero sum(qx) comes off after (fewer instructions than
+// moving the sign onto the input). `qs` is where the 16 nibble bytes start.
+static inline __attribute__((always_inline)) __m256 q4_zero_block(const uint8_t *blk, const act_block *x, __m256 acc,
+                                                                   float *offset, int qs, int zero_at) {
   const float d = half_to_float(rd16(blk)) * x->d;
-  *offset += d * (float)(8 * x->sum);
-  return _mm256_fmadd_ps(_mm256_set1_ps(d), dot_u8_i8(nibbles(blk + 2), _mm256_loadu_si256((const __m256i *)x->q)), acc);
-}
-
-// q4_z is q4_0 with the block's own zero point: z sum(qx) comes off.
-static inline __m256 q4_z_block(const uint8_t *blk, const act_block *x, __m256 acc, float *offset) {
-  const float d = half_to_float(rd16(blk)) * x->d;
-  *offset += d * (float)(blk[2] * x->sum);
-  return _mm256_fmadd_ps(_mm256_set1_ps(d), dot_u8_i8(nibbles(blk + 4), _mm256_loadu_si256((const __m256i *)x->q)), acc);
+  *offset += d * (float)((zero_at ? blk[zero_at] : 8) * x->sum);
+  return _mm256_fmadd_ps(_mm256_set1_ps(d), dot_u8_i8(nibbles(blk + qs), _mm256_loadu_si256((const __m256i *)x->q)), acc);
 }
 
 // Two blocks a step into two accumulators, so that neither multiply-add waits on the other.
@@ -533,31 +528,19 @@ static float idot_q8_0(const uint8_t *w, const act_block *x, int64_t nb) {
   return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-static float idot_q4_0(const uint8_t *w, const act_block *x, int64_t nb) {
+// q4_0 (18-byte blocks) and q4_z (20-byte blocks), each specialised by the constants below.
+static inline __attribute__((always_inline)) float idot_q4_zero(const uint8_t *w, const act_block *x, int64_t nb,
+                                                                 int stride, int qs, int zero_at) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   float offset = 0.f;
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
-    const uint8_t *blk = w + b * 18;
-    _mm_prefetch((const char *)(blk + 18 * 1024), _MM_HINT_T0);
-    acc0 = q4_0_block(blk, x + b, acc0, &offset);
-    acc1 = q4_0_block(blk + 18, x + b + 1, acc1, &offset);
+    const uint8_t *blk = w + b * stride;
+    _mm_prefetch((const char *)(blk + stride * 1024), _MM_HINT_T0);
+    acc0 = q4_zero_block(blk, x + b, acc0, &offset, qs, zero_at);
+    acc1 = q4_zero_block(blk + stride, x + b + 1, acc1, &offset, qs, zero_at);
   }
-  if (b < nb) acc0 = q4_0_block(w + b * 18, x + b, acc0, &offset);
-  return hsum256(_mm256_add_ps(acc0, acc1)) - offset;
-}
-
-static float idot_q4_z(const uint8_t *w, const act_block *x, int64_t nb) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  float offset = 0.f;
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    const uint8_t *blk = w + b * 20;
-    _mm_prefetch((const char *)(blk + 20 * 1024), _MM_HINT_T0);
-    acc0 = q4_z_block(blk, x + b, acc0, &offset);
-    acc1 = q4_z_block(blk + 20, x + b + 1, acc1, &offset);
-  }
-  if (b < nb) acc0 = q4_z_block(w + b * 20, x + b, acc0, &offset);
+  if (b < nb) acc0 = q4_zero_block(w + b * stride, x + b, acc0, &offset, qs, zero_at);
   return hsum256(_mm256_add_ps(acc0, acc1)) - offset;
 }
 
@@ -596,11 +579,11 @@ static int32_t nibble_dot(const uint8_t *qs, const int8_t *q) {
 
 // As the AVX2 versions: q4_0 is nibble - 8 (8 sum(qx) off), q4_1 is d nibble + m (m dx sum(qx) on),
 // q4_z is nibble - z.
-static float idot_q4_0(const uint8_t *w, const act_block *x, int64_t nb) {
+static inline float idot_q4_zero(const uint8_t *w, const act_block *x, int64_t nb, int stride, int qs, int zero_at) {
   float s = 0.f;
   for (int64_t b = 0; b < nb; b++) {
-    const uint8_t *blk = w + b * 18;
-    s += half_to_float(rd16(blk)) * x[b].d * (float)(nibble_dot(blk + 2, x[b].q) - 8 * x[b].sum);
+    const uint8_t *blk = w + b * stride;
+    s += half_to_float(rd16(blk)) * x[b].d * (float)(nibble_dot(blk + qs, x[b].q) - (zero_at ? blk[zero_at] : 8) * x[b].sum);
   }
   return s;
 }
@@ -615,15 +598,6 @@ static float idot_q4_1(const uint8_t *w, const act_block *x, int64_t nb) {
   return s;
 }
 
-static float idot_q4_z(const uint8_t *w, const act_block *x, int64_t nb) {
-  float s = 0.f;
-  for (int64_t b = 0; b < nb; b++) {
-    const uint8_t *blk = w + b * 20;
-    s += half_to_float(rd16(blk)) * x[b].d * (float)(nibble_dot(blk + 4, x[b].q) - blk[2] * x[b].sum);
-  }
-  return s;
-}
-
 static float dot_f32(const float *a, const float *b, int64_t k) {
   float s = 0.f;
 #pragma omp simd reduction(+ : s)
@@ -632,6 +606,9 @@ static float dot_f32(const float *a, const float *b, int64_t k) {
 }
 
 #endif
+
+static float idot_q4_0(const uint8_t *w, const act_block *x, int64_t nb) { return idot_q4_zero(w, x, nb, 18, 2, 0); }
+static float idot_q4_z(const uint8_t *w, const act_block *x, int64_t nb) { return idot_q4_zero(w, x, nb, 20, 4, 2); }
 
 // The weights are read once per call (decoding is memory-bound), whatever the number of rows: each
 // weight row is dotted with every input row while it is in L1. Quantized rows dot their blocks with
