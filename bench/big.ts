@@ -4,7 +4,10 @@
  * loaded by llmbox (matrices kept in their stored type outside the wasm heap) and by llama.cpp
  * (node-llama-cpp, same file, same threads): load time, resident memory, prefill and decode tokens/s.
  *
- *   npm run bench:big [-- --types q8_0,q4_0,f16 --threads 2 --tokens 32]
+ *   npm run bench:big [-- --types q8_0,q4_0,f16 --threads 2 --tokens 32 --prompt-repeat 1]
+ *
+ * --prompt-repeat R repeats the 20-token prompt R times (prefill of longer prompts). The add-on is
+ * build/llmbox_native.node, or LLMBOX_NATIVE_PATH (to compare two builds in one sitting).
  *
  * The files (about 1.2 GB for q8_0) are kept in LLMBOX_CACHE_DIR/bench (default ~/.cache/llmbox/bench).
  */
@@ -27,7 +30,9 @@ import { arg, llamaCppSpeed, llmboxSpeed, TINYLLAMA_CONFIG } from './common.js';
 const TYPES = (arg('types') ?? 'q8_0,q4_0,f16').split(',') as GgufOutType[];
 const THREADS = Number(arg('threads') ?? '2');
 const TOKENS = Number(arg('tokens') ?? '32');
-const PROMPT = 'Once upon a time, there was a little girl named Lily. She loved to play outside.';
+const PROMPT = Array(Number(arg('prompt-repeat') ?? '1'))
+  .fill('Once upon a time, there was a little girl named Lily. She loved to play outside.')
+  .join(' ');
 
 const dir = join(process.env.LLMBOX_CACHE_DIR ?? join(homedir(), '.cache', 'llmbox'), 'bench');
 mkdirSync(dir, { recursive: true });
@@ -92,6 +97,8 @@ function llmboxChild(file: string): { load: number; prefill: number; decode: num
       String(THREADS),
       '--tokens',
       String(TOKENS),
+      '--prompt-repeat',
+      arg('prompt-repeat') ?? '1',
     ],
     { encoding: 'utf8' },
   );
@@ -118,7 +125,7 @@ ensureFiles();
 const cppAvailable = (await llamaCpp()) !== null;
 console.log(`\nTinyLlama-shaped random LLaMA (1.1B), ${THREADS} threads, ${TOKENS} tokens generated (tokens/s)`);
 console.log(
-  'type   file GiB  llmbox load s  llmbox RSS GiB  llmbox pre  llama.cpp pre  llmbox dec  llama.cpp dec  dec ratio',
+  'type   file GiB  llmbox load s  llmbox RSS GiB  llmbox pre  llama.cpp pre  pre ratio  llmbox dec  llama.cpp dec  dec ratio',
 );
 for (const type of TYPES) {
   const file = join(dir, `tinyllama-random-${type}.gguf`);
@@ -126,7 +133,7 @@ for (const type of TYPES) {
   const theirs = cppAvailable ? await llamaCppSpeed(file, PROMPT, TOKENS, THREADS) : null;
   const gib = (b: number) => (b / 2 ** 30).toFixed(2);
   console.log(
-    `${type.padEnd(6)} ${gib(statSync(file).size).padStart(8)} ${ours.load.toFixed(1).padStart(14)} ${gib(ours.resident).padStart(15)} ${ours.prefill.toFixed(1).padStart(11)} ${(theirs?.prefill.toFixed(1) ?? '-').padStart(14)} ${ours.decode.toFixed(2).padStart(11)} ${(theirs?.decode.toFixed(2) ?? '-').padStart(14)} ${theirs ? (ours.decode / theirs.decode).toFixed(2) + 'x' : '-'}`.padEnd(
+    `${type.padEnd(6)} ${gib(statSync(file).size).padStart(8)} ${ours.load.toFixed(1).padStart(14)} ${gib(ours.resident).padStart(15)} ${ours.prefill.toFixed(1).padStart(11)} ${(theirs?.prefill.toFixed(1) ?? '-').padStart(14)} ${(theirs ? (ours.prefill / theirs.prefill).toFixed(2) + 'x' : '-').padStart(10)} ${ours.decode.toFixed(2).padStart(11)} ${(theirs?.decode.toFixed(2) ?? '-').padStart(14)} ${theirs ? (ours.decode / theirs.decode).toFixed(2) + 'x' : '-'}`.padEnd(
       10,
     ),
   );

@@ -8,7 +8,29 @@
 import { initEngine, tf } from '../lib/engine/index.js';
 import { KVCache } from '../lib/models/kv-cache.js';
 import { loadModel } from '../lib/models/load.js';
+import { loadNative, type NativeAddon } from '../lib/engine/native.js';
 import { arg } from './common.js';
+
+// Time inside the add-on's quantMatMul, by product shape (what the kernel costs against the call around it).
+const status = loadNative();
+const inNative = new Map<string, { n: number; ms: number; bytes: number }>();
+if (status.addon) {
+  const call = status.addon.quantMatMul;
+  // The add-on's properties are read-only: the engine gets an object that inherits them instead.
+  const timed: NativeAddon = Object.create(status.addon);
+  status.addon = timed;
+  const quantMatMul = (...a: Parameters<typeof call>) => {
+    const t0 = performance.now();
+    call(...a);
+    const key = `${a[5]}x${a[7]} . ${a[6]}x${a[7]} (type ${a[2]})`;
+    const s = inNative.get(key) ?? { n: 0, ms: 0, bytes: 0 };
+    s.n++;
+    s.ms += performance.now() - t0;
+    s.bytes += a[1].byteLength;
+    inNative.set(key, s);
+  };
+  Object.defineProperty(timed, 'quantMatMul', { value: quantMatMul });
+}
 
 const info = await initEngine();
 const m = await loadModel(arg('model') ?? 'stories260K');
@@ -26,6 +48,7 @@ async function profile(label: string, f: () => tf.Tensor) {
     out.dispose();
   }
   const wall = (performance.now() - t0) / reps;
+  inNative.clear();
   const p = await tf.profile(() => {
     const out = f();
     out.dataSync();
@@ -50,6 +73,13 @@ async function profile(label: string, f: () => tf.Tensor) {
   const top = [...counts].sort((a, b) => b[1].n - a[1].n).slice(0, 12);
   console.log('  ' + top.map(([n, c]) => `${n} x${c.n}`).join(', '));
   tf.dispose(p.result as tf.Tensor);
+  if (!inNative.size) return;
+  const nativeMs = [...inNative.values()].reduce((a, c) => a + c.ms, 0);
+  console.log(`  inside the add-on's quantMatMul: ${nativeMs.toFixed(2)} ms`);
+  for (const [key, c] of [...inNative].sort((a, b) => b[1].ms - a[1].ms))
+    console.log(
+      `    ${key.padEnd(34)} x${String(c.n).padEnd(4)} ${c.ms.toFixed(2).padStart(8)} ms  ${(c.bytes / (c.ms * 1e6)).toFixed(1).padStart(6)} GB/s of weights`,
+    );
 }
 
 console.log(

@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const src = join(root, 'native', 'llmbox_native.c');
+const srcs = ['llmbox_native.c', 'int8_gemm.c', 'pool.c'].map((f) => join(root, 'native', f));
 const out = join(root, 'build', 'llmbox_native.node');
 const nodeInclude = [
   join(dirname(process.execPath), '..', 'include', 'node'),
@@ -46,7 +46,7 @@ function tryBuild() {
       `-I${nodeInclude}`,
     ];
     if (b.include) args.push(`-I${b.include}`);
-    args.push(src, '-o', out, b.lib, '-lm', '-ldl', '-pthread');
+    args.push(...srcs, '-o', out, b.lib, '-lm', '-ldl', '-pthread');
     const r = spawnSync(cc, args, { encoding: 'utf8' });
     if (r.status === 0) return { blas: b.name };
     errors.push(`${b.name}: ${(r.stderr || r.error?.message || '').split('\n')[0]}`);

@@ -80,7 +80,9 @@ describe.each(Object.entries(TINY_CONFIGS))('%s', (_name, cfgJson) => {
       at += n;
     }
     cache.dispose();
-    expect(maxAbsDiff(parts, full)).toBeLessThan(1e-5);
+    // Float32 rounding of products of other shapes, relative to the logits' size (BLAS kernels differ
+    // by CPU: with AVX-512 OpenBLAS, logits of at most 6.8 moved by up to 1.2e-5); a cache fault moves them by 0.1.
+    expect(maxAbsDiff(parts, full)).toBeLessThan(5e-6 * Math.max(1, ...Array.from(full, Math.abs)));
     model.dispose();
   });
 

@@ -181,7 +181,7 @@ describe('GPTQ checkpoints', () => {
     }
     const order = Int32Array.from(shuffled(k, 7));
     const w = { ...packedFromBytes(bytes, Q4_Z, n, k), inputOrder: order };
-    // A decode row, a few rows (integer dots) and a prefill block (decoded panels through BLAS).
+    // A decode row, and blocks of rows (integer tiles with VNNI, else integer dots and BLAS panels).
     for (const rows of [1, 3, 9]) {
       const x = tf.tensor2d(normal(rows * k, 11, 1), [rows, k]);
       const logical = tf.tensor2d(decodedInInputOrder(w), [n, k]);

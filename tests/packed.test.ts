@@ -35,6 +35,10 @@ describe('matrices held outside the heap in ggml types', () => {
         [7, 96, 32],
         [3, 130, 96],
         [9, 40, 64],
+        // Tiles of 16 or 8 weight rows (int8_gemm on a VNNI CPU): whole and part tiles, 1-3 rows left
+        // over after groups of 4, and a product large enough to be split over threads.
+        [33, 70, 256],
+        [20, 1000, 256],
       ]) {
         const w = packedFromBytes(encodeGgml(type, random(n * k, n + k)), type, n, k);
         const x = tf.tensor2d(random(rows * k, rows), [rows, k]);

@@ -83,8 +83,9 @@ describe('llmbox serve', () => {
     });
     expect(many.choices.map((c) => c.index)).toEqual([0, 1]);
     const g = (await generate(lm, [prompts[0]], { maxNewTokens: 8, logprobs: 2 }))[0];
+    // Float32 rounding only: the batch's products have other shapes (1.1e-6 with AVX-512 OpenBLAS).
     many.choices[0].logprobs!.token_logprobs!.forEach((x, i) =>
-      expect(Math.abs(x! - g.logprobs![i].logprob)).toBeLessThan(1e-6),
+      expect(Math.abs(x! - g.logprobs![i].logprob)).toBeLessThan(5e-6),
     );
     expect(many.choices[0].logprobs!.tokens!.join('')).toBe(many.choices[0].text);
   });
