@@ -77,12 +77,6 @@ static inline int32_t word(const int8_t *p) {
   return v;
 }
 
-// Where a type's values start in its block, and the block's size.
-static void layout(int type, int *bytes, int *qs) {
-  *bytes = type == T_Q8_0 ? 34 : type == T_Q4_0 ? 18 : 20;
-  *qs = type == T_Q8_0 || type == T_Q4_0 ? 2 : 4;
-}
-
 // Eight rows' dwords transposed: out[g] holds dword g of each row (8x8 in 24 shuffles, where a
 // gather instruction per vector cost 2x the whole product at a few input rows). count is 8 (q8_0's
 // 32 bytes) or 4 (a 4-bit block's 16 bytes; its dwords 4-7 are not formed).
@@ -120,8 +114,9 @@ static void transpose_tile(const uint8_t *const *row, int count, vi *out) {
 
 // Regathers weight rows [j, j + valid) into the tile; lanes past `valid` repeat the last row.
 static void pack_tile(int type, const uint8_t *w, size_t rb, int64_t j, int valid, int64_t nb, tile *t) {
-  int bytes, qs;
-  layout(type, &bytes, &qs);
+  // A block's size, and where its values start (after the f16 scale, and q4_1's minimum or q4_z's zero).
+  const size_t bytes = rb / (size_t)nb;
+  const int qs = type == T_Q8_0 || type == T_Q4_0 ? 2 : 4;
   const uint8_t *row[LANES];
   for (int l = 0; l < LANES; l++) row[l] = w + (size_t)(j + (l < valid ? l : valid - 1)) * rb;
   const vi lo = VI_SET1(0x0f0f0f0f), ones = VI_SET1(0x01010101);

