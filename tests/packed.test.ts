@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { copyFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { initEngine, nativeAddon, tf } from '../lib/engine/index.js';
@@ -9,7 +10,14 @@ import { readGgufModel, writeGgufModel } from '../lib/models/gguf.js';
 import { LINEARS, LlamaModel } from '../lib/models/llama.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
 import { packedFromBytes, PACK_TYPES } from '../lib/models/packed.js';
-import { encodeGgml } from '../lib/models/ggml-quants.js';
+import { decodeGgml, encodeGgml } from '../lib/models/ggml-quants.js';
+import {
+  readModelWeights,
+  writeSafetensors,
+  writeSafetensorsFrom,
+  type RawTensor,
+  type TensorSource,
+} from '../lib/models/safetensors.js';
 import { parseConfig } from '../lib/models/config.js';
 import { addLora } from '../lib/train/lora.js';
 import { seededRandom } from '../lib/util/random.js';
@@ -23,6 +31,30 @@ const random = (n: number, seed: number) => {
 };
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
   Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+
+/**
+ * stories260K written as a bf16 or f16 folder (every tensor in that dtype, as transformers saves a
+ * half-precision model), and the same values widened to float32 in a folder of their own.
+ */
+function halfFolder(dtype: 'BF16' | 'F16', edit?: (name: string, bytes: Uint8Array) => void) {
+  const code = dtype === 'BF16' ? GGML.BF16 : GGML.F16;
+  const src = readModelWeights(STORIES);
+  const [dir, widened] = [tmp(), tmp()];
+  const half = new Map<string, TensorSource>();
+  const float = new Map<string, RawTensor>();
+  for (const [name, t] of src) {
+    const bytes = encodeGgml(code, t.data as Float32Array);
+    float.set(name, { shape: t.shape, data: decodeGgml(code, bytes, t.data.length) });
+    edit?.(name, bytes);
+    half.set(name, { shape: t.shape, dtype, chunks: () => [bytes] });
+  }
+  writeSafetensorsFrom(join(dir, 'model.safetensors'), half);
+  writeSafetensors(join(widened, 'model.safetensors'), float);
+  for (const d of [dir, widened])
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json'])
+      copyFileSync(join(STORIES, f), join(d, f));
+  return { dir, widened };
+}
 
 describe('matrices held outside the heap in ggml types', () => {
   it.each(Object.entries(PACK_TYPES))(
@@ -185,6 +217,65 @@ describe('matrices held outside the heap in ggml types', () => {
     const again = await loadModel(STORIES, { quantize: 'q4_0' });
     expect(await modelHashAsync(again.model)).toBe(hashes[2]);
     for (const m of [...models, again]) m.model.dispose();
+  });
+
+  it('a bf16 or f16 folder keeps its matrices as stored (no float32 copy); logits those of the widened weights', async () => {
+    const info = await initEngine();
+    for (const dtype of ['BF16', 'F16'] as const) {
+      const { dir, widened } = halfFolder(dtype);
+      const half = await loadModel(dir);
+      const float = await loadModel(widened);
+      const ids = [half.tokenizer!.encode('Tom and Sue went to the park. They saw a big dog')];
+      const logits = (m: LlamaModel) =>
+        tf.tidy(() => m.logits(m.forward(ids).reshape([-1, 64]) as tf.Tensor2D).dataSync());
+      const [lh, lf] = [half.model, float.model].map(logits);
+      expect(maxDiff(lh, lf)).toBeLessThan(1e-5 * Math.max(...Array.from(lf, Math.abs)));
+      const code = dtype === 'BF16' ? GGML.BF16 : GGML.F16;
+      if (info.native.enabled) {
+        // Every linear (the 172-wide ones too) as stored; the norms and the tied embedding widened.
+        expect(half.model.packed.size).toBe(7 * 5);
+        expect([...half.model.packed.values()].every((p) => p.type === code)).toBe(true);
+        expect(half.model.params.size).toBe(2 * 5 + 1 + 1);
+        expect(half.model.weightBytes()).toBeLessThan(0.75 * float.model.weightBytes());
+      } else expect(half.model.packed.size).toBe(0); // decoding a matrix for every product would be slower than float32
+      // --load-in-8bit packs each matrix as it is read: the bytes of packing the float32 folder.
+      const [a, b] = [await loadModel(dir, { quantize: 'q8_0' }), await loadModel(widened, { quantize: 'q8_0' })];
+      const q = 'model.layers.2.mlp.up_proj.weight';
+      expect(a.model.packed.get(q)!.weights).toEqual(b.model.packed.get(q)!.weights);
+      for (const m of [half, float, a, b]) m.model.dispose();
+    }
+  });
+
+  it('a stored bf16 matrix with a NaN is refused, naming the tensor', async () => {
+    const { dir } = halfFolder('BF16', (name, bytes) => {
+      if (name === 'model.layers.3.mlp.gate_proj.weight') bytes.set([0xc0, 0x7f], 2 * 77); // a bf16 NaN
+    });
+    const info = await initEngine();
+    const err = (await loadModel(dir).then(
+      () => null,
+      (e: unknown) => e,
+    )) as { message: string; field?: string };
+    if (info.native.enabled) {
+      expect(err.message).toMatch(/holds NaN\/Inf values \(first at element 77\)/);
+      expect(err.field).toBe('model.layers.3.mlp.gate_proj.weight');
+    } else expect(err.message).toMatch(/NaN\/Inf value/);
+  });
+
+  it('full training widens bf16 matrices to float32 parameters and updates them', async () => {
+    const { train } = await import('../lib/train/trainer.js');
+    const m = await loadModel(halfFolder('BF16').dir);
+    const name = 'model.layers.0.self_attn.q_proj.weight';
+    const before = m.model.packed.get(name)?.decode() ?? tf.transpose(m.model.params.get(name)!).dataSync();
+    const text = join(tmp(), 'story.txt');
+    writeFileSync(
+      text,
+      'Once upon a time, there was a little girl named Lily. She loved to play outside.\n'.repeat(20),
+    );
+    await train(m, { datasets: [text], stage: 'pt', maxSteps: 1, maxLength: 32, valSize: 0 });
+    expect(m.model.packed.size).toBe(0);
+    const after = tf.transpose(m.model.params.get(name)!).dataSync();
+    expect(maxDiff(after, before)).toBeGreaterThan(0);
+    m.model.dispose();
   });
 
   it('full training on a packed base is refused (it would leave the packed weights untouched)', async () => {

@@ -17,6 +17,11 @@ export function fromCheckpoint(c: ModelConfig, stored: Map<string, RawTensor>): 
   return stored;
 }
 
+/** Whether a checkpoint of this architecture names and lays out its tensors as the model does (fromCheckpoint returns them as they are). */
+export function namedAsModel(c: ModelConfig): boolean {
+  return c.architecture !== 'phi3' && c.architecture !== 'gpt_neox' && c.architecture !== 'gpt2';
+}
+
 export function toCheckpoint(c: ModelConfig, raw: Map<string, RawTensor>): Map<string, RawTensor> {
   if (c.architecture === 'phi3') return fuse(c, raw);
   if (c.architecture === 'gpt_neox') return layoutOut(c, NEOX, raw);

@@ -25,7 +25,7 @@ import { ropeInvFreq, ropeTables } from './rope.js';
 import type { RawTensor } from './safetensors.js';
 import { dequantizedTensor, nf4Bytes, quantizeNF4, type NF4Tensor } from './nf4.js';
 import { fromCheckpoint, toCheckpoint } from './layout.js';
-import { decodedInInputOrder, packedAsParameter } from './packed.js';
+import { decodedInInputOrder, FLOAT_TYPES, packedAsParameter } from './packed.js';
 
 /** Additive mask value: large enough that exp() underflows to exactly 0, finite so padded rows stay finite. */
 const MASKED = -1e9;
@@ -501,6 +501,24 @@ export class LlamaModel {
       this.quantized.set(name, q);
     }
     return { float32Bytes: before, nf4Bytes: after };
+  }
+
+  /**
+   * Makes the f16/bf16 matrices held as stored float32 parameters (exactly: both widen to float32
+   * without rounding), for full training, which updates parameters only.
+   */
+  widenFloatMatrices(): void {
+    for (const [name, pk] of this.packed) {
+      if (!FLOAT_TYPES.has(pk.type) || pk.inputOrder) continue;
+      this.params.set(
+        name,
+        tf.tidy(() => {
+          const x = tf.tensor2d(pk.decode(), [pk.n, pk.k]);
+          return isLinear(name) ? tf.transpose(x) : x;
+        }),
+      );
+      this.packed.delete(name);
+    }
   }
 
   /** Bytes the base weights occupy as held (float tensors, NF4 codes with their scales, packed ggml blocks); adapters excluded. */

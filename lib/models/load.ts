@@ -4,10 +4,10 @@ import { modelsDirs, resolveModelDir } from '../util/paths.js';
 import { isHubSpec } from '../hub/repo.js';
 import { resolveHubModel } from '../hub/pull.js';
 import { isGgufPath, readGgufModel } from './gguf.js';
-import { packLinears, type PackType } from './packed.js';
+import { packLinears, packWhileReading, type PackType } from './packed.js';
 import { basename, join } from 'node:path';
 import { LlmboxError } from '../errors.js';
-import { initEngine, type EngineOptions } from '../engine/index.js';
+import { initEngine, nativeAddon, type EngineOptions } from '../engine/index.js';
 import { readableOnHost } from '../engine/webgpu.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { parseConfig, readConfig, toHfConfig, type ModelConfig } from './config.js';
@@ -68,7 +68,7 @@ async function modelFolder(model: string): Promise<string> {
 /** Loads a model folder in Hugging Face layout, a GGUF file, or `hf:org/name` (fetched from the hub into its cache). */
 export async function loadModel(modelDir: string, engine: LoadModelOptions = {}): Promise<LoadedModel> {
   if (engine.quantize !== 'nf4') return loadHeld(modelDir, { ...engine, quantize: engine.quantize });
-  const loaded = await loadHeld(modelDir, { ...engine, quantize: undefined });
+  const loaded = await loadHeld(modelDir, { ...engine, quantize: undefined, keepStored: false });
   if (loaded.model.packed.size) {
     loaded.model.dispose();
     throw new LlmboxError('NF4 is made from float weights; this model is stored in a quantized ggml type', {
@@ -82,7 +82,8 @@ export async function loadModel(modelDir: string, engine: LoadModelOptions = {})
   return loaded;
 }
 
-type PackedOptions = EngineOptions & { quantize?: PackType };
+/** `keepStored: false` reads f16/bf16 matrices as float32 parameters even where the add-on could use them as stored. */
+type PackedOptions = EngineOptions & { quantize?: PackType; keepStored?: boolean };
 
 /** loadModel with the linear weights float or packed in a ggml type. */
 async function loadHeld(modelDir: string, engine: PackedOptions): Promise<LoadedModel> {
@@ -110,10 +111,14 @@ async function loadHeld(modelDir: string, engine: PackedOptions): Promise<Loaded
   const weightsFile = existsSync(`${dir}/${base}.safetensors`)
     ? `${dir}/${base}.safetensors`
     : `${dir}/${base}.safetensors.index.json`;
-  const stored = readModelWeights(dir, base);
-  // GPTQ's matrices are packed as stored; --load-in-8bit/4bit packs the float ones that remain.
-  const packed = gptq ? packGptq(stored, gptq, weightsFile) : new Map<string, PackedMatrix>();
   const shapes = parameterShapes(config);
+  // Matrices are packed (--load-in-8bit/4bit) or kept as stored (f16/bf16, where the add-on multiplies them) as they are read.
+  const packed = new Map<string, PackedMatrix>();
+  const keepStored = engine.keepStored !== false && nativeAddon() !== null;
+  const take = packWhileReading(config, packed, { shapes, quantize: engine.quantize, keepStored, file: weightsFile });
+  const stored = readModelWeights(dir, base, take);
+  // GPTQ's matrices are packed as stored.
+  if (gptq) for (const [name, pk] of packGptq(stored, gptq, weightsFile)) packed.set(name, pk);
   for (const name of packed.keys())
     if (!shapes.has(name))
       throw new LlmboxError(`unexpected GPTQ tensor ${name.replace(/weight$/, 'qweight')}`, {

@@ -4,7 +4,8 @@ import { LlmboxError } from '../errors.js';
 import type { ModelConfig } from './config.js';
 import { decodeGgml, encodeGgml } from './ggml-quants.js';
 import { GGML } from './gguf-file.js';
-import type { RawTensor } from './safetensors.js';
+import type { RawTensor, SafetensorsDtype, StoredTensor, TakeStored } from './safetensors.js';
+import { namedAsModel } from './layout.js';
 
 /** Storage types a model's matrices can be held in outside the tensor heap (`--load-in-8bit` is q8_0, `--load-in-4bit` q4_0). */
 export type PackType = 'q8_0' | 'q4_0' | 'q4_1' | 'f16' | 'bf16';
@@ -15,6 +16,9 @@ export const PACK_TYPES: Record<PackType, number> = {
   f16: GGML.F16,
   bf16: GGML.BF16,
 };
+
+/** ggml types whose values widen to float32 exactly. */
+export const FLOAT_TYPES: ReadonlySet<number> = new Set([GGML.F32, GGML.F16, GGML.BF16]);
 
 /** A matrix's bytes in a ggml type, as a PackedMatrix (decoded only where a backend or a gradient needs floats). */
 export function packedFromBytes(weights: Uint8Array, type: number, n: number, k: number): PackedMatrix {
@@ -53,14 +57,82 @@ export function packLinears(
     });
   const packed = new Map<string, PackedMatrix>();
   for (const [name, t] of raw) {
-    const linear =
-      /\.(q|k|v|o|gate|up|down)_proj\.weight$/.test(name) || (name === 'lm_head.weight' && !config.tieWordEmbeddings);
-    if (!linear || t.shape.length !== 2) continue;
-    const [n, k] = t.shape;
-    if (code !== GGML.F16 && code !== GGML.BF16 && k % 32) continue; // kept in float32, as llama.cpp keeps such rows wider
+    if (!packable(config, name, t.shape, code)) continue;
     const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
-    packed.set(name, packedFromBytes(encodeGgml(code, data), code, n, k));
+    packed.set(name, packedFromBytes(encodeGgml(code, data), code, t.shape[0], t.shape[1]));
     raw.delete(name);
   }
   return packed;
+}
+
+/** Whether packLinears packs this tensor: a linear's [out, in] weight, in rows of whole 32-element blocks for the block types. */
+function packable(config: ModelConfig, name: string, shape: number[], code: number): boolean {
+  const linear =
+    /\.(q|k|v|o|gate|up|down)_proj\.weight$/.test(name) || (name === 'lm_head.weight' && !config.tieWordEmbeddings);
+  if (!linear || shape.length !== 2) return false;
+  return FLOAT_TYPES.has(code) || shape[1] % 32 === 0; // other rows stay float32, as llama.cpp keeps such rows wider
+}
+
+const STORED_TYPES: Partial<Record<SafetensorsDtype, number>> = { F16: GGML.F16, BF16: GGML.BF16 };
+
+/**
+ * What a folder's reader holds outside the heap as it reads (readSafetensors' `take`), into `packed`: with
+ * `quantize`, the linears packed one at a time (a bf16 7B model is never wholly float32); else, where
+ * `keepStored`, f16/bf16 linears and embeddings in their stored type (no float32 copy at all). Only for
+ * checkpoints in the model's own names (see layout.ts), and names the model has, so others still get reported.
+ */
+export function packWhileReading(
+  config: ModelConfig,
+  packed: Map<string, PackedMatrix>,
+  opts: { shapes: Map<string, number[]>; quantize?: PackType; keepStored: boolean; file: string },
+): TakeStored | undefined {
+  if (!namedAsModel(config)) return undefined;
+  const { shapes } = opts;
+  const code = opts.quantize && PACK_TYPES[opts.quantize];
+  return (name, t) => {
+    if (t.shape.length !== 2 || !shapes.has(name)) return false;
+    const [n, k] = t.shape;
+    if (code !== undefined) {
+      if (!packable(config, name, t.shape, code)) return false;
+      packed.set(name, packedFromBytes(encodeGgml(code, widened(t)), code, n, k));
+      return true;
+    }
+    const stored = STORED_TYPES[t.dtype];
+    // A tied embedding stays float32: the file's lm_head copy is checked against it (checkUnaccounted).
+    const embedding = (name === 'model.embed_tokens.weight' && !config.tieWordEmbeddings) || name === 'lm_head.weight';
+    if (!opts.keepStored || stored === undefined || !(embedding || packable(config, name, t.shape, stored)))
+      return false;
+    refuseNonFinite(name, t, opts.file);
+    packed.set(name, packedFromBytes(t.bytes, stored, n, k));
+    return true;
+  };
+}
+
+/** A stored float tensor's values as float32. */
+function widened(t: StoredTensor): Float32Array {
+  const code = STORED_TYPES[t.dtype] ?? GGML.F32;
+  return decodeGgml(code, t.bytes, t.bytes.byteLength / (code === GGML.F32 ? 4 : 2));
+}
+
+/** NaN or Inf in a stored f16/bf16 tensor (all exponent bits set) would load as believable logits: refused, as for float32. */
+function refuseNonFinite(name: string, t: StoredTensor, file: string): void {
+  const exp = t.dtype === 'BF16' ? 0x7f80 : 0x7c00;
+  const bytes = t.bytes.byteOffset % 4 ? new Uint8Array(t.bytes) : t.bytes;
+  // Two values a step: the scan of a 7B model's matrices takes seconds, not tens of them.
+  const pairs = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
+  const hi = exp << 16;
+  let bad = -1;
+  for (let i = 0; i < pairs.length && bad < 0; i++) {
+    const v = pairs[i];
+    if ((v & exp) === exp) bad = 2 * i;
+    else if ((v & hi) === hi) bad = 2 * i + 1;
+  }
+  const n = bytes.byteLength >> 1;
+  if (bad < 0 && n % 2 && ((bytes[2 * n - 2] | (bytes[2 * n - 1] << 8)) & exp) === exp) bad = n - 1;
+  if (bad < 0) return;
+  throw new LlmboxError(`tensor ${name} holds NaN/Inf values (first at element ${bad})`, {
+    file,
+    field: name,
+    fix: 'the weights are damaged (a diverged run or a bad conversion): use another checkpoint',
+  });
 }

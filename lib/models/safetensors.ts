@@ -1,7 +1,7 @@
-import { closeSync, openSync, readSync, readFileSync, fstatSync } from 'node:fs';
+import { closeSync, openSync, readSync, readFileSync, fstatSync, writeSync } from 'node:fs';
 import { resolve, sep } from 'node:path';
 import { LlmboxError } from '../errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { writeFileAtomicWith } from '../util/fs.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64';
 
@@ -30,24 +30,24 @@ function f16ToF32(h: number): number {
 }
 
 function decode(dtype: SafetensorsDtype, bytes: Uint8Array): Float32Array | Int32Array {
-  const copy = new Uint8Array(bytes); // an aligned copy: Buffer.slice would return a view into a pooled buffer
+  const copy = bytes.byteOffset % 8 ? new Uint8Array(bytes) : bytes; // typed views need aligned offsets
   switch (dtype) {
     case 'F32':
-      return new Float32Array(copy.buffer, 0, copy.byteLength / 4);
+      return new Float32Array(copy.buffer, copy.byteOffset, copy.byteLength / 4);
     case 'I32':
-      return new Int32Array(copy.buffer, 0, copy.byteLength / 4);
+      return new Int32Array(copy.buffer, copy.byteOffset, copy.byteLength / 4);
     case 'I64': {
-      const src = new BigInt64Array(copy.buffer, 0, copy.byteLength / 8);
+      const src = new BigInt64Array(copy.buffer, copy.byteOffset, copy.byteLength / 8);
       return Int32Array.from(src, (v) => Number(v));
     }
     case 'BF16': {
-      const src = new Uint16Array(copy.buffer, 0, copy.byteLength / 2);
+      const src = new Uint16Array(copy.buffer, copy.byteOffset, copy.byteLength / 2);
       const out = new Uint32Array(src.length);
       for (let i = 0; i < src.length; i++) out[i] = src[i] << 16;
       return new Float32Array(out.buffer);
     }
     case 'F16': {
-      const src = new Uint16Array(copy.buffer, 0, copy.byteLength / 2);
+      const src = new Uint16Array(copy.buffer, copy.byteOffset, copy.byteLength / 2);
       const out = new Float32Array(src.length);
       for (let i = 0; i < src.length; i++) out[i] = f16ToF32(src[i]);
       return out;
@@ -55,8 +55,30 @@ function decode(dtype: SafetensorsDtype, bytes: Uint8Array): Float32Array | Int3
   }
 }
 
-/** Reads every tensor of a .safetensors file, validating the header against the file. */
-export function readSafetensors(file: string): Map<string, RawTensor> {
+/** A tensor's bytes as the file stores them (little-endian), for holding f16/bf16 matrices without a float32 copy. */
+export interface StoredTensor {
+  shape: number[];
+  dtype: SafetensorsDtype;
+  bytes: Uint8Array;
+}
+
+/**
+ * Takes a tensor as stored instead of as float32: returns true when it has kept `t` (which is then
+ * left out of the map readSafetensors returns). Lets a loader hold bf16 matrices or pack them one at
+ * a time, so a model is never wholly in float32 at once.
+ */
+export type TakeStored = (name: string, t: StoredTensor) => boolean;
+
+interface Span {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/** Reads every tensor of a .safetensors file, validating the header against the file; `take` may keep some as stored. */
+export function readSafetensors(file: string, take?: TakeStored): Map<string, RawTensor> {
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -64,77 +86,12 @@ export function readSafetensors(file: string): Map<string, RawTensor> {
     throw new LlmboxError(`cannot open weights: ${(e as Error).message}`, { file, fix: 'check the model folder path' });
   }
   try {
-    const size = fstatSync(fd).size;
-    const lenBuf = Buffer.alloc(8);
-    if (size < 8 || readSync(fd, lenBuf, 0, 8, 0) !== 8) {
-      throw new LlmboxError('corrupt safetensors: file shorter than its 8-byte header length', { file });
-    }
-    const headerLen = Number(lenBuf.readBigUInt64LE(0));
-    if (headerLen <= 0 || headerLen > MAX_HEADER || 8 + headerLen > size) {
-      throw new LlmboxError(`corrupt safetensors: header length ${headerLen} does not fit a ${size}-byte file`, {
-        file,
-        fix: 're-download or re-export the weights',
-      });
-    }
-    const headerBuf = Buffer.alloc(headerLen);
-    readSync(fd, headerBuf, 0, headerLen, 8);
-    let header: Record<string, HeaderEntry | Record<string, string>>;
-    try {
-      header = JSON.parse(headerBuf.toString('utf8'));
-    } catch (e) {
-      throw new LlmboxError(`corrupt safetensors: header is not JSON (${(e as Error).message})`, { file });
-    }
-    const dataStart = 8 + headerLen;
-    const dataLen = size - dataStart;
-    const body = Buffer.alloc(dataLen);
-    readSync(fd, body, 0, dataLen, dataStart);
+    const { spans, dataStart } = readHeader(fd, file);
     const out = new Map<string, RawTensor>();
-    const spans: { name: string; begin: number; end: number }[] = [];
-    for (const [name, entry] of Object.entries(header)) {
-      if (name === '__metadata__') continue;
-      const e = entry as HeaderEntry;
-      if (!(e.dtype in BYTES)) {
-        throw new LlmboxError(`unsupported dtype ${e.dtype}`, {
-          file,
-          field: `${name}.dtype`,
-          fix: 'llmbox reads F32, F16, BF16 (converted to float32), I32 and I64; convert the weights first',
-        });
-      }
-      const dtype = e.dtype as SafetensorsDtype;
-      const [begin, end] = e.data_offsets ?? [];
-      const numel = (e.shape ?? []).reduce((a, b) => a * b, 1);
-      if (
-        !Array.isArray(e.shape) ||
-        e.shape.some((d) => !Number.isInteger(d) || d < 0) ||
-        !Number.isInteger(begin) ||
-        !Number.isInteger(end) ||
-        !(begin >= 0) ||
-        !(end <= dataLen) ||
-        end - begin !== numel * BYTES[dtype]
-      ) {
-        throw new LlmboxError(
-          `corrupt safetensors: tensor ${name} has shape [${e.shape}] (${numel * BYTES[dtype]} bytes of ${dtype}) ` +
-            `but data_offsets [${begin}, ${end}] in a ${dataLen}-byte body`,
-          { file, field: `${name}.data_offsets` },
-        );
-      }
-      spans.push({ name, begin, end });
-      out.set(name, { shape: e.shape, data: decode(dtype, body.subarray(begin, end)) });
-    }
-    // Two tensors reading the same bytes would load as believable weights: the spans must not overlap.
-    spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
-    for (let i = 1; i < spans.length; i++) {
-      const [a, b] = [spans[i - 1], spans[i]];
-      if (b.begin < a.end) {
-        throw new LlmboxError(
-          `corrupt safetensors: tensors ${a.name} [${a.begin}, ${a.end}] and ${b.name} [${b.begin}, ${b.end}] overlap`,
-          {
-            file,
-            field: `${b.name}.data_offsets`,
-            fix: 'the file is damaged or hand-edited: use the original weights',
-          },
-        );
-      }
+    for (const s of spans) {
+      const bytes = readAt(fd, s.end - s.begin, dataStart + s.begin);
+      if (take?.(s.name, { shape: s.shape, dtype: s.dtype, bytes })) continue;
+      out.set(s.name, { shape: s.shape, data: decode(s.dtype, bytes) });
     }
     return out;
   } finally {
@@ -142,39 +99,153 @@ export function readSafetensors(file: string): Map<string, RawTensor> {
   }
 }
 
+/** `length` bytes of the file at `position` in a buffer of their own (reads of over 2 GiB go in pieces). */
+function readAt(fd: number, length: number, position: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let done = 0; done < length;) {
+    const n = readSync(fd, out, done, Math.min(length - done, 1 << 30), position + done);
+    if (n <= 0) throw new Error(`short read at byte ${position + done}`);
+    done += n;
+  }
+  return out;
+}
+
+/** The header's tensors in file order, each checked against the file's size, and where their data starts. */
+function readHeader(fd: number, file: string): { spans: Span[]; dataStart: number } {
+  const size = fstatSync(fd).size;
+  const lenBuf = Buffer.alloc(8);
+  if (size < 8 || readSync(fd, lenBuf, 0, 8, 0) !== 8) {
+    throw new LlmboxError('corrupt safetensors: file shorter than its 8-byte header length', { file });
+  }
+  const headerLen = Number(lenBuf.readBigUInt64LE(0));
+  if (headerLen <= 0 || headerLen > MAX_HEADER || 8 + headerLen > size) {
+    throw new LlmboxError(`corrupt safetensors: header length ${headerLen} does not fit a ${size}-byte file`, {
+      file,
+      fix: 're-download or re-export the weights',
+    });
+  }
+  const headerBuf = Buffer.alloc(headerLen);
+  readSync(fd, headerBuf, 0, headerLen, 8);
+  let header: Record<string, HeaderEntry | Record<string, string>>;
+  try {
+    header = JSON.parse(headerBuf.toString('utf8'));
+  } catch (e) {
+    throw new LlmboxError(`corrupt safetensors: header is not JSON (${(e as Error).message})`, { file });
+  }
+  const dataStart = 8 + headerLen;
+  const dataLen = size - dataStart;
+  const spans: Span[] = [];
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const e = entry as HeaderEntry;
+    if (!(e.dtype in BYTES)) {
+      throw new LlmboxError(`unsupported dtype ${e.dtype}`, {
+        file,
+        field: `${name}.dtype`,
+        fix: 'llmbox reads F32, F16, BF16 (converted to float32), I32 and I64; convert the weights first',
+      });
+    }
+    const dtype = e.dtype as SafetensorsDtype;
+    const [begin, end] = e.data_offsets ?? [];
+    const numel = (e.shape ?? []).reduce((a, b) => a * b, 1);
+    if (
+      !Array.isArray(e.shape) ||
+      e.shape.some((d) => !Number.isInteger(d) || d < 0) ||
+      !Number.isInteger(begin) ||
+      !Number.isInteger(end) ||
+      !(begin >= 0) ||
+      !(end <= dataLen) ||
+      end - begin !== numel * BYTES[dtype]
+    ) {
+      throw new LlmboxError(
+        `corrupt safetensors: tensor ${name} has shape [${e.shape}] (${numel * BYTES[dtype]} bytes of ${dtype}) ` +
+          `but data_offsets [${begin}, ${end}] in a ${dataLen}-byte body`,
+        { file, field: `${name}.data_offsets` },
+      );
+    }
+    spans.push({ name, dtype, shape: e.shape, begin, end });
+  }
+  // Two tensors reading the same bytes would load as believable weights: the spans must not overlap.
+  spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < spans.length; i++) {
+    const [a, b] = [spans[i - 1], spans[i]];
+    if (b.begin < a.end) {
+      throw new LlmboxError(
+        `corrupt safetensors: tensors ${a.name} [${a.begin}, ${a.end}] and ${b.name} [${b.begin}, ${b.end}] overlap`,
+        {
+          file,
+          field: `${b.name}.data_offsets`,
+          fix: 'the file is damaged or hand-edited: use the original weights',
+        },
+      );
+    }
+  }
+  return { spans, dataStart };
+}
+
+/** A tensor to write in `dtype`, its bytes given in pieces (a large model need never be in memory at once). */
+export interface TensorSource {
+  shape: number[];
+  dtype: SafetensorsDtype;
+  chunks(): Iterable<Uint8Array>;
+}
+
 /** Writes float32/int32 tensors as a .safetensors file (atomically), in sorted name order. */
 export function writeSafetensors(file: string, tensors: Map<string, RawTensor>, metadata: Record<string, string> = {}) {
+  const sources = new Map<string, TensorSource>();
+  for (const [name, t] of tensors) {
+    const d = t.data;
+    sources.set(name, {
+      shape: t.shape,
+      dtype: d instanceof Int32Array ? 'I32' : 'F32',
+      chunks: () => [new Uint8Array(d.buffer, d.byteOffset, d.byteLength)],
+    });
+  }
+  writeSafetensorsFrom(file, sources, metadata);
+}
+
+/** Writes tensors of any stored dtype as a .safetensors file (atomically), in sorted name order, piece by piece. */
+export function writeSafetensorsFrom(
+  file: string,
+  tensors: Map<string, TensorSource>,
+  metadata: Record<string, string> = {},
+) {
   const names = [...tensors.keys()].sort();
   const header: Record<string, unknown> = { __metadata__: { format: 'pt', ...metadata } };
   let offset = 0;
   for (const name of names) {
     const t = tensors.get(name)!;
-    const bytes = t.data.byteLength;
-    header[name] = {
-      dtype: t.data instanceof Int32Array ? 'I32' : 'F32',
-      shape: t.shape,
-      data_offsets: [offset, offset + bytes],
-    };
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype];
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   let json = JSON.stringify(header);
   // Pad so tensor data starts 8-byte aligned, as the reference implementation does.
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
   const headerBytes = Buffer.from(json, 'utf8');
-  const buf = Buffer.alloc(8 + headerBytes.length + offset);
-  buf.writeBigUInt64LE(BigInt(headerBytes.length), 0);
-  headerBytes.copy(buf, 8);
-  let pos = 8 + headerBytes.length;
-  for (const name of names) {
-    const d = tensors.get(name)!.data;
-    Buffer.from(d.buffer, d.byteOffset, d.byteLength).copy(buf, pos);
-    pos += d.byteLength;
-  }
-  writeFileAtomic(file, buf);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(headerBytes.length), 0);
+  writeFileAtomicWith(file, (fd) => {
+    writeAll(fd, len);
+    writeAll(fd, headerBytes);
+    for (const name of names) {
+      const t = tensors.get(name)!;
+      const expected = (header[name] as HeaderEntry).data_offsets;
+      let written = 0;
+      for (const c of t.chunks()) written += writeAll(fd, c);
+      if (written !== expected[1] - expected[0])
+        throw new Error(`tensor ${name}: ${written} bytes given for ${expected[1] - expected[0]}`);
+    }
+  });
+}
+
+function writeAll(fd: number, bytes: Uint8Array): number {
+  for (let done = 0; done < bytes.byteLength;) done += writeSync(fd, bytes, done, bytes.byteLength - done);
+  return bytes.byteLength;
 }
 
 /** Reads a model's weights: model.safetensors, or the shards listed by model.safetensors.index.json (`base` for another name than model). */
-export function readModelWeights(dir: string, base = 'model'): Map<string, RawTensor> {
+export function readModelWeights(dir: string, base = 'model', take?: TakeStored): Map<string, RawTensor> {
   const single = `${dir}/${base}.safetensors`;
   const index = `${dir}/${base}.safetensors.index.json`;
   let indexJson: { weight_map?: Record<string, string> } | undefined;
@@ -187,7 +258,7 @@ export function readModelWeights(dir: string, base = 'model'): Map<string, RawTe
   }
   if (!indexJson) {
     try {
-      return readSafetensors(single);
+      return readSafetensors(single, take);
     } catch (e) {
       if (e instanceof LlmboxError && /cannot open/.test(e.message)) {
         throw new LlmboxError('no weights found', {
@@ -202,6 +273,8 @@ export function readModelWeights(dir: string, base = 'model'): Map<string, RawTe
     throw new LlmboxError('shard index has no weight_map', { file: index, field: 'weight_map' });
   }
   const out = new Map<string, RawTensor>();
+  const taken = new Set<string>();
+  const keep: TakeStored | undefined = take && ((name, t) => take(name, t) && taken.add(name) !== undefined);
   const root = resolve(dir);
   for (const shard of new Set(Object.values(indexJson.weight_map))) {
     // A shard path that leaves the model folder reads someone else's file.
@@ -213,10 +286,10 @@ export function readModelWeights(dir: string, base = 'model'): Map<string, RawTe
         fix: 'shards are file names inside the model folder',
       });
     }
-    for (const [k, v] of readSafetensors(path)) out.set(k, v);
+    for (const [k, v] of readSafetensors(path, keep)) out.set(k, v);
   }
   for (const name of Object.keys(indexJson.weight_map)) {
-    if (!out.has(name)) {
+    if (!out.has(name) && !taken.has(name)) {
       throw new LlmboxError(`tensor ${name} is listed in the index but missing from its shard`, {
         file: `${dir}/${indexJson.weight_map[name]}`,
         field: name,

@@ -12,7 +12,7 @@ import { addLora, withAdapterOff } from './lora.js';
 import { AdamW, learningRate } from './optim.js';
 import { addGradients, applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
 import { preferenceLoss, referenceFree, type PreferenceSettings } from './preference-loss.js';
-import { due, hyperparameters, refuseQuantizedFullTraining, stepMetrics, type TrainOptions } from './trainer.js';
+import { due, hyperparameters, prepareFullTraining, stepMetrics, type TrainOptions } from './trainer.js';
 
 export interface PreferenceTrainOptions extends TrainOptions {
   /** Each step's loss, rewards, margin and accuracy (live charts). */
@@ -97,7 +97,7 @@ async function logpsOf(
  * accuracy per step, and the held-out pairs' reward accuracy and margin before and after.
  */
 export async function trainPreference(loaded: LoadedModel, o: PreferenceTrainOptions): Promise<PreferenceResult> {
-  refuseQuantizedFullTraining(loaded, o.lora);
+  prepareFullTraining(loaded, o.lora);
   if (!loaded.tokenizer) throw new LlmboxError('the model has no tokenizer.json', { file: loaded.dir });
   const settings: PreferenceSettings = {
     loss: o.preference?.loss ?? DEFAULTS.preference.loss,

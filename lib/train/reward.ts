@@ -12,7 +12,7 @@ import { addLora, mergeLora } from './lora.js';
 import { AdamW, learningRate } from './optim.js';
 import { addGradients, applyUpdate, slotGradients, slotSize, slotsOf } from './slots.js';
 import { pairBatch, pairOrder, pairTokens, replyRow, splitPairs, type PairRows } from './pairs.js';
-import { due, hyperparameters, refuseQuantizedFullTraining, stepMetrics, type TrainOptions } from './trainer.js';
+import { due, hyperparameters, prepareFullTraining, stepMetrics, type TrainOptions } from './trainer.js';
 
 /**
  * A reward model: the decoder with a scalar head on the final hidden state of each sequence's last
@@ -132,7 +132,7 @@ export interface RewardResult {
  * merged into the saved model). Held-out pairs give accuracy (chosen scored higher) before and after.
  */
 export async function trainReward(loaded: LoadedModel, o: RewardTrainOptions): Promise<RewardResult> {
-  refuseQuantizedFullTraining(loaded, o.lora);
+  prepareFullTraining(loaded, o.lora);
   if (!loaded.tokenizer) throw new LlmboxError('the model has no tokenizer.json', { file: loaded.dir });
   if (o.qlora)
     throw new LlmboxError('reward models train in float32 or with LoRA, not QLoRA', {

@@ -118,7 +118,7 @@ export async function evalLoss(
  * checkpoints and exact resume (the data order is a function of the seed and the step).
  */
 export async function train(loaded: LoadedModel, o: TrainOptions): Promise<TrainResult> {
-  refuseQuantizedFullTraining(loaded, o.lora);
+  prepareFullTraining(loaded, o.lora);
   const { data, ...settings } = await trainingData(loaded, o);
   try {
     return await trainOn(loaded, o, data, settings);
@@ -127,9 +127,14 @@ export async function train(loaded: LoadedModel, o: TrainOptions): Promise<Train
   }
 }
 
-/** Quantized weights are not parameters: full training would silently leave them as they are. */
-export function refuseQuantizedFullTraining(loaded: LoadedModel, lora: LoraOptions | undefined): void {
-  if (lora || (!loaded.model.packed.size && !loaded.model.quantized.size)) return;
+/**
+ * Full training needs every weight as a float32 parameter: f16/bf16 matrices held as stored are widened
+ * (exactly); quantized ones are refused, since training would silently leave them as they are.
+ */
+export function prepareFullTraining(loaded: LoadedModel, lora: LoraOptions | undefined): void {
+  if (lora) return;
+  loaded.model.widenFloatMatrices();
+  if (!loaded.model.packed.size && !loaded.model.quantized.size) return;
   throw new LlmboxError(
     'weights held in a quantized type (a q8_0/q4_0 GGUF file, --load-in-8bit or --load-in-4bit) train only through LoRA',
     {
