@@ -11,7 +11,6 @@
  *
  * The files (about 1.2 GB for q8_0) are kept in LLMBOX_CACHE_DIR/bench (default ~/.cache/llmbox/bench).
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { homedir } from 'node:os';
@@ -22,10 +21,8 @@ import { writeGgufModel, type GgufOutType } from '../lib/models/gguf.js';
 import { parameterShapes } from '../lib/models/llama.js';
 import { loadModel } from '../lib/models/load.js';
 import type { RawTensor } from '../lib/models/safetensors.js';
-import { TextTokenizer } from '../lib/models/tokenizer.js';
-import { resolveModelDir } from '../lib/util/paths.js';
 import { llamaCpp } from '../tests/helpers/llama-cpp.js';
-import { arg, llamaCppSpeed, llmboxSpeed, TINYLLAMA_CONFIG } from './common.js';
+import { arg, inChild, llamaCppSpeed, llmboxSpeed, paddedTokenizer, randomTensor, TINYLLAMA_CONFIG } from './common.js';
 
 const TYPES = (arg('types') ?? 'q8_0,q4_0,f16').split(',') as GgufOutType[];
 const THREADS = Number(arg('threads') ?? '2');
@@ -37,33 +34,11 @@ const PROMPT = Array(Number(arg('prompt-repeat') ?? '1'))
 const dir = join(process.env.LLMBOX_CACHE_DIR ?? join(homedir(), '.cache', 'llmbox'), 'bench');
 mkdirSync(dir, { recursive: true });
 
-/** stories260K's tokenizer with its vocabulary padded to 32000 unused tokens (llama.cpp wants one token per row). */
-function paddedTokenizer(): TextTokenizer {
-  const src = TextTokenizer.fromDir(resolveModelDir('stories260K'));
-  const json = structuredClone(src.definition) as { model: { vocab: Record<string, number> } };
-  for (let id = Object.keys(json.model.vocab).length; id < TINYLLAMA_CONFIG.vocab_size; id++)
-    json.model.vocab[`<unused${id}>`] = id;
-  return new TextTokenizer(json, src.config);
-}
-
-/** Random normal(0, 0.02) weights from a fast seeded generator (Box-Muller over xorshift). */
+/** Random normal(0, 0.02) weights (unit norms). */
 function randomWeights(): Map<string, RawTensor> {
-  let s = 0x9e3779b9;
-  const uniform = () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return ((s >>> 0) + 0.5) / 4294967296;
-  };
   const raw = new Map<string, RawTensor>();
-  for (const [name, shape] of parameterShapes(parseConfig(TINYLLAMA_CONFIG))) {
-    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    if (name.endsWith('norm.weight')) data.fill(1);
-    else
-      for (let i = 0; i < data.length; i++)
-        data[i] = 0.02 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-    raw.set(name, { shape, data });
-  }
+  for (const [name, shape] of parameterShapes(parseConfig(TINYLLAMA_CONFIG)))
+    raw.set(name, { shape, data: randomTensor(name, shape) });
   return raw;
 }
 
@@ -72,7 +47,7 @@ function ensureFiles(): void {
   if (!missing.length) return;
   const t0 = performance.now();
   const raw = randomWeights();
-  const tokenizer = paddedTokenizer();
+  const tokenizer = paddedTokenizer(TINYLLAMA_CONFIG.vocab_size);
   for (const type of missing) {
     const file = join(dir, `tinyllama-random-${type}.gguf`);
     writeGgufModel(file, { config: parseConfig(TINYLLAMA_CONFIG), raw, tokenizer, name: 'tinyllama-random' }, type);
@@ -85,25 +60,15 @@ const rss = () => process.memoryUsage().rss;
 
 /** llmbox in a child process of its own, so that its resident memory is the model's alone. */
 function llmboxChild(file: string): { load: number; prefill: number; decode: number; resident: number } {
-  const r = spawnSync(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      fileURLToPath(import.meta.url),
-      '--child',
-      file,
-      '--threads',
-      String(THREADS),
-      '--tokens',
-      String(TOKENS),
-      '--prompt-repeat',
-      arg('prompt-repeat') ?? '1',
-    ],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  const flags = [
+    '--threads',
+    String(THREADS),
+    '--tokens',
+    String(TOKENS),
+    '--prompt-repeat',
+    arg('prompt-repeat') ?? '1',
+  ];
+  return inChild(fileURLToPath(import.meta.url), ['--child', file, ...flags]);
 }
 
 async function llmboxRun(file: string) {

@@ -461,6 +461,53 @@ static float dot_f32(const float *a, const float *b, int64_t k) {
   return s;
 }
 
+#ifdef __F16C__
+#define HAS_HALF_DOT 1
+// Eight f16 (bf = 0) or bf16 (bf = 1) weights widened to float32, exactly.
+static inline __attribute__((always_inline)) __m256 widen8(const uint8_t *p, int bf) {
+  const __m128i h = _mm_loadu_si128((const __m128i *)p);
+  return bf ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
+}
+
+// dot_f32(x, the row decoded) without storing the decoded row: the same products summed in the same
+// order, so the result is the same to the bit. Decoding is memory-bound, and the decoded row cost a
+// write and a read of twice the weight bytes.
+static inline __attribute__((always_inline)) float dot_half(const float *x, const uint8_t *w, int64_t k, int bf) {
+  int64_t i = 0;
+#ifdef __AVX512F__
+  // Sixteen lanes: each the lanes of two of the AVX2 sums below, added in their order at the end.
+  __m512 a01 = _mm512_setzero_ps(), a23 = _mm512_setzero_ps();
+  for (; i + 32 <= k; i += 32) {
+    const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 2 * i)), g = _mm256_loadu_si256((const __m256i *)(w + 2 * i + 32));
+    const __m512 wh = bf ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
+    const __m512 wg = bf ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(g), 16)) : _mm512_cvtph_ps(g);
+    a01 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), wh, a01);
+    a23 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), wg, a23);
+  }
+  __m256 s0 = _mm512_castps512_ps256(a01), s1 = _mm512_extractf32x8_ps(a01, 1);
+  __m256 s2 = _mm512_castps512_ps256(a23), s3 = _mm512_extractf32x8_ps(a23, 1);
+#else
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  for (; i + 32 <= k; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), widen8(w + 2 * i, bf), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), widen8(w + 2 * i + 16, bf), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), widen8(w + 2 * i + 32, bf), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), widen8(w + 2 * i + 48, bf), s3);
+  }
+#endif
+  float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < k; i++) {
+    float v;
+    if (bf) {
+      uint32_t bits = (uint32_t)rd16(w + 2 * i) << 16;
+      memcpy(&v, &bits, 4);
+    } else v = half_to_float(rd16(w + 2 * i));
+    s += x[i] * v;
+  }
+  return s;
+}
+#endif
+
 // Eight int32 sums of products of signed bytes, as floats (maddubs takes unsigned x signed: the sign
 // moves onto y). Pairs stay within int16: |x| <= 128, |y| <= 127.
 static inline __m256 dot_i8_pairs(__m256i x, __m256i y) {
@@ -590,9 +637,23 @@ static float dot_f32(const float *a, const float *b, int64_t k) {
 static float idot_q4_0(const uint8_t *w, const act_block *x, int64_t nb) { return idot_q4_zero(w, x, nb, 18, 2, 0); }
 static float idot_q4_z(const uint8_t *w, const act_block *x, int64_t nb) { return idot_q4_zero(w, x, nb, 20, 4, 2); }
 
+// A buffer of at least `bytes` owned by the calling thread, kept for its next call: allocating one
+// per product (several megabytes for a panel) cost page faults on every call.
+static float *thread_scratch(size_t bytes) {
+  static _Thread_local float *buf = NULL;
+  static _Thread_local size_t cap = 0;
+  if (bytes > cap) {
+    free(buf);
+    buf = (float *)malloc(bytes);
+    cap = buf ? bytes : 0;
+  }
+  return buf;
+}
+
 // The weights are read once per call (decoding is memory-bound), whatever the number of rows: each
 // weight row is dotted with every input row while it is in L1. Quantized rows dot their blocks with
-// the rounded input in integers; the float types decode each row once into a buffer.
+// the rounded input in integers; the float types decode each row once into a buffer (or, for a
+// single f16/bf16 row, dot the stored values directly).
 static void *qmm_run(void *arg) {
   qmm_job *t = (qmm_job *)arg;
   if (t->tiled) {
@@ -613,7 +674,15 @@ static void *qmm_run(void *arg) {
     }
     return NULL;
   }
-  float *row = (float *)malloc(sizeof(float) * (size_t)t->k);
+#ifdef HAS_HALF_DOT
+  if (t->rows == 1 && (t->type == T_F16 || t->type == T_BF16)) {
+    const int bf = t->type == T_BF16;
+    for (int64_t j = t->j0; j < t->j1; j++)
+      t->out[j] = bf ? dot_half(t->x, t->w + (size_t)j * t->rb, t->k, 1) : dot_half(t->x, t->w + (size_t)j * t->rb, t->k, 0);
+    return NULL;
+  }
+#endif
+  float *row = thread_scratch(sizeof(float) * (size_t)t->k);
   if (!row) {
     t->ok = 0;
     return NULL;
@@ -622,8 +691,43 @@ static void *qmm_run(void *arg) {
     decode_row(t->type, t->w + (size_t)j * t->rb, row, t->k);
     for (int64_t r = 0; r < t->rows; r++) t->out[r * t->n + j] = dot_f32(t->x + r * t->k, row, t->k);
   }
-  free(row);
   return NULL;
+}
+
+typedef struct {
+  const float *x; // the input, rounded where the type rounds it
+  float *out;
+  const uint8_t *w;
+  int type;
+  int64_t rows, n, k, j0, j1;
+  size_t rb;
+  int ok;
+} panel_job;
+
+// Weight rows j0..j1 decoded a panel at a time and multiplied by BLAS on this thread. Each of the
+// pool's threads takes its own rows: decoding was serial before a multi-threaded GEMM, which left
+// f16 prefill at 0.39x llama.cpp's.
+static void *panel_run(void *arg) {
+  panel_job *t = (panel_job *)arg;
+  float *panel = thread_scratch(sizeof(float) * (size_t)PANEL_ROWS * (size_t)t->k);
+  if (!panel) {
+    t->ok = 0;
+    return NULL;
+  }
+  for (int64_t j = t->j0; j < t->j1; j += PANEL_ROWS) {
+    const int64_t jn = t->j1 - j < PANEL_ROWS ? t->j1 - j : PANEL_ROWS;
+    for (int64_t r = 0; r < jn; r++) decode_row(t->type, t->w + (size_t)(j + r) * t->rb, panel + r * t->k, t->k);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)t->rows, (int)jn, (int)t->k, 1.0f, t->x, (int)t->k, panel,
+                (int)t->k, 0.0f, t->out + j, (int)t->n);
+  }
+  return NULL;
+}
+
+// Splits n weight rows over `threads` jobs, each starting on a multiple of `align`.
+static void split_rows(int64_t n, int threads, int64_t align, int64_t *j0, int64_t *j1, int t) {
+  const int64_t units = (n + align - 1) / align;
+  *j0 = units * t / threads * align;
+  *j1 = t + 1 == threads ? n : units * (t + 1) / threads * align;
 }
 
 // The optional input order of a quantMatMul call (its 9th argument, an Int32Array or null/undefined):
@@ -691,36 +795,38 @@ static napi_value QuantMatMul(napi_env env, napi_callback_info info) {
   // Many rows (prefill, scoring) otherwise: decode panels of weight rows to float32 and let BLAS multiply,
   // which reuses each decoded weight across the rows far better than one dot product per pair. The
   // rounded input goes in as floats (q d), the values the integer path multiplies.
+  int threads = (double)rows * n * k < 4.0 * SMALL_WORK || n < 64 ? 1 : configured_threads;
+  if (threads > 16) threads = 16;
   if (!lanes && rows >= PANEL_MIN_ROWS) {
-    float *panel = (float *)malloc(sizeof(float) * (size_t)PANEL_ROWS * (size_t)k);
     float *xr = xq ? (float *)malloc(sizeof(float) * (size_t)(rows * k)) : NULL;
-    if (panel && (!xq || xr)) {
-      if (xq)
-        for (int64_t i = 0; i < rows * nb; i++)
-          for (int j = 0; j < 32; j++) xr[i * 32 + j] = (float)xq[i].q[j] * xq[i].d;
-      use_threads(configured_threads);
-      for (int64_t j = 0; j < n; j += PANEL_ROWS) {
-        int64_t jn = n - j < PANEL_ROWS ? n - j : PANEL_ROWS;
-        for (int64_t r = 0; r < jn; r++) decode_row(type, w + (size_t)(j + r) * rb, panel + r * k, k);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)jn, (int)k, 1.0f, xr ? xr : heap + xo, (int)k, panel, (int)k,
-                    0.0f, heap + oo + j, (int)n);
-      }
-      free(panel);
-      free(xr);
+    if (xq && !xr) {
       free(xq);
+      napi_throw_error(env, NULL, "llmbox_native.quantMatMul: out of memory");
       return NULL;
     }
-    free(panel);
+    if (xq)
+      for (int64_t i = 0; i < rows * nb; i++)
+        for (int j = 0; j < 32; j++) xr[i * 32 + j] = (float)xq[i].q[j] * xq[i].d;
+    // BLAS on one thread inside each of the pool's: two pools on two cores would fight.
+    use_threads(1);
+    panel_job pjobs[16];
+    for (int t = 0; t < threads; t++) {
+      pjobs[t] = (panel_job){xr ? xr : heap + xo, heap + oo, w, type, rows, n, k, 0, 0, rb, 1};
+      split_rows(n, threads, PANEL_ROWS, &pjobs[t].j0, &pjobs[t].j1, t);
+    }
+    pool_run(panel_run, pjobs, sizeof pjobs[0], threads);
+    int ok = 1;
+    for (int t = 0; t < threads; t++) ok &= pjobs[t].ok;
     free(xr);
+    free(xq);
+    if (!ok) napi_throw_error(env, NULL, "llmbox_native.quantMatMul: out of memory");
+    return NULL;
   }
-  int threads = (double)rows * n * k < 4.0 * SMALL_WORK || n < 64 ? 1 : configured_threads;
   qmm_job jobs[16];
-  if (threads > 16) threads = 16;
   // Tiled jobs start on a tile boundary.
-  const int64_t align = lanes ? lanes : 1, units = (n + align - 1) / align;
   for (int t = 0; t < threads; t++) {
-    const int64_t j0 = units * t / threads * align, j1 = t + 1 == threads ? n : units * (t + 1) / threads * align;
-    jobs[t] = (qmm_job){heap + xo, xq, heap + oo, w, type, rows, n, k, j0, j1, rb, lanes != 0, 1};
+    jobs[t] = (qmm_job){heap + xo, xq, heap + oo, w, type, rows, n, k, 0, 0, rb, lanes != 0, 1};
+    split_rows(n, threads, lanes ? lanes : 1, &jobs[t].j0, &jobs[t].j1, t);
   }
   pool_run(qmm_run, jobs, sizeof jobs[0], threads);
   int ok = 1;
@@ -790,6 +896,49 @@ static napi_value QuantGather(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+typedef struct {
+  const uint8_t *src;
+  uint8_t *dst;
+  int src_type, type;
+  int64_t b0, b1;
+} quantize_job;
+
+static void *quantize_run(void *arg) {
+  quantize_job *t = (quantize_job *)arg;
+  quantize_blocks(t->src_type, t->src, t->type, t->dst, t->b0, t->b1);
+  return NULL;
+}
+
+// quantizeRows(src(Uint8Array), srcType, dst(Uint8Array), type, count): count values stored as
+// srcType (0 f32, 1 f16, 30 bf16) written to dst as q8_0, q4_0 or q4_1 blocks (count a multiple of 32).
+static napi_value QuantizeRows(napi_env env, napi_callback_info info) {
+  size_t argc = 5, srcLen, dstLen;
+  napi_value argv[5];
+  uint8_t *src, *dst;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5) {
+    napi_throw_type_error(env, NULL, "llmbox_native.quantizeRows: expected 5 arguments");
+    return NULL;
+  }
+  if (!get_view(env, argv[0], napi_uint8_array, "a Uint8Array of stored values", (void **)&src, &srcLen)) return NULL;
+  if (!get_view(env, argv[2], napi_uint8_array, "a Uint8Array for the blocks", (void **)&dst, &dstLen)) return NULL;
+  const int src_type = (int)get_i64(env, argv[1]), type = (int)get_i64(env, argv[3]);
+  const int64_t count = get_i64(env, argv[4]), blocks = count / 32;
+  const size_t width = src_type == T_F32 ? 4 : src_type == T_F16 || src_type == T_BF16 ? 2 : 0;
+  if (!width || !quant_block_bytes(type) || count < 0 || count % 32 || srcLen != (size_t)count * width ||
+      dstLen != (size_t)blocks * (size_t)quant_block_bytes(type)) {
+    napi_throw_range_error(env, NULL, "llmbox_native.quantizeRows: buffers do not match the types and count");
+    return NULL;
+  }
+  int threads = (double)count < 4.0 * SMALL_WORK ? 1 : configured_threads;
+  if (threads > 16) threads = 16;
+  quantize_job jobs[16];
+  for (int t = 0; t < threads; t++)
+    jobs[t] = (quantize_job){src, dst, src_type, type, blocks * t / threads, blocks * (t + 1) / threads};
+  pool_run(quantize_run, jobs, sizeof jobs[0], threads);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"batchMatMul", NULL, BatchMatMul, NULL, NULL, NULL, napi_default, NULL},
@@ -799,6 +948,7 @@ NAPI_MODULE_INIT() {
       {"rope", NULL, Rope, NULL, NULL, NULL, napi_default, NULL},
       {"quantMatMul", NULL, QuantMatMul, NULL, NULL, NULL, napi_default, NULL},
       {"quantGather", NULL, QuantGather, NULL, NULL, NULL, napi_default, NULL},
+      {"quantizeRows", NULL, QuantizeRows, NULL, NULL, NULL, napi_default, NULL},
       {"rmsNorm", NULL, RmsNorm, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_default, NULL},

@@ -53,4 +53,9 @@ void int8_gemm_input(int type, act_block *xq, int64_t blocks);
 // Returns 0 when out of memory.
 int int8_gemm(int type, const uint8_t *w, size_t rb, const act_block *xq, int64_t rows, int64_t nb, int64_t n, int64_t j0,
               int64_t j1, float *out);
+
+// Blocks b0..b1 of 32 stored values (src_type f32, f16 or bf16) written as `type` (q8_0, q4_0 or q4_1)
+// into dst (quantize.c); quant_block_bytes(type) is a block's size there, 0 for other types.
+int quant_block_bytes(int type);
+void quantize_blocks(int src_type, const uint8_t *src, int type, uint8_t *dst, int64_t b0, int64_t b1);
 #endif

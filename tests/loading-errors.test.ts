@@ -1,7 +1,10 @@
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { LlmboxError } from '../lib/errors.js';
-import { initEngine } from '../lib/engine/index.js';
+import { initEngine, tf } from '../lib/engine/index.js';
+import { parseConfig } from '../lib/models/config.js';
+import { parameterShapes, refuseHeapOverflow, WASM_HEADROOM_BYTES } from '../lib/models/llama.js';
+import type { PackedMatrix } from '../lib/engine/ops.js';
 import { generate } from '../lib/models/generate.js';
 import { nextTokenLogprobs } from '../lib/models/score.js';
 import { loadModel, randomModel, saveModel } from '../lib/models/load.js';
@@ -40,6 +43,43 @@ function rawSafetensors(file: string, header: object, body: Uint8Array) {
 }
 
 describe('loading errors name the file, the field and the fix', () => {
+  it('float32 weights larger than the wasm heap are refused before any is uploaded, with the ways around it', async () => {
+    await initEngine();
+    const file = `${STORIES}/model.safetensors`;
+    const config = parseConfig(JSON.parse(readFileSync(`${STORIES}/config.json`, 'utf8')));
+    const raw = readSafetensors(file);
+    const shapes = parameterShapes(config);
+    // A heap one byte short of stories260K's float32 weights, the largest once more (uploaded, then transposed) and the headroom.
+    const sizes = [...shapes.keys()].map((n) => (raw.get(n)?.data.length ?? 0) * 4);
+    const fits = tf.memory().numBytes + sizes.reduce((a, b) => a + b) + Math.max(...sizes) + WASM_HEADROOM_BYTES;
+    const small = () => refuseHeapOverflow(raw, shapes, new Map(), file, fits - 1);
+    if (tf.getBackend() !== 'wasm') {
+      // Only tfjs-wasm has a 32-bit heap.
+      expect(small).not.toThrow();
+      return;
+    }
+    const before = tf.memory().numTensors;
+    const err = (() => {
+      try {
+        small();
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(LlmboxError);
+    expect((err as LlmboxError).message).toMatch(
+      /float32 weights of \d\.\d MiB do not fit the wasm backend's 25\d\.\d MiB heap/,
+    );
+    expect((err as LlmboxError).file).toBe(file);
+    expect((err as LlmboxError).fix).toMatch(/--load-in-8bit.*native add-on.*--backend cpu/);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(() => refuseHeapOverflow(raw, shapes, new Map(), file, fits)).not.toThrow();
+    // A packed matrix is not on the heap: leaving the largest out fits one byte short.
+    const largest = [...shapes.keys()][sizes.indexOf(Math.max(...sizes))];
+    const packed = new Map([[largest, {} as PackedMatrix]]);
+    expect(() => refuseHeapOverflow(raw, shapes, packed, file, fits - 1)).not.toThrow();
+  });
+
   it('missing folder and missing weights', async () => {
     expect((await loadError('/nonexistent/model')).file).toBe('/nonexistent/model');
     const dir = tmp();

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { initEngine, nativeAddon, tf } from '../lib/engine/index.js';
 import { packedMatMul } from '../lib/engine/ops.js';
+import { loadNative } from '../lib/engine/native.js';
 import { generate } from '../lib/models/generate.js';
 import { GGML } from '../lib/models/gguf-file.js';
 import { readGgufModel, writeGgufModel } from '../lib/models/gguf.js';
@@ -71,6 +72,14 @@ describe('matrices held outside the heap in ggml types', () => {
         // over after groups of 4, and a product large enough to be split over threads.
         [33, 70, 256],
         [20, 1000, 256],
+        // A decode row split over threads; rows that are not whole blocks of 32 (float types only).
+        [1, 1100, 4096],
+        ...(type === GGML.F16 || type === GGML.BF16
+          ? [
+              [1, 33, 100],
+              [9, 33, 100],
+            ]
+          : []),
       ]) {
         const w = packedFromBytes(encodeGgml(type, random(n * k, n + k)), type, n, k);
         const x = tf.tensor2d(random(rows * k, rows), [rows, k]);
@@ -90,6 +99,57 @@ describe('matrices held outside the heap in ggml types', () => {
           1e-5 * n,
         );
         tf.dispose([x, ours, input, ref, exact, dy, dx]);
+      }
+    },
+  );
+
+  it.skipIf(!loadNative().addon).each(['q8_0', 'q4_0', 'q4_1'] as const)(
+    '%s: the add-on quantizes f32, f16 and bf16 to the bytes encodeGgml writes (ties, zeros of both signs, overflow)',
+    (name) => {
+      const code = PACK_TYPES[name];
+      // Random blocks, then blocks made to hit the edges of the reference arithmetic.
+      const special = [
+        Array(32).fill(0),
+        Array.from({ length: 32 }, (_, j) => (j % 2 ? -0 : 0)),
+        Array.from({ length: 32 }, (_, j) => (j === 0 ? -0 : 0)),
+        [127, 2.5, -2.5, 0.5, -0.5, 1.5, -1.5, ...Array(25).fill(3)],
+        [-8, ...Array.from({ length: 31 }, (_, j) => j / 2 - 7.5)],
+        Array.from({ length: 32 }, (_, j) => (j - 16) * 1e-8),
+        Array.from({ length: 32 }, (_, j) => (j % 3 ? 1e5 : -1e5)),
+        Array.from({ length: 32 }, (_, j) => 65504 - j),
+      ].flat();
+      const values = Float32Array.from([...random(32 * 3000, 11).map((v) => v * 3), ...special]);
+      const addon = loadNative().addon!;
+      for (const from of [GGML.F32, GGML.F16, GGML.BF16]) {
+        // 1e5 overflows q4_1's f16 minimum from f32 and bf16; as f16 it would be infinite (refused at load).
+        const stored = encodeGgml(
+          from,
+          from === GGML.F16 ? values.map((v) => Math.min(6e4, Math.max(-6e4, v))) : values,
+        );
+        const reference = encodeGgml(code, decodeGgml(from, stored, values.length));
+        const ours = new Uint8Array(reference.length);
+        addon.quantizeRows(stored, from, ours, code, values.length);
+        const first = ours.findIndex((b, i) => b !== reference[i]);
+        expect(first).toBe(-1);
+      }
+      expect(() => addon.quantizeRows(new Uint8Array(128), GGML.F32, new Uint8Array(33), code, 32)).toThrow(
+        /do not match/,
+      );
+    },
+  );
+
+  it.each(['f16', 'bf16'] as const)(
+    '%s: a decode row (dotted without storing the decoded row) gives the bits of the same row among several',
+    async (name) => {
+      await initEngine();
+      for (const k of [4096, 100]) {
+        const n = 300;
+        const w = packedFromBytes(encodeGgml(PACK_TYPES[name], random(n * k, 5)), PACK_TYPES[name], n, k);
+        const x = tf.tensor2d(random(3 * k, 6), [3, k]);
+        const one = packedMatMul(tf.slice(x, [0, 0], [1, k]), w);
+        const three = packedMatMul(x, w);
+        expect(Array.from(one.dataSync())).toEqual(Array.from(three.dataSync().subarray(0, n)));
+        tf.dispose([x, one, three]);
       }
     },
   );

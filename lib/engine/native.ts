@@ -69,6 +69,8 @@ export interface NativeAddon {
     n: number,
     k: number,
   ): void;
+  /** `count` values stored as srcType (0 f32, 1 f16, 30 bf16) written into dst as q8_0, q4_0 or q4_1 blocks: the bytes encodeGgml writes. */
+  quantizeRows(src: Uint8Array, srcType: number, dst: Uint8Array, type: number, count: number): void;
   /** out = x / sqrt(mean(x^2) + eps) * w per row, x and out [rows x dim], w [dim]. */
   rmsNorm(heap: Float32Array, x: number, w: number, out: number, rows: number, dim: number, eps: number): void;
   setThreads(n: number): void;

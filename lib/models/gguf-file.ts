@@ -213,8 +213,13 @@ export function openGguf(file: string): GgufFile {
       metadata,
       tensors,
       read(t) {
+        // One read returns at most about 2 GiB on Linux: a large tensor takes several.
         const out = new Uint8Array(t.bytes);
-        readSync(fd, out, 0, t.bytes, dataStart + t.offset);
+        for (let done = 0; done < t.bytes;) {
+          const n = readSync(fd, out, done, t.bytes - done, dataStart + t.offset + done);
+          if (n === 0) throw new LlmboxError(`tensor ${t.name} ends early (file truncated?)`, { file });
+          done += n;
+        }
         return out;
       },
       close: () => closeSync(fd),
@@ -225,12 +230,12 @@ export function openGguf(file: string): GgufFile {
   }
 }
 
-/** A tensor to write: ggml-ordered dims, its type and its encoded bytes. */
+/** A tensor to write: ggml-ordered dims, its type and its encoded bytes (or a function that encodes them when written, so a large model is never in memory at once). */
 export interface GgufTensorOut {
   name: string;
   dims: number[];
   type: number;
-  data: Uint8Array;
+  data: Uint8Array | (() => Uint8Array);
 }
 
 const ALIGN = 32;
@@ -292,21 +297,26 @@ export function writeGguf(file: string, metadata: [string, GgufValue][], tensors
   let offset = 0;
   const offsets: number[] = [];
   for (const t of tensors) {
-    if (t.data.length !== tensorBytes(t.type, t.dims))
-      throw new Error(`gguf writer: ${t.name} holds ${t.data.length} bytes, not ${tensorBytes(t.type, t.dims)}`);
     offsets.push(offset);
     head.push(str(t.name), u32(t.dims.length), ...t.dims.map(u64), u32(t.type), u64(offset));
-    offset += Math.ceil(t.data.length / ALIGN) * ALIGN;
+    offset += Math.ceil(tensorBytes(t.type, t.dims) / ALIGN) * ALIGN;
   }
   const header = Buffer.concat(head);
   const dataStart = Math.ceil(header.length / ALIGN) * ALIGN;
   writeFileAtomicWith(file, (fd) => {
-    writeSync(fd, header);
-    writeSync(fd, Buffer.alloc(dataStart - header.length));
+    writeAllAt(fd, header, 0);
+    writeAllAt(fd, Buffer.alloc(dataStart - header.length), header.length);
     tensors.forEach((t, i) => {
-      writeSync(fd, t.data, 0, t.data.length, dataStart + offsets[i]);
-      const pad = Math.ceil(t.data.length / ALIGN) * ALIGN - t.data.length;
-      if (pad) writeSync(fd, Buffer.alloc(pad), 0, pad, dataStart + offsets[i] + t.data.length);
+      const data = typeof t.data === 'function' ? t.data() : t.data;
+      if (data.length !== tensorBytes(t.type, t.dims))
+        throw new Error(`gguf writer: ${t.name} holds ${data.length} bytes, not ${tensorBytes(t.type, t.dims)}`);
+      writeAllAt(fd, data, dataStart + offsets[i]);
+      const pad = Math.ceil(data.length / ALIGN) * ALIGN - data.length;
+      if (pad) writeAllAt(fd, Buffer.alloc(pad), dataStart + offsets[i] + data.length);
     });
   });
+}
+
+function writeAllAt(fd: number, bytes: Uint8Array, at: number): void {
+  for (let done = 0; done < bytes.length;) done += writeSync(fd, bytes, done, bytes.length - done, at + done);
 }

@@ -12,6 +12,7 @@ import {
   GGML,
   ggmlTypeName,
   openGguf,
+  tensorBytes,
   writeGguf,
   type GgufFile,
   type GgufTensorOut,
@@ -370,6 +371,12 @@ function tokenizerMetadata(tok: TextTokenizer, embed: boolean): [string, GgufVal
   ];
 }
 
+/** A tensor whose float32 values are made when it is written (a model larger than memory as float32). */
+export interface LazyTensor {
+  shape: number[];
+  data: () => Float32Array;
+}
+
 export interface GgufExport {
   tensors: number;
   /** Matrices kept at a wider type than asked: rows that are not whole blocks (as llama.cpp does). Norms are always f32. */
@@ -383,7 +390,7 @@ export interface GgufExport {
  */
 export function writeGgufModel(
   file: string,
-  m: { config: ModelConfig; raw: Map<string, RawTensor>; tokenizer: TextTokenizer; name: string },
+  m: { config: ModelConfig; raw: Map<string, RawTensor | LazyTensor>; tokenizer: TextTokenizer; name: string },
   out: GgufOutType,
   opts: { embedTokenizerJson?: boolean } = {},
 ): GgufExport {
@@ -433,17 +440,22 @@ export function writeGgufModel(
     const t = m.raw.get(name)!;
     const gname = toGgufName(name);
     if (!gname) throw new LlmboxError(`no GGUF name for tensor ${name}`, { field: name });
-    let data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
-    if (/\.(q_proj|k_proj)\.weight$/.test(name))
-      data = permuteHeads(data, name.includes('q_proj') ? c.numHeads : c.numKvHeads, t.shape[1], false);
     let type: number = t.shape.length === 1 ? GGML.F32 : want.type;
     const row = t.shape.at(-1)!;
     if (type !== GGML.F32 && type !== GGML.F16 && type !== GGML.BF16 && row % 32) type = GGML.F16;
     if (type !== want.type && t.shape.length > 1) kept.push({ name: gname, type: ggmlTypeName(type) });
-    tensors.push({ name: gname, dims: [...t.shape].reverse(), type, data: encodeGgml(type, data) });
+    // Encoded as it is written: only one tensor's bytes are held at a time.
+    const encode = () => {
+      const values = typeof t.data === 'function' ? t.data() : t.data;
+      let data = values instanceof Float32Array ? values : Float32Array.from(values);
+      if (/\.(q_proj|k_proj)\.weight$/.test(name))
+        data = permuteHeads(data, name.includes('q_proj') ? c.numHeads : c.numKvHeads, t.shape[1], false);
+      return encodeGgml(type, data);
+    };
+    tensors.push({ name: gname, dims: [...t.shape].reverse(), type, data: encode });
   }
   writeGguf(file, metadata, tensors);
-  return { tensors: tensors.length, kept, bytes: tensors.reduce((a, t) => a + t.data.length, 0) };
+  return { tensors: tensors.length, kept, bytes: tensors.reduce((a, t) => a + tensorBytes(t.type, t.dims), 0) };
 }
 
 /** llama.cpp's order: embeddings, then layer by layer, then the output norm and head. */

@@ -351,6 +351,44 @@ export interface LoraSettings {
   targets: string[];
 }
 
+/** tfjs-wasm's heap is a 32-bit wasm memory. */
+const WASM_HEAP_BYTES = 4 * 2 ** 30;
+/** What a forward pass needs besides the weights (activations, the KV cache of a short prompt). */
+export const WASM_HEADROOM_BYTES = 256 * 2 ** 20;
+
+/**
+ * Float parameters too large for the wasm heap fail deep inside tfjs ("memory access out of
+ * bounds"), part way through loading: refused up front instead, with the ways around it. A linear
+ * is uploaded, then transposed, so the largest one is briefly held twice.
+ */
+export function refuseHeapOverflow(
+  raw: Map<string, RawTensor>,
+  shapes: Map<string, number[]>,
+  packed: Map<string, PackedMatrix>,
+  file: string,
+  heapBytes = WASM_HEAP_BYTES,
+): void {
+  if (tf.getBackend() !== 'wasm') return;
+  let total = 0,
+    largest = 0;
+  for (const name of shapes.keys()) {
+    const t = raw.get(name);
+    if (!t || packed.has(name)) continue;
+    total += t.data.length * 4;
+    largest = Math.max(largest, t.data.length * 4);
+  }
+  const need = tf.memory().numBytes + total + largest + WASM_HEADROOM_BYTES;
+  if (need <= heapBytes) return;
+  const size = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+  throw new LlmboxError(
+    `float32 weights of ${size(total)} do not fit the wasm backend's ${size(heapBytes)} heap (${size(need)} needed with the model's activations)`,
+    {
+      file,
+      fix: "load with --load-in-8bit or --load-in-4bit (fluent API: { quantize: 'q8_0' }), or build the native add-on (npm run build) so f16/bf16 matrices stay as stored outside the heap, or use --backend cpu",
+    },
+  );
+}
+
 /**
  * A decoder-only transformer: the LLaMA family (LLaMA, Mistral, Qwen2, Qwen3, Phi-3, Gemma, Gemma 2:
  * RMSNorm, rotate_half RoPE, grouped-query attention, gated feed-forward) and GPT-NeoX and GPT-2
@@ -404,6 +442,7 @@ export class LlamaModel {
     const params = new Map<string, tf.Tensor>();
     const shapes = parameterShapes(config);
     checkUnaccounted(config, raw, shapes, file);
+    refuseHeapOverflow(raw, shapes, packed, file);
     try {
       for (const [name, shape] of shapes) {
         const pk = packed.get(name);
