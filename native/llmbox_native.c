@@ -463,48 +463,79 @@ static float dot_f32(const float *a, const float *b, int64_t k) {
 
 #ifdef __F16C__
 #define HAS_HALF_DOT 1
-// Eight f16 (bf = 0) or bf16 (bf = 1) weights widened to float32, exactly.
+static inline float widen1(const uint8_t *p, int bf) {
+  if (!bf) return half_to_float(rd16(p));
+  const uint32_t bits = (uint32_t)rd16(p) << 16;
+  float v;
+  memcpy(&v, &bits, 4);
+  return v;
+}
+
+// out[r * n] = dot(x row r, the stored row w) for R input rows (x rows k apart), f16 (bf = 0) or
+// bf16 (bf = 1) widened in registers, each weight once for all R rows: decoding and small batches
+// read the weights at memory speed without storing a decoded row. Every row's sum is dot_f32's on
+// the row decoded (the same lanes, added in the same order), so results are the same to the bit
+// whatever the number of rows.
+#ifdef __AVX512F__
+#define HALF_ROWS 7
+static inline __attribute__((always_inline)) __m512 widen16(const uint8_t *p, int bf) {
+  const __m256i h = _mm256_loadu_si256((const __m256i *)p);
+  return bf ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
+}
+
+static inline __attribute__((always_inline)) void dot_half_rows(const float *x, int64_t k, const uint8_t *w, int bf, int R,
+                                                                float *out, int64_t n) {
+  // Sixteen lanes: the lanes of two of dot_f32's eight-lane sums each.
+  __m512 lo[HALF_ROWS], hi[HALF_ROWS];
+  for (int r = 0; r < R; r++) lo[r] = hi[r] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= k; i += 32) {
+    const __m512 w0 = widen16(w + 2 * i, bf), w1 = widen16(w + 2 * i + 32, bf);
+    for (int r = 0; r < R; r++) {
+      lo[r] = _mm512_fmadd_ps(_mm512_loadu_ps(x + r * k + i), w0, lo[r]);
+      hi[r] = _mm512_fmadd_ps(_mm512_loadu_ps(x + r * k + i + 16), w1, hi[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    const __m256 s0 = _mm512_castps512_ps256(lo[r]), s1 = _mm512_extractf32x8_ps(lo[r], 1);
+    const __m256 s2 = _mm512_castps512_ps256(hi[r]), s3 = _mm512_extractf32x8_ps(hi[r], 1);
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (int64_t q = i; q < k; q++) s += x[r * k + q] * widen1(w + 2 * q, bf);
+    out[r * n] = s;
+  }
+}
+#else
+#define HALF_ROWS 3
 static inline __attribute__((always_inline)) __m256 widen8(const uint8_t *p, int bf) {
   const __m128i h = _mm_loadu_si128((const __m128i *)p);
   return bf ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
 }
 
-// dot_f32(x, the row decoded) without storing the decoded row: the same products summed in the same
-// order, so the result is the same to the bit. Decoding is memory-bound, and the decoded row cost a
-// write and a read of twice the weight bytes.
-static inline __attribute__((always_inline)) float dot_half(const float *x, const uint8_t *w, int64_t k, int bf) {
+static inline __attribute__((always_inline)) void dot_half_rows(const float *x, int64_t k, const uint8_t *w, int bf, int R,
+                                                                float *out, int64_t n) {
+  __m256 acc[HALF_ROWS][4];
+  for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm256_setzero_ps();
   int64_t i = 0;
-#ifdef __AVX512F__
-  // Sixteen lanes: each the lanes of two of the AVX2 sums below, added in their order at the end.
-  __m512 a01 = _mm512_setzero_ps(), a23 = _mm512_setzero_ps();
-  for (; i + 32 <= k; i += 32) {
-    const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 2 * i)), g = _mm256_loadu_si256((const __m256i *)(w + 2 * i + 32));
-    const __m512 wh = bf ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
-    const __m512 wg = bf ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(g), 16)) : _mm512_cvtph_ps(g);
-    a01 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), wh, a01);
-    a23 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), wg, a23);
+  for (; i + 32 <= k; i += 32)
+    for (int c = 0; c < 4; c++) {
+      const __m256 wc = widen8(w + 2 * i + 16 * c, bf);
+      for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * k + i + 8 * c), wc, acc[r][c]);
+    }
+  for (int r = 0; r < R; r++) {
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3])));
+    for (int64_t q = i; q < k; q++) s += x[r * k + q] * widen1(w + 2 * q, bf);
+    out[r * n] = s;
   }
-  __m256 s0 = _mm512_castps512_ps256(a01), s1 = _mm512_extractf32x8_ps(a01, 1);
-  __m256 s2 = _mm512_castps512_ps256(a23), s3 = _mm512_extractf32x8_ps(a23, 1);
-#else
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-  for (; i + 32 <= k; i += 32) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), widen8(w + 2 * i, bf), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), widen8(w + 2 * i + 16, bf), s1);
-    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), widen8(w + 2 * i + 32, bf), s2);
-    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), widen8(w + 2 * i + 48, bf), s3);
-  }
+}
 #endif
-  float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  for (; i < k; i++) {
-    float v;
-    if (bf) {
-      uint32_t bits = (uint32_t)rd16(w + 2 * i) << 16;
-      memcpy(&v, &bits, 4);
-    } else v = half_to_float(rd16(w + 2 * i));
-    s += x[i] * v;
+
+// Weight rows j0..j1 against R input rows, R a constant where this is inlined.
+static inline __attribute__((always_inline)) void half_rows_run(const qmm_job *t, int R) {
+  for (int64_t j = t->j0; j < t->j1; j++) {
+    const uint8_t *wr = t->w + (size_t)j * t->rb;
+    if (t->type == T_BF16) dot_half_rows(t->x, t->k, wr, 1, R, t->out + j, t->n);
+    else dot_half_rows(t->x, t->k, wr, 0, R, t->out + j, t->n);
   }
-  return s;
 }
 #endif
 
@@ -653,7 +684,7 @@ static float *thread_scratch(size_t bytes) {
 // The weights are read once per call (decoding is memory-bound), whatever the number of rows: each
 // weight row is dotted with every input row while it is in L1. Quantized rows dot their blocks with
 // the rounded input in integers; the float types decode each row once into a buffer (or, for a
-// single f16/bf16 row, dot the stored values directly).
+// few f16/bf16 rows, dot the stored values directly).
 static void *qmm_run(void *arg) {
   qmm_job *t = (qmm_job *)arg;
   if (t->tiled) {
@@ -675,10 +706,18 @@ static void *qmm_run(void *arg) {
     return NULL;
   }
 #ifdef HAS_HALF_DOT
-  if (t->rows == 1 && (t->type == T_F16 || t->type == T_BF16)) {
-    const int bf = t->type == T_BF16;
-    for (int64_t j = t->j0; j < t->j1; j++)
-      t->out[j] = bf ? dot_half(t->x, t->w + (size_t)j * t->rb, t->k, 1) : dot_half(t->x, t->w + (size_t)j * t->rb, t->k, 0);
+  if (t->rows <= HALF_ROWS && (t->type == T_F16 || t->type == T_BF16)) {
+    switch (t->rows) {
+      case 1: half_rows_run(t, 1); break;
+      case 2: half_rows_run(t, 2); break;
+      case 3: half_rows_run(t, 3); break;
+#if HALF_ROWS > 3
+      case 4: half_rows_run(t, 4); break;
+      case 5: half_rows_run(t, 5); break;
+      case 6: half_rows_run(t, 6); break;
+      case 7: half_rows_run(t, 7); break;
+#endif
+    }
     return NULL;
   }
 #endif
