@@ -48,7 +48,13 @@ const LLAMA2_7B = {
   torch_dtype: 'bfloat16',
 };
 
-const RUNS = (arg('runs') ?? 'folder,folder-q8_0,folder-q4_0,gguf,llama.cpp').split(',');
+const KNOWN = ['folder', 'folder-q8_0', 'folder-q4_0', 'gguf', 'llama.cpp'];
+const RUNS = (arg('runs') ?? KNOWN.join(',')).split(',');
+for (const run of RUNS)
+  if (!KNOWN.includes(run)) {
+    console.error(`--runs: unknown run ${JSON.stringify(run)} (known: ${KNOWN.join(', ')})`);
+    process.exit(2);
+  }
 const THREADS = Number(arg('threads') ?? '2');
 const TOKENS = Number(arg('tokens') ?? '8');
 const PROMPT = 'Once upon a time, there was a little girl named Lily. She loved to play outside.';
