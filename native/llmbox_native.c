@@ -504,8 +504,41 @@ static inline __attribute__((always_inline)) void dot_half_rows(const float *x, 
     out[r * n] = s;
   }
 }
+
+// dot_half_rows for two stored rows at once (w, and w + rb), R <= 6: each row of x read from cache
+// once for both, where it was read once per weight row (bound by those reads at 2-7 rows).
+#define HALF_PAIR_ROWS 6
+static inline __attribute__((always_inline)) void dot_half_rows2(const float *x, int64_t k, const uint8_t *w, size_t rb, int bf,
+                                                                 int R, float *out, int64_t n) {
+  __m512 lo0[HALF_PAIR_ROWS], hi0[HALF_PAIR_ROWS], lo1[HALF_PAIR_ROWS], hi1[HALF_PAIR_ROWS];
+  for (int r = 0; r < R; r++) lo0[r] = hi0[r] = lo1[r] = hi1[r] = _mm512_setzero_ps();
+  const uint8_t *v = w + rb;
+  int64_t i = 0;
+  for (; i + 32 <= k; i += 32) {
+    const __m512 w0 = widen16(w + 2 * i, bf), w1 = widen16(w + 2 * i + 32, bf);
+    const __m512 v0 = widen16(v + 2 * i, bf), v1 = widen16(v + 2 * i + 32, bf);
+    for (int r = 0; r < R; r++) {
+      const __m512 x0 = _mm512_loadu_ps(x + r * k + i), x1 = _mm512_loadu_ps(x + r * k + i + 16);
+      lo0[r] = _mm512_fmadd_ps(x0, w0, lo0[r]);
+      hi0[r] = _mm512_fmadd_ps(x1, w1, hi0[r]);
+      lo1[r] = _mm512_fmadd_ps(x0, v0, lo1[r]);
+      hi1[r] = _mm512_fmadd_ps(x1, v1, hi1[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    for (int c = 0; c < 2; c++) {
+      const __m512 lo = c ? lo1[r] : lo0[r], hi = c ? hi1[r] : hi0[r];
+      const __m256 s0 = _mm512_castps512_ps256(lo), s1 = _mm512_extractf32x8_ps(lo, 1);
+      const __m256 s2 = _mm512_castps512_ps256(hi), s3 = _mm512_extractf32x8_ps(hi, 1);
+      float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+      for (int64_t q = i; q < k; q++) s += x[r * k + q] * widen1((c ? v : w) + 2 * q, bf);
+      out[r * n + c] = s;
+    }
+  }
+}
 #else
 #define HALF_ROWS 3
+#define HALF_PAIR_ROWS 0
 static inline __attribute__((always_inline)) __m256 widen8(const uint8_t *p, int bf) {
   const __m128i h = _mm_loadu_si128((const __m128i *)p);
   return bf ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
@@ -531,7 +564,16 @@ static inline __attribute__((always_inline)) void dot_half_rows(const float *x, 
 
 // Weight rows j0..j1 against R input rows, R a constant where this is inlined.
 static inline __attribute__((always_inline)) void half_rows_run(const qmm_job *t, int R) {
-  for (int64_t j = t->j0; j < t->j1; j++) {
+  int64_t j = t->j0;
+#if HALF_PAIR_ROWS
+  if (R >= 2 && R <= HALF_PAIR_ROWS)
+    for (; j + 2 <= t->j1; j += 2) {
+      const uint8_t *wr = t->w + (size_t)j * t->rb;
+      if (t->type == T_BF16) dot_half_rows2(t->x, t->k, wr, t->rb, 1, R, t->out + j, t->n);
+      else dot_half_rows2(t->x, t->k, wr, t->rb, 0, R, t->out + j, t->n);
+    }
+#endif
+  for (; j < t->j1; j++) {
     const uint8_t *wr = t->w + (size_t)j * t->rb;
     if (t->type == T_BF16) dot_half_rows(t->x, t->k, wr, 1, R, t->out + j, t->n);
     else dot_half_rows(t->x, t->k, wr, 0, R, t->out + j, t->n);
