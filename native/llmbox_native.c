@@ -483,6 +483,16 @@ static inline __attribute__((always_inline)) __m512 widen16(const uint8_t *p, in
   return bf ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
 }
 
+// A row's two sixteen-lane sums added as dot_f32 adds its four eight-lane ones, then the scalar tail from i.
+static inline __attribute__((always_inline)) float half_sum(__m512 lo, __m512 hi, const float *x, const uint8_t *w,
+                                                           int64_t i, int64_t k, int bf) {
+  const __m256 s0 = _mm512_castps512_ps256(lo), s1 = _mm512_extractf32x8_ps(lo, 1);
+  const __m256 s2 = _mm512_castps512_ps256(hi), s3 = _mm512_extractf32x8_ps(hi, 1);
+  float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < k; i++) s += x[i] * widen1(w + 2 * i, bf);
+  return s;
+}
+
 static inline __attribute__((always_inline)) void dot_half_rows(const float *x, int64_t k, const uint8_t *w, int bf, int R,
                                                                 float *out, int64_t n) {
   // Sixteen lanes: the lanes of two of dot_f32's eight-lane sums each.
@@ -496,13 +506,7 @@ static inline __attribute__((always_inline)) void dot_half_rows(const float *x, 
       hi[r] = _mm512_fmadd_ps(_mm512_loadu_ps(x + r * k + i + 16), w1, hi[r]);
     }
   }
-  for (int r = 0; r < R; r++) {
-    const __m256 s0 = _mm512_castps512_ps256(lo[r]), s1 = _mm512_extractf32x8_ps(lo[r], 1);
-    const __m256 s2 = _mm512_castps512_ps256(hi[r]), s3 = _mm512_extractf32x8_ps(hi[r], 1);
-    float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    for (int64_t q = i; q < k; q++) s += x[r * k + q] * widen1(w + 2 * q, bf);
-    out[r * n] = s;
-  }
+  for (int r = 0; r < R; r++) out[r * n] = half_sum(lo[r], hi[r], x + r * k, w, i, k, bf);
 }
 
 // dot_half_rows for two stored rows at once (w, and w + rb), R <= 6: each row of x read from cache
@@ -526,14 +530,8 @@ static inline __attribute__((always_inline)) void dot_half_rows2(const float *x,
     }
   }
   for (int r = 0; r < R; r++) {
-    for (int c = 0; c < 2; c++) {
-      const __m512 lo = c ? lo1[r] : lo0[r], hi = c ? hi1[r] : hi0[r];
-      const __m256 s0 = _mm512_castps512_ps256(lo), s1 = _mm512_extractf32x8_ps(lo, 1);
-      const __m256 s2 = _mm512_castps512_ps256(hi), s3 = _mm512_extractf32x8_ps(hi, 1);
-      float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-      for (int64_t q = i; q < k; q++) s += x[r * k + q] * widen1((c ? v : w) + 2 * q, bf);
-      out[r * n + c] = s;
-    }
+    out[r * n] = half_sum(lo0[r], hi0[r], x + r * k, w, i, k, bf);
+    out[r * n + 1] = half_sum(lo1[r], hi1[r], x + r * k, v, i, k, bf);
   }
 }
 #else

@@ -4,7 +4,7 @@ import type { PackedMatrix } from '../engine/ops.js';
 import { LlmboxError } from '../errors.js';
 import type { ModelConfig } from './config.js';
 import { decodeGgml, encodeGgml } from './ggml-quants.js';
-import { GGML } from './gguf-file.js';
+import { GGML, tensorBytes } from './gguf-file.js';
 import type { RawTensor, SafetensorsDtype, StoredTensor, TakeStored } from './safetensors.js';
 import { namedAsModel } from './layout.js';
 
@@ -121,8 +121,15 @@ const NATIVE_QUANTS = new Set<number>([GGML.Q8_0, GGML.Q4_0, GGML.Q4_1]);
 function encodeStored(code: number, bytes: Uint8Array, storedType: number): Uint8Array {
   const count = bytes.byteLength / (storedType === GGML.F32 ? 4 : 2);
   const addon = loadNative().addon;
-  if (!addon || !NATIVE_QUANTS.has(code)) return encodeGgml(code, decodeGgml(storedType, bytes, count));
-  const out = new Uint8Array((count / 32) * (code === GGML.Q8_0 ? 34 : code === GGML.Q4_0 ? 18 : 20));
+  if (!addon || !NATIVE_QUANTS.has(code)) {
+    // Aligned float32 bytes are already the values: no copy.
+    const aligned = storedType === GGML.F32 && bytes.byteOffset % 4 === 0;
+    return encodeGgml(
+      code,
+      aligned ? new Float32Array(bytes.buffer, bytes.byteOffset, count) : decodeGgml(storedType, bytes, count),
+    );
+  }
+  const out = new Uint8Array(tensorBytes(code, [count]));
   addon.quantizeRows(bytes, storedType, out, code, count);
   return out;
 }
