@@ -5,7 +5,8 @@
 // each pair; here a tile of LANES weight rows is first transposed so that one vector holds the same
 // 4 values of each row's block, and a VNNI instruction (vpdpbusd: u8 x s8, 4 products summed into
 // each int32 lane) then multiplies it by 4 input values broadcast: every lane is one output, nothing
-// is reduced across lanes, and the tile is reused by every input row. Sums are exact in int32; each
+// is reduced across lanes, and the tile is reused by every input row (AVX2 CPUs without VNNI take
+// two instructions for it, below). Sums are exact in int32; each
 // block's sum is scaled in float, as the decode kernel and ops.ts roundActivations define.
 #include "quant.h"
 #include <stdlib.h>
@@ -56,6 +57,31 @@ typedef __m256 vf;
 #define VF_ZERO() _mm256_setzero_ps()
 #define VF_MUL(a, b) _mm256_mul_ps(a, b)
 #define VF_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#elif defined(__AVX2__) && defined(__FMA__)
+// Without VNNI (Zen 2 and 3, Intel before Ice Lake): vpmaddubsw (u8 x s8, pairs summed into int16)
+// and vpmaddwd (int16 pairs into int32) stand in for vpdpbusd. A pair must fit in int16, so q8_0
+// keeps its input signed and moves each weight's sign onto it (|w| x sign(x, w): at most 2 x 128 x
+// 127) instead of offsetting the input by 128, which would overflow.
+#include <immintrin.h>
+#define LANES 8
+#define PAIRS_IN_INT16 1
+typedef __m256i vi;
+typedef __m256 vf;
+#define VI_LOAD(p) _mm256_load_si256((const __m256i *)(p))
+#define VI_STORE(p, v) _mm256_store_si256((__m256i *)(p), (v))
+#define VI_SET1(x) _mm256_set1_epi32(x)
+#define VI_ZERO() _mm256_setzero_si256()
+#define VI_AND(a, b) _mm256_and_si256(a, b)
+#define VI_SRL(a, s) _mm256_srli_epi32(a, s)
+#define VI_ADD(a, b) _mm256_add_epi32(a, b)
+#define VI_MUL(a, b) _mm256_mullo_epi32(a, b)
+#define VF_CVT(v) _mm256_cvtepi32_ps(v)
+#define VF_LOAD(p) _mm256_load_ps(p)
+#define VF_STOREU(p, v) _mm256_storeu_ps(p, v)
+#define VF_SET1(x) _mm256_set1_ps(x)
+#define VF_ZERO() _mm256_setzero_ps()
+#define VF_MUL(a, b) _mm256_mul_ps(a, b)
+#define VF_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #endif
 
 #ifdef LANES
@@ -63,7 +89,7 @@ typedef __m256 vf;
 // u8 for 4-bit types and s8 for q8_0), then per row the block's integer offset, scale and minimum.
 typedef struct {
   vi *vals;
-  int32_t *offset; // q8_0: -128 sum(w) (the input's +128 undone); 4-bit: the zero point z
+  int32_t *offset; // q8_0: -128 sum(w) (the input's +128 undone; 0 with PAIRS_IN_INT16); 4-bit: the zero point z
   float *d, *m;    // m: q4_1's minimum, else unused
 } tile;
 
@@ -119,16 +145,23 @@ static void pack_tile(int type, const uint8_t *w, size_t rb, int64_t j, int vali
   const int qs = type == T_Q8_0 || type == T_Q4_0 ? 2 : 4;
   const uint8_t *row[LANES];
   for (int l = 0; l < LANES; l++) row[l] = w + (size_t)(j + (l < valid ? l : valid - 1)) * rb;
-  const vi lo = VI_SET1(0x0f0f0f0f), ones = VI_SET1(0x01010101);
+  const vi lo = VI_SET1(0x0f0f0f0f);
+#ifndef PAIRS_IN_INT16
+  const vi ones = VI_SET1(0x01010101);
+#endif
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t *at[LANES];
     for (int l = 0; l < LANES; l++) at[l] = row[l] + b * bytes + qs;
     vi *v = t->vals + b * 8;
     if (type == T_Q8_0) {
       transpose_tile(at, 8, v);
+#ifdef PAIRS_IN_INT16
+      VI_STORE(t->offset + b * LANES, VI_ZERO());
+#else
       vi sum = VI_ZERO();
       for (int g = 0; g < 8; g++) sum = VI_DP(sum, ones, v[g]);
       VI_STORE(t->offset + b * LANES, VI_SUB(VI_ZERO(), VI_SLL(sum, 7)));
+#endif
     } else {
       // Byte i of a 4-bit block holds element i (low nibble) and element 16 + i (high nibble).
       transpose_tile(at, 4, v);
@@ -146,6 +179,43 @@ static void pack_tile(int type, const uint8_t *w, size_t rb, int64_t j, int vali
   }
 }
 
+#ifdef PAIRS_IN_INT16
+// A block's integer sums for rm input rows: each weight vector is loaded once for all of them. The
+// 4-bit types add up to 8 int16 pair sums (each at most 2 x 15 x 127) before widening them once.
+static inline __attribute__((always_inline)) void block_sums(int type, const vi *v, const act_block *x, int64_t nb, int rm,
+                                                             vi *s) {
+  const vi ones16 = _mm256_set1_epi16(1);
+  for (int r = 0; r < rm; r++) s[r] = VI_ZERO();
+  for (int g = 0; g < 8; g++) {
+    const vi w = VI_LOAD(v + g);
+    const vi aw = type == T_Q8_0 ? _mm256_abs_epi8(w) : w;
+    for (int r = 0; r < rm; r++) {
+      const vi xb = VI_SET1(word(x[r * nb].q + 4 * g));
+      if (type == T_Q8_0) s[r] = VI_ADD(s[r], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xb, w)), ones16));
+      else s[r] = _mm256_add_epi16(s[r], _mm256_maddubs_epi16(w, xb));
+    }
+  }
+  if (type != T_Q8_0)
+    for (int r = 0; r < rm; r++) s[r] = _mm256_madd_epi16(s[r], ones16);
+}
+
+static inline __attribute__((always_inline)) void tile_rows(int type, const tile *t, const act_block *xq, int64_t nb, int rm,
+                                                            vf *acc) {
+  for (int r = 0; r < rm; r++) acc[r] = VF_ZERO();
+  for (int64_t b = 0; b < nb; b++) {
+    vi s[4];
+    block_sums(type, t->vals + b * 8, xq + b, nb, rm, s);
+    const vi off = VI_LOAD(t->offset + b * LANES);
+    const vf d = VF_LOAD(t->d + b * LANES);
+    for (int r = 0; r < rm; r++) {
+      const act_block *x = xq + r * nb + b;
+      if (type != T_Q8_0) s[r] = VI_ADD(s[r], VI_MUL(off, VI_SET1(-x->sum)));
+      acc[r] = VF_FMA(VF_CVT(s[r]), VF_MUL(d, VF_SET1(x->d)), acc[r]);
+      if (type == T_Q4_1) acc[r] = VF_FMA(VF_LOAD(t->m + b * LANES), VF_SET1(x->d * (float)x->sum), acc[r]);
+    }
+  }
+}
+#else
 // RM input rows against one tile: RM x LANES outputs, each input row's 4-value groups broadcast.
 // Two integer accumulators a row keep the VNNI chains independent.
 static inline __attribute__((always_inline)) void tile_rows(int type, const tile *t, const act_block *xq, int64_t nb, int rm,
@@ -172,6 +242,7 @@ static inline __attribute__((always_inline)) void tile_rows(int type, const tile
     }
   }
 }
+#endif
 
 static void store_lanes(float *dst, vf v, int valid) {
   if (valid == LANES) {
@@ -197,9 +268,13 @@ static void store_lanes(float *dst, vf v, int valid) {
 int int8_gemm_lanes(void) { return LANES; }
 
 void int8_gemm_input(int type, act_block *xq, int64_t blocks) {
+#ifdef PAIRS_IN_INT16
+  (void)type, (void)xq, (void)blocks;
+#else
   if (type != T_Q8_0) return;
   for (int64_t i = 0; i < blocks; i++)
     for (int e = 0; e < 32; e++) xq[i].q[e] = (int8_t)((uint8_t)xq[i].q[e] ^ 0x80);
+#endif
 }
 
 int int8_gemm(int type, const uint8_t *w, size_t rb, const act_block *xq, int64_t rows, int64_t nb, int64_t n, int64_t j0,

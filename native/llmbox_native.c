@@ -428,7 +428,7 @@ typedef struct {
   int type;
   int64_t rows, n, k, j0, j1;
   size_t rb;
-  int tiled; // through int8_gemm (many rows, a CPU with VNNI)
+  int tiled; // through int8_gemm (many rows, an AVX2 or AVX-512 CPU)
   int ok;
 } qmm_job;
 
@@ -868,7 +868,7 @@ static napi_value QuantMatMul(napi_env env, napi_callback_info info) {
     }
     free(gathered);
   }
-  // Several rows with a VNNI CPU: integer tiles (int8_gemm.c), 3-8x the speed of the paths below.
+  // Several rows with AVX2 or AVX-512: integer tiles (int8_gemm.c), 2-8x the speed of the paths below.
   const int lanes = xq && rows >= TILED_MIN_ROWS ? int8_gemm_lanes() : 0;
   if (lanes) int8_gemm_input(type, xq, rows * nb);
   // Many rows (prefill, scoring) otherwise: decode panels of weight rows to float32 and let BLAS multiply,

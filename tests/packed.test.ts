@@ -68,7 +68,7 @@ describe('matrices held outside the heap in ggml types', () => {
         [7, 96, 32],
         [3, 130, 96],
         [9, 40, 64],
-        // Tiles of 16 or 8 weight rows (int8_gemm on a VNNI CPU): whole and part tiles, 1-3 rows left
+        // Tiles of 16 or 8 weight rows (int8_gemm on AVX-512 or AVX2): whole and part tiles, 1-3 rows left
         // over after groups of 4, and a product large enough to be split over threads.
         [33, 70, 256],
         [20, 1000, 256],
@@ -159,6 +159,32 @@ describe('matrices held outside the heap in ggml types', () => {
         // 1 row and a few (fused in registers), and 4-7 on AVX2 (the row decoded, then dot_f32).
         for (const rows of [2, 3, 5, 7]) expect(last(rows)).toEqual(alone);
         x.dispose();
+      }
+    },
+  );
+
+  it.each(['q8_0', 'q4_0', 'q4_1'] as const)(
+    '%s: weights and inputs at the ends of their ranges (int8 -128, nibbles 15, inputs +-127) multiply exactly',
+    async (name) => {
+      await initEngine();
+      const type = PACK_TYPES[name];
+      const [n, k] = [40, 256];
+      const bytes = encodeGgml(type, random(n * k, 11));
+      // Every value byte at its extreme: the int16 pair sums of the AVX2 tiles are then at their largest.
+      const block = bytes.length / ((n * k) / 32),
+        at = name === 'q4_1' ? 4 : 2;
+      for (let b = 0; b < bytes.length; b += block) bytes.fill(name === 'q8_0' ? 0x80 : 0xff, b + at, b + block);
+      const w = packedFromBytes(bytes, type, n, k);
+      // Inputs alternating +-1 round to +-127 in every block.
+      for (const rows of [1, 4, 9]) {
+        const x = tf.tensor2d(
+          Float32Array.from({ length: rows * k }, (_, i) => (i % 3 === 0 ? -1 : 1)),
+          [rows, k],
+        );
+        const ref = tf.matMul(x, tf.tensor2d(w.decode(), [n, k]), false, true);
+        const ours = packedMatMul(x, w);
+        expect(maxDiff(ours.dataSync(), ref.dataSync())).toBeLessThan(1e-5 * k);
+        tf.dispose([x, ref, ours]);
       }
     },
   );
