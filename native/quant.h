@@ -40,6 +40,7 @@ typedef struct {
   float d;
   int32_t sum; // sum of q (the zero points and q4_1's minimum multiply it)
   int8_t q[32];
+  int32_t groups[8]; // sums of q's groups of 4 (q[4g..4g+3]), the values one int32 lane of a dot covers
 } act_block;
 
 // The tiled integer product (int8_gemm.c), where the CPU has VNNI dot-product instructions.
