@@ -14,6 +14,7 @@ import {
   swiglu,
   packedAttention,
   packedAttentionFused,
+  addHeadMask,
   prefixAttention,
   segmentBounds,
   transposedData,
@@ -212,8 +213,7 @@ function attention(
     if (shared) {
       out = prefixAttention(qb as tf.Tensor4D, shared, kb, vb, mask, cap ?? null);
     } else {
-      const m = group > 1 ? tf.tile(mask, [1, 1, group, 1]) : mask;
-      out = tf.matMul(tf.softmax(tf.add(scores(qb, kb), m)), vb);
+      out = tf.matMul(tf.softmax(addHeadMask(scores(qb, kb) as tf.Tensor4D, mask, group)), vb);
     }
     return out
       .reshape([B, kvH, group, Tc, D])
