@@ -34,7 +34,7 @@ typedef __m512 vf;
 #define VF_ZERO() _mm512_setzero_ps()
 #define VF_MUL(a, b) _mm512_mul_ps(a, b)
 #define VF_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#elif defined(__AVX2__) && defined(__FMA__) && defined(__AVXVNNI__)
+#elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define LANES 8
 typedef __m256i vi;
@@ -49,7 +49,6 @@ typedef __m256 vf;
 #define VI_ADD(a, b) _mm256_add_epi32(a, b)
 #define VI_SUB(a, b) _mm256_sub_epi32(a, b)
 #define VI_MUL(a, b) _mm256_mullo_epi32(a, b)
-#define VI_DP(acc, u, s) _mm256_dpbusd_avx_epi32(acc, u, s)
 #define VF_CVT(v) _mm256_cvtepi32_ps(v)
 #define VF_LOAD(p) _mm256_load_ps(p)
 #define VF_STOREU(p, v) _mm256_storeu_ps(p, v)
@@ -57,31 +56,15 @@ typedef __m256 vf;
 #define VF_ZERO() _mm256_setzero_ps()
 #define VF_MUL(a, b) _mm256_mul_ps(a, b)
 #define VF_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#elif defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVXVNNI__)
+#define VI_DP(acc, u, s) _mm256_dpbusd_avx_epi32(acc, u, s)
+#else
 // Without VNNI (Zen 2 and 3, Intel before Ice Lake): vpmaddubsw (u8 x s8, pairs summed into int16)
 // and vpmaddwd (int16 pairs into int32) stand in for vpdpbusd. A pair must fit in int16, so q8_0
 // keeps its input signed and moves each weight's sign onto it (|w| x sign(x, w): at most 2 x 128 x
 // 127) instead of offsetting the input by 128, which would overflow.
-#include <immintrin.h>
-#define LANES 8
 #define PAIRS_IN_INT16 1
-typedef __m256i vi;
-typedef __m256 vf;
-#define VI_LOAD(p) _mm256_load_si256((const __m256i *)(p))
-#define VI_STORE(p, v) _mm256_store_si256((__m256i *)(p), (v))
-#define VI_SET1(x) _mm256_set1_epi32(x)
-#define VI_ZERO() _mm256_setzero_si256()
-#define VI_AND(a, b) _mm256_and_si256(a, b)
-#define VI_SRL(a, s) _mm256_srli_epi32(a, s)
-#define VI_ADD(a, b) _mm256_add_epi32(a, b)
-#define VI_MUL(a, b) _mm256_mullo_epi32(a, b)
-#define VF_CVT(v) _mm256_cvtepi32_ps(v)
-#define VF_LOAD(p) _mm256_load_ps(p)
-#define VF_STOREU(p, v) _mm256_storeu_ps(p, v)
-#define VF_SET1(x) _mm256_set1_ps(x)
-#define VF_ZERO() _mm256_setzero_ps()
-#define VF_MUL(a, b) _mm256_mul_ps(a, b)
-#define VF_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#endif
 #endif
 
 #ifdef LANES

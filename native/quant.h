@@ -43,7 +43,7 @@ typedef struct {
   int32_t groups[8]; // sums of q's groups of 4 (q[4g..4g+3]), the values one int32 lane of a dot covers
 } act_block;
 
-// The tiled integer product (int8_gemm.c), where the CPU has VNNI dot-product instructions.
+// The tiled integer product (int8_gemm.c), where the CPU has AVX2 (with or without VNNI) or AVX-512 VNNI.
 // int8_gemm_lanes() is the number of weight rows a tile holds (a call's j0 must be a multiple of it),
 // or 0 where the kernel is not compiled in.
 int int8_gemm_lanes(void);
