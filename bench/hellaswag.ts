@@ -101,6 +101,12 @@ async function llamaCppScores(model: LlamaCppModel, tasks: Pair[][]): Promise<nu
   return scores;
 }
 
+const readSamples = (file: string) =>
+  readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Sample);
+
 function pairsOf(samples: Sample[]): Pair[][] {
   return samples.map((s) => Object.values(s.arguments).map((a) => ({ context: a.arg_0, continuation: a.arg_1 })));
 }
@@ -109,13 +115,7 @@ if (process.argv.includes('--child')) {
   const t = performance.now();
   const cpp = await llamaCpp();
   const model = await cpp!.loadModel({ modelPath: arg('child')! });
-  const tasks = pairsOf(
-    readFileSync(arg('samples')!, 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as Sample),
-  );
-  const scores = await llamaCppScores(model, tasks);
+  const scores = await llamaCppScores(model, pairsOf(readSamples(arg('samples')!)));
   console.log(JSON.stringify({ scores, seconds: (performance.now() - t) / 1000 }));
   await model.dispose();
   process.exit(0);
@@ -159,27 +159,22 @@ const samplesFile = join(
   'out',
   readdirSync(join(dir, 'out')).find((f) => f.startsWith('samples_hellaswag'))!,
 );
-const samples = readFileSync(samplesFile, 'utf8')
-  .trim()
-  .split('\n')
-  .map((l) => JSON.parse(l) as Sample);
+const samples = readSamples(samplesFile);
 
-const t1 = performance.now();
-const { scores: theirs, seconds: theirsInside } = inChild<{ scores: number[][]; seconds: number }>(
-  fileURLToPath(import.meta.url),
-  ['--child', gguf, '--samples', samplesFile],
-);
-const theirsS = (performance.now() - t1) / 1000;
-
-const t2 = performance.now();
-const floor = inChild<{ seconds: number }>(fileURLToPath(import.meta.url), [
-  '--child',
-  gguf,
-  '--samples',
-  samplesFile,
-  '--tokens-only',
-]);
-const floorS = (performance.now() - t2) / 1000;
+/** llama.cpp on the samples in a child of this script: its result and the wall time from spawn to exit. */
+function llamaCppChild(...extra: string[]) {
+  const t = performance.now();
+  const out = inChild<{ scores: number[][]; seconds: number }>(fileURLToPath(import.meta.url), [
+    '--child',
+    gguf,
+    '--samples',
+    samplesFile,
+    ...extra,
+  ]);
+  return { ...out, wall: (performance.now() - t) / 1000 };
+}
+const { scores: theirs, seconds: theirsInside, wall: theirsS } = llamaCppChild();
+const { seconds: floorInside, wall: floorS } = llamaCppChild('--tokens-only');
 
 const ours = samples.map((s) => s.resps.map((r) => r[0]![0]));
 const argmax = (v: number[]) => v.indexOf(Math.max(...v));
@@ -201,7 +196,7 @@ console.log(
 );
 console.log(`  (of which loading llama.cpp and the model, and scoring: ${theirsInside.toFixed(1)} s)`);
 console.log(
-  `llama.cpp, the same tokens, no scores ${floorS.toFixed(1).padStart(4)} ${(samples.length / floorS).toFixed(1).padStart(9)}   (inside: ${floor.seconds.toFixed(1)} s)`,
+  `llama.cpp, the same tokens, no scores ${floorS.toFixed(1).padStart(4)} ${(samples.length / floorS).toFixed(1).padStart(9)}   (inside: ${floorInside.toFixed(1)} s)`,
 );
 console.log(
   `ratio (llama.cpp time / llmbox time): ${(theirsS / oursS).toFixed(2)}x scoring, ${(floorS / oursS).toFixed(2)}x against its evaluation alone`,

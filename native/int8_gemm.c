@@ -72,7 +72,7 @@ typedef __m256 vf;
 // u8 for 4-bit types and s8 for q8_0), then per row the block's integer offset, scale and minimum.
 typedef struct {
   vi *vals;
-  int32_t *offset; // q8_0: -128 sum(w) (the input's +128 undone; 0 with PAIRS_IN_INT16); 4-bit: the zero point z
+  int32_t *offset; // q8_0: -128 sum(w) (the input's +128 undone; unused with PAIRS_IN_INT16); 4-bit: the zero point z
   float *d, *m;    // m: q4_1's minimum, else unused
 } tile;
 
@@ -138,9 +138,7 @@ static void pack_tile(int type, const uint8_t *w, size_t rb, int64_t j, int vali
     vi *v = t->vals + b * 8;
     if (type == T_Q8_0) {
       transpose_tile(at, 8, v);
-#ifdef PAIRS_IN_INT16
-      VI_STORE(t->offset + b * LANES, VI_ZERO());
-#else
+#ifndef PAIRS_IN_INT16
       vi sum = VI_ZERO();
       for (int g = 0; g < 8; g++) sum = VI_DP(sum, ones, v[g]);
       VI_STORE(t->offset + b * LANES, VI_SUB(VI_ZERO(), VI_SLL(sum, 7)));
