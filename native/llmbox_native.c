@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <stdbool.h>
+#include "huge_alloc.h"
 #include "pool.h"
 #include "quant.h"
 
@@ -425,6 +426,7 @@ static void round_input_row(const float *x, act_block *out, int64_t k) {
 typedef struct {
   const float *x;
   const act_block *xq; // the rows rounded (rounds_input types), else NULL
+  const act_pair *xp;  // and laid out for pair_dot (4-bit decode rows on AVX-512 VNNI), else NULL
   float *out;
   const uint8_t *w;
   int type;
@@ -738,11 +740,13 @@ static void *qmm_run(void *arg) {
   }
   if (t->xq) {
     const int64_t nb = t->k / 32;
+    const size_t pair_row = pair_input_bytes(nb);
     for (int64_t j = t->j0; j < t->j1; j++) {
       const uint8_t *wr = t->w + (size_t)j * t->rb;
       for (int64_t r = 0; r < t->rows; r++) {
         const act_block *xr = t->xq + r * nb;
-        t->out[r * t->n + j] = t->type == 8   ? idot_q8_0(wr, xr, nb)
+        if (t->xp) t->out[r * t->n + j] = pair_dot(t->type, wr, (const act_pair *)((const char *)t->xp + r * pair_row), nb);
+        else t->out[r * t->n + j] = t->type == 8   ? idot_q8_0(wr, xr, nb)
                                : t->type == 2 ? idot_q4_0(wr, xr, nb)
                                : t->type == 3 ? idot_q4_1(wr, xr, nb)
                                               : idot_q4_z(wr, xr, nb);
@@ -807,11 +811,17 @@ static void *panel_run(void *arg) {
   return NULL;
 }
 
-// Splits n weight rows over `threads` jobs, each starting on a multiple of `align`.
-static void split_rows(int64_t n, int threads, int64_t align, int64_t *j0, int64_t *j1, int t) {
+// A call's work goes to the pool as four tasks a thread (at most MAX_TASKS), taken by whichever
+// thread is free: a thread the system has not scheduled then delays a quarter of its share, not the
+// call (pool.c).
+#define MAX_TASKS 64
+static int tasks_for(int threads) { return threads <= 1 ? 1 : threads * 4 > MAX_TASKS ? MAX_TASKS : threads * 4; }
+
+// Splits n weight rows over `tasks` jobs, each starting on a multiple of `align`.
+static void split_rows(int64_t n, int tasks, int64_t align, int64_t *j0, int64_t *j1, int t) {
   const int64_t units = (n + align - 1) / align;
-  *j0 = units * t / threads * align;
-  *j1 = t + 1 == threads ? n : units * (t + 1) / threads * align;
+  *j0 = units * t / tasks * align;
+  *j1 = t + 1 == tasks ? n : units * (t + 1) / tasks * align;
 }
 
 // The optional input order of a quantMatMul call (its 9th argument, an Int32Array or null/undefined):
@@ -876,11 +886,23 @@ static napi_value QuantMatMul(napi_env env, napi_callback_info info) {
   // Several rows with AVX2 or AVX-512: integer tiles (int8_gemm.c), 2-8x the speed of the paths below.
   const int lanes = xq && rows >= TILED_MIN_ROWS ? int8_gemm_lanes() : 0;
   if (lanes) int8_gemm_input(type, xq, rows * nb);
+  // Fewer 4-bit rows on AVX-512 VNNI: two blocks a vector (pair_dot.c).
+  act_pair *xp = NULL;
+  if (xq && !lanes && rows < PANEL_MIN_ROWS && type != T_Q8_0 && pair_dot_enabled()) {
+    const size_t row = pair_input_bytes(nb);
+    xp = (act_pair *)aligned_alloc(64, row * (size_t)rows);
+    if (!xp) {
+      free(xq);
+      napi_throw_error(env, NULL, "llmbox_native.quantMatMul: out of memory");
+      return NULL;
+    }
+    for (int64_t r = 0; r < rows; r++) pair_input(type, xq + r * nb, nb, (act_pair *)((char *)xp + r * row));
+  }
   // Many rows (prefill, scoring) otherwise: decode panels of weight rows to float32 and let BLAS multiply,
   // which reuses each decoded weight across the rows far better than one dot product per pair. The
   // rounded input goes in as floats (q d), the values the integer path multiplies.
-  int threads = (double)rows * n * k < 4.0 * SMALL_WORK || n < 64 ? 1 : configured_threads;
-  if (threads > 16) threads = 16;
+  const int threads = (double)rows * n * k < 4.0 * SMALL_WORK || n < 64 ? 1 : configured_threads,
+            tasks = tasks_for(threads);
   if (!lanes && rows >= PANEL_MIN_ROWS) {
     float *xr = xq ? (float *)malloc(sizeof(float) * (size_t)(rows * k)) : NULL;
     if (xq && !xr) {
@@ -893,28 +915,29 @@ static napi_value QuantMatMul(napi_env env, napi_callback_info info) {
         for (int j = 0; j < 32; j++) xr[i * 32 + j] = (float)xq[i].q[j] * xq[i].d;
     // BLAS on one thread inside each of the pool's: two pools on two cores would fight.
     use_threads(1);
-    panel_job pjobs[16];
-    for (int t = 0; t < threads; t++) {
+    panel_job pjobs[MAX_TASKS];
+    for (int t = 0; t < tasks; t++) {
       pjobs[t] = (panel_job){xr ? xr : heap + xo, heap + oo, w, type, rows, n, k, 0, 0, rb, 1};
-      split_rows(n, threads, PANEL_ROWS, &pjobs[t].j0, &pjobs[t].j1, t);
+      split_rows(n, tasks, PANEL_ROWS, &pjobs[t].j0, &pjobs[t].j1, t);
     }
-    pool_run(panel_run, pjobs, sizeof pjobs[0], threads);
+    pool_run(panel_run, pjobs, sizeof pjobs[0], tasks, threads);
     int ok = 1;
-    for (int t = 0; t < threads; t++) ok &= pjobs[t].ok;
+    for (int t = 0; t < tasks; t++) ok &= pjobs[t].ok;
     free(xr);
     free(xq);
     if (!ok) napi_throw_error(env, NULL, "llmbox_native.quantMatMul: out of memory");
     return NULL;
   }
-  qmm_job jobs[16];
+  qmm_job jobs[MAX_TASKS];
   // Tiled jobs start on a tile boundary.
-  for (int t = 0; t < threads; t++) {
-    jobs[t] = (qmm_job){heap + xo, xq, heap + oo, w, type, rows, n, k, 0, 0, rb, lanes != 0, 1};
-    split_rows(n, threads, lanes ? lanes : 1, &jobs[t].j0, &jobs[t].j1, t);
+  for (int t = 0; t < tasks; t++) {
+    jobs[t] = (qmm_job){heap + xo, xq, xp, heap + oo, w, type, rows, n, k, 0, 0, rb, lanes != 0, 1};
+    split_rows(n, tasks, lanes ? lanes : 1, &jobs[t].j0, &jobs[t].j1, t);
   }
-  pool_run(qmm_run, jobs, sizeof jobs[0], threads);
+  pool_run(qmm_run, jobs, sizeof jobs[0], tasks, threads);
   int ok = 1;
-  for (int t = 0; t < threads; t++) ok &= jobs[t].ok;
+  for (int t = 0; t < tasks; t++) ok &= jobs[t].ok;
+  free(xp);
   free(xq);
   if (!ok) napi_throw_error(env, NULL, "llmbox_native.quantMatMul: out of memory");
   return NULL;
@@ -1014,13 +1037,45 @@ static napi_value QuantizeRows(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "llmbox_native.quantizeRows: buffers do not match the types and count");
     return NULL;
   }
-  int threads = (double)count < 4.0 * SMALL_WORK ? 1 : configured_threads;
-  if (threads > 16) threads = 16;
-  quantize_job jobs[16];
-  for (int t = 0; t < threads; t++)
-    jobs[t] = (quantize_job){src, dst, src_type, type, blocks * t / threads, blocks * (t + 1) / threads};
-  pool_run(quantize_run, jobs, sizeof jobs[0], threads);
+  const int threads = (double)count < 4.0 * SMALL_WORK ? 1 : configured_threads, tasks = tasks_for(threads);
+  quantize_job jobs[MAX_TASKS];
+  for (int t = 0; t < tasks; t++)
+    jobs[t] = (quantize_job){src, dst, src_type, type, blocks * t / tasks, blocks * (t + 1) / tasks};
+  pool_run(quantize_run, jobs, sizeof jobs[0], tasks, threads);
   return NULL;
+}
+
+static void free_weights(napi_env env, void *data, void *hint) {
+  const size_t bytes = (size_t)(uintptr_t)hint;
+  huge_free(data, bytes);
+  int64_t now;
+  napi_adjust_external_memory(env, -(int64_t)huge_alloc_len(bytes), &now);
+}
+
+// allocWeights(bytes): an ArrayBuffer of zeros for weights, outside the V8 heap and in huge pages
+// where the system gives them (huge_alloc.c). V8 is told its size, so that dropping a model collects it.
+static napi_value AllocWeights(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const int64_t bytes = argc < 1 ? 0 : get_i64(env, argv[0]);
+  if (bytes <= 0) {
+    napi_throw_range_error(env, NULL, "llmbox_native.allocWeights: expected a positive number of bytes");
+    return NULL;
+  }
+  void *p = huge_alloc((size_t)bytes);
+  if (!p) {
+    napi_throw_error(env, NULL, "llmbox_native.allocWeights: out of memory");
+    return NULL;
+  }
+  if (napi_create_external_arraybuffer(env, p, (size_t)bytes, free_weights, (void *)(uintptr_t)bytes, &out) != napi_ok) {
+    huge_free(p, (size_t)bytes);
+    napi_throw_error(env, NULL, "llmbox_native.allocWeights: N-API refused an external buffer");
+    return NULL;
+  }
+  int64_t now;
+  napi_adjust_external_memory(env, (int64_t)huge_alloc_len((size_t)bytes), &now);
+  return out;
 }
 
 NAPI_MODULE_INIT() {
@@ -1033,6 +1088,7 @@ NAPI_MODULE_INIT() {
       {"quantMatMul", NULL, QuantMatMul, NULL, NULL, NULL, napi_default, NULL},
       {"quantGather", NULL, QuantGather, NULL, NULL, NULL, napi_default, NULL},
       {"quantizeRows", NULL, QuantizeRows, NULL, NULL, NULL, napi_default, NULL},
+      {"allocWeights", NULL, AllocWeights, NULL, NULL, NULL, napi_default, NULL},
       {"rmsNorm", NULL, RmsNorm, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_default, NULL},

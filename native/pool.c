@@ -2,6 +2,11 @@
 // joining a thread per call cost 47-55 us of it. The workers here stay: after a task each spins for
 // a while on the job counter (the next product is usually tens of microseconds away), then sleeps on
 // a condition variable, so an idle pool takes no CPU from BLAS or the wasm thread.
+//
+// Tasks are taken, not assigned: with one task per thread, a worker that the system had descheduled
+// (V8's own threads share the cores) held up the call until it ran again, which left one decode
+// product in ten at 1-2 ms instead of 0.1. Now the caller and the workers take task numbers from one
+// counter, and a late worker finds none left.
 #include "pool.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -10,6 +15,8 @@
 #define MAX_WORKERS 63
 // Rounds of the spin-wait before a worker sleeps: about 1 ms (a pause is 30 ns on this EPYC).
 #define SPIN_ROUNDS 32000
+// A task number no job reaches: the counter holds it while the job's fields are written.
+#define NO_TASK 0xffffffffu
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -18,24 +25,45 @@
 #define RELAX() ((void)0)
 #endif
 
-static struct {
-  pthread_mutex_t mu;
-  pthread_cond_t wake;
-  int workers;            // started so far
-  atomic_uint job;        // counts dispatches; a change means new tasks
-  atomic_int unfinished;  // workers yet to finish the current job
+// One job's fields. Two slots alternate, so a worker still looking at the previous job never reads
+// a slot being filled for the next one; the counter's high half names the job, and a worker whose
+// job it no longer names takes nothing.
+typedef struct {
+  _Atomic uint64_t next; // job << 32 | the next task number
+  atomic_int done;       // tasks finished
   void *(*fn)(void *);
   char *tasks;
   size_t stride;
-  int count;
+  atomic_int count, threads; // read by late workers while the next job may be writing them
+} job_slot;
+
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t wake;
+  int workers;     // started so far
+  atomic_uint job; // the latest job's number
+  job_slot slot[2];
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 // One caller at a time: a second thread calling in (Node worker threads) runs its tasks itself.
 static pthread_mutex_t dispatch = PTHREAD_MUTEX_INITIALIZER;
 
+// Takes and runs job `job`'s tasks until none are left; `id` is the thread's place (0: the caller).
+static void take_tasks(unsigned job, int id) {
+  job_slot *s = &pool.slot[job & 1];
+  for (;;) {
+    uint64_t v = atomic_load(&s->next);
+    if ((unsigned)(v >> 32) != job) return;
+    const unsigned i = (unsigned)v;
+    // Read before the exchange below, these may already be the next job's; the exchange then fails.
+    if (i >= (unsigned)atomic_load(&s->count) || id >= atomic_load(&s->threads)) return;
+    if (!atomic_compare_exchange_weak(&s->next, &v, v + 1)) continue;
+    s->fn(s->tasks + (size_t)i * s->stride);
+    atomic_fetch_add(&s->done, 1);
+  }
+}
+
 static void *worker(void *arg) {
-  // The worker's number (1-based: task 0 is the caller's) and the job count when it was made: a
-  // worker that first runs after the job it was made for was dispatched must still take part.
   const int id = (int)((uintptr_t)arg & 0xff);
   unsigned seen = (unsigned)((uintptr_t)arg >> 8);
   for (;;) {
@@ -46,8 +74,7 @@ static void *worker(void *arg) {
       pthread_mutex_unlock(&pool.mu);
     }
     seen = atomic_load(&pool.job);
-    if (id < pool.count) pool.fn(pool.tasks + (size_t)id * pool.stride);
-    atomic_fetch_sub(&pool.unfinished, 1);
+    take_tasks(seen, id);
   }
   return NULL;
 }
@@ -60,6 +87,7 @@ static int grow(int want) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    // Its place, and the job number it starts from (it takes part in jobs after that one).
     const uintptr_t arg = (uintptr_t)atomic_load(&pool.job) << 8 | (uintptr_t)(pool.workers + 1);
     const int ok = pthread_create(&t, &attr, worker, (void *)arg) == 0;
     pthread_attr_destroy(&attr);
@@ -69,29 +97,28 @@ static int grow(int want) {
   return pool.workers;
 }
 
-static void run_inline(void *(*fn)(void *), char *tasks, size_t stride, int count) {
-  for (int i = 0; i < count; i++) fn(tasks + (size_t)i * stride);
-}
-
-void pool_run(void *(*fn)(void *), void *tasks, size_t stride, int count) {
-  if (count <= 1 || pthread_mutex_trylock(&dispatch) != 0) {
-    run_inline(fn, (char *)tasks, stride, count);
+void pool_run(void *(*fn)(void *), void *tasks, size_t stride, int count, int threads) {
+  if (count <= 1 || threads <= 1 || pthread_mutex_trylock(&dispatch) != 0) {
+    for (int i = 0; i < count; i++) fn((char *)tasks + (size_t)i * stride);
     return;
   }
-  const int workers = grow(count - 1);
-  // Every started worker takes part in each job (those past `count` only check in).
-  pool.fn = fn;
-  pool.tasks = (char *)tasks;
-  pool.stride = stride;
-  pool.count = count;
-  atomic_store(&pool.unfinished, workers);
+  grow(threads - 1);
+  const unsigned job = atomic_load(&pool.job) + 1;
+  job_slot *s = &pool.slot[job & 1];
+  // Closed while its fields change: a worker still on the job two back finds another job's number.
+  atomic_store(&s->next, (uint64_t)job << 32 | NO_TASK);
+  s->fn = fn;
+  s->tasks = (char *)tasks;
+  s->stride = stride;
+  atomic_store(&s->count, count);
+  atomic_store(&s->threads, threads);
+  atomic_store(&s->done, 0);
+  atomic_store(&s->next, (uint64_t)job << 32);
   pthread_mutex_lock(&pool.mu);
-  atomic_fetch_add(&pool.job, 1);
+  atomic_store(&pool.job, job);
   pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.mu);
-  fn(tasks);
-  // Tasks the pool could not start threads for run here.
-  run_inline(fn, (char *)tasks + (size_t)(workers + 1) * stride, stride, count - 1 - workers);
-  while (atomic_load(&pool.unfinished) > 0) RELAX();
+  take_tasks(job, 0);
+  while (atomic_load(&s->done) < count) RELAX();
   pthread_mutex_unlock(&dispatch);
 }

@@ -55,6 +55,15 @@ void int8_gemm_input(int type, act_block *xq, int64_t blocks);
 int int8_gemm(int type, const uint8_t *w, size_t rb, const act_block *xq, int64_t rows, int64_t nb, int64_t n, int64_t j0,
               int64_t j1, float *out);
 
+// Decode rows with 4-bit weights two blocks a vector, where the CPU has AVX-512 VNNI (pair_dot.c;
+// pair_dot_enabled() is 0 elsewhere). pair_input lays one rounded input row out for `type` (q4_0,
+// q4_1 or q4_z) into pair_input_bytes(nb) bytes, 64-byte aligned; pair_dot is one weight row's dot.
+typedef struct act_pair act_pair;
+int pair_dot_enabled(void);
+size_t pair_input_bytes(int64_t nb);
+void pair_input(int type, const act_block *x, int64_t nb, act_pair *out);
+float pair_dot(int type, const uint8_t *w, const act_pair *x, int64_t nb);
+
 // Blocks b0..b1 of 32 stored values (src_type f32, f16 or bf16) written as `type` (q8_0, q4_0 or q4_1)
 // into dst (quantize.c); quant_block_bytes(type) is a block's size there, 0 for other types.
 int quant_block_bytes(int type);

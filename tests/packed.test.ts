@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { initEngine, nativeAddon, tf } from '../lib/engine/index.js';
 import { packedMatMul } from '../lib/engine/ops.js';
-import { loadNative } from '../lib/engine/native.js';
+import { loadNative, weightBytes } from '../lib/engine/native.js';
 import { generate } from '../lib/models/generate.js';
 import { GGML } from '../lib/models/gguf-file.js';
 import { readGgufModel, writeGgufModel } from '../lib/models/gguf.js';
@@ -74,6 +74,10 @@ describe('matrices held outside the heap in ggml types', () => {
         [20, 1000, 256],
         // A decode row split over threads; rows that are not whole blocks of 32 (float types only).
         [1, 1100, 4096],
+        // Decode rows with an odd number of blocks (AVX-512 takes blocks in pairs): one block alone,
+        // and 65 a row in a product split over threads.
+        [2, 17, 32],
+        [1, 2100, 2080],
         ...(type === GGML.F16 || type === GGML.BF16
           ? [
               [1, 33, 100],
@@ -188,6 +192,21 @@ describe('matrices held outside the heap in ggml types', () => {
       }
     },
   );
+
+  it.skipIf(!loadNative().addon)('weight buffers from the add-on are zeroed, writable and their exact size', () => {
+    const addon = loadNative().addon!;
+    for (const bytes of [1, 4097, (2 << 20) + 3, 5 << 20]) {
+      const b = new Uint8Array(addon.allocWeights(bytes));
+      expect(b.byteLength).toBe(bytes);
+      expect(b.every((v) => v === 0)).toBe(true);
+      b.fill(7);
+      expect(b[0] + b[bytes - 1]).toBe(14);
+    }
+    // Large requests come from it; below one huge page they are ordinary buffers.
+    expect(weightBytes(3 << 20).byteLength).toBe(3 << 20);
+    expect(weightBytes(100).byteLength).toBe(100);
+    expect(() => addon.allocWeights(0)).toThrow(/positive number of bytes/);
+  });
 
   it('the native kernel is the one that runs on wasm with the add-on, and refuses mismatched bytes', async () => {
     const info = await initEngine();

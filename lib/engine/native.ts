@@ -73,6 +73,8 @@ export interface NativeAddon {
   quantizeRows(src: Uint8Array, srcType: number, dst: Uint8Array, type: number, count: number): void;
   /** out = x / sqrt(mean(x^2) + eps) * w per row, x and out [rows x dim], w [dim]. */
   rmsNorm(heap: Float32Array, x: number, w: number, out: number, rows: number, dim: number, eps: number): void;
+  /** An ArrayBuffer of `bytes` zeros outside the V8 heap, in huge pages where the system gives them. */
+  allocWeights(bytes: number): ArrayBuffer;
   setThreads(n: number): void;
   getThreads(): number;
   blasInfo(): string;
@@ -85,6 +87,21 @@ export interface NativeStatus {
 }
 
 let cached: NativeStatus | undefined;
+
+// Below this a buffer holds no whole huge page (and a mapping per small tensor costs more than it saves).
+const HUGE_PAGE = 2 << 20;
+
+/**
+ * A zeroed buffer for `n` bytes of weights: with the add-on, outside the V8 heap in 2 MiB pages (a
+ * decode row, which streams every weight once a token, read q4_0 at 15.2 GB/s a core from them and
+ * 12.7 from 4 KiB pages); without it, an ordinary one.
+ */
+export function weightBytes(n: number): Uint8Array {
+  const addon = loadNative().addon;
+  // An add-on built before allocWeights existed (a checkout not rebuilt) still runs.
+  const huge = addon && typeof addon.allocWeights === 'function' && n >= HUGE_PAGE;
+  return huge ? new Uint8Array(addon.allocWeights(n)) : new Uint8Array(n);
+}
 
 /** Loads build/llmbox_native.node once. LLMBOX_NATIVE=0 disables it (for comparisons). */
 export function loadNative(): NativeStatus {

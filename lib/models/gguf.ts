@@ -67,23 +67,24 @@ const toGgufName = renamer(1);
 
 /**
  * llama.cpp's LLaMA layout rotates interleaved pairs, so its converter permutes the rows of q and k
- * within each head: HF row (j * D/2 + i) goes to row (i * 2 + j). `back` undoes it.
+ * within each head: HF row (j * D/2 + i) goes to row (i * 2 + j). `back` undoes it. In place (one
+ * head's rows copied at a time): a loaded tensor is never held twice.
  */
 function permuteHeads<T extends Float32Array | Uint8Array>(data: T, heads: number, cols: number, back: boolean): T {
-  const rows = data.length / cols;
-  const D = rows / heads;
-  const out = (data instanceof Float32Array ? new Float32Array(data.length) : new Uint8Array(data.length)) as T;
+  const D = data.length / cols / heads;
+  const view = data as Float32Array; // the calls below exist on both types alike
   for (let h = 0; h < heads; h++) {
+    const head = view.slice(h * D * cols, (h + 1) * D * cols);
     for (let j = 0; j < 2; j++) {
       for (let i = 0; i < D / 2; i++) {
-        const hf = h * D + j * (D / 2) + i;
-        const gg = h * D + i * 2 + j;
+        const hf = j * (D / 2) + i;
+        const gg = i * 2 + j;
         const [src, dst] = back ? [gg, hf] : [hf, gg];
-        (out as Float32Array).set((data as Float32Array).subarray(src * cols, (src + 1) * cols), dst * cols);
+        view.set(head.subarray(src * cols, (src + 1) * cols), (h * D + dst) * cols);
       }
     }
   }
-  return out;
+  return data;
 }
 
 function meta<T extends GgufValue['value']>(file: GgufFile, key: string): T | undefined {
@@ -448,8 +449,9 @@ export function writeGgufModel(
     const encode = () => {
       const values = typeof t.data === 'function' ? t.data() : t.data;
       let data = values instanceof Float32Array ? values : Float32Array.from(values);
+      // A copy: the model's own weights are not to be permuted.
       if (/\.(q_proj|k_proj)\.weight$/.test(name))
-        data = permuteHeads(data, name.includes('q_proj') ? c.numHeads : c.numKvHeads, t.shape[1], false);
+        data = permuteHeads(data.slice(), name.includes('q_proj') ? c.numHeads : c.numKvHeads, t.shape[1], false);
       return encodeGgml(type, data);
     };
     tensors.push({ name: gname, dims: [...t.shape].reverse(), type, data: encode });
