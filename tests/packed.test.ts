@@ -146,8 +146,9 @@ describe('matrices held outside the heap in ggml types', () => {
     '%s: products of 1 to 7 rows (dotted without storing the decoded row) give the bits of each row alone',
     async (name) => {
       await initEngine();
-      for (const k of [4096, 100]) {
-        const n = 301; // odd: the last weight row has no pair
+      // 5000: one row is dotted with 4 weight rows at once, the input taken in chunks (rows over 4096).
+      for (const k of [4096, 5000, 100]) {
+        const n = 301; // odd: the last weight row has no pair (nor a group of 4)
         const w = packedFromBytes(encodeGgml(PACK_TYPES[name], random(n * k, 5)), PACK_TYPES[name], n, k);
         const x = tf.tensor2d(random(7 * k, 6), [7, k]);
         // The last row of each product, of x's last `rows` rows.
