@@ -783,8 +783,8 @@ static void *qmm_run(void *arg) {
       const uint8_t *wr = t->w + (size_t)j * t->rb;
       for (int64_t r = 0; r < t->rows; r++) {
         const act_block *xr = t->xq + r * nb;
-        if (t->xp) t->out[r * t->n + j] = pair_dot(t->type, wr, (const act_pair *)((const char *)t->xp + r * pair_row), nb);
-        else t->out[r * t->n + j] = t->type == 8   ? idot_q8_0(wr, xr, nb)
+        t->out[r * t->n + j] = t->xp          ? pair_dot(t->type, wr, (const act_pair *)((const char *)t->xp + r * pair_row), nb)
+                               : t->type == 8   ? idot_q8_0(wr, xr, nb)
                                : t->type == 2 ? idot_q4_0(wr, xr, nb)
                                : t->type == 3 ? idot_q4_1(wr, xr, nb)
                                               : idot_q4_z(wr, xr, nb);
