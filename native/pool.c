@@ -79,8 +79,9 @@ static void *worker(void *arg) {
   return NULL;
 }
 
-// Starts workers until there are `want`; returns how many there are.
-static int grow(int want) {
+// Starts workers until there are `want` (fewer if the system refuses threads: tasks are taken, so
+// the ones there are do them).
+static void grow(int want) {
   if (want > MAX_WORKERS) want = MAX_WORKERS;
   while (pool.workers < want) {
     pthread_t t;
@@ -94,7 +95,6 @@ static int grow(int want) {
     if (!ok) break;
     pool.workers++;
   }
-  return pool.workers;
 }
 
 void pool_run(void *(*fn)(void *), void *tasks, size_t stride, int count, int threads) {
