@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { initEngine, nativeAddon, tf } from '../lib/engine/index.js';
 import { packedMatMul } from '../lib/engine/ops.js';
-import { loadNative, weightBytes } from '../lib/engine/native.js';
+import { loadNative, allocWeightBytes } from '../lib/engine/native.js';
 import { generate } from '../lib/models/generate.js';
 import { GGML } from '../lib/models/gguf-file.js';
 import { readGgufModel, writeGgufModel } from '../lib/models/gguf.js';
@@ -204,8 +204,8 @@ describe('matrices held outside the heap in ggml types', () => {
       expect(b[0] + b[bytes - 1]).toBe(14);
     }
     // Large requests come from it; below one huge page they are ordinary buffers.
-    expect(weightBytes(3 << 20).byteLength).toBe(3 << 20);
-    expect(weightBytes(100).byteLength).toBe(100);
+    expect(allocWeightBytes(3 << 20).byteLength).toBe(3 << 20);
+    expect(allocWeightBytes(100).byteLength).toBe(100);
     expect(() => addon.allocWeights(0)).toThrow(/positive number of bytes/);
   });
 

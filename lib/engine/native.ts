@@ -96,7 +96,7 @@ const HUGE_PAGE = 2 << 20;
  * decode row, which streams every weight once a token, read q4_0 at 15.2 GB/s a core from them and
  * 12.7 from 4 KiB pages); without it, an ordinary one.
  */
-export function weightBytes(n: number): Uint8Array {
+export function allocWeightBytes(n: number): Uint8Array {
   const addon = loadNative().addon;
   // An add-on built before allocWeights existed (a checkout not rebuilt) still runs.
   const huge = addon && typeof addon.allocWeights === 'function' && n >= HUGE_PAGE;

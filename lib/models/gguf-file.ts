@@ -4,7 +4,7 @@
  * tensors mean for a LLaMA model is gguf.ts.
  */
 import { closeSync, openSync, readSync, fstatSync, writeSync } from 'node:fs';
-import { weightBytes } from '../engine/native.js';
+import { allocWeightBytes } from '../engine/native.js';
 import { LlmboxError } from '../errors.js';
 import { writeFileAtomicWith } from '../util/fs.js';
 
@@ -215,7 +215,7 @@ export function openGguf(file: string): GgufFile {
       tensors,
       read(t) {
         // One read returns at most about 2 GiB on Linux: a large tensor takes several.
-        const out = weightBytes(t.bytes);
+        const out = allocWeightBytes(t.bytes);
         for (let done = 0; done < t.bytes;) {
           const n = readSync(fd, out, done, t.bytes - done, dataStart + t.offset + done);
           if (n === 0) throw new LlmboxError(`tensor ${t.name} ends early (file truncated?)`, { file });

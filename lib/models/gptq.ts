@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { weightBytes } from '../engine/native.js';
+import { allocWeightBytes } from '../engine/native.js';
 import type { PackedMatrix } from '../engine/ops.js';
 import { LlmboxError } from '../errors.js';
 import type { ModelConfig } from './config.js';
@@ -168,7 +168,7 @@ function gptqMatrix(prefix: string, t: GptqLinear, q: GptqSettings, file: string
     if (group[order[b]] !== group[order[b + 31]])
       bad('g_idx', `puts inputs of different groups in one block of 32 (after sorting by group)`);
   const [qw, qz, sc] = [t.qweight.data as Int32Array, t.qzeros.data as Int32Array, t.scales.data];
-  const bytes = weightBytes((n * k * 20) / 32);
+  const bytes = allocWeightBytes((n * k * 20) / 32);
   const view = new DataView(bytes.buffer);
   const codes = new Uint8Array(32);
   // Block by block across the outputs, so that qweight's rows are read in order.

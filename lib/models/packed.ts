@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { loadNative, weightBytes } from '../engine/native.js';
+import { loadNative, allocWeightBytes } from '../engine/native.js';
 import type { PackedMatrix } from '../engine/ops.js';
 import { LlmboxError } from '../errors.js';
 import type { ModelConfig } from './config.js';
@@ -129,7 +129,7 @@ function encodeStored(code: number, bytes: Uint8Array, storedType: number): Uint
       aligned ? new Float32Array(bytes.buffer, bytes.byteOffset, count) : decodeGgml(storedType, bytes, count),
     );
   }
-  const out = weightBytes(tensorBytes(code, [count]));
+  const out = allocWeightBytes(tensorBytes(code, [count]));
   addon.quantizeRows(bytes, storedType, out, code, count);
   return out;
 }

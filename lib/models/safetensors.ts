@@ -1,6 +1,6 @@
 import { closeSync, openSync, readSync, readFileSync, fstatSync, writeSync } from 'node:fs';
 import { resolve, sep } from 'node:path';
-import { weightBytes } from '../engine/native.js';
+import { allocWeightBytes } from '../engine/native.js';
 import { LlmboxError } from '../errors.js';
 import { writeFileAtomicWith } from '../util/fs.js';
 
@@ -102,7 +102,7 @@ export function readSafetensors(file: string, take?: TakeStored): Map<string, Ra
 
 /** `length` bytes of the file at `position` in a buffer of their own (reads of over 2 GiB go in pieces). */
 function readAt(fd: number, length: number, position: number): Uint8Array {
-  const out = weightBytes(length);
+  const out = allocWeightBytes(length);
   for (let done = 0; done < length;) {
     const n = readSync(fd, out, done, Math.min(length - done, 1 << 30), position + done);
     if (n <= 0) throw new Error(`short read at byte ${position + done}`);
