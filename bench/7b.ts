@@ -6,10 +6,11 @@
  * against the machine's memcpy bandwidth. llama.cpp (node-llama-cpp) runs on the same GGUF file with
  * the same threads.
  *
- *   npm run bench:7b [-- --runs folder,folder-q8_0,folder-q4_0,gguf,llama.cpp --threads 2 --tokens 8]
+ *   npm run bench:7b [-- --runs folder,folder-read,folder-q8_0,folder-q4_0,gguf,gguf-read,llama.cpp --threads 2 --tokens 8]
  *
- * folder: bf16 matrices held as stored outside the wasm heap; folder-q8_0 / folder-q4_0: packed while
- * reading (--load-in-8bit / --load-in-4bit --quant q4_0). The files (27 GB) are kept in
+ * folder: bf16 matrices used where they lie in the mapped shards, outside the wasm heap; folder-read and
+ * gguf-read: read into memory of llmbox's own instead (--no-mmap); folder-q8_0 / folder-q4_0: packed
+ * while reading (--load-in-8bit / --load-in-4bit --quant q4_0). The files (27 GB) are kept in
  * LLMBOX_CACHE_DIR/bench (default ~/.cache/llmbox/bench).
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -48,7 +49,7 @@ const LLAMA2_7B = {
   torch_dtype: 'bfloat16',
 };
 
-const KNOWN = ['folder', 'folder-q8_0', 'folder-q4_0', 'gguf', 'llama.cpp'];
+const KNOWN = ['folder', 'folder-read', 'folder-q8_0', 'folder-q4_0', 'gguf', 'gguf-read', 'llama.cpp'];
 const RUNS = (arg('runs') ?? KNOWN.join(',')).split(',');
 for (const run of RUNS)
   if (!KNOWN.includes(run)) {
@@ -150,8 +151,11 @@ const GIB = 2 ** 30;
 const peakRss = () => process.resourceUsage().maxRSS * 1024;
 
 async function llmboxRun(run: string): Promise<Result> {
-  const [what, type] = run.split('-');
-  const opts: LoadModelOptions = { threads: THREADS, ...(type ? { quantize: type as 'q8_0' | 'q4_0' } : {}) };
+  const [what, how] = run.split('-');
+  const opts: LoadModelOptions = {
+    threads: THREADS,
+    ...(how === 'read' ? { mmap: false } : how ? { quantize: how as 'q8_0' | 'q4_0' } : {}),
+  };
   const t0 = performance.now();
   const m = await loadModel(what === 'gguf' ? gguf : folder, opts);
   const load = (performance.now() - t0) / 1000;

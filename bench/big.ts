@@ -4,8 +4,10 @@
  * loaded by llmbox (matrices kept in their stored type outside the wasm heap) and by llama.cpp
  * (node-llama-cpp, same file, same threads): load time, resident memory, prefill and decode tokens/s.
  *
- *   npm run bench:big [-- --types q8_0,q4_0,f16 --threads 2 --tokens 32 --prompt-repeat 1]
+ *   npm run bench:big [-- --types q8_0,q4_0,f16 --threads 2 --tokens 32 --prompt-repeat 1 --weights mapped,read]
  *
+ * --weights: llmbox maps the file and uses the matrices where they lie (mapped, the default), or reads
+ * them into 2 MiB pages of its own (read, --no-mmap); each is a row against the same llama.cpp run.
  * --prompt-repeat R repeats the 20-token prompt R times (prefill of longer prompts). The add-on is
  * build/llmbox_native.node, or LLMBOX_NATIVE_PATH (to compare two builds in one sitting).
  *
@@ -27,6 +29,12 @@ import { arg, inChild, llamaCppSpeed, llmboxSpeed, paddedTokenizer, randomTensor
 const TYPES = (arg('types') ?? 'q8_0,q4_0,f16').split(',') as GgufOutType[];
 const THREADS = Number(arg('threads') ?? '2');
 const TOKENS = Number(arg('tokens') ?? '32');
+const WEIGHTS = (arg('weights') ?? 'mapped,read').split(',');
+for (const w of WEIGHTS)
+  if (w !== 'mapped' && w !== 'read') {
+    console.error(`--weights: unknown ${JSON.stringify(w)} (mapped, read)`);
+    process.exit(2);
+  }
 const PROMPT = Array(Number(arg('prompt-repeat') ?? '1'))
   .fill('Once upon a time, there was a little girl named Lily. She loved to play outside.')
   .join(' ');
@@ -59,8 +67,13 @@ function ensureFiles(): void {
 const rss = () => process.memoryUsage().rss;
 
 /** llmbox in a child process of its own, so that its resident memory is the model's alone. */
-function llmboxChild(file: string): { load: number; prefill: number; decode: number; resident: number } {
+function llmboxChild(
+  file: string,
+  weights: string,
+): { load: number; prefill: number; decode: number; resident: number } {
   const flags = [
+    '--weights',
+    weights,
     '--threads',
     String(THREADS),
     '--tokens',
@@ -73,7 +86,7 @@ function llmboxChild(file: string): { load: number; prefill: number; decode: num
 
 async function llmboxRun(file: string) {
   const t0 = performance.now();
-  const m = await loadModel(file, { threads: THREADS });
+  const m = await loadModel(file, { threads: THREADS, mmap: arg('weights') !== 'read' });
   const load = (performance.now() - t0) / 1000;
   const speed = await llmboxSpeed(m, PROMPT, TOKENS);
   const resident = rss();
@@ -89,17 +102,45 @@ if (process.argv.includes('--child')) {
 ensureFiles();
 const cppAvailable = (await llamaCpp()) !== null;
 console.log(`\nTinyLlama-shaped random LLaMA (1.1B), ${THREADS} threads, ${TOKENS} tokens generated (tokens/s)`);
-console.log(
-  'type   file GiB  llmbox load s  llmbox RSS GiB  llmbox pre  llama.cpp pre  pre ratio  llmbox dec  llama.cpp dec  dec ratio',
-);
+const columns: [string, number][] = [
+  ['type', 5],
+  ['weights', 7],
+  ['file GiB', 8],
+  ['llmbox load s', 13],
+  ['llama.cpp load s', 16],
+  ['llmbox RSS GiB', 14],
+  ['llmbox pre', 10],
+  ['llama.cpp pre', 13],
+  ['pre ratio', 9],
+  ['llmbox dec', 10],
+  ['llama.cpp dec', 13],
+  ['dec ratio', 9],
+];
+const row = (cells: string[]) =>
+  cells.map((c, i) => (i < 2 ? c.padEnd(columns[i][1]) : c.padStart(columns[i][1]))).join('  ');
+console.log(row(columns.map(([c]) => c)));
+const gib = (b: number) => (b / 2 ** 30).toFixed(2);
+const ratio = (a: number, b: number | undefined) => (b ? (a / b).toFixed(2) + 'x' : '-');
 for (const type of TYPES) {
   const file = join(dir, `tinyllama-random-${type}.gguf`);
-  const ours = llmboxChild(file);
   const theirs = cppAvailable ? await llamaCppSpeed(file, PROMPT, TOKENS, THREADS) : null;
-  const gib = (b: number) => (b / 2 ** 30).toFixed(2);
-  console.log(
-    `${type.padEnd(6)} ${gib(statSync(file).size).padStart(8)} ${ours.load.toFixed(1).padStart(14)} ${gib(ours.resident).padStart(15)} ${ours.prefill.toFixed(1).padStart(11)} ${(theirs?.prefill.toFixed(1) ?? '-').padStart(14)} ${(theirs ? (ours.prefill / theirs.prefill).toFixed(2) + 'x' : '-').padStart(10)} ${ours.decode.toFixed(2).padStart(11)} ${(theirs?.decode.toFixed(2) ?? '-').padStart(14)} ${theirs ? (ours.decode / theirs.decode).toFixed(2) + 'x' : '-'}`.padEnd(
-      10,
-    ),
-  );
+  for (const weights of WEIGHTS) {
+    const ours = llmboxChild(file, weights);
+    console.log(
+      row([
+        type,
+        weights,
+        gib(statSync(file).size),
+        ours.load.toFixed(2),
+        theirs?.load.toFixed(2) ?? '-',
+        gib(ours.resident),
+        ours.prefill.toFixed(1),
+        theirs?.prefill.toFixed(1) ?? '-',
+        ratio(ours.prefill, theirs?.prefill),
+        ours.decode.toFixed(2),
+        theirs?.decode.toFixed(2) ?? '-',
+        ratio(ours.decode, theirs?.decode),
+      ]),
+    );
+  }
 }

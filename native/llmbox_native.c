@@ -8,6 +8,7 @@
 #include <node_api.h>
 #include <cblas.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <stdbool.h>
 #include "huge_alloc.h"
+#include "map_file.h"
 #include "pool.h"
 #include "quant.h"
 
@@ -1116,6 +1118,35 @@ static napi_value AllocWeights(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static void free_mapping(napi_env env, void *data, void *hint) { unmap_file(data, (size_t)(uintptr_t)hint); }
+
+// mapFile(path): the file's bytes as an ArrayBuffer mapped copy-on-write (map_file.c). V8 is not told
+// the size: clean file pages are the page cache's, which the system reclaims without the collector.
+static napi_value MapFile(napi_env env, napi_callback_info info) {
+  size_t argc = 1, n = 0;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char path[4096];
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &n) != napi_ok || n >= sizeof path - 1) {
+    napi_throw_type_error(env, NULL, "llmbox_native.mapFile: expected a file path");
+    return NULL;
+  }
+  size_t len = 0;
+  void *p = map_file(path, &len);
+  if (!p) {
+    char msg[4200];
+    snprintf(msg, sizeof msg, "llmbox_native.mapFile: cannot map %s: %s", path, strerror(errno));
+    napi_throw_error(env, NULL, msg);
+    return NULL;
+  }
+  if (napi_create_external_arraybuffer(env, p, len, free_mapping, (void *)(uintptr_t)len, &out) != napi_ok) {
+    unmap_file(p, len);
+    napi_throw_error(env, NULL, "llmbox_native.mapFile: N-API refused an external buffer");
+    return NULL;
+  }
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"batchMatMul", NULL, BatchMatMul, NULL, NULL, NULL, napi_default, NULL},
@@ -1127,6 +1158,7 @@ NAPI_MODULE_INIT() {
       {"quantGather", NULL, QuantGather, NULL, NULL, NULL, napi_default, NULL},
       {"quantizeRows", NULL, QuantizeRows, NULL, NULL, NULL, napi_default, NULL},
       {"allocWeights", NULL, AllocWeights, NULL, NULL, NULL, napi_default, NULL},
+      {"mapFile", NULL, MapFile, NULL, NULL, NULL, napi_default, NULL},
       {"rmsNorm", NULL, RmsNorm, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_default, NULL},

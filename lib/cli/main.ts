@@ -37,6 +37,10 @@ export function buildCli(): Command {
         '--quant <type>',
         'the 4-bit type of --load-in-4bit: q4_0, q4_1 (packed) or nf4 (NormalFloat)',
       ).choices(['q4_0', 'q4_1', 'nf4']),
+    )
+    .option(
+      '--no-mmap',
+      'read the weight files into memory instead of mapping them (for files that may be rewritten in place while loaded)',
     );
   for (const register of [
     envCommand,

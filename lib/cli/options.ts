@@ -50,6 +50,8 @@ export interface GlobalOpts {
   loadIn8bit?: boolean;
   loadIn4bit?: boolean;
   quant?: WeightType;
+  /** false with --no-mmap. */
+  mmap?: boolean;
 }
 
 /** Engine options and how the weights are held (--load-in-8bit: q8_0; --load-in-4bit: --quant, q4_0 unless said). */
@@ -63,7 +65,12 @@ export function engineOpts(cmd: Command): LoadModelOptions {
       fix: 'add --load-in-4bit',
     });
   const quantize: WeightType | undefined = g.loadIn8bit ? 'q8_0' : g.loadIn4bit ? (g.quant ?? 'q4_0') : undefined;
-  return { backend: g.backend, threads: g.threads, ...(quantize ? { quantize } : {}) };
+  return {
+    backend: g.backend,
+    threads: g.threads,
+    ...(quantize ? { quantize } : {}),
+    ...(g.mmap === false ? { mmap: false } : {}),
+  };
 }
 
 /** A named chat template, or the Jinja template in a file. */

@@ -75,6 +75,8 @@ export interface NativeAddon {
   rmsNorm(heap: Float32Array, x: number, w: number, out: number, rows: number, dim: number, eps: number): void;
   /** An ArrayBuffer of `bytes` zeros outside the V8 heap, in huge pages where the system gives them. */
   allocWeights(bytes: number): ArrayBuffer;
+  /** The whole file as an ArrayBuffer mapped copy-on-write (writes stay in this process); throws naming the file. */
+  mapFile(path: string): ArrayBuffer;
   setThreads(n: number): void;
   getThreads(): number;
   blasInfo(): string;
@@ -101,6 +103,16 @@ export function allocWeightBytes(n: number): Uint8Array {
   // An add-on built before allocWeights existed (a checkout not rebuilt) still runs.
   const huge = addon && typeof addon.allocWeights === 'function' && n >= HUGE_PAGE;
   return huge ? new Uint8Array(addon.allocWeights(n)) : new Uint8Array(n);
+}
+
+/**
+ * The file's bytes mapped copy-on-write outside the V8 heap, for weights used where they lie: a model
+ * loads without a copy and shares its pages with the page cache. Null without the add-on (or with an
+ * add-on built before mapFile existed): the caller reads the file instead.
+ */
+export function mapWeightFile(path: string): Uint8Array | null {
+  const addon = loadNative().addon;
+  return addon && typeof addon.mapFile === 'function' ? new Uint8Array(addon.mapFile(path)) : null;
 }
 
 /** Loads build/llmbox_native.node once. LLMBOX_NATIVE=0 disables it (for comparisons). */

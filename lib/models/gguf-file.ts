@@ -4,7 +4,7 @@
  * tensors mean for a LLaMA model is gguf.ts.
  */
 import { closeSync, openSync, readSync, fstatSync, writeSync } from 'node:fs';
-import { allocWeightBytes } from '../engine/native.js';
+import { allocWeightBytes, mapWeightFile } from '../engine/native.js';
 import { LlmboxError } from '../errors.js';
 import { writeFileAtomicWith } from '../util/fs.js';
 
@@ -58,8 +58,10 @@ export interface GgufFile {
   version: number;
   metadata: Map<string, GgufValue>;
   tensors: GgufTensorInfo[];
-  /** Reads one tensor's raw bytes (a copy). */
+  /** One tensor's raw bytes: a copy, or with `mmap` a copy-on-write view of the mapped file. */
   read(t: GgufTensorInfo): Uint8Array;
+  /** Whether read returns views of the mapped file (changing which copies pages, small ones). */
+  mapped: boolean;
   close(): void;
 }
 
@@ -168,8 +170,12 @@ function valueType(code: number, file: string): (typeof VALUE_TYPES)[number] {
   return t;
 }
 
-/** Opens a GGUF file: the header is parsed, tensor data is read on demand. */
-export function openGguf(file: string): GgufFile {
+/**
+ * Opens a GGUF file: the header is parsed, tensor data is read on demand; with `mmap`, the file is
+ * mapped and each tensor's bytes are a view of the mapping (copy-on-write: changing them never
+ * changes the file).
+ */
+export function openGguf(file: string, opts: { mmap?: boolean } = {}): GgufFile {
   const fd = openSync(file, 'r');
   try {
     const size = fstatSync(fd).size;
@@ -209,15 +215,23 @@ export function openGguf(file: string): GgufFile {
       if (dataStart + t.offset + t.bytes > size)
         throw new LlmboxError(`tensor ${t.name} runs past the end of the file (truncated download?)`, { file });
     }
+    const mapped = opts.mmap ? mapWeightFile(file) : null;
+    // The sizes checked above are the file's when it was opened: one that changed since is not trusted.
+    if (mapped && mapped.byteLength !== size)
+      throw new LlmboxError('the file changed while it was opened', { file, fix: 'load it again once it is written' });
     return {
       version,
       metadata,
       tensors,
+      mapped: mapped !== null,
       read(t) {
+        const at = dataStart + t.offset;
+        // Views need their element size's alignment (a file with general.alignment 1 is read instead).
+        if (mapped && at % 8 === 0) return mapped.subarray(at, at + t.bytes);
         // One read returns at most about 2 GiB on Linux: a large tensor takes several.
         const out = allocWeightBytes(t.bytes);
         for (let done = 0; done < t.bytes;) {
-          const n = readSync(fd, out, done, t.bytes - done, dataStart + t.offset + done);
+          const n = readSync(fd, out, done, t.bytes - done, at + done);
           if (n === 0) throw new LlmboxError(`tensor ${t.name} ends early (file truncated?)`, { file });
           done += n;
         }

@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { allocWeightBytes } from '../engine/native.js';
 import { LlmboxError } from '../errors.js';
 import type { ModelConfig } from './config.js';
 import { decodeGgml, encodeGgml } from './ggml-quants.js';
@@ -87,6 +88,12 @@ function permuteHeads<T extends Float32Array | Uint8Array>(data: T, heads: numbe
   return data;
 }
 
+function ownCopy(bytes: Uint8Array): Uint8Array {
+  const out = allocWeightBytes(bytes.byteLength);
+  out.set(bytes);
+  return out;
+}
+
 function meta<T extends GgufValue['value']>(file: GgufFile, key: string): T | undefined {
   return file.metadata.get(key)?.value as T | undefined;
 }
@@ -143,8 +150,8 @@ export interface GgufModel {
 }
 
 /** Reads a GGUF model into Hugging Face names and layout (weights decoded to float32). */
-export function readGgufModel(file: string, opts: { keepPacked?: boolean } = {}): GgufModel {
-  const g = openGguf(file);
+export function readGgufModel(file: string, opts: { keepPacked?: boolean; mmap?: boolean } = {}): GgufModel {
+  const g = openGguf(file, { mmap: opts.mmap });
   try {
     const config = configFrom(g, file);
     const permute = config.model_type === 'llama';
@@ -169,8 +176,11 @@ export function readGgufModel(file: string, opts: { keepPacked?: boolean } = {})
             : (config.num_key_value_heads as number);
       types.set(name, ggmlTypeName(t.type));
       if (opts.keepPacked && shape.length === 2 && t.type !== GGML.F32) {
-        // Rows are whole units in every type: un-permuting q and k moves byte rows.
-        const bytes = heads ? permuteHeads(g.read(t), heads, t.bytes / shape[0], true) : g.read(t);
+        // Rows are whole units in every type: un-permuting q and k moves byte rows, in a copy of their
+        // own (in place, a mapped file's huge pages would be split into small copied ones).
+        const bytes = heads
+          ? permuteHeads(g.mapped ? ownCopy(g.read(t)) : g.read(t), heads, t.bytes / shape[0], true)
+          : g.read(t);
         packed.set(name, packedFromBytes(bytes, t.type, shape[0], shape[1]));
         continue;
       }

@@ -22,7 +22,15 @@ import { TextTokenizer } from './tokenizer.js';
 export type WeightType = PackType | 'nf4';
 
 /** Engine options, and how the weights are held (`--load-in-8bit` q8_0, `--load-in-4bit` q4_0 unless `--quant` says q4_1 or nf4). */
-export type LoadModelOptions = EngineOptions & { quantize?: WeightType };
+export type LoadModelOptions = EngineOptions & {
+  quantize?: WeightType;
+  /**
+   * Map the weight files and use the matrices where they lie (the default, with the add-on); false
+   * reads them into memory of the process's own, as --no-mmap does: for a file that may be rewritten
+   * in place while the model is loaded, which would change (or, cut short, crash) a mapped model.
+   */
+  mmap?: boolean;
+};
 
 export interface GenerationConfig {
   bosTokenId?: number;
@@ -83,7 +91,7 @@ export async function loadModel(modelDir: string, engine: LoadModelOptions = {})
 }
 
 /** `keepStored: false` reads f16/bf16 matrices as float32 parameters even where the add-on could use them as stored. */
-type PackedOptions = EngineOptions & { quantize?: PackType; keepStored?: boolean };
+type PackedOptions = Omit<LoadModelOptions, 'quantize'> & { quantize?: PackType; keepStored?: boolean };
 
 /** loadModel with the linear weights float or packed in a ggml type. */
 async function loadHeld(modelDir: string, engine: PackedOptions): Promise<LoadedModel> {
@@ -116,7 +124,7 @@ async function loadHeld(modelDir: string, engine: PackedOptions): Promise<Loaded
   const packed = new Map<string, PackedMatrix>();
   const keepStored = engine.keepStored !== false && nativeAddon() !== null;
   const take = packWhileReading(config, packed, { shapes, quantize: engine.quantize, keepStored, file: weightsFile });
-  const stored = readModelWeights(dir, base, take);
+  const stored = readModelWeights(dir, base, take, { mmap: engine.mmap !== false });
   // GPTQ's matrices are packed as stored.
   if (gptq) for (const [name, pk] of packGptq(stored, gptq, weightsFile)) packed.set(name, pk);
   for (const name of packed.keys())
@@ -152,7 +160,7 @@ async function loadGguf(file: string, engine: PackedOptions): Promise<LoadedMode
     throw new LlmboxError('GGUF file not found', { file, fix: 'pass the path of a .gguf file' });
   await initEngine(engine);
   // Matrices stay in the file's type, outside the tensor heap (a float32 copy of a quantized model is never made).
-  const g = readGgufModel(file, { keepPacked: true });
+  const g = readGgufModel(file, { keepPacked: true, mmap: engine.mmap !== false });
   const config = parseConfig(g.config, file);
   const packed = engine.quantize ? packLinears(config, g.raw, engine.quantize) : new Map();
   for (const [k, v] of g.packed) packed.set(k, v);

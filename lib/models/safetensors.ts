@@ -1,6 +1,6 @@
 import { closeSync, openSync, readSync, readFileSync, fstatSync, writeSync } from 'node:fs';
 import { resolve, sep } from 'node:path';
-import { allocWeightBytes } from '../engine/native.js';
+import { allocWeightBytes, mapWeightFile } from '../engine/native.js';
 import { LlmboxError } from '../errors.js';
 import { writeFileAtomicWith } from '../util/fs.js';
 
@@ -78,8 +78,16 @@ interface Span {
   end: number;
 }
 
-/** Reads every tensor of a .safetensors file, validating the header against the file; `take` may keep some as stored. */
-export function readSafetensors(file: string, take?: TakeStored): Map<string, RawTensor> {
+/**
+ * Reads every tensor of a .safetensors file, validating the header against the file; `take` may keep
+ * some as stored. With `mmap`, the file is mapped and the stored bytes are views of the mapping
+ * (copy-on-write: changing them never changes the file).
+ */
+export function readSafetensors(
+  file: string,
+  take?: TakeStored,
+  opts: { mmap?: boolean } = {},
+): Map<string, RawTensor> {
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -87,10 +95,16 @@ export function readSafetensors(file: string, take?: TakeStored): Map<string, Ra
     throw new LlmboxError(`cannot open weights: ${(e as Error).message}`, { file, fix: 'check the model folder path' });
   }
   try {
-    const { spans, dataStart } = readHeader(fd, file);
+    const { spans, dataStart, size } = readHeader(fd, file);
+    const mapped = opts.mmap ? mapWeightFile(file) : null;
+    // The spans checked above are the file's when it was opened: one that changed since is not trusted.
+    if (mapped && mapped.byteLength !== size)
+      throw new LlmboxError('the file changed while it was opened', { file, fix: 'load it again once it is written' });
     const out = new Map<string, RawTensor>();
     for (const s of spans) {
-      const bytes = readAt(fd, s.end - s.begin, dataStart + s.begin);
+      const at = dataStart + s.begin;
+      // Views need their element size's alignment: a header not padded to 8 bytes leaves them read.
+      const bytes = mapped && at % 8 === 0 ? mapped.subarray(at, dataStart + s.end) : readAt(fd, s.end - s.begin, at);
       if (take?.(s.name, { shape: s.shape, dtype: s.dtype, bytes })) continue;
       out.set(s.name, { shape: s.shape, data: decode(s.dtype, bytes) });
     }
@@ -111,8 +125,8 @@ function readAt(fd: number, length: number, position: number): Uint8Array {
   return out;
 }
 
-/** The header's tensors in file order, each checked against the file's size, and where their data starts. */
-function readHeader(fd: number, file: string): { spans: Span[]; dataStart: number } {
+/** The header's tensors in file order, each checked against the file's size, where their data starts, and the size. */
+function readHeader(fd: number, file: string): { spans: Span[]; dataStart: number; size: number } {
   const size = fstatSync(fd).size;
   const lenBuf = Buffer.alloc(8);
   if (size < 8 || readSync(fd, lenBuf, 0, 8, 0) !== 8) {
@@ -181,7 +195,7 @@ function readHeader(fd: number, file: string): { spans: Span[]; dataStart: numbe
       );
     }
   }
-  return { spans, dataStart };
+  return { spans, dataStart, size };
 }
 
 /** A tensor to write in `dtype`, its bytes given in pieces (a large model need never be in memory at once). */
@@ -246,7 +260,12 @@ function writeAll(fd: number, bytes: Uint8Array): number {
 }
 
 /** Reads a model's weights: model.safetensors, or the shards listed by model.safetensors.index.json (`base` for another name than model). */
-export function readModelWeights(dir: string, base = 'model', take?: TakeStored): Map<string, RawTensor> {
+export function readModelWeights(
+  dir: string,
+  base = 'model',
+  take?: TakeStored,
+  opts: { mmap?: boolean } = {},
+): Map<string, RawTensor> {
   const single = `${dir}/${base}.safetensors`;
   const index = `${dir}/${base}.safetensors.index.json`;
   let indexJson: { weight_map?: Record<string, string> } | undefined;
@@ -259,7 +278,7 @@ export function readModelWeights(dir: string, base = 'model', take?: TakeStored)
   }
   if (!indexJson) {
     try {
-      return readSafetensors(single, take);
+      return readSafetensors(single, take, opts);
     } catch (e) {
       if (e instanceof LlmboxError && /cannot open/.test(e.message)) {
         throw new LlmboxError('no weights found', {
@@ -287,7 +306,7 @@ export function readModelWeights(dir: string, base = 'model', take?: TakeStored)
         fix: 'shards are file names inside the model folder',
       });
     }
-    for (const [k, v] of readSafetensors(path, keep)) out.set(k, v);
+    for (const [k, v] of readSafetensors(path, keep, opts)) out.set(k, v);
   }
   for (const name of Object.keys(indexJson.weight_map)) {
     if (!out.has(name) && !taken.has(name)) {
