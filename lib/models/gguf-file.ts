@@ -58,10 +58,11 @@ export interface GgufFile {
   version: number;
   metadata: Map<string, GgufValue>;
   tensors: GgufTensorInfo[];
-  /** One tensor's raw bytes: a copy, or with `mmap` a copy-on-write view of the mapped file. */
-  read(t: GgufTensorInfo): Uint8Array;
-  /** Whether read returns views of the mapped file (changing which copies pages, small ones). */
-  mapped: boolean;
+  /**
+   * One tensor's raw bytes: with `mmap` a copy-on-write view of the mapped file, else (or with `own`:
+   * bytes to change in place, whose mapped pages would be copied in small pages) a copy.
+   */
+  read(t: GgufTensorInfo, own?: boolean): Uint8Array;
   close(): void;
 }
 
@@ -223,11 +224,10 @@ export function openGguf(file: string, opts: { mmap?: boolean } = {}): GgufFile 
       version,
       metadata,
       tensors,
-      mapped: mapped !== null,
-      read(t) {
+      read(t, own = false) {
         const at = dataStart + t.offset;
         // Views need their element size's alignment (a file with general.alignment 1 is read instead).
-        if (mapped && at % 8 === 0) return mapped.subarray(at, at + t.bytes);
+        if (mapped && !own && at % 8 === 0) return mapped.subarray(at, at + t.bytes);
         // One read returns at most about 2 GiB on Linux: a large tensor takes several.
         const out = allocWeightBytes(t.bytes);
         for (let done = 0; done < t.bytes;) {

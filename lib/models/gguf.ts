@@ -5,7 +5,6 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { allocWeightBytes } from '../engine/native.js';
 import { LlmboxError } from '../errors.js';
 import type { ModelConfig } from './config.js';
 import { decodeGgml, encodeGgml } from './ggml-quants.js';
@@ -86,12 +85,6 @@ function permuteHeads<T extends Float32Array | Uint8Array>(data: T, heads: numbe
     }
   }
   return data;
-}
-
-function ownCopy(bytes: Uint8Array): Uint8Array {
-  const out = allocWeightBytes(bytes.byteLength);
-  out.set(bytes);
-  return out;
 }
 
 function meta<T extends GgufValue['value']>(file: GgufFile, key: string): T | undefined {
@@ -176,11 +169,8 @@ export function readGgufModel(file: string, opts: { keepPacked?: boolean; mmap?:
             : (config.num_key_value_heads as number);
       types.set(name, ggmlTypeName(t.type));
       if (opts.keepPacked && shape.length === 2 && t.type !== GGML.F32) {
-        // Rows are whole units in every type: un-permuting q and k moves byte rows, in a copy of their
-        // own (in place, a mapped file's huge pages would be split into small copied ones).
-        const bytes = heads
-          ? permuteHeads(g.mapped ? ownCopy(g.read(t)) : g.read(t), heads, t.bytes / shape[0], true)
-          : g.read(t);
+        // Rows are whole units in every type: un-permuting q and k moves byte rows, in a copy of their own.
+        const bytes = heads ? permuteHeads(g.read(t, true), heads, t.bytes / shape[0], true) : g.read(t);
         packed.set(name, packedFromBytes(bytes, t.type, shape[0], shape[1]));
         continue;
       }
