@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <stdbool.h>
+#include "finite.h"
 #include "huge_alloc.h"
 #include "map_file.h"
 #include "pool.h"
@@ -1085,6 +1086,43 @@ static napi_value QuantizeRows(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+typedef struct {
+  const void *values;
+  int64_t begin, end, found;
+  int type;
+} finite_job;
+
+static void *finite_run(void *arg) {
+  finite_job *t = (finite_job *)arg;
+  t->found = first_non_finite(t->values, t->begin, t->end, t->type);
+  return NULL;
+}
+
+// firstNonFinite(bytes, type): the index of the first NaN or Inf among the f32/f16/bf16 values, or -1.
+static napi_value FirstNonFinite(napi_env env, napi_callback_info info) {
+  size_t argc = 2, len;
+  napi_value argv[2], out;
+  uint8_t *bytes;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2 || !get_view(env, argv[0], napi_uint8_array, "a Uint8Array of stored values", (void **)&bytes, &len))
+    return NULL;
+  const int type = (int)get_i64(env, argv[1]);
+  const size_t width = type == T_F32 ? 4 : type == T_F16 || type == T_BF16 ? 2 : 0;
+  if (!width || len % width || (uintptr_t)bytes % width) {
+    napi_throw_range_error(env, NULL, "llmbox_native.firstNonFinite: expected f32, f16 or bf16 values aligned to their width");
+    return NULL;
+  }
+  const int64_t count = (int64_t)(len / width);
+  const int threads = (double)count < 4.0 * SMALL_WORK ? 1 : configured_threads, tasks = tasks_for(threads);
+  finite_job jobs[MAX_TASKS];
+  for (int t = 0; t < tasks; t++) jobs[t] = (finite_job){bytes, count * t / tasks, count * (t + 1) / tasks, -1, type};
+  pool_run(finite_run, jobs, sizeof jobs[0], tasks, threads);
+  int64_t found = -1;
+  for (int t = 0; t < tasks && found < 0; t++) found = jobs[t].found; // tasks are in order: the first found is the first
+  CHECK(napi_create_int64(env, found, &out));
+  return out;
+}
+
 static void free_weights(napi_env env, void *data, void *hint) {
   const size_t bytes = (size_t)(uintptr_t)hint;
   huge_free(data, bytes);
@@ -1118,29 +1156,42 @@ static napi_value AllocWeights(napi_env env, napi_callback_info info) {
   return out;
 }
 
-static void free_mapping(napi_env env, void *data, void *hint) { unmap_file(data, (size_t)(uintptr_t)hint); }
+typedef struct {
+  void *base;
+  size_t span;
+} mapping;
 
-// mapFile(path): the file's bytes as an ArrayBuffer mapped copy-on-write (map_file.c). V8 is not told
-// the size: clean file pages are the page cache's, which the system reclaims without the collector.
+static void free_mapping(napi_env env, void *data, void *hint) {
+  mapping *m = (mapping *)hint;
+  unmap_file(m->base, m->span);
+  free(m);
+}
+
+// mapFile(path, offset, length): those bytes of the file as an ArrayBuffer mapped copy-on-write
+// (map_file.c). V8 is not told the size: clean file pages are the page cache's, which the system
+// reclaims without the collector.
 static napi_value MapFile(napi_env env, napi_callback_info info) {
-  size_t argc = 1, n = 0;
-  napi_value argv[1], out;
+  size_t argc = 3, n = 0;
+  napi_value argv[3], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char path[4096];
-  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &n) != napi_ok || n >= sizeof path - 1) {
-    napi_throw_type_error(env, NULL, "llmbox_native.mapFile: expected a file path");
+  if (argc < 3 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &n) != napi_ok || n >= sizeof path - 1) {
+    napi_throw_type_error(env, NULL, "llmbox_native.mapFile: expected a file path, an offset and a length");
     return NULL;
   }
-  size_t len = 0;
-  void *p = map_file(path, &len);
+  const int64_t offset = get_i64(env, argv[1]), length = get_i64(env, argv[2]);
+  mapping *m = malloc(sizeof *m);
+  void *p = m ? map_file(path, offset, length, &m->base, &m->span) : NULL;
   if (!p) {
     char msg[4200];
-    snprintf(msg, sizeof msg, "llmbox_native.mapFile: cannot map %s: %s", path, strerror(errno));
+    snprintf(msg, sizeof msg, "llmbox_native.mapFile: cannot map %s: %s", path, strerror(m ? errno : ENOMEM));
+    free(m);
     napi_throw_error(env, NULL, msg);
     return NULL;
   }
-  if (napi_create_external_arraybuffer(env, p, len, free_mapping, (void *)(uintptr_t)len, &out) != napi_ok) {
-    unmap_file(p, len);
+  if (napi_create_external_arraybuffer(env, p, (size_t)length, free_mapping, m, &out) != napi_ok) {
+    unmap_file(m->base, m->span);
+    free(m);
     napi_throw_error(env, NULL, "llmbox_native.mapFile: N-API refused an external buffer");
     return NULL;
   }
@@ -1159,6 +1210,7 @@ NAPI_MODULE_INIT() {
       {"quantizeRows", NULL, QuantizeRows, NULL, NULL, NULL, napi_default, NULL},
       {"allocWeights", NULL, AllocWeights, NULL, NULL, NULL, napi_default, NULL},
       {"mapFile", NULL, MapFile, NULL, NULL, NULL, napi_default, NULL},
+      {"firstNonFinite", NULL, FirstNonFinite, NULL, NULL, NULL, napi_default, NULL},
       {"rmsNorm", NULL, RmsNorm, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_default, NULL},

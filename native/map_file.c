@@ -5,47 +5,52 @@
 #include "map_file.h"
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_PAGE ((uintptr_t)2 << 20)
 
-void *map_file(const char *path, size_t *len) {
-  const int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NULL;
+static void *map_open(int fd, int64_t offset, int64_t length, void **base, size_t *span) {
   struct stat st;
-  if (fstat(fd, &st) != 0 || st.st_size <= 0) {
-    if (st.st_size <= 0) errno = EINVAL;
-    close(fd);
+  if (fstat(fd, &st) != 0) return NULL;
+  if (offset < 0 || length <= 0 || offset > st.st_size || length > st.st_size - offset) {
+    errno = EINVAL;
     return NULL;
   }
-  *len = (size_t)st.st_size;
-  const size_t span = ((*len + 4095) & ~(size_t)4095) + HUGE_PAGE;
-  // Reserved one huge page larger and the file placed on a 2 MiB boundary in it: where the page cache
-  // holds a 2 MiB folio, the kernel can map it with one page-table entry.
-  uint8_t *raw = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  uint8_t *p = MAP_FAILED;
-  if (raw != MAP_FAILED) {
-    uint8_t *at = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    p = mmap(at, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0);
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  const uintptr_t start = (uintptr_t)offset & ~(page - 1), delta = (uintptr_t)offset - start;
+  const size_t len = ((size_t)(delta + (uintptr_t)length) + page - 1) & ~(page - 1);
+  // Reserved one huge page larger, the file placed so that its address and offset agree modulo 2 MiB:
+  // where the page cache holds a 2 MiB folio, the kernel can map it with one page-table entry.
+  uint8_t *raw = mmap(NULL, len + HUGE_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return NULL;
+  uint8_t *at = raw + ((start - (uintptr_t)raw) & (HUGE_PAGE - 1));
+  if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, (off_t)start) == MAP_FAILED) {
     const int saved = errno;
-    if (p == MAP_FAILED) munmap(raw, span);
-    else {
-      if (at > raw) munmap(raw, (size_t)(at - raw));
-      if (raw + HUGE_PAGE > at) munmap(at + span - HUGE_PAGE, (size_t)(raw + HUGE_PAGE - at));
-    }
+    munmap(raw, len + HUGE_PAGE);
     errno = saved;
+    return NULL;
   }
+  if (at > raw) munmap(raw, (size_t)(at - raw));
+  munmap(at + len, (size_t)(raw + HUGE_PAGE - at)); // at lies less than a huge page past raw
+#ifdef MADV_HUGEPAGE
+  madvise(at, len, MADV_HUGEPAGE); // advice: faults read 2 MiB folios where the file system has them
+#endif
+  madvise(at, len, MADV_WILLNEED); // reading ahead starts now, not one fault at a time
+  *base = at;
+  *span = len;
+  return at + delta;
+}
+
+void *map_file(const char *path, int64_t offset, int64_t length, void **base, size_t *span) {
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  void *p = map_open(fd, offset, length, base, span);
   const int saved = errno;
   close(fd); // the mapping keeps the file
   errno = saved;
-  if (p == MAP_FAILED) return NULL;
-#ifdef MADV_HUGEPAGE
-  madvise(p, *len, MADV_HUGEPAGE);
-#endif
   return p;
 }
 
-void unmap_file(void *p, size_t len) { munmap(p, len); }
+void unmap_file(void *base, size_t span) { munmap(base, span); }

@@ -1,9 +1,10 @@
 #ifndef LLMBOX_MAP_FILE_H
 #define LLMBOX_MAP_FILE_H
 #include <stddef.h>
-// The whole file at `path` mapped copy-on-write (writes stay private to the process), starting on a
-// 2 MiB boundary; NULL with errno set on failure (an empty file fails with EINVAL). Unmapped with
-// unmap_file(p, len).
-void *map_file(const char *path, size_t *len);
-void unmap_file(void *p, size_t len);
+#include <stdint.h>
+// Bytes [offset, offset + length) of the file at `path` mapped copy-on-write (writes stay private to
+// the process): returns the address of byte `offset`, and in *base and *span what unmap_file takes;
+// NULL with errno set on failure (EINVAL for a range outside the file or of no bytes).
+void *map_file(const char *path, int64_t offset, int64_t length, void **base, size_t *span);
+void unmap_file(void *base, size_t span);
 #endif

@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { loadNative, mapWeightFile } from '../lib/engine/native.js';
+import { mapRanges } from '../lib/models/mapped.js';
 import { GGML } from '../lib/models/gguf-file.js';
 import { encodeGgml } from '../lib/models/ggml-quants.js';
 import { loadModel, type LoadedModel } from '../lib/models/load.js';
@@ -32,9 +33,10 @@ function logits(m: LoadedModel): Float32Array {
   );
 }
 
-/** Whether every packed matrix of `m` is a view of one buffer `size` bytes long: the mapped file. */
-const viewsOfFile = (m: LoadedModel, size: number) =>
-  [...m.model.packed.values()].every((p) => p.weights.buffer.byteLength === size);
+/** A view into a larger buffer (a mapping of the file holds many tensors; a read tensor has a buffer of its own). */
+const isView = (a: Uint8Array) => a.byteLength < a.buffer.byteLength;
+const allViews = (m: LoadedModel) => [...m.model.packed.values()].every((p) => isView(p.weights));
+const noViews = (m: LoadedModel) => [...m.model.packed.values()].every((p) => !isView(p.weights));
 
 /** stories260K as a bf16 folder (its matrices kept as stored, where the add-on multiplies them). */
 function bf16Folder(): string {
@@ -63,20 +65,49 @@ function unalignedCopy(dir: string): string {
 }
 
 describe.skipIf(!loadNative().addon)('weights mapped from their files', () => {
-  it('a mapped file is its bytes, copy-on-write, and a missing or empty file is refused by name', () => {
+  it('a mapped range is its bytes, copy-on-write; a missing file, an empty range or one past the end are refused', () => {
     const dir = tmp();
     const file = join(dir, 'w.bin');
     const bytes = Uint8Array.from({ length: 3 << 20 }, (_, i) => (i * 7919) & 255);
     writeFileSync(file, bytes);
-    const m = mapWeightFile(file)!;
-    expect(m.byteLength).toBe(bytes.length);
-    expect(Buffer.compare(Buffer.from(m), Buffer.from(bytes))).toBe(0);
-    m[5] = 99; // a private copy of the page: the file keeps its byte
-    expect(m[5]).toBe(99);
-    expect(readFileSync(file)[5]).toBe(bytes[5]);
-    expect(() => mapWeightFile(join(dir, 'missing.bin'))).toThrow(/cannot map .*missing\.bin: No such file/);
-    writeFileSync(join(dir, 'empty.bin'), '');
-    expect(() => mapWeightFile(join(dir, 'empty.bin'))).toThrow(/cannot map .*empty\.bin: Invalid argument/);
+    for (const [offset, length] of [
+      [0, bytes.length],
+      [4096, 100],
+      [(2 << 20) + 12345, 777777],
+    ]) {
+      const m = mapWeightFile(file, offset, length)!;
+      expect(m.byteLength).toBe(length);
+      expect(Buffer.compare(Buffer.from(m), Buffer.from(bytes.subarray(offset, offset + length)))).toBe(0);
+      m[5] = m[5] ^ 1; // a private copy of the page: the file keeps its byte
+      expect(readFileSync(file)[offset + 5]).toBe(bytes[offset + 5]);
+    }
+    const missing = join(dir, 'missing.bin');
+    expect(() => loadNative().addon!.mapFile(missing, 0, 1)).toThrow(/cannot map .*missing\.bin: No such file/);
+    expect(mapWeightFile(missing, 0, 1)).toBeNull(); // the caller reads it, and says what is wrong
+    for (const [offset, length] of [
+      [0, 0],
+      [bytes.length - 10, 11],
+      [-1, 5],
+    ])
+      expect(() => loadNative().addon!.mapFile(file, offset, length)).toThrow(/Invalid argument/);
+  });
+
+  it('ranges are mapped in windows that end where a range ends; unaligned and empty ones are left to be read', () => {
+    const file = join(tmp(), 'w.bin');
+    const bytes = Uint8Array.from({ length: 1 << 20 }, (_, i) => (i * 31 + (i >> 8)) & 255);
+    writeFileSync(file, bytes);
+    const ranges: [number, number][] = [];
+    for (let at = 0; at + 9000 < bytes.length; at += 9000) ranges.push([at, at + 8000 + (at % 7) * 100]);
+    ranges.push([100001, 100500], [200000, 200000], [0, bytes.length]); // unaligned, empty, larger than a window
+    const views = mapRanges(file, [...ranges].reverse(), 64 << 10).reverse();
+    const windows = new Set(views.map((v) => v?.buffer));
+    ranges.forEach(([begin, end], i) => {
+      const v = views[i];
+      if (i === ranges.length - 3 || i === ranges.length - 2) return expect(v).toBeNull();
+      expect(Buffer.compare(Buffer.from(v!), Buffer.from(bytes.subarray(begin, end))), `range ${i}`).toBe(0);
+      expect(v!.buffer.byteLength).toBeLessThanOrEqual(Math.max(64 << 10, end - begin));
+    });
+    expect(windows.size).toBeGreaterThan(10);
   });
 
   it('a GGUF loads mapped and read alike: same matrices and logits, and q and k are un-permuted without touching the file', async () => {
@@ -85,13 +116,12 @@ describe.skipIf(!loadNative().addon)('weights mapped from their files', () => {
     const before = sha(file);
     const mapped = await loadModel(file);
     const read = await loadModel(file, { mmap: false });
-    const size = statSync(file).size;
     // The matrices other than q and k (un-permuted in copies of their own) are views of the mapping.
     const qk = (name: string) => /\.(q_proj|k_proj)\./.test(name);
-    const ofFile = [...mapped.model.packed].map(([name, p]) => [qk(name), p.weights.buffer.byteLength === size]);
+    const ofFile = [...mapped.model.packed].map(([name, p]) => [qk(name), isView(p.weights)]);
     expect(ofFile.filter(([isQk]) => !isQk).length).toBeGreaterThan(0);
     expect(ofFile.every(([isQk, view]) => isQk !== view)).toBe(true);
-    expect(viewsOfFile(read, size)).toBe(false);
+    expect(noViews(read)).toBe(true);
     for (const [name, p] of mapped.model.packed)
       expect(Buffer.compare(Buffer.from(p.weights), Buffer.from(read.model.packed.get(name)!.weights)), name).toBe(0);
     expect(logits(mapped)).toEqual(logits(read));
@@ -105,14 +135,14 @@ describe.skipIf(!loadNative().addon)('weights mapped from their files', () => {
     const file = join(dir, 'model.safetensors');
     const mapped = await loadModel(dir);
     expect(mapped.model.packed.size).toBeGreaterThan(0);
-    expect(viewsOfFile(mapped, statSync(file).size)).toBe(true);
+    expect(allViews(mapped)).toBe(true);
     const read = await loadModel(dir, { mmap: false });
-    expect(viewsOfFile(read, statSync(file).size)).toBe(false);
+    expect(noViews(read)).toBe(true);
     const want = logits(read);
     expect(logits(mapped)).toEqual(want);
     const odd = unalignedCopy(dir);
     const fromOdd = await loadModel(odd);
-    expect(viewsOfFile(fromOdd, statSync(join(odd, 'model.safetensors')).size)).toBe(false);
+    expect(noViews(fromOdd)).toBe(true);
     expect(logits(fromOdd)).toEqual(want);
     for (const m of [mapped, read, fromOdd]) m.model.dispose();
     // The float32 values decoded from a mapping are the file's.

@@ -209,6 +209,29 @@ describe('matrices held outside the heap in ggml types', () => {
     expect(() => addon.allocWeights(0)).toThrow(/positive number of bytes/);
   });
 
+  it.skipIf(!loadNative().addon)('the add-on finds the first NaN or Inf of stored values, wherever it lies', () => {
+    const addon = loadNative().addon!;
+    // Over 4M values the scan is split into tasks: bad values at task and stretch edges, and more than one.
+    const n = (4 << 20) + 4099;
+    const kinds = [
+      { type: 0, width: 4, bad: [0x7fc00000, 0x7f800000, 0xff800000], fine: [0x3f800000, 0x7f7fffff, 0x80000001] },
+      { type: 1, width: 2, bad: [0x7e00, 0x7c00, 0xfc00], fine: [0x3c00, 0x7bff, 0x8001] },
+      { type: 30, width: 2, bad: [0x7fc0, 0x7f80, 0xff80], fine: [0x3f80, 0x7f7f, 0x8001] },
+    ];
+    for (const { type, width, bad, fine } of kinds) {
+      const values = width === 4 ? new Uint32Array(n) : new Uint16Array(n);
+      for (let i = 0; i < n; i++) values[i] = fine[i % fine.length];
+      const bytes = new Uint8Array(values.buffer);
+      expect(addon.firstNonFinite(bytes, type)).toBe(-1);
+      for (const at of [n - 1, (n / 3) | 0, 4096, 4095, 0]) {
+        values[at] = bad[at % bad.length];
+        expect(addon.firstNonFinite(bytes, type), `type ${type} at ${at}`).toBe(at);
+      }
+      expect(() => addon.firstNonFinite(bytes.subarray(1, 1 + 2 * width), type)).toThrow(/aligned/);
+    }
+    expect(() => addon.firstNonFinite(new Uint8Array(8), 8)).toThrow(/f32, f16 or bf16/);
+  });
+
   it('the native kernel is the one that runs on wasm with the add-on, and refuses mismatched bytes', async () => {
     const info = await initEngine();
     if (!info.native.enabled) return; // the plain-wasm and cpu runs check the fallback above

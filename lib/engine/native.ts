@@ -75,8 +75,10 @@ export interface NativeAddon {
   rmsNorm(heap: Float32Array, x: number, w: number, out: number, rows: number, dim: number, eps: number): void;
   /** An ArrayBuffer of `bytes` zeros outside the V8 heap, in huge pages where the system gives them. */
   allocWeights(bytes: number): ArrayBuffer;
-  /** The whole file as an ArrayBuffer mapped copy-on-write (writes stay in this process); throws naming the file. */
-  mapFile(path: string): ArrayBuffer;
+  /** Bytes [offset, offset + length) of the file as an ArrayBuffer mapped copy-on-write (writes stay in this process); throws naming the file. */
+  mapFile(path: string, offset: number, length: number): ArrayBuffer;
+  /** The index of the first NaN or Inf among values stored as type (0 f32, 1 f16, 30 bf16; aligned to their width), or -1. */
+  firstNonFinite(bytes: Uint8Array, type: number): number;
   setThreads(n: number): void;
   getThreads(): number;
   blasInfo(): string;
@@ -106,13 +108,19 @@ export function allocWeightBytes(n: number): Uint8Array {
 }
 
 /**
- * The file's bytes mapped copy-on-write outside the V8 heap, for weights used where they lie: a model
- * loads without a copy and shares its pages with the page cache. Null without the add-on (or with an
- * add-on built before mapFile existed): the caller reads the file instead.
+ * Bytes [offset, offset + length) of the file mapped copy-on-write outside the V8 heap, for weights
+ * used where they lie: a model loads without a copy and shares its pages with the page cache. Null
+ * without the add-on (or one built before mapFile existed), or where the system cannot map the file:
+ * the caller reads it instead.
  */
-export function mapWeightFile(path: string): Uint8Array | null {
+export function mapWeightFile(path: string, offset: number, length: number): Uint8Array | null {
   const addon = loadNative().addon;
-  return addon && typeof addon.mapFile === 'function' ? new Uint8Array(addon.mapFile(path)) : null;
+  if (!addon || typeof addon.mapFile !== 'function') return null;
+  try {
+    return new Uint8Array(addon.mapFile(path, offset, length));
+  } catch {
+    return null; // a file system that cannot map (or a file cut short since its header was read)
+  }
 }
 
 /** Loads build/llmbox_native.node once. LLMBOX_NATIVE=0 disables it (for comparisons). */

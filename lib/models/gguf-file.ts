@@ -4,7 +4,8 @@
  * tensors mean for a LLaMA model is gguf.ts.
  */
 import { closeSync, openSync, readSync, fstatSync, writeSync } from 'node:fs';
-import { allocWeightBytes, mapWeightFile } from '../engine/native.js';
+import { allocWeightBytes } from '../engine/native.js';
+import { mapRanges } from './mapped.js';
 import { LlmboxError } from '../errors.js';
 import { writeFileAtomicWith } from '../util/fs.js';
 
@@ -216,22 +217,25 @@ export function openGguf(file: string, opts: { mmap?: boolean } = {}): GgufFile 
       if (dataStart + t.offset + t.bytes > size)
         throw new LlmboxError(`tensor ${t.name} runs past the end of the file (truncated download?)`, { file });
     }
-    const mapped = opts.mmap ? mapWeightFile(file) : null;
-    // The sizes checked above are the file's when it was opened: one that changed since is not trusted.
-    if (mapped && mapped.byteLength !== size)
-      throw new LlmboxError('the file changed while it was opened', { file, fix: 'load it again once it is written' });
+    const at = (t: GgufTensorInfo) => dataStart + t.offset;
+    const mapped = opts.mmap
+      ? mapRanges(
+          file,
+          tensors.map((t) => [at(t), at(t) + t.bytes]),
+        )
+      : [];
+    const views = new Map(mapped.map((v, i) => [tensors[i], v]));
     return {
       version,
       metadata,
       tensors,
       read(t, own = false) {
-        const at = dataStart + t.offset;
-        // Views need their element size's alignment (a file with general.alignment 1 is read instead).
-        if (mapped && !own && at % 8 === 0) return mapped.subarray(at, at + t.bytes);
+        const view = own ? null : views.get(t);
+        if (view) return view;
         // One read returns at most about 2 GiB on Linux: a large tensor takes several.
         const out = allocWeightBytes(t.bytes);
         for (let done = 0; done < t.bytes;) {
-          const n = readSync(fd, out, done, t.bytes - done, at + done);
+          const n = readSync(fd, out, done, t.bytes - done, at(t) + done);
           if (n === 0) throw new LlmboxError(`tensor ${t.name} ends early (file truncated?)`, { file });
           done += n;
         }

@@ -136,6 +136,20 @@ function encodeStored(code: number, bytes: Uint8Array, storedType: number): Uint
 
 /** NaN or Inf in a stored f32/f16/bf16 tensor (all exponent bits set) would load as believable logits or scales: refused by element. */
 function refuseNonFinite(name: string, t: StoredTensor, file: string): void {
+  const bad = firstNonFinite(t);
+  if (bad < 0) return;
+  throw new LlmboxError(`tensor ${name} holds NaN/Inf values (first at element ${bad})`, {
+    file,
+    field: name,
+    fix: 'the weights are damaged (a diverged run or a bad conversion): use another checkpoint',
+  });
+}
+
+/** The index of the first value with all exponent bits set, or -1: by the add-on where it can (a 7B model's matrices in well under a second), else here. */
+function firstNonFinite(t: StoredTensor): number {
+  const addon = loadNative().addon;
+  if (addon && typeof addon.firstNonFinite === 'function' && t.bytes.byteOffset % 4 === 0)
+    return addon.firstNonFinite(t.bytes, t.dtype === 'F32' ? GGML.F32 : STORED_TYPES[t.dtype]!);
   const bytes = t.bytes.byteOffset % 4 ? new Uint8Array(t.bytes) : t.bytes;
   const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
   let bad = -1;
@@ -153,10 +167,5 @@ function refuseNonFinite(name: string, t: StoredTensor, file: string): void {
     const n = bytes.byteLength >> 1;
     if (bad < 0 && n % 2 && ((bytes[2 * n - 2] | (bytes[2 * n - 1] << 8)) & exp) === exp) bad = n - 1;
   }
-  if (bad < 0) return;
-  throw new LlmboxError(`tensor ${name} holds NaN/Inf values (first at element ${bad})`, {
-    file,
-    field: name,
-    fix: 'the weights are damaged (a diverged run or a bad conversion): use another checkpoint',
-  });
+  return bad;
 }

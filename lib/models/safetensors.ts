@@ -1,8 +1,9 @@
 import { closeSync, openSync, readSync, readFileSync, fstatSync, writeSync } from 'node:fs';
 import { resolve, sep } from 'node:path';
-import { allocWeightBytes, mapWeightFile } from '../engine/native.js';
+import { allocWeightBytes } from '../engine/native.js';
 import { LlmboxError } from '../errors.js';
 import { writeFileAtomicWith } from '../util/fs.js';
+import { mapRanges } from './mapped.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64';
 
@@ -95,16 +96,16 @@ export function readSafetensors(
     throw new LlmboxError(`cannot open weights: ${(e as Error).message}`, { file, fix: 'check the model folder path' });
   }
   try {
-    const { spans, dataStart, size } = readHeader(fd, file);
-    const mapped = opts.mmap ? mapWeightFile(file) : null;
-    // The spans checked above are the file's when it was opened: one that changed since is not trusted.
-    if (mapped && mapped.byteLength !== size)
-      throw new LlmboxError('the file changed while it was opened', { file, fix: 'load it again once it is written' });
+    const { spans, dataStart } = readHeader(fd, file);
+    const views = opts.mmap
+      ? mapRanges(
+          file,
+          spans.map((s) => [dataStart + s.begin, dataStart + s.end]),
+        )
+      : [];
     const out = new Map<string, RawTensor>();
-    for (const s of spans) {
-      const at = dataStart + s.begin;
-      // Views need their element size's alignment: a header not padded to 8 bytes leaves them read.
-      const bytes = mapped && at % 8 === 0 ? mapped.subarray(at, dataStart + s.end) : readAt(fd, s.end - s.begin, at);
+    for (const [i, s] of spans.entries()) {
+      const bytes = views[i] ?? readAt(fd, s.end - s.begin, dataStart + s.begin);
       if (take?.(s.name, { shape: s.shape, dtype: s.dtype, bytes })) continue;
       out.set(s.name, { shape: s.shape, data: decode(s.dtype, bytes) });
     }
@@ -125,8 +126,8 @@ function readAt(fd: number, length: number, position: number): Uint8Array {
   return out;
 }
 
-/** The header's tensors in file order, each checked against the file's size, where their data starts, and the size. */
-function readHeader(fd: number, file: string): { spans: Span[]; dataStart: number; size: number } {
+/** The header's tensors in file order, each checked against the file's size, and where their data starts. */
+function readHeader(fd: number, file: string): { spans: Span[]; dataStart: number } {
   const size = fstatSync(fd).size;
   const lenBuf = Buffer.alloc(8);
   if (size < 8 || readSync(fd, lenBuf, 0, 8, 0) !== 8) {
@@ -195,7 +196,7 @@ function readHeader(fd: number, file: string): { spans: Span[]; dataStart: numbe
       );
     }
   }
-  return { spans, dataStart, size };
+  return { spans, dataStart };
 }
 
 /** A tensor to write in `dtype`, its bytes given in pieces (a large model need never be in memory at once). */
