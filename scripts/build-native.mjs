@@ -7,9 +7,16 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const srcs = ['llmbox_native.c', 'int8_gemm.c', 'pool.c', 'quantize.c', 'pair_dot.c', 'huge_alloc.c', 'map_file.c', 'finite.c'].map(
-  (f) => join(root, 'native', f),
-);
+const srcs = [
+  'llmbox_native.c',
+  'int8_gemm.c',
+  'pool.c',
+  'quantize.c',
+  'pair_dot.c',
+  'huge_alloc.c',
+  'map_file.c',
+  'finite.c',
+].map((f) => join(root, 'native', f));
 const out = join(root, 'build', 'llmbox_native.node');
 const nodeInclude = [
   join(dirname(process.execPath), '..', 'include', 'node'),
