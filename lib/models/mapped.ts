@@ -19,7 +19,7 @@ export function mapRanges(
 ): (Uint8Array | null)[] {
   const out: (Uint8Array | null)[] = ranges.map(() => null);
   const order = ranges
-    .map((r, i) => i)
+    .map((_, i) => i)
     .filter((i) => ranges[i][0] % 8 === 0 && ranges[i][1] > ranges[i][0] && ranges[i][1] - ranges[i][0] <= MAX_BUFFER)
     .sort((a, b) => ranges[a][0] - ranges[b][0]);
   for (let first = 0; first < order.length;) {
