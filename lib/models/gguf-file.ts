@@ -59,11 +59,10 @@ export interface GgufFile {
   version: number;
   metadata: Map<string, GgufValue>;
   tensors: GgufTensorInfo[];
-  /**
-   * One tensor's raw bytes: with `mmap` a copy-on-write view of the mapped file, else (or with `own`:
-   * bytes to change in place, whose mapped pages would be copied in small pages) a copy.
-   */
-  read(t: GgufTensorInfo, own?: boolean): Uint8Array;
+  /** One tensor's raw bytes: with `mmap` a copy-on-write view of the mapped file, else a copy. */
+  read(t: GgufTensorInfo): Uint8Array;
+  /** Reads `out.byteLength` bytes of a tensor from its byte `begin` into `out` (from the file, mapped or not). */
+  readInto(t: GgufTensorInfo, begin: number, out: Uint8Array): void;
   close(): void;
 }
 
@@ -225,22 +224,26 @@ export function openGguf(file: string, opts: { mmap?: boolean } = {}): GgufFile 
         )
       : [];
     const views = new Map(mapped.map((v, i) => [tensors[i], v]));
+    const readInto = (t: GgufTensorInfo, begin: number, out: Uint8Array) => {
+      // One read returns at most about 2 GiB on Linux: a large tensor takes several.
+      for (let done = 0; done < out.byteLength;) {
+        const n = readSync(fd, out, done, out.byteLength - done, at(t) + begin + done);
+        if (n === 0) throw new LlmboxError(`tensor ${t.name} ends early (file truncated?)`, { file });
+        done += n;
+      }
+    };
     return {
       version,
       metadata,
       tensors,
-      read(t, own = false) {
-        const view = own ? null : views.get(t);
+      read(t) {
+        const view = views.get(t);
         if (view) return view;
-        // One read returns at most about 2 GiB on Linux: a large tensor takes several.
         const out = allocWeightBytes(t.bytes);
-        for (let done = 0; done < t.bytes;) {
-          const n = readSync(fd, out, done, t.bytes - done, at(t) + done);
-          if (n === 0) throw new LlmboxError(`tensor ${t.name} ends early (file truncated?)`, { file });
-          done += n;
-        }
+        readInto(t, 0, out);
         return out;
       },
+      readInto,
       close: () => closeSync(fd),
     };
   } catch (e) {
