@@ -69,32 +69,29 @@ const toGgufName = renamer(1);
 
 /**
  * llama.cpp's LLaMA layout rotates interleaved pairs, so its converter permutes the rows of q and k
- * within each head: HF row (j * D/2 + i) goes to row (i * 2 + j). `back` undoes it. In place (one
- * head's rows copied at a time): a loaded tensor is never held twice.
+ * within each head of D rows: HF row (j * D/2 + i) goes to row (i * 2 + j), the row this returns.
  */
-function permuteHeads<T extends Float32Array | Uint8Array>(data: T, heads: number, cols: number, back: boolean): T {
+const ggufRow = (hf: number, D: number) => (hf % (D / 2)) * 2 + Math.floor(hf / (D / 2));
+
+/** Float32 q or k rows permuted to GGUF's order, or with `back` to Hugging Face's. In place, one head copied at a time. */
+function permuteHeads(data: Float32Array, heads: number, cols: number, back: boolean): Float32Array {
   const D = data.length / cols / heads;
-  const view = data as Float32Array; // the calls below exist on both types alike
   for (let h = 0; h < heads; h++) {
-    const head = view.slice(h * D * cols, (h + 1) * D * cols);
-    for (let j = 0; j < 2; j++) {
-      for (let i = 0; i < D / 2; i++) {
-        const hf = j * (D / 2) + i;
-        const gg = i * 2 + j;
-        const [src, dst] = back ? [gg, hf] : [hf, gg];
-        view.set(head.subarray(src * cols, (src + 1) * cols), (h * D + dst) * cols);
-      }
+    const head = data.slice(h * D * cols, (h + 1) * D * cols);
+    for (let hf = 0; hf < D; hf++) {
+      const [src, dst] = back ? [ggufRow(hf, D), hf] : [hf, ggufRow(hf, D)];
+      data.set(head.subarray(src * cols, (src + 1) * cols), (h * D + dst) * cols);
     }
   }
   return data;
 }
 
 /**
- * A q or k matrix in Hugging Face's row order (permuteHeads' `back`), read from the file a head at a
- * time into a copy of its own: rows are whole units in every type, so un-permuting moves byte rows.
- * Its mapped pages are never touched, and no whole second copy is made (reading the 7B's q and k
- * whole, then moving their rows in place, took 2.4 + 1.6 s of a 4.6 s load; a head at a time, the
- * load took 1.0-1.2 s where that took 5.3-5.9, alternating).
+ * A q or k matrix in Hugging Face's row order, read from the file a head at a time into a copy of its
+ * own: rows are whole units in every type, so un-permuting moves byte rows. Its mapped pages are
+ * never touched, and no whole second copy is made (reading the 7B's q and k whole, then moving their
+ * rows in place, took 2.4 + 1.6 s of a 4.6 s load; a head at a time, the load took 1.0-1.2 s where
+ * that took 5.3-5.9, alternating).
  */
 function unpermutedRows(g: GgufFile, t: GgufTensorInfo, heads: number, rows: number): Uint8Array {
   const row = t.bytes / rows;
@@ -104,7 +101,7 @@ function unpermutedRows(g: GgufFile, t: GgufTensorInfo, heads: number, rows: num
   for (let h = 0; h < heads; h++) {
     g.readInto(t, h * D * row, head);
     for (let hf = 0; hf < D; hf++) {
-      const gg = (hf % (D / 2)) * 2 + Math.floor(hf / (D / 2));
+      const gg = ggufRow(hf, D);
       out.set(head.subarray(gg * row, (gg + 1) * row), (h * D + hf) * row);
     }
   }
