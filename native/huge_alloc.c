@@ -13,15 +13,21 @@
 
 size_t huge_alloc_len(size_t bytes) { return (bytes + 4095) & ~(size_t)4095; }
 
+void *huge_reserve(size_t len, uintptr_t phase, int prot) {
+  // Mapped one huge page larger, then trimmed to where the phase falls. The end is not rounded up to
+  // a huge page: the last partial stretch stays in small pages, so no tensor wastes up to 2 MiB.
+  uint8_t *raw = mmap(NULL, len + HUGE_PAGE, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return NULL;
+  uint8_t *p = raw + ((phase - (uintptr_t)raw) & (HUGE_PAGE - 1));
+  if (p > raw) munmap(raw, (size_t)(p - raw));
+  munmap(p + len, (size_t)(raw + HUGE_PAGE - p)); // p lies less than a huge page past raw
+  return p;
+}
+
 void *huge_alloc(size_t bytes) {
   const size_t len = huge_alloc_len(bytes);
-  // Mapped one huge page larger, then trimmed to start on a huge-page boundary. The end is not
-  // rounded up to one: the last partial stretch stays in small pages, so no tensor wastes up to 2 MiB.
-  uint8_t *raw = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return NULL;
-  uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-  if (p > raw) munmap(raw, (size_t)(p - raw));
-  if (raw + HUGE_PAGE > p) munmap(p + len, (size_t)(raw + HUGE_PAGE - p));
+  uint8_t *p = huge_reserve(len, 0, PROT_READ | PROT_WRITE);
+  if (!p) return NULL;
 #ifdef MADV_HUGEPAGE
   madvise(p, len, MADV_HUGEPAGE); // advice: where the kernel refuses it, small pages work the same
 #endif

@@ -3,13 +3,12 @@
 // hold one copy of the bytes instead of two (a 13.5 GB 7B model and its file do not both fit in 24 GB).
 #define _DEFAULT_SOURCE
 #include "map_file.h"
+#include "huge_alloc.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define HUGE_PAGE ((uintptr_t)2 << 20)
 
 static void *map_open(int fd, int64_t offset, int64_t length, void **base, size_t *span) {
   struct stat st;
@@ -21,19 +20,16 @@ static void *map_open(int fd, int64_t offset, int64_t length, void **base, size_
   const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   const uintptr_t start = (uintptr_t)offset & ~(page - 1), delta = (uintptr_t)offset - start;
   const size_t len = ((size_t)(delta + (uintptr_t)length) + page - 1) & ~(page - 1);
-  // Reserved one huge page larger, the file placed so that its address and offset agree modulo 2 MiB:
-  // where the page cache holds a 2 MiB folio, the kernel can map it with one page-table entry.
-  uint8_t *raw = mmap(NULL, len + HUGE_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return NULL;
-  uint8_t *at = raw + ((start - (uintptr_t)raw) & (HUGE_PAGE - 1));
+  // The file placed where its address and offset agree modulo 2 MiB: where the page cache holds a
+  // 2 MiB folio, the kernel can map it with one page-table entry.
+  uint8_t *at = huge_reserve(len, start, PROT_NONE);
+  if (!at) return NULL;
   if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, (off_t)start) == MAP_FAILED) {
     const int saved = errno;
-    munmap(raw, len + HUGE_PAGE);
+    munmap(at, len);
     errno = saved;
     return NULL;
   }
-  if (at > raw) munmap(raw, (size_t)(at - raw));
-  munmap(at + len, (size_t)(raw + HUGE_PAGE - at)); // at lies less than a huge page past raw
 #ifdef MADV_HUGEPAGE
   madvise(at, len, MADV_HUGEPAGE); // advice: faults read 2 MiB folios where the file system has them
 #endif
